@@ -1,0 +1,1 @@
+"""perfmon's pure core: no Textual, no subprocesses, no files, no engine or TUI imports."""

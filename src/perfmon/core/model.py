@@ -1,0 +1,227 @@
+"""The data model every layer speaks: metrics, samples, sessions and their statuses.
+
+A *sample* is one measurement ``(t, session, metric, value)``: ``t`` is wall-clock time in
+Unix seconds, ``session`` the integer id of the session that produced it (``SYSTEM_SESSION``
+for machine-wide measurements such as ``system_memory_percent``), ``metric`` a Prometheus-style
+snake_case name whose suffix gives the unit (``_seconds``, ``_bytes``, ``_percent``, ``_total``).
+
+A *metric kind* says how samples of one name combine (Prometheus' data model, see
+https://prometheus.io/docs/concepts/metric_types/, with one addition):
+
+- ``gauge``: a level that goes up and down (queue depth, RSS);
+- ``counter``: each sample is an *increment* (not a running total, unlike Prometheus'
+  exposition format), so ``count(name)`` is the sum of increments;
+- ``histogram``: observations of a distribution (timings, sizes);
+- ``value``: a one-off result of a session (a parity diff, a file size).
+
+This module is pure: no I/O, no third-party imports.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+SYSTEM_SESSION = -1
+"""Session id of machine-wide samples (system memory and CPU percent)."""
+
+METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+"""Valid metric names, as in Prometheus' data model."""
+
+
+class MetricKind(enum.StrEnum):
+    """How samples of one metric combine; see the module docstring."""
+
+    GAUGE = "gauge"
+    COUNTER = "counter"
+    HISTOGRAM = "histogram"
+    VALUE = "value"
+
+
+# Unit dimensions, derived from a metric's name suffix (Prometheus naming conventions,
+# https://prometheus.io/docs/practices/naming/#base-units).
+class Dimension(enum.StrEnum):
+    """The physical dimension of a metric or of a number with a unit."""
+
+    TIME = "time"  # seconds
+    BYTES = "bytes"
+    PERCENT = "percent"  # 0..100
+    RATIO = "ratio"  # dimensionless, 1.0 == 100%
+    COUNT = "count"  # dimensionless count of events
+    NONE = "none"  # dimensionless, unknown
+
+
+_SUFFIX_DIMENSION: tuple[tuple[str, Dimension], ...] = (
+    ("_seconds", Dimension.TIME),
+    ("_bytes", Dimension.BYTES),
+    ("_percent", Dimension.PERCENT),
+    ("_ratio", Dimension.RATIO),
+    ("_total", Dimension.COUNT),
+)
+
+
+def metric_dimension(name: str) -> Dimension:
+    """Return the dimension implied by a metric name's unit suffix.
+
+    Args:
+        name: a metric name such as ``"chunk_seconds"`` or ``"rss_bytes"``.
+
+    Returns:
+        ``Dimension.TIME`` for ``*_seconds``, ``BYTES`` for ``*_bytes``, ``PERCENT`` for
+        ``*_percent``, ``RATIO`` for ``*_ratio``, ``COUNT`` for ``*_total``, else ``NONE``.
+    """
+    for suffix, dim in _SUFFIX_DIMENSION:
+        if name.endswith(suffix):
+            return dim
+    return Dimension.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One measurement.
+
+    Attributes:
+        t: wall-clock time, Unix seconds.
+        session: session id, or ``SYSTEM_SESSION`` for machine-wide samples.
+        metric: metric name (see ``METRIC_NAME_RE``).
+        value: the measured value, in the unit the metric name's suffix gives.
+        kind: how the value combines with others of the same metric.
+    """
+
+    t: float
+    session: int
+    metric: str
+    value: float
+    kind: MetricKind = MetricKind.GAUGE
+
+
+class SessionStatus(enum.StrEnum):
+    """What became of a session. Each failure mode has its own status (design.md section 7)."""
+
+    PENDING = "pending"  # scheduled, not started
+    RUNNING = "running"
+    OK = "ok"  # exit code 0
+    EXIT = "exit"  # non-zero exit code (see SessionResult.exit_code)
+    SIGNAL = "signal"  # killed by a signal it did not get from perfmon (crash, OOM kill)
+    TIMEOUT = "timeout"  # wall-clock timeout reached; perfmon ended it
+    START_FAILED = "start_failed"  # the command could not be started
+    CANCELLED = "cancelled"  # the run was stopped before or while this session ran
+
+    @property
+    def finished(self) -> bool:
+        """True once the session has ended, whatever the outcome."""
+        return self not in (SessionStatus.PENDING, SessionStatus.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpec:
+    """One session to execute: a workload variant, with everything resolved.
+
+    Attributes:
+        id: session id, unique within a run, counting from 0 in schedule order.
+        workload: workload name.
+        variant: variant name (``"default"`` when the campaign names none).
+        set_name: name of the set this session belongs to (``"golden"``, ``"canary"``, ...).
+        index: position of this session within its set and variant, from 0.
+        warmup: True for warm-up sessions, which are recorded but excluded from statistics.
+        argv: the command, fully resolved.
+        env: environment variables added to perfmon's own environment.
+        cwd: working directory (absolute path as a string).
+        timeout_s: wall-clock limit in seconds, or None for none.
+        params: matrix parameters of this session (e.g. ``{"events": "512"}``).
+    """
+
+    id: int
+    workload: str
+    variant: str
+    set_name: str
+    index: int
+    warmup: bool
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    cwd: str
+    timeout_s: float | None
+    params: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(slots=True)
+class SessionResult:
+    """What the supervisor measured of one session. Mutable while the session runs.
+
+    Attributes:
+        spec: the session that was run.
+        status: its status.
+        exit_code: process exit code, when it exited normally.
+        signal: the number of the signal that ended it, when one did.
+        start_t / end_t: wall-clock start and end, Unix seconds.
+        wall_s: wall-clock duration in seconds (monotonic clock).
+        cpu_s: user + system CPU seconds of the session and its waited-for children (rusage).
+        peak_rss_bytes: the larger of the process tree's largest sampled RSS (psutil) and the
+            kernel's ru_maxrss of the waited-for process.
+        malformed: probe protocol lines that could not be decoded and were dropped.
+        samples: probe samples received from the workload.
+        error: a human-readable reason for START_FAILED, TIMEOUT and the like.
+    """
+
+    spec: SessionSpec
+    status: SessionStatus = SessionStatus.PENDING
+    exit_code: int | None = None
+    signal: int | None = None
+    start_t: float | None = None
+    end_t: float | None = None
+    wall_s: float | None = None
+    cpu_s: float | None = None
+    peak_rss_bytes: int | None = None
+    malformed: int = 0
+    samples: int = 0
+    error: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def status_text(self) -> str:
+        """A short human-readable status such as ``"ok"``, ``"exit 3"`` or ``"SIGSEGV"``."""
+        if self.status is SessionStatus.EXIT:
+            return f"exit {self.exit_code}"
+        if self.status is SessionStatus.SIGNAL and self.signal is not None:
+            import signal as _signal
+
+            try:
+                return _signal.Signals(self.signal).name
+            except ValueError:
+                return f"signal {self.signal}"
+        return self.status.value.replace("_", " ")
+
+
+class GateState(enum.StrEnum):
+    """State of a gate (design.md section 2)."""
+
+    PENDING = "pending"  # not enough data yet
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"  # a statistical gate whose CI straddles the threshold
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """The evaluation of one gate at one moment.
+
+    Attributes:
+        name: the gate's name from the campaign.
+        expr: the gate expression as written.
+        state: pending, pass, fail or inconclusive.
+        value: the measured left-hand side, in the metric's base unit (seconds, bytes, ...),
+            or None while pending.
+        n: the number of samples the value was computed from.
+        reason: one line a person can read, e.g. ``"p95 = 131 over 4,812 samples, limit < 100"``.
+        ci_low / ci_high: confidence interval of ``value`` where the gate is statistical.
+    """
+
+    name: str
+    expr: str
+    state: GateState
+    value: float | None
+    n: int
+    reason: str
+    ci_low: float | None = None
+    ci_high: float | None = None

@@ -1,0 +1,1 @@
+"""perfmon's engine: sessions as subprocesses, samplers, the recorder, reports, the daemon."""

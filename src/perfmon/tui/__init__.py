@@ -1,0 +1,1 @@
+"""perfmon's Textual viewer of run snapshots. Imports Textual; nothing below it imports this."""
