@@ -1,0 +1,187 @@
+"""Numbers with units: parsing thresholds and durations, formatting values for people.
+
+Units follow SI and IEC 80000-13: ``KB``/``MB``/``GB`` are powers of 1000, ``KiB``/``MiB``/``GiB``
+powers of 1024 (``K`` alone, as in ``KB``, is accepted for ``kB``). Time units are ``ns``,
+``us`` (or ``µs``), ``ms``, ``s``, ``min``, ``h``, ``d``. ``%`` is a percentage.
+
+Values are kept in base units: seconds, bytes, percent points for ``*_percent`` metrics and
+plain ratios otherwise (``10%`` of a ratio is ``0.10``); see ``perfmon.core.gates`` for how a
+``%`` threshold meets a metric.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from perfmon.core.model import Dimension
+
+_TIME_UNITS: dict[str, float] = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
+_BYTE_UNITS: dict[str, float] = {
+    "B": 1.0,
+    "KB": 1e3,
+    "kB": 1e3,
+    "MB": 1e6,
+    "GB": 1e9,
+    "TB": 1e12,
+    "KiB": 1024.0,
+    "MiB": 1024.0**2,
+    "GiB": 1024.0**3,
+    "TiB": 1024.0**4,
+}
+UNITS: dict[str, tuple[float, Dimension]] = {
+    **{u: (f, Dimension.TIME) for u, f in _TIME_UNITS.items()},
+    **{u: (f, Dimension.BYTES) for u, f in _BYTE_UNITS.items()},
+    "%": (1.0, Dimension.PERCENT),
+}
+"""Unit suffix -> (factor to the base unit, dimension)."""
+
+_QUANTITY_RE = re.compile(
+    r"\s*(?P<num>[+-]?(?:\d+(?:_\d+)*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>[A-Za-zµ%]*)\s*\Z"
+)
+
+
+def parse_quantity(text: str) -> tuple[float, Dimension]:
+    """Parse a number with an optional unit, e.g. ``"50MB"``, ``"1e-4"``, ``"250 ms"``, ``"70%"``.
+
+    Args:
+        text: the number as written.
+
+    Returns:
+        ``(value, dimension)``: the value in base units (seconds, bytes; percent stays in
+        percent points) and its dimension (``Dimension.NONE`` for a bare number).
+
+    Raises:
+        ValueError: if the text is not a number or the unit is unknown.
+    """
+    m = _QUANTITY_RE.match(text)
+    if not m:
+        raise ValueError(f"not a number: {text!r}")
+    value = float(m.group("num").replace("_", ""))
+    unit = m.group("unit")
+    if not unit:
+        return value, Dimension.NONE
+    if unit not in UNITS:
+        known = ", ".join(UNITS)
+        raise ValueError(f"unknown unit {unit!r} in {text!r} (known: {known})")
+    factor, dim = UNITS[unit]
+    return value * factor, dim
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Parse a duration such as ``"72h"``, ``"120s"``, ``"1.5min"`` or a bare number of seconds.
+
+    Returns:
+        seconds, a float >= 0.
+
+    Raises:
+        ValueError: if the text is not a duration or is negative.
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"not a duration: {text!r}")
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        value, dim = parse_quantity(text)
+        if dim not in (Dimension.TIME, Dimension.NONE):
+            raise ValueError(f"not a duration: {text!r}")
+        seconds = value
+    if seconds < 0 or math.isnan(seconds):
+        raise ValueError(f"a duration must be >= 0, got {text!r}")
+    return seconds
+
+
+def parse_size(text: str | int) -> int:
+    """Parse a size in bytes such as ``"10MB"``, ``"1GiB"`` or a bare integer.
+
+    Raises:
+        ValueError: if the text is not a size or is negative.
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"not a size: {text!r}")
+    if isinstance(text, int):
+        value = float(text)
+    else:
+        value, dim = parse_quantity(text)
+        if dim not in (Dimension.BYTES, Dimension.NONE):
+            raise ValueError(f"not a size: {text!r}")
+    if value < 0:
+        raise ValueError(f"a size must be >= 0, got {text!r}")
+    return int(value)
+
+
+def _sig(value: float, digits: int = 3) -> str:
+    """Format with ``digits`` significant digits, no exponent for ordinary magnitudes."""
+    if value == 0:
+        return "0"
+    if not math.isfinite(value):
+        return str(value)
+    mag = abs(value)
+    if mag >= 1e6 or mag < 1e-3:
+        return f"{value:.{digits - 1}e}"
+    decimals = max(0, digits - 1 - int(math.floor(math.log10(mag))))
+    text = f"{value:,.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def format_bytes(value: float) -> str:
+    """Format a byte count with IEC units, e.g. ``12.3 MiB``."""
+    mag = abs(value)
+    for unit, factor in (("TiB", 1024.0**4), ("GiB", 1024.0**3), ("MiB", 1024.0**2), ("KiB", 1024.0)):
+        if mag >= factor:
+            return f"{_sig(value / factor)} {unit}"
+    return f"{_sig(value)} B"
+
+
+def format_seconds(value: float) -> str:
+    """Format a time in seconds with a readable unit, e.g. ``152 µs``, ``1.3 ms``, ``2.5 s``."""
+    mag = abs(value)
+    if mag == 0:
+        return "0 s"
+    for unit, factor in (("ns", 1e-9), ("µs", 1e-6), ("ms", 1e-3)):
+        if mag < factor * 1000:
+            return f"{_sig(value / factor)} {unit}"
+    if mag < 600:
+        return f"{_sig(value)} s"
+    return format_duration(value)
+
+
+def format_duration(seconds: float) -> str:
+    """Format an elapsed time as ``H:MM:SS`` (or ``Dd H:MM:SS`` past a day)."""
+    s = int(max(0.0, seconds))
+    days, rem = divmod(s, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, secs = divmod(rem, 60)
+    text = f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{days}d {text}" if days else text
+
+
+def format_quantity(value: float | None, dimension: Dimension) -> str:
+    """Format a value in base units for people, e.g. ``"1.3 ms"``, ``"48 MiB"``, ``"63.2%"``.
+
+    Args:
+        value: the value in base units (seconds, bytes, percent points, ratio); None gives "–".
+        dimension: its dimension (see ``perfmon.core.model.metric_dimension``).
+    """
+    if value is None:
+        return "–"
+    if dimension is Dimension.TIME:
+        return format_seconds(value)
+    if dimension is Dimension.BYTES:
+        return format_bytes(value)
+    if dimension is Dimension.PERCENT:
+        return f"{_sig(value)}%"
+    if dimension is Dimension.COUNT and float(value).is_integer():
+        return f"{int(value):,}"
+    return _sig(value, 4) if abs(value) < 1 else _sig(value)
