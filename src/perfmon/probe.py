@@ -1,0 +1,464 @@
+"""The probe: how a workload reports its own metrics to perfmon.
+
+Usage in a workload::
+
+    from perfmon import probe
+
+    probe.gauge("event_queue_depth", len(queue))
+    probe.count("chunks_total")
+    probe.observe("payload_bytes", len(payload))
+    with probe.timer("chunk_seconds"):
+        process(chunk)
+    probe.value("sdpa_max_abs_diff", diff)
+
+Outside perfmon (``PERFMON_FD`` unset, or naming no open file descriptor at import) every
+function is bound, at import time, to a function whose body is ``pass``, so a call costs
+about an empty function call and the module imports nothing but ``os``.
+
+Inside perfmon a call validates the metric name the first time it sees it (a bad name raises
+``ValueError`` at the call site: it is the workload's bug), converts the value with
+``float()`` and appends a ``(name, value)`` tuple to a ``collections.deque``, whose ``append``
+and ``popleft`` are thread-safe. Nothing is formatted on that hot path. A daemon thread
+flushes the buffer every 100 ms (``PERFMON_FLUSH_INTERVAL`` overrides it, in seconds), the
+calling thread flushes when the buffer exceeds ``MAX_BUFFERED`` entries, and an ``atexit``
+hook flushes at exit. A flush formats the lines of the probe protocol (``docs/protocol.md``):
+the ``# PERFMON 1`` header once, ``# TYPE name kind`` the first time each name is sent, then
+``name value`` lines without timestamps (perfmon stamps samples on receipt), and writes them
+with ``os.write`` in one write, continued after partial writes.
+
+After ``os.fork`` the child starts with an empty buffer (the parent sends what it had
+buffered, the child never sends it twice) and its own flusher thread. Once a process has
+forked, parent and child may write to the same pipe, so from then on both write in chunks of
+at most ``PIPE_BUF`` bytes that end on line boundaries: POSIX makes such pipe writes atomic,
+so lines of the two processes never interleave mid-line. A child that ends with
+``os._exit`` (as ``multiprocessing`` children do) skips ``atexit`` and may lose its last
+flush interval of samples.
+
+If perfmon goes away (``EPIPE``, ``EBADF`` or any other ``OSError`` on write) the probe
+disables itself quietly and drops what it buffered: a workload never crashes because its
+monitor did. (Python ignores ``SIGPIPE`` by default; a workload that restores the default
+handler is killed by the signal instead, as it would be writing to any closed pipe.)
+
+Values that are not finite (NaN, infinities) are sent as written by ``repr``; the protocol
+calls them malformed, so perfmon counts and shows them rather than storing them.
+
+This module uses the standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+from time import perf_counter
+
+TYPE_CHECKING = False  # typing costs ~10 ms to import; a workload's import must stay cheap
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+    from typing import Any, TypeVar
+
+    _F = TypeVar("_F", bound=Callable[..., Any])
+
+__all__ = ["count", "enabled", "flush", "gauge", "observe", "timer", "value"]
+
+PROTOCOL_VERSION = 1
+"""The probe protocol version this module speaks (docs/protocol.md)."""
+
+MAX_BUFFERED = 8192
+"""Entries buffered before the calling thread flushes (bounds the buffer's memory)."""
+
+DEFAULT_FLUSH_INTERVAL_S = 0.1
+"""Seconds between background flushes; docs/protocol.md promises receipt within ~100 ms."""
+
+MAX_NAME_LEN = 4000
+"""Longest metric name accepted: the protocol drops lines over 4096 bytes, and a sample line
+is the name, a space, a float's ``repr`` (at most 24 characters) and a newline."""
+
+_PIPE_BUF = 4096
+"""Bytes a pipe write is guaranteed atomic up to on Linux (pipe(7)); POSIX requires >= 512."""
+
+_GAUGE = "gauge"
+_COUNTER = "counter"
+_HISTOGRAM = "histogram"
+_VALUE = "value"
+
+
+class _NoopTimer:
+    """What ``timer()`` returns outside perfmon: a context manager and decorator doing nothing."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> _NoopTimer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def __call__(self, func: _F) -> _F:
+        return func
+
+
+_NOOP_TIMER = _NoopTimer()
+
+
+def _noop_gauge(name: str, value: float) -> None:
+    pass
+
+
+def _noop_count(name: str, n: float = 1) -> None:
+    pass
+
+
+def _noop_observe(name: str, value: float) -> None:
+    pass
+
+
+def _noop_value(name: str, value: float) -> None:
+    pass
+
+
+def _noop_timer(name: str) -> _NoopTimer:
+    return _NOOP_TIMER
+
+
+def _noop_flush() -> None:
+    pass
+
+
+def _channel_fd() -> int | None:
+    """Return the channel's file descriptor from ``PERFMON_FD``, or None outside perfmon.
+
+    The descriptor must be open at import: a grandchild process that inherited the
+    environment but not the descriptor must not write metric lines into whatever file it
+    opens later under the same number.
+    """
+    text = os.environ.get("PERFMON_FD")
+    if not text:
+        return None
+    try:
+        fd = int(text)
+        os.fstat(fd)
+    except (ValueError, OSError):
+        return None
+    return fd
+
+
+def _flush_interval() -> float:
+    text = os.environ.get("PERFMON_FLUSH_INTERVAL", "")
+    try:
+        interval = float(text) if text else DEFAULT_FLUSH_INTERVAL_S
+    except ValueError:
+        return DEFAULT_FLUSH_INTERVAL_S
+    return interval if interval > 0 else DEFAULT_FLUSH_INTERVAL_S
+
+
+_FD = _channel_fd()
+
+if _FD is None:
+    gauge = _noop_gauge
+    count = _noop_count
+    observe = _noop_observe
+    value = _noop_value
+    timer: Callable[[str], _NoopTimer | _Timer] = _noop_timer
+    flush = _noop_flush
+
+    def enabled() -> bool:
+        """Return True when the probe sends to perfmon, False when every call is a no-op."""
+        return False
+
+else:
+    # _thread (documented low-level threads) and the C deque rather than threading and
+    # collections: those pull in functools, enum and friends, ~5 ms of import.
+    import _thread
+    import atexit
+    import time
+
+    try:
+        from _collections import deque
+    except ImportError:  # pragma: no cover - not CPython
+        from collections import deque
+
+    # Metric names are [a-zA-Z_:][a-zA-Z0-9_:]* (docs/protocol.md, Prometheus' data model);
+    # checked with str methods rather than re, which costs ~10 ms of import.
+    _NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_:")
+    _NAME_REST = _NAME_FIRST | frozenset("0123456789")
+    _fd: int = _FD
+    _interval = _flush_interval()
+    _buf: deque[tuple[str, float]] = deque()
+    _append = _buf.append
+    _kinds: dict[str, str] = {}  # name -> kind, filled at the call site (validation cache)
+    _declared: set[str] = set()  # names whose "# TYPE" line was written
+    _lock = _thread.allocate_lock()  # one flush at a time, so lines keep their order
+    _header_sent = False
+    _forked = False
+    _alive = True
+
+    def _register(name: str, kind: str) -> None:
+        """Validate a metric name the first time it is used (or used with another kind).
+
+        Raises:
+            ValueError: the name does not match ``[a-zA-Z_:][a-zA-Z0-9_:]*``, is longer than
+                ``MAX_NAME_LEN``, or was already used with another kind in this process.
+        """
+        if (
+            not isinstance(name, str)
+            or not name
+            or name[0] not in _NAME_FIRST
+            or not _NAME_REST.issuperset(name)
+        ):
+            raise ValueError(f"invalid metric name {name!r}: must match [a-zA-Z_:][a-zA-Z0-9_:]*")
+        if len(name) > MAX_NAME_LEN:
+            raise ValueError(f"metric name longer than {MAX_NAME_LEN} characters: {name[:40]}...")
+        known = _kinds.get(name)
+        if known is not None and known != kind:
+            raise ValueError(f"metric {name!r} is a {known}, cannot use it as a {kind}")
+        _kinds[name] = kind
+
+    def _gauge(name: str, value: float) -> None:
+        if _kinds.get(name) is not _GAUGE:
+            _register(name, _GAUGE)
+        _append((name, float(value)))
+        if len(_buf) > MAX_BUFFERED:
+            _flush()
+
+    def _count(name: str, n: float = 1) -> None:
+        if _kinds.get(name) is not _COUNTER:
+            _register(name, _COUNTER)
+        _append((name, float(n)))
+        if len(_buf) > MAX_BUFFERED:
+            _flush()
+
+    def _observe(name: str, value: float) -> None:
+        if _kinds.get(name) is not _HISTOGRAM:
+            _register(name, _HISTOGRAM)
+        _append((name, float(value)))
+        if len(_buf) > MAX_BUFFERED:
+            _flush()
+
+    def _value(name: str, value: float) -> None:
+        if _kinds.get(name) is not _VALUE:
+            _register(name, _VALUE)
+        _append((name, float(value)))
+        if len(_buf) > MAX_BUFFERED:
+            _flush()
+
+    def _timer(name: str) -> _Timer:
+        if _kinds.get(name) is not _HISTOGRAM:
+            _register(name, _HISTOGRAM)
+        return _Timer(name)
+
+    def _write_all(data: bytes) -> None:
+        """Write ``data`` to the channel, continuing after partial writes.
+
+        After a fork, writes are cut into line-aligned chunks of at most ``_PIPE_BUF`` bytes
+        so that they are atomic (pipe(7)) and lines of parent and child never interleave.
+        """
+        view = memoryview(data)
+        start, end = 0, len(data)
+        while start < end:
+            stop = end
+            if _forked and end - start > _PIPE_BUF:
+                cut = data.rfind(b"\n", start, start + _PIPE_BUF)
+                stop = cut + 1 if cut >= start else data.index(b"\n", start) + 1
+            while start < stop:
+                start += os.write(_fd, view[start:stop])
+
+    def _flush() -> None:
+        global _header_sent
+        with _lock:
+            n = len(_buf)
+            if not n:
+                return
+            pop = _buf.popleft
+            if not _alive:
+                for _ in range(n):
+                    pop()
+                return
+            parts: list[str] = []
+            if not _header_sent:
+                parts.append(f"# PERFMON {PROTOCOL_VERSION}\n")
+            new_names: list[str] = []
+            for _ in range(n):
+                name, v = pop()
+                if name not in _declared:
+                    _declared.add(name)
+                    new_names.append(name)
+                    parts.append(f"# TYPE {name} {_kinds[name]}\n")
+                parts.append(f"{name} {v!r}\n")
+            try:
+                _write_all("".join(parts).encode("ascii"))
+            except OSError:  # EPIPE, EBADF: perfmon went away; never crash the workload
+                _disable()
+                return
+            _header_sent = True
+
+    def _disable() -> None:
+        """Stop sending: rebind the public functions to no-ops and drop the buffer."""
+        global _alive, gauge, count, observe, value, timer, flush
+        _alive = False
+        _buf.clear()
+        gauge, count, observe, value = _noop_gauge, _noop_count, _noop_observe, _noop_value
+        timer, flush = _noop_timer, _noop_flush
+
+    def _flusher() -> None:
+        while _alive:
+            time.sleep(_interval)
+            _flush()
+
+    def _start_flusher() -> None:
+        _thread.start_new_thread(_flusher, ())  # dies with the interpreter, like a daemon
+
+    def _before_fork() -> None:
+        _lock.acquire()  # no flush half-done in the child's copy of this module's state
+
+    def _after_fork_in_parent() -> None:
+        global _forked
+        _forked = True
+        _lock.release()
+
+    def _after_fork_in_child() -> None:
+        global _forked, _lock
+        _forked = True
+        _buf.clear()  # the parent sends what it had buffered
+        _lock = _thread.allocate_lock()
+        if _alive:
+            _start_flusher()
+
+    gauge = _gauge
+    count = _count
+    observe = _observe
+    value = _value
+    timer = _timer
+    flush = _flush
+
+    def enabled() -> bool:
+        """Return True when the probe sends to perfmon, False when every call is a no-op."""
+        return _alive
+
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+    atexit.register(lambda: flush())
+    _start_flusher()
+
+
+class _Timer:
+    """Times a block or a function with ``time.perf_counter`` and observes the seconds.
+
+    Use as ``with probe.timer("chunk_seconds"):`` or as ``@probe.timer("step_seconds")``.
+    Each use of the context manager (nested uses too) and each call of a decorated function
+    observes one sample into the histogram named at construction.
+    """
+
+    __slots__ = ("_name", "_starts")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._starts: list[float] = []
+
+    def __enter__(self) -> _Timer:
+        self._starts.append(perf_counter())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        elapsed = perf_counter() - self._starts.pop()
+        observe(self._name, elapsed)
+
+    def __call__(self, func: _F) -> _F:
+        import functools
+
+        name = self._name
+
+        @functools.wraps(func)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                observe(name, perf_counter() - start)
+
+        return timed  # type: ignore[return-value]
+
+
+_GAUGE_DOC = """Set a gauge: a level that goes up and down.
+
+Args:
+    name: metric name, ``[a-zA-Z_:][a-zA-Z0-9_:]*`` with the unit as suffix
+        (``event_queue_depth``, ``rss_bytes``).
+    value: the level, in the unit the name's suffix gives; converted with ``float()``.
+
+Raises:
+    ValueError: the name is invalid or already used with another kind (inside perfmon only).
+"""
+_COUNT_DOC = """Add ``n`` to a counter (each sample is an increment, docs/protocol.md).
+
+Args:
+    name: metric name, conventionally ending in ``_total`` (``chunks_total``).
+    n: the increment, converted with ``float()``.
+
+Raises:
+    ValueError: the name is invalid or already used with another kind (inside perfmon only).
+"""
+_OBSERVE_DOC = """Observe a value into a histogram (timings, sizes).
+
+Args:
+    name: metric name with the unit as suffix (``payload_bytes``, ``chunk_seconds``).
+    value: the observation, converted with ``float()``.
+
+Raises:
+    ValueError: the name is invalid or already used with another kind (inside perfmon only).
+"""
+_VALUE_DOC = """Report a one-off result of the session (kind ``value``), e.g. a parity diff.
+
+Args:
+    name: metric name (``sdpa_max_abs_diff``).
+    value: the result, converted with ``float()``.
+
+Raises:
+    ValueError: the name is invalid or already used with another kind (inside perfmon only).
+"""
+_TIMER_DOC = """Time a block (``with``) or every call of a function (decorator).
+
+Elapsed seconds are measured with ``time.perf_counter`` and observed into the histogram
+``name``, which should end in ``_seconds``.
+
+Args:
+    name: histogram name, e.g. ``"chunk_seconds"``.
+
+Returns:
+    A context manager that is also a decorator.
+
+Raises:
+    ValueError: the name is invalid or already used with another kind (inside perfmon only).
+"""
+_FLUSH_DOC = """Send everything buffered now (normally done every 100 ms and at exit)."""
+
+
+def _set_docs() -> None:
+    pairs: tuple[tuple[str, str], ...] = (
+        ("gauge", _GAUGE_DOC),
+        ("count", _COUNT_DOC),
+        ("observe", _OBSERVE_DOC),
+        ("value", _VALUE_DOC),
+        ("timer", _TIMER_DOC),
+        ("flush", _FLUSH_DOC),
+    )
+    for public, doc in pairs:
+        for prefix in ("_noop_", "_"):
+            func = globals().get(prefix + public)
+            if func is not None:
+                func.__doc__ = doc
+
+
+_set_docs()
