@@ -1,13 +1,20 @@
 """Campaign files: TOML into typed objects, with errors that name file, line and key.
 
-(The parser below the types is written in this module; see ``load_campaign``.)
+The types come first; the parser (``load_campaign``, ``parse_campaign``) follows them, with the
+file format described in a comment above it. ``load_campaign`` is the one function in
+``perfmon.core`` that reads a file (the campaign itself); ``parse_campaign`` is pure.
 """
 
 from __future__ import annotations
 
+import math
+import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from perfmon.core.units import parse_duration, parse_size
 
 if TYPE_CHECKING:
     from perfmon.core.gates import Gate
@@ -141,3 +148,505 @@ class Campaign:
     def directory(self) -> Path:
         """The directory holding the campaign file."""
         return self.path.parent
+
+
+# --- the parser -------------------------------------------------------------------------------
+#
+# The format (TOML, parsed with the standard library's tomllib):
+#
+#   [campaign]   name (required, [A-Za-z0-9._-]+), sample_interval, grace, log_cap, runs_dir
+#   [[workload]] name, command (required); env, cwd, timeout, matrix, shell
+#   [variant.NAME]  env, args            (none: one variant named "default")
+#   [set.NAME]      sessions | duration (exactly one), warmup, order
+#                   (none: one set "default" with sessions = 1)
+#   [[gate]]     name, expr (required); window
+#
+# Key paths in errors: "campaign.name", "workload[0].timeout", "variant.baseline.env",
+# "set.golden.sessions", "gate[1].expr" (array indices count from 0).
+
+NAME_RE = re.compile(r"[A-Za-z0-9._-]+\Z")
+"""Valid campaign, workload, variant and set names."""
+
+PLACEHOLDERS = ("python", "campaign_dir")
+"""Placeholders every command may use besides its matrix keys."""
+
+_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_MATRIX_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_TOML_POS_RE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*\Z")
+_TOML_END_RE = re.compile(r"\s*\(at end of document\)\s*\Z")
+_ORDERS = ("interleaved", "blocked")
+
+_CAMPAIGN_KEYS = ("name", "sample_interval", "grace", "log_cap", "runs_dir")
+_WORKLOAD_KEYS = ("name", "command", "env", "cwd", "timeout", "matrix", "shell")
+_VARIANT_KEYS = ("env", "args")
+_SET_KEYS = ("sessions", "duration", "warmup", "order")
+_GATE_KEYS = ("name", "expr", "window")
+_TOP_KEYS = ("campaign", "workload", "variant", "set", "gate")
+
+Section = tuple[str | int, ...]
+
+
+def _toml_type(value: object) -> str:
+    """The TOML name of a parsed value's type."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "table"
+    return type(value).__name__  # datetime, date, time
+
+
+def _key_path(section: Section, key: str | None) -> str:
+    text = ""
+    for part in section:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    if key:
+        text = f"{text}.{key}" if text else key
+    return text
+
+
+_HEADER_RE = re.compile(r"\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*(\]\]?)\s*(?:#.*)?\Z")
+_ASSIGN_RE = re.compile(r"\s*([A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')\s*(?:\.[^=]*)?=")
+
+
+def _split_dotted(text: str) -> tuple[str, ...]:
+    return tuple(p.strip().strip("\"'") for p in text.split("."))
+
+
+class _Locator:
+    """Finds the line of a key in TOML source text (tomllib gives no positions); best effort.
+
+    Tables are tracked by their headers: ``[[workload]]`` headers are counted, so the third
+    one is section ``("workload", 2)``; ``[variant.baseline]`` is ``("variant", "baseline")``.
+    Within a section the first line assigning a key (``key =``) is recorded.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.headers: dict[Section, int] = {}
+        self.assigns: dict[tuple[Section, str], int] = {}
+        counts: dict[tuple[str, ...], int] = {}
+        current: Section = ()
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            m = _HEADER_RE.match(line)
+            if m and len(m.group(1)) == len(m.group(3)):
+                parts = _split_dotted(m.group(2))
+                if m.group(1) == "[[":
+                    index = counts.get(parts, 0)
+                    counts[parts] = index + 1
+                    current = (*parts, index)
+                else:
+                    current = parts
+                self.headers.setdefault(current, lineno)
+                continue
+            a = _ASSIGN_RE.match(line)
+            if a:
+                self.assigns.setdefault((current, a.group(1).strip("\"'")), lineno)
+
+    def line(self, section: Section, key: str | None) -> int | None:
+        """The line of ``key`` in ``section`` (or of the section's header), or None."""
+        while True:
+            if key is not None:
+                if (section, key) in self.assigns:
+                    return self.assigns[(section, key)]
+                if (*section, key) in self.headers:
+                    return self.headers[(*section, key)]
+            if section in self.headers:
+                return self.headers[section]
+            if not section:
+                return None
+            # A table written inline, e.g. ``baseline = { env = ... }`` under ``[variant]``.
+            last = section[-1]
+            section, key = section[:-1], (last if isinstance(last, str) else None)
+
+
+class _Context:
+    """Error reporting for one campaign file."""
+
+    def __init__(self, file: str, text: str) -> None:
+        self.file = file
+        self.locator = _Locator(text)
+
+    def error(self, section: Section, key: str | None, message: str) -> CampaignError:
+        first = key.split(".")[0].split("[")[0] if key else None
+        return CampaignError(
+            self.file, self.locator.line(section, first), _key_path(section, key), message
+        )
+
+    def table(self, section: Section, key: str | None, value: object) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.error(section, key, f"expected a table, got {_toml_type(value)}")
+        return value
+
+    def keys(
+        self,
+        section: Section,
+        table: dict[str, Any],
+        allowed: tuple[str, ...],
+        required: tuple[str, ...] = (),
+    ) -> None:
+        for key in table:
+            if key not in allowed:
+                raise self.error(
+                    section, key, f"unknown key {key!r} (allowed: {', '.join(allowed)})"
+                )
+        for key in required:
+            if key not in table:
+                raise self.error(section, None, f"missing required key {key!r}")
+
+    def string(self, section: Section, key: str, value: object) -> str:
+        if not isinstance(value, str):
+            raise self.error(section, key, f"expected a string, got {_toml_type(value)}")
+        return value
+
+    def name(self, section: Section, key: str, value: object) -> str:
+        text = self.string(section, key, value)
+        if not NAME_RE.match(text):
+            raise self.error(
+                section, key, f"invalid name {text!r} (use letters, digits, '.', '_' and '-')"
+            )
+        return text
+
+    def integer(self, section: Section, key: str, value: object, minimum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(section, key, f"expected an integer, got {_toml_type(value)}")
+        if value < minimum:
+            raise self.error(section, key, f"must be >= {minimum}, got {value}")
+        return value
+
+    def boolean(self, section: Section, key: str, value: object) -> bool:
+        if not isinstance(value, bool):
+            raise self.error(section, key, f"expected a boolean, got {_toml_type(value)}")
+        return value
+
+    def duration(self, section: Section, key: str, value: object, *, positive: bool) -> float:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.error(
+                section,
+                key,
+                f'expected a duration such as "120s" or a number of seconds, '
+                f"got {_toml_type(value)}",
+            )
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise self.error(section, key, f"bad duration: {exc}") from None
+        if math.isinf(seconds) or (positive and seconds <= 0):
+            raise self.error(section, key, f"duration must be > 0, got {value!r}")
+        return seconds
+
+    def size(self, section: Section, key: str, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise self.error(
+                section,
+                key,
+                f'expected a size such as "10MB" or a number of bytes, got {_toml_type(value)}',
+            )
+        try:
+            size = parse_size(value)
+        except ValueError as exc:
+            raise self.error(section, key, f"bad size: {exc}") from None
+        if size <= 0:
+            raise self.error(section, key, f"size must be > 0, got {value!r}")
+        return size
+
+    def scalar_text(self, section: Section, key: str, value: object) -> str:
+        """A string, or a number/boolean written as TOML spells it."""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str | int | float):
+            return str(value)
+        raise self.error(section, key, f"expected a string or a number, got {_toml_type(value)}")
+
+    def env(self, section: Section, key: str, value: object) -> dict[str, str]:
+        table = self.table(section, key, value)
+        env: dict[str, str] = {}
+        for name, val in table.items():
+            if not _ENV_NAME_RE.match(name):
+                raise self.error(section, f"{key}.{name}", "invalid environment variable name")
+            if isinstance(val, bool) or not isinstance(val, str | int | float):
+                raise self.error(
+                    section,
+                    f"{key}.{name}",
+                    f"expected a string or a number, got {_toml_type(val)}",
+                )
+            env[name] = str(val)
+        return env
+
+    def strings(self, section: Section, key: str, value: object) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self.error(section, key, f"expected an array of strings, got {_toml_type(value)}")
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self.error(
+                    section, f"{key}[{i}]", f"expected a string, got {_toml_type(item)}"
+                )
+        return tuple(value)
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Read and parse a campaign file.
+
+    Args:
+        path: the campaign file (TOML, UTF-8).
+
+    Returns:
+        The campaign, with ``path`` made absolute.
+
+    Raises:
+        CampaignError: if the file cannot be read or is not a valid campaign.
+    """
+    file = str(path)
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read().decode("utf-8")
+    except OSError as exc:
+        raise CampaignError(file, None, "", f"cannot read campaign file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise CampaignError(file, None, "", f"not UTF-8 text: {exc.reason}") from None
+    return parse_campaign(text, Path(path))
+
+
+def parse_campaign(text: str, path: Path) -> Campaign:
+    """Parse a campaign from its TOML text.
+
+    Args:
+        text: the file's content.
+        path: where it came from; relative paths in the campaign (``cwd``, ``runs_dir``) are
+            resolved against its directory, and errors name it as given.
+
+    Returns:
+        The campaign. Without ``[variant.*]`` tables it has one variant ``"default"``; without
+        ``[set.*]`` tables one set ``"default"`` of one session. ``runs_dir`` defaults to
+        ``runs`` beside the campaign file.
+
+    Raises:
+        CampaignError: naming file, line (best effort) and key of the first problem found.
+    """
+    ctx = _Context(str(path), text)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        line: int | None = None
+        m = _TOML_POS_RE.search(message)
+        if m:
+            line = int(m.group(1))
+            message = f"{message[: m.start()]} (column {m.group(2)})"
+        elif _TOML_END_RE.search(message):
+            line = max(1, len(text.splitlines()))
+            message = f"{_TOML_END_RE.sub('', message)} (at end of file)"
+        raise CampaignError(str(path), line, "", f"TOML syntax error: {message}") from None
+
+    abs_path = path if path.is_absolute() else Path.cwd() / path
+    directory = abs_path.parent
+    ctx.keys((), data, _TOP_KEYS, required=("campaign",))
+
+    # [campaign]
+    sec: Section = ("campaign",)
+    camp = ctx.table((), "campaign", data["campaign"])
+    ctx.keys(sec, camp, _CAMPAIGN_KEYS, required=("name",))
+    name = ctx.name(sec, "name", camp["name"])
+    extra: dict[str, Any] = {}
+    if "sample_interval" in camp:
+        extra["sample_interval_s"] = ctx.duration(
+            sec, "sample_interval", camp["sample_interval"], positive=True
+        )
+    if "grace" in camp:
+        extra["grace_s"] = ctx.duration(sec, "grace", camp["grace"], positive=False)
+    if "log_cap" in camp:
+        extra["log_cap_bytes"] = ctx.size(sec, "log_cap", camp["log_cap"])
+    runs_dir = directory / "runs"
+    if "runs_dir" in camp:
+        runs_dir = directory / ctx.string(sec, "runs_dir", camp["runs_dir"])
+
+    workloads = _parse_workloads(ctx, data, directory)
+    variants = _parse_variants(ctx, data)
+    sets = _parse_sets(ctx, data)
+    gates = _parse_gates(ctx, data)
+    return Campaign(
+        name=name,
+        path=abs_path,
+        workloads=workloads,
+        variants=variants,
+        sets=sets,
+        gates=gates,
+        runs_dir=runs_dir,
+        **extra,
+    )
+
+
+def _array_of_tables(ctx: _Context, data: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise ctx.error(
+            (), key, f"expected an array of tables ([[{key}]]), got {_toml_type(value)}"
+        )
+    for i, item in enumerate(value):
+        ctx.table((key, i), None, item)
+    return value
+
+
+def _parse_workloads(
+    ctx: _Context, data: dict[str, Any], directory: Path
+) -> tuple[WorkloadConfig, ...]:
+    tables = _array_of_tables(ctx, data, "workload")
+    if not tables:
+        raise ctx.error((), "workload", "a campaign needs at least one [[workload]]")
+    seen: dict[str, int] = {}
+    result: list[WorkloadConfig] = []
+    for i, w in enumerate(tables):
+        sec: Section = ("workload", i)
+        ctx.keys(sec, w, _WORKLOAD_KEYS, required=("name", "command"))
+        name = ctx.name(sec, "name", w["name"])
+        if name in seen:
+            raise ctx.error(
+                sec, "name", f"duplicate workload name {name!r} (also workload[{seen[name]}])"
+            )
+        seen[name] = i
+        shell = ctx.boolean(sec, "shell", w["shell"]) if "shell" in w else False
+        raw = w["command"]
+        command: tuple[str, ...]
+        if shell:
+            if not isinstance(raw, str):
+                raise ctx.error(
+                    sec,
+                    "command",
+                    f"with shell = true, command must be a single string, got {_toml_type(raw)}",
+                )
+            if not raw.strip():
+                raise ctx.error(sec, "command", "command is empty")
+            command = (raw,)
+        else:
+            if isinstance(raw, str):
+                raise ctx.error(
+                    sec,
+                    "command",
+                    "expected an array of strings (argv); set shell = true to run a string "
+                    "with /bin/sh",
+                )
+            command = ctx.strings(sec, "command", raw)
+            if not command or not command[0]:
+                raise ctx.error(sec, "command", "command is empty")
+        matrix: dict[str, tuple[str, ...]] = {}
+        if "matrix" in w:
+            for key, values in ctx.table(sec, "matrix", w["matrix"]).items():
+                if not _MATRIX_KEY_RE.match(key) or key in PLACEHOLDERS:
+                    raise ctx.error(
+                        sec,
+                        f"matrix.{key}",
+                        f"invalid matrix key {key!r} (an identifier other than "
+                        f"{' and '.join(PLACEHOLDERS)})",
+                    )
+                if not isinstance(values, list) or not values:
+                    raise ctx.error(
+                        sec,
+                        f"matrix.{key}",
+                        "expected a non-empty array of values, got "
+                        + ("an empty array" if isinstance(values, list) else _toml_type(values)),
+                    )
+                matrix[key] = tuple(
+                    ctx.scalar_text(sec, f"matrix.{key}[{j}]", v) for j, v in enumerate(values)
+                )
+        known = (*PLACEHOLDERS, *matrix)
+        for j, arg in enumerate(command):
+            for m in _PLACEHOLDER_RE.finditer(arg):
+                if m.group(1) not in known:
+                    raise ctx.error(
+                        sec,
+                        f"command[{j}]" if not shell else "command",
+                        f"unknown placeholder {{{m.group(1)}}} (known: "
+                        + ", ".join(f"{{{k}}}" for k in known)
+                        + ")",
+                    )
+        env = ctx.env(sec, "env", w["env"]) if "env" in w else {}
+        cwd = directory / ctx.string(sec, "cwd", w["cwd"]) if "cwd" in w else None
+        timeout = (
+            ctx.duration(sec, "timeout", w["timeout"], positive=True) if "timeout" in w else None
+        )
+        result.append(WorkloadConfig(name, command, env, cwd, timeout, matrix, shell))
+    return tuple(result)
+
+
+def _named_tables(ctx: _Context, data: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
+    tables = ctx.table((), key, data.get(key, {}))
+    for name, value in tables.items():
+        ctx.table((key,), name, value)
+        if not NAME_RE.match(name):
+            raise ctx.error(
+                (key,), name, f"invalid name {name!r} (use letters, digits, '.', '_' and '-')"
+            )
+    return tables
+
+
+def _parse_variants(ctx: _Context, data: dict[str, Any]) -> tuple[VariantConfig, ...]:
+    tables = _named_tables(ctx, data, "variant")
+    if not tables:
+        return (VariantConfig("default"),)
+    result = []
+    for name, v in tables.items():
+        sec: Section = ("variant", name)
+        ctx.keys(sec, v, _VARIANT_KEYS)
+        env = ctx.env(sec, "env", v["env"]) if "env" in v else {}
+        args = ctx.strings(sec, "args", v["args"]) if "args" in v else ()
+        result.append(VariantConfig(name, env, args))
+    return tuple(result)
+
+
+def _parse_sets(ctx: _Context, data: dict[str, Any]) -> tuple[SetConfig, ...]:
+    tables = _named_tables(ctx, data, "set")
+    if not tables:
+        return (SetConfig("default", sessions=1),)
+    result = []
+    for name, s in tables.items():
+        sec: Section = ("set", name)
+        ctx.keys(sec, s, _SET_KEYS)
+        if ("sessions" in s) == ("duration" in s):
+            raise ctx.error(sec, None, "give exactly one of 'sessions' and 'duration'")
+        sessions = ctx.integer(sec, "sessions", s["sessions"], 1) if "sessions" in s else None
+        duration = (
+            ctx.duration(sec, "duration", s["duration"], positive=True) if "duration" in s else None
+        )
+        warmup = ctx.integer(sec, "warmup", s["warmup"], 0) if "warmup" in s else 0
+        order = "interleaved"
+        if "order" in s:
+            order = ctx.string(sec, "order", s["order"])
+            if order not in _ORDERS:
+                raise ctx.error(
+                    sec, "order", f"unknown order {order!r} (use {' or '.join(_ORDERS)})"
+                )
+        result.append(SetConfig(name, sessions, duration, warmup, order))
+    return tuple(result)
+
+
+def _parse_gates(ctx: _Context, data: dict[str, Any]) -> tuple[GateConfig, ...]:
+    from perfmon.core.gates import GateSyntaxError, parse_gate
+
+    seen: dict[str, int] = {}
+    result = []
+    for i, g in enumerate(_array_of_tables(ctx, data, "gate")):
+        sec: Section = ("gate", i)
+        ctx.keys(sec, g, _GATE_KEYS, required=("name", "expr"))
+        name = ctx.string(sec, "name", g["name"]).strip()
+        if not name:
+            raise ctx.error(sec, "name", "gate name is empty")
+        if name in seen:
+            raise ctx.error(sec, "name", f"duplicate gate name {name!r} (also gate[{seen[name]}])")
+        seen[name] = i
+        expr = ctx.string(sec, "expr", g["expr"])
+        try:
+            gate = parse_gate(expr)
+        except GateSyntaxError as exc:
+            raise ctx.error(
+                sec, "expr", f"{exc.message} (column {exc.column} of {expr!r})"
+            ) from None
+        window = ctx.duration(sec, "window", g["window"], positive=True) if "window" in g else None
+        result.append(GateConfig(name, expr, gate, window))
+    return tuple(result)

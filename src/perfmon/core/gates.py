@@ -1,0 +1,575 @@
+"""The gate language: a small expression language for release checks, never ``eval``.
+
+A gate compares one expression over recorded metrics with a threshold (design.md section 5, in
+the spirit of k6 thresholds, https://grafana.com/docs/k6/latest/using-k6/thresholds/)::
+
+    gate      := expr OP threshold
+    OP        := "<" | "<=" | ">" | ">="
+    expr      := FUNC "(" METRIC ")" | "ratio" "(" expr "," expr ")"
+    FUNC      := max | min | mean | median | sum | count | last | pNN
+    threshold := a number with an optional unit: 50MB, 1ms, 1e-4, 70, 10%
+
+``pNN`` is a quantile: ``p50``, ``p95``, ``p99``, ``p99.9`` (quantile 0.999). Thresholds are parsed
+with ``perfmon.core.units.parse_quantity`` and checked against the metric's unit (its name's
+suffix, ``perfmon.core.model.metric_dimension``) when the gate is parsed, so that
+``max(chunk_seconds) < 50MB`` is an error, not a gate that always passes. A bare number is in
+the metric's base unit (seconds, bytes, percent points). ``%`` on a ``*_percent`` metric means
+percent points (``70%`` is 70); on a ratio or a dimensionless expression it means a fraction
+(``10%`` is 0.10).
+
+The parser is a hand-written tokenizer plus recursive descent producing a small AST (``Expr``
+subclasses). Functions are looked up in a registry (``FUNCTIONS``) mapping a name to a builder,
+so that statistical functions (``speedup``, ``regression``, ``slope``) can be added without
+touching the parser: a builder parses its own arguments and returns an ``Expr`` whose
+evaluation may carry a confidence interval, which ``Gate.evaluate`` then judges as a whole
+(pass, fail, or inconclusive when it straddles the threshold).
+
+This module is pure: no I/O, no third-party imports.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from perfmon.core.model import (
+    METRIC_NAME_RE,
+    Dimension,
+    GateResult,
+    GateState,
+    MetricKind,
+    metric_dimension,
+)
+from perfmon.core.units import format_quantity, parse_quantity
+
+if TYPE_CHECKING:
+    from perfmon.core.campaign import GateConfig
+
+__all__ = [
+    "FUNCTIONS",
+    "REDUCERS",
+    "Evaluation",
+    "Expr",
+    "Gate",
+    "GateSyntaxError",
+    "MetricSource",
+    "Ratio",
+    "Reduce",
+    "evaluate_gates",
+    "parse_gate",
+    "verdict",
+]
+
+REDUCERS: tuple[str, ...] = ("max", "min", "mean", "median", "quantile", "sum", "count", "last")
+"""Reductions a ``MetricSource`` must implement (``quantile`` takes ``q`` in [0, 1])."""
+
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+_DIMENSIONLESS = (Dimension.NONE, Dimension.RATIO, Dimension.COUNT)
+
+
+class GateSyntaxError(ValueError):
+    """A gate expression that does not parse or whose units do not fit.
+
+    Attributes:
+        message: what is wrong, in one sentence.
+        column: 1-based column in the expression where the problem starts.
+    """
+
+    def __init__(self, message: str, column: int) -> None:
+        self.message = message
+        self.column = column
+        super().__init__(f"{message} (column {column})")
+
+
+class MetricSource(Protocol):
+    """Where a gate reads its data: the live state (bounded) or the recorded run (exact)."""
+
+    def reduce(
+        self, func: str, metric: str, *, q: float | None = None, window_s: float | None = None
+    ) -> tuple[float | None, int]:
+        """Reduce one metric's samples to a number.
+
+        Args:
+            func: one of ``REDUCERS``. ``count`` is the sum of increments for a counter metric
+                and the number of samples otherwise.
+            metric: metric name.
+            q: the quantile in [0, 1] for ``func == "quantile"``.
+            window_s: use only the last ``window_s`` seconds of samples (None: all).
+
+        Returns:
+            ``(value, n)``: the value in the metric's base unit and the number of samples used;
+            value is None when n is 0.
+        """
+        ...
+
+    def kind(self, metric: str) -> MetricKind | None:
+        """The metric's kind, or None if no sample of it was seen."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The value of an expression at one moment.
+
+    Attributes:
+        value: the value in base units, or None when it cannot be computed yet.
+        n: samples it was computed from.
+        text: how the value reads for people, e.g. ``"p95 = 31 over 4,812 samples"``.
+        missing: metrics with no samples yet (the gate is pending while any is missing).
+        waiting: another reason the value is not available yet (e.g. a zero denominator).
+        ci_low / ci_high: a confidence interval for statistical expressions, else None.
+    """
+
+    value: float | None
+    n: int
+    text: str = ""
+    missing: frozenset[str] = frozenset()
+    waiting: str = ""
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+class Expr(ABC):
+    """A node of the gate AST: something that evaluates to one number over a ``MetricSource``."""
+
+    @property
+    @abstractmethod
+    def metrics(self) -> frozenset[str]:
+        """The metric names this expression reads."""
+
+    @property
+    @abstractmethod
+    def dimension(self) -> Dimension:
+        """The dimension of the expression's value (time, bytes, percent, ratio, ...)."""
+
+    @property
+    @abstractmethod
+    def text(self) -> str:
+        """The expression in canonical source form, e.g. ``"p95(event_queue_depth)"``."""
+
+    @abstractmethod
+    def evaluate(self, source: MetricSource, window_s: float | None) -> Evaluation:
+        """Evaluate over ``source``, optionally over the last ``window_s`` seconds only."""
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+@dataclass(frozen=True, slots=True)
+class Reduce(Expr):
+    """``FUNC(METRIC)``: one reduction of one metric's samples.
+
+    Attributes:
+        func: one of ``REDUCERS``.
+        metric: metric name.
+        label: the function as written (``"p95"``, ``"max"``).
+        q: quantile in [0, 1] when ``func == "quantile"``.
+    """
+
+    func: str
+    metric: str
+    label: str
+    q: float | None = None
+
+    @property
+    def metrics(self) -> frozenset[str]:
+        """See ``Expr.metrics``."""
+        return frozenset((self.metric,))
+
+    @property
+    def dimension(self) -> Dimension:
+        """``count`` is a dimensionless count; every other reduction keeps the metric's unit."""
+        if self.func == "count":
+            return Dimension.COUNT
+        return metric_dimension(self.metric)
+
+    @property
+    def text(self) -> str:
+        """See ``Expr.text``."""
+        return f"{self.label}({self.metric})"
+
+    def evaluate(self, source: MetricSource, window_s: float | None) -> Evaluation:
+        """See ``Expr.evaluate``."""
+        value, n = source.reduce(self.func, self.metric, q=self.q, window_s=window_s)
+        if value is None or n == 0:
+            return Evaluation(None, 0, missing=frozenset((self.metric,)))
+        shown = format_quantity(value, self.dimension)
+        return Evaluation(value, n, f"{self.label} = {shown} over {_plural(n, 'sample')}")
+
+
+@dataclass(frozen=True, slots=True)
+class Ratio(Expr):
+    """``ratio(a, b)``: ``a / b``, e.g. the fraction of chunks that needed compression.
+
+    A ``count`` or ``sum`` numerator with no samples while the denominator has some is 0 (no
+    event happened yet), so ``ratio(count(compressions), count(chunks))`` is 0, not pending,
+    before the first compression. A zero denominator leaves the gate pending.
+    """
+
+    num: Expr
+    den: Expr
+
+    @property
+    def metrics(self) -> frozenset[str]:
+        """See ``Expr.metrics``."""
+        return self.num.metrics | self.den.metrics
+
+    @property
+    def dimension(self) -> Dimension:
+        """A ratio is dimensionless."""
+        return Dimension.RATIO
+
+    @property
+    def text(self) -> str:
+        """See ``Expr.text``."""
+        return f"ratio({self.num.text}, {self.den.text})"
+
+    def evaluate(self, source: MetricSource, window_s: float | None) -> Evaluation:
+        """See ``Expr.evaluate``."""
+        den = self.den.evaluate(source, window_s)
+        num = self.num.evaluate(source, window_s)
+        if (
+            num.value is None
+            and not num.waiting
+            and den.value is not None
+            and isinstance(self.num, Reduce)
+            and self.num.func in ("count", "sum")
+        ):
+            num = Evaluation(0.0, 0)
+        missing = num.missing | den.missing
+        if missing or num.waiting or den.waiting:
+            return Evaluation(None, 0, missing=missing, waiting=num.waiting or den.waiting)
+        assert num.value is not None and den.value is not None
+        if den.value == 0:
+            return Evaluation(None, num.n + den.n, waiting=f"{self.den.text} is 0")
+        value = num.value / den.value
+        shown = format_quantity(value, Dimension.RATIO)
+        parts = (
+            format_quantity(num.value, self.num.dimension),
+            format_quantity(den.value, self.den.dimension),
+        )
+        return Evaluation(value, num.n + den.n, f"ratio = {shown} ({parts[0]} / {parts[1]})")
+
+
+# --- tokenizer ------------------------------------------------------------------------------
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<space>\s+)
+  | (?P<op><=|>=|<|>|==|!=|=)
+  | (?P<punct>[(),])
+  | (?P<ident>[A-Za-z_:][A-Za-z0-9_:]*(?:\.[0-9]+)?)
+  | (?P<number>[+-]?(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?[A-Za-zµ%/]*)
+    """,
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str  # "op", "punct", "ident", "number", "end"
+    text: str
+    pos: int  # 0-based offset in the expression
+
+
+class _Parser:
+    """Recursive-descent parser over a lazily tokenized expression."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.pos = 0
+        self._peeked: _Token | None = None
+
+    def error(self, message: str, pos: int) -> GateSyntaxError:
+        return GateSyntaxError(message, pos + 1)
+
+    def peek(self) -> _Token:
+        if self._peeked is None:
+            self._peeked = self._lex()
+        return self._peeked
+
+    def next(self) -> _Token:
+        tok = self.peek()
+        self._peeked = None
+        return tok
+
+    def _lex(self) -> _Token:
+        while True:
+            if self.pos >= len(self.source):
+                return _Token("end", "", len(self.source))
+            m = _TOKEN_RE.match(self.source, self.pos)
+            if m is None:
+                raise self.error(f"unexpected character {self.source[self.pos]!r}", self.pos)
+            start, self.pos = self.pos, m.end()
+            kind = m.lastgroup
+            assert kind is not None
+            if kind != "space":
+                return _Token(kind, m.group(), start)
+
+    def rest(self) -> tuple[str, int]:
+        """The untokenized remainder (the threshold) and its offset, whitespace stripped."""
+        assert self._peeked is None
+        text = self.source[self.pos :]
+        stripped = text.lstrip()
+        return stripped.rstrip(), self.pos + (len(text) - len(stripped))
+
+    def expect(self, text: str, after: str) -> _Token:
+        tok = self.next()
+        if tok.text != text or tok.kind not in ("punct", "op"):
+            found = repr(tok.text) if tok.kind != "end" else "the end"
+            raise self.error(f"expected {text!r} {after}, found {found}", tok.pos)
+        return tok
+
+    def expr(self) -> Expr:
+        tok = self.next()
+        if tok.kind != "ident":
+            found = repr(tok.text) if tok.kind != "end" else "the end"
+            raise self.error(
+                f"expected a function such as p95(...), max(...) or ratio(...), found {found}",
+                tok.pos,
+            )
+        builder = _builder(tok.text)
+        if builder is None:
+            known = ", ".join([*FUNCTIONS, "pNN"])
+            raise self.error(f"unknown function {tok.text!r} (known: {known})", tok.pos)
+        self.expect("(", f"after {tok.text}")
+        return builder(self, tok.text, tok.pos)
+
+    def metric(self, func: str) -> str:
+        tok = self.next()
+        if tok.kind != "ident" or not METRIC_NAME_RE.match(tok.text):
+            found = repr(tok.text) if tok.kind != "end" else "the end"
+            raise self.error(f"expected a metric name in {func}(...), found {found}", tok.pos)
+        return tok.text
+
+
+# --- function registry ------------------------------------------------------------------------
+
+Builder = Callable[[_Parser, str, int], Expr]
+"""Parses a function's arguments (after its ``(``, up to and including ``)``) into an ``Expr``.
+
+Arguments: the parser, the function name as written, its 0-based offset in the expression.
+"""
+
+
+def _reducer(func: str) -> Builder:
+    def build(parser: _Parser, name: str, pos: int) -> Expr:
+        metric = parser.metric(name)
+        parser.expect(")", f"after {name}({metric}")
+        return Reduce(func, metric, name)
+
+    return build
+
+
+def _quantile(parser: _Parser, name: str, pos: int) -> Expr:
+    q = float(name[1:]) / 100.0
+    if not 0.0 <= q <= 1.0:
+        raise parser.error(f"quantile {name} is not between p0 and p100", pos)
+    metric = parser.metric(name)
+    parser.expect(")", f"after {name}({metric}")
+    return Reduce("quantile", metric, name, q)
+
+
+def _ratio(parser: _Parser, name: str, pos: int) -> Expr:
+    num = parser.expr()
+    parser.expect(",", "between ratio's two arguments")
+    den = parser.expr()
+    parser.expect(")", "after ratio's second argument")
+    return Ratio(num, den)
+
+
+FUNCTIONS: dict[str, Builder] = {
+    **{f: _reducer(f) for f in ("max", "min", "mean", "median", "sum", "count", "last")},
+    "ratio": _ratio,
+}
+"""Function name -> builder. ``pNN`` quantiles are matched by pattern, not listed here."""
+
+_QUANTILE_RE = re.compile(r"p\d{1,3}(?:\.\d+)?\Z")
+
+
+def _builder(name: str) -> Builder | None:
+    if name in FUNCTIONS:
+        return FUNCTIONS[name]
+    if _QUANTILE_RE.match(name):
+        return _quantile
+    return None
+
+
+# --- gates ------------------------------------------------------------------------------------
+
+
+def _describe(expr: Expr) -> str:
+    dim = expr.dimension
+    if isinstance(expr, Reduce) and expr.func != "count":
+        unit = {
+            Dimension.TIME: "time",
+            Dimension.BYTES: "bytes",
+            Dimension.PERCENT: "a percentage",
+            Dimension.RATIO: "a ratio",
+            Dimension.COUNT: "a count",
+            Dimension.NONE: "without unit",
+        }[dim]
+        return f"metric {expr.metric} is {unit}"
+    return f"{expr.text} is {'a ratio' if dim is Dimension.RATIO else 'a count'}"
+
+
+def _threshold(expr: Expr, text: str, pos: int) -> float:
+    """Parse ``text`` as a threshold for ``expr``, in ``expr``'s base unit."""
+    try:
+        value, dim = parse_quantity(text)
+    except ValueError as exc:
+        raise GateSyntaxError(f"bad threshold: {exc}", pos + 1) from None
+    if math.isnan(value):
+        raise GateSyntaxError(f"bad threshold {text!r}", pos + 1)
+    target = expr.dimension
+    if dim is Dimension.NONE:
+        return value
+    if dim is Dimension.PERCENT:
+        if target is Dimension.PERCENT:
+            return value
+        if target in _DIMENSIONLESS:
+            return value / 100.0
+        raise GateSyntaxError(f"threshold {text} is a percentage but {_describe(expr)}", pos + 1)
+    if dim is not target:
+        raise GateSyntaxError(f"threshold {text} is {dim.value} but {_describe(expr)}", pos + 1)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """A parsed gate expression.
+
+    Attributes:
+        expr: the expression as written.
+        op: the comparison, one of ``<``, ``<=``, ``>``, ``>=``.
+        threshold: the limit in the left-hand side's base unit (seconds, bytes, percent
+            points, plain ratio).
+        threshold_text: the limit as written, e.g. ``"50MB"``.
+        lhs: the left-hand side's AST.
+    """
+
+    expr: str
+    op: str
+    threshold: float
+    threshold_text: str
+    lhs: Expr = field(compare=False)
+
+    @property
+    def metrics(self) -> frozenset[str]:
+        """Every metric name the gate reads."""
+        return self.lhs.metrics
+
+    @property
+    def limit_text(self) -> str:
+        """The limit for people, e.g. ``"< 47.7 MiB (50MB)"`` or ``"< 100"``."""
+        shown = format_quantity(self.threshold, self.lhs.dimension)
+        if shown != self.threshold_text:
+            shown = f"{shown} ({self.threshold_text})"
+        return f"{self.op} {shown}"
+
+    def evaluate(
+        self, source: MetricSource, name: str, *, window_s: float | None = None
+    ) -> GateResult:
+        """Evaluate the gate now.
+
+        Args:
+            source: the data.
+            name: the gate's name, copied into the result.
+            window_s: evaluate over the last ``window_s`` seconds only (None: all data).
+
+        Returns:
+            PENDING while a metric has no samples (or a ratio's denominator is 0), else PASS or
+            FAIL by comparing the value with the threshold. Where the expression carries a
+            confidence interval, PASS needs the whole interval on the passing side, FAIL the
+            whole interval on the failing side, and anything else is INCONCLUSIVE.
+        """
+        ev = self.lhs.evaluate(source, window_s)
+        if ev.missing or ev.waiting or ev.value is None:
+            if ev.missing:
+                reason = f"waiting for samples of {', '.join(sorted(ev.missing))}"
+            else:
+                reason = f"waiting: {ev.waiting or 'no value yet'}"
+            return GateResult(name, self.expr, GateState.PENDING, None, ev.n, reason)
+        compare = OPERATORS[self.op]
+        if ev.ci_low is not None and ev.ci_high is not None:
+            low_ok = compare(ev.ci_low, self.threshold)
+            high_ok = compare(ev.ci_high, self.threshold)
+            if low_ok and high_ok:
+                state = GateState.PASS
+            elif not low_ok and not high_ok:
+                state = GateState.FAIL
+            else:
+                state = GateState.INCONCLUSIVE
+        else:
+            state = GateState.PASS if compare(ev.value, self.threshold) else GateState.FAIL
+        reason = f"{ev.text}, limit {self.limit_text}"
+        return GateResult(
+            name, self.expr, state, ev.value, ev.n, reason, ci_low=ev.ci_low, ci_high=ev.ci_high
+        )
+
+
+def parse_gate(expr: str) -> Gate:
+    """Parse a gate expression such as ``"p95(event_queue_depth) < 100"``.
+
+    Args:
+        expr: the expression as written in the campaign.
+
+    Returns:
+        The parsed gate, its threshold converted to the left-hand side's base unit.
+
+    Raises:
+        GateSyntaxError: if the expression does not parse, names an unknown function, or its
+            threshold's unit does not fit the metric (e.g. bytes against a ``*_seconds`` metric).
+    """
+    parser = _Parser(expr)
+    lhs = parser.expr()
+    tok = parser.next()
+    if tok.kind != "op":
+        found = repr(tok.text) if tok.kind != "end" else "the end"
+        raise parser.error(f"expected a comparison (<, <=, >, >=), found {found}", tok.pos)
+    if tok.text not in OPERATORS:
+        raise parser.error(f"unsupported comparison {tok.text!r} (use <, <=, > or >=)", tok.pos)
+    text, pos = parser.rest()
+    if not text:
+        raise parser.error(f"expected a threshold after {tok.text!r}", pos)
+    threshold = _threshold(lhs, text, pos)
+    return Gate(expr, tok.text, threshold, text, lhs)
+
+
+def evaluate_gates(gates: Sequence[GateConfig], source: MetricSource) -> list[GateResult]:
+    """Evaluate every gate of a campaign, each over its own window.
+
+    Args:
+        gates: the campaign's gates, in order.
+        source: the data.
+
+    Returns:
+        One result per gate, in the same order.
+    """
+    return [g.gate.evaluate(source, g.name, window_s=g.window_s) for g in gates]
+
+
+def verdict(results: Sequence[GateResult]) -> GateState:
+    """The run's verdict from its gates' results (design.md section 2).
+
+    Returns:
+        FAIL if any gate fails; else PENDING if any is still pending; else INCONCLUSIVE if any
+        is inconclusive; else PASS (also when there are no gates: nothing failed).
+    """
+    states = {r.state for r in results}
+    for state in (GateState.FAIL, GateState.PENDING, GateState.INCONCLUSIVE):
+        if state in states:
+            return state
+    return GateState.PASS

@@ -1,0 +1,201 @@
+"""The scheduler: turns a campaign's sets into the sequence of sessions to run.
+
+Sets run in file order. Within a set come first its warm-up sessions (``warmup`` per workload,
+matrix combination and variant), then its measured sessions, in rounds. One round runs every
+(workload, matrix combination, variant) once.
+
+- ``interleaved`` (A B A B ...): round after round, and within a round, for each workload and
+  matrix combination, the variants one after another. Interleaving spreads slow drift of the
+  machine (thermal state, caches, background load) evenly over the variants being compared.
+- ``blocked`` (A A ... B B ...): for each workload and matrix combination, all sessions of
+  the first variant, then all of the next.
+
+A set with a ``duration`` keeps producing rounds until that many seconds have passed since its
+first session was handed out; the clock is checked between rounds, so every round is complete
+and the variants stay balanced. Rounds of a duration set are always interleaved (a blocked
+order needs a known count).
+
+This module is pure: the clock is injected, no processes are started here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from perfmon.core.campaign import Campaign, SetConfig, VariantConfig, WorkloadConfig
+from perfmon.core.model import SessionSpec
+
+_Combo = tuple[WorkloadConfig, tuple[tuple[str, str], ...]]
+
+
+def substitute(arg: str, values: dict[str, str]) -> str:
+    """Replace each ``{name}`` in ``arg`` by ``values[name]``.
+
+    Only exactly those placeholders are replaced (with ``str.replace``, not ``str.format``), so
+    other braces in an argument, such as a JSON literal, are left alone.
+
+    Args:
+        arg: one argument of a command.
+        values: placeholder name (without braces) -> replacement.
+    """
+    for name, value in values.items():
+        arg = arg.replace("{" + name + "}", value)
+    return arg
+
+
+class Scheduler:
+    """Hands out the sessions of a campaign one at a time.
+
+    Args:
+        campaign: the parsed campaign.
+        python: the interpreter substituted for ``{python}`` (usually ``sys.executable``).
+        clock: a monotonic clock in seconds, used for duration sets (injected for tests).
+    """
+
+    def __init__(
+        self,
+        campaign: Campaign,
+        python: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.campaign = campaign
+        self.python = python
+        self._clock = clock
+        self._next_id = 0
+        self._stopped = False
+        self._indices: dict[tuple[str, str, str, tuple[tuple[str, str], ...], bool], int] = {}
+        self._starts: dict[str, float] = {}  # set name -> clock at its first session
+        self._iter = self._generate()
+
+    @property
+    def planned_total(self) -> int | None:
+        """Sessions the campaign will run (warm-ups included), or None if a set has a duration."""
+        total = 0
+        per_round = len(self._combos()) * len(self.campaign.variants)
+        for s in self.campaign.sets:
+            if s.sessions is None:
+                return None
+            total += (s.warmup + s.sessions) * per_round
+        return total
+
+    @property
+    def handed_out(self) -> int:
+        """Sessions handed out so far."""
+        return self._next_id
+
+    @property
+    def stopped(self) -> bool:
+        """True once ``stop`` was called."""
+        return self._stopped
+
+    def stop(self) -> None:
+        """Hand out no more sessions: ``next_session`` returns None from now on."""
+        self._stopped = True
+
+    def next_session(self) -> SessionSpec | None:
+        """The next session to run, or None when the campaign is fully scheduled or stopped."""
+        if self._stopped:
+            return None
+        spec = next(self._iter, None)
+        if spec is None:
+            self._stopped = True
+        return spec
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _combos(self) -> list[_Combo]:
+        """Every (workload, matrix combination), workloads in file order, matrix in key order."""
+        combos: list[_Combo] = []
+        for w in self.campaign.workloads:
+            keys = list(w.matrix)
+            for values in itertools.product(*(w.matrix[k] for k in keys)):
+                combos.append((w, tuple(zip(keys, values, strict=True))))
+        return combos
+
+    def _generate(self) -> Iterator[SessionSpec]:
+        combos = self._combos()
+        variants = self.campaign.variants
+        for s in self.campaign.sets:
+            if s.warmup:
+                yield from self._block(s, combos, variants, s.warmup, warmup=True)
+            if s.sessions is not None:
+                yield from self._block(s, combos, variants, s.sessions, warmup=False)
+            else:
+                yield from self._duration(s, combos, variants)
+
+    def _block(
+        self,
+        s: SetConfig,
+        combos: list[_Combo],
+        variants: tuple[VariantConfig, ...],
+        count: int,
+        *,
+        warmup: bool,
+    ) -> Iterator[SessionSpec]:
+        if s.order == "blocked":
+            for w, params in combos:
+                for v in variants:
+                    for _ in range(count):
+                        yield self._spec(s, w, params, v, warmup)
+        else:
+            for _ in range(count):
+                for w, params in combos:
+                    for v in variants:
+                        yield self._spec(s, w, params, v, warmup)
+
+    def _duration(
+        self, s: SetConfig, combos: list[_Combo], variants: tuple[VariantConfig, ...]
+    ) -> Iterator[SessionSpec]:
+        assert s.duration_s is not None
+        while True:
+            for w, params in combos:
+                for v in variants:
+                    yield self._spec(s, w, params, v, False)
+            if not combos or self._clock() - self._starts[s.name] >= s.duration_s:
+                return
+
+    def _spec(
+        self,
+        s: SetConfig,
+        w: WorkloadConfig,
+        params: tuple[tuple[str, str], ...],
+        v: VariantConfig,
+        warmup: bool,
+    ) -> SessionSpec:
+        self._starts.setdefault(s.name, self._clock())
+        key = (s.name, w.name, v.name, params, warmup)
+        index = self._indices.get(key, 0)
+        self._indices[key] = index + 1
+        campaign_dir = str(self.campaign.directory)
+        values = {"python": self.python, "campaign_dir": campaign_dir, **dict(params)}
+        if w.shell:
+            command = substitute(w.command[0], values)
+            if v.args:
+                command = f"{command} {shlex.join(v.args)}"
+            argv: tuple[str, ...] = ("/bin/sh", "-c", command)
+        else:
+            argv = (*(substitute(a, values) for a in w.command), *v.args)
+        env = {**w.env, **v.env}
+        cwd = w.cwd if w.cwd is not None else self.campaign.directory
+        if not cwd.is_absolute():
+            cwd = self.campaign.directory / cwd
+        spec = SessionSpec(
+            id=self._next_id,
+            workload=w.name,
+            variant=v.name,
+            set_name=s.name,
+            index=index,
+            warmup=warmup,
+            argv=argv,
+            env=tuple(env.items()),
+            cwd=str(Path(cwd)),
+            timeout_s=w.timeout_s,
+            params=params,
+        )
+        self._next_id += 1
+        return spec
