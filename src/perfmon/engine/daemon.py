@@ -1,0 +1,226 @@
+"""The daemon: a campaign's ``Runner`` behind a Unix control socket that viewers attach to.
+
+``perfmon run CAMPAIGN`` starts this as its own process (``python -m perfmon _daemon ...``,
+in a new session, so that closing the terminal does not end the run) and attaches the viewer
+to its socket. The viewer may go away at any time; the run does not notice.
+
+Wire format: newline-delimited JSON, one object per line, UTF-8.
+
+- daemon -> viewer: ``{"type": "hello", "version": 1, "run_id": ..., "run_dir": ...}`` once,
+  then ``{"type": "snapshot", "snapshot": {...}}`` a few times a second (see
+  ``perfmon.core.snapshot.Snapshot.to_dict``), and at the end
+  ``{"type": "end", "exit_status": N, "verdict": "...", "report": "path or null"}``.
+- viewer -> daemon: ``{"cmd": "stop" | "pause" | "resume" | "toggle-pause" | "export"}``;
+  the daemon answers a command it does not know with ``{"type": "error", "message": ...}``.
+
+Security (design.md section 7): the socket lives in a per-user directory created 0700
+(``$XDG_RUNTIME_DIR/perfmon`` or ``/tmp/perfmon-<uid>``), is created 0600, and a peer whose uid
+(``SO_PEERCRED``) is not the daemon's own is refused. No TCP listener is ever opened.
+
+A slow viewer never slows the daemon: a snapshot is dropped for a viewer whose socket
+buffer already holds more than ``MAX_BACKLOG_BYTES`` (the next one supersedes it anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import stat
+import struct
+from pathlib import Path
+from typing import Any
+
+from perfmon.core.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+WIRE_VERSION = 1
+MAX_BACKLOG_BYTES = 4 << 20
+MAX_COMMAND_BYTES = 64 << 10
+SUN_PATH_MAX = 107
+"""Longest usable AF_UNIX path on Linux (sun_path is 108 bytes with the terminating NUL)."""
+
+
+def runtime_dir() -> Path:
+    """Return perfmon's per-user runtime directory, creating it 0700 if needed.
+
+    ``$XDG_RUNTIME_DIR/perfmon`` when that variable names a directory, else
+    ``/tmp/perfmon-<uid>`` (XDG Base Directory Specification).
+
+    Raises:
+        PermissionError: if the directory exists but belongs to another user or is open to
+            others (someone could then connect to or replace our sockets).
+    """
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    path = Path(base) / "perfmon" if base and Path(base).is_dir() else Path(f"/tmp/perfmon-{os.getuid()}")
+    path.mkdir(mode=0o700, exist_ok=True)
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise PermissionError(f"{path} is not a directory owned by uid {os.getuid()}")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def socket_path(run_id: str) -> Path:
+    """Return the control socket path for a run.
+
+    Raises:
+        ValueError: if the path would be longer than an AF_UNIX address allows.
+    """
+    path = runtime_dir() / f"{run_id}.sock"
+    if len(os.fsencode(str(path))) > SUN_PATH_MAX:
+        raise ValueError(f"control socket path too long for AF_UNIX: {path}")
+    return path
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """Return the uid of the process at the other end of a Unix socket (Linux SO_PEERCRED)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """Encode one wire message as a JSON line."""
+    return (json.dumps(message, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
+class ControlServer:
+    """Serves a runner's snapshots to viewers and takes their commands.
+
+    Args:
+        runner: the ``perfmon.engine.runner.Runner`` to serve.
+        path: the socket path (see ``socket_path``).
+    """
+
+    def __init__(self, runner: Any, path: Path) -> None:
+        self.runner = runner
+        self.path = path
+        self._server: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._last: bytes | None = None
+        self.refused = 0
+
+    async def start(self) -> None:
+        """Bind the socket (0600 from the start, via the umask) and start accepting."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=str(self.path), limit=MAX_COMMAND_BYTES
+            )
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+
+    def publish(self, snap: Snapshot) -> None:
+        """Send a snapshot to every viewer (a runner snapshot listener; never blocks)."""
+        data = encode({"type": "snapshot", "snapshot": snap.to_dict()})
+        self._last = data
+        for writer in list(self._writers):
+            if writer.is_closing():
+                self._writers.discard(writer)
+                continue
+            if writer.transport.get_write_buffer_size() > MAX_BACKLOG_BYTES:
+                continue
+            writer.write(data)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        try:
+            uid = peer_uid(sock) if sock is not None else -1
+        except OSError:
+            uid = -1
+        if uid != os.getuid():
+            self.refused += 1
+            log.warning("refused a control connection from uid %s", uid)
+            writer.close()
+            return
+        writer.write(
+            encode(
+                {
+                    "type": "hello",
+                    "version": WIRE_VERSION,
+                    "run_id": self.runner.run_id,
+                    "run_dir": str(self.runner.run_dir),
+                }
+            )
+        )
+        if self._last is not None:
+            writer.write(self._last)
+        self._writers.add(writer)
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                try:
+                    message = json.loads(line)
+                    self.runner.handle_command(str(message["cmd"]))
+                except (ValueError, KeyError, TypeError) as exc:
+                    writer.write(encode({"type": "error", "message": f"bad command: {exc}"}))
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def finish(self, end: dict[str, Any], *, linger_s: float = 2.0) -> None:
+        """Send the final snapshot and an ``end`` message, give viewers ``linger_s`` to read it,
+        then close and remove the socket."""
+        snap = self.runner.snapshot()
+        self.publish(snap)
+        data = encode({"type": "end", **end})
+        for writer in list(self._writers):
+            writer.write(data)
+        for writer in list(self._writers):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.drain(), timeout=linger_s)
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+async def serve(
+    campaign_path: Path, run_dir: Path, sock: Path, *, snapshot_hz: float = 4.0
+) -> int:
+    """Run a campaign behind a control socket until it ends; return the run's exit status.
+
+    SIGTERM and SIGINT stop the run cleanly (report written); SIGHUP is ignored, so the end of
+    a terminal or SSH login does not end the run.
+    """
+    from perfmon.core.campaign import load_campaign
+    from perfmon.engine.runner import Runner
+
+    campaign = load_campaign(campaign_path)
+    runner = Runner(campaign, run_dir, snapshot_hz=snapshot_hz)
+    server = ControlServer(runner, sock)
+    await server.start()
+    runner.snapshot_listeners.append(server.publish)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runner.request_stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        outcome = await runner.run()
+    except BaseException:
+        await server.finish({"exit_status": 3, "verdict": "pending", "report": None})
+        raise
+    await server.finish(
+        {
+            "exit_status": outcome.exit_status,
+            "verdict": outcome.verdict,
+            "report": str(outcome.report_md) if outcome.report_md else None,
+        }
+    )
+    return outcome.exit_status

@@ -1,0 +1,127 @@
+"""``perfmon run --headless``: the same runner in the foreground, for CI.
+
+Prints one line per finished session and a line whenever a gate changes state, then the final
+gate table (evaluated on the full recorded data) and the report's path. The exit status is the
+verdict: 0 every gate passes, 1 a gate failed or is undecided, 3 the run could not complete.
+SIGINT and SIGTERM stop the run cleanly (the report is still written) and exit 3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from perfmon.core.campaign import Campaign
+from perfmon.core.model import GateResult, SessionResult, SessionStatus
+from perfmon.core.snapshot import Snapshot
+from perfmon.core.units import format_bytes, format_seconds
+from perfmon.engine.runner import RunOutcome, Runner
+from perfmon.engine.supervisor import strip_terminal_escapes
+
+
+class ProgressPrinter:
+    """Prints session and gate progress lines to a text stream.
+
+    Args:
+        out: where to print (stdout by default); lines are flushed as written.
+        total: the number of planned sessions, or None for open-ended runs.
+    """
+
+    def __init__(self, out: TextIO, total: int | None) -> None:
+        self.out = out
+        self.total = total
+        self.done = 0
+        self._gate_states: dict[str, str] = {}
+
+    def _print(self, text: str) -> None:
+        print(strip_terminal_escapes(text), file=self.out, flush=True)
+
+    def session(self, result: SessionResult) -> None:
+        """A session listener: one line per finished session."""
+        self.done += 1
+        spec = result.spec
+        width = len(str(self.total)) if self.total else 3
+        count = f"{self.done:>{width}}/{self.total}" if self.total else f"{self.done:>{width}}"
+        params = " ".join(f"{k}={v}" for k, v in spec.params)
+        what = f"{spec.workload}/{spec.variant}" + (f"[{params}]" if params else "")
+        tag = f"{spec.set_name}{' warmup' if spec.warmup else ''} #{spec.index + 1}"
+        wall = format_seconds(result.wall_s) if result.wall_s is not None else "–"
+        cpu = format_seconds(result.cpu_s) if result.cpu_s is not None else "–"
+        rss = format_bytes(result.peak_rss_bytes) if result.peak_rss_bytes else "–"
+        line = (
+            f"[{count}] {what:<28} {tag:<18} {result.status_text:<10} "
+            f"wall {wall:>9}  cpu {cpu:>9}  peak RSS {rss:>10}  samples {result.samples:,}"
+        )
+        if result.malformed:
+            line += f"  malformed {result.malformed:,}"
+        if result.error and result.status is not SessionStatus.OK:
+            line += f"  ({result.error})"
+        self._print(line)
+
+    def snapshot(self, snap: Snapshot) -> None:
+        """A snapshot listener: one line whenever a gate changes state."""
+        for gate in snap.gates:
+            old = self._gate_states.get(gate.name)
+            if old != gate.state.value:
+                self._gate_states[gate.name] = gate.state.value
+                if old is not None or gate.state.value != "pending":
+                    self._print(f"  gate {gate.name}: {old or 'pending'} -> {gate.state.value}: {gate.reason}")
+
+    def final(self, outcome: RunOutcome) -> None:
+        """Print the final gate table, the verdict and the report's path."""
+        self._print("")
+        self._print(format_gate_table(outcome.gates))
+        self._print("")
+        self._print(f"verdict: {outcome.verdict.upper()}  (exit status {outcome.exit_status})")
+        if outcome.report_md is not None:
+            self._print(f"report:  {outcome.report_md}")
+        self._print(f"run dir: {outcome.run_dir}")
+
+
+def format_gate_table(gates: tuple[GateResult, ...] | list[GateResult]) -> str:
+    """Format gates as a plain-text table (gate, state, expression, reason), for logs and CI.
+
+    The reason already carries the measured value with its unit and sample count.
+    """
+    if not gates:
+        return "no gates in this campaign"
+    rows = [("gate", "state", "expression", "reason")]
+    rows += [(g.name, g.state.value.upper(), g.expr, g.reason) for g in gates]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = []
+    for i, r in enumerate(rows):
+        lines.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+        if i == 0:
+            lines.append("-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def run_headless(campaign: Campaign, run_dir: Path, *, out: TextIO | None = None) -> int:
+    """Run a campaign in the foreground with progress lines; return the exit status."""
+    stream = out if out is not None else sys.stdout
+    runner = Runner(campaign, run_dir)
+    printer = ProgressPrinter(stream, runner.scheduler.planned_total)
+    runner.session_listeners.append(printer.session)
+    runner.snapshot_listeners.append(printer.snapshot)
+    print(f"perfmon: running {campaign.name} into {run_dir}", file=stream, flush=True)
+
+    async def main() -> tuple[RunOutcome, bool]:
+        loop = asyncio.get_running_loop()
+        interrupted = False
+
+        def stop() -> None:
+            nonlocal interrupted
+            interrupted = True
+            print("perfmon: stopping (the report will still be written)", file=stream, flush=True)
+            runner.request_stop()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        return await runner.run(), interrupted
+
+    outcome, interrupted = asyncio.run(main())
+    printer.final(outcome)
+    return 3 if interrupted else outcome.exit_status
