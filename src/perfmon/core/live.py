@@ -1,0 +1,304 @@
+"""``LiveState``: a run's live state, folded from samples into bounded aggregates.
+
+The engine feeds it (``add_session`` when a session is scheduled, ``update_session`` as it
+runs and ends, ``add_samples`` with every decoded batch, ``add_malformed`` with dropped probe
+lines), the gates read it through the ``perfmon.core.gates.MetricSource`` protocol (``reduce``
+and ``kind``, implemented structurally here), and a few times a second the engine takes an
+immutable ``Snapshot`` of it for viewers, headless progress and exporters.
+
+Memory is bounded except for the sessions table (one row per session): each metric keeps one
+``perfmon.core.aggregate.MetricAggregate`` (a fixed-size reservoir and a fixed number of
+time buckets), so a 72-hour soak takes the same memory after an hour as after three days.
+The exact numbers of the report come from the recorded run directory instead.
+
+Rules:
+
+- samples of warm-up sessions (``SessionSpec.warmup``) are counted in ``samples_total`` and
+  in their session's row, but not folded into the metric aggregates: warm-ups are excluded
+  from statistics;
+- a metric's kind is the kind of its first sample;
+- sliding windows (``reduce(..., window_s=W)``) end at the latest sample time seen by this
+  state, so a metric that stopped reporting has no samples in a short window;
+- a session row's ``samples`` and ``malformed`` are the larger of what the engine reported in
+  the ``SessionResult`` and what was counted here through ``add_samples`` and
+  ``add_malformed``, so either way of reporting them (or both) gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import zlib
+from collections.abc import Iterable, Sequence
+
+from perfmon.core.aggregate import MetricAggregate, check_reduce_args
+from perfmon.core.model import GateResult, MetricKind, Sample, SessionResult, SessionSpec
+from perfmon.core.snapshot import (
+    SERIES_POINTS,
+    SNAPSHOT_VERSION,
+    MetricSummary,
+    SessionRow,
+    Snapshot,
+)
+
+__all__ = ["LiveState"]
+
+
+class LiveState:
+    """The live, bounded state of one run.
+
+    Implements ``perfmon.core.gates.MetricSource`` (``reduce``, ``kind``) structurally.
+
+    Args:
+        run_id: the run directory's name.
+        campaign: the campaign's name.
+        run_dir: absolute path of the run directory.
+        started_t: when the run started, Unix seconds.
+        reservoir_size: per-metric reservoir size for quantiles (exact below it).
+        series_points: per-metric number of time buckets of the downsampled series.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        campaign: str,
+        run_dir: str,
+        started_t: float,
+        reservoir_size: int = 4096,
+        series_points: int = SERIES_POINTS,
+    ) -> None:
+        self.run_id = run_id
+        self.campaign = campaign
+        self.run_dir = run_dir
+        self.started_t = started_t
+        self.reservoir_size = reservoir_size
+        self.series_points = series_points
+        self._results: dict[int, SessionResult] = {}
+        self._warmup: set[int] = set()
+        self._session_samples: dict[int, int] = {}
+        self._session_malformed: dict[int, int] = {}
+        self._samples_total = 0
+        self._kinds: dict[str, MetricKind] = {}
+        self._metrics: dict[str, MetricAggregate] = {}
+        self._latest_t = -math.inf
+
+    # -- feeding -----------------------------------------------------------------------
+
+    def add_session(self, spec: SessionSpec) -> None:
+        """Add a scheduled session (a PENDING row; an existing row keeps its result).
+
+        Args:
+            spec: the session.
+        """
+        if spec.warmup:
+            self._warmup.add(spec.id)
+        if spec.id not in self._results:
+            self._results[spec.id] = SessionResult(spec=spec)
+
+    def update_session(self, result: SessionResult) -> None:
+        """Record a session's new status, wall time, CPU time or peak RSS.
+
+        A copy of ``result`` is kept, so the engine may go on mutating its own.
+
+        Args:
+            result: the session's result as the supervisor has it now.
+        """
+        if result.spec.warmup:
+            self._warmup.add(result.spec.id)
+        self._results[result.spec.id] = dataclasses.replace(result)
+
+    def add_malformed(self, session: int, n: int) -> None:
+        """Count ``n`` malformed probe lines dropped from ``session``.
+
+        Args:
+            session: session id.
+            n: number of lines (>= 0).
+        """
+        self._session_malformed[session] = self._session_malformed.get(session, 0) + n
+
+    def add_samples(self, samples: Iterable[Sample]) -> None:
+        """Fold a batch of samples in (the ingest hot path).
+
+        Samples are grouped by ``(session, metric)`` in one pass, then each metric's
+        non-warm-up samples are folded with one vectorised ``MetricAggregate.add_many``.
+
+        Args:
+            samples: decoded samples, in any order.
+        """
+        groups: dict[tuple[int, str], tuple[list[float], list[float], MetricKind]] = {}
+        get = groups.get
+        for s in samples:
+            key = (s.session, s.metric)
+            g = get(key)
+            if g is None:
+                groups[key] = ([s.t], [s.value], s.kind)
+            else:
+                g[0].append(s.t)
+                g[1].append(s.value)
+        if not groups:
+            return
+        per_metric: dict[str, tuple[list[float], list[float]]] = {}
+        counts = self._session_samples
+        warmup = self._warmup
+        kinds = self._kinds
+        for (session, metric), (ts, vs, kind) in groups.items():
+            n = len(ts)
+            self._samples_total += n
+            counts[session] = counts.get(session, 0) + n
+            if metric not in kinds:
+                kinds[metric] = kind
+            if session in warmup:
+                continue
+            acc = per_metric.get(metric)
+            if acc is None:
+                per_metric[metric] = (ts, vs)
+            else:
+                acc[0].extend(ts)
+                acc[1].extend(vs)
+        for metric, (ts, vs) in per_metric.items():
+            agg = self._metrics.get(metric)
+            if agg is None:
+                agg = self._metrics[metric] = MetricAggregate(
+                    kinds[metric],
+                    reservoir_size=self.reservoir_size,
+                    series_points=self.series_points,
+                    seed=zlib.crc32(metric.encode()),  # stable across processes, unlike hash()
+                )
+            agg.add_many(ts, vs)
+            if agg.last_t > self._latest_t:
+                self._latest_t = agg.last_t
+
+    # -- MetricSource ------------------------------------------------------------------
+
+    def reduce(
+        self, func: str, metric: str, *, q: float | None = None, window_s: float | None = None
+    ) -> tuple[float | None, int]:
+        """Reduce one metric's (non-warm-up) samples to a number.
+
+        Args:
+            func: ``"max"``, ``"min"``, ``"mean"``, ``"median"``, ``"quantile"``, ``"sum"``,
+                ``"count"`` or ``"last"``; ``count`` of a counter is the sum of its
+                increments, of other kinds the number of samples.
+            metric: metric name.
+            q: quantile in [0, 1], for ``"quantile"``.
+            window_s: only the last ``window_s`` seconds up to the latest sample seen by this
+                state (bucket granularity, see ``perfmon.core.aggregate``), or None.
+
+        Returns:
+            ``(value, n)``: value in the metric's unit and the number of samples it was
+            computed from; ``(None, 0)`` for an unknown metric or an empty window.
+
+        Raises:
+            ValueError: unknown ``func``, bad ``q`` or ``window_s``.
+        """
+        check_reduce_args(func, q, window_s)
+        agg = self._metrics.get(metric)
+        if agg is None:
+            return None, 0
+        end_t = self._latest_t if window_s is not None else None
+        return agg.reduce(func, q=q, window_s=window_s, end_t=end_t)
+
+    def kind(self, metric: str) -> MetricKind | None:
+        """Return the metric's kind (of its first sample), or None if none was seen."""
+        return self._kinds.get(metric)
+
+    # -- read-outs -----------------------------------------------------------------------
+
+    @property
+    def samples_total(self) -> int:
+        """Samples ingested, warm-ups included."""
+        return self._samples_total
+
+    def snapshot(
+        self,
+        *,
+        now: float,
+        state: str,
+        gates: Sequence[GateResult] = (),
+        verdict: str = "pending",
+        message: str = "",
+        sessions_total: int | None = None,
+    ) -> Snapshot:
+        """Take an immutable snapshot of the run.
+
+        Args:
+            now: the snapshot's time, Unix seconds.
+            state: a ``perfmon.core.snapshot.RunState`` value.
+            gates: the gate board as last evaluated, in campaign order.
+            verdict: the run's verdict so far (a ``GateState`` value).
+            message: the latest notable event.
+            sessions_total: sessions planned; default the number of sessions added so far.
+
+        Returns:
+            The snapshot: sessions in id order, metrics sorted by name.
+        """
+        rows: list[SessionRow] = []
+        malformed_total = 0
+        done = 0
+        for sid in sorted(self._results):
+            r = self._results[sid]
+            spec = r.spec
+            malformed = max(r.malformed, self._session_malformed.get(sid, 0))
+            malformed_total += malformed
+            if r.status.finished:
+                done += 1
+            rows.append(
+                SessionRow(
+                    id=sid,
+                    workload=spec.workload,
+                    variant=spec.variant,
+                    set_name=spec.set_name,
+                    params=" ".join(f"{k}={v}" for k, v in spec.params),
+                    warmup=spec.warmup,
+                    status=r.status.value,
+                    status_text=r.status_text,
+                    wall_s=r.wall_s,
+                    cpu_s=r.cpu_s,
+                    peak_rss_bytes=r.peak_rss_bytes,
+                    samples=max(r.samples, self._session_samples.get(sid, 0)),
+                    malformed=malformed,
+                )
+            )
+        malformed_total += sum(
+            n for sid, n in self._session_malformed.items() if sid not in self._results
+        )
+        metrics: list[MetricSummary] = []
+        for name in sorted(self._metrics):
+            agg = self._metrics[name]
+            p50, p95 = agg.quantiles((0.5, 0.95))
+            series, span_s = agg.series()
+            metrics.append(
+                MetricSummary(
+                    name=name,
+                    kind=agg.kind.value,
+                    count=agg.count,
+                    total=agg.total,
+                    last=agg.last,
+                    min=agg.min,
+                    max=agg.max,
+                    mean=agg.mean,
+                    p50=p50,
+                    p95=p95,
+                    series=series,
+                    series_span_s=span_s,
+                )
+            )
+        return Snapshot(
+            version=SNAPSHOT_VERSION,
+            run_id=self.run_id,
+            campaign=self.campaign,
+            run_dir=self.run_dir,
+            state=state,
+            started_t=self.started_t,
+            now_t=now,
+            sessions_total=len(rows) if sessions_total is None else sessions_total,
+            sessions_done=done,
+            samples_total=self._samples_total,
+            malformed_total=malformed_total,
+            sessions=tuple(rows),
+            metrics=tuple(metrics),
+            gates=tuple(gates),
+            verdict=verdict,
+            message=message,
+        )
