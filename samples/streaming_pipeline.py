@@ -47,9 +47,15 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
+# A pipeline stage runs on one thread, and its matrices (about 100 x 256) are far too small to
+# gain from BLAS threads: on a 2-core machine OpenBLAS' threads only add contention spikes to
+# the chunk latency. Set before numpy loads OpenBLAS; the environment may still override it.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from perfmon import probe
+import numpy as np  # noqa: E402
+
+from perfmon import probe  # noqa: E402
 
 # An event: (id, timestamp in stream seconds, type, sorted token tuple).
 Event = tuple[int, float, int, tuple[int, ...]]
