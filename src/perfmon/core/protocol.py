@@ -1,0 +1,359 @@
+"""The probe protocol, version 1: decoding a session's channel into samples, and encoding lines.
+
+The wire format is specified in ``docs/protocol.md``; in short, UTF-8 text, one record per
+``\\n``-terminated line, borrowing Prometheus' text exposition format
+(https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format)::
+
+    # PERFMON 1                          optional version header
+    # TYPE chunks_total counter          declares a metric's kind for later samples
+    event_queue_depth 12                 a sample, stamped on receipt
+    chunk_seconds 0.00131 1764000000.25  a sample with its own timestamp (Unix seconds)
+
+A line that does not parse is counted and dropped (``Decoder.malformed``), never raised: the
+decoder accepts any bytes in any chunking, and the chunking does not change what it decodes
+(except the receipt time given to samples without a timestamp, which is the ``now`` of the
+``feed`` call that completes the line).
+
+Decisions where the spec leaves room (all documented here so the encoder can match):
+
+- a line is "longer than 4096 bytes" when its bytes before ``\\n`` (``\\r`` included) number
+  more than ``MAX_LINE``; such a line is counted once, however many feeds it spans, and only
+  ``MAX_LINE`` bytes of it are ever buffered;
+- a ``# PERFMON ...`` line other than exactly ``# PERFMON 1`` (version 2, ``2.0``, a missing
+  or extra field) poisons the channel wherever it appears: it and every later non-blank line
+  are malformed; ``# PERFMON 1`` anywhere is accepted and ignored;
+- ``# TYPE`` lines with a bad name, an unknown kind or a missing/extra field are malformed;
+- numbers are ASCII decimal or exponent floats as Python's ``float`` reads them, minus
+  underscores (``1_000`` is malformed, as in Prometheus); NaN and infinities are malformed, in
+  the value and in the timestamp;
+- comment lines (``#`` but not ``# TYPE``/``# PERFMON``) must still be valid UTF-8;
+- field separators are ASCII whitespace (``bytes.split()``: space and tab, and also the
+  vertical tab and form feed, which the spec does not mention and no emitter writes).
+
+This module is pure: no I/O, no third-party imports.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from perfmon.core.model import METRIC_NAME_RE, MetricKind, Sample
+
+PROTOCOL_VERSION = 1
+"""The protocol version this module speaks (``PERFMON_PROTOCOL`` in a workload's env)."""
+
+MAX_LINE = 4096
+"""Longest accepted line in bytes, not counting its ``\\n`` (docs/protocol.md)."""
+
+MAX_METRICS = 65536
+"""Most distinct metric names one session may declare with ``# TYPE``; later ones are
+malformed. Bounds a session's memory against a runaway emitter."""
+
+_NAME_CACHE_SIZE = 4096  # distinct names whose validated ``str`` is cached per session
+_NAME_RE_B = re.compile(METRIC_NAME_RE.pattern.encode("ascii"))
+_KINDS: dict[bytes, MetricKind] = {k.value.encode("ascii"): k for k in MetricKind}
+_HASH = 35  # ord("#")
+_GAUGE = MetricKind.GAUGE
+_isfinite = math.isfinite
+
+
+def _show(field: bytes, limit: int = 40) -> str:
+    """A short printable rendering of a bad field for ``last_error``."""
+    text = field[:limit].decode("utf-8", "backslashreplace")
+    text = text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+    return text + ("..." if len(field) > limit else "")
+
+
+class Decoder:
+    """Incremental decoder for one session's channel.
+
+    Feed it the bytes read from the channel as they come, in any chunking; it returns the
+    samples of every line completed by that feed.
+
+    Args:
+        session: the session id stamped on every decoded sample.
+
+    Attributes:
+        session: the session id.
+        malformed: lines dropped so far (bad syntax, over-long, invalid UTF-8, poisoned).
+        last_error: why the latest malformed line was dropped, e.g.
+            ``'line 17: bad value "abc" for event_queue_depth'``; ``""`` while none was.
+        lines: complete lines seen so far (including dropped ones).
+    """
+
+    __slots__ = (
+        "_buf",
+        "_kinds",
+        "_names",
+        "_poisoned",
+        "_skipping",
+        "last_error",
+        "lines",
+        "malformed",
+        "session",
+    )
+
+    def __init__(self, session: int) -> None:
+        self.session = session
+        self.malformed = 0
+        self.last_error = ""
+        self.lines = 0
+        self._buf = b""  # partial trailing line, at most MAX_LINE bytes
+        self._skipping = False  # inside an over-long line already counted
+        self._poisoned = False  # a foreign "# PERFMON" header was seen
+        self._kinds: dict[str, MetricKind] = {}  # declared kinds by name
+        self._names: dict[bytes, tuple[str, MetricKind]] = {}  # validated name cache
+
+    @property
+    def kinds(self) -> dict[str, MetricKind]:
+        """The kinds declared so far with ``# TYPE`` (a copy), by metric name."""
+        return dict(self._kinds)
+
+    def feed(self, data: bytes, now: float) -> list[Sample]:
+        """Decode the lines completed by ``data``; buffer a partial trailing line.
+
+        Args:
+            data: bytes read from the channel (any length, any split point).
+            now: wall-clock receipt time, Unix seconds, stamped on samples without a
+                timestamp.
+
+        Returns:
+            The samples of the lines completed by this feed, in order (possibly empty).
+            Never raises on any input.
+        """
+        if b"\n" not in data:
+            if self._skipping:
+                return []
+            buf = self._buf + data
+            if len(buf) > MAX_LINE:
+                self._too_long(self.lines + 1)
+                self._skipping = True
+                buf = b""
+            self._buf = buf
+            return []
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        start = 0
+        if self._skipping:
+            # The first piece ends the over-long line that was counted already.
+            self._skipping = False
+            start = 1
+        elif self._buf:
+            lines[0] = self._buf + lines[0]
+        self._buf = b""
+        out = self._decode(lines, start, now)
+        if len(tail) > MAX_LINE:
+            self._too_long(self.lines + 1)
+            self._skipping = True
+        else:
+            self._buf = tail
+        return out
+
+    def close(self, now: float) -> list[Sample]:
+        """Decode a final line left without ``\\n`` when the channel ends.
+
+        Args:
+            now: wall-clock time, Unix seconds, for a sample without a timestamp.
+
+        Returns:
+            The sample of that last line, if it is one (an empty list otherwise).
+        """
+        if self._skipping:
+            self._skipping = False
+            self.lines += 1
+            return []
+        buf, self._buf = self._buf, b""
+        if not buf:
+            return []
+        return self._decode([buf], 0, now)
+
+    def _too_long(self, lineno: int) -> None:
+        self.malformed += 1
+        self.last_error = f"line {lineno}: longer than {MAX_LINE} bytes"
+
+    def _bad(self, lineno: int, why: str) -> None:
+        self.malformed += 1
+        self.last_error = f"line {lineno}: {why}"
+
+    def _decode(self, lines: list[bytes], start: int, now: float) -> list[Sample]:
+        """The hot path: decode complete lines (without their ``\\n``)."""
+        out: list[Sample] = []
+        append = out.append
+        names = self._names
+        session = self.session
+        lineno = self.lines + start
+        poisoned = self._poisoned
+        for i in range(start, len(lines)):
+            raw = lines[i]
+            lineno += 1
+            if len(raw) > MAX_LINE:
+                self._too_long(lineno)
+                continue
+            parts = raw.split()
+            if not parts:
+                continue
+            first = parts[0]
+            if first[0] == _HASH or poisoned:
+                self._comment(parts, raw, lineno)
+                poisoned = self._poisoned
+                continue
+            entry = names.get(first)
+            if entry is None:
+                entry = self._name(first, raw, lineno)
+                if entry is None:
+                    continue
+            n = len(parts)
+            if n == 2:
+                field = parts[1]
+                try:
+                    value = float(field)
+                except ValueError:
+                    self._reject(lineno, raw, f'bad value "{_show(field)}" for {entry[0]}')
+                    continue
+                if not _isfinite(value) or b"_" in field:
+                    self._reject(lineno, raw, f'bad value "{_show(field)}" for {entry[0]}')
+                    continue
+                append(Sample(now, session, entry[0], value, entry[1]))
+            elif n == 3:
+                field = parts[1]
+                try:
+                    value = float(field)
+                except ValueError:
+                    self._reject(lineno, raw, f'bad value "{_show(field)}" for {entry[0]}')
+                    continue
+                if not _isfinite(value) or b"_" in field:
+                    self._reject(lineno, raw, f'bad value "{_show(field)}" for {entry[0]}')
+                    continue
+                field = parts[2]
+                try:
+                    t = float(field)
+                except ValueError:
+                    self._reject(lineno, raw, f'bad timestamp "{_show(field)}" for {entry[0]}')
+                    continue
+                if not _isfinite(t) or b"_" in field:
+                    self._reject(lineno, raw, f'bad timestamp "{_show(field)}" for {entry[0]}')
+                    continue
+                append(Sample(t, session, entry[0], value, entry[1]))
+            elif n == 1:
+                self._reject(lineno, raw, f"no value for {entry[0]}")
+            else:
+                self._reject(lineno, raw, f"too many fields ({n}) for {entry[0]}")
+        self.lines = lineno
+        return out
+
+    def _reject(self, lineno: int, raw: bytes, why: str) -> None:
+        """Count a bad sample line; say "invalid UTF-8" when that is what is wrong."""
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            why = "invalid UTF-8"
+        self._bad(lineno, why)
+
+    def _name(self, field: bytes, raw: bytes, lineno: int) -> tuple[str, MetricKind] | None:
+        """Validate a metric name not yet cached; cache it. None (and counted) if bad."""
+        if _NAME_RE_B.match(field) is None:
+            self._reject(lineno, raw, f'bad metric name "{_show(field)}"')
+            return None
+        name = field.decode("ascii")
+        entry = (name, self._kinds.get(name, _GAUGE))
+        if len(self._names) < _NAME_CACHE_SIZE:
+            self._names[field] = entry
+        return entry
+
+    def _comment(self, parts: list[bytes], raw: bytes, lineno: int) -> None:
+        """Handle a ``#`` line (or any line of a poisoned channel)."""
+        if self._poisoned:
+            self._bad(lineno, "channel declared an unsupported protocol version")
+            return
+        if parts[0] != b"#" or len(parts) < 2:
+            self._plain_comment(raw, lineno)
+            return
+        keyword = parts[1]
+        if keyword == b"TYPE":
+            if len(parts) != 4:
+                self._bad(lineno, "# TYPE needs a name and a kind")
+                return
+            name_b, kind_b = parts[2], parts[3]
+            if _NAME_RE_B.match(name_b) is None:
+                self._bad(lineno, f'bad metric name "{_show(name_b)}" in # TYPE')
+                return
+            kind = _KINDS.get(kind_b)
+            if kind is None:
+                self._bad(lineno, f'unknown kind "{_show(kind_b)}" for {name_b.decode()}')
+                return
+            name = name_b.decode("ascii")
+            if name not in self._kinds and len(self._kinds) >= MAX_METRICS:
+                self._bad(lineno, f"more than {MAX_METRICS} metric names declared")
+                return
+            self._kinds[name] = kind
+            if name_b in self._names or len(self._names) < _NAME_CACHE_SIZE:
+                self._names[name_b] = (name, kind)
+        elif keyword == b"PERFMON":
+            if len(parts) == 3 and parts[2] == b"1":
+                return
+            self._poisoned = True
+            self._bad(lineno, f'unsupported protocol header "{_show(raw.strip())}"')
+        else:
+            self._plain_comment(raw, lineno)
+
+    def _plain_comment(self, raw: bytes, lineno: int) -> None:
+        """An ignored comment line: still malformed when it is not UTF-8."""
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self._bad(lineno, "invalid UTF-8")
+
+
+def _check_name(name: str) -> None:
+    if METRIC_NAME_RE.match(name) is None:
+        raise ValueError(f"bad metric name {name!r} (want [a-zA-Z_:][a-zA-Z0-9_:]*)")
+
+
+def encode_sample(name: str, value: float, timestamp: float | None = None) -> str:
+    """Encode one sample as a protocol line.
+
+    Args:
+        name: metric name, ``[a-zA-Z_:][a-zA-Z0-9_:]*``, unit as suffix (``chunk_seconds``).
+        value: the value in the metric's base unit; must be finite.
+        timestamp: Unix seconds, or None to let perfmon stamp the sample on receipt.
+
+    Returns:
+        The line, ending with ``"\\n"``, e.g. ``"chunk_seconds 0.00131\\n"``. Floats are written
+        with ``repr`` (the shortest text that reads back to the same float).
+
+    Raises:
+        ValueError: on a bad name or a non-finite value or timestamp.
+    """
+    _check_name(name)
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"value of {name} must be finite, got {value!r}")
+    if timestamp is None:
+        return f"{name} {v!r}\n"
+    t = float(timestamp)
+    if not math.isfinite(t):
+        raise ValueError(f"timestamp of {name} must be finite, got {timestamp!r}")
+    return f"{name} {v!r} {t!r}\n"
+
+
+def encode_type(name: str, kind: MetricKind) -> str:
+    """Encode a ``# TYPE`` declaration line.
+
+    Args:
+        name: metric name.
+        kind: its kind.
+
+    Returns:
+        ``"# TYPE <name> <kind>\\n"``.
+
+    Raises:
+        ValueError: on a bad name.
+    """
+    _check_name(name)
+    return f"# TYPE {name} {MetricKind(kind).value}\n"
+
+
+def encode_header() -> str:
+    """The optional version header line, ``"# PERFMON 1\\n"``."""
+    return f"# PERFMON {PROTOCOL_VERSION}\n"
