@@ -1,0 +1,564 @@
+"""The snapshot report: what ran, what was measured, which gates passed, with the evidence.
+
+``build_report`` turns a run directory's recorded data (``perfmon.engine.recorder.RunData``) and
+the gate results the runner evaluated on it into ``report.json``'s content; ``render_markdown``
+renders that as ``report.md``; ``write_report`` writes both atomically.
+
+Every number in the report is computed from recorded sessions and samples; where there is
+nothing to compute from, the report says "no data" rather than print a placeholder.
+
+Statistics (stated in the report itself, section "Method"):
+
+- median and p95 use ``numpy.median`` and ``numpy.percentile(..., 95)`` with numpy's default
+  linear interpolation (Hyndman & Fan 1996, definition 7);
+- MAD is the *raw* median absolute deviation, ``scipy.stats.median_abs_deviation(x,
+  scale=1.0)``, i.e. ``median(|x - median(x)|)``, not scaled to estimate a normal sigma.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy.stats import median_abs_deviation
+
+from perfmon.core.model import Dimension, GateResult, GateState, metric_dimension
+from perfmon.core.units import format_duration, format_quantity
+from perfmon.engine.recorder import RunData, atomic_write_text
+
+REPORT_FORMAT = "perfmon-report"
+REPORT_VERSION = 1
+NO_DATA = "no data"
+
+METHOD = {
+    "median": "numpy.median",
+    "p95": "numpy.percentile(x, 95), linear interpolation (Hyndman & Fan definition 7)",
+    "mad": "raw median absolute deviation: scipy.stats.median_abs_deviation(x, scale=1.0)",
+    "measured_sessions": "sessions with status ok that are not warm-ups",
+    "metrics": "all recorded samples except those of warm-up sessions",
+}
+
+
+def _num(x: float | int | None) -> float | None:
+    """A finite float for JSON, or None."""
+    if x is None:
+        return None
+    f = float(x)
+    return f if math.isfinite(f) else None
+
+
+def describe(values: Sequence[float] | np.ndarray[Any, Any]) -> dict[str, Any]:
+    """Summary statistics of one sample of values.
+
+    Args:
+        values: the values (any unit), non-finite ones ignored.
+
+    Returns:
+        ``{"n", "median", "mad", "p95", "min", "max"}``; every statistic is None when there
+        are no values. MAD is raw (``scale=1.0``); p95 uses linear interpolation.
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return {"n": 0, "median": None, "mad": None, "p95": None, "min": None, "max": None}
+    return {
+        "n": int(arr.size),
+        "median": _num(np.median(arr)),
+        "mad": _num(median_abs_deviation(arr, scale=1.0)),
+        "p95": _num(np.percentile(arr, 95)),
+        "min": _num(arr.min()),
+        "max": _num(arr.max()),
+    }
+
+
+def _params_text(params: dict[str, Any] | None) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
+
+
+def _session_groups(sessions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per workload + variant + params statistics of measured (OK, non-warm-up) sessions."""
+    groups: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[dict[str, Any]]] = {}
+    for s in sessions:
+        if s.get("status") != "ok" or s.get("warmup"):
+            continue
+        params = tuple(sorted((str(k), str(v)) for k, v in (s.get("params") or {}).items()))
+        key = (str(s.get("workload", "")), str(s.get("variant", "")), params)
+        groups.setdefault(key, []).append(s)
+    out = []
+    for (workload, variant, params), rows in groups.items():
+        walls = [r["wall_s"] for r in rows if r.get("wall_s") is not None]
+        rss = [r["peak_rss_bytes"] for r in rows if r.get("peak_rss_bytes") is not None]
+        out.append(
+            {
+                "workload": workload,
+                "variant": variant,
+                "params": dict(params),
+                "sessions": len(rows),
+                "wall_s": describe(walls),
+                "peak_rss_bytes": describe(rss),
+            }
+        )
+    return out
+
+
+def _metric_stats(samples: pa.Table, warmup_ids: Iterable[int]) -> list[dict[str, Any]]:
+    """Per metric statistics over every sample except those of warm-up sessions."""
+    warm = pa.array(sorted(set(warmup_ids)), pa.int32())
+    table = samples
+    if len(warm) and table.num_rows:
+        table = table.filter(pc.invert(pc.is_in(table.column("session"), value_set=warm)))
+    if table.num_rows == 0:
+        return []
+    encoded = pc.dictionary_encode(table.column("metric")).combine_chunks()
+    names = encoded.dictionary.to_pylist()
+    idx = encoded.indices.to_numpy(zero_copy_only=False)
+    t = table.column("t").to_numpy()
+    v = table.column("value").to_numpy()
+    kinds = table.column("kind")
+    order = np.lexsort((t, idx))  # by metric, then time (stable: recording order for ties)
+    idx_s = idx[order]
+    starts = np.flatnonzero(np.r_[True, idx_s[1:] != idx_s[:-1]])
+    ends = np.r_[starts[1:], idx_s.size]
+    out = []
+    for a, b in zip(starts, ends, strict=True):
+        rows = order[a:b]
+        vals = v[rows]
+        stats = describe(vals)
+        out.append(
+            {
+                "name": names[int(idx_s[a])],
+                "kind": kinds[int(rows[0])].as_py(),
+                "n": stats["n"],
+                "min": stats["min"],
+                "median": stats["median"],
+                "p95": stats["p95"],
+                "max": stats["max"],
+                "last": _num(vals[-1]),
+                "total": _num(vals.sum()),
+            }
+        )
+    out.sort(key=lambda m: m["name"])
+    return out
+
+
+def _timing(data: RunData) -> dict[str, Any]:
+    started = _num(data.manifest.get("started_t"))
+    starts: list[float] = []
+    ends: list[float] = []
+    for s in data.sessions:
+        if _num(s.get("start_t")) is not None:
+            starts.append(float(s["start_t"]))
+        if _num(s.get("end_t")) is not None:
+            ends.append(float(s["end_t"]))
+    if data.samples.num_rows:
+        t = data.samples.column("t")
+        starts.append(float(pc.min(t).as_py()))
+        ends.append(float(pc.max(t).as_py()))
+    source = "manifest"
+    if started is None and starts:
+        started, source = min(starts), "first record"
+    ended = max(ends) if ends else None
+    duration = ended - started if started is not None and ended is not None else None
+
+    def iso(x: float | None) -> str | None:
+        if x is None:
+            return None
+        return _dt.datetime.fromtimestamp(x, _dt.UTC).isoformat(timespec="seconds")
+
+    return {
+        "started_t": started,
+        "ended_t": ended,
+        "duration_s": duration,
+        "started_utc": iso(started),
+        "ended_utc": iso(ended),
+        "started_from": source if started is not None else None,
+        "ended_from": "last record" if ended is not None else None,
+    }
+
+
+def _verdict_line(verdict: str, gates: Sequence[GateResult]) -> str:
+    if not gates:
+        return f"{verdict.upper()}: no gates defined"
+    counts = Counter(g.state.value for g in gates)
+    parts = [
+        f"{counts[s.value]} {s.value}"
+        for s in (GateState.PASS, GateState.FAIL, GateState.INCONCLUSIVE, GateState.PENDING)
+        if counts[s.value]
+    ]
+    return f"{verdict.upper()}: {counts['pass']} of {len(gates)} gates passed ({', '.join(parts)})"
+
+
+def build_report(
+    data: RunData, gate_results: Sequence[GateResult], *, verdict: str
+) -> dict[str, Any]:
+    """Build ``report.json``'s content from a run's recorded data.
+
+    Args:
+        data: the run as read by ``perfmon.engine.recorder.read_run``.
+        gate_results: the gates as evaluated by the runner on the full recorded data, in
+            campaign order.
+        verdict: the run's verdict (a ``GateState`` value: pass only if every gate passes).
+
+    Returns:
+        A JSON-ready dict ``{"format": "perfmon-report", "version": 1, "run_id", "campaign",
+        "run_dir", "verdict", "verdict_line", "timing", "gates", "sessions", "metrics",
+        "malformed", "recording", "provenance", "method"}``. Statistics that have no data are
+        None (rendered as "no data"). Values are in base units (seconds, bytes).
+    """
+    sessions = data.sessions
+    warmup_ids = [int(s["id"]) for s in sessions if s.get("warmup") and s.get("id") is not None]
+    by_status = Counter(str(s.get("status", "unknown")) for s in sessions)
+    failed = [
+        {
+            "id": s.get("id"),
+            "workload": s.get("workload"),
+            "variant": s.get("variant"),
+            "params": s.get("params") or {},
+            "warmup": bool(s.get("warmup")),
+            "status": s.get("status"),
+            "status_text": s.get("status_text") or s.get("status"),
+            "exit_code": s.get("exit_code"),
+            "signal": s.get("signal"),
+            "error": s.get("error") or "",
+        }
+        for s in sessions
+        if s.get("status") != "ok"
+    ]
+    malformed_rows = [
+        {
+            "id": s.get("id"),
+            "workload": s.get("workload"),
+            "variant": s.get("variant"),
+            "malformed": int(s.get("malformed") or 0),
+        }
+        for s in sessions
+        if s.get("malformed")
+    ]
+    campaign = data.manifest.get("campaign")
+    campaign_name = campaign.get("name") if isinstance(campaign, dict) else campaign
+    return {
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
+        "run_id": data.manifest.get("run_id", data.run_dir.name),
+        "campaign": campaign_name,
+        "run_dir": str(data.run_dir),
+        "verdict": verdict,
+        "verdict_line": _verdict_line(verdict, gate_results),
+        "timing": _timing(data),
+        "gates": [
+            {
+                "name": g.name,
+                "expr": g.expr,
+                "state": g.state.value,
+                "value": _num(g.value),
+                "ci_low": _num(g.ci_low),
+                "ci_high": _num(g.ci_high),
+                "n": g.n,
+                "reason": g.reason,
+            }
+            for g in gate_results
+        ],
+        "sessions": {
+            "total": len(sessions),
+            "warmup": len(warmup_ids),
+            "by_status": dict(sorted(by_status.items())),
+            "groups": _session_groups(sessions),
+            "failed": failed,
+        },
+        "metrics": _metric_stats(data.samples, warmup_ids),
+        "malformed": {
+            "total": sum(r["malformed"] for r in malformed_rows),
+            "sessions": malformed_rows,
+        },
+        "recording": {
+            "closed": data.closed,
+            "samples": data.samples.num_rows,
+            "repaired_segments": data.repaired_segments,
+            "samples_dropped_bytes": data.samples_dropped_bytes,
+            "sessions_dropped_lines": data.sessions_dropped_lines,
+            "problems": list(data.problems),
+        },
+        "provenance": data.manifest.get("provenance"),
+        "method": dict(METHOD),
+    }
+
+
+# -- Markdown -----------------------------------------------------------------------------
+
+_GATE_ARG_RE = re.compile(r"\s*([a-z_0-9]+)\s*\(\s*([A-Za-z_:][A-Za-z0-9_:]*)")
+_SAME_UNIT_FUNCS = {"max", "min", "mean", "median", "last", "sum", "avg"} | {
+    f"p{q}" for q in range(1, 100)
+}
+
+
+def _gate_dimension(expr: str) -> Dimension:
+    """The dimension of a gate's value when it is that of its metric (``max(x_bytes)``)."""
+    m = _GATE_ARG_RE.match(expr)
+    if m and m.group(1) in _SAME_UNIT_FUNCS:
+        return metric_dimension(m.group(2))
+    return Dimension.NONE
+
+
+def _cell(x: Any) -> str:
+    text = NO_DATA if x is None or x == "" else str(x)
+    return text.replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+
+
+def _fmt(value: float | None, dim: Dimension) -> str:
+    return NO_DATA if value is None else format_quantity(value, dim)
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _stats_cells(stats: dict[str, Any], dim: Dimension) -> list[str]:
+    return [str(stats["n"])] + [_fmt(stats[k], dim) for k in ("median", "mad", "p95", "min", "max")]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """Render ``build_report``'s dict as Markdown (plain pipe tables).
+
+    Args:
+        report: a ``perfmon-report`` version 1 dict.
+
+    Returns:
+        The Markdown text, ending with a newline.
+
+    Raises:
+        ValueError: if ``report`` is not a version 1 perfmon report.
+    """
+    if report.get("format") != REPORT_FORMAT or report.get("version") != REPORT_VERSION:
+        raise ValueError("not a perfmon-report version 1")
+    out: list[str] = []
+    title = report.get("campaign") or report.get("run_id")
+    out += [f"# perfmon report: {title}", ""]
+    out += [f"**Verdict: {report['verdict_line']}**", ""]
+
+    timing = report["timing"]
+    out.append(f"- Run: `{report['run_id']}` in `{report['run_dir']}`")
+    out.append(f"- Started: {timing['started_utc'] or NO_DATA}")
+    out.append(
+        f"- Ended: {timing['ended_utc'] or NO_DATA}"
+        + (" (last recorded session or sample)" if timing["ended_utc"] else "")
+    )
+    duration = timing["duration_s"]
+    out.append(
+        f"- Duration: {NO_DATA if duration is None else format_duration(duration)}"
+        + ("" if duration is None else f" ({duration:.1f} s)")
+    )
+    out.append("")
+
+    out += ["## Gates", ""]
+    if report["gates"]:
+        rows = []
+        for g in report["gates"]:
+            dim = _gate_dimension(g["expr"])
+            ci = (
+                f"[{_fmt(g['ci_low'], dim)}, {_fmt(g['ci_high'], dim)}]"
+                if g["ci_low"] is not None or g["ci_high"] is not None
+                else "–"
+            )
+            rows.append(
+                [
+                    g["name"],
+                    f"`{g['expr']}`",
+                    g["state"].upper(),
+                    _fmt(g["value"], dim),
+                    ci,
+                    f"{g['n']:,}",
+                    g["reason"],
+                ]
+            )
+        out += _table(["Gate", "Expression", "State", "Value", "CI", "n", "Reason"], rows)
+    else:
+        out.append("No gates defined.")
+    out.append("")
+
+    ses = report["sessions"]
+    out += ["## Sessions", ""]
+    if ses["total"]:
+        out.append(f"{ses['total']} sessions finished, {ses['warmup']} of them warm-ups.")
+        out.append("")
+        out += _table(["Status", "Sessions"], sorted(ses["by_status"].items()))
+    else:
+        out.append(f"Sessions: {NO_DATA}.")
+    out.append("")
+
+    stat_header = ["Workload", "Variant", "Params", "n", "Median", "MAD", "p95", "Min", "Max"]
+    for title_, key, dim in (
+        ("Wall time of measured sessions", "wall_s", Dimension.TIME),
+        ("Peak RSS of measured sessions", "peak_rss_bytes", Dimension.BYTES),
+    ):
+        out += [f"### {title_}", ""]
+        if ses["groups"]:
+            out += _table(
+                stat_header,
+                (
+                    [
+                        gr["workload"],
+                        gr["variant"],
+                        _params_text(gr["params"]) or "–",
+                        *_stats_cells(gr[key], dim),
+                    ]
+                    for gr in ses["groups"]
+                ),
+            )
+        else:
+            out.append(f"Measured sessions (status ok, not warm-up): {NO_DATA}.")
+        out.append("")
+
+    out += ["### Failed sessions", ""]
+    if ses["failed"]:
+        out += _table(
+            ["Session", "Workload", "Variant", "Params", "Warm-up", "Status", "Error"],
+            (
+                [
+                    f["id"],
+                    f["workload"],
+                    f["variant"],
+                    _params_text(f["params"]) or "–",
+                    "yes" if f["warmup"] else "no",
+                    f["status_text"],
+                    f["error"] or "–",
+                ]
+                for f in ses["failed"]
+            ),
+        )
+    else:
+        out.append("None: every finished session exited with status ok.")
+    out.append("")
+
+    out += ["## Metrics", "", "Samples of warm-up sessions are excluded.", ""]
+    if report["metrics"]:
+        rows = []
+        for m in report["metrics"]:
+            dim = metric_dimension(m["name"])
+            rows.append(
+                [m["name"], m["kind"], f"{m['n']:,}"]
+                + [_fmt(m[k], dim) for k in ("min", "median", "p95", "max", "last")]
+                + [_fmt(m["total"], dim) if m["kind"] == "counter" else "–"]
+            )
+        out += _table(["Metric", "Kind", "n", "Min", "Median", "p95", "Max", "Last", "Total"], rows)
+    else:
+        out.append(f"Metrics: {NO_DATA}.")
+    out.append("")
+
+    mal = report["malformed"]
+    out += ["## Malformed probe lines", ""]
+    out.append(f"Total: {mal['total']:,} line(s) dropped.")
+    if mal["sessions"]:
+        out.append("")
+        out += _table(
+            ["Session", "Workload", "Variant", "Malformed lines"],
+            (
+                [r["id"], r["workload"], r["variant"], f"{r['malformed']:,}"]
+                for r in mal["sessions"]
+            ),
+        )
+    out.append("")
+
+    rec = report["recording"]
+    out += ["## Recording", ""]
+    out.append(
+        f"- {rec['samples']:,} samples, read from "
+        + ("samples.parquet (run closed)" if rec["closed"] else "segments (run not closed)")
+    )
+    out.append(
+        f"- Repaired segments: {rec['repaired_segments']}, "
+        f"{rec['samples_dropped_bytes']:,} bytes of torn tails dropped"
+    )
+    out.append(f"- Undecodable session lines dropped: {rec['sessions_dropped_lines']}")
+    for p in rec["problems"]:
+        out.append(f"- Problem: {p}")
+    if not rec["problems"]:
+        out.append("- No damage found.")
+    out.append("")
+
+    out += ["## Provenance", ""]
+    prov = report.get("provenance")
+    if isinstance(prov, dict) and prov:
+        out += _provenance_lines(prov)
+    else:
+        out.append(f"Provenance: {NO_DATA}.")
+    out.append("")
+
+    out += ["## Method", ""]
+    out += [f"- {k}: {v}" for k, v in report["method"].items()]
+    out.append("")
+    return "\n".join(out)
+
+
+def _provenance_lines(prov: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    git = prov.get("git")
+    if isinstance(git, dict):
+        if git.get("commit"):
+            dirty = " (dirty work tree)" if git.get("dirty") else ""
+            lines.append(f"- Git commit: `{git['commit']}`{dirty}")
+        else:
+            lines.append("- Git commit: not a git repository, or git unavailable")
+    ram = prov.get("ram_total_bytes")
+    simple = [
+        ("perfmon", prov.get("perfmon_version")),
+        ("Host", prov.get("hostname")),
+        ("OS", prov.get("os")),
+        ("CPU", prov.get("cpu_model")),
+        (
+            "CPUs (logical / physical)",
+            f"{prov.get('cpu_count_logical')} / {prov.get('cpu_count_physical')}"
+            if "cpu_count_logical" in prov
+            else None,
+        ),
+        ("RAM", format_quantity(ram, Dimension.BYTES) if isinstance(ram, int | float) else None),
+        (
+            "Python",
+            f"{prov.get('python_version')} ({prov.get('python_implementation')})"
+            if prov.get("python_version")
+            else None,
+        ),
+        ("Started (UTC)", prov.get("started_utc")),
+    ]
+    lines += [f"- {k}: {v}" for k, v in simple if v not in (None, "")]
+    packages = prov.get("packages")
+    if isinstance(packages, dict) and packages:
+        listed = ", ".join(f"{k} {v or 'not installed'}" for k, v in packages.items())
+        lines.append(f"- Packages: {listed}")
+    return lines
+
+
+def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.json`` into the run directory, each atomically.
+
+    Args:
+        run_dir: the run directory.
+        report: ``build_report``'s dict.
+
+    Returns:
+        ``(path of report.md, path of report.json)``.
+
+    Raises:
+        OSError: if a file cannot be written.
+        ValueError: if the report is not JSON-serialisable or not a perfmon report.
+    """
+    md_path = run_dir / "report.md"
+    json_path = run_dir / "report.json"
+    text = json.dumps(report, indent=2, allow_nan=False) + "\n"
+    markdown = render_markdown(report)
+    atomic_write_text(json_path, text)
+    atomic_write_text(md_path, markdown)
+    return md_path, json_path
