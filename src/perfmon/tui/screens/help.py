@@ -1,0 +1,72 @@
+"""The help screen: the keys, and what each panel shows."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP_TEXT = """\
+## Keys
+
+| key | what it does |
+|-----|--------------|
+| `q` | stop the run: the daemon ends the sessions and writes the report, then the viewer \
+exits. A second `q` leaves at once (the run goes on stopping). After the run, `q` just quits. |
+| `e` | write the report now, without stopping. |
+| `p` | pause launching new sessions / resume (running sessions go on). |
+| `tab` / `shift+tab` | move between the panels; arrows and page keys scroll the focused one. |
+| `?` | this help; `escape` closes it. |
+
+## Panels
+
+- **Status bar**: campaign, run state, elapsed time, sessions done/total, samples ingested,
+  malformed probe lines (highlighted when any were dropped) and the verdict so far (pass only
+  when every gate passes).
+- **Sessions**: one row per session in schedule order. `*` after the set marks a warm-up session
+  (recorded, left out of statistics). Status: *ok*, *running*, *pending*, or how it failed
+  (`exit N`, a signal name, `timeout`, `start failed`, `cancelled`). The table follows the newest
+  running session until you scroll; scroll to the end to follow again.
+- **Gates**: each gate's state (● pass, ✗ fail, … pending, ? inconclusive: the confidence
+  interval still straddles the threshold) and the reason, with the measured value and sample count.
+- **Metrics**: each metric's last value (Σ total for counters), p95, max, sample count n, and
+  its trend over the whole run (each block is the mean of one time bucket).
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    """A modal listing the viewer's keys and what its panels show; escape, q or ? close it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss", "Close", id="help.close", tooltip="Close the help"),
+        Binding("q", "dismiss", "Close", show=False),
+        Binding("question_mark", "dismiss", "Close", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    HelpScreen {
+        align: center middle;
+        background: $background 60%;
+    }
+    HelpScreen > VerticalScroll {
+        width: 90%;
+        max-width: 110;
+        height: 90%;
+        border: round $primary;
+        border-title-color: $primary;
+        border-subtitle-color: $foreground-muted;
+        background: $surface;
+        padding: 0 1;
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        """A scrollable Markdown page."""
+        with VerticalScroll() as scroll:
+            scroll.border_title = "perfmon help"
+            scroll.border_subtitle = "escape to close"
+            yield Markdown(HELP_TEXT)

@@ -1,0 +1,1 @@
+"""The viewer's panels, one widget per module."""
