@@ -489,3 +489,29 @@ def test_bad_theme_files_name_the_key(tmp_path: Path) -> None:
     bad.write_text("name = \n", encoding="utf-8")
     with pytest.raises(ThemeError, match=r"bad\.toml"):
         load_theme_file(bad)
+
+
+async def test_same_snapshot_is_not_applied_again() -> None:
+    src = ScriptedSource(demo_script(3))
+    app = PerfmonApp(src)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app)
+        tables = [
+            app.query_one(SessionsTable),
+            app.query_one(GateBoard),
+            app.query_one(MetricsTable),
+        ]
+        counts = [t._update_count for t in tables]
+        status = app.query_one(StatusBar)
+        shown = status._last
+        for _ in range(3):
+            await settle(pilot, app)
+        assert [t._update_count for t in tables] == counts
+        assert status._last is shown
+        # An equal snapshot in a new object changes no cell either.
+        src.push(dataclasses.replace(src.latest()))  # type: ignore[arg-type]
+        await settle(pilot, app)
+        assert [t._update_count for t in tables] == counts
+        src.advance()
+        await settle(pilot, app)
+        assert [t._update_count for t in tables] != counts
