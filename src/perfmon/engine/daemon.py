@@ -57,7 +57,11 @@ def runtime_dir() -> Path:
             others (someone could then connect to or replace our sockets).
     """
     base = os.environ.get("XDG_RUNTIME_DIR")
-    path = Path(base) / "perfmon" if base and Path(base).is_dir() else Path(f"/tmp/perfmon-{os.getuid()}")
+    path = (
+        Path(base) / "perfmon"
+        if base and Path(base).is_dir()
+        else Path(f"/tmp/perfmon-{os.getuid()}")
+    )
     path.mkdir(mode=0o700, exist_ok=True)
     st = path.lstat()
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
@@ -191,9 +195,7 @@ class ControlServer:
             self.path.unlink()
 
 
-async def serve(
-    campaign_path: Path, run_dir: Path, sock: Path, *, snapshot_hz: float = 4.0
-) -> int:
+async def serve(campaign_path: Path, run_dir: Path, sock: Path, *, snapshot_hz: float = 4.0) -> int:
     """Run a campaign behind a control socket until it ends; return the run's exit status.
 
     SIGTERM and SIGINT stop the run cleanly (report written); SIGHUP is ignored, so the end of

@@ -68,7 +68,9 @@ class ProgressPrinter:
             if old != gate.state.value:
                 self._gate_states[gate.name] = gate.state.value
                 if old is not None or gate.state.value != "pending":
-                    self._print(f"  gate {gate.name}: {old or 'pending'} -> {gate.state.value}: {gate.reason}")
+                    self._print(
+                        f"  gate {gate.name}: {old or 'pending'} -> {gate.state.value}: {gate.reason}"
+                    )
 
     def final(self, outcome: RunOutcome) -> None:
         """Print the final gate table, the verdict and the report's path."""

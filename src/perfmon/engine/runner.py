@@ -122,7 +122,9 @@ def evaluate_recorded_gates(
             samples.append(Sample(t, sess, metric, value, MetricKind(kind)))
     source = ArrayMetricSource.from_samples(samples)
     configs = [
-        GateConfig(name=g["name"], expr=g["expr"], gate=parse_gate(g["expr"]), window_s=g.get("window_s"))
+        GateConfig(
+            name=g["name"], expr=g["expr"], gate=parse_gate(g["expr"]), window_s=g.get("window_s")
+        )
         for g in gates
     ]
     return evaluate_gates(configs, source), data
@@ -281,7 +283,9 @@ class Runner:
             out.append(Sample(t, sid, "session_cpu_seconds", result.cpu_s, MetricKind.VALUE))
         if result.peak_rss_bytes is not None:
             out.append(
-                Sample(t, sid, "session_peak_rss_bytes", float(result.peak_rss_bytes), MetricKind.VALUE)
+                Sample(
+                    t, sid, "session_peak_rss_bytes", float(result.peak_rss_bytes), MetricKind.VALUE
+                )
             )
         return out
 
@@ -426,7 +430,9 @@ class Runner:
         try:
             await asyncio.to_thread(self.recorder.close)
             gates_json = campaign_to_json(self.campaign)["gates"]
-            results, data = await asyncio.to_thread(evaluate_recorded_gates, gates_json, self.run_dir)
+            results, data = await asyncio.to_thread(
+                evaluate_recorded_gates, gates_json, self.run_dir
+            )
             v = verdict(results).value if results else GateState.PASS.value
             from perfmon.engine.report import build_report, write_report
 
