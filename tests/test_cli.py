@@ -12,14 +12,16 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 from perfmon.engine.client import SocketClient
 
 REPO = Path(__file__).resolve().parents[1]
+WORKLOADS = Path(__file__).resolve().parent / "workloads"
 
 
-def perfmon(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def perfmon(
+    *args: str, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "perfmon", *args],
         capture_output=True,
@@ -38,7 +40,14 @@ grace = "1s"
 
 [[workload]]
 name = "emit"
-command = ["/bin/sh", "-c", "for i in 1 2 3 4 5; do echo \\"event_queue_depth $i\\" >&$PERFMON_FD; echo \\"# TYPE chunks_total counter\\" >&$PERFMON_FD; echo \\"chunks_total 1\\" >&$PERFMON_FD; echo not a sample >&$PERFMON_FD; done"]
+command = ["/bin/sh", "-c", '''
+for i in 1 2 3 4 5; do
+  echo "event_queue_depth $i" >&$PERFMON_FD
+  echo "# TYPE chunks_total counter" >&$PERFMON_FD
+  echo "chunks_total 1" >&$PERFMON_FD
+  echo not a sample >&$PERFMON_FD
+done
+''']
 timeout = "20s"
 
 [variant.baseline]
@@ -86,7 +95,9 @@ def test_bare_perfmon_says_how_to_start(tmp_path: Path) -> None:
 
 def test_bad_campaign_names_file_line_and_key_with_status_2(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text('[campaign]\nname = "x"\n\n[[workload]]\nname = "w"\ncommand = ["true"]\ntimeout = "soon"\n')
+    path.write_text(
+        '[campaign]\nname = "x"\n\n[[workload]]\nname = "w"\ncommand = ["true"]\ntimeout = "soon"\n'
+    )
     out = perfmon("run", str(path), "--headless")
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
@@ -176,14 +187,14 @@ def test_daemon_serves_snapshots_over_a_private_socket_and_stops_on_command(tmp_
             grace = "1s"
             [[workload]]
             name = "ticker"
-            command = ["{python}", "-c", "import os, time\\nfor i in range(600):\\n    os.write(int(os.environ['PERFMON_FD']), f'event_queue_depth {i % 7}\\\\n'.encode()); time.sleep(0.05)"]
+            command = ["{python}", "TICKER", "600", "7", "0.05"]
             [set.golden]
             sessions = 50
             [[gate]]
             name = "Queue"
             expr = "max(event_queue_depth) < 100"
             """
-        )
+        ).replace("TICKER", str(WORKLOADS / "ticker.py"))
     )
     from perfmon.engine.daemon import socket_path
     from perfmon.engine.recorder import make_run_dir
@@ -191,7 +202,17 @@ def test_daemon_serves_snapshots_over_a_private_socket_and_stops_on_command(tmp_
     run_dir = make_run_dir(tmp_path / "runs", "long", time.time())
     sock = socket_path(run_dir.name)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "perfmon", "_daemon", str(path), "--run-dir", str(run_dir), "--socket", str(sock)],
+        [
+            sys.executable,
+            "-m",
+            "perfmon",
+            "_daemon",
+            str(path),
+            "--run-dir",
+            str(run_dir),
+            "--socket",
+            str(sock),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -227,6 +248,9 @@ def test_daemon_serves_snapshots_over_a_private_socket_and_stops_on_command(tmp_
     assert not sock.exists()
     # nothing left behind: no process of the ticker workload survives
     leftovers = [
-        p for p in psutil.process_iter(["cmdline"]) if "event_queue_depth {i % 7}" in " ".join(p.info["cmdline"] or [])
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(run_dir) in " ".join(p.info["cmdline"] or [])
+        or "ticker.py" in " ".join(p.info["cmdline"] or [])
     ]
     assert not leftovers

@@ -24,7 +24,7 @@ CAMPAIGN = textwrap.dedent(
 
     [[workload]]
     name = "ticker"
-    command = ["{python}", "-c", "import os, time\\nfd = int(os.environ['PERFMON_FD'])\\nfor i in range(40):\\n    os.write(fd, f'event_queue_depth {i % 9}\\\\n'.encode()); time.sleep(0.05)"]
+    command = ["{python}", "TICKER", "40", "9", "0.05"]
 
     [set.golden]
     sessions = 200
@@ -56,7 +56,8 @@ def wait_for(server: str, target: str, needle: str, timeout: float = 40.0) -> st
 
 def test_viewer_in_tmux_shows_gates_and_q_stops_the_run_with_a_report(tmp_path: Path) -> None:
     campaign = tmp_path / "demo.toml"
-    campaign.write_text(CAMPAIGN)
+    workload = Path(__file__).resolve().parent / "workloads" / "ticker.py"
+    campaign.write_text(CAMPAIGN.replace("TICKER", str(workload)))
     server = f"perfmon-test-{uuid.uuid4().hex[:8]}"
     status_file = tmp_path / "status"
     cmd = f"{sys.executable} -m perfmon run {campaign} --no-mouse; echo $? > {status_file}"
@@ -66,7 +67,9 @@ def test_viewer_in_tmux_shows_gates_and_q_stops_the_run_with_a_report(tmp_path: 
         screen = wait_for(server, "t", "Too strict")
         # The data turns one gate green (pass) and the other red (fail).
         deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and not ("pass" in screen.lower() and "fail" in screen.lower()):
+        while time.monotonic() < deadline and not (
+            "pass" in screen.lower() and "fail" in screen.lower()
+        ):
             time.sleep(0.25)
             screen = tmux("-L", server, "capture-pane", "-p", "-t", "t")
         assert "ticker" in screen
@@ -83,4 +86,7 @@ def test_viewer_in_tmux_shows_gates_and_q_stops_the_run_with_a_report(tmp_path: 
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1
     report = json.loads((runs[0] / "report.json").read_text())
-    assert {g["name"]: g["state"] for g in report["gates"]} == {"Queue depth": "pass", "Too strict": "fail"}
+    assert {g["name"]: g["state"] for g in report["gates"]} == {
+        "Queue depth": "pass",
+        "Too strict": "fail",
+    }

@@ -10,6 +10,7 @@ the end, 2 usage or campaign error, 3 the run could not complete (internal error
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -78,12 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--headless",
         action="store_true",
-        help="no viewer: print a line per session and the final gate table; exit status is the verdict",
+        help="no viewer: a line per session, then the gate table; the exit status is the verdict",
     )
-    run.add_argument("--runs-dir", type=Path, help="where to create the run directory (default: the campaign's runs_dir, else ./runs beside it)")
-    run.add_argument("--theme", default="perfmon-dark", help="viewer theme (see themes/; default perfmon-dark)")
-    run.add_argument("--refresh-hz", type=float, default=4.0, help="viewer redraws per second (default 4)")
-    run.add_argument("--no-mouse", action="store_true", help="do not capture the mouse (handy over SSH and in tmux)")
+    run.add_argument(
+        "--runs-dir",
+        type=Path,
+        help="where to create the run directory (default: the campaign's runs_dir)",
+    )
+    run.add_argument(
+        "--theme", default="perfmon-dark", help="viewer theme (see themes/; default perfmon-dark)"
+    )
+    run.add_argument(
+        "--refresh-hz", type=float, default=4.0, help="viewer redraws per second (default 4)"
+    )
+    run.add_argument(
+        "--no-mouse",
+        action="store_true",
+        help="do not capture the mouse (handy over SSH and in tmux)",
+    )
 
     validate = sub.add_parser("validate", help="check a campaign file and list what it would run")
     validate.add_argument("campaign", help="the campaign file (TOML)")
@@ -145,7 +158,7 @@ def _runs_dir(campaign: object, override: Path | None) -> Path:
     configured = getattr(campaign, "runs_dir", None)
     if configured is not None:
         return Path(configured)
-    return Path(getattr(campaign, "directory")) / "runs"
+    return Path(campaign.directory) / "runs"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -157,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
     runs_dir = _runs_dir(campaign, args.runs_dir)
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
-        run_dir = make_run_dir(runs_dir, getattr(campaign, "name"), time.time())
+        run_dir = make_run_dir(runs_dir, campaign.name, time.time())
     except OSError as exc:
         return _fail(f"cannot create a run directory in {runs_dir}: {exc}", EXIT_INCOMPLETE)
     if not args.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -176,8 +189,18 @@ def _run_with_viewer(args: argparse.Namespace, run_dir: Path) -> int:
 
     from perfmon.engine.client import DaemonUnavailable, SocketClient
     from perfmon.engine.daemon import socket_path
+    from perfmon.tui.app import PerfmonApp
 
     sock = socket_path(run_dir.name)
+    client = SocketClient(sock)
+    try:
+        app = PerfmonApp(
+            client, refresh_hz=args.refresh_hz, theme=args.theme, mouse=not args.no_mouse
+        )
+    except ValueError as exc:
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()
+        return _fail(str(exc))
     daemon_log = run_dir / "daemon.log"
     with open(daemon_log, "ab") as log_file:
         proc = subprocess.Popen(
@@ -200,16 +223,11 @@ def _run_with_viewer(args: argparse.Namespace, run_dir: Path) -> int:
             start_new_session=True,
             close_fds=True,
         )
-    client = SocketClient(sock, alive=lambda: proc.poll() is None)
     try:
-        client.connect()
+        client.connect(alive=lambda: proc.poll() is None)
     except DaemonUnavailable as exc:
         tail = daemon_log.read_text(errors="replace")[-2000:]
         return _fail(f"{exc}\n{tail}", EXIT_INCOMPLETE)
-
-    from perfmon.tui.app import PerfmonApp
-
-    app = PerfmonApp(client, refresh_hz=args.refresh_hz, theme=args.theme, mouse=not args.no_mouse)
     app.run(mouse=not args.no_mouse)
     stopping = client.finished or getattr(app, "stop_requested", False)
     if stopping and not client.finished:
@@ -217,10 +235,8 @@ def _run_with_viewer(args: argparse.Namespace, run_dir: Path) -> int:
         client.wait_finished()
     client.close()
     if client.end is not None:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
         end = client.end
         print(f"perfmon: verdict {str(end.get('verdict', '?')).upper()}")
         if end.get("report"):
@@ -241,14 +257,14 @@ def _validate(args: argparse.Namespace) -> int:
 
     scheduler = Scheduler(campaign, sys.executable)  # type: ignore[arg-type]
     total = scheduler.planned_total
-    print(f"{args.campaign}: campaign {getattr(campaign, 'name')!r} is valid")
-    print(f"  workloads: {', '.join(w.name for w in getattr(campaign, 'workloads'))}")
-    print(f"  variants:  {', '.join(v.name for v in getattr(campaign, 'variants'))}")
-    for s in getattr(campaign, "sets"):
+    print(f"{args.campaign}: campaign {campaign.name!r} is valid")
+    print(f"  workloads: {', '.join(w.name for w in campaign.workloads)}")
+    print(f"  variants:  {', '.join(v.name for v in campaign.variants)}")
+    for s in campaign.sets:
         size = f"{s.sessions} sessions" if s.sessions else f"for {s.duration_s:g} s"
         print(f"  set {s.name}: {size}, warmup {s.warmup}, order {s.order}")
     print(f"  sessions planned: {total if total is not None else 'open-ended (duration set)'}")
-    for g in getattr(campaign, "gates"):
+    for g in campaign.gates:
         print(f"  gate {g.name!r}: {g.expr}")
     return 0
 
@@ -278,5 +294,9 @@ def _daemon(args: argparse.Namespace) -> int:
 
     from perfmon.engine.daemon import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return asyncio.run(serve(Path(args.campaign), args.run_dir, args.socket, snapshot_hz=args.snapshot_hz))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return asyncio.run(
+        serve(Path(args.campaign), args.run_dir, args.socket, snapshot_hz=args.snapshot_hz)
+    )

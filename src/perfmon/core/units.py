@@ -128,7 +128,7 @@ def _sig(value: float, digits: int = 3) -> str:
     mag = abs(value)
     if mag >= 1e6 or mag < 1e-3:
         return f"{value:.{digits - 1}e}"
-    decimals = max(0, digits - 1 - int(math.floor(math.log10(mag))))
+    decimals = max(0, digits - 1 - math.floor(math.log10(mag)))
     text = f"{value:,.{decimals}f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")
@@ -138,7 +138,12 @@ def _sig(value: float, digits: int = 3) -> str:
 def format_bytes(value: float) -> str:
     """Format a byte count with IEC units, e.g. ``12.3 MiB``."""
     mag = abs(value)
-    for unit, factor in (("TiB", 1024.0**4), ("GiB", 1024.0**3), ("MiB", 1024.0**2), ("KiB", 1024.0)):
+    for unit, factor in (
+        ("TiB", 1024.0**4),
+        ("GiB", 1024.0**3),
+        ("MiB", 1024.0**2),
+        ("KiB", 1024.0),
+    ):
         if mag >= factor:
             return f"{_sig(value / factor)} {unit}"
     return f"{_sig(value)} B"

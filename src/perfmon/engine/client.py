@@ -52,12 +52,18 @@ class SocketClient:
         self.errors: list[str] = []
         self.snapshots_received = 0
 
-    def connect(self, timeout_s: float = 15.0) -> None:
+    def connect(self, timeout_s: float = 15.0, *, alive: Callable[[], bool] | None = None) -> None:
         """Connect, retrying while the daemon starts, then start the reader thread.
+
+        Args:
+            timeout_s: give up after this many seconds.
+            alive: overrides the constructor's ``alive`` check.
 
         Raises:
             DaemonUnavailable: if no connection was made within ``timeout_s`` or the daemon died.
         """
+        if alive is not None:
+            self._alive = alive
         deadline = time.monotonic() + timeout_s
         last: Exception | None = None
         while time.monotonic() < deadline:
@@ -120,14 +126,14 @@ class SocketClient:
     def send(self, command: str) -> None:
         """Send a command (``stop``, ``pause``, ``resume``, ``toggle-pause``, ``export``).
 
-        A command sent after the daemon went away is dropped silently: the viewer shows the
-        run as finished anyway.
+        Raises:
+            OSError: if the daemon cannot be reached (not connected, or the run has ended and
+                the connection closed); the viewer shows that in its message line.
         """
         sock = self._sock
         if sock is None or self._finished.is_set():
-            return
-        with contextlib.suppress(OSError):
-            sock.sendall((json.dumps({"cmd": command}) + "\n").encode())
+            raise ConnectionError("the run is no longer reachable (it has ended)")
+        sock.sendall((json.dumps({"cmd": command}) + "\n").encode())
 
     @property
     def finished(self) -> bool:

@@ -18,7 +18,7 @@ from perfmon.core.campaign import Campaign
 from perfmon.core.model import GateResult, SessionResult, SessionStatus
 from perfmon.core.snapshot import Snapshot
 from perfmon.core.units import format_bytes, format_seconds
-from perfmon.engine.runner import RunOutcome, Runner
+from perfmon.engine.runner import Runner, RunOutcome
 from perfmon.engine.supervisor import strip_terminal_escapes
 
 
@@ -68,9 +68,8 @@ class ProgressPrinter:
             if old != gate.state.value:
                 self._gate_states[gate.name] = gate.state.value
                 if old is not None or gate.state.value != "pending":
-                    self._print(
-                        f"  gate {gate.name}: {old or 'pending'} -> {gate.state.value}: {gate.reason}"
-                    )
+                    change = f"{old or 'pending'} -> {gate.state.value}"
+                    self._print(f"  gate {gate.name}: {change}: {gate.reason}")
 
     def final(self, outcome: RunOutcome) -> None:
         """Print the final gate table, the verdict and the report's path."""

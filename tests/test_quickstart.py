@@ -1,0 +1,45 @@
+"""The README's main job: the bundled quickstart campaign, headless, end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quickstart_runs_end_to_end_with_a_truthful_report(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "perfmon", "run", str(REPO / "samples" / "quickstart.toml")]
+        + ["--headless", "--runs-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        stdin=subprocess.DEVNULL,
+    )
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    report = json.loads((run_dir / "report.json").read_text())
+    # The exit status is the verdict the report gives, whatever the data says on this machine.
+    expected = 0 if report["verdict"] == "pass" else 1
+    assert out.returncode == expected, out.stdout + out.stderr
+    session_lines = [line for line in out.stdout.splitlines() if line.startswith("[")]
+    assert len(session_lines) == 16
+    assert all(" ok " in line for line in session_lines), out.stdout
+    # every gate was decided on recorded data, with its sample count
+    assert len(report["gates"]) == 5
+    for gate in report["gates"]:
+        assert gate["state"] in ("pass", "fail"), gate
+        assert gate["n"] > 0
+    md = (run_dir / "report.md").read_text()
+    for name in ("Event queue depth", "Causal trace size", "Compression frequency", "RAM"):
+        assert name in md
+    assert (run_dir / "samples.parquet").is_file()
+    assert (run_dir / "manifest.json").is_file()
+    logs = sorted((run_dir / "logs").iterdir())
+    assert len(logs) == 32  # stdout and stderr of 16 sessions
