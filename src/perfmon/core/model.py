@@ -157,8 +157,10 @@ class SessionResult:
         start_t / end_t: wall-clock start and end, Unix seconds.
         wall_s: wall-clock duration in seconds (monotonic clock).
         cpu_s: user + system CPU seconds of the session and its waited-for children (rusage).
-        peak_rss_bytes: the larger of the process tree's largest sampled RSS (psutil) and the
-            kernel's ru_maxrss of the waited-for process.
+        peak_rss_bytes: the largest of the process tree's sampled RSS (psutil), the leader's
+            kernel high-water mark (VmHWM), and ru_maxrss only where it exceeds perfmon's own
+            RSS at spawn (the kernel carries the parent's RSS into a forked child's ru_maxrss);
+            None when nothing could be measured (a very short session).
         malformed: probe protocol lines that could not be decoded and were dropped.
         samples: probe samples received from the workload.
         error: a human-readable reason for START_FAILED, TIMEOUT and the like.
