@@ -50,8 +50,17 @@ async def test_gates_turn_green_and_red_live_and_q_writes_the_report(tmp_path: P
     run_dir = make_run_dir(tmp_path / "runs", "pilot-live", time.time())
     sock = socket_path(run_dir.name)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "perfmon", "_daemon", str(campaign)]
-        + ["--run-dir", str(run_dir), "--socket", str(sock)],
+        [
+            sys.executable,
+            "-m",
+            "perfmon",
+            "_daemon",
+            str(campaign),
+            "--run-dir",
+            str(run_dir),
+            "--socket",
+            str(sock),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -16,8 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.timeout(300)
 def test_quickstart_runs_end_to_end_with_a_truthful_report(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "perfmon", "run", str(REPO / "samples" / "quickstart.toml")]
-        + ["--headless", "--runs-dir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "perfmon",
+            "run",
+            str(REPO / "samples" / "quickstart.toml"),
+            "--headless",
+            "--runs-dir",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=280,
