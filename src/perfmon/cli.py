@@ -12,11 +12,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from perfmon._version import __version__
+
+if TYPE_CHECKING:
+    from perfmon.core.campaign import Campaign
 
 EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
@@ -40,7 +46,7 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
     return status
 
 
-def _load(path: str) -> object:
+def _load(path: str) -> Campaign:
     """Load a campaign, turning every CampaignError into one line on stderr and status 2."""
     from perfmon.core.campaign import CampaignError, load_campaign
 
@@ -97,6 +103,29 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not capture the mouse (handy over SSH and in tmux)",
     )
+    run.add_argument(
+        "--detach",
+        action="store_true",
+        help="start the run in the background, print its id and how to attach, and return",
+    )
+
+    attach = sub.add_parser(
+        "attach",
+        help="open the viewer on a running or finished run",
+        description="Attach the live viewer to a run (the newest running one by default).",
+    )
+    attach.add_argument("run", nargs="?", help="run id, id prefix or run directory")
+    attach.add_argument(
+        "--control", action="store_true", help="allow pause, stop and export from this viewer"
+    )
+    attach.add_argument("--theme", default="perfmon-dark", help="viewer theme")
+    attach.add_argument("--refresh-hz", type=float, default=4.0, help="viewer redraws per second")
+    attach.add_argument("--no-mouse", action="store_true", help="do not capture the mouse")
+
+    sub.add_parser("ls", help="list runs: state, age, sessions, verdict")
+
+    stop = sub.add_parser("stop", help="stop a running run gracefully (the report is written)")
+    stop.add_argument("run", nargs="?", help="run id, id prefix or run directory")
 
     validate = sub.add_parser("validate", help="check a campaign file and list what it would run")
     validate.add_argument("campaign", help="the campaign file (TOML)")
@@ -127,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "_daemon":
             return _daemon(args)
+        if args.command == "attach":
+            return _attach(args)
+        if args.command == "ls":
+            return _ls()
+        if args.command == "stop":
+            return _stop(args)
     except _CampaignFailure as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
@@ -152,7 +187,7 @@ def _default(parser: argparse.ArgumentParser) -> int:
     return EXIT_USAGE
 
 
-def _runs_dir(campaign: object, override: Path | None) -> Path:
+def _runs_dir(campaign: Campaign, override: Path | None) -> Path:
     if override is not None:
         return override
     configured = getattr(campaign, "runs_dir", None)
@@ -173,34 +208,22 @@ def _run(args: argparse.Namespace) -> int:
         run_dir = make_run_dir(runs_dir, campaign.name, time.time())
     except OSError as exc:
         return _fail(f"cannot create a run directory in {runs_dir}: {exc}", EXIT_INCOMPLETE)
+    if args.detach:
+        return _start_detached(args, run_dir)
     if not args.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
         print("perfmon: no terminal attached; running headless", file=sys.stderr)
         args.headless = True
     if args.headless:
         from perfmon.engine.headless import run_headless
 
-        return run_headless(campaign, run_dir)  # type: ignore[arg-type]
+        return run_headless(campaign, run_dir)
     return _run_with_viewer(args, run_dir)
 
 
-def _run_with_viewer(args: argparse.Namespace, run_dir: Path) -> int:
-    """Start the daemon in its own session, attach the viewer, and wait for the end."""
-    import subprocess
-
-    from perfmon.engine.client import DaemonUnavailable, SocketClient
-    from perfmon.engine.daemon import socket_path
-    from perfmon.tui.app import PerfmonApp
-
-    sock = socket_path(run_dir.name)
-    client = SocketClient(sock)
-    try:
-        app = PerfmonApp(
-            client, refresh_hz=args.refresh_hz, theme=args.theme, mouse=not args.no_mouse
-        )
-    except ValueError as exc:
-        with contextlib.suppress(OSError):
-            run_dir.rmdir()
-        return _fail(str(exc))
+def _spawn_daemon(
+    args: argparse.Namespace, run_dir: Path, sock: Path
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start the campaign daemon in its own session (immune to the terminal's SIGHUP)."""
     daemon_log = run_dir / "daemon.log"
     with open(daemon_log, "ab") as log_file:
         proc = subprocess.Popen(
@@ -215,7 +238,7 @@ def _run_with_viewer(args: argparse.Namespace, run_dir: Path) -> int:
                 "--socket",
                 str(sock),
                 "--snapshot-hz",
-                str(max(args.refresh_hz, 1.0)),
+                str(max(getattr(args, "refresh_hz", 4.0), 1.0)),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
@@ -223,39 +246,221 @@ def _run_with_viewer(args: argparse.Namespace, run_dir: Path) -> int:
             start_new_session=True,
             close_fds=True,
         )
+    return proc, daemon_log
+
+
+def _run_with_viewer(args: argparse.Namespace, run_dir: Path) -> int:
+    """Start the daemon in its own session, attach the viewer, and wait for the end."""
+    from perfmon.engine.client import DaemonUnavailable, SocketClient
+    from perfmon.engine.daemon import socket_path
+    from perfmon.tui.app import PerfmonApp
+
+    sock = socket_path(run_dir.name)
+    client = SocketClient(sock)
+    try:
+        app = PerfmonApp(
+            client, refresh_hz=args.refresh_hz, theme=args.theme, mouse=not args.no_mouse
+        )
+    except ValueError as exc:
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()
+        return _fail(str(exc))
+    proc, daemon_log = _spawn_daemon(args, run_dir, sock)
     try:
         client.connect(alive=lambda: proc.poll() is None)
     except DaemonUnavailable as exc:
         tail = daemon_log.read_text(errors="replace")[-2000:]
         return _fail(f"{exc}\n{tail}", EXIT_INCOMPLETE)
-    app.run(mouse=not args.no_mouse)
+    return _view(app, client, pid=proc.pid, run_dir=run_dir, no_mouse=args.no_mouse)
+
+
+def _start_detached(args: argparse.Namespace, run_dir: Path) -> int:
+    """``perfmon run --detach``: start the daemon, wait until it serves, print how to attach."""
+    from perfmon.engine.client import DaemonUnavailable, SocketClient
+    from perfmon.engine.daemon import socket_path
+
+    sock = socket_path(run_dir.name)
+    proc, daemon_log = _spawn_daemon(args, run_dir, sock)
+    client = SocketClient(sock, control=False)
+    try:
+        client.connect(alive=lambda: proc.poll() is None)
+    except DaemonUnavailable as exc:
+        tail = daemon_log.read_text(errors="replace")[-2000:]
+        return _fail(f"{exc}\n{tail}", EXIT_INCOMPLETE)
+    client.close()
+    print(f"perfmon: started run {run_dir.name} (daemon pid {proc.pid})")
+    print(f"perfmon: run dir {run_dir}")
+    print(f"perfmon: watch it with   perfmon attach {run_dir.name}")
+    print(f"perfmon: stop it with    perfmon stop {run_dir.name}")
+    return 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _view(app: Any, client: Any, *, pid: int, run_dir: Path, no_mouse: bool) -> int:
+    """Run the viewer until it quits; if the run ended (or q stopped it), report its end."""
+    app.run(mouse=not no_mouse)
     stopping = client.finished or getattr(app, "stop_requested", False)
     if stopping and not client.finished:
         print("perfmon: waiting for the run to stop and write its report…", file=sys.stderr)
         client.wait_finished()
     client.close()
     if client.end is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
         end = client.end
         print(f"perfmon: verdict {str(end.get('verdict', '?')).upper()}")
         if end.get("report"):
             print(f"perfmon: report: {end['report']}")
         return int(end.get("exit_status", EXIT_INCOMPLETE))
-    if proc.poll() is None:
+    if _pid_alive(pid):
         print(
-            f"perfmon: the viewer closed; the run goes on in the background (pid {proc.pid}).\n"
-            f"perfmon: run dir: {run_dir}\nperfmon: stop it with: kill {proc.pid}"
+            "perfmon: the viewer closed; the run goes on in the background.\n"
+            f"perfmon: run dir: {run_dir}\n"
+            f"perfmon: attach again with: perfmon attach {run_dir.name}\n"
+            f"perfmon: stop it with:      perfmon stop {run_dir.name}"
         )
         return 0
-    return _fail(f"the run ended without a verdict; see {daemon_log}", EXIT_INCOMPLETE)
+    return _fail(f"the run ended without a verdict; see {run_dir / 'daemon.log'}", EXIT_INCOMPLETE)
+
+
+def _attach(args: argparse.Namespace) -> int:
+    """``perfmon attach [RUN]``: the viewer on a running run, or on a finished run's record."""
+    from perfmon.engine.client import DaemonUnavailable, SocketClient
+    from perfmon.engine.registry import find_run
+    from perfmon.tui.app import PerfmonApp
+
+    try:
+        entry = find_run(args.run)
+    except LookupError as exc:
+        if args.run and Path(args.run).is_dir():
+            return _view_finished(args, Path(args.run))
+        return _fail(str(exc))
+    if entry.state != "running":
+        return _view_finished(args, entry.run_dir)
+    client = SocketClient(entry.socket, control=args.control)
+    try:
+        app = PerfmonApp(
+            client, refresh_hz=args.refresh_hz, theme=args.theme, mouse=not args.no_mouse
+        )
+    except ValueError as exc:
+        return _fail(str(exc))
+    try:
+        client.connect(alive=lambda: _pid_alive(entry.pid))
+    except DaemonUnavailable:
+        return _view_finished(args, entry.run_dir)
+    return _view(app, client, pid=entry.pid, run_dir=entry.run_dir, no_mouse=args.no_mouse)
+
+
+def _view_finished(args: argparse.Namespace, run_dir: Path) -> int:
+    """Show a finished (or crashed) run from its recording."""
+    from perfmon.engine.replay import snapshot_from_run_dir
+    from perfmon.tui.app import PerfmonApp
+    from perfmon.tui.source import StaticSource
+
+    try:
+        snap = snapshot_from_run_dir(run_dir)
+    except (OSError, ValueError) as exc:
+        return _fail(f"{run_dir}: cannot read the run: {exc}")
+    try:
+        app = PerfmonApp(
+            StaticSource(snap),
+            refresh_hz=args.refresh_hz,
+            theme=args.theme,
+            mouse=not args.no_mouse,
+        )
+    except ValueError as exc:
+        return _fail(str(exc))
+    app.run(mouse=not args.no_mouse)
+    return 0
+
+
+def _ls() -> int:
+    """``perfmon ls``: the runs this user started, newest first."""
+    from perfmon.core.units import format_duration
+    from perfmon.engine.registry import list_runs
+
+    runs = list_runs()
+    if not runs:
+        print("no runs yet: start one with  perfmon run CAMPAIGN.toml --detach")
+        return 0
+    now = time.time()
+    rows = [("run", "state", "age", "sessions", "verdict", "run dir")]
+    for r in runs:
+        verdict = (r.verdict or "").upper() or (
+            "so far: see attach" if r.state == "running" else "–"
+        )
+        rows.append(
+            (
+                r.run_id,
+                r.state,
+                format_duration(now - r.started_t),
+                str(r.sessions_done),
+                verdict,
+                str(r.run_dir),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        print(
+            "  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=False)) + "  " + row[5]
+        )
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    """``perfmon stop [RUN]``: ask the daemon to stop; wait for its report."""
+    from perfmon.engine.client import DaemonUnavailable, SocketClient
+    from perfmon.engine.registry import find_run
+
+    try:
+        entry = find_run(args.run)
+    except LookupError as exc:
+        return _fail(str(exc))
+    if entry.state != "running":
+        return _fail(f"run {entry.run_id} is not running ({entry.state})")
+    client = SocketClient(entry.socket, control=True)
+    print(f"perfmon: stopping {entry.run_id}; waiting for its report…")
+    try:
+        client.connect(timeout_s=5, alive=lambda: _pid_alive(entry.pid))
+        client.send("stop")
+        client.wait_finished(timeout_s=300)
+    except (DaemonUnavailable, OSError):
+        # The socket is gone but the daemon lives: SIGTERM stops it just as cleanly.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(entry.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 300
+        while _pid_alive(entry.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        client.close()
+    end = client.end or {}
+    report = end.get("report") or (
+        str(entry.run_dir / "report.md") if (entry.run_dir / "report.md").is_file() else None
+    )
+    if report is None:
+        return _fail(f"run {entry.run_id} stopped without writing a report", EXIT_INCOMPLETE)
+    verdict = str(end.get("verdict") or "see report").upper()
+    print(f"perfmon: verdict {verdict}; report: {report}")
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
     campaign = _load(args.campaign)
     from perfmon.core.schedule import Scheduler
 
-    scheduler = Scheduler(campaign, sys.executable)  # type: ignore[arg-type]
+    scheduler = Scheduler(campaign, sys.executable)
     total = scheduler.planned_total
     print(f"{args.campaign}: campaign {campaign.name!r} is valid")
     print(f"  workloads: {', '.join(w.name for w in campaign.workloads)}")

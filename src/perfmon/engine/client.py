@@ -32,6 +32,8 @@ class SocketClient:
         path: the control socket path.
         alive: optional callable telling whether the daemon process still runs; connecting
             gives up at once when it returns False.
+        control: ask for control (pause, stop, export); a read-only viewer's commands are
+            refused by the daemon.
 
     Attributes:
         hello: the daemon's hello message, once connected.
@@ -39,8 +41,11 @@ class SocketClient:
         errors: error messages the daemon sent back.
     """
 
-    def __init__(self, path: Path, *, alive: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self, path: Path, *, alive: Callable[[], bool] | None = None, control: bool = True
+    ) -> None:
         self.path = path
+        self.control = control
         self._alive = alive
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
@@ -72,6 +77,14 @@ class SocketClient:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.connect(str(self.path))
+            except OSError as exc:
+                sock.close()
+                last = exc
+                time.sleep(0.05)
+                continue
+            hello = {"hello": {"control": self.control}}
+            try:
+                sock.sendall((json.dumps(hello) + "\n").encode())
             except OSError as exc:
                 sock.close()
                 last = exc
@@ -133,6 +146,8 @@ class SocketClient:
         sock = self._sock
         if sock is None or self._finished.is_set():
             raise ConnectionError("the run is no longer reachable (it has ended)")
+        if not self.control:
+            raise PermissionError("read-only viewer: attach with --control to send commands")
         sock.sendall((json.dumps({"cmd": command}) + "\n").encode())
 
     @property

@@ -10,8 +10,10 @@ Wire format: newline-delimited JSON, one object per line, UTF-8.
   then ``{"type": "snapshot", "snapshot": {...}}`` a few times a second (see
   ``perfmon.core.snapshot.Snapshot.to_dict``), and at the end
   ``{"type": "end", "exit_status": N, "verdict": "...", "report": "path or null"}``.
-- viewer -> daemon: ``{"cmd": "stop" | "pause" | "resume" | "toggle-pause" | "export"}``;
-  the daemon answers a command it does not know with ``{"type": "error", "message": ...}``.
+- viewer -> daemon: first ``{"hello": {"control": true|false}}``, then commands
+  ``{"cmd": "stop" | "pause" | "resume" | "toggle-pause" | "export"}``. Viewers are read-only
+  unless their hello asks for control (``perfmon run`` does; ``perfmon attach`` only with
+  ``--control``); a refused or unknown command is answered ``{"type": "error", "message": ...}``.
 
 Security (design.md section 7): the socket lives in a per-user directory created 0700
 (``$XDG_RUNTIME_DIR/perfmon`` or ``/tmp/perfmon-<uid>``), is created 0600, and a peer whose uid
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 WIRE_VERSION = 1
 MAX_BACKLOG_BYTES = 4 << 20
 MAX_COMMAND_BYTES = 64 << 10
+READ_ONLY = "this viewer is read-only: attach with --control to pause, stop or profile"
 SUN_PATH_MAX = 107
 """Longest usable AF_UNIX path on Linux (sun_path is 108 bytes with the terminating NUL)."""
 
@@ -49,18 +52,24 @@ SUN_PATH_MAX = 107
 def runtime_dir() -> Path:
     """Return perfmon's per-user runtime directory, creating it 0700 if needed.
 
-    ``$XDG_RUNTIME_DIR/perfmon`` when that variable names a directory, else
-    ``/tmp/perfmon-<uid>`` (XDG Base Directory Specification).
+    ``$PERFMON_RUNTIME_DIR`` when set (tests use it), else ``$XDG_RUNTIME_DIR/perfmon`` when
+    that variable names a directory, else ``/tmp/perfmon-<uid>`` (XDG Base Directory
+    Specification).
 
     Raises:
         PermissionError: if the directory exists but belongs to another user or is open to
             others (someone could then connect to or replace our sockets).
     """
+    override = os.environ.get("PERFMON_RUNTIME_DIR")
     base = os.environ.get("XDG_RUNTIME_DIR")
     path = (
-        Path(base) / "perfmon"
-        if base and Path(base).is_dir()
-        else Path(f"/tmp/perfmon-{os.getuid()}")
+        Path(override)
+        if override
+        else (
+            Path(base) / "perfmon"
+            if base and Path(base).is_dir()
+            else Path(f"/tmp/perfmon-{os.getuid()}")
+        )
     )
     path.mkdir(mode=0o700, exist_ok=True)
     st = path.lstat()
@@ -160,6 +169,7 @@ class ControlServer:
         if self._last is not None:
             writer.write(self._last)
         self._writers.add(writer)
+        control = False
         try:
             while True:
                 line = await reader.readline()
@@ -167,8 +177,14 @@ class ControlServer:
                     break
                 try:
                     message = json.loads(line)
+                    if "hello" in message:
+                        control = bool(message["hello"].get("control", False))
+                        continue
+                    if not control:
+                        writer.write(encode({"type": "error", "message": READ_ONLY}))
+                        continue
                     self.runner.handle_command(str(message["cmd"]))
-                except (ValueError, KeyError, TypeError) as exc:
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     writer.write(encode({"type": "error", "message": f"bad command: {exc}"}))
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass
@@ -202,12 +218,14 @@ async def serve(campaign_path: Path, run_dir: Path, sock: Path, *, snapshot_hz: 
     a terminal or SSH login does not end the run.
     """
     from perfmon.core.campaign import load_campaign
+    from perfmon.engine import registry
     from perfmon.engine.runner import Runner
 
     campaign = load_campaign(campaign_path)
     runner = Runner(campaign, run_dir, snapshot_hz=snapshot_hz)
     server = ControlServer(runner, sock)
     await server.start()
+    registry.register(runner.run_id, run_dir, sock, campaign.name)
     runner.snapshot_listeners.append(server.publish)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -216,8 +234,10 @@ async def serve(campaign_path: Path, run_dir: Path, sock: Path, *, snapshot_hz: 
     try:
         outcome = await runner.run()
     except BaseException:
+        registry.record_end(runner.run_id, exit_status=3, verdict="pending")
         await server.finish({"exit_status": 3, "verdict": "pending", "report": None})
         raise
+    registry.record_end(runner.run_id, exit_status=outcome.exit_status, verdict=outcome.verdict)
     await server.finish(
         {
             "exit_status": outcome.exit_status,

@@ -1,0 +1,180 @@
+"""The run registry: which runs this user started, where they record, and whether they live.
+
+A daemon registers its run in ``<runtime dir>/runs/<run_id>.json`` when it starts (run
+directory, pid, control socket, campaign) and records its end there (exit status, verdict), so
+that ``perfmon ls``, ``perfmon attach`` and ``perfmon stop`` can find runs from any directory and
+any terminal. The registry is only an index: the run directory stays the source of truth, and a
+registry entry whose daemon died without recording an end is shown as ``crashed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from perfmon.engine.daemon import runtime_dir
+
+REGISTRY_VERSION = 1
+
+
+def registry_dir() -> Path:
+    """Return ``<runtime dir>/runs``, created 0700."""
+    path = runtime_dir() / "runs"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def register(
+    run_id: str, run_dir: Path, socket: Path, campaign: str, *, pid: int | None = None
+) -> Path:
+    """Record a starting run; returns the registry entry's path."""
+    path = registry_dir() / f"{run_id}.json"
+    _write(
+        path,
+        {
+            "version": REGISTRY_VERSION,
+            "run_id": run_id,
+            "run_dir": str(Path(run_dir).resolve()),
+            "socket": str(socket),
+            "campaign": campaign,
+            "pid": pid if pid is not None else os.getpid(),
+            "started_t": time.time(),
+            "ended_t": None,
+            "exit_status": None,
+            "verdict": None,
+        },
+    )
+    return path
+
+
+def record_end(run_id: str, *, exit_status: int, verdict: str) -> None:
+    """Record how a run ended (called by its daemon)."""
+    path = registry_dir() / f"{run_id}.json"
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(path.read_text())
+        data.update(ended_t=time.time(), exit_status=exit_status, verdict=verdict)
+        _write(path, data)
+
+
+@dataclass(frozen=True, slots=True)
+class RunEntry:
+    """One registered run, with its state worked out now.
+
+    Attributes:
+        run_id / run_dir / socket / campaign / pid: as registered.
+        state: ``running`` (daemon alive), ``finished`` (end recorded), or ``crashed``
+            (daemon gone without recording an end).
+        started_t / ended_t: Unix seconds (ended_t None while running or after a crash).
+        sessions_done: sessions recorded in the run directory so far.
+        exit_status / verdict: as recorded at the end (None before).
+    """
+
+    run_id: str
+    run_dir: Path
+    socket: Path
+    campaign: str
+    pid: int
+    state: str
+    started_t: float
+    ended_t: float | None
+    sessions_done: int
+    exit_status: int | None
+    verdict: str | None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return any("perfmon" in part for part in proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _sessions_done(run_dir: Path) -> int:
+    try:
+        with open(run_dir / "sessions.jsonl", "rb") as f:
+            return sum(1 for line in f if line.endswith(b"\n"))
+    except OSError:
+        return 0
+
+
+def list_runs() -> list[RunEntry]:
+    """Return every registered run, newest first."""
+    entries = []
+    for path in registry_dir().glob("*.json"):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("version") != REGISTRY_VERSION:
+            continue
+        pid = int(data["pid"])
+        if data.get("exit_status") is not None:
+            state = "finished"
+        elif _alive(pid):
+            state = "running"
+        else:
+            state = "crashed"
+        run_dir = Path(data["run_dir"])
+        entries.append(
+            RunEntry(
+                run_id=data["run_id"],
+                run_dir=run_dir,
+                socket=Path(data["socket"]),
+                campaign=data["campaign"],
+                pid=pid,
+                state=state,
+                started_t=float(data["started_t"]),
+                ended_t=data.get("ended_t"),
+                sessions_done=_sessions_done(run_dir),
+                exit_status=data.get("exit_status"),
+                verdict=data.get("verdict"),
+            )
+        )
+    entries.sort(key=lambda e: e.started_t, reverse=True)
+    return entries
+
+
+def find_run(name: str | None) -> RunEntry:
+    """Find a run by id, id prefix, or run directory path; None means the newest running run.
+
+    Raises:
+        LookupError: if no run matches, or a prefix matches several.
+    """
+    runs = list_runs()
+    if name is None:
+        running = [r for r in runs if r.state == "running"]
+        if not running:
+            raise LookupError("no running perfmon run (perfmon ls lists the known runs)")
+        return running[0]
+    as_path = Path(name)
+    if as_path.is_dir():
+        resolved = as_path.resolve()
+        for r in runs:
+            if r.run_dir == resolved:
+                return r
+    exact = [r for r in runs if r.run_id == name]
+    if exact:
+        return exact[0]
+    matches = [r for r in runs if r.run_id.startswith(name) or name in r.run_id]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise LookupError(f"no run matches {name!r} (perfmon ls lists the known runs)")
+    ids = ", ".join(r.run_id for r in matches[:5])
+    raise LookupError(f"{name!r} matches several runs: {ids}")
