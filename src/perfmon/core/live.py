@@ -31,7 +31,11 @@ import math
 import zlib
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+import numpy.typing as npt
+
 from perfmon.core.aggregate import MetricAggregate, check_reduce_args
+from perfmon.core.batch import SampleBatch
 from perfmon.core.model import GateResult, MetricKind, Sample, SessionResult, SessionSpec
 from perfmon.core.snapshot import (
     SERIES_POINTS,
@@ -118,56 +122,82 @@ class LiveState:
         self._session_malformed[session] = self._session_malformed.get(session, 0) + n
 
     def add_samples(self, samples: Iterable[Sample]) -> None:
-        """Fold a batch of samples in (the ingest hot path).
-
-        Samples are grouped by ``(session, metric)`` in one pass, then each metric's
-        non-warm-up samples are folded with one vectorised ``MetricAggregate.add_many``.
+        """Fold row samples in (converted to a ``SampleBatch``; see ``add_batch``).
 
         Args:
-            samples: decoded samples, in any order.
+            samples: samples, in any order.
         """
-        groups: dict[tuple[int, str], tuple[list[float], list[float], MetricKind]] = {}
-        get = groups.get
-        for s in samples:
-            key = (s.session, s.metric)
-            g = get(key)
-            if g is None:
-                groups[key] = ([s.t], [s.value], s.kind)
-            else:
-                g[0].append(s.t)
-                g[1].append(s.value)
-        if not groups:
+        self.add_batch(SampleBatch.from_samples(samples))
+
+    def add_batch(self, batch: SampleBatch) -> None:
+        """Fold a columnar batch of samples in (the ingest hot path).
+
+        Samples are counted per session with NumPy, warm-up sessions' samples are masked
+        out, and each metric's samples (in batch order) are folded with one vectorised
+        ``MetricAggregate.add_many``.
+
+        Args:
+            batch: decoded samples, any sessions and metrics, in any order.
+        """
+        n = len(batch)
+        if not n:
             return
-        per_metric: dict[str, tuple[list[float], list[float]]] = {}
+        self._samples_total += n
         counts = self._session_samples
-        warmup = self._warmup
+        sessions = batch.session
+        s0 = int(sessions[0])
+        one_session = s0 == int(sessions[-1]) and bool((sessions == s0).all())
+        if one_session:
+            counts[s0] = counts.get(s0, 0) + n
+        else:
+            uniq, per = np.unique(sessions, return_counts=True)
+            for sid, c in zip(uniq.tolist(), per.tolist(), strict=True):
+                counts[sid] = counts.get(sid, 0) + c
         kinds = self._kinds
-        for (session, metric), (ts, vs, kind) in groups.items():
-            n = len(ts)
-            self._samples_total += n
-            counts[session] = counts.get(session, 0) + n
-            if metric not in kinds:
-                kinds[metric] = kind
-            if session in warmup:
-                continue
-            acc = per_metric.get(metric)
-            if acc is None:
-                per_metric[metric] = (ts, vs)
+        # A metric's kind is the kind of its first sample; keys are in first-appearance order.
+        for name, kind in zip(batch.metrics, batch.kinds, strict=True):
+            if name not in kinds:
+                kinds[name] = kind
+        keys, ts, vs = batch.key, batch.t, batch.value
+        if one_session:
+            if s0 in self._warmup:
+                return
+        elif self._warmup:
+            keep = ~np.isin(sessions, np.fromiter(self._warmup, np.int64, len(self._warmup)))
+            if not keep.all():
+                keys, ts, vs = keys[keep], ts[keep], vs[keep]
+                if not len(keys):
+                    return
+        names = batch.metrics
+        # Keys of one name (two kinds from two sessions) fold into the same aggregate.
+        groups: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            groups.setdefault(name, []).append(i)
+        if len(names) == 1:
+            self._fold(names[0], ts, vs)
+            return
+        order = np.argsort(keys, kind="stable")
+        bounds = np.searchsorted(keys[order], np.arange(len(names) + 1))
+        for name, idx in groups.items():
+            if len(idx) == 1:
+                sel = order[bounds[idx[0]] : bounds[idx[0] + 1]]
             else:
-                acc[0].extend(ts)
-                acc[1].extend(vs)
-        for metric, (ts, vs) in per_metric.items():
-            agg = self._metrics.get(metric)
-            if agg is None:
-                agg = self._metrics[metric] = MetricAggregate(
-                    kinds[metric],
-                    reservoir_size=self.reservoir_size,
-                    series_points=self.series_points,
-                    seed=zlib.crc32(metric.encode()),  # stable across processes, unlike hash()
-                )
-            agg.add_many(ts, vs)
-            if agg.last_t > self._latest_t:
-                self._latest_t = agg.last_t
+                sel = np.sort(np.concatenate([order[bounds[i] : bounds[i + 1]] for i in idx]))
+            if len(sel):
+                self._fold(name, ts[sel], vs[sel])
+
+    def _fold(self, metric: str, ts: npt.NDArray[np.float64], vs: npt.NDArray[np.float64]) -> None:
+        agg = self._metrics.get(metric)
+        if agg is None:
+            agg = self._metrics[metric] = MetricAggregate(
+                self._kinds[metric],
+                reservoir_size=self.reservoir_size,
+                series_points=self.series_points,
+                seed=zlib.crc32(metric.encode()),  # stable across processes, unlike hash()
+            )
+        agg.add_many(ts, vs)
+        if agg.last_t > self._latest_t:
+            self._latest_t = agg.last_t
 
     # -- MetricSource ------------------------------------------------------------------
 

@@ -30,7 +30,10 @@ Decisions where the spec leaves room (all documented here so the encoder can mat
 - field separators are ASCII whitespace (``bytes.split()``: space and tab, and also the
   vertical tab and form feed, which the spec does not mention and no emitter writes).
 
-This module is pure: no I/O, no third-party imports.
+Decoding returns a ``perfmon.core.batch.SampleBatch`` (columns) on the ingest path
+(``feed_batch``), or row ``Sample`` objects (``feed``) for convenience.
+
+This module is pure: no I/O; NumPy is its only third-party import.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
+
+from perfmon.core.batch import SampleBatch
 from perfmon.core.model import METRIC_NAME_RE, MetricKind, Sample
 
 PROTOCOL_VERSION = 1
@@ -56,6 +62,74 @@ _KINDS: dict[bytes, MetricKind] = {k.value.encode("ascii"): k for k in MetricKin
 _HASH = 35  # ord("#")
 _GAUGE = MetricKind.GAUGE
 _isfinite = math.isfinite
+_SP = 32  # ord(" ")
+_LF = 10  # ord("\n")
+_OTHER_SPACE = (b"\t", b"\r", b"\x0b", b"\x0c")  # whitespace bytes.split() also splits on
+_EMPTY = SampleBatch.empty()
+
+
+class _Columns:
+    """Samples of one feed, gathered in order: row by row (slow path) or in blocks (fast)."""
+
+    __slots__ = ("_blocks", "_keys", "_pos", "_t", "_v")
+
+    def __init__(self) -> None:
+        self._pos: dict[tuple[str, MetricKind], int] = {}
+        self._t: list[float] = []
+        self._keys: list[int] = []
+        self._v: list[float] = []
+        self._blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def key(self, entry: tuple[str, MetricKind]) -> int:
+        """The key index of a ``(name, kind)`` pair, adding it on first use."""
+        i = self._pos.get(entry)
+        if i is None:
+            i = self._pos[entry] = len(self._pos)
+        return i
+
+    def add(self, t: float, entry: tuple[str, MetricKind], value: float) -> None:
+        """Add one sample."""
+        self._t.append(t)
+        self._keys.append(self.key(entry))
+        self._v.append(value)
+
+    def _rows_to_block(self) -> None:
+        if self._t:
+            self._blocks.append(
+                (
+                    np.asarray(self._t, np.float64),
+                    np.asarray(self._keys, np.int32),
+                    np.asarray(self._v, np.float64),
+                )
+            )
+            self._t, self._keys, self._v = [], [], []
+
+    def add_block(self, t: np.ndarray, keys: np.ndarray, values: np.ndarray) -> None:
+        """Add samples as columns (after every sample added so far)."""
+        self._rows_to_block()
+        self._blocks.append((t, keys, values))
+
+    def batch(self, session: int) -> SampleBatch:
+        """The gathered samples as a batch stamped with ``session``."""
+        self._rows_to_block()
+        blocks = self._blocks
+        if not blocks:
+            return _EMPTY
+        if len(blocks) == 1:
+            t, keys, values = blocks[0]
+        else:
+            t = np.concatenate([b[0] for b in blocks])
+            keys = np.concatenate([b[1] for b in blocks])
+            values = np.concatenate([b[2] for b in blocks])
+        pairs = list(self._pos)
+        return SampleBatch(
+            t,
+            np.full(len(t), session, np.int64),
+            keys,
+            values,
+            tuple(p[0] for p in pairs),
+            tuple(p[1] for p in pairs),
+        )
 
 
 def _show(field: bytes, limit: int = 40) -> str:
@@ -111,7 +185,7 @@ class Decoder:
         return dict(self._kinds)
 
     def feed(self, data: bytes, now: float) -> list[Sample]:
-        """Decode the lines completed by ``data``; buffer a partial trailing line.
+        """Decode the lines completed by ``data`` into row samples (see ``feed_batch``).
 
         Args:
             data: bytes read from the channel (any length, any split point).
@@ -122,33 +196,61 @@ class Decoder:
             The samples of the lines completed by this feed, in order (possibly empty).
             Never raises on any input.
         """
-        if b"\n" not in data:
+        return list(self.feed_batch(data, now))
+
+    def feed_batch(self, data: bytes, now: float) -> SampleBatch:
+        """Decode the lines completed by ``data`` into columns; buffer a partial trailing line.
+
+        The ingest hot path. A run of complete lines in the canonical form the probe writes
+        (``name value``, one space, no comment, no timestamp) is decoded with a handful of
+        whole-buffer operations: one NumPy pass checks that spaces and newlines alternate,
+        ``bytes.split`` cuts the fields, ``float`` parses the values and one dict lookup per
+        sample maps names to keys. Anything else (comments, timestamps, tabs, blank or bad
+        lines) goes line by line, with the same result.
+
+        Args:
+            data: bytes read from the channel (any length, any split point).
+            now: wall-clock receipt time, Unix seconds, stamped on samples without a
+                timestamp.
+
+        Returns:
+            The samples of the lines completed by this feed, in order (possibly empty).
+            Never raises on any input.
+        """
+        end = data.rfind(b"\n")
+        if end < 0:
             if self._skipping:
-                return []
+                return _EMPTY
             buf = self._buf + data
             if len(buf) > MAX_LINE:
                 self._too_long(self.lines + 1)
                 self._skipping = True
                 buf = b""
             self._buf = buf
-            return []
-        lines = data.split(b"\n")
-        tail = lines.pop()
-        start = 0
-        if self._skipping:
-            # The first piece ends the over-long line that was counted already.
-            self._skipping = False
-            start = 1
-        elif self._buf:
-            lines[0] = self._buf + lines[0]
-        self._buf = b""
-        out = self._decode(lines, start, now)
+            return _EMPTY
+        cols = _Columns()
+        body_start = 0
+        if self._skipping or self._buf:
+            # The first line continues a buffered one (or ends an over-long one).
+            first_end = data.index(b"\n")
+            if self._skipping:
+                self._skipping = False
+                self.lines += 1
+            else:
+                self._decode([self._buf + data[:first_end]], now, cols)
+            self._buf = b""
+            body_start = first_end + 1
+        if body_start <= end:
+            body = data[body_start : end + 1] if body_start or end + 1 < len(data) else data
+            if not self._fast(body, now, cols):
+                self._decode(body[:-1].split(b"\n"), now, cols)
+        tail = data[end + 1 :]
         if len(tail) > MAX_LINE:
             self._too_long(self.lines + 1)
             self._skipping = True
         else:
             self._buf = tail
-        return out
+        return cols.batch(self.session)
 
     def close(self, now: float) -> list[Sample]:
         """Decode a final line left without ``\\n`` when the channel ends.
@@ -159,14 +261,20 @@ class Decoder:
         Returns:
             The sample of that last line, if it is one (an empty list otherwise).
         """
+        return list(self.close_batch(now))
+
+    def close_batch(self, now: float) -> SampleBatch:
+        """As ``close``, as a ``SampleBatch``."""
         if self._skipping:
             self._skipping = False
             self.lines += 1
-            return []
+            return _EMPTY
         buf, self._buf = self._buf, b""
         if not buf:
-            return []
-        return self._decode([buf], 0, now)
+            return _EMPTY
+        cols = _Columns()
+        self._decode([buf], now, cols)
+        return cols.batch(self.session)
 
     def _too_long(self, lineno: int) -> None:
         self.malformed += 1
@@ -176,16 +284,70 @@ class Decoder:
         self.malformed += 1
         self.last_error = f"line {lineno}: {why}"
 
-    def _decode(self, lines: list[bytes], start: int, now: float) -> list[Sample]:
-        """The hot path: decode complete lines (without their ``\\n``)."""
-        out: list[Sample] = []
-        append = out.append
+    def _fast(self, body: bytes, now: float, cols: _Columns) -> bool:
+        """Decode ``body`` (complete lines, ending with ``\\n``) if it is all canonical.
+
+        Canonical: every line is ``name SP value`` with a valid, cached-or-valid name and a
+        finite float value without underscores; no ``#``, tab, CR, VT, FF, blank line, or
+        line over ``MAX_LINE``. Returns False, having changed nothing, otherwise.
+        """
+        if self._poisoned or b"#" in body:
+            return False
+        for c in _OTHER_SPACE:
+            if c in body:
+                return False
+        raw = np.frombuffer(body, np.uint8)
+        seps = np.flatnonzero((raw == _SP) | (raw == _LF))
+        kinds = raw[seps]
+        n = len(seps) // 2
+        if (
+            len(seps) != 2 * n
+            or seps[0] == 0
+            or not (kinds[0::2] == _SP).all()
+            or not (kinds[1::2] == _LF).all()
+            or np.diff(seps).min(initial=2) < 2
+        ):
+            return False
+        ends = seps[1::2]
+        if int(np.diff(ends, prepend=-1).max()) > MAX_LINE + 1:
+            return False
+        fields = body.split()
+        names_b = fields[0::2]
+        if b"_" in b" ".join(fields[1::2]):  # float() reads "1_000"; the protocol does not
+            return False
+        try:
+            values = np.fromiter(map(float, fields[1::2]), np.float64, n)
+        except ValueError:
+            return False
+        if not np.isfinite(values).all():
+            return False
+        cache = self._names
+        pos: dict[bytes, int] = {}
+        for name_b in set(names_b):
+            entry = cache.get(name_b)
+            if entry is None:
+                if _NAME_RE_B.match(name_b) is None:
+                    return False
+                name = name_b.decode("ascii")
+                entry = (name, self._kinds.get(name, _GAUGE))
+                if len(cache) < _NAME_CACHE_SIZE:
+                    cache[name_b] = entry
+            pos[name_b] = cols.key(entry)
+        if len(pos) == 1:
+            keys = np.full(n, pos[names_b[0]], np.int32)
+        else:
+            keys = np.fromiter(map(pos.__getitem__, names_b), np.int32, n)
+        cols.add_block(np.full(n, now), keys, values)
+        self.lines += n
+        return True
+
+    def _decode(self, lines: list[bytes], now: float, cols: _Columns) -> None:
+        """Decode complete lines (without their ``\\n``) one by one into ``cols``."""
         names = self._names
-        session = self.session
-        lineno = self.lines + start
+        lineno = self.lines
         poisoned = self._poisoned
-        for i in range(start, len(lines)):
-            raw = lines[i]
+        add = cols.add
+        for raw in lines:
             lineno += 1
             if len(raw) > MAX_LINE:
                 self._too_long(lineno)
@@ -214,7 +376,7 @@ class Decoder:
                 if not _isfinite(value) or b"_" in field:
                     self._reject(lineno, raw, f'bad value "{_show(field)}" for {entry[0]}')
                     continue
-                append(Sample(now, session, entry[0], value, entry[1]))
+                add(now, entry, value)
             elif n == 3:
                 field = parts[1]
                 try:
@@ -234,13 +396,12 @@ class Decoder:
                 if not _isfinite(t) or b"_" in field:
                     self._reject(lineno, raw, f'bad timestamp "{_show(field)}" for {entry[0]}')
                     continue
-                append(Sample(t, session, entry[0], value, entry[1]))
+                add(t, entry, value)
             elif n == 1:
                 self._reject(lineno, raw, f"no value for {entry[0]}")
             else:
                 self._reject(lineno, raw, f"too many fields ({n}) for {entry[0]}")
         self.lines = lineno
-        return out
 
     def _reject(self, lineno: int, raw: bytes, why: str) -> None:
         """Count a bad sample line; say "invalid UTF-8" when that is what is wrong."""

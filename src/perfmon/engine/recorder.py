@@ -36,10 +36,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from perfmon.core.batch import SampleBatch
 from perfmon.core.model import Sample, SessionResult
 
 RUN_FORMAT = "perfmon-run"
@@ -262,11 +264,8 @@ class Recorder:
         self.samples_dir.mkdir(parents=True, exist_ok=True)
         self.segment_max_bytes = segment_max_bytes
         self._lock = threading.Lock()
-        self._t: list[float] = []
-        self._session: list[int] = []
-        self._metric: list[str] = []
-        self._value: list[float] = []
-        self._kind: list[str] = []
+        self._batches: list[SampleBatch] = []
+        self._buffered = 0
         existing = _segment_paths(self.samples_dir)
         self._segment_no = 0
         for p in existing:
@@ -310,7 +309,19 @@ class Recorder:
     # -- samples ---------------------------------------------------------------------------
 
     def add_samples(self, samples: Sequence[Sample]) -> None:
-        """Buffer samples in memory until the next ``flush``.
+        """Buffer row samples in memory until the next ``flush`` (see ``add_batch``).
+
+        Raises:
+            RuntimeError: if the recorder is closed.
+        """
+        self.add_batch(SampleBatch.from_samples(samples))
+
+    def add_batch(self, batch: SampleBatch) -> None:
+        """Buffer a columnar batch of samples until the next ``flush`` (the ingest hot path).
+
+        The batch's arrays are kept as they are (no per-sample work); ``flush`` concatenates
+        them into one Arrow record batch whose ``metric`` and ``kind`` columns are
+        dictionary-encoded straight from the batch's keys.
 
         Raises:
             RuntimeError: if the recorder is closed.
@@ -318,34 +329,40 @@ class Recorder:
         with self._lock:
             if self._closed:
                 raise RuntimeError("recorder is closed")
-            t, ses, met, val, kind = self._t, self._session, self._metric, self._value, self._kind
-            for s in samples:
-                t.append(s.t)
-                ses.append(s.session)
-                met.append(s.metric)
-                val.append(s.value)
-                kind.append(str(s.kind))
+            if len(batch):
+                self._batches.append(batch)
+                self._buffered += len(batch)
 
     @property
     def buffered(self) -> int:
         """Samples added but not yet flushed."""
-        return len(self._t)
+        return self._buffered
 
     def _take_batch(self) -> pa.RecordBatch | None:
-        if not self._t:
+        if not self._batches:
             return None
-        batch = pa.record_batch(
+        b = SampleBatch.concat(self._batches)
+        self._batches, self._buffered = [], 0
+        kind_names = [str(k) for k in b.kinds]
+        kind_pos = {k: i for i, k in enumerate(dict.fromkeys(kind_names))}
+        kind_of_key = np.fromiter((kind_pos[k] for k in kind_names), np.int32, len(kind_names))
+        # Keys are (metric, kind) pairs; the metric column's dictionary holds each name once.
+        name_pos = {m: i for i, m in enumerate(dict.fromkeys(b.metrics))}
+        name_of_key = np.fromiter((name_pos[m] for m in b.metrics), np.int32, len(b.metrics))
+        return pa.record_batch(
             [
-                pa.array(self._t, pa.float64()),
-                pa.array(self._session, pa.int32()),
-                pa.array(self._metric, pa.string()).dictionary_encode(),
-                pa.array(self._value, pa.float64()),
-                pa.array(self._kind, pa.string()).dictionary_encode(),
+                pa.array(b.t, pa.float64()),
+                pa.array(b.session.astype(np.int32), pa.int32()),
+                pa.DictionaryArray.from_arrays(
+                    pa.array(name_of_key[b.key], pa.int32()), pa.array(list(name_pos), pa.string())
+                ),
+                pa.array(b.value, pa.float64()),
+                pa.DictionaryArray.from_arrays(
+                    pa.array(kind_of_key[b.key], pa.int32()), pa.array(list(kind_pos), pa.string())
+                ),
             ],
             schema=SAMPLES_SCHEMA,
         )
-        self._t, self._session, self._metric, self._value, self._kind = [], [], [], [], []
-        return batch
 
     def _open_segment(self) -> None:
         self._segment_no += 1

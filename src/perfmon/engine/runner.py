@@ -27,12 +27,13 @@ import dataclasses
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from perfmon._version import __version__
+from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import Campaign
 from perfmon.core.gates import evaluate_gates, parse_gate, verdict
 from perfmon.core.live import LiveState
@@ -263,9 +264,10 @@ class Runner:
             raise ValueError(f"unknown command {command!r}")
 
     # ----------------------------------------------------------------- data in
-    def _on_samples(self, samples: list[Sample]) -> None:
-        self.live.add_samples(samples)
-        self.recorder.add_samples(samples)
+    def _on_samples(self, samples: SampleBatch | Sequence[Sample]) -> None:
+        batch = samples if isinstance(samples, SampleBatch) else SampleBatch.from_samples(samples)
+        self.live.add_batch(batch)
+        self.recorder.add_batch(batch)
 
     def _on_update(self, result: SessionResult) -> None:
         self.live.update_session(result)

@@ -51,6 +51,7 @@ from typing import BinaryIO
 
 import psutil
 
+from perfmon.core.batch import SampleBatch
 from perfmon.core.model import MetricKind, Sample, SessionResult, SessionSpec, SessionStatus
 from perfmon.core.protocol import PROTOCOL_VERSION, Decoder
 from perfmon.engine.sampler import process_peak_rss, process_tree_rss
@@ -220,8 +221,9 @@ class Supervisor:
         log_cap_bytes: cap on each log file's size, bytes (the closing note line excluded).
         sample_interval_s: seconds between RSS samples and ``on_update`` calls of a session.
         grace_s: seconds between SIGTERM and SIGKILL when perfmon ends a session.
-        on_samples: receives each batch of samples: the workload's probe samples as they are
-            decoded and the supervisor's ``rss_bytes`` samples.
+        on_samples: receives each ``SampleBatch`` of samples: the workload's probe samples as
+            they are decoded (one batch per read of its channel) and the supervisor's
+            ``rss_bytes`` samples.
         on_update: receives the (mutable, shared) ``SessionResult`` when the session starts,
             every sample interval while it runs, and once when it has finished.
 
@@ -236,7 +238,7 @@ class Supervisor:
         log_cap_bytes: int,
         sample_interval_s: float,
         grace_s: float,
-        on_samples: Callable[[list[Sample]], None],
+        on_samples: Callable[[SampleBatch], None],
         on_update: Callable[[SessionResult], None],
     ) -> None:
         if not sample_interval_s > 0:
@@ -468,7 +470,7 @@ class Supervisor:
                 run.sampled_peak = max(run.sampled_peak, rss, hwm)
                 result.peak_rss_bytes = run.sampled_peak
                 sample = Sample(time.time(), run.spec.id, "rss_bytes", float(rss), MetricKind.GAUGE)
-                self._on_samples([sample])
+                self._on_samples(SampleBatch.from_samples([sample]))
             self._on_update(result)
 
     def _terminate(self, run: _Running, why: SessionStatus) -> None:
@@ -559,7 +561,7 @@ class Supervisor:
                     if not data:
                         break
                     run.sinks[fd](data)
-        tail = run.decoder.close(time.time())
+        tail = run.decoder.close_batch(time.time())
         self._deliver(run, tail)
 
     def _abort(self, run: _Running) -> None:
@@ -586,7 +588,7 @@ class Supervisor:
             log.close()
         run.result.malformed = run.decoder.malformed
 
-    def _deliver(self, run: _Running, samples: list[Sample]) -> None:
+    def _deliver(self, run: _Running, samples: SampleBatch) -> None:
         run.result.malformed = run.decoder.malformed
         if samples:
             run.result.samples += len(samples)
@@ -594,6 +596,6 @@ class Supervisor:
 
     def _probe_sink(self, run: _Running) -> Callable[[bytes], None]:
         def feed(data: bytes) -> None:
-            self._deliver(run, run.decoder.feed(data, time.time()))
+            self._deliver(run, run.decoder.feed_batch(data, time.time()))
 
         return feed
