@@ -72,7 +72,7 @@ def test_malformed_lines_are_counted_not_fatal() -> None:
     # A physical line without a count is joined to the next (a process frame's command line
     # may hold newlines); empty frames are dropped.
     assert tree.total == 9 and tree.malformed == 0
-    assert tree.find(["no count here "]).total == 4  # type: ignore[union-attr]
+    assert tree.find(["no count here\n"]).total == 4  # type: ignore[union-attr]
     tail = parse_collapsed("a;b 3\ntrailing text without count")
     assert tail.total == 3 and tail.malformed == 1
     empty = parse_collapsed(";;; 7\n")
@@ -81,13 +81,14 @@ def test_malformed_lines_are_counted_not_fatal() -> None:
 
 def test_process_frames_keep_merge_drop() -> None:
     text = (
-        'process 11:"python -c \nimport x";process 12:"python w.py";f (w.py:1) 4\n'
-        'process 21:"python -c \nimport x";process 22:"python w.py";f (w.py:1) 6\n'
+        'process 11:"python -c \nimport x";process 12:"/v/bin/python /a/w.py";f (w.py:1) 4\n'
+        'process 21:"python -c \nimport x";process 22:"/v/bin/python /a/w.py";f (w.py:1) 6\n'
     )
     merged = parse_collapsed(text)
     assert merged.total == 10 and merged.malformed == 0
     (top,) = merged.root.children.values()
     assert top.name == 'process "python -c import x"' and top.total == 10
+    assert list(top.children) == ['process "python w.py"']
     kept = parse_collapsed(text, processes="keep")
     assert len(kept.root.children) == 2
     dropped = parse_collapsed(text, processes="drop")
@@ -134,3 +135,17 @@ def test_diff_of_empty_trees() -> None:
     diff = diff_trees(StackTree(), parse_collapsed("a 1\n"))
     assert diff.root.children["a"].base == 0 and diff.root.children["a"].cand == 1
     assert diff.functions()[0].delta_total == 1
+
+
+def test_trimmed_drops_ancestor_process_frames() -> None:
+    text = (
+        'process 1:"perfmon\n daemon";process 7:"python w.py";f (w.py:1) 4\n'
+        'process 1:"perfmon\n daemon";process 7:"python w.py";process 9:"python c.py";g 2\n'
+        "h 1\n"
+    )
+    tree = parse_collapsed(text, processes="keep").trimmed("process 7:")
+    assert sorted(tree.root.children) == ["h", 'process 7:"python w.py"']
+    assert tree.total == 7
+    kept = parse_collapsed(text, processes="keep")
+    again = parse_collapsed(kept.to_collapsed(), processes="keep")
+    assert again.total == 7 and 'process 1:"perfmon daemon"' in again.root.children

@@ -54,7 +54,7 @@ def _process_frame(frame: str, how: ProcessFrames) -> str | None:
         return frame
     if how == "drop":
         return None
-    cmd = _WS_RE.sub(" ", m.group(1)).strip()
+    cmd = " ".join(word.rsplit("/", 1)[-1] or word for word in m.group(1).split())
     if len(cmd) > PROCESS_NAME_CHARS:
         cmd = cmd[: PROCESS_NAME_CHARS - 1] + "…"
     return f'process "{cmd}"'
@@ -261,9 +261,35 @@ class StackTree:
         return found
 
     def to_collapsed(self) -> str:
-        """The tree as collapsed stacks, one ``frames count`` line per stack (newline ended)."""
-        lines = [";".join(frames) + f" {count}" for frames, count in self.stacks() if frames]
+        """The tree as collapsed stacks, one ``frames count`` line per stack (newline ended);
+        whitespace runs in frame names (a command line's newlines) become single spaces."""
+        lines = [
+            ";".join(_WS_RE.sub(" ", f) if "\n" in f else f for f in frames) + f" {count}"
+            for frames, count in self.stacks()
+            if frames
+        ]
         return "".join(line + "\n" for line in lines)
+
+    def trimmed(self, first_frame_prefix: str) -> StackTree:
+        """A copy without the frames above the first frame starting with ``first_frame_prefix``.
+
+        py-spy's ``--subprocesses`` output starts each stack with the *ancestors* of the
+        sampled process (``process PID:"..."`` frames of its parent, perfmon itself); trimming
+        at ``process <session pid>:`` keeps the session's own processes only. Stacks without
+        such a frame are kept whole.
+
+        Args:
+            first_frame_prefix: e.g. ``'process 1234:'``.
+        """
+        out = StackTree()
+        out.malformed = self.malformed
+        for frames, count in self.stacks():
+            for i, frame in enumerate(frames):
+                if frame.startswith(first_frame_prefix):
+                    frames = frames[i:]
+                    break
+            out.add_stack(frames, count)
+        return out
 
 
 def parse_collapsed(text: str, *, processes: ProcessFrames = "merge") -> StackTree:
@@ -275,8 +301,8 @@ def parse_collapsed(text: str, *, processes: ProcessFrames = "merge") -> StackTr
             newlines); what still does not parse is counted in ``tree.malformed``.
         processes: what to do with py-spy's ``process PID:"CMDLINE"`` frames (from
             ``--subprocesses``): ``"keep"`` them, ``"merge"`` them across sessions by dropping
-            the pid (``process "CMDLINE"``, whitespace collapsed, cut to
-            ``PROCESS_NAME_CHARS``), or ``"drop"`` them.
+            the pid (``process "CMDLINE"``, whitespace collapsed, paths cut to their last
+            component, the whole cut to ``PROCESS_NAME_CHARS``), or ``"drop"`` them.
 
     Returns:
         The tree.
@@ -284,7 +310,7 @@ def parse_collapsed(text: str, *, processes: ProcessFrames = "merge") -> StackTr
     tree = StackTree()
     pending = ""
     for raw in text.splitlines():
-        line = f"{pending} {raw}" if pending else raw
+        line = f"{pending}\n{raw}" if pending else raw
         if not line.strip():
             continue
         m = _COUNT_RE.search(line)

@@ -1,0 +1,482 @@
+"""py-spy sampling of running sessions, stored as collapsed stacks in the run directory.
+
+perfmon drives py-spy (https://github.com/benfred/py-spy) as a subprocess::
+
+    py-spy record --pid PID --format raw --function --rate 100 --duration N
+                  [--subprocesses] [--nonblocking] --output FILE
+
+``--format raw`` writes collapsed stacks (``perfmon.core.stacks`` parses them); ``--function``
+names each frame by its function's first line rather than the line being run, so that one
+function is one frame. Each profile becomes two files under ``run_dir/profiles/``:
+
+- ``<name>.collapsed``: the stacks as py-spy wrote them (``name`` is e.g. ``s0007-p01``);
+- one line of ``index.jsonl``: a ``ProfileRecord`` as JSON (session, workload, variant,
+  params, start, duration, rate, samples, status, message).
+
+Every failure becomes a ``ProfileRecord`` with status ``failed`` and a message saying what to
+do; the profiler never raises into the run: py-spy missing, no permission to attach (the
+kernel's Yama ``ptrace_scope``, a container without ``CAP_SYS_PTRACE``), the session exiting
+before or during sampling (during: status ``partial``, the stacks so far are kept), a
+non-Python workload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from perfmon.engine.recorder import atomic_write_text
+
+PROFILES_DIR = "profiles"
+INDEX_FILE = "index.jsonl"
+DEFAULT_RATE_HZ = 100
+DEFAULT_SECONDS = 5.0
+"""On-demand profiles (key f in the viewer) sample this long unless told otherwise."""
+SNAPSHOT_PROFILES = 50
+"""Snapshots carry the records of the latest this many profiles (bounded over a soak)."""
+_STDERR_CAP = 4000  # characters of py-spy's stderr kept for the message
+
+PTRACE_HELP = (
+    "py-spy needs permission to read another process's memory (ptrace). Run perfmon as the "
+    "same user with kernel.yama.ptrace_scope = 0 (sudo sysctl kernel.yama.ptrace_scope=0), "
+    "or run perfmon as root; in Docker add --cap-add SYS_PTRACE (Kubernetes: "
+    "securityContext.capabilities.add: [SYS_PTRACE])."
+)
+
+
+def find_py_spy() -> str | None:
+    """The py-spy executable: on ``PATH``, else next to this Python (a virtualenv's bin/).
+
+    Returns:
+        Its path, or None when py-spy is not installed.
+    """
+    found = shutil.which("py-spy")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "py-spy"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRecord:
+    """One py-spy profile of one session (one line of ``profiles/index.jsonl``).
+
+    Attributes:
+        name: file stem, e.g. ``"s0007-p01"``; the stacks are ``profiles/<name>.collapsed``.
+        session: session id; workload / variant / params / set_name: what the session ran.
+        started_t: Unix seconds when sampling began; seconds: wall time sampled.
+        rate_hz: samples per second asked of py-spy; nonblocking: ``--nonblocking`` was used.
+        reason: ``"on demand"``, ``"every 5th session"``, ``"duty 10s/300s"``.
+        status: ``"ok"``, ``"partial"`` (the session ended while sampled: what was sampled is
+            kept), ``"failed"`` (no stacks; ``message`` says why and what to do).
+        samples: stack samples written (the sum of the collapsed counts); errors: py-spy's own
+            count of samples it could not take.
+        message: a sentence for the viewer and the report.
+    """
+
+    name: str
+    session: int
+    workload: str
+    variant: str
+    params: str
+    set_name: str
+    started_t: float
+    seconds: float
+    rate_hz: int
+    nonblocking: bool
+    reason: str
+    status: str
+    samples: int
+    errors: int
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        """True when the profile holds stacks (status ok or partial)."""
+        return self.status in ("ok", "partial") and self.samples > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProfileRecord:
+        """Inverse of ``to_dict``; unknown keys are ignored.
+
+        Raises:
+            TypeError / KeyError: if a field is missing.
+        """
+        fields = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+def process_alive(pid: int) -> bool:
+    """True when ``pid`` names a process that is running (not gone, not a zombie)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def explain_failure(stderr: str, returncode: int | None, pid: int, *, alive: bool = True) -> str:
+    """Turn py-spy's error output into a sentence saying what happened and what to do.
+
+    Args:
+        stderr: py-spy's stderr (its ``Error: ...`` lines).
+        returncode: py-spy's exit status (None if it did not start).
+        pid: the process that was to be sampled.
+        alive: whether that process still runs (py-spy says "no python processes found" of a
+            pid that has gone, too).
+
+    Returns:
+        One or two sentences; the permission case includes ``PTRACE_HELP``.
+    """
+    text = stderr.lower()
+    if "permission denied" in text or "operation not permitted" in text or "os error 1)" in text:
+        return f"py-spy was not allowed to attach to pid {pid}. {PTRACE_HELP}"
+    if (
+        not alive
+        or "failed to get process executable name" in text
+        or "no such process" in text
+        or "no such file or directory" in text
+    ):
+        return f"the session (pid {pid}) exited before py-spy could attach; nothing was sampled"
+    if (
+        "failed to find python version" in text
+        or "failed to find a python interpreter" in text
+        or "no python processes found" in text
+    ):
+        return (
+            f"pid {pid} does not look like a Python process (py-spy found no interpreter); "
+            "py-spy samples Python programs only"
+        )
+    first = next(
+        (ln.strip() for ln in stderr.splitlines() if ln.strip().lower().startswith("error")),
+        "",
+    )
+    return f"py-spy failed (exit status {returncode}): {first or stderr.strip()[:200] or '?'}"
+
+
+def _count_samples(text: str) -> int:
+    total = 0
+    for line in text.splitlines():
+        head, _, count = line.rpartition(" ")
+        if head and count.isdigit():
+            total += int(count)
+    return total
+
+
+def _py_spy_errors(stderr: str) -> int:
+    """py-spy's ``Samples: N Errors: M`` summary: M, or 0."""
+    marker = "Errors:"
+    pos = stderr.rfind(marker)
+    if pos < 0:
+        return 0
+    word = stderr[pos + len(marker) :].split()
+    return int(word[0]) if word and word[0].isdigit() else 0
+
+
+class Profiler:
+    """Runs py-spy against sessions and records the profiles in ``run_dir/profiles/``.
+
+    Args:
+        run_dir: the run directory.
+        py_spy: path of the py-spy executable (default: ``find_py_spy()``).
+        rate_hz: default sampling rate, samples per second.
+        nonblocking: default for py-spy's ``--nonblocking``.
+        subprocesses: also sample the session's Python subprocesses.
+
+    All methods run on the event loop's thread. Profiles of one session never overlap: a
+    second request while one runs is answered with a message instead.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        py_spy: str | None = None,
+        rate_hz: int = DEFAULT_RATE_HZ,
+        nonblocking: bool = False,
+        subprocesses: bool = True,
+    ) -> None:
+        self.dir = Path(run_dir) / PROFILES_DIR
+        self.py_spy = py_spy if py_spy is not None else find_py_spy()
+        self.rate_hz = rate_hz
+        self.nonblocking = nonblocking
+        self.subprocesses = subprocesses
+        self.records: list[ProfileRecord] = load_index(Path(run_dir))
+        self.active: dict[int, float] = {}
+        """Session id -> Unix time sampling began, for the profiles running now."""
+        self._seq = len(self.records)
+        self._procs: set[asyncio.subprocess.Process] = set()
+
+    def busy(self, session_id: int) -> bool:
+        """True while a profile of this session is being taken."""
+        return session_id in self.active
+
+    def start(self, **kwargs: Any) -> asyncio.Task[ProfileRecord]:
+        """Start ``profile(**kwargs)`` as a task; the session counts as busy from now on.
+
+        Raises:
+            RuntimeError: if that session is being profiled already.
+        """
+        sid = int(kwargs["session_id"])
+        if sid in self.active:
+            raise RuntimeError(f"session {sid} is already being profiled")
+        self.active[sid] = time.time()
+        try:
+            return asyncio.get_running_loop().create_task(
+                self.profile(**kwargs, _claimed=True), name=f"profile-{sid}"
+            )
+        except BaseException:
+            self.active.pop(sid, None)
+            raise
+
+    async def profile(
+        self,
+        *,
+        session_id: int,
+        pid: int,
+        seconds: float | None,
+        reason: str,
+        workload: str = "",
+        variant: str = "",
+        params: str = "",
+        set_name: str = "",
+        rate_hz: int | None = None,
+        nonblocking: bool | None = None,
+        _claimed: bool = False,
+    ) -> ProfileRecord:
+        """Sample one session with py-spy and record the result.
+
+        Args:
+            session_id: the session; pid: its process (the process group leader).
+            seconds: how long to sample (rounded up to whole seconds, py-spy's unit); None:
+                until the session exits.
+            reason: why (shown in the viewer and report).
+            workload / variant / params / set_name: the session's description, stored with it.
+            rate_hz / nonblocking: override the profiler's defaults.
+
+        Returns:
+            The record (also appended to ``index.jsonl`` and ``records``). Never raises for
+            py-spy's failures; a cancelled call kills py-spy and re-raises.
+
+        Raises:
+            RuntimeError: if that session is being profiled already.
+        """
+        if not _claimed:
+            if session_id in self.active:
+                raise RuntimeError(f"session {session_id} is already being profiled")
+            self.active[session_id] = time.time()
+        try:
+            return await self._profile(
+                session_id=session_id,
+                pid=pid,
+                seconds=seconds,
+                reason=reason,
+                workload=workload,
+                variant=variant,
+                params=params,
+                set_name=set_name,
+                rate_hz=rate_hz,
+                nonblocking=nonblocking,
+            )
+        finally:
+            self.active.pop(session_id, None)
+
+    async def _profile(
+        self,
+        *,
+        session_id: int,
+        pid: int,
+        seconds: float | None,
+        reason: str,
+        workload: str,
+        variant: str,
+        params: str,
+        set_name: str,
+        rate_hz: int | None,
+        nonblocking: bool | None,
+    ) -> ProfileRecord:
+        rate = rate_hz or self.rate_hz
+        nb = self.nonblocking if nonblocking is None else nonblocking
+        self._seq += 1
+        name = f"s{session_id:04d}-p{self._seq:02d}"
+        started = time.time()
+
+        def record(status: str, samples: int, errors: int, message: str) -> ProfileRecord:
+            rec = ProfileRecord(
+                name=name,
+                session=session_id,
+                workload=workload,
+                variant=variant,
+                params=params,
+                set_name=set_name,
+                started_t=started,
+                seconds=round(time.time() - started, 3),
+                rate_hz=rate,
+                nonblocking=nb,
+                reason=reason,
+                status=status,
+                samples=samples,
+                errors=errors,
+                message=message,
+            )
+            self._append(rec)
+            return rec
+
+        if self.py_spy is None:
+            return record(
+                "failed",
+                0,
+                0,
+                "py-spy is not installed: pip install py-spy (into perfmon's environment), "
+                "then press f again",
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        out = self.dir / f"{name}.collapsed"
+        tmp = self.dir / f".{name}.collapsed.tmp"
+        argv = [
+            self.py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--function",
+            "--rate",
+            str(rate),
+            "--output",
+            str(tmp),
+        ]
+        if seconds is not None:
+            argv += ["--duration", str(max(1, math.ceil(seconds)))]
+        if self.subprocesses:
+            argv.append("--subprocesses")
+        if nb:
+            argv.append("--nonblocking")
+        proc: asyncio.subprocess.Process | None = None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+            self._procs.add(proc)
+            _, err = await proc.communicate()
+            stderr = err.decode("utf-8", "replace")[-_STDERR_CAP:]
+        except OSError as exc:
+            return record("failed", 0, 0, f"py-spy could not be started: {exc}")
+        except asyncio.CancelledError:
+            if proc is not None and proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(proc.wait())
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        finally:
+            if proc is not None:
+                self._procs.discard(proc)
+
+        text = ""
+        with contextlib.suppress(OSError):
+            text = tmp.read_text("utf-8", "replace")
+        samples = _count_samples(text)
+        errors = _py_spy_errors(stderr)
+        if proc.returncode != 0 or not tmp.exists():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            why = explain_failure(stderr, proc.returncode, pid, alive=process_alive(pid))
+            return record("failed", 0, errors, why)
+        if self.subprocesses and samples:
+            from perfmon.core.stacks import parse_collapsed
+
+            tree = parse_collapsed(text, processes="keep").trimmed(f"process {pid}:")
+            text = tree.to_collapsed()
+            samples = tree.total
+            atomic_write_text(out, text)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        else:
+            os.replace(tmp, out)
+        exited = "process exited" in stderr.lower() or not process_alive(pid)
+        if samples == 0:
+            why = (
+                "the session exited before any sample was taken"
+                if exited
+                else "py-spy took no samples (the process was idle or not running Python code)"
+            )
+            return record("failed", 0, errors, why)
+        what = f"{samples:,} samples at {rate} Hz of session {session_id}"
+        if exited and seconds is not None:
+            return record("partial", samples, errors, f"{what}; the session ended while sampled")
+        return record("ok", samples, errors, what)
+
+    async def close(self) -> None:
+        """Kill the py-spy processes still running (their profiles end as failed/cancelled)."""
+        for proc in list(self._procs):
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+
+    def _append(self, rec: ProfileRecord) -> None:
+        self.records.append(rec)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with open(self.dir / INDEX_FILE, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec.to_dict()) + "\n")
+        except OSError:  # the record stays in memory; the run goes on
+            pass
+
+
+def load_index(run_dir: Path) -> list[ProfileRecord]:
+    """The profiles recorded in a run directory (``profiles/index.jsonl``), oldest first.
+
+    Args:
+        run_dir: the run directory.
+
+    Returns:
+        The records; a missing file gives ``[]``; unreadable lines (a torn last line after a
+        crash) are skipped.
+    """
+    path = Path(run_dir) / PROFILES_DIR / INDEX_FILE
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(ProfileRecord.from_dict(json.loads(line)))
+        except (ValueError, TypeError, KeyError):
+            continue
+    return out
+
+
+def load_stacks(run_dir: Path, name: str) -> str:
+    """The collapsed stacks text of profile ``name`` in a run directory.
+
+    Raises:
+        OSError: if the file cannot be read.
+        ValueError: if ``name`` is not a plain file stem.
+    """
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"bad profile name {name!r}")
+    return (Path(run_dir) / PROFILES_DIR / f"{name}.collapsed").read_text("utf-8", "replace")
