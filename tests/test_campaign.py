@@ -428,7 +428,7 @@ def test_workload_table_not_array(tmp_path: Path) -> None:
         ("[set.g]\nduration = '0s'\n", 8, "set.g.duration", "must be > 0"),
         ("[set.g]\nduration = '72 hours'\n", 8, "set.g.duration", "bad duration"),
         ("[set.g]\nsessions = 1\nwarmup = -1\n", 9, "set.g.warmup", "must be >= 0"),
-        ("[set.g]\nsessions = 1\norder = 'random'\n", 9, "set.g.order", "unknown order"),
+        ("[set.g]\nsessions = 1\norder = 'shuffled'\n", 9, "set.g.order", "unknown order"),
         ("[set.g]\nsessions = 1\norder = 1\n", 9, "set.g.order", "expected a string"),
         ("[set.g]\nsessions = 1\nrepeat = 1\n", 9, "set.g.repeat", "allowed: sessions"),
         ("[set]\ng = { sessions = 0 }\n", 8, "set.g.sessions", "must be >= 1"),

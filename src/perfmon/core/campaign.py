@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perfmon.core.stats import BOOTSTRAP_METHODS, TESTS, StatsOptions
 from perfmon.core.units import parse_duration, parse_size
 
 if TYPE_CHECKING:
@@ -92,7 +93,9 @@ class SetConfig:
         duration_s: alternatively, keep scheduling rounds until this many seconds have passed.
         warmup: warm-up sessions per workload/variant/matrix combination, run first and
             excluded from statistics.
-        order: ``"interleaved"`` (A B A B ...) or ``"blocked"`` (A A ... B B ...).
+        order: ``"interleaved"`` (A B A B ...), ``"blocked"`` (A A ... B B ...) or
+            ``"random"`` (each round in a random order drawn from ``seed``).
+        seed: the seed of a random order (default 0), so a run can be repeated.
     """
 
     name: str
@@ -100,6 +103,7 @@ class SetConfig:
     duration_s: float | None = None
     warmup: int = 0
     order: str = "interleaved"
+    seed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,30 @@ class GateConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ProfileConfig:
+    """When and how sessions are sampled with py-spy (the ``[profile]`` table).
+
+    Attributes:
+        every: profile every k-th session (by session id: 1 profiles all), or None.
+        duty_on_s / duty_period_s: a duty cycle, ``duty = "10s/5min"``: sample whatever session
+            is running for ``duty_on_s`` every ``duty_period_s`` seconds; None when not set.
+        rate_hz: py-spy's sampling rate, samples per second (default 100, py-spy's default).
+        nonblocking: use py-spy's ``--nonblocking`` (do not pause the process while reading
+            its stacks: less overhead, possibly inaccurate stacks; py-spy docs).
+        duration_s: how long a scheduled ``every`` profile samples; None: the whole session.
+        subprocesses: also sample the session's Python subprocesses (``--subprocesses``).
+    """
+
+    every: int | None = None
+    duty_on_s: float | None = None
+    duty_period_s: float | None = None
+    rate_hz: int = 100
+    nonblocking: bool = False
+    duration_s: float | None = None
+    subprocesses: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Campaign:
     """A parsed campaign file.
 
@@ -131,6 +159,8 @@ class Campaign:
         grace_s: seconds between SIGTERM and SIGKILL when a session is ended (default 5).
         log_cap_bytes: cap on each session's stdout and stderr log files (default 10 MB).
         runs_dir: where run directories are created (default ``runs`` beside the campaign).
+        stats: how statistical gates and comparisons are computed (``confidence``, ``test``,
+            ``bootstrap_resamples``, ``bootstrap_seed``, ``bootstrap_method`` in ``[campaign]``).
     """
 
     name: str
@@ -143,6 +173,8 @@ class Campaign:
     grace_s: float = 5.0
     log_cap_bytes: int = 10_000_000
     runs_dir: Path | None = None
+    stats: StatsOptions = field(default_factory=StatsOptions)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
 
     @property
     def directory(self) -> Path:
@@ -154,12 +186,14 @@ class Campaign:
 #
 # The format (TOML, parsed with the standard library's tomllib):
 #
-#   [campaign]   name (required, [A-Za-z0-9._-]+), sample_interval, grace, log_cap, runs_dir
+#   [campaign]   name (required, [A-Za-z0-9._-]+), sample_interval, grace, log_cap, runs_dir,
+#                confidence, test, bootstrap_resamples, bootstrap_seed, bootstrap_method
 #   [[workload]] name, command (required); env, cwd, timeout, matrix, shell
 #   [variant.NAME]  env, args            (none: one variant named "default")
-#   [set.NAME]      sessions | duration (exactly one), warmup, order
+#   [set.NAME]      sessions | duration (exactly one), warmup, order, seed
 #                   (none: one set "default" with sessions = 1)
 #   [[gate]]     name, expr (required); window
+#   [profile]    every, duty ("10s/5min"), rate, nonblocking, duration, subprocesses
 #
 # Key paths in errors: "campaign.name", "workload[0].timeout", "variant.baseline.env",
 # "set.golden.sessions", "gate[1].expr" (array indices count from 0).
@@ -175,14 +209,26 @@ _MATRIX_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TOML_POS_RE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*\Z")
 _TOML_END_RE = re.compile(r"\s*\(at end of document\)\s*\Z")
-_ORDERS = ("interleaved", "blocked")
+_ORDERS = ("interleaved", "blocked", "random")
 
-_CAMPAIGN_KEYS = ("name", "sample_interval", "grace", "log_cap", "runs_dir")
+_CAMPAIGN_KEYS = (
+    "name",
+    "sample_interval",
+    "grace",
+    "log_cap",
+    "runs_dir",
+    "confidence",
+    "test",
+    "bootstrap_resamples",
+    "bootstrap_seed",
+    "bootstrap_method",
+)
 _WORKLOAD_KEYS = ("name", "command", "env", "cwd", "timeout", "matrix", "shell")
 _VARIANT_KEYS = ("env", "args")
-_SET_KEYS = ("sessions", "duration", "warmup", "order")
+_SET_KEYS = ("sessions", "duration", "warmup", "order", "seed")
 _GATE_KEYS = ("name", "expr", "window")
-_TOP_KEYS = ("campaign", "workload", "variant", "set", "gate")
+_PROFILE_KEYS = ("every", "duty", "rate", "nonblocking", "duration", "subprocesses")
+_TOP_KEYS = ("campaign", "workload", "variant", "set", "gate", "profile")
 
 Section = tuple[str | int, ...]
 
@@ -467,10 +513,15 @@ def parse_campaign(text: str, path: Path) -> Campaign:
     if "runs_dir" in camp:
         runs_dir = directory / ctx.string(sec, "runs_dir", camp["runs_dir"])
 
+    stats = _parse_stats(ctx, sec, camp)
+    if stats != StatsOptions():
+        extra["stats"] = stats
     workloads = _parse_workloads(ctx, data, directory)
     variants = _parse_variants(ctx, data)
     sets = _parse_sets(ctx, data)
-    gates = _parse_gates(ctx, data)
+    gates = _parse_gates(ctx, data, stats)
+    if "profile" in data:
+        extra["profile"] = _parse_profile(ctx, data)
     return Campaign(
         name=name,
         path=abs_path,
@@ -622,11 +673,47 @@ def _parse_sets(ctx: _Context, data: dict[str, Any]) -> tuple[SetConfig, ...]:
                 raise ctx.error(
                     sec, "order", f"unknown order {order!r} (use {' or '.join(_ORDERS)})"
                 )
-        result.append(SetConfig(name, sessions, duration, warmup, order))
+        seed = ctx.integer(sec, "seed", s["seed"], 0) if "seed" in s else 0
+        result.append(SetConfig(name, sessions, duration, warmup, order, seed))
     return tuple(result)
 
 
-def _parse_gates(ctx: _Context, data: dict[str, Any]) -> tuple[GateConfig, ...]:
+def _parse_stats(ctx: _Context, sec: Section, camp: dict[str, Any]) -> StatsOptions:
+    """The ``[campaign]`` keys of statistical gates (see ``perfmon.core.stats.StatsOptions``)."""
+    opts: dict[str, Any] = {}
+    if "confidence" in camp:
+        value = camp["confidence"]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ctx.error(sec, "confidence", f"expected a number, got {_toml_type(value)}")
+        if not 0.5 <= value < 1.0:
+            raise ctx.error(sec, "confidence", f"must be in [0.5, 1), e.g. 0.95, got {value}")
+        opts["confidence"] = float(value)
+    if "test" in camp:
+        test = ctx.string(sec, "test", camp["test"])
+        if test not in TESTS:
+            raise ctx.error(sec, "test", f"unknown test {test!r} (use {' or '.join(TESTS)})")
+        opts["test"] = test
+    if "bootstrap_resamples" in camp:
+        opts["resamples"] = ctx.integer(
+            sec, "bootstrap_resamples", camp["bootstrap_resamples"], 100
+        )
+    if "bootstrap_seed" in camp:
+        opts["seed"] = ctx.integer(sec, "bootstrap_seed", camp["bootstrap_seed"], 0)
+    if "bootstrap_method" in camp:
+        method = ctx.string(sec, "bootstrap_method", camp["bootstrap_method"])
+        if method not in BOOTSTRAP_METHODS:
+            raise ctx.error(
+                sec,
+                "bootstrap_method",
+                f"unknown method {method!r} (use {', '.join(BOOTSTRAP_METHODS)})",
+            )
+        opts["method"] = method
+    return StatsOptions(**opts)
+
+
+def _parse_gates(
+    ctx: _Context, data: dict[str, Any], stats: StatsOptions | None = None
+) -> tuple[GateConfig, ...]:
     from perfmon.core.gates import GateSyntaxError, parse_gate
 
     seen: dict[str, int] = {}
@@ -642,7 +729,7 @@ def _parse_gates(ctx: _Context, data: dict[str, Any]) -> tuple[GateConfig, ...]:
         seen[name] = i
         expr = ctx.string(sec, "expr", g["expr"])
         try:
-            gate = parse_gate(expr)
+            gate = parse_gate(expr, stats=stats)
         except GateSyntaxError as exc:
             raise ctx.error(
                 sec, "expr", f"{exc.message} (column {exc.column} of {expr!r})"
@@ -650,3 +737,38 @@ def _parse_gates(ctx: _Context, data: dict[str, Any]) -> tuple[GateConfig, ...]:
         window = ctx.duration(sec, "window", g["window"], positive=True) if "window" in g else None
         result.append(GateConfig(name, expr, gate, window))
     return tuple(result)
+
+
+def _parse_profile(ctx: _Context, data: dict[str, Any]) -> ProfileConfig:
+    """The ``[profile]`` table (see ``ProfileConfig``)."""
+    sec: Section = ("profile",)
+    table = ctx.table((), "profile", data["profile"])
+    ctx.keys(sec, table, _PROFILE_KEYS)
+    every = ctx.integer(sec, "every", table["every"], 1) if "every" in table else None
+    duty_on = duty_period = None
+    if "duty" in table:
+        text = ctx.string(sec, "duty", table["duty"])
+        on_text, slash, period_text = text.partition("/")
+        if not slash:
+            raise ctx.error(sec, "duty", f'expected "ON/PERIOD" such as "10s/5min", got {text!r}')
+        duty_on = ctx.duration(sec, "duty", on_text.strip(), positive=True)
+        duty_period = ctx.duration(sec, "duty", period_text.strip(), positive=True)
+        if duty_on >= duty_period:
+            raise ctx.error(
+                sec, "duty", f"the sampled time must be shorter than the period: {text!r}"
+            )
+    rate = ctx.integer(sec, "rate", table["rate"], 1) if "rate" in table else 100
+    if rate > 10_000:
+        raise ctx.error(sec, "rate", f"must be <= 10000 samples per second, got {rate}")
+    nonblocking = (
+        ctx.boolean(sec, "nonblocking", table["nonblocking"]) if "nonblocking" in table else False
+    )
+    duration = (
+        ctx.duration(sec, "duration", table["duration"], positive=True)
+        if "duration" in table
+        else None
+    )
+    subprocesses = (
+        ctx.boolean(sec, "subprocesses", table["subprocesses"]) if "subprocesses" in table else True
+    )
+    return ProfileConfig(every, duty_on, duty_period, rate, nonblocking, duration, subprocesses)

@@ -11,10 +11,15 @@ packages", The American Statistician 50(4), 361-365.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from perfmon.core.model import MetricKind, Sample
+from perfmon.core.stats import SessionGroup
+
+POINTS_MAX = 512
+"""``points`` bins a metric's samples into at most this many time bins (Theil-Sen is O(n^2))."""
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,9 +38,15 @@ class ArrayMetricSource:
         now: the end of sliding windows, Unix seconds; default the largest ``t`` over all
             metrics (the moment the recording ends), so a metric that stopped reporting has no
             samples in a short window.
+        session_ids: metric name -> 1-D int array of each sample's session id (same length
+            as its ``values``), needed by ``session_values``.
+        sessions: the run's sessions table, one mapping per session with at least ``id``,
+            ``variant``, ``set_name``, ``workload``, ``params`` (a dict), ``warmup`` and
+            ``status`` (``perfmon.engine.recorder.session_row``'s keys).
 
     Raises:
-        ValueError: if an array is not 1-D or ``t`` and ``values`` differ in length.
+        ValueError: if an array is not 1-D, ``t`` and ``values`` differ in length, or a
+            ``session_ids`` array differs in length from its metric's values.
     """
 
     def __init__(
@@ -43,9 +54,14 @@ class ArrayMetricSource:
         data: Mapping[str, tuple[MetricKind, FloatArray, FloatArray]],
         *,
         now: float | None = None,
+        session_ids: Mapping[str, Any] | None = None,
+        sessions: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         import numpy as np
 
+        self._sids: dict[str, Any] = {}
+        self._sessions = list(sessions)
+        self._session_cache: dict[str, dict[int, float]] = {}
         self._data: dict[str, tuple[MetricKind, FloatArray, FloatArray]] = {}
         latest: float | None = None
         for metric, (kind, t, values) in data.items():
@@ -56,9 +72,20 @@ class ArrayMetricSource:
                     f"{metric}: t and values must be 1-D arrays of one length, "
                     f"got shapes {t_arr.shape} and {v_arr.shape}"
                 )
+            sid_arr = None
+            if session_ids is not None and metric in session_ids:
+                sid_arr = np.asarray(session_ids[metric], dtype=np.int64)
+                if sid_arr.shape != v_arr.shape:
+                    raise ValueError(
+                        f"{metric}: session_ids has shape {sid_arr.shape}, values {v_arr.shape}"
+                    )
             if t_arr.size > 1 and bool(np.any(np.diff(t_arr) < 0)):
                 order = np.argsort(t_arr, kind="stable")
                 t_arr, v_arr = t_arr[order], v_arr[order]
+                if sid_arr is not None:
+                    sid_arr = sid_arr[order]
+            if sid_arr is not None:
+                self._sids[metric] = sid_arr
             self._data[metric] = (MetricKind(kind), t_arr, v_arr)
             if t_arr.size:
                 last = float(t_arr[-1])
@@ -67,7 +94,11 @@ class ArrayMetricSource:
 
     @classmethod
     def from_samples(
-        cls, samples: Iterable[Sample], *, now: float | None = None
+        cls,
+        samples: Iterable[Sample],
+        *,
+        now: float | None = None,
+        sessions: Sequence[Mapping[str, Any]] = (),
     ) -> ArrayMetricSource:
         """Build a source from samples in any order.
 
@@ -77,15 +108,18 @@ class ArrayMetricSource:
         Args:
             samples: the samples.
             now: see the class docstring.
+            sessions: the sessions table, see the class docstring.
         """
         import numpy as np
 
         columns: dict[str, tuple[list[float], list[float]]] = {}
+        sids: dict[str, list[int]] = {}
         kinds: dict[str, tuple[float, MetricKind]] = {}
         for s in samples:
             ts, vs = columns.setdefault(s.metric, ([], []))
             ts.append(s.t)
             vs.append(s.value)
+            sids.setdefault(s.metric, []).append(s.session)
             prev = kinds.get(s.metric)
             if prev is None or s.t >= prev[0]:
                 kinds[s.metric] = (s.t, s.kind)
@@ -93,7 +127,8 @@ class ArrayMetricSource:
             m: (kinds[m][1], np.array(ts, dtype=np.float64), np.array(vs, dtype=np.float64))
             for m, (ts, vs) in columns.items()
         }
-        return cls(data, now=now)
+        session_ids = {m: np.array(ids, dtype=np.int64) for m, ids in sids.items()}
+        return cls(data, now=now, session_ids=session_ids, sessions=sessions)
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -172,6 +207,108 @@ class ArrayMetricSource:
                 return float(np.sum(v)), n
             return float(n), n
         return float(v[-1]), n  # last
+
+    # -- per-session values (statistical gates) ------------------------------------------------
+
+    def _measured(self) -> list[Mapping[str, Any]]:
+        rows = [r for r in self._sessions if not r.get("warmup")]
+        return sorted(rows, key=lambda r: int(r["id"]))
+
+    @staticmethod
+    def _group(row: Mapping[str, Any]) -> SessionGroup:
+        params = row.get("params") or {}
+        return SessionGroup(
+            str(row.get("set_name", "")),
+            str(row.get("workload", "")),
+            tuple((str(k), str(v)) for k, v in params.items()),
+        )
+
+    def session_groups(self) -> list[SessionGroup]:
+        """Groups of the measured sessions in the sessions table; see ``MetricSource``."""
+        return list(dict.fromkeys(self._group(r) for r in self._measured()))
+
+    def session_variants(self) -> list[str]:
+        """Variants of the measured sessions in the sessions table; see ``MetricSource``."""
+        return list(dict.fromkeys(str(r.get("variant", "")) for r in self._measured()))
+
+    def _per_session(self, metric: str) -> dict[int, float]:
+        """Session id -> the session's value of ``metric`` (last, sum or mean by kind)."""
+        cached = self._session_cache.get(metric)
+        if cached is not None:
+            return cached
+        import numpy as np
+
+        out: dict[int, float] = {}
+        entry = self._data.get(metric)
+        sids = self._sids.get(metric)
+        if entry is not None and sids is not None and sids.size:
+            kind, _, v = entry
+            uniq, inverse = np.unique(sids, return_inverse=True)
+            if kind is MetricKind.VALUE:
+                # Values are in time order, so the last index per session is its latest value.
+                last = np.zeros(uniq.size, dtype=np.int64)
+                np.maximum.at(last, inverse, np.arange(sids.size))
+                vals = v[last]
+            else:
+                sums = np.bincount(inverse, weights=v, minlength=uniq.size).astype(np.float64)
+                if kind is MetricKind.COUNTER:
+                    vals = sums
+                else:
+                    vals = sums / np.bincount(inverse, minlength=uniq.size).astype(np.float64)
+            out = dict(zip(uniq.tolist(), vals.tolist(), strict=True))
+        self._session_cache[metric] = out
+        return out
+
+    def session_values(
+        self, metric: str, variant: str | None, *, group: SessionGroup | None = None
+    ) -> list[float]:
+        """One value per measured session that finished OK; see ``MetricSource``.
+
+        Exact: a ``value`` metric gives the session's latest value, a ``counter`` the sum of
+        its increments, other kinds the mean of its samples.
+        """
+        per = self._per_session(metric)
+        out: list[float] = []
+        for row in self._measured():
+            if row.get("status") != "ok":
+                continue
+            if variant is not None and row.get("variant") != variant:
+                continue
+            if group is not None and self._group(row) != group:
+                continue
+            value = per.get(int(row["id"]))
+            if value is not None and not math.isnan(value):
+                out.append(value)
+        return out
+
+    def points(
+        self, metric: str, *, window_s: float | None = None
+    ) -> tuple[list[float], list[float]]:
+        """The metric binned by time into at most ``POINTS_MAX`` means; see ``MetricSource``.
+
+        Bins are of equal width over the samples' time span; empty bins are left out, and
+        each bin's time is the mean time of its samples.
+        """
+        import numpy as np
+
+        entry = self._data.get(metric)
+        if entry is None:
+            return [], []
+        _, t, v = entry
+        if window_s is not None and self.now is not None:
+            start = int(np.searchsorted(t, self.now - window_s, side="left"))
+            t, v = t[start:], v[start:]
+        if t.size <= POINTS_MAX:
+            return t.tolist(), v.tolist()
+        span = float(t[-1] - t[0])
+        if span <= 0:
+            return [float(t[0])], [float(np.mean(v))]
+        idx = np.minimum(((t - t[0]) / span * POINTS_MAX).astype(np.int64), POINTS_MAX - 1)
+        counts = np.bincount(idx, minlength=POINTS_MAX)
+        keep = counts > 0
+        tb = np.bincount(idx, weights=t, minlength=POINTS_MAX)[keep] / counts[keep]
+        vb = np.bincount(idx, weights=v, minlength=POINTS_MAX)[keep] / counts[keep]
+        return tb.tolist(), vb.tolist()
 
 
 _FUNCS = ("max", "min", "mean", "median", "quantile", "sum", "count", "last")

@@ -45,6 +45,7 @@ from perfmon.core.model import (
     MetricKind,
     metric_dimension,
 )
+from perfmon.core.stats import DEFAULT_OPTIONS, MIN_SESSIONS, SessionGroup, StatsOptions
 from perfmon.core.units import format_quantity, parse_quantity
 
 if TYPE_CHECKING:
@@ -60,6 +61,10 @@ __all__ = [
     "MetricSource",
     "Ratio",
     "Reduce",
+    "SessionGroup",
+    "Slope",
+    "Spread",
+    "VariantComparison",
     "evaluate_gates",
     "parse_gate",
     "verdict",
@@ -117,6 +122,54 @@ class MetricSource(Protocol):
         """The metric's kind, or None if no sample of it was seen."""
         ...
 
+    def session_groups(self) -> list[SessionGroup]:
+        """The (set, workload, matrix values) groups of measured (non-warm-up) sessions.
+
+        Returns:
+            Each group once, in the order its first session was scheduled.
+        """
+        ...
+
+    def session_variants(self) -> list[str]:
+        """Variants of measured sessions, each once, in the order first scheduled."""
+        ...
+
+    def session_values(
+        self,
+        metric: str,
+        variant: str | None,
+        *,
+        group: SessionGroup | None = None,
+    ) -> list[float]:
+        """One value of ``metric`` per measured session that finished OK, in session order.
+
+        A session's value is, by the metric's kind: ``value`` -> its last value (e.g.
+        ``session_seconds``, a parity diff); ``counter`` -> the sum of its increments;
+        ``gauge`` and ``histogram`` -> the mean of its samples. Warm-up sessions, sessions
+        that did not finish with status ``ok`` and machine-wide samples are left out.
+
+        Args:
+            metric: metric name.
+            variant: only sessions of this variant (None: every variant).
+            group: only sessions of this (set, workload, matrix values) group (None: all).
+        """
+        ...
+
+    def points(
+        self, metric: str, *, window_s: float | None = None
+    ) -> tuple[list[float], list[float]]:
+        """The metric as a time series of at most a few hundred points, for trends (``slope``).
+
+        Args:
+            metric: metric name.
+            window_s: only the last ``window_s`` seconds.
+
+        Returns:
+            ``(t, values)``: times in seconds (any origin; only differences matter) and the mean
+            of the samples around each time, oldest first.
+        """
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
@@ -129,6 +182,9 @@ class Evaluation:
         missing: metrics with no samples yet (the gate is pending while any is missing).
         waiting: another reason the value is not available yet (e.g. a zero denominator).
         ci_low / ci_high: a confidence interval for statistical expressions, else None.
+        groups: for expressions judged per group of sessions (``speedup``, ``var``, ...), one
+            evaluation per group; ``Gate.evaluate`` judges each and the gate takes the worst.
+        label: which group this evaluation is of, e.g. ``"golden pipeline chunks=200"``.
     """
 
     value: float | None
@@ -138,6 +194,8 @@ class Evaluation:
     waiting: str = ""
     ci_low: float | None = None
     ci_high: float | None = None
+    groups: tuple[Evaluation, ...] = ()
+    label: str = ""
 
 
 class Expr(ABC):
@@ -263,6 +321,291 @@ class Ratio(Expr):
         return Evaluation(value, num.n + den.n, f"ratio = {shown} ({parts[0]} / {parts[1]})")
 
 
+# --- statistical expressions -----------------------------------------------------------------
+
+_TEST_NAMES = {"mannwhitney": "Mann-Whitney U", "welch": "Welch t"}
+
+
+def _format_p(p: float) -> str:
+    if math.isnan(p):
+        return "p = n/a"
+    return f"p = {p:.2g}" if p >= 1e-4 else "p < 0.0001"
+
+
+def _groups_or_missing(source: MetricSource, metric: str) -> list[SessionGroup] | Evaluation:
+    groups = source.session_groups()
+    if not groups or source.kind(metric) is None:
+        return Evaluation(None, 0, missing=frozenset((metric,)))
+    return groups
+
+
+def _combine(groups: list[Evaluation], metric: str) -> Evaluation:
+    """One evaluation carrying per-group evaluations; ``Gate.evaluate`` judges each."""
+    if not any(g.value is not None for g in groups):
+        waiting = "; ".join(g.waiting for g in groups if g.waiting) or "no value yet"
+        return Evaluation(None, sum(g.n for g in groups), waiting=waiting)
+    first = next(g for g in groups if g.value is not None)
+    return Evaluation(
+        first.value,
+        first.n,
+        first.text,
+        ci_low=first.ci_low,
+        ci_high=first.ci_high,
+        groups=tuple(groups),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VariantComparison(Expr):
+    """``speedup(METRIC, A, B)`` or ``regression(METRIC, A, B)``, per group of sessions.
+
+    ``speedup`` is ``median(A) / median(B)`` (A the baseline: > 1 means B is faster for a time
+    metric); ``regression`` is ``median(B) / median(A) - 1`` (the relative change, ``< 10%``
+    allows B to be up to 10% slower). Both come with a bootstrap confidence interval and the
+    p-value of the configured test (``perfmon.core.stats.compare``), computed per (set,
+    workload, matrix values) group from one value per measured session
+    (``MetricSource.session_values``); each variant needs ``MIN_SESSIONS`` sessions first.
+    ``window_s`` is not applied (the comparison uses every measured session of the group).
+
+    Attributes:
+        func: ``"speedup"`` or ``"regression"``.
+        metric: metric name.
+        a / b: the baseline and the candidate variant.
+        options: confidence level, test and bootstrap settings.
+    """
+
+    func: str
+    metric: str
+    a: str
+    b: str
+    options: StatsOptions = DEFAULT_OPTIONS
+
+    @property
+    def metrics(self) -> frozenset[str]:
+        """See ``Expr.metrics``."""
+        return frozenset((self.metric,))
+
+    @property
+    def dimension(self) -> Dimension:
+        """A ratio (speedup) or a relative change (regression): dimensionless."""
+        return Dimension.RATIO
+
+    @property
+    def text(self) -> str:
+        """See ``Expr.text``."""
+        return f"{self.func}({self.metric}, {self.a}, {self.b})"
+
+    def parse_threshold(self, text: str, pos: int) -> float:
+        """A ratio (``1.4``, ``1.4x``) or a relative change (``10%``, ``0.1``).
+
+        Raises:
+            GateSyntaxError: for a threshold with a unit such as ``ms``.
+        """
+        if self.func == "speedup" and text.endswith("x"):
+            text = text[:-1]
+        return _threshold(self, text, pos)
+
+    def evaluate(self, source: MetricSource, window_s: float | None) -> Evaluation:
+        """See ``Expr.evaluate``; one ``groups`` entry per group of sessions."""
+        from perfmon.core.stats import compare
+
+        groups = _groups_or_missing(source, self.metric)
+        if isinstance(groups, Evaluation):
+            return groups
+        out: list[Evaluation] = []
+        level = f"{self.options.confidence:.0%}"
+        for group in groups:
+            va = source.session_values(self.metric, self.a, group=group)
+            vb = source.session_values(self.metric, self.b, group=group)
+            n = len(va) + len(vb)
+            counts = f"n = {len(va)}/{len(vb)}"
+            if len(va) < MIN_SESSIONS or len(vb) < MIN_SESSIONS:
+                out.append(
+                    Evaluation(
+                        None,
+                        n,
+                        waiting=f"{group.label}: {counts} sessions, need {MIN_SESSIONS} each",
+                        label=group.label,
+                    )
+                )
+                continue
+            try:
+                c = compare(va, vb, self.options)
+            except ValueError as exc:
+                out.append(Evaluation(None, n, waiting=f"{group.label}: {exc}", label=group.label))
+                continue
+            if self.func == "speedup":
+                value, low, high = c.speedup, c.speedup_low, c.speedup_high
+                shown = f"{value:.3g}x [{low:.3g}, {high:.3g}]"
+            else:
+                value, low, high = c.regression, c.regression_low, c.regression_high
+                shown = f"{value:+.1%} [{low:+.1%}, {high:+.1%}]"
+            test = _TEST_NAMES.get(self.options.test, self.options.test)
+            text = f"{self.func} = {shown} {level} CI, {counts}, {_format_p(c.p_value)} ({test})"
+            out.append(Evaluation(value, n, text, ci_low=low, ci_high=high, label=group.label))
+        return _combine(out, self.metric)
+
+
+_SPREAD_FUNCS = ("var", "std", "cv")
+
+
+@dataclass(frozen=True, slots=True)
+class Spread(Expr):
+    """``var(METRIC)``, ``std(METRIC)``, ``cv(METRIC)``, optionally ``(METRIC, VARIANT)``.
+
+    The sample variance (``ddof=1``), standard deviation, or coefficient of variation
+    (``std / mean``) across sessions: one value per measured session
+    (``MetricSource.session_values``), per (set, workload, matrix values) group and per
+    variant (or only ``variant``), each needing ``MIN_SESSIONS`` sessions. A stability gate
+    such as ``var(motif_delta_lift) < 0.05`` holds when it holds for every group and variant.
+
+    Attributes:
+        func: ``"var"``, ``"std"`` or ``"cv"``.
+        metric: metric name.
+        variant: only this variant, or None for each variant separately.
+    """
+
+    func: str
+    metric: str
+    variant: str | None = None
+
+    @property
+    def metrics(self) -> frozenset[str]:
+        """See ``Expr.metrics``."""
+        return frozenset((self.metric,))
+
+    @property
+    def dimension(self) -> Dimension:
+        """``std`` keeps the metric's unit; ``var`` (unit squared) and ``cv`` have none."""
+        if self.func == "std":
+            return metric_dimension(self.metric)
+        return Dimension.RATIO if self.func == "cv" else Dimension.NONE
+
+    @property
+    def text(self) -> str:
+        """See ``Expr.text``."""
+        extra = f", {self.variant}" if self.variant else ""
+        return f"{self.func}({self.metric}{extra})"
+
+    def evaluate(self, source: MetricSource, window_s: float | None) -> Evaluation:
+        """See ``Expr.evaluate``; one ``groups`` entry per group and variant."""
+        import statistics
+
+        groups = _groups_or_missing(source, self.metric)
+        if isinstance(groups, Evaluation):
+            return groups
+        variants: list[str | None]
+        if self.variant is not None:
+            variants = [self.variant]
+        else:
+            variants = list(dict.fromkeys(source.session_variants()))
+        out: list[Evaluation] = []
+        for group in groups:
+            for variant in variants:
+                values = source.session_values(self.metric, variant, group=group)
+                label = f"{group.label} {variant}" if variant else group.label
+                n = len(values)
+                if n < MIN_SESSIONS:
+                    out.append(
+                        Evaluation(
+                            None,
+                            n,
+                            waiting=f"{label}: n = {n} sessions, need {MIN_SESSIONS}",
+                            label=label,
+                        )
+                    )
+                    continue
+                std = statistics.stdev(values)
+                mean = statistics.fmean(values)
+                if self.func == "var":
+                    value = std * std
+                elif self.func == "std":
+                    value = std
+                elif mean == 0:
+                    out.append(Evaluation(None, n, waiting=f"{label}: mean is 0", label=label))
+                    continue
+                else:
+                    value = std / abs(mean)
+                shown = format_quantity(value, self.dimension)
+                text = f"{self.func} = {shown} over {_plural(n, 'session')}"
+                out.append(Evaluation(value, n, text, label=label))
+        return _combine(out, self.metric)
+
+
+_RATE_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Slope(Expr):
+    """``slope(METRIC)``: the metric's trend, Theil-Sen, in its unit per second.
+
+    Computed over the metric's time series as ``MetricSource.points`` gives it (bucket means,
+    at most a few hundred points) with ``perfmon.core.stats.theil_sen`` and its confidence
+    interval, so ``slope(rss_bytes) < 1MiB/h`` passes once the whole interval is below
+    1 MiB per hour. The threshold must be a rate: a quantity in the metric's unit, ``/``, and
+    ``s``, ``min``, ``h`` or ``d``. Needs at least 3 points.
+
+    Attributes:
+        metric: metric name.
+        options: its ``confidence`` is the interval's level.
+    """
+
+    metric: str
+    options: StatsOptions = DEFAULT_OPTIONS
+
+    @property
+    def metrics(self) -> frozenset[str]:
+        """See ``Expr.metrics``."""
+        return frozenset((self.metric,))
+
+    @property
+    def dimension(self) -> Dimension:
+        """The metric's unit (per second)."""
+        return metric_dimension(self.metric)
+
+    @property
+    def text(self) -> str:
+        """See ``Expr.text``."""
+        return f"slope({self.metric})"
+
+    def format_rate(self, per_s: float) -> str:
+        """A rate for people, per hour: ``"1.2 MiB/h"``."""
+        return f"{format_quantity(per_s * 3600.0, self.dimension)}/h"
+
+    def parse_threshold(self, text: str, pos: int) -> float:
+        """Parse a rate such as ``1MiB/h`` into the metric's base unit per second.
+
+        Raises:
+            GateSyntaxError: if it is not a rate or its unit does not fit the metric.
+        """
+        amount, sep, per = text.partition("/")
+        per = per.strip()
+        if not sep or per not in _RATE_UNITS:
+            raise GateSyntaxError(
+                f"slope needs a rate such as 1MiB/h (per s, min, h or d), got {text!r}", pos + 1
+            )
+        value = _threshold(Reduce("max", self.metric, "slope"), amount.strip(), pos)
+        return value / _RATE_UNITS[per]
+
+    def evaluate(self, source: MetricSource, window_s: float | None) -> Evaluation:
+        """See ``Expr.evaluate``."""
+        from perfmon.core.stats import theil_sen
+
+        t, values = source.points(self.metric, window_s=window_s)
+        if not t:
+            return Evaluation(None, 0, missing=frozenset((self.metric,)))
+        trend = theil_sen(t, values, self.options.confidence)
+        if trend is None:
+            return Evaluation(None, len(t), waiting=f"{len(t)} points of {self.metric}, need 3")
+        level = f"{self.options.confidence:.0%}"
+        text = (
+            f"slope = {self.format_rate(trend.slope)} [{self.format_rate(trend.low)}, "
+            f"{self.format_rate(trend.high)}] {level} CI over "
+            f"{_plural(trend.n, 'point')} ({format_quantity(trend.span_s, Dimension.TIME)})"
+        )
+        return Evaluation(trend.slope, trend.n, text, ci_low=trend.low, ci_high=trend.high)
+
+
 # --- tokenizer ------------------------------------------------------------------------------
 
 _TOKEN_RE = re.compile(
@@ -287,10 +630,11 @@ class _Token:
 class _Parser:
     """Recursive-descent parser over a lazily tokenized expression."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, stats: StatsOptions = DEFAULT_OPTIONS) -> None:
         self.source = source
         self.pos = 0
         self._peeked: _Token | None = None
+        self.stats = stats
 
     def error(self, message: str, pos: int) -> GateSyntaxError:
         return GateSyntaxError(message, pos + 1)
@@ -390,9 +734,49 @@ def _ratio(parser: _Parser, name: str, pos: int) -> Expr:
     return Ratio(num, den)
 
 
+def _variant(parser: _Parser, name: str) -> str:
+    tok = parser.next()
+    if tok.kind != "ident":
+        found = repr(tok.text) if tok.kind != "end" else "the end"
+        raise parser.error(f"expected a variant name in {name}(...), found {found}", tok.pos)
+    return tok.text
+
+
+def _comparison(parser: _Parser, name: str, pos: int) -> Expr:
+    metric = parser.metric(name)
+    parser.expect(",", f"after {name}({metric} (usage: {name}(METRIC, BASELINE, CANDIDATE))")
+    a = _variant(parser, name)
+    parser.expect(",", f"after {name}({metric}, {a} (usage: {name}(METRIC, BASELINE, CANDIDATE))")
+    b = _variant(parser, name)
+    if a == b:
+        raise parser.error(f"{name} compares two different variants, got {a!r} twice", pos)
+    parser.expect(")", f"after {name}({metric}, {a}, {b}")
+    return VariantComparison(name, metric, a, b, parser.stats)
+
+
+def _spread(parser: _Parser, name: str, pos: int) -> Expr:
+    metric = parser.metric(name)
+    variant: str | None = None
+    if parser.peek().text == ",":
+        parser.next()
+        variant = _variant(parser, name)
+    parser.expect(")", f"after {name}({metric}")
+    return Spread(name, metric, variant)
+
+
+def _slope(parser: _Parser, name: str, pos: int) -> Expr:
+    metric = parser.metric(name)
+    parser.expect(")", f"after {name}({metric}")
+    return Slope(metric, parser.stats)
+
+
 FUNCTIONS: dict[str, Builder] = {
     **{f: _reducer(f) for f in ("max", "min", "mean", "median", "sum", "count", "last")},
     "ratio": _ratio,
+    "speedup": _comparison,
+    "regression": _comparison,
+    **{f: _spread for f in _SPREAD_FUNCS},
+    "slope": _slope,
 }
 """Function name -> builder. ``pNN`` quantiles are matched by pattern, not listed here."""
 
@@ -474,10 +858,63 @@ class Gate:
     @property
     def limit_text(self) -> str:
         """The limit for people, e.g. ``"< 47.7 MiB (50MB)"`` or ``"< 100"``."""
-        shown = format_quantity(self.threshold, self.lhs.dimension)
+        if isinstance(self.lhs, Slope):
+            shown = self.lhs.format_rate(self.threshold)
+        else:
+            shown = format_quantity(self.threshold, self.lhs.dimension)
         if shown != self.threshold_text:
             shown = f"{shown} ({self.threshold_text})"
         return f"{self.op} {shown}"
+
+    def judge(self, ev: Evaluation) -> GateState:
+        """The state of one evaluation against the threshold (see ``evaluate``)."""
+        if ev.missing or ev.waiting or ev.value is None:
+            return GateState.PENDING
+        compare = OPERATORS[self.op]
+        if ev.ci_low is not None and ev.ci_high is not None:
+            low_ok = compare(ev.ci_low, self.threshold)
+            high_ok = compare(ev.ci_high, self.threshold)
+            if low_ok and high_ok:
+                return GateState.PASS
+            if not low_ok and not high_ok:
+                return GateState.FAIL
+            return GateState.INCONCLUSIVE
+        return GateState.PASS if compare(ev.value, self.threshold) else GateState.FAIL
+
+    def judge_groups(self, ev: Evaluation) -> list[tuple[Evaluation, GateState]]:
+        """Each group of a per-group evaluation with its own state, in group order."""
+        return [(g, self.judge(g)) for g in ev.groups]
+
+    def _judge_groups(self, ev: Evaluation, name: str) -> GateResult:
+        """The gate over per-group evaluations: the worst group decides, as ``verdict`` does.
+
+        FAIL if any group fails, else PENDING if any is pending, else INCONCLUSIVE if any is,
+        else PASS. Value, interval and reason are the deciding group's; the reason names it
+        and counts the other groups' states.
+        """
+        judged = self.judge_groups(ev)
+        state = verdict([_STATE_ONLY[s] for _, s in judged])
+        deciding = next(g for g, s in judged if s is state)
+        text = deciding.text or f"waiting: {deciding.waiting or 'no value yet'}"
+        if deciding.label and not text.startswith(deciding.label):
+            text = f"{deciding.label}: {text}"
+        reason = f"{text}, limit {self.limit_text}"
+        if len(judged) > 1:
+            counts: dict[GateState, int] = {}
+            for _, s in judged:
+                counts[s] = counts.get(s, 0) + 1
+            summary = ", ".join(f"{c} {s.value}" for s, c in counts.items())
+            reason = f"{reason} ({len(judged)} groups: {summary})"
+        return GateResult(
+            name,
+            self.expr,
+            state,
+            deciding.value,
+            deciding.n,
+            reason,
+            ci_low=deciding.ci_low,
+            ci_high=deciding.ci_high,
+        )
 
     def evaluate(
         self, source: MetricSource, name: str, *, window_s: float | None = None
@@ -496,6 +933,8 @@ class Gate:
             whole interval on the failing side, and anything else is INCONCLUSIVE.
         """
         ev = self.lhs.evaluate(source, window_s)
+        if ev.groups:
+            return self._judge_groups(ev, name)
         if ev.missing or ev.waiting or ev.value is None:
             if ev.missing:
                 reason = f"waiting for samples of {', '.join(sorted(ev.missing))}"
@@ -520,11 +959,13 @@ class Gate:
         )
 
 
-def parse_gate(expr: str) -> Gate:
+def parse_gate(expr: str, *, stats: StatsOptions | None = None) -> Gate:
     """Parse a gate expression such as ``"p95(event_queue_depth) < 100"``.
 
     Args:
         expr: the expression as written in the campaign.
+        stats: how statistical functions (``speedup``, ``regression``, ``slope``) compute
+            their intervals (default ``StatsOptions()``: 95%, Mann-Whitney, 9999 resamples).
 
     Returns:
         The parsed gate, its threshold converted to the left-hand side's base unit.
@@ -533,7 +974,7 @@ def parse_gate(expr: str) -> Gate:
         GateSyntaxError: if the expression does not parse, names an unknown function, or its
             threshold's unit does not fit the metric (e.g. bytes against a ``*_seconds`` metric).
     """
-    parser = _Parser(expr)
+    parser = _Parser(expr, stats or DEFAULT_OPTIONS)
     lhs = parser.expr()
     tok = parser.next()
     if tok.kind != "op":
@@ -544,7 +985,10 @@ def parse_gate(expr: str) -> Gate:
     text, pos = parser.rest()
     if not text:
         raise parser.error(f"expected a threshold after {tok.text!r}", pos)
-    threshold = _threshold(lhs, text, pos)
+    if isinstance(lhs, Slope | VariantComparison):
+        threshold = lhs.parse_threshold(text, pos)
+    else:
+        threshold = _threshold(lhs, text, pos)
     return Gate(expr, tok.text, threshold, text, lhs)
 
 
@@ -573,3 +1017,9 @@ def verdict(results: Sequence[GateResult]) -> GateState:
         if state in states:
             return state
     return GateState.PASS
+
+
+_STATE_ONLY: dict[GateState, GateResult] = {
+    state: GateResult("", "", state, None, 0, "") for state in GateState
+}
+"""Placeholder results so that ``verdict``'s precedence also combines a gate's groups."""

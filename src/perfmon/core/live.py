@@ -36,7 +36,14 @@ import numpy.typing as npt
 
 from perfmon.core.aggregate import MetricAggregate, check_reduce_args
 from perfmon.core.batch import SampleBatch
-from perfmon.core.model import GateResult, MetricKind, Sample, SessionResult, SessionSpec
+from perfmon.core.model import (
+    GateResult,
+    MetricKind,
+    Sample,
+    SessionResult,
+    SessionSpec,
+    SessionStatus,
+)
 from perfmon.core.snapshot import (
     SERIES_POINTS,
     SNAPSHOT_VERSION,
@@ -44,6 +51,7 @@ from perfmon.core.snapshot import (
     SessionRow,
     Snapshot,
 )
+from perfmon.core.stats import SessionGroup
 
 __all__ = ["LiveState"]
 
@@ -60,6 +68,9 @@ class LiveState:
         started_t: when the run started, Unix seconds.
         reservoir_size: per-metric reservoir size for quantiles (exact below it).
         series_points: per-metric number of time buckets of the downsampled series.
+        session_metrics: metrics to keep one value per session of, for statistical gates
+            (``session_values``); None keeps every metric's. Each costs four floats per
+            session and metric, so memory grows with sessions, not samples.
     """
 
     def __init__(
@@ -71,6 +82,7 @@ class LiveState:
         started_t: float,
         reservoir_size: int = 4096,
         series_points: int = SERIES_POINTS,
+        session_metrics: Iterable[str] | None = None,
     ) -> None:
         self.run_id = run_id
         self.campaign = campaign
@@ -86,6 +98,9 @@ class LiveState:
         self._kinds: dict[str, MetricKind] = {}
         self._metrics: dict[str, MetricAggregate] = {}
         self._latest_t = -math.inf
+        self._session_metrics = None if session_metrics is None else frozenset(session_metrics)
+        # (session, metric) -> [count, sum, last_t, last]; measured sessions only.
+        self._per_session: dict[tuple[int, str], list[float]] = {}
 
     # -- feeding -----------------------------------------------------------------------
 
@@ -158,6 +173,7 @@ class LiveState:
         for name, kind in zip(batch.metrics, batch.kinds, strict=True):
             if name not in kinds:
                 kinds[name] = kind
+        self._track_sessions(batch)
         keys, ts, vs = batch.key, batch.t, batch.value
         if one_session:
             if s0 in self._warmup:
@@ -199,6 +215,31 @@ class LiveState:
         if agg.last_t > self._latest_t:
             self._latest_t = agg.last_t
 
+    def _track_sessions(self, batch: SampleBatch) -> None:
+        """Fold a batch into per-(session, metric) count, sum and last value."""
+        wanted = self._session_metrics
+        names = batch.metrics
+        if wanted is not None and not any(name in wanted for name in names):
+            return
+        sessions, keys = batch.session, batch.key
+        pairs = sessions * len(names) + keys
+        acc = self._per_session
+        for pair in np.unique(pairs).tolist():
+            sid, key = divmod(pair, len(names))
+            name = names[key]
+            if sid < 0 or sid in self._warmup or (wanted is not None and name not in wanted):
+                continue
+            sel = pairs == pair
+            vs, ts = batch.value[sel], batch.t[sel]
+            i = int(ts.size - 1 - np.argmax(ts[::-1]))  # the latest; on ties the last sent
+            entry = acc.get((sid, name))
+            if entry is None:
+                entry = acc[(sid, name)] = [0.0, 0.0, -math.inf, math.nan]
+            entry[0] += float(vs.size)
+            entry[1] += float(vs.sum())
+            if ts[i] >= entry[2]:
+                entry[2], entry[3] = float(ts[i]), float(vs[i])
+
     # -- MetricSource ------------------------------------------------------------------
 
     def reduce(
@@ -232,6 +273,73 @@ class LiveState:
     def kind(self, metric: str) -> MetricKind | None:
         """Return the metric's kind (of its first sample), or None if none was seen."""
         return self._kinds.get(metric)
+
+    def _measured(self) -> list[SessionSpec]:
+        return [r.spec for _, r in sorted(self._results.items()) if not r.spec.warmup]
+
+    def session_groups(self) -> list[SessionGroup]:
+        """Groups of the measured sessions scheduled so far; see ``MetricSource``."""
+        groups = (SessionGroup(s.set_name, s.workload, s.params) for s in self._measured())
+        return list(dict.fromkeys(groups))
+
+    def session_variants(self) -> list[str]:
+        """Variants of the measured sessions scheduled so far; see ``MetricSource``."""
+        return list(dict.fromkeys(s.variant for s in self._measured()))
+
+    def session_values(
+        self, metric: str, variant: str | None, *, group: SessionGroup | None = None
+    ) -> list[float]:
+        """One value per measured session that finished OK; see ``MetricSource``.
+
+        Kept per session as count, sum and last value, so a ``value`` metric gives its last
+        value, a ``counter`` its sum and other kinds their mean. Only metrics in
+        ``session_metrics`` (when given) are kept.
+        """
+        kind = self._kinds.get(metric)
+        out: list[float] = []
+        for sid in sorted(self._results):
+            r = self._results[sid]
+            spec = r.spec
+            if spec.warmup or r.status is not SessionStatus.OK:
+                continue
+            if variant is not None and spec.variant != variant:
+                continue
+            if group is not None and (
+                spec.set_name != group.set_name
+                or spec.workload != group.workload
+                or spec.params != group.params
+            ):
+                continue
+            entry = self._per_session.get((sid, metric))
+            if entry is None or not entry[0]:
+                continue
+            if kind is MetricKind.VALUE:
+                out.append(entry[3])
+            elif kind is MetricKind.COUNTER:
+                out.append(entry[1])
+            else:
+                out.append(entry[1] / entry[0])
+        return out
+
+    def points(
+        self, metric: str, *, window_s: float | None = None
+    ) -> tuple[list[float], list[float]]:
+        """The metric's downsampled series (bucket means); see ``MetricSource``.
+
+        Times are bucket centres counted from the first bucket; with ``window_s`` only the
+        buckets that overlap the last ``window_s`` seconds are given.
+        """
+        agg = self._metrics.get(metric)
+        if agg is None:
+            return [], []
+        means, _ = agg.series()
+        width = agg.bucket_s
+        start = 0
+        if window_s is not None and width > 0:
+            start = max(0, len(means) - math.ceil(window_s / width))
+        t = [(i + 0.5) * width for i in range(start, len(means))]
+        v = list(means[start:])
+        return t, v
 
     # -- read-outs -----------------------------------------------------------------------
 

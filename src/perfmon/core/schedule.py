@@ -9,11 +9,16 @@ matrix combination and variant), then its measured sessions, in rounds. One roun
   machine (thermal state, caches, background load) evenly over the variants being compared.
 - ``blocked`` (A A ... B B ...): for each workload and matrix combination, all sessions of
   the first variant, then all of the next.
+- ``random``: round after round like ``interleaved``, each round in its own random order
+  (a randomized complete block design: every round still runs each workload, matrix value
+  and variant once, so the variants stay balanced, but no variant always runs first, in the
+  state the one before it left the machine in). The order is drawn from ``random.Random(seed)``
+  with the set's ``seed``, warm-ups first, so the same campaign gives the same schedule.
 
 A set with a ``duration`` keeps producing rounds until that many seconds have passed since its
 first session was handed out; the clock is checked between rounds, so every round is complete
-and the variants stay balanced. Rounds of a duration set are always interleaved (a blocked
-order needs a known count).
+and the variants stay balanced. Rounds of a duration set are interleaved, or random when the
+set asks for it (a blocked order needs a known count).
 
 This module is pure: the clock is injected, no processes are started here.
 """
@@ -21,6 +26,7 @@ This module is pure: the clock is injected, no processes are started here.
 from __future__ import annotations
 
 import itertools
+import random
 import shlex
 import time
 from collections.abc import Callable, Iterator
@@ -70,6 +76,7 @@ class Scheduler:
         self._stopped = False
         self._indices: dict[tuple[str, str, str, tuple[tuple[str, str], ...], bool], int] = {}
         self._starts: dict[str, float] = {}  # set name -> clock at its first session
+        self._rngs: dict[str, random.Random] = {}  # set name -> its random order's generator
         self._iter = self._generate()
 
     @property
@@ -144,18 +151,26 @@ class Scheduler:
                         yield self._spec(s, w, params, v, warmup)
         else:
             for _ in range(count):
-                for w, params in combos:
-                    for v in variants:
-                        yield self._spec(s, w, params, v, warmup)
+                for w, params, v in self._round(s, combos, variants):
+                    yield self._spec(s, w, params, v, warmup)
+
+    def _round(
+        self, s: SetConfig, combos: list[_Combo], variants: tuple[VariantConfig, ...]
+    ) -> list[tuple[WorkloadConfig, tuple[tuple[str, str], ...], VariantConfig]]:
+        """One round: every (workload, matrix combination, variant) once, in the set's order."""
+        round_ = [(w, params, v) for w, params in combos for v in variants]
+        if s.order == "random":
+            rng = self._rngs.setdefault(s.name, random.Random(s.seed))
+            rng.shuffle(round_)
+        return round_
 
     def _duration(
         self, s: SetConfig, combos: list[_Combo], variants: tuple[VariantConfig, ...]
     ) -> Iterator[SessionSpec]:
         assert s.duration_s is not None
         while True:
-            for w, params in combos:
-                for v in variants:
-                    yield self._spec(s, w, params, v, False)
+            for w, params, v in self._round(s, combos, variants):
+                yield self._spec(s, w, params, v, False)
             if not combos or self._clock() - self._starts[s.name] >= s.duration_s:
                 return
 
