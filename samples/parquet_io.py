@@ -18,7 +18,17 @@ Metrics (probe protocol v1, docs/protocol.md):
   table's in-memory Arrow size divided by each repetition's write or read time;
 - ``parquet_file_bytes`` (value, bytes): size of the written file;
 - ``parquet_compression_ratio`` (value): in-memory Arrow bytes / file bytes;
-- ``rows_total`` (counter): rows written and verified.
+- ``rows_total`` (counter): rows written and verified;
+- ``parquet_cdc_enabled`` (value): 1 when content-defined chunking was used, 0 otherwise;
+- ``arrow_pool_peak_bytes`` (value): the peak of pyarrow's default memory pool
+  (``MemoryPool.max_memory()``) over the session;
+- ``parquet_peak_rss_bytes`` (value): the process's peak resident set size
+  (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, KiB on Linux, in bytes here).
+
+Content-defined chunking (``--cdc on`` or ``PARQUET_CDC=on``) splits data pages at
+content-defined boundaries so that an edited table rewrites few pages (pyarrow's
+``write_table(use_content_defined_chunking=...)``, added in pyarrow 21). With an older pyarrow
+the script says so on stderr, writes without it and reports ``parquet_cdc_enabled`` 0.
 
 The codec comes from ``--compression`` or the ``PARQUET_CODEC`` environment variable.
 Outside perfmon (``PERFMON_FD`` unset) the probe calls do nothing and the script runs alone.
@@ -27,7 +37,9 @@ Outside perfmon (``PERFMON_FD`` unset) the probe calls do nothing and the script
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -87,12 +99,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--row-group-size",
         type=int,
-        default=10_000,
-        help="rows per row group (default 10000; 0 = pyarrow's default)",
+        default=os.environ.get("PARQUET_ROW_GROUP_SIZE", "10000"),  # argparse applies type=int
+        help="rows per row group (default: $PARQUET_ROW_GROUP_SIZE or 10000; 0 = pyarrow's "
+        "default)",
+    )
+    p.add_argument(
+        "--cdc",
+        choices=("off", "on"),
+        default=os.environ.get("PARQUET_CDC", "off"),
+        help="content-defined chunking where pyarrow offers it (default: $PARQUET_CDC or off)",
     )
     p.add_argument("--repeat", type=int, default=5, help="write/read round trips (default 5)")
     p.add_argument("--seed", type=int, default=0, help="RNG seed (default 0)")
     args = p.parse_args(argv)
+    if args.cdc not in ("off", "on"):
+        p.error(f"PARQUET_CDC must be off or on, not {args.cdc!r}")
     if args.compression not in CODECS:
         p.error(f"PARQUET_CODEC must be one of {', '.join(CODECS)}, not {args.compression!r}")
     if args.rows < 1 or args.sessions < 1 or args.repeat < 1 or args.row_group_size < 0:
@@ -133,13 +154,19 @@ def build_table(rows: int, sessions: int, seed: int) -> pa.Table:
     )
 
 
+def cdc_supported() -> bool:
+    """Whether the installed pyarrow's ``write_table`` offers content-defined chunking."""
+    return "use_content_defined_chunking" in inspect.signature(pq.write_table).parameters
+
+
 def round_trip(table: pa.Table, path: Path, args: argparse.Namespace) -> tuple[float, float, int]:
     """Write the table, read it back and check equality.
 
     Args:
         table: the table to write.
         path: file to write (removed afterwards).
-        args: options from ``parse_args`` (codec, level, row-group size).
+        args: options from ``parse_args`` (codec, level, row-group size, ``use_cdc``: the
+            resolved content-defined chunking switch).
 
     Returns:
         (write seconds, read seconds, file bytes).
@@ -149,6 +176,7 @@ def round_trip(table: pa.Table, path: Path, args: argparse.Namespace) -> tuple[f
     """
     codec = "none" if args.compression == "none" else args.compression
     perf = time.perf_counter
+    extra = {"use_content_defined_chunking": True} if getattr(args, "use_cdc", False) else {}
     t0 = perf()
     pq.write_table(
         table,
@@ -156,6 +184,7 @@ def round_trip(table: pa.Table, path: Path, args: argparse.Namespace) -> tuple[f
         compression=codec,
         compression_level=args.compression_level,
         row_group_size=args.row_group_size or None,
+        **extra,
     )
     t1 = perf()
     back = pq.read_table(path)
@@ -177,6 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status: 0, or 1 when a round trip did not give back the table written.
     """
     args = parse_args(argv)
+    args.use_cdc = args.cdc == "on" and cdc_supported()
+    if args.cdc == "on" and not args.use_cdc:
+        print(
+            f"parquet_io: pyarrow {pa.__version__} has no content-defined chunking "
+            "(pyarrow >= 21); writing without it",
+            file=sys.stderr,
+        )
     table = build_table(args.rows, args.sessions, args.seed)
     nbytes = table.nbytes
     writes: list[float] = []
@@ -198,10 +234,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             reads.append(r)
     probe.value("parquet_file_bytes", size)
     probe.value("parquet_compression_ratio", nbytes / size)
+    probe.value("parquet_cdc_enabled", 1 if args.use_cdc else 0)
+    probe.value("arrow_pool_peak_bytes", pa.default_memory_pool().max_memory())
+    probe.value("parquet_peak_rss_bytes", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     level = "" if args.compression_level is None else f" level {args.compression_level}"
     groups = args.row_group_size or "default"
+    cdc = ", cdc" if args.use_cdc else ""
     print(
-        f"parquet_io {args.compression}{level}, row groups {groups}: {args.rows} rows, "
+        f"parquet_io {args.compression}{level}, row groups {groups}{cdc}: {args.rows} rows, "
         f"{nbytes / 1e6:.2f} MB in memory -> {size / 1e6:.2f} MB on disk "
         f"(ratio {nbytes / size:.2f}); {args.repeat} round trips verified; "
         f"write median {np.median(writes) * 1e3:.1f} ms ({nbytes / np.median(writes) / 1e6:.0f}"
