@@ -186,3 +186,19 @@ def test_recorder_add_batch_round_trips(tmp_path: Path) -> None:
         Sample(r["t"], r["session"], r["metric"], r["value"], MetricKind(r["kind"])) for r in table
     ]
     assert sorted(got, key=lambda s: s.t) == [*rows(), Sample(5.0, 3, "z_ratio", 0.5)]
+
+
+def test_closed_recording_is_sorted_per_series_and_split_encoded(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    rec = Recorder(tmp_path)
+    rec.add_batch(SampleBatch.from_samples(rows()))
+    rec.add_batch(SampleBatch.from_samples([Sample(0.5, 0, "a_bytes", 9.0)]))
+    rec.close()
+    table = read_run(tmp_path).samples.to_pylist()
+    keys = [(r["metric"], r["session"], r["t"]) for r in table]
+    assert [k[0] for k in keys] == ["a_bytes"] * 3 + ["n_total"] * 2
+    assert keys == sorted(keys)
+    meta = pq.ParquetFile(tmp_path / "samples.parquet").metadata
+    value_col = meta.schema.names.index("value")
+    assert "BYTE_STREAM_SPLIT" in meta.row_group(0).column(value_col).encodings

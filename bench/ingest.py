@@ -1,0 +1,109 @@
+"""Ingest throughput: decode + fold into live state + hand to the recorder, on one core.
+
+Method. 400,000 probe lines as ``perfmon.probe`` writes them (``name value``, 8 metrics
+interleaved, floats written with ``repr``) are cut into 64 KiB reads, as the supervisor reads a
+pipe. Each round times the columnar path the engine uses (``Decoder.feed_batch`` ->
+``LiveState.add_batch`` -> ``Recorder.add_batch``, then one ``Recorder.flush`` writing the Arrow
+segment), and, as the baseline in the same run, the row path (``Decoder.feed`` -> lists of
+``Sample`` -> ``LiveState.add_samples`` -> ``Recorder.add_samples``). Rounds alternate; the
+figure is the median over ``ROUNDS`` rounds, each with a fresh decoder, live state and recorder
+(so it includes creating the aggregates and the segment file).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Figure, emit, median
+from perfmon.core.live import LiveState
+from perfmon.core.protocol import Decoder
+from perfmon.engine.recorder import Recorder
+
+LINES = 400_000
+READ = 64 * 1024
+ROUNDS = 5
+NAMES = [
+    "event_queue_depth",
+    "chunk_seconds",
+    "payload_bytes",
+    "chunks_total",
+    "compression_ratio",
+    "expert_seconds",
+    "causal_trace_bytes",
+    "cache_hit_ratio",
+]
+
+
+def make_chunks() -> list[bytes]:
+    rng = random.Random(7)
+    text = "".join(f"{NAMES[i % 8]} {rng.random() * 100!r}\n" for i in range(LINES)).encode()
+    return [text[i : i + READ] for i in range(0, len(text), READ)]
+
+
+def run(chunks: list[bytes], columnar: bool, tmp: Path) -> float:
+    dec = Decoder(1)
+    live = LiveState(run_id="bench", campaign="bench", run_dir=str(tmp), started_t=0.0)
+    rec = Recorder(Path(tempfile.mkdtemp(dir=tmp)))
+    now = 1_764_000_000.0
+    t0 = time.perf_counter()
+    n = 0
+    for i, chunk in enumerate(chunks):
+        if columnar:
+            batch = dec.feed_batch(chunk, now + i * 0.1)
+            live.add_batch(batch)
+            rec.add_batch(batch)
+            n += len(batch)
+        else:
+            rows = dec.feed(chunk, now + i * 0.1)
+            live.add_samples(rows)
+            rec.add_samples(rows)
+            n += len(rows)
+    rec.flush()
+    dt = time.perf_counter() - t0
+    rec.close()
+    if n != LINES or dec.malformed:
+        raise SystemExit(f"ingest bench: {n} samples, {dec.malformed} malformed")
+    return n / dt
+
+
+def main() -> None:
+    chunks = make_chunks()
+    cols, rows = [], []
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for _ in range(ROUNDS):
+            cols.append(run(chunks, True, tmp))
+            rows.append(run(chunks, False, tmp))
+    rate = median(cols)
+    emit(
+        Figure(
+            "ingest (decode + live state + recorder)",
+            rate,
+            "samples/s",
+            ">= 1,000,000",
+            rate >= 1e6,
+            f"{LINES:,} probe lines in 64 KiB reads, columnar path, median of {ROUNDS} rounds",
+            "rounds " + ", ".join(f"{x / 1e6:.2f}M" for x in cols),
+        )
+    )
+    emit(
+        Figure(
+            "ingest columnar / row-by-row Sample path",
+            rate / median(rows),
+            "x",
+            "",
+            None,
+            "the same lines through Decoder.feed + add_samples (row Sample objects), "
+            "rounds interleaved",
+            f"row path {median(rows) / 1e6:.2f}M samples/s",
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
