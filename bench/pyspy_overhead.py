@@ -1,0 +1,147 @@
+"""py-spy's cost on a CPU-bound Python workload: sampled at 100 Hz, blocking and non-blocking.
+
+Method. A CPU-bound workload (a pure-Python loop of fixed work: recursive ``fib``, no I/O)
+starts, waits ``SETTLE_S`` so that py-spy can attach, then times its fixed work with
+``time.perf_counter`` and prints the seconds. Each round runs it three times, in a rotating
+order: unsampled; sampled by ``py-spy record --pid PID --format raw --function --rate 100``
+(py-spy's default, blocking: it pauses the process while reading its stacks); and the same
+with ``--nonblocking``. The figures are, per mode, the median over rounds of the ratio of that
+round's sampled work time to the same round's unsampled one (1.00 = no overhead). This is how
+perfmon's profiler runs py-spy (``perfmon.engine.profiler``), against the session's pid.
+
+Usage: ``.venv/bin/python bench/pyspy_overhead.py [--rounds 7] [--work 27] [--rate 100]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Figure, emit, machine, median
+from perfmon.engine.profiler import find_py_spy
+
+SETTLE_S = 1.0
+
+WORKLOAD = """
+import sys, time
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+time.sleep(float(sys.argv[2]))
+t0 = time.perf_counter()
+fib(int(sys.argv[1]))
+print(time.perf_counter() - t0, flush=True)
+"""
+
+
+def run_once(
+    script: Path, work: int, mode: str, py_spy: str, rate: int, out_dir: Path
+) -> tuple[float, float]:
+    """Run the workload once in ``mode`` (``none``, ``blocking``, ``nonblocking``).
+
+    Returns:
+        ``(work_s, spy_cpu_s)``: the workload's timed work in seconds, and py-spy's own CPU
+        time (user + system, from ``wait4``) in seconds (0 unsampled).
+    """
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(work), str(SETTLE_S)],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    spy = None
+    if mode != "none":
+        argv = [
+            py_spy,
+            "record",
+            "--pid",
+            str(proc.pid),
+            "--format",
+            "raw",
+            "--function",
+            "--rate",
+            str(rate),
+            "--output",
+            str(out_dir / f"{mode}-{proc.pid}.txt"),
+        ]
+        if mode == "nonblocking":
+            argv.append("--nonblocking")
+        spy = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+    out, _ = proc.communicate()
+    spy_cpu = 0.0
+    if spy is not None:
+        assert spy.stderr is not None
+        err = spy.stderr.read()
+        _, status, usage = os.wait4(spy.pid, 0)
+        spy.returncode = os.waitstatus_to_exitcode(status)
+        spy_cpu = usage.ru_utime + usage.ru_stime
+        if spy.returncode != 0:
+            raise SystemExit(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
+    if proc.returncode != 0:
+        raise SystemExit(f"workload failed with status {proc.returncode}")
+    return float(out.strip()), spy_cpu
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
+    parser.add_argument(
+        "--work", type=int, default=33, help="fib(N) computed per run (default 33, about 1 s)"
+    )
+    parser.add_argument("--rate", type=int, default=100, help="py-spy samples/s (default 100)")
+    args = parser.parse_args(argv)
+    py_spy = find_py_spy()
+    if py_spy is None:
+        raise SystemExit("py-spy is not installed (pip install py-spy)")
+    modes = ["none", "blocking", "nonblocking"]
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    spy_cpu: dict[str, list[float]] = {m: [] for m in modes}
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "fib_work.py"
+        script.write_text(WORKLOAD)
+        for r in range(args.rounds):
+            order = modes[r % 3 :] + modes[: r % 3]
+            for mode in order:
+                work_s, cpu_s = run_once(script, args.work, mode, py_spy, args.rate, Path(tmp))
+                times[mode].append(work_s)
+                spy_cpu[mode].append(cpu_s / (work_s + SETTLE_S))
+    print(f"machine: {machine()}; {os.cpu_count()} CPUs; py-spy {py_spy}")
+    for mode in modes:
+        print(f"  {mode:>11}: work s per round " + " ".join(f"{t:.3f}" for t in times[mode]))
+    for mode in ("blocking", "nonblocking"):
+        ratios = [s / u for s, u in zip(times[mode], times["none"], strict=True)]
+        emit(
+            Figure(
+                name=f"py-spy {args.rate} Hz {mode} / unsampled (CPU-bound work time)",
+                value=median(ratios),
+                unit="x",
+                method=(
+                    f"median over {args.rounds} interleaved rounds of the ratio of fib({args.work})"
+                    f" wall time sampled by py-spy --pid ({mode}) to the same round's unsampled"
+                    " run"
+                ),
+                detail="ratios " + " ".join(f"{x:.3f}" for x in ratios),
+            )
+        )
+        emit(
+            Figure(
+                name=f"py-spy {args.rate} Hz {mode}: its own CPU per second sampled",
+                value=median(spy_cpu[mode]),
+                unit="CPU s/s",
+                method=(
+                    "median over rounds of py-spy's user+system CPU time (wait4 rusage) divided"
+                    " by the seconds it was attached (settle time + work time)"
+                ),
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
