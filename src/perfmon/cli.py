@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not capture the mouse (handy over SSH and in tmux)",
     )
     run.add_argument(
+        "--no-color",
+        action="store_true",
+        help="no colours in the viewer (as NO_COLOR=1 does); states stay readable as words",
+    )
+    run.add_argument(
         "--detach",
         action="store_true",
         help="start the run in the background, print its id and how to attach, and return",
@@ -121,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     attach.add_argument("--theme", default="perfmon-dark", help="viewer theme")
     attach.add_argument("--refresh-hz", type=float, default=4.0, help="viewer redraws per second")
     attach.add_argument("--no-mouse", action="store_true", help="do not capture the mouse")
+    attach.add_argument("--no-color", action="store_true", help="no colours in the viewer")
 
     sub.add_parser("ls", help="list runs: state, age, sessions, verdict")
 
@@ -132,6 +138,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="(re)write the report of a run directory")
     report.add_argument("run_dir", type=Path, help="a run directory (runs/<timestamp>-<campaign>)")
+
+    cmp_ = sub.add_parser(
+        "compare",
+        help="compare two recorded runs metric by metric (median, n, speedup with CI, p-value)",
+    )
+    cmp_.add_argument("run_a", type=Path, help="the reference run directory (A)")
+    cmp_.add_argument("run_b", type=Path, help="the run compared with it (B)")
+    cmp_.add_argument(
+        "--format",
+        choices=("text", "markdown", "json"),
+        default="text",
+        help="output format (default: an aligned table)",
+    )
+    cmp_.add_argument("--confidence", type=float, help="CI level (default: run A's campaign's)")
+    cmp_.add_argument("--test", choices=("mannwhitney", "welch"), help="significance test")
+    cmp_.add_argument("--seed", type=int, help="bootstrap seed")
+    cmp_.add_argument("--resamples", type=int, help="bootstrap resamples")
 
     daemon = sub.add_parser("_daemon", help=argparse.SUPPRESS)
     daemon.add_argument("campaign")
@@ -145,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``perfmon`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "no_color", False):
+        os.environ["NO_COLOR"] = "1"  # honoured by Rich and Textual (https://no-color.org)
     try:
         if args.command is None:
             return _default(parser)
@@ -156,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "_daemon":
             return _daemon(args)
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "attach":
             return _attach(args)
         if args.command == "ls":
@@ -490,6 +517,44 @@ def _report(args: argparse.Namespace) -> int:
     v = verdict(results).value if results else "pass"
     md, js = write_report(args.run_dir, build_report(data, results, verdict=v))
     print(f"report: {md}\n        {js}\nverdict: {v.upper()}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from perfmon.engine.compare import compare_runs, render_rows_markdown, render_rows_text
+    from perfmon.engine.runner import stats_options
+
+    for run_dir in (args.run_a, args.run_b):
+        if not (run_dir / "manifest.json").is_file():
+            return _fail(f"{run_dir}: not a run directory (no manifest.json)")
+    try:
+        manifest = json.loads((args.run_a / "manifest.json").read_text())
+        options = stats_options(manifest.get("campaign") or {})
+        overrides = {
+            k: v
+            for k, v in (
+                ("confidence", args.confidence),
+                ("test", args.test),
+                ("seed", args.seed),
+                ("resamples", args.resamples),
+            )
+            if v is not None
+        }
+        options = dataclasses.replace(options, **overrides)
+    except (OSError, ValueError) as exc:
+        return _fail(f"compare: {exc}")
+    rows, meta = compare_runs(args.run_a, args.run_b, options)
+    if args.format == "json":
+        print(json.dumps({**meta, "rows": [r.to_json() for r in rows]}, indent=2))
+    elif args.format == "markdown":
+        print(f"A: `{args.run_a}`, B: `{args.run_b}`\n")
+        print("\n".join(render_rows_markdown(rows, meta["options"])))
+    else:
+        print(f"A: {args.run_a}\nB: {args.run_b}\n")
+        print(render_rows_text(rows, meta["options"]), end="")
     return 0
 
 

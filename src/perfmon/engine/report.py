@@ -289,7 +289,29 @@ def build_report(
         },
         "provenance": data.manifest.get("provenance"),
         "method": dict(METHOD),
+        "profiles": _profiles(data.run_dir),
+        "comparison": _comparison(data),
     }
+
+
+def _comparison(data: RunData) -> dict[str, Any] | None:
+    """Variants compared per group (``perfmon.engine.compare.comparison_section``)."""
+    from perfmon.engine.compare import comparison_section
+
+    try:
+        return comparison_section(data)
+    except ValueError:  # invalid statistical options stored in the manifest: no section
+        return None
+
+
+def _profiles(run_dir: Path) -> dict[str, Any] | None:
+    """The py-spy profiles section (``flame_export.profiles_section``), None if unreadable."""
+    from perfmon.engine.flame_export import profiles_section
+
+    try:
+        return profiles_section(run_dir)
+    except (OSError, ValueError):
+        return None
 
 
 # -- Markdown -----------------------------------------------------------------------------
@@ -471,6 +493,16 @@ def render_markdown(report: dict[str, Any]) -> str:
             ),
         )
     out.append("")
+
+    if report.get("comparison"):
+        from perfmon.engine.compare import render_comparison_md
+
+        out += render_comparison_md(report["comparison"])
+
+    if report.get("profiles"):
+        from perfmon.engine.flame_export import render_profiles_md
+
+        out += render_profiles_md(report["profiles"])
 
     rec = report["recording"]
     out += ["## Recording", ""]

@@ -43,10 +43,12 @@ from perfmon.core.model import (
     MetricKind,
     Sample,
     SessionResult,
+    SessionSpec,
     SessionStatus,
 )
 from perfmon.core.schedule import Scheduler
 from perfmon.core.snapshot import RunState, Snapshot
+from perfmon.core.stats import StatsOptions
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +89,37 @@ def campaign_to_json(campaign: Campaign) -> dict[str, Any]:
         "variants": [plain(dataclasses.asdict(v)) for v in campaign.variants],
         "sets": [plain(dataclasses.asdict(s)) for s in campaign.sets],
         "gates": [{"name": g.name, "expr": g.expr, "window_s": g.window_s} for g in campaign.gates],
+        "stats": dataclasses.asdict(campaign.stats),
+        "profile": plain(dataclasses.asdict(campaign.profile)),
     }
 
 
+def stats_options(campaign_json: dict[str, Any]) -> StatsOptions:
+    """The statistical options stored in a manifest's campaign (defaults where absent).
+
+    Args:
+        campaign_json: ``manifest["campaign"]`` (``campaign_to_json``'s output).
+
+    Raises:
+        ValueError: if the stored options are invalid.
+    """
+    stored = campaign_json.get("stats") or {}
+    known = {f.name for f in dataclasses.fields(StatsOptions)}
+    return StatsOptions(**{k: v for k, v in stored.items() if k in known})
+
+
 def evaluate_recorded_gates(
-    gates: list[dict[str, Any]], run_dir: Path
+    gates: list[dict[str, Any]], run_dir: Path, *, stats: StatsOptions | None = None
 ) -> tuple[list[GateResult], Any]:
     """Evaluate gates on the full recorded data of a run directory.
+
+    Statistical gates read one value per measured session from the sessions table
+    (``ArrayMetricSource.session_values``).
 
     Args:
         gates: ``[{name, expr, window_s}]`` as stored in the manifest.
         run_dir: the run directory.
+        stats: how statistical gates are computed (default: as stored in the manifest).
 
     Returns:
         ``(results, run_data)``: one GateResult per gate, and the ``RunData`` read.
@@ -121,14 +143,38 @@ def evaluate_recorded_gates(
             if sess in warmup_ids:
                 continue
             samples.append(Sample(t, sess, metric, value, MetricKind(kind)))
-    source = ArrayMetricSource.from_samples(samples)
+    source = ArrayMetricSource.from_samples(samples, sessions=data.sessions)
+    if stats is None:
+        stats = stats_options(data.manifest.get("campaign") or {})
     configs = [
         GateConfig(
-            name=g["name"], expr=g["expr"], gate=parse_gate(g["expr"]), window_s=g.get("window_s")
+            name=g["name"],
+            expr=g["expr"],
+            gate=parse_gate(g["expr"], stats=stats),
+            window_s=g.get("window_s"),
         )
         for g in gates
     ]
     return evaluate_gates(configs, source), data
+
+
+def parse_profile_command(command: str) -> tuple[int | None, float | None]:
+    """Parse ``profile [SESSION_ID [SECONDS]]`` into ``(session_id, seconds)``.
+
+    Raises:
+        ValueError: if the arguments are not an integer id and a positive number of seconds.
+    """
+    parts = command.split()
+    if not parts or parts[0] != "profile" or len(parts) > 3:
+        raise ValueError(f"expected 'profile [SESSION_ID [SECONDS]]', got {command!r}")
+    try:
+        sid = int(parts[1]) if len(parts) > 1 else None
+        seconds = float(parts[2]) if len(parts) > 2 else None
+    except ValueError:
+        raise ValueError(f"expected 'profile [SESSION_ID [SECONDS]]', got {command!r}") from None
+    if seconds is not None and not (0 < seconds <= 3600):
+        raise ValueError(f"profile seconds must be in (0, 3600], got {seconds:g}")
+    return sid, seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +232,7 @@ class Runner:
             campaign=campaign.name,
             run_dir=str(run_dir),
             started_t=self.started_t,
+            session_metrics={m for g in campaign.gates for m in g.gate.metrics},
         )
         self.recorder = Recorder(run_dir)
         self.state = RunState.STARTING
@@ -200,6 +247,19 @@ class Runner:
         self._last_snapshot: Snapshot | None = None
         self._export_lock = asyncio.Lock()
         self._final_verdict: str | None = None
+        self.recording_error: str | None = None
+        from perfmon.engine.profiler import Profiler
+
+        prof = campaign.profile
+        self.profiler = Profiler(
+            run_dir,
+            rate_hz=prof.rate_hz,
+            nonblocking=prof.nonblocking,
+            subprocesses=prof.subprocesses,
+        )
+        self._profile_tasks: set[asyncio.Task[Any]] = set()
+        self._scheduled_profiles: set[int] = set()
+        self._running_specs: dict[int, SessionSpec] = {}
 
     # ----------------------------------------------------------------- commands
     def request_stop(self) -> None:
@@ -245,11 +305,16 @@ class Runner:
             return path
 
     def handle_command(self, command: str) -> None:
-        """Apply a viewer command: ``stop``, ``pause``, ``resume``, ``toggle-pause``, ``export``.
+        """Apply a viewer command: ``stop``, ``pause``, ``resume``, ``toggle-pause``, ``export``,
+        ``profile [SESSION_ID [SECONDS]]`` (py-spy the session, default the running one, for
+        ``profiler.DEFAULT_SECONDS``).
 
         Raises:
-            ValueError: for an unknown command.
+            ValueError: for an unknown command or a malformed ``profile`` command.
         """
+        if command == "profile" or command.startswith("profile "):
+            self.message = self.request_profile(*parse_profile_command(command))
+            return
         if command == "stop":
             self.request_stop()
         elif command == "pause":
@@ -263,6 +328,92 @@ class Runner:
         else:
             raise ValueError(f"unknown command {command!r}")
 
+    # ----------------------------------------------------------------- profiling
+    def request_profile(
+        self, session_id: int | None = None, seconds: float | None = None, *, reason: str = ""
+    ) -> str:
+        """Start sampling a running session with py-spy in the background.
+
+        Args:
+            session_id: the session (default: the most recently started running one).
+            seconds: how long (default ``profiler.DEFAULT_SECONDS``).
+            reason: why, stored with the profile (default ``"on demand"``).
+
+        Returns:
+            A message for the viewer: what was started, or why nothing was.
+        """
+        from perfmon.engine.profiler import DEFAULT_SECONDS
+
+        sup = self._supervisor
+        running = sup.running if sup is not None else []
+        if session_id is None:
+            if not running:
+                return "profile: no session is running"
+            session_id = running[-1]
+        pid = sup.pid_of(session_id) if sup is not None else None
+        if pid is None:
+            return f"profile: session {session_id} is not running"
+        if self.profiler.busy(session_id):
+            return f"profile: session {session_id} is already being sampled"
+        secs = DEFAULT_SECONDS if seconds is None else seconds
+        self._start_profile(session_id, pid, secs, reason or "on demand")
+        return f"profiling session {session_id} with py-spy for {secs:g} s"
+
+    def _start_profile(self, session_id: int, pid: int, seconds: float | None, reason: str) -> None:
+        spec = self._running_specs.get(session_id)
+
+        task = self.profiler.start(
+            session_id=session_id,
+            pid=pid,
+            seconds=seconds,
+            reason=reason,
+            workload=spec.workload if spec else "",
+            variant=spec.variant if spec else "",
+            set_name=spec.set_name if spec else "",
+            params=" ".join(f"{k}={v}" for k, v in spec.params) if spec else "",
+        )
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._profile_tasks.discard(t)
+            if not t.cancelled() and t.exception() is None:
+                rec = t.result()
+                self.message = f"profile {rec.name}: {rec.message}"
+
+        self._profile_tasks.add(task)
+        task.add_done_callback(done)
+
+    def _maybe_schedule_profile(self, result: SessionResult) -> None:
+        """Start the campaign's ``every``-th session profile when such a session starts."""
+        sid = result.spec.id
+        if result.status is SessionStatus.RUNNING:
+            self._running_specs[sid] = result.spec
+        else:
+            self._running_specs.pop(sid, None)
+            self._scheduled_profiles.discard(sid)
+        every = self.campaign.profile.every
+        if (
+            not every
+            or result.status is not SessionStatus.RUNNING
+            or sid in self._scheduled_profiles
+            or (sid + 1) % every
+        ):
+            return
+        self._scheduled_profiles.add(sid)
+        pid = self._supervisor.pid_of(sid) if self._supervisor is not None else None
+        if pid is None or self.profiler.busy(sid):
+            return
+        nth = "every session" if every == 1 else f"every {every}th session"
+        self._start_profile(sid, pid, self.campaign.profile.duration_s, nth)
+
+    async def _duty_cycle(self, on_s: float, period_s: float) -> None:
+        """Sample the running session for ``on_s`` seconds every ``period_s`` seconds."""
+        while True:
+            await asyncio.sleep(period_s - on_s)
+            running = self._supervisor.running if self._supervisor is not None else []
+            if running and not self.profiler.busy(running[-1]):
+                self.request_profile(running[-1], on_s, reason=f"duty {on_s:g}s/{period_s:g}s")
+            await asyncio.sleep(on_s)
+
     # ----------------------------------------------------------------- data in
     def _on_samples(self, samples: SampleBatch | Sequence[Sample]) -> None:
         batch = samples if isinstance(samples, SampleBatch) else SampleBatch.from_samples(samples)
@@ -271,6 +422,7 @@ class Runner:
 
     def _on_update(self, result: SessionResult) -> None:
         self.live.update_session(result)
+        self._maybe_schedule_profile(result)
 
     def _session_samples(self, result: SessionResult) -> list[Sample]:
         """Session-level samples: one ``value`` per finished OK session."""
@@ -308,8 +460,20 @@ class Runner:
             message=self.message,
             sessions_total=planned,
         )
+        snap = dataclasses.replace(snap, extra={**snap.extra, **self._profile_extra()})
         self._last_snapshot = snap
         return snap
+
+    def _profile_extra(self) -> dict[str, Any]:
+        """What the viewer needs of the profiles: the latest records and the sessions sampled
+        now (``Snapshot.extra["profiles"]`` / ``["profiling"]``); the stacks stay in the run
+        directory, which the viewer reads."""
+        from perfmon.engine.profiler import SNAPSHOT_PROFILES
+
+        return {
+            "profiles": [r.to_dict() for r in self.profiler.records[-SNAPSHOT_PROFILES:]],
+            "profiling": sorted(self.profiler.active),
+        }
 
     def _publish(self) -> None:
         if self._final_verdict is None:
@@ -327,9 +491,21 @@ class Runner:
             self._publish()
 
     async def _flush(self) -> None:
+        """Flush the recorder every ``FLUSH_INTERVAL_S``; stop the run cleanly if it cannot write.
+
+        A full disk (or any other write error) must not corrupt what is recorded: the run is
+        stopped with a clear message, and the report is attempted from what was flushed.
+        """
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
-            self.recorder.flush()
+            try:
+                self.recorder.flush()
+            except OSError as exc:
+                log.error("recording failed: %s", exc)
+                self.request_stop()
+                self.message = f"recording failed ({exc}); the run was stopped"
+                self.recording_error = str(exc)
+                return
 
     # ----------------------------------------------------------------- the run
     def _manifest(self) -> dict[str, Any]:
@@ -381,6 +557,13 @@ class Runner:
             asyncio.create_task(self._tick(), name="snapshots"),
             asyncio.create_task(self._flush(), name="recorder-flush"),
         ]
+        prof = self.campaign.profile
+        if prof.duty_on_s is not None and prof.duty_period_s is not None:
+            background.append(
+                asyncio.create_task(
+                    self._duty_cycle(prof.duty_on_s, prof.duty_period_s), name="profile-duty"
+                )
+            )
         self.state = RunState.RUNNING
         self.message = f"running {self.campaign.name}"
         completed = False
@@ -419,6 +602,12 @@ class Runner:
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            # py-spy stops by itself once its session is gone; wait for the profiles.
+            if self._profile_tasks:
+                await asyncio.wait(list(self._profile_tasks), timeout=10)
+            for task in list(self._profile_tasks):
+                task.cancel()
+            await self.profiler.close()
 
         return await self._finish(completed=completed and error is None)
 
@@ -426,11 +615,19 @@ class Runner:
         """Close the recording, evaluate gates on it, write the report, publish the end."""
         self.state = RunState.STOPPING
         self.message = "writing report"
+        if self.recording_error is not None:
+            self.message = f"recording failed ({self.recording_error}); writing what was flushed"
         self._publish()
         report_md: Path | None = None
         results: list[GateResult] = []
         try:
             await asyncio.to_thread(self.recorder.close)
+            from perfmon.engine.flame_export import write_exports
+
+            try:
+                await asyncio.to_thread(write_exports, self.run_dir)
+            except Exception:  # flame exports must not cost the run its report
+                log.exception("flame exports failed")
             gates_json = campaign_to_json(self.campaign)["gates"]
             results, data = await asyncio.to_thread(
                 evaluate_recorded_gates, gates_json, self.run_dir
@@ -457,6 +654,8 @@ class Runner:
         if report_md is not None:
             stopped = "" if completed else " (run stopped before the end)"
             self.message = f"verdict {v.upper()}{stopped}; report: {report_md}"
+        if self.recording_error is not None:
+            self.message = f"recording failed ({self.recording_error}); run stopped. {self.message}"
         self._publish()
         return RunOutcome(
             verdict=v,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from typing import ClassVar
 
@@ -15,6 +16,48 @@ GATE_MARKS: dict[GateState, tuple[str, str]] = {
     GateState.INCONCLUSIVE: ("? unsure", "warning"),
 }
 """Gate state -> (marker text, style role). The word is spelled out for colour-blind readers."""
+
+BAR_WIDTH = 15
+"""Characters of the interval bar shown before a statistical gate's reason."""
+
+
+@functools.lru_cache(maxsize=256)
+def _threshold(expr: str) -> float | None:
+    """The gate's threshold in base units (None if the expression does not parse)."""
+    from perfmon.core.gates import GateSyntaxError, parse_gate
+
+    try:
+        return parse_gate(expr).threshold
+    except GateSyntaxError:
+        return None
+
+
+def interval_bar(low: float, high: float, value: float, threshold: float, width: int = 15) -> str:
+    """A confidence interval against a threshold in ``width`` characters, e.g. ``··━━●━━··│··``.
+
+    The scale spans the interval and the threshold with a margin: ``━`` is the interval,
+    ``●`` the value, ``│`` the threshold, ``·`` the rest. As sessions come in the interval
+    narrows; the gate passes or fails once it no longer touches the threshold.
+
+    Args:
+        low / high: the interval, base units.
+        value: the point estimate.
+        threshold: the gate's limit, same units.
+        width: characters (>= 5).
+    """
+    lo, hi = min(low, threshold), max(high, threshold)
+    span = hi - lo or abs(hi) or 1.0
+    lo, hi = lo - 0.1 * span, hi + 0.1 * span
+
+    def pos(x: float) -> int:
+        return max(0, min(width - 1, round((x - lo) / (hi - lo) * (width - 1))))
+
+    cells = ["·"] * width
+    for i in range(pos(low), pos(high) + 1):
+        cells[i] = "━"
+    cells[pos(value)] = "●"
+    cells[pos(threshold)] = "│"
+    return "".join(cells)
 
 
 class GateBoard(KeyedTable[GateResult]):
@@ -31,9 +74,22 @@ class GateBoard(KeyedTable[GateResult]):
         return item.name
 
     def cells_of(self, item: GateResult) -> tuple[Cell, ...]:
-        """The marker, the name in bold, and the reason (or the expression while pending)."""
+        """The marker, the name in bold, and the reason (or the expression while pending).
+
+        A gate with a confidence interval gets an ``interval_bar`` before its reason (the
+        reason itself gives the interval, n per variant and the p-value).
+        """
         mark, role = GATE_MARKS.get(item.state, ("?", "warning"))
         reason = item.reason or item.expr
+        threshold = _threshold(item.expr)
+        if (
+            item.ci_low is not None
+            and item.ci_high is not None
+            and item.value is not None
+            and threshold is not None
+        ):
+            bar = interval_bar(item.ci_low, item.ci_high, item.value, threshold, BAR_WIDTH)
+            reason = f"{bar} {reason}"
         return (
             Cell(mark, role),
             Cell(item.name, "bold"),
