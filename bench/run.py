@@ -1,0 +1,67 @@
+"""Run perfmon's benchmark suite: ``.venv/bin/python bench/run.py [NAME ...]``.
+
+Each benchmark is a script in this directory that prints its figures (each a ratio against a
+baseline measured in the same run, with its method) and appends them as JSON lines to
+``$PERFMON_BENCH_JSON``. This runner starts each script in a fresh interpreter, one after the
+other (never in parallel: they would disturb each other's timings), then prints one summary
+table: figure, value, budget, met or not. Exit status 0 when every budget is met, 1 otherwise,
+2 when a script failed.
+
+Options: ``--json PATH`` keeps the collected figures; names restrict the run to those
+scripts (``probe ingest``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import machine  # noqa: E402
+
+SCRIPTS = ["probe", "ingest", "storage", "startup", "stats_honesty", "pyspy_overhead"]
+"""Benchmarks in running order; scripts not present (yet) are skipped."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    parser.add_argument("--json", type=Path, help="write the collected figures here")
+    args = parser.parse_args(argv)
+    names = args.names or [n for n in SCRIPTS if (HERE / f"{n}.py").exists()]
+    print(f"machine: {machine()}")
+    failed: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "figures.jsonl"
+        out.touch()
+        env = {**os.environ, "PERFMON_BENCH_JSON": str(out)}
+        for name in names:
+            script = HERE / f"{name}.py"
+            print(f"\n== {name} ({script.relative_to(HERE.parent)})", flush=True)
+            res = subprocess.run([sys.executable, str(script)], env=env, check=False)
+            if res.returncode != 0:
+                failed.append(name)
+        figures = [json.loads(line) for line in out.read_text().splitlines() if line]
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "figures": figures}, indent=2))
+    print("\n== summary")
+    width = max((len(f["name"]) for f in figures), default=10)
+    for f in figures:
+        met = "" if f["met"] is None else ("met" if f["met"] else "NOT MET")
+        value = f"{f['value']:.4g} {f['unit']}"
+        print(f"{f['name']:<{width}}  {value:>18}  {f['budget']:>14}  {met}")
+    for name in failed:
+        print(f"{name}: FAILED (see its output above)")
+    if failed:
+        return 2
+    return 0 if all(f["met"] is not False for f in figures) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
