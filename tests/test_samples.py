@@ -191,7 +191,11 @@ def test_parquet_metrics_arrive() -> None:
         "rows_total": "counter",
         "parquet_file_bytes": "value",
         "parquet_compression_ratio": "value",
+        "parquet_cdc_enabled": "value",
+        "arrow_pool_peak_bytes": "value",
+        "parquet_peak_rss_bytes": "value",
     }
+    assert ch.values["parquet_cdc_enabled"] == [0.0]  # --cdc defaults to off
     assert len(ch.values["write_seconds"]) == len(ch.values["read_seconds"]) == 3
     assert sum(ch.values["rows_total"]) == 3 * 5000
     [size] = ch.values["parquet_file_bytes"]
