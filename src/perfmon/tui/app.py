@@ -70,7 +70,18 @@ class PerfmonApp(App[None]):
             tooltip="Keys and what the panels show",
         ),
         Binding("tab", "focus_next", "Panels", id="focus-next", tooltip="Focus the next panel"),
+        Binding(
+            "f",
+            "profile",
+            "Profile",
+            id="profile",
+            tooltip="Sample the selected (else the running) session with py-spy for 5 s",
+        ),
+        Binding("g", "flames", "Flames", id="flames", tooltip="Open the flame graphs"),
     ]
+
+    PROFILE_SECONDS = 5.0
+    """How long the f key samples a session."""
 
     def __init__(
         self,
@@ -223,7 +234,7 @@ class PerfmonApp(App[None]):
             return not self.paused and not self.finished
         if action == "resume":
             return self.paused and not self.finished
-        if action == "export":
+        if action in ("export", "profile"):
             return None if self.finished else True
         return True
 
@@ -259,6 +270,30 @@ class PerfmonApp(App[None]):
             self.paused = False
             self.note("resume requested")
             self.refresh_bindings()
+
+    def action_profile(self) -> None:
+        """Ask the run to sample the selected session (if running, else the running one)."""
+        command = "profile"
+        table = self.query_one(SessionsTable)
+        snap = self.snapshot
+        if snap is not None and table.row_count and table.cursor_row >= 0:
+            row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            chosen = next((r for r in snap.sessions if str(r.id) == str(row_key)), None)
+            if chosen is not None and chosen.status == "running":
+                command = f"profile {chosen.id} {self.PROFILE_SECONDS:g}"
+        if self._send(command):
+            self.note(f"profiling requested ({self.PROFILE_SECONDS:g} s with py-spy); g: flames")
+
+    def action_flames(self) -> None:
+        """Open the flame screen on the run's profiles."""
+        from perfmon.tui.screens.flame import FlameScreen
+
+        snap = self.snapshot
+        if snap is None:
+            self.note("no snapshot yet")
+            return
+        if not isinstance(self.screen, FlameScreen):
+            self.push_screen(FlameScreen(snap.run_dir, list(snap.extra.get("profiles", []))))
 
     def action_help(self) -> None:
         """Open the help screen."""

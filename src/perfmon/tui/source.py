@@ -13,8 +13,22 @@ from typing import Protocol, runtime_checkable
 
 from perfmon.core.snapshot import Snapshot
 
-COMMANDS = ("stop", "pause", "resume", "export")
-"""The commands a viewer sends to a run (see docs/protocol.md for the control socket)."""
+COMMANDS = ("stop", "pause", "resume", "export", "profile")
+"""The commands a viewer sends to a run (see docs/protocol.md for the control socket);
+``profile`` may take arguments: ``profile [SESSION_ID [SECONDS]]``."""
+
+
+def is_command(command: str) -> bool:
+    """True for one of ``COMMANDS``, or ``profile`` followed by a session id and seconds."""
+    if command in COMMANDS:
+        return True
+    parts = command.split()
+    if len(parts) not in (2, 3) or parts[0] != "profile" or not parts[1].isdigit():
+        return False
+    try:
+        return len(parts) == 2 or float(parts[2]) > 0
+    except ValueError:
+        return False
 
 
 @runtime_checkable
@@ -93,7 +107,7 @@ class ScriptedSource:
             ValueError: if the command is not one of ``COMMANDS``.
             OSError: if the source was closed.
         """
-        if command not in COMMANDS:
+        if not is_command(command):
             raise ValueError(f"unknown command {command!r} (known: {', '.join(COMMANDS)})")
         with self._lock:
             if self._closed:
