@@ -97,7 +97,7 @@ async def test_flame_screen_shows_real_profiles_and_navigates(profiled_run: Snap
         assert rows[0][0][0] is flame.root and rows[0][0][1:] == (0, flame.size.width)
         top = screen.query_one("#flame-top")
         assert top.row_count > 0  # type: ignore[attr-defined]
-        first = str(top.get_row_at(0)[0])  # type: ignore[attr-defined]
+        first = str(top.get_row_at(0)[2])  # type: ignore[attr-defined]
         assert first.startswith("fast_path")
 
         # Into the tree with down, out with up; enter zooms, backspace unzooms.
@@ -138,11 +138,11 @@ async def test_flame_screen_shows_real_profiles_and_navigates(profiled_run: Snap
         panel = Color.parse(theme["panel"])
         red = Color.parse(theme["error"])
         assert flame._colour(grew) == panel.blend(red, 0.25 + 0.75 * grew.delta / flame._biggest)
-        assert str(top.get_row_at(0)[3]).endswith("pp")  # type: ignore[attr-defined]
+        assert str(top.get_row_at(0)[2]).endswith("pp")  # type: ignore[attr-defined]
 
         screen.open_view("variant:baseline")
         await pilot.pause()
-        assert str(top.get_row_at(0)[0]).startswith(("slow_path", "<genexpr>"))  # type: ignore[attr-defined]
+        assert str(top.get_row_at(0)[2]).startswith(("slow_path", "<genexpr>"))  # type: ignore[attr-defined]
 
         await pilot.press("escape")
         await pilot.pause()

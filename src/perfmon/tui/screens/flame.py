@@ -214,20 +214,20 @@ class FlameScreen(Screen[None]):
         tree = self.stacks
         if isinstance(tree, StackTree):
             table.border_title = "Top functions (by self share)"
-            table.add_columns("function", "self", "total")
+            table.add_columns("self", "total", "function")
             for f in tree.top_functions(TOP_ROWS):
                 table.add_row(
-                    _short(f.name), f"{f.self_share:6.1%}", f"{f.total_share:6.1%}", key=f.name
+                    f"{f.self_share:6.1%}", f"{f.total_share:6.1%}", _short(f.name), key=f.name
                 )
         elif isinstance(tree, DiffTree):
             table.border_title = "Biggest changes (self share)"
-            table.add_columns("function", "baseline", "candidate", "change")
+            table.add_columns("baseline", "candidate", "change", "function")
             for d in tree.top_changes(TOP_ROWS):
                 table.add_row(
-                    _short(d.name),
                     f"{d.base_self:6.1%}",
                     f"{d.cand_self:6.1%}",
                     f"{d.delta_self * 100:+.1f}pp",
+                    _short(d.name),
                     key=d.name,
                 )
 
