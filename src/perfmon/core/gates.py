@@ -889,14 +889,14 @@ class Gate:
         """The gate over per-group evaluations: the worst group decides, as ``verdict`` does.
 
         FAIL if any group fails, else PENDING if any is pending, else INCONCLUSIVE if any is,
-        else PASS. Value, interval and reason are the deciding group's; the reason names it
-        and counts the other groups' states.
+        else PASS. Value, interval and reason are the deciding group's; with several groups
+        the reason names it and counts the groups' states.
         """
         judged = self.judge_groups(ev)
         state = verdict([_STATE_ONLY[s] for _, s in judged])
         deciding = next(g for g, s in judged if s is state)
         text = deciding.text or f"waiting: {deciding.waiting or 'no value yet'}"
-        if deciding.label and not text.startswith(deciding.label):
+        if len(judged) > 1 and deciding.label and not text.startswith(deciding.label):
             text = f"{deciding.label}: {text}"
         reason = f"{text}, limit {self.limit_text}"
         if len(judged) > 1:
