@@ -19,6 +19,10 @@ HELP_TEXT = """\
 exits. A second `q` leaves at once (the run goes on stopping). After the run, `q` just quits. |
 | `e` | write the report now, without stopping. |
 | `p` | pause launching new sessions / resume (running sessions go on). |
+| `f` | profile the selected session (or the running one) with py-spy for 5 s. |
+| `g` | open the flame screen: profiles, per-variant aggregates, baseline-vs-candidate diff. \
+There: arrows move between frames (down/up into and out of a frame), enter/backspace zoom, \
+`/` search, `n` next match, `r` reload, escape back. |
 | `tab` / `shift+tab` | move between the panels; arrows and page keys scroll the focused one. |
 | `?` | this help; `escape` closes it. |
 
@@ -35,6 +39,9 @@ exits. A second `q` leaves at once (the run goes on stopping). After the run, `q
   interval still straddles the threshold) and the reason, with the measured value and sample count.
 - **Metrics**: each metric's last value (Σ total for counters), p95, max, sample count n, and
   its trend over the whole run (each block is the mean of one time bucket).
+
+A viewer started by `perfmon attach` without `--control` is read-only: `q` just leaves, and
+`e`, `p` and `f` are refused by the daemon.
 """
 
 
