@@ -504,19 +504,15 @@ def _validate(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     import json
 
-    from perfmon.core.gates import verdict
-    from perfmon.engine.report import build_report, write_report
-    from perfmon.engine.runner import evaluate_recorded_gates
+    from perfmon.engine.runner import write_run_report
 
     manifest_path = args.run_dir / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as exc:
         return _fail(f"{manifest_path}: not a readable run manifest: {exc}")
-    results, data = evaluate_recorded_gates(manifest["campaign"]["gates"], args.run_dir)
-    v = verdict(results).value if results else "pass"
-    md, js = write_report(args.run_dir, build_report(data, results, verdict=v))
-    print(f"report: {md}\n        {js}\nverdict: {v.upper()}")
+    md, v, _ = write_run_report(args.run_dir, manifest["campaign"]["gates"])
+    print(f"report: {md}\n        {md.with_suffix('.json')}\nverdict: {v.upper()}")
     return 0
 
 

@@ -22,7 +22,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +198,11 @@ def _verdict_line(verdict: str, gates: Sequence[GateResult]) -> str:
 
 
 def build_report(
-    data: RunData, gate_results: Sequence[GateResult], *, verdict: str
+    data: RunData,
+    gate_results: Sequence[GateResult],
+    *,
+    verdict: str,
+    set_results: Mapping[str, Sequence[GateResult]] | None = None,
 ) -> dict[str, Any]:
     """Build ``report.json``'s content from a run's recorded data.
 
@@ -207,6 +211,8 @@ def build_report(
         gate_results: the gates as evaluated by the runner on the full recorded data, in
             campaign order.
         verdict: the run's verdict (a ``GateState`` value: pass only if every gate passes).
+        set_results: per-set gate results (set name -> results in campaign order) when the
+            run has several sets; rendered as one gate table per set.
 
     Returns:
         A JSON-ready dict ``{"format": "perfmon-report", "version": 1, "run_id", "campaign",
@@ -254,19 +260,10 @@ def build_report(
         "verdict": verdict,
         "verdict_line": _verdict_line(verdict, gate_results),
         "timing": _timing(data),
-        "gates": [
-            {
-                "name": g.name,
-                "expr": g.expr,
-                "state": g.state.value,
-                "value": _num(g.value),
-                "ci_low": _num(g.ci_low),
-                "ci_high": _num(g.ci_high),
-                "n": g.n,
-                "reason": g.reason,
-            }
-            for g in gate_results
-        ],
+        "gates": [_gate_json(g) for g in gate_results],
+        "gates_by_set": {
+            name: [_gate_json(g) for g in results] for name, results in (set_results or {}).items()
+        },
         "sessions": {
             "total": len(sessions),
             "warmup": len(warmup_ids),
@@ -291,6 +288,48 @@ def build_report(
         "method": dict(METHOD),
         "profiles": _profiles(data.run_dir),
         "comparison": _comparison(data),
+    }
+
+
+def _gate_table(gates: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The gate table's Markdown lines (a "no gates" line when there are none)."""
+    out: list[str] = []
+    if gates:
+        rows = []
+        for g in gates:
+            dim = _gate_dimension(g["expr"])
+            ci = (
+                f"[{_fmt(g['ci_low'], dim)}, {_fmt(g['ci_high'], dim)}]"
+                if g["ci_low"] is not None or g["ci_high"] is not None
+                else "–"
+            )
+            rows.append(
+                [
+                    g["name"],
+                    f"`{g['expr']}`",
+                    g["state"].upper(),
+                    _fmt(g["value"], dim),
+                    ci,
+                    f"{g['n']:,}",
+                    g["reason"],
+                ]
+            )
+        out += _table(["Gate", "Expression", "State", "Value", "CI", "n", "Reason"], rows)
+    else:
+        out.append("No gates defined.")
+    return out
+
+
+def _gate_json(g: GateResult) -> dict[str, Any]:
+    return {
+        "name": g.name,
+        "expr": g.expr,
+        "state": g.state.value,
+        "value": _num(g.value),
+        "ci_low": _num(g.ci_low),
+        "ci_high": _num(g.ci_high),
+        "n": g.n,
+        "reason": g.reason,
     }
 
 
@@ -386,29 +425,17 @@ def render_markdown(report: dict[str, Any]) -> str:
     out.append("")
 
     out += ["## Gates", ""]
-    if report["gates"]:
-        rows = []
-        for g in report["gates"]:
-            dim = _gate_dimension(g["expr"])
-            ci = (
-                f"[{_fmt(g['ci_low'], dim)}, {_fmt(g['ci_high'], dim)}]"
-                if g["ci_low"] is not None or g["ci_high"] is not None
-                else "–"
-            )
-            rows.append(
-                [
-                    g["name"],
-                    f"`{g['expr']}`",
-                    g["state"].upper(),
-                    _fmt(g["value"], dim),
-                    ci,
-                    f"{g['n']:,}",
-                    g["reason"],
-                ]
-            )
-        out += _table(["Gate", "Expression", "State", "Value", "CI", "n", "Reason"], rows)
-    else:
-        out.append("No gates defined.")
+    by_set = report.get("gates_by_set") or {}
+    if by_set:
+        out.append(
+            "Each set is judged on its own sessions (and the machine-wide samples recorded "
+            "while it ran); a gate's whole-run state is its worst state over the sets."
+        )
+        out.append("")
+    out += _gate_table(report["gates"])
+    for set_name, gates in by_set.items():
+        out += [f"### Set {set_name}", ""]
+        out += _gate_table(gates)
     out.append("")
 
     ses = report["sessions"]

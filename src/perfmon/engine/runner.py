@@ -35,7 +35,7 @@ from typing import Any
 from perfmon._version import __version__
 from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import Campaign
-from perfmon.core.gates import evaluate_gates, parse_gate, verdict
+from perfmon.core.gates import evaluate_gates, verdict
 from perfmon.core.live import LiveState
 from perfmon.core.model import (
     GateResult,
@@ -111,10 +111,11 @@ def stats_options(campaign_json: dict[str, Any]) -> StatsOptions:
 def evaluate_recorded_gates(
     gates: list[dict[str, Any]], run_dir: Path, *, stats: StatsOptions | None = None
 ) -> tuple[list[GateResult], Any]:
-    """Evaluate gates on the full recorded data of a run directory.
+    """Evaluate gates on the full recorded data of a run directory (whole-run results).
 
     Statistical gates read one value per measured session from the sessions table
-    (``ArrayMetricSource.session_values``).
+    (``ArrayMetricSource.session_values``). With several sets, each gate's whole-run result is
+    its worst result over the sets (see ``perfmon.engine.recorded``).
 
     Args:
         gates: ``[{name, expr, window_s}]`` as stored in the manifest.
@@ -127,35 +128,47 @@ def evaluate_recorded_gates(
     Raises:
         perfmon.core.gates.GateSyntaxError: if a stored gate expression no longer parses.
     """
-    from perfmon.core.campaign import GateConfig
-    from perfmon.core.datasource import ArrayMetricSource
+    recorded, data = evaluate_recorded_gates_by_set(gates, run_dir, stats=stats)
+    return recorded.run, data
+
+
+def evaluate_recorded_gates_by_set(
+    gates: list[dict[str, Any]], run_dir: Path, *, stats: StatsOptions | None = None
+) -> tuple[Any, Any]:
+    """Like ``evaluate_recorded_gates``, with per-set results too.
+
+    Returns:
+        ``(recorded, run_data)``: a ``perfmon.engine.recorded.RecordedGates`` and the
+        ``RunData`` read.
+    """
+    from perfmon.engine.recorded import evaluate_recorded
     from perfmon.engine.recorder import read_run
 
     data = read_run(run_dir)
-    warmup_ids = {int(s["id"]) for s in data.sessions if s.get("warmup")}
-    table = data.samples
-    samples: list[Sample] = []
-    if table.num_rows:
-        cols = table.to_pydict()
-        for t, sess, metric, value, kind in zip(
-            cols["t"], cols["session"], cols["metric"], cols["value"], cols["kind"], strict=True
-        ):
-            if sess in warmup_ids:
-                continue
-            samples.append(Sample(t, sess, metric, value, MetricKind(kind)))
-    source = ArrayMetricSource.from_samples(samples, sessions=data.sessions)
     if stats is None:
         stats = stats_options(data.manifest.get("campaign") or {})
-    configs = [
-        GateConfig(
-            name=g["name"],
-            expr=g["expr"],
-            gate=parse_gate(g["expr"], stats=stats),
-            window_s=g.get("window_s"),
-        )
-        for g in gates
-    ]
-    return evaluate_gates(configs, source), data
+    return evaluate_recorded(gates, data, stats), data
+
+
+def write_run_report(
+    run_dir: Path, gates: list[dict[str, Any]]
+) -> tuple[Path, str, list[GateResult]]:
+    """Evaluate the gates on a run's recording and write report.md and report.json.
+
+    Args:
+        run_dir: the run directory.
+        gates: ``[{name, expr, window_s}]`` as stored in the manifest.
+
+    Returns:
+        ``(report_md_path, verdict, whole_run_gate_results)``.
+    """
+    from perfmon.engine.report import build_report, write_report
+
+    recorded, data = evaluate_recorded_gates_by_set(gates, run_dir)
+    v = verdict(recorded.run).value if recorded.run else GateState.PASS.value
+    report = build_report(data, recorded.run, verdict=v, set_results=recorded.per_set)
+    md, _ = write_report(run_dir, report)
+    return md, v, list(recorded.run)
 
 
 def parse_profile_command(command: str) -> tuple[int | None, float | None]:
@@ -522,13 +535,7 @@ class Runner:
         }
 
     def _write_report(self) -> Path:
-        from perfmon.engine.report import build_report, write_report
-
-        gates_json = campaign_to_json(self.campaign)["gates"]
-        results, data = evaluate_recorded_gates(gates_json, self.run_dir)
-        v = verdict(results).value if results else GateState.PASS.value
-        report = build_report(data, results, verdict=v)
-        md, _ = write_report(self.run_dir, report)
+        md, _, _ = write_run_report(self.run_dir, campaign_to_json(self.campaign)["gates"])
         return md
 
     async def run(self) -> RunOutcome:
@@ -629,14 +636,9 @@ class Runner:
             except Exception:  # flame exports must not cost the run its report
                 log.exception("flame exports failed")
             gates_json = campaign_to_json(self.campaign)["gates"]
-            results, data = await asyncio.to_thread(
-                evaluate_recorded_gates, gates_json, self.run_dir
+            report_md, v, results = await asyncio.to_thread(
+                write_run_report, self.run_dir, gates_json
             )
-            v = verdict(results).value if results else GateState.PASS.value
-            from perfmon.engine.report import build_report, write_report
-
-            report = build_report(data, results, verdict=v)
-            report_md, _ = await asyncio.to_thread(write_report, self.run_dir, report)
         except Exception as exc:
             log.exception("could not write the report")
             self.message = f"report could not be written: {exc}"

@@ -1,0 +1,175 @@
+"""Gates on the full recorded data of a run: whole run and per set, built column-wise.
+
+The report's numbers come from recorded samples, never from the live state's bounded
+aggregates. This module turns a ``RunData`` (``perfmon.engine.recorder.read_run``) into exact
+``ArrayMetricSource`` objects without materialising one Python object per sample (a 72-hour
+soak records tens of millions), and evaluates the campaign's gates:
+
+- per **set** (design.md section 2: a golden set and a canary set each get their own gate
+  results). A set's data is the samples of its measured sessions plus the machine-wide samples
+  (``system_memory_percent``, ...) recorded between its first session's start and its last
+  session's end;
+- for the **run**: when the campaign has one set, its results; with several, each gate's worst
+  state over the sets (fail, then pending, then inconclusive, then pass, the order of
+  ``perfmon.core.gates.verdict``), its reason prefixed with that set's name. So the run passes
+  only if every gate passes in every set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from perfmon.core.campaign import GateConfig
+from perfmon.core.datasource import ArrayMetricSource
+from perfmon.core.gates import evaluate_gates, parse_gate
+from perfmon.core.model import SYSTEM_SESSION, GateResult, GateState, MetricKind
+from perfmon.core.stats import StatsOptions
+
+_SEVERITY = {
+    GateState.FAIL: 3,
+    GateState.PENDING: 2,
+    GateState.INCONCLUSIVE: 1,
+    GateState.PASS: 0,
+}
+
+
+def _columns(table: pa.Table) -> tuple[Any, Any, Any, Any, list[str], list[str]]:
+    """(t, session, metric codes, value, metric names, kind per metric code) as numpy."""
+    t = table.column("t").to_numpy()
+    session = table.column("session").to_numpy()
+    value = table.column("value").to_numpy()
+    metric = pc.dictionary_encode(table.column("metric")).combine_chunks()
+    codes = metric.indices.to_numpy(zero_copy_only=False)
+    names = [str(x) for x in metric.dictionary.to_pylist()]
+    kinds_col = table.column("kind").to_numpy(zero_copy_only=False)
+    kind_of: list[str] = []
+    for code in range(len(names)):
+        rows = np.flatnonzero(codes == code)
+        kind_of.append(str(kinds_col[rows[np.argmax(t[rows])]]) if rows.size else "gauge")
+    return t, session, codes, value, names, kind_of
+
+
+def source_from_table(
+    table: pa.Table,
+    sessions: Sequence[Mapping[str, Any]],
+    *,
+    keep_sessions: set[int] | None = None,
+    system_span: tuple[float, float] | None = None,
+) -> ArrayMetricSource:
+    """Build an exact metric source from a recorded samples table, column-wise.
+
+    Args:
+        table: samples with columns ``t``, ``session``, ``metric``, ``value``, ``kind``.
+        sessions: the sessions table (``session_row`` dicts); warm-up sessions are excluded.
+        keep_sessions: only samples of these session ids (None: every measured session).
+        system_span: ``(start, end)`` Unix seconds: keep machine-wide samples
+            (``SYSTEM_SESSION``) recorded in this span only (None: all of them).
+
+    Returns:
+        An ``ArrayMetricSource`` holding the selected samples and the sessions table.
+    """
+    warmup = {int(s["id"]) for s in sessions if s.get("warmup")}
+    if table.num_rows == 0:
+        return ArrayMetricSource({}, sessions=sessions)
+    t, session, codes, value, names, kind_of = _columns(table)
+    mask = ~np.isin(session, np.fromiter(warmup, dtype=np.int64, count=len(warmup)))
+    system = session == SYSTEM_SESSION
+    if keep_sessions is not None:
+        ids = np.fromiter(keep_sessions, dtype=np.int64, count=len(keep_sessions))
+        mask &= np.isin(session, ids) | system
+    if system_span is not None:
+        start, end = system_span
+        mask &= ~system | ((t >= start) & (t <= end))
+    data: dict[str, tuple[MetricKind, Any, Any]] = {}
+    session_ids: dict[str, Any] = {}
+    order = np.argsort(codes[mask], kind="stable")
+    sel_codes = codes[mask][order]
+    sel_t, sel_v, sel_s = t[mask][order], value[mask][order], session[mask][order]
+    bounds = np.searchsorted(sel_codes, np.arange(len(names) + 1))
+    for code, name in enumerate(names):
+        lo, hi = int(bounds[code]), int(bounds[code + 1])
+        if hi > lo:
+            data[name] = (MetricKind(kind_of[code]), sel_t[lo:hi], sel_v[lo:hi])
+            session_ids[name] = sel_s[lo:hi]
+    return ArrayMetricSource(data, session_ids=session_ids, sessions=sessions)
+
+
+def set_spans(sessions: Sequence[Mapping[str, Any]]) -> dict[str, tuple[set[int], float, float]]:
+    """Each set's measured session ids and its time span (first start, last end), in run order."""
+    spans: dict[str, tuple[set[int], float, float]] = {}
+    for s in sorted(sessions, key=lambda r: int(r["id"])):
+        name = str(s.get("set_name") or "default")
+        ids, start, end = spans.get(name, (set(), float("inf"), float("-inf")))
+        if not s.get("warmup"):
+            ids.add(int(s["id"]))
+        if s.get("start_t") is not None:
+            start = min(start, float(s["start_t"]))
+        if s.get("end_t") is not None:
+            end = max(end, float(s["end_t"]))
+        spans[name] = (ids, start, end)
+    return spans
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecordedGates:
+    """Gate results on recorded data.
+
+    Attributes:
+        run: one result per gate for the whole run (see the module docstring).
+        per_set: set name -> one result per gate, in run order; empty when the run has one
+            set (then ``run`` is that set's results).
+    """
+
+    run: list[GateResult]
+    per_set: dict[str, list[GateResult]]
+
+
+def _configs(gates: Sequence[Mapping[str, Any]], stats: StatsOptions) -> list[GateConfig]:
+    return [
+        GateConfig(
+            name=str(g["name"]),
+            expr=str(g["expr"]),
+            gate=parse_gate(str(g["expr"]), stats=stats),
+            window_s=g.get("window_s"),
+        )
+        for g in gates
+    ]
+
+
+def evaluate_recorded(
+    gates: Sequence[Mapping[str, Any]], data: Any, stats: StatsOptions
+) -> RecordedGates:
+    """Evaluate gates on a run's recorded data, per set and for the whole run.
+
+    Args:
+        gates: ``[{name, expr, window_s}]`` as stored in the manifest.
+        data: a ``perfmon.engine.recorder.RunData``.
+        stats: statistical options (confidence level, test, bootstrap).
+
+    Raises:
+        perfmon.core.gates.GateSyntaxError: if a stored gate no longer parses.
+    """
+    configs = _configs(gates, stats)
+    spans = set_spans(data.sessions)
+    if len(spans) <= 1:
+        source = source_from_table(data.samples, data.sessions)
+        return RecordedGates(run=evaluate_gates(configs, source), per_set={})
+    per_set: dict[str, list[GateResult]] = {}
+    for name, (ids, start, end) in spans.items():
+        span = (start, end) if start <= end else None
+        source = source_from_table(data.samples, data.sessions, keep_sessions=ids, system_span=span)
+        per_set[name] = evaluate_gates(configs, source)
+    run: list[GateResult] = []
+    for i, _config in enumerate(configs):
+        worst_set, worst = max(
+            ((name, results[i]) for name, results in per_set.items()),
+            key=lambda item: _SEVERITY.get(item[1].state, 0),
+        )
+        run.append(dataclasses.replace(worst, reason=f"[{worst_set}] {worst.reason}"))
+    return RecordedGates(run=run, per_set=per_set)
