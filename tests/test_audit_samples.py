@@ -20,6 +20,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from perfmon.core.protocol import Decoder
+
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(
@@ -66,13 +68,13 @@ def run_standalone(script: str, *args: str, **env: str) -> subprocess.CompletedP
 
 
 def run_with_probe(script: str, *args: str, **env: str) -> Channel:
-    """Run a sample with a real probe channel and parse its ``# TYPE`` and sample lines."""
+    """Run a sample with a real probe channel and decode it (kinds and values per metric)."""
     r, w = os.pipe()
     try:
         proc = subprocess.Popen(
             [sys.executable, script, *args],
             cwd=SAMPLES,
-            env=_env(PERFMON_FD=str(w), PERFMON_PROTOCOL="1", PERFMON_SESSION="0", **env),
+            env=_env(PERFMON_FD=str(w), PERFMON_PROTOCOL="2", PERFMON_SESSION="0", **env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -85,15 +87,13 @@ def run_with_probe(script: str, *args: str, **env: str) -> Channel:
         data = reader.read()
     out, _ = proc.communicate(timeout=60)
     ch = Channel(proc.returncode, out)
-    for line in data.decode("utf-8").splitlines():
-        fields = line.split()
-        if not fields:
-            continue
-        if fields[0] == "#":
-            if len(fields) == 4 and fields[1] == "TYPE":
-                ch.kinds[fields[2]] = fields[3]
-            continue
-        ch.values[fields[0]].append(float(fields[1]))
+    # The probe sends binary frames (protocol version 2): decode with perfmon's decoder.
+    decoder = Decoder(0)
+    samples = decoder.feed(data, 0.0) + decoder.close(0.0)
+    assert decoder.malformed == 0, decoder.last_error
+    for sample in samples:
+        ch.kinds[sample.metric] = sample.kind.value
+        ch.values[sample.metric].append(sample.value)
     return ch
 
 

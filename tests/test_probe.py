@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import struct
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+
+from perfmon.core.protocol import Decoder
 
 # Generous deadline for reads: the machine is shared, we never assert how fast things are.
 _DEADLINE_S = 60.0
@@ -62,17 +65,51 @@ def _workload(
         os.close(r)
 
 
-def _run(code: str, *, interval: str = "60") -> tuple[list[str], str]:
-    """Run a workload to the end; return (channel lines, stdout). Fails on a non-zero exit."""
+def _decode(data: bytes) -> list[tuple[str, str, float]]:
+    """Decode a channel with perfmon's own decoder: (name, kind, value) per sample, in order.
+
+    Fails if any part of the channel is malformed.
+    """
+    dec = Decoder(0)
+    samples = dec.feed(data, 0.0) + dec.close(0.0)
+    assert dec.malformed == 0, dec.last_error
+    return [(s.metric, s.kind.value, s.value) for s in samples]
+
+
+def _frames(data: bytes) -> list[tuple[str, str, int]]:
+    """The (name, kind, count) of each binary frame header, read by walking the frames."""
+    assert data.startswith(b"# PERFMON 2\n")
+    pos, out = len(b"# PERFMON 2\n"), []
+    while pos < len(data):
+        nl = data.index(b"\n", pos)
+        tag, name, kind, count = data[pos:nl].decode("ascii").split(" ")
+        assert tag == "#B"
+        out.append((name, kind, int(count)))
+        pos = nl + 1 + 8 * int(count)
+    assert pos == len(data)
+    return out
+
+
+def _run(code: str, *, interval: str = "60") -> tuple[list[tuple[str, str, float]], str]:
+    """Run a workload to the end; return (decoded samples, stdout). Fails on a non-zero exit."""
     with _workload(code, interval=interval) as (proc, r):
         data = _read_until_eof(r)
         out, err = proc.communicate(timeout=_DEADLINE_S)
         assert proc.returncode == 0, err.decode()
-    return data.decode("ascii").splitlines(), out.decode()
+    return _decode(data), out.decode()
 
 
-def test_every_call_sends_exact_protocol_lines() -> None:
-    lines, out = _run(
+def _run_raw(code: str, *, interval: str = "60") -> bytes:
+    """Run a workload to the end; return the channel's bytes."""
+    with _workload(code, interval=interval) as (proc, r):
+        data = _read_until_eof(r)
+        _, err = proc.communicate(timeout=_DEADLINE_S)
+        assert proc.returncode == 0, err.decode()
+    return data
+
+
+def test_every_call_sends_exact_protocol_frames() -> None:
+    with _workload(
         """
         from perfmon import probe
         assert probe.enabled()
@@ -91,32 +128,39 @@ def test_every_call_sends_exact_protocol_lines() -> None:
 
         print(step(21), step.__name__)
         """
-    )
-    assert out.split() == ["42", "step"]
-    fixed = lines[:11]
-    assert fixed == [
-        "# PERFMON 1",
-        "# TYPE event_queue_depth gauge",
-        "event_queue_depth 12.0",
-        "# TYPE chunks_total counter",
-        "chunks_total 1.0",
-        "chunks_total 3.0",
-        "# TYPE payload_bytes histogram",
-        "payload_bytes 0.0001",
-        "# TYPE sdpa_max_abs_diff value",
-        "sdpa_max_abs_diff 2.5",
-        "event_queue_depth -3.5",
+    ) as (proc, r):
+        data = _read_until_eof(r)
+        out, err = proc.communicate(timeout=_DEADLINE_S)
+        assert proc.returncode == 0, err.decode()
+    assert out.split() == [b"42", b"step"]
+    # One flush at exit: the header, then one frame per name: gauges, counters, histograms,
+    # values, each in first-use order.
+    assert _frames(data) == [
+        ("event_queue_depth", "gauge", 2),
+        ("chunks_total", "counter", 2),
+        ("payload_bytes", "histogram", 1),
+        ("chunk_seconds", "histogram", 1),
+        ("step_seconds", "histogram", 1),
+        ("sdpa_max_abs_diff", "value", 1),
     ]
-    timed = lines[11:]
-    assert [line.split()[:-1] for line in timed] == [
-        ["#", "TYPE", "chunk_seconds"],
-        ["chunk_seconds"],
-        ["#", "TYPE", "step_seconds"],
-        ["step_seconds"],
+    first = b"# PERFMON 2\n#B event_queue_depth gauge 2\n" + struct.pack("<2d", 12.0, -3.5)
+    assert data.startswith(first)
+    samples = _decode(data)
+    assert samples[:5] == [
+        ("event_queue_depth", "gauge", 12.0),
+        ("event_queue_depth", "gauge", -3.5),
+        ("chunks_total", "counter", 1.0),
+        ("chunks_total", "counter", 3.0),
+        ("payload_bytes", "histogram", 1e-4),
     ]
-    assert timed[0].endswith(" histogram") and timed[2].endswith(" histogram")
-    for line in (timed[1], timed[3]):
-        assert 0.0 <= float(line.split()[1]) < _DEADLINE_S
+    assert samples[-1] == ("sdpa_max_abs_diff", "value", 2.5)
+    timed = samples[5:7]
+    assert [(name, kind) for name, kind, _ in timed] == [
+        ("chunk_seconds", "histogram"),
+        ("step_seconds", "histogram"),
+    ]
+    for _, _, seconds in timed:
+        assert 0.0 <= seconds < _DEADLINE_S
 
 
 def test_noop_outside_perfmon() -> None:
@@ -159,7 +203,7 @@ def test_fd_not_open_at_import_means_noop() -> None:
 
 
 def test_bad_names_and_kind_clashes_raise_at_the_call_site() -> None:
-    lines, out = _run(
+    samples, out = _run(
         """
         from perfmon import probe
         for call in (
@@ -187,17 +231,11 @@ def test_bad_names_and_kind_clashes_raise_at_the_call_site() -> None:
         """
     )
     assert out.split("\n")[:-1] == ["raised"] * 6 + ["clash True", "float"]
-    assert lines == [
-        "# PERFMON 1",
-        "# TYPE depth gauge",
-        "depth 1.0",
-        "# TYPE ns:ok_name gauge",
-        "ns:ok_name 2.0",
-    ]
+    assert samples == [("depth", "gauge", 1.0), ("ns:ok_name", "gauge", 2.0)]
 
 
 def test_stdout_does_not_reach_the_channel() -> None:
-    lines, out = _run(
+    samples, out = _run(
         """
         import sys
         from perfmon import probe
@@ -208,12 +246,11 @@ def test_stdout_does_not_reach_the_channel() -> None:
         """
     )
     assert out == "event_queue_depth 99\n"
-    assert lines == ["# PERFMON 1", "# TYPE event_queue_depth gauge", "event_queue_depth 1.0"]
+    assert samples == [("event_queue_depth", "gauge", 1.0)]
 
 
 def test_nothing_sent_when_nothing_emitted() -> None:
-    lines, _ = _run("from perfmon import probe; probe.flush()")
-    assert lines == []
+    assert _run_raw("from perfmon import probe; probe.flush()") == b""
 
 
 def test_interval_flush_while_the_workload_runs() -> None:
@@ -226,7 +263,8 @@ def test_interval_flush_while_the_workload_runs() -> None:
         """
     with _workload(code, interval="0.05", stdin=subprocess.PIPE) as (proc, r):
         received = b""
-        while b"event_queue_depth 7.0\n" not in received:
+        frame = b"#B event_queue_depth gauge 1\n" + struct.pack("<d", 7.0)
+        while frame not in received:
             ready, _, _ = select.select([r], [], [], _DEADLINE_S)
             assert ready, "no interval flush arrived"
             received += os.read(r, 65536)
@@ -248,11 +286,12 @@ def test_full_buffer_is_flushed_by_the_calling_thread() -> None:
     # Interval 1 hour: only the buffer bound can trigger this flush.
     with _workload(code, interval="3600", stdin=subprocess.PIPE) as (proc, r):
         received = b""
-        want = 8193
-        while received.count(b"chunks_total 1.0\n") < want:
+        want = b"#B chunks_total counter 8193\n" + struct.pack("<d", 1.0) * 8193
+        while want not in received:
             ready, _, _ = select.select([r], [], [], _DEADLINE_S)
             assert ready, "the full buffer was not flushed"
             received += os.read(r, 65536)
+        assert _decode(received) == [("chunks_total", "counter", 1.0)] * 8193
         assert proc.poll() is None
         assert proc.stdin is not None
         proc.stdin.close()
@@ -260,7 +299,7 @@ def test_full_buffer_is_flushed_by_the_calling_thread() -> None:
 
 
 def test_threads_lose_and_duplicate_nothing() -> None:
-    lines, _ = _run(
+    samples, _ = _run(
         """
         import threading
         from perfmon import probe
@@ -278,21 +317,16 @@ def test_threads_lose_and_duplicate_nothing() -> None:
         """,
         interval="0.01",
     )
-    assert lines[0] == "# PERFMON 1"
-    assert lines.count("# PERFMON 1") == 1
     for k in range(4):
-        assert lines.count(f"t{k}_total 1.0") == 5000
-        assert lines.count(f"# TYPE t{k}_total counter") == 1
-        first_type = lines.index(f"# TYPE t{k}_total counter")
-        assert first_type < lines.index(f"t{k}_total 1.0")
-    shared = [line for line in lines if line.startswith("shared_seconds ")]
-    assert sorted(float(s.split()[1]) for s in shared) == sorted(
-        [float(i) for i in range(5000)] * 4
-    )
+        assert samples.count((f"t{k}_total", "counter", 1.0)) == 5000
+    shared = [v for name, kind, v in samples if name == "shared_seconds"]
+    assert {kind for name, kind, _ in samples if name == "shared_seconds"} == {"histogram"}
+    assert sorted(shared) == sorted([float(i) for i in range(5000)] * 4)
+    assert len(samples) == 4 * 5000 * 2
 
 
 def test_fork_child_does_not_resend_the_parent_buffer() -> None:
-    lines, _ = _run(
+    data = _run_raw(
         """
         import os, sys
         from perfmon import probe
@@ -306,9 +340,13 @@ def test_fork_child_does_not_resend_the_parent_buffer() -> None:
         probe.gauge("after_fork", 3)
         """
     )
-    samples = [line for line in lines if not line.startswith("#")]
-    assert sorted(samples) == ["after_fork 3.0", "before_fork 1.0", "in_child 2.0"]
-    assert lines.count("# TYPE before_fork gauge") == 1
+    assert sorted(_decode(data)) == [
+        ("after_fork", "gauge", 3.0),
+        ("before_fork", "gauge", 1.0),
+        ("in_child", "gauge", 2.0),
+    ]
+    # Parent and child each announce the version once (the child's copy was not yet sent).
+    assert data.count(b"# PERFMON 2\n") == 2
 
 
 def test_broken_pipe_disables_the_probe_quietly() -> None:
@@ -341,7 +379,7 @@ def test_broken_pipe_disables_the_probe_quietly() -> None:
 
 
 def test_closed_fd_disables_the_probe_quietly() -> None:
-    lines, out = _run(
+    samples, out = _run(
         """
         import os
         from perfmon import probe
@@ -352,12 +390,12 @@ def test_closed_fd_disables_the_probe_quietly() -> None:
         """
     )
     assert out == "False\n"
-    assert lines == []
+    assert samples == []
 
 
 @pytest.mark.parametrize("interval", ["0", "-1", "soon"])
 def test_bad_flush_interval_falls_back_to_default(interval: str) -> None:
-    lines, out = _run(
+    samples, out = _run(
         """
         from perfmon import probe
         print(probe._interval)
@@ -366,4 +404,54 @@ def test_bad_flush_interval_falls_back_to_default(interval: str) -> None:
         interval=interval,
     )
     assert float(out) == 0.1
-    assert lines[-1] == "g 1.0"
+    assert samples == [("g", "gauge", 1.0)]
+
+
+def test_forked_processes_writing_at_once_never_tear_frames() -> None:
+    # Both processes flush every 1 ms while emitting: without PIPE_BUF-sized atomic writes
+    # their frames would interleave mid-frame and the decoder would lose the framing.
+    samples, _ = _run(
+        """
+        import os, sys
+        from perfmon import probe
+        probe.gauge("warmup", 0)
+        probe.flush()
+        pid = os.fork()
+        who = "child" if pid == 0 else "parent"
+        for i in range(20000):
+            probe.observe(f"{who}_seconds", i)
+            probe.count("both_total", 1)
+        if pid == 0:
+            sys.exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        """,
+        interval="0.001",
+    )
+    for who in ("child", "parent"):
+        got = [v for name, _, v in samples if name == f"{who}_seconds"]
+        assert got == [float(i) for i in range(20000)]  # in order, none lost or repeated
+    assert samples.count(("both_total", "counter", 1.0)) == 40000
+
+
+def test_text_lines_written_beside_the_probe_are_decoded_too() -> None:
+    with _workload(
+        """
+        import os
+        from perfmon import probe
+        fd = int(os.environ["PERFMON_FD"])
+        probe.gauge("g", 1)
+        probe.flush()
+        os.write(fd, b"shell_metric 5\\n# TYPE shell_total counter\\nshell_total 2\\n")
+        probe.gauge("g", 2)
+        probe.flush()
+        """
+    ) as (proc, r):
+        data = _read_until_eof(r)
+        assert proc.wait(timeout=_DEADLINE_S) == 0
+    assert _decode(data) == [
+        ("g", "gauge", 1.0),
+        ("shell_metric", "gauge", 5.0),
+        ("shell_total", "counter", 2.0),
+        ("g", "gauge", 2.0),
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 
 import pytest
 from hypothesis import given, settings
@@ -10,8 +11,10 @@ from hypothesis import strategies as st
 
 from perfmon.core.model import MetricKind, Sample
 from perfmon.core.protocol import (
+    MAX_FRAME_VALUES,
     MAX_LINE,
     Decoder,
+    encode_frame,
     encode_header,
     encode_sample,
     encode_type,
@@ -151,7 +154,7 @@ def test_partial_line_stamped_when_completed() -> None:
 
 
 @pytest.mark.parametrize(
-    "header", [b"# PERFMON 2", b"# PERFMON 2.0", b"# PERFMON", b"# PERFMON 1 x"]
+    "header", [b"# PERFMON 3", b"# PERFMON 2.0", b"# PERFMON", b"# PERFMON 1 x"]
 )
 def test_foreign_version_header_poisons_the_channel(header: bytes) -> None:
     out, dec = decode(b"early_one 1\n" + header + b"\nlate_one 1\n\n# TYPE x gauge\nlate_two 2\n")
@@ -217,6 +220,12 @@ _LINE_PARTS = st.sampled_from(
         b"\n",
         b"\xff\xfe\n",
         b"# PERFMON 2\n",
+        b"# PERFMON 2\n",
+        b"#B a_bytes gauge 2\n" + struct.pack("<2d", 1.5, -2.0),
+        b"#B c counter 1\n" + struct.pack("<d", math.nan),
+        b"#B 9bad gauge 1\n\x00\x00\x00\x00\x00\x00\xf0?",
+        b"#B a_bytes gauge 0\n",
+        b"#B a_bytes gauge 3\n" + b"\n#B " * 6,
         b"x" * 3000,
         b"y" * (MAX_LINE + 1),
         b"  c\t4 ",
@@ -250,3 +259,168 @@ def test_encoded_samples_decode_exactly(name: str, value: float, ts: float | Non
     out, dec = decode(encode_sample(name, value, ts).encode())
     assert dec.malformed == 0
     assert out == [Sample(NOW if ts is None else ts, 7, name, value)]
+
+
+# --- version 2: binary frames ------------------------------------------------------------
+
+
+def _frame(name: bytes, kind: bytes, *values: float) -> bytes:
+    return b"#B %s %s %d\n" % (name, kind, len(values)) + struct.pack(f"<{len(values)}d", *values)
+
+
+def test_frames_mixed_with_text_lines() -> None:
+    data = (
+        b"# PERFMON 2\n"
+        b"a 1\n"
+        + _frame(b"lat_seconds", b"histogram", 0.5, 1e-300, -0.0)
+        + b"# TYPE c_total counter\nc_total 2\n"
+        + _frame(b"q", b"gauge", 7.0)
+        + _frame(b"q", b"gauge", 8.0)
+        + b"lat_seconds 3\n"  # the frame declared the kind for later text samples
+    )
+    out, dec = decode(data)
+    assert dec.malformed == 0, dec.last_error
+    assert out == [
+        Sample(NOW, 7, "a", 1.0),
+        Sample(NOW, 7, "lat_seconds", 0.5, MetricKind.HISTOGRAM),
+        Sample(NOW, 7, "lat_seconds", 1e-300, MetricKind.HISTOGRAM),
+        Sample(NOW, 7, "lat_seconds", -0.0, MetricKind.HISTOGRAM),
+        Sample(NOW, 7, "c_total", 2.0, MetricKind.COUNTER),
+        Sample(NOW, 7, "q", 7.0),
+        Sample(NOW, 7, "q", 8.0),
+        Sample(NOW, 7, "lat_seconds", 3.0, MetricKind.HISTOGRAM),
+    ]
+    assert dec.lines == 8  # header, a, three frame headers, TYPE, c_total, lat_seconds
+    assert dec.kinds["lat_seconds"] == MetricKind.HISTOGRAM
+
+
+def test_payload_bytes_that_look_like_text_are_never_read_as_lines() -> None:
+    # 0x0a is "\n", "#B " and "a 1\n" inside a payload: only the count decides where it ends.
+    tricky = struct.unpack("<d", b"\n#B a 1\n")[0]
+    out, dec = decode(b"# PERFMON 2\n" + _frame(b"x", b"gauge", tricky, tricky) + b"y 2\n")
+    assert dec.malformed == 0
+    assert [(s.metric, s.value) for s in out] == [("x", tricky), ("x", tricky), ("y", 2.0)]
+
+
+def test_frame_stamped_when_its_last_byte_arrives() -> None:
+    dec = Decoder(1)
+    data = b"# PERFMON 2\n" + _frame(b"x", b"gauge", 1.0, 2.0)
+    assert dec.feed(data[:-3], 1.0) == []
+    assert dec.feed(data[-3:], 2.0) == [Sample(2.0, 1, "x", 1.0), Sample(2.0, 1, "x", 2.0)]
+
+
+def test_frames_only_after_version_2_header() -> None:
+    # Version 1 is unchanged: without "# PERFMON 2" a "#B" line is a comment.
+    out, dec = decode(b"#B x gauge 1\nabc 1\n")
+    assert dec.malformed == 0
+    assert out == [Sample(NOW, 7, "abc", 1.0)]
+
+
+def test_non_finite_values_in_a_frame_are_counted_and_dropped() -> None:
+    out, dec = decode(b"# PERFMON 2\n" + _frame(b"x", b"gauge", 1.0, math.nan, math.inf, 2.0))
+    assert [s.value for s in out] == [1.0, 2.0]
+    assert dec.malformed == 2
+    assert dec.last_error == "line 2: 2 non-finite value(s) in frame for x"
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "why"),
+    [(b"9x", b"gauge", 'bad metric name "9x"'), (b"x", b"summary", 'unknown kind "summary"')],
+)
+def test_frame_with_bad_name_or_kind_skips_its_payload(name: bytes, kind: bytes, why: str) -> None:
+    out, dec = decode(b"# PERFMON 2\n" + _frame(name, kind, 1.0, 2.0) + b"ok 3\n")
+    assert out == [Sample(NOW, 7, "ok", 3.0)]
+    assert dec.malformed == 1
+    assert why in dec.last_error
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"#B x gauge 0",
+        b"#B x gauge -1",
+        b"#B x gauge 1.0",
+        b"#B x gauge",
+        b"#B x gauge 1 2",
+        b"#B  x gauge 1",
+        b"#B x gauge 1\r",
+        b"#B x gauge %d" % (MAX_FRAME_VALUES + 1),
+        b"#B x gauge 99999999999999999999",
+    ],
+)
+def test_unreadable_frame_count_poisons_the_channel(header: bytes) -> None:
+    out, dec = decode(b"# PERFMON 2\na 1\n" + header + b"\n" + b"b 2\nc 3\n")
+    assert [s.metric for s in out] == ["a"]
+    assert dec.malformed == 3  # the header and every later line
+    assert "framing lost" in dec.last_error or "unsupported protocol" in dec.last_error
+
+
+def test_frame_cut_short_by_the_end_of_the_channel() -> None:
+    dec = Decoder(1)
+    assert dec.feed(b"# PERFMON 2\n" + _frame(b"x", b"gauge", 1.0, 2.0)[:-1], NOW) == []
+    assert dec.close(NOW) == []
+    assert dec.malformed == 1
+    assert dec.last_error == "line 2: frame cut short by the end of the channel"
+
+
+def test_over_long_frame_header_poisons_without_buffering_it() -> None:
+    dec = Decoder(1)
+    dec.feed(b"# PERFMON 2\n#B ", NOW)
+    for _ in range(10):
+        dec.feed(b"x" * 1000, NOW)
+        assert len(dec._buf) <= MAX_LINE
+    assert dec.malformed == 1
+    assert dec.last_error == (
+        f"line 2: frame header longer than {MAX_LINE} bytes; framing lost, "
+        "the rest of the channel is dropped"
+    )
+    assert dec.feed(b" gauge 1\n" + b"\x00" * 8 + b"\nok 1\n", NOW) == []
+    assert dec.malformed == 3  # the payload's line and "ok 1": the channel is poisoned
+
+
+def test_encode_frame_round_trip_and_split() -> None:
+    values = [float(i) * 0.37 for i in range(MAX_FRAME_VALUES + 5)]
+    data = encode_header().encode() + encode_frame("x_bytes", MetricKind.COUNTER, values)
+    assert data.count(b"#B x_bytes counter ") == 2
+    out, dec = decode(data)
+    assert dec.malformed == 0
+    assert [s.value for s in out] == values
+    assert {s.kind for s in out} == {MetricKind.COUNTER}
+    assert encode_frame("x", MetricKind.GAUGE, []) == b""
+    with pytest.raises(ValueError, match="finite"):
+        encode_frame("x", MetricKind.GAUGE, [1.0, math.nan])
+    with pytest.raises(ValueError, match="bad metric name"):
+        encode_frame("x y", MetricKind.GAUGE, [1.0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    frames=st.lists(
+        st.tuples(
+            st.from_regex(r"[a-zA-Z_:][a-zA-Z0-9_:]{0,12}", fullmatch=True),
+            st.sampled_from(list(MetricKind)),
+            st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=20),
+        ),
+        max_size=6,
+    ),
+    texts=st.lists(st.sampled_from([b"t_a 1\n", b"# c\n", b"t_b 2 3\n", b"\n"]), max_size=6),
+    cuts=st.lists(st.integers(0, 3000), max_size=10),
+)
+def test_frames_and_text_decode_the_same_in_any_chunking(
+    frames: list[tuple[str, MetricKind, list[float]]], texts: list[bytes], cuts: list[int]
+) -> None:
+    data = encode_header().encode()
+    expected: list[tuple[str, float]] = []
+    for i in range(max(len(frames), len(texts))):
+        if i < len(texts):
+            data += texts[i]
+            if texts[i].startswith(b"t_"):
+                name, value, *_ts = texts[i].split()
+                expected.append((name.decode(), float(value)))
+        if i < len(frames):
+            name_s, kind, values = frames[i]
+            data += encode_frame(name_s, kind, values)
+            expected += [(name_s, v) for v in values]
+    out, malformed, _, _ = _decode_in_chunks(data, cuts)
+    assert malformed == 0
+    assert [(s.metric, s.value) for s in out] == expected

@@ -18,6 +18,8 @@ from types import ModuleType
 
 import pytest
 
+from perfmon.core.protocol import Decoder
+
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 PIPELINE = "streaming_pipeline.py"
 PARQUET = "parquet_io.py"
@@ -61,15 +63,15 @@ class Channel:
 def run_with_probe(script: str, *args: str, **env: str) -> Channel:
     """Run a sample with a real probe channel (os.pipe, PERFMON_FD, pass_fds) and parse it.
 
-    Lines are parsed simply: ``# TYPE name kind`` declarations, other ``#`` lines kept as the
-    header, and ``name value`` samples.
+    The channel is decoded with ``perfmon.core.protocol.Decoder`` (the probe sends binary
+    frames); the ``# PERFMON`` version line it starts with is kept as the header.
     """
     r, w = os.pipe()
     try:
         proc = subprocess.Popen(
             [sys.executable, script, *args],
             cwd=SAMPLES,
-            env=_env(PERFMON_FD=str(w), PERFMON_PROTOCOL="1", PERFMON_SESSION="0", **env),
+            env=_env(PERFMON_FD=str(w), PERFMON_PROTOCOL="2", PERFMON_SESSION="0", **env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -84,18 +86,16 @@ def run_with_probe(script: str, *args: str, **env: str) -> Channel:
             chunks.append(data)
     out, _ = proc.communicate(timeout=60)
     channel = Channel(proc.returncode, out)
-    for line in b"".join(chunks).decode("utf-8").splitlines():
-        fields = line.split()
-        if not fields:
-            continue
-        if fields[0] == "#":
-            if len(fields) == 4 and fields[1] == "TYPE":
-                channel.kinds[fields[2]] = fields[3]
-            else:
-                channel.header.append(line)
-            continue
-        assert len(fields) == 2, f"unexpected probe line {line!r}"
-        channel.values[fields[0]].append(float(fields[1]))
+    data = b"".join(chunks)
+    if data.startswith(b"# PERFMON"):
+        channel.header.append(data[: data.index(b"\n")].decode("ascii"))
+    # The probe sends binary frames (protocol version 2): decode with perfmon's decoder.
+    decoder = Decoder(0)
+    samples = decoder.feed(data, 0.0) + decoder.close(0.0)
+    assert decoder.malformed == 0, decoder.last_error
+    for sample in samples:
+        channel.kinds[sample.metric] = sample.kind.value
+        channel.values[sample.metric].append(sample.value)
     return channel
 
 
@@ -154,7 +154,7 @@ def test_bad_codec_is_a_usage_error() -> None:
 def test_pipeline_metrics_arrive() -> None:
     ch = run_with_probe(PIPELINE, *PIPELINE_SMALL, "--impl", "numpy")
     assert ch.returncode == 0, ch.stdout
-    assert ch.header[:1] == ["# PERFMON 1"]
+    assert ch.header[:1] == ["# PERFMON 2"]
     expected = {
         "event_queue_depth": "gauge",
         "causal_trace_bytes": "gauge",

@@ -167,7 +167,7 @@ async def test_environment(tmp_path: Path) -> None:
     r = await h.sup.run_session(spec(["/bin/sh", "-c", script], id=5, env={"MY_VAR": "x"}))
     assert r.status is SessionStatus.OK
     out = h.sup.log_paths(5)[0].read_text()
-    assert out.startswith("5 1 x\n")
+    assert out.startswith("5 2 x\n")  # PERFMON_PROTOCOL: version 2, binary frames
     assert out.rstrip().endswith("/dev/null")
 
 

@@ -16,21 +16,23 @@ function is bound, at import time, to a function whose body is ``pass``, so a ca
 about an empty function call and the module imports nothing but ``os``.
 
 Inside perfmon a call validates the metric name the first time it sees it (a bad name raises
-``ValueError`` at the call site: it is the workload's bug), converts the value with
-``float()`` and appends a ``(name, value)`` tuple to a ``collections.deque``, whose ``append``
-and ``popleft`` are thread-safe. Nothing is formatted on that hot path. A daemon thread
-flushes the buffer every 100 ms (``PERFMON_FLUSH_INTERVAL`` overrides it, in seconds), the
-calling thread flushes when the buffer exceeds ``MAX_BUFFERED`` entries, and an ``atexit``
-hook flushes at exit. A flush formats the lines of the probe protocol (``docs/protocol.md``):
-the ``# PERFMON 1`` header once, ``# TYPE name kind`` the first time each name is sent, then
-``name value`` lines without timestamps (perfmon stamps samples on receipt), and writes them
-with ``os.write`` in one write, continued after partial writes.
+``ValueError`` at the call site: it is the workload's bug) and appends the value to an
+``array('d')`` kept for that name (a value that is not a number is converted with ``float()``,
+so ``"2.5"`` works and ``"abc"`` raises ``ValueError``). Nothing is formatted on that hot path.
+A daemon thread flushes every 100 ms (``PERFMON_FLUSH_INTERVAL`` overrides it, in seconds), the
+calling thread flushes when one name has more than ``MAX_BUFFERED`` values, and an ``atexit``
+hook flushes at exit. A flush writes protocol version 2 (``docs/protocol.md``): the
+``# PERFMON 2`` header once, then one binary frame per metric with values pending, a header
+line ``#B <name> <kind> <count>`` followed by the values as raw little-endian float64
+(``array.tobytes``), all in one ``os.write``, continued after partial writes. perfmon stamps
+the samples on receipt, so their times are within one flush interval of the calls. Text lines
+(``echo "name value" >&$PERFMON_FD`` from a shell) stay valid on the same channel.
 
-After ``os.fork`` the child starts with an empty buffer (the parent sends what it had
+After ``os.fork`` the child starts with empty buffers (the parent sends what it had
 buffered, the child never sends it twice) and its own flusher thread. Once a process has
-forked, parent and child may write to the same pipe, so from then on both write in chunks of
-at most ``PIPE_BUF`` bytes that end on line boundaries: POSIX makes such pipe writes atomic,
-so lines of the two processes never interleave mid-line. A child that ends with
+forked, parent and child may write to the same pipe, so from then on both write frames of at
+most ``PIPE_BUF`` bytes, grouped into writes of at most ``PIPE_BUF`` bytes: POSIX makes such
+pipe writes atomic, so frames of the two processes never interleave. A child that ends with
 ``os._exit`` (as ``multiprocessing`` children do) skips ``atexit`` and may lose its last
 flush interval of samples.
 
@@ -39,8 +41,8 @@ disables itself quietly and drops what it buffered: a workload never crashes bec
 monitor did. (Python ignores ``SIGPIPE`` by default; a workload that restores the default
 handler is killed by the signal instead, as it would be writing to any closed pipe.)
 
-Values that are not finite (NaN, infinities) are sent as written by ``repr``; the protocol
-calls them malformed, so perfmon counts and shows them rather than storing them.
+Values that are not finite (NaN, infinities) are sent as they are; the protocol calls them
+malformed, so perfmon counts and shows them rather than storing them.
 
 This module uses the standard library only.
 """
@@ -60,18 +62,19 @@ if TYPE_CHECKING:
 
 __all__ = ["count", "enabled", "flush", "gauge", "observe", "timer", "value"]
 
-PROTOCOL_VERSION = 1
-"""The probe protocol version this module speaks (docs/protocol.md)."""
+PROTOCOL_VERSION = 2
+"""The probe protocol version this module speaks (docs/protocol.md): binary frames."""
 
 MAX_BUFFERED = 8192
-"""Entries buffered before the calling thread flushes (bounds the buffer's memory)."""
+"""Values buffered per metric before the calling thread flushes (64 KiB per metric name)."""
 
 DEFAULT_FLUSH_INTERVAL_S = 0.1
 """Seconds between background flushes; docs/protocol.md promises receipt within ~100 ms."""
 
 MAX_NAME_LEN = 4000
-"""Longest metric name accepted: the protocol drops lines over 4096 bytes, and a sample line
-is the name, a space, a float's ``repr`` (at most 24 characters) and a newline."""
+"""Longest metric name accepted: the protocol drops lines over 4096 bytes, and a frame header
+is ``#B``, the name, the kind and the count; a header and one value must also fit in
+``PIPE_BUF`` after a fork."""
 
 _PIPE_BUF = 4096
 """Bytes a pipe write is guaranteed atomic up to on Linux (pipe(7)); POSIX requires >= 512."""
@@ -171,16 +174,13 @@ if _FD is None:
         return False
 
 else:
-    # _thread (documented low-level threads) and the C deque rather than threading and
-    # collections: those pull in functools, enum and friends, ~5 ms of import.
+    # _thread (documented low-level threads) rather than threading, which pulls in
+    # functools, enum and friends, ~5 ms of import.
     import _thread
     import atexit
+    import sys
     import time
-
-    try:
-        from _collections import deque
-    except ImportError:  # pragma: no cover - not CPython
-        from collections import deque
+    from array import array
 
     # Metric names are [a-zA-Z_:][a-zA-Z0-9_:]* (docs/protocol.md, Prometheus' data model);
     # checked with str methods rather than re, which costs ~10 ms of import.
@@ -188,17 +188,25 @@ else:
     _NAME_REST = _NAME_FIRST | frozenset("0123456789")
     _fd: int = _FD
     _interval = _flush_interval()
-    _buf: deque[tuple[str, float]] = deque()
-    _append = _buf.append
+    _BIG_ENDIAN = sys.byteorder == "big"
+    # One array('d') of pending values per metric name and kind: appending a float to an
+    # array costs about a dict lookup and a method call, and a flush sends each array as
+    # one binary frame with array.tobytes() (about 1 ns per value) instead of formatting
+    # floats with repr (0.3-0.5 us each).
+    _gauges: dict[str, array[float]] = {}
+    _counters: dict[str, array[float]] = {}
+    _histograms: dict[str, array[float]] = {}
+    _values: dict[str, array[float]] = {}
+    _BUFFERS = (_gauges, _counters, _histograms, _values)
     _kinds: dict[str, str] = {}  # name -> kind, filled at the call site (validation cache)
-    _declared: set[str] = set()  # names whose "# TYPE" line was written
-    _lock = _thread.allocate_lock()  # one flush at a time, so lines keep their order
+    _heads: dict[str, bytes] = {}  # name -> b"#B name kind ", the start of its frame header
+    _lock = _thread.allocate_lock()  # one flush at a time, so frames keep their order
     _header_sent = False
     _forked = False
     _alive = True
 
-    def _register(name: str, kind: str) -> None:
-        """Validate a metric name the first time it is used (or used with another kind).
+    def _register(name: str, kind: str, buffers: dict[str, array[float]]) -> array[float]:
+        """Validate a metric name the first time it is used; return its value buffer.
 
         Raises:
             ValueError: the name does not match ``[a-zA-Z_:][a-zA-Z0-9_:]*``, is longer than
@@ -217,90 +225,148 @@ else:
         if known is not None and known != kind:
             raise ValueError(f"metric {name!r} is a {known}, cannot use it as a {kind}")
         _kinds[name] = kind
+        _heads[name] = f"#B {name} {kind} ".encode("ascii")
+        return buffers.setdefault(name, array("d"))
 
     def _gauge(name: str, value: float) -> None:
-        if _kinds.get(name) is not _GAUGE:
-            _register(name, _GAUGE)
-        _append((name, float(value)))
-        if len(_buf) > MAX_BUFFERED:
+        try:
+            buf = _gauges[name]
+        except KeyError:
+            buf = _register(name, _GAUGE, _gauges)
+        try:
+            buf.append(value)
+        except TypeError:  # a str or other non-number: float() converts it or raises
+            buf.append(float(value))
+        if len(buf) > MAX_BUFFERED:
             _flush()
 
     def _count(name: str, n: float = 1) -> None:
-        if _kinds.get(name) is not _COUNTER:
-            _register(name, _COUNTER)
-        _append((name, float(n)))
-        if len(_buf) > MAX_BUFFERED:
+        try:
+            buf = _counters[name]
+        except KeyError:
+            buf = _register(name, _COUNTER, _counters)
+        try:
+            buf.append(n)
+        except TypeError:
+            buf.append(float(n))
+        if len(buf) > MAX_BUFFERED:
             _flush()
 
     def _observe(name: str, value: float) -> None:
-        if _kinds.get(name) is not _HISTOGRAM:
-            _register(name, _HISTOGRAM)
-        _append((name, float(value)))
-        if len(_buf) > MAX_BUFFERED:
+        try:
+            buf = _histograms[name]
+        except KeyError:
+            buf = _register(name, _HISTOGRAM, _histograms)
+        try:
+            buf.append(value)
+        except TypeError:
+            buf.append(float(value))
+        if len(buf) > MAX_BUFFERED:
             _flush()
 
     def _value(name: str, value: float) -> None:
-        if _kinds.get(name) is not _VALUE:
-            _register(name, _VALUE)
-        _append((name, float(value)))
-        if len(_buf) > MAX_BUFFERED:
+        try:
+            buf = _values[name]
+        except KeyError:
+            buf = _register(name, _VALUE, _values)
+        try:
+            buf.append(value)
+        except TypeError:
+            buf.append(float(value))
+        if len(buf) > MAX_BUFFERED:
             _flush()
 
     def _timer(name: str) -> _Timer:
-        if _kinds.get(name) is not _HISTOGRAM:
-            _register(name, _HISTOGRAM)
+        if name not in _histograms:
+            _register(name, _HISTOGRAM, _histograms)
         return _Timer(name)
 
     def _write_all(data: bytes) -> None:
-        """Write ``data`` to the channel, continuing after partial writes.
-
-        After a fork, writes are cut into line-aligned chunks of at most ``_PIPE_BUF`` bytes
-        so that they are atomic (pipe(7)) and lines of parent and child never interleave.
-        """
+        """Write ``data`` to the channel, continuing after partial writes."""
         view = memoryview(data)
         start, end = 0, len(data)
         while start < end:
-            stop = end
-            if _forked and end - start > _PIPE_BUF:
-                cut = data.rfind(b"\n", start, start + _PIPE_BUF)
-                stop = cut + 1 if cut >= start else data.index(b"\n", start) + 1
-            while start < stop:
-                start += os.write(_fd, view[start:stop])
+            start += os.write(_fd, view[start:end])
+
+    def _write_units(units: list[bytes]) -> None:
+        """Write units (each at most ``_PIPE_BUF`` bytes) in atomic writes of whole units.
+
+        Used once the process has forked: POSIX makes pipe writes of at most ``PIPE_BUF``
+        bytes atomic (pipe(7)), so frames of parent and child never interleave.
+        """
+        chunk: list[bytes] = []
+        size = 0
+        for unit in units:
+            if chunk and size + len(unit) > _PIPE_BUF:
+                _write_all(b"".join(chunk))
+                chunk, size = [], 0
+            chunk.append(unit)
+            size += len(unit)
+        if chunk:
+            _write_all(b"".join(chunk))
+
+    def _take(buf: array[float]) -> bytes:
+        """Remove and return the buffered values as little-endian float64 bytes.
+
+        ``tobytes`` and the slice deletion are each one C call under the GIL, so a value
+        appended by another thread between them stays in the buffer for the next flush.
+        """
+        data = buf.tobytes()
+        del buf[: len(data) >> 3]
+        if _BIG_ENDIAN:
+            swapped = array("d")
+            swapped.frombytes(data)
+            swapped.byteswap()
+            data = swapped.tobytes()
+        return data
 
     def _flush() -> None:
         global _header_sent
         with _lock:
-            n = len(_buf)
-            if not n:
-                return
-            pop = _buf.popleft
             if not _alive:
-                for _ in range(n):
-                    pop()
                 return
-            parts: list[str] = []
+            parts: list[bytes] = []
+            forked = _forked
+            for buffers in _BUFFERS:
+                if not buffers:
+                    continue
+                for name, buf in list(buffers.items()):
+                    if not buf:
+                        continue
+                    data = _take(buf)
+                    head = _heads[name]
+                    if not forked:
+                        parts += (head, b"%d\n" % (len(data) >> 3), data)
+                        continue
+                    # Frames that fit in PIPE_BUF (MAX_NAME_LEN leaves room for one value).
+                    per = (_PIPE_BUF - len(head) - 6) >> 3
+                    for start in range(0, len(data), per * 8):
+                        piece = data[start : start + per * 8]
+                        parts.append(head + b"%d\n" % (len(piece) >> 3) + piece)
+            if not parts:
+                return
             if not _header_sent:
-                parts.append(f"# PERFMON {PROTOCOL_VERSION}\n")
-            new_names: list[str] = []
-            for _ in range(n):
-                name, v = pop()
-                if name not in _declared:
-                    _declared.add(name)
-                    new_names.append(name)
-                    parts.append(f"# TYPE {name} {_kinds[name]}\n")
-                parts.append(f"{name} {v!r}\n")
+                parts.insert(0, b"# PERFMON %d\n" % PROTOCOL_VERSION)
             try:
-                _write_all("".join(parts).encode("ascii"))
+                if forked:
+                    _write_units(parts)
+                else:
+                    _write_all(b"".join(parts))
             except OSError:  # EPIPE, EBADF: perfmon went away; never crash the workload
                 _disable()
                 return
             _header_sent = True
 
+    def _clear() -> None:
+        for buffers in _BUFFERS:
+            for buf in buffers.values():
+                del buf[:]
+
     def _disable() -> None:
-        """Stop sending: rebind the public functions to no-ops and drop the buffer."""
+        """Stop sending: rebind the public functions to no-ops and drop the buffers."""
         global _alive, gauge, count, observe, value, timer, flush
         _alive = False
-        _buf.clear()
+        _clear()
         gauge, count, observe, value = _noop_gauge, _noop_count, _noop_observe, _noop_value
         timer, flush = _noop_timer, _noop_flush
 
@@ -323,7 +389,7 @@ else:
     def _after_fork_in_child() -> None:
         global _forked, _lock
         _forked = True
-        _buf.clear()  # the parent sends what it had buffered
+        _clear()  # the parent sends what it had buffered
         _lock = _thread.allocate_lock()
         if _alive:
             _start_flusher()

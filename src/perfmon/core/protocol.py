@@ -1,27 +1,38 @@
-"""The probe protocol, version 1: decoding a session's channel into samples, and encoding lines.
+"""The probe protocol, version 2: decoding a session's channel into samples, and encoding.
 
-The wire format is specified in ``docs/protocol.md``; in short, UTF-8 text, one record per
-``\\n``-terminated line, borrowing Prometheus' text exposition format
-(https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format)::
+The wire format is specified in ``docs/protocol.md``; in short, ``\n``-terminated UTF-8 text
+lines borrowing Prometheus' text exposition format
+(https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format), plus, once the
+channel has announced ``# PERFMON 2``, binary frames of raw float64 values::
 
-    # PERFMON 1                          optional version header
+    # PERFMON 2                          version header; enables binary frames
     # TYPE chunks_total counter          declares a metric's kind for later samples
     event_queue_depth 12                 a sample, stamped on receipt
     chunk_seconds 0.00131 1764000000.25  a sample with its own timestamp (Unix seconds)
+    #B chunk_seconds histogram 3         a frame header: 3 values follow as 24 raw bytes
+    <3 little-endian IEEE 754 float64>   (stamped on receipt, like a text sample)
 
 A line that does not parse is counted and dropped (``Decoder.malformed``), never raised: the
 decoder accepts any bytes in any chunking, and the chunking does not change what it decodes
 (except the receipt time given to samples without a timestamp, which is the ``now`` of the
-``feed`` call that completes the line).
+``feed`` call that completes the line or frame).
 
 Decisions where the spec leaves room (all documented here so the encoder can match):
 
-- a line is "longer than 4096 bytes" when its bytes before ``\\n`` (``\\r`` included) number
+- a line is "longer than 4096 bytes" when its bytes before ``\n`` (``\r`` included) number
   more than ``MAX_LINE``; such a line is counted once, however many feeds it spans, and only
   ``MAX_LINE`` bytes of it are ever buffered;
-- a ``# PERFMON ...`` line other than exactly ``# PERFMON 1`` (version 2, ``2.0``, a missing
-  or extra field) poisons the channel wherever it appears: it and every later non-blank line
-  are malformed; ``# PERFMON 1`` anywhere is accepted and ignored;
+- a ``# PERFMON ...`` line other than exactly ``# PERFMON 1`` or ``# PERFMON 2`` (version 3,
+  ``2.0``, a missing or extra field) poisons the channel wherever it appears: it and every
+  later non-blank line are malformed; ``# PERFMON 1`` and ``# PERFMON 2`` are accepted
+  anywhere, and the first ``# PERFMON 2`` enables frames for the rest of the channel;
+- before ``# PERFMON 2`` a ``#B ...`` line is an ordinary comment (version 1 is unchanged);
+- a frame header is exactly ``#B``, name, kind and count separated by single spaces; a header
+  whose count is not 1..``MAX_FRAME_VALUES`` in plain ASCII digits (or which is longer than
+  ``MAX_LINE``) loses the framing, so it poisons the channel; a header with a good count but a
+  bad name or kind skips its payload and counts as one malformed line; a frame declares its
+  name's kind as ``# TYPE`` would; each non-finite value in a frame counts as one malformed
+  sample; a frame cut short by the end of the channel counts as one malformed line;
 - ``# TYPE`` lines with a bad name, an unknown kind or a missing/extra field are malformed;
 - numbers are ASCII decimal or exponent floats as Python's ``float`` reads them, minus
   underscores (``1_000`` is malformed, as in Prometheus); NaN and infinities are malformed, in
@@ -40,14 +51,19 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 
 import numpy as np
 
 from perfmon.core.batch import SampleBatch
 from perfmon.core.model import METRIC_NAME_RE, MetricKind, Sample
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 """The protocol version this module speaks (``PERFMON_PROTOCOL`` in a workload's env)."""
+
+MAX_FRAME_VALUES = 65536
+"""Most values one binary frame may carry (512 KiB of payload): bounds what a session's
+decoder buffers for a frame in progress."""
 
 MAX_LINE = 4096
 """Longest accepted line in bytes, not counting its ``\\n`` (docs/protocol.md)."""
@@ -158,10 +174,14 @@ class Decoder:
 
     __slots__ = (
         "_buf",
+        "_frame",
         "_kinds",
         "_names",
+        "_need",
+        "_payload",
         "_poisoned",
         "_skipping",
+        "_v2",
         "last_error",
         "lines",
         "malformed",
@@ -178,6 +198,11 @@ class Decoder:
         self._poisoned = False  # a foreign "# PERFMON" header was seen
         self._kinds: dict[str, MetricKind] = {}  # declared kinds by name
         self._names: dict[bytes, tuple[str, MetricKind]] = {}  # validated name cache
+        self._v2 = False  # "# PERFMON 2" seen: binary frames are recognised
+        self._need = 0  # payload bytes still to come for the frame in progress
+        self._payload: list[bytes] = []  # payload bytes received so far for that frame
+        # the frame in progress: (name, kind) or why it is malformed, and its header's line
+        self._frame: tuple[tuple[str, MetricKind] | str, int] = ("", 0)
 
     @property
     def kinds(self) -> dict[str, MetricKind]:
@@ -217,18 +242,36 @@ class Decoder:
             The samples of the lines completed by this feed, in order (possibly empty).
             Never raises on any input.
         """
+        cols = _Columns()
+        buf = self._buf
+        if (
+            self._v2
+            or self._need
+            or b"PERFMON" in data
+            or (buf and (b"PERFMON" in buf or b"PERFMON" in buf[-7:] + data[:7]))
+        ):
+            self._mixed(data, now, cols)
+        else:
+            self._text(data, now, cols)
+        return cols.batch(self.session)
+
+    def _text(self, data: bytes, now: float, cols: _Columns) -> None:
+        """Decode text lines completed by ``data`` into ``cols``; buffer a partial last line.
+
+        Frame headers are not recognised here: ``_mixed`` cuts the stream so that only text
+        reaches this method.
+        """
         end = data.rfind(b"\n")
         if end < 0:
             if self._skipping:
-                return _EMPTY
+                return
             buf = self._buf + data
             if len(buf) > MAX_LINE:
                 self._too_long(self.lines + 1)
                 self._skipping = True
                 buf = b""
             self._buf = buf
-            return _EMPTY
-        cols = _Columns()
+            return
         body_start = 0
         if self._skipping or self._buf:
             # The first line continues a buffered one (or ends an over-long one).
@@ -250,7 +293,149 @@ class Decoder:
             self._skipping = True
         else:
             self._buf = tail
-        return cols.batch(self.session)
+
+    def _mixed(self, data: bytes, now: float, cols: _Columns) -> None:
+        """Decode ``data`` where binary frames may appear (or a version header may enable them).
+
+        Walks the feed: the payload of a frame in progress is collected by its byte count;
+        text runs go to ``_text`` cut at the next frame header (``\n#B ``) once frames are
+        enabled, or just after the line holding ``PERFMON`` before that, so that a
+        ``# PERFMON 2`` header takes effect for the very next byte.
+        """
+        pos, n = 0, len(data)
+        while pos < n:
+            if self._need:
+                stop = min(n, pos + self._need)
+                self._payload.append(data[pos:stop])
+                self._need -= stop - pos
+                pos = stop
+                if not self._need:
+                    self._end_frame(now, cols)
+                continue
+            if self._skipping or self._poisoned:
+                if self._poisoned:
+                    self._text(data[pos:], now, cols)
+                    return
+                nl = data.find(b"\n", pos)
+                if nl < 0:
+                    self._text(data[pos:], now, cols)
+                    return
+                self._text(data[pos : nl + 1], now, cols)
+                pos = nl + 1
+                continue
+            if self._buf:  # complete the pending partial line first
+                nl = data.find(b"\n", pos)
+                if nl < 0:
+                    if self._v2 and (self._buf + data[pos : pos + 3]).startswith(b"#B "):
+                        self._partial_header(data[pos:])
+                    else:
+                        self._text(data[pos:], now, cols)
+                    return
+                line, self._buf = self._buf + data[pos:nl], b""
+                pos = nl + 1
+                if self._v2 and line.startswith(b"#B "):
+                    self._start_frame(line)
+                else:
+                    self._decode([line], now, cols)
+                continue
+            # At a line start, nothing pending.
+            if not self._v2:
+                k = data.find(b"PERFMON", pos)
+                nl = data.find(b"\n", k) if k >= 0 else -1
+                if nl < 0:
+                    self._text(data[pos:], now, cols)
+                    return
+                self._text(data[pos : nl + 1], now, cols)
+                pos = nl + 1
+                continue
+            if data.startswith(b"#B ", pos):
+                nl = data.find(b"\n", pos)
+                if nl < 0:
+                    self._partial_header(data[pos:])
+                    return
+                self._start_frame(data[pos:nl])
+                pos = nl + 1
+                continue
+            j = data.find(b"\n#B ", pos)
+            if j < 0:
+                self._text(data[pos:], now, cols)
+                return
+            self._text(data[pos : j + 1], now, cols)
+            pos = j + 1
+
+    def _partial_header(self, part: bytes) -> None:
+        """Buffer the start of a frame header line (``part`` continues ``_buf``)."""
+        buf = self._buf + part
+        if len(buf) > MAX_LINE:
+            self._buf = b""
+            self._lose_framing(self.lines + 1, f"frame header longer than {MAX_LINE} bytes")
+            self._skipping = True
+        else:
+            self._buf = buf
+
+    def _lose_framing(self, lineno: int, why: str) -> None:
+        """A frame header that cannot be read: its payload length is unknown, so poison."""
+        self._poisoned = True
+        self._bad(lineno, f"{why}; framing lost, the rest of the channel is dropped")
+
+    def _start_frame(self, header: bytes) -> None:
+        """Read a frame header line ``#B <name> <kind> <count>`` (without its ``\n``).
+
+        A header whose count cannot be read poisons the channel (the payload's end is
+        unknown); one with a bad name or kind but a good count skips its payload and counts the
+        frame as one malformed line.
+        """
+        self.lines += 1
+        lineno = self.lines
+        parts = header.split(b" ")
+        count_b = parts[-1]
+        if (
+            len(header) > MAX_LINE
+            or len(parts) != 4
+            or not count_b.isdigit()
+            or len(count_b) > 9
+            or not 1 <= int(count_b) <= MAX_FRAME_VALUES
+        ):
+            self._lose_framing(lineno, f'bad frame header "{_show(header)}"')
+            return
+        name_b, kind_b = parts[1], parts[2]
+        entry: tuple[str, MetricKind] | str
+        kind = _KINDS.get(kind_b)
+        if _NAME_RE_B.match(name_b) is None:
+            entry = f'bad metric name "{_show(name_b)}" in frame'
+        elif kind is None:
+            entry = f'unknown kind "{_show(kind_b)}" for {name_b.decode()} in frame'
+        else:
+            name = name_b.decode("ascii")
+            if name not in self._kinds and len(self._kinds) >= MAX_METRICS:
+                entry = f"more than {MAX_METRICS} metric names declared"
+            else:
+                self._kinds[name] = kind
+                entry = (name, kind)
+                if name_b in self._names or len(self._names) < _NAME_CACHE_SIZE:
+                    self._names[name_b] = entry
+        self._frame = (entry, lineno)
+        self._need = 8 * int(count_b)
+        self._payload = []
+
+    def _end_frame(self, now: float, cols: _Columns) -> None:
+        """Decode a completed frame's payload: little-endian float64 values, stamped ``now``."""
+        entry, lineno = self._frame
+        payload = b"".join(self._payload)
+        self._payload = []
+        if isinstance(entry, str):
+            self._bad(lineno, entry)
+            return
+        values = np.frombuffer(payload, "<f8").astype(np.float64)
+        finite = np.isfinite(values)
+        if not finite.all():
+            bad = int(len(values) - np.count_nonzero(finite))
+            self.malformed += bad
+            self.last_error = f"line {lineno}: {bad} non-finite value(s) in frame for {entry[0]}"
+            values = values[finite]
+        m = len(values)
+        if m:
+            cols.add_block(np.full(m, now), np.full(m, cols.key(entry), np.int32), values)
 
     def close(self, now: float) -> list[Sample]:
         """Decode a final line left without ``\\n`` when the channel ends.
@@ -265,6 +450,11 @@ class Decoder:
 
     def close_batch(self, now: float) -> SampleBatch:
         """As ``close``, as a ``SampleBatch``."""
+        if self._need:
+            _, lineno = self._frame
+            self._need, self._payload = 0, []
+            self._bad(lineno, "frame cut short by the end of the channel")
+            return _EMPTY
         if self._skipping:
             self._skipping = False
             self.lines += 1
@@ -451,7 +641,9 @@ class Decoder:
             if name_b in self._names or len(self._names) < _NAME_CACHE_SIZE:
                 self._names[name_b] = (name, kind)
         elif keyword == b"PERFMON":
-            if len(parts) == 3 and parts[2] == b"1":
+            if len(parts) == 3 and parts[2] in (b"1", b"2"):
+                if parts[2] == b"2":
+                    self._v2 = True
                 return
             self._poisoned = True
             self._bad(lineno, f'unsupported protocol header "{_show(raw.strip())}"')
@@ -516,5 +708,33 @@ def encode_type(name: str, kind: MetricKind) -> str:
 
 
 def encode_header() -> str:
-    """The optional version header line, ``"# PERFMON 1\\n"``."""
+    """The version header line, ``"# PERFMON 2\\n"`` (required before any binary frame)."""
     return f"# PERFMON {PROTOCOL_VERSION}\n"
+
+
+def encode_frame(name: str, kind: MetricKind, values: Iterable[float]) -> bytes:
+    """Encode values as binary frames (protocol version 2; send ``encode_header()`` first).
+
+    Args:
+        name: metric name, ``[a-zA-Z_:][a-zA-Z0-9_:]*``.
+        kind: the metric's kind, declared by the frame for later samples as ``# TYPE`` would.
+        values: the values in the metric's base unit; must be finite.
+
+    Returns:
+        ``b"#B <name> <kind> <count>\\n"`` followed by ``count`` little-endian IEEE 754
+        float64 values, repeated in frames of at most ``MAX_FRAME_VALUES`` values; ``b""`` for
+        no values.
+
+    Raises:
+        ValueError: on a bad name or a non-finite value.
+    """
+    _check_name(name)
+    arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, "<f8")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"values of {name} must be finite")
+    kind_s = MetricKind(kind).value
+    out = []
+    for start in range(0, len(arr), MAX_FRAME_VALUES):
+        chunk = arr[start : start + MAX_FRAME_VALUES]
+        out.append(f"#B {name} {kind_s} {len(chunk)}\n".encode("ascii") + chunk.tobytes())
+    return b"".join(out)
