@@ -25,7 +25,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import machine  # noqa: E402
 
-SCRIPTS = ["probe", "ingest", "storage", "startup", "stats_honesty", "pyspy_overhead"]
+SCRIPTS = [
+    "probe",
+    "ingest",
+    "storage",
+    "startup",
+    "overhead",
+    "soak_memory",
+    "stats_honesty",
+    "pyspy_overhead",
+]
 """Benchmarks in running order; scripts not present (yet) are skipped."""
 
 
