@@ -117,3 +117,40 @@ def test_golden_and_canary_get_their_own_gate_results(tmp_path: Path) -> None:
     assert report["gates"][0]["reason"].startswith("[canary]")
     md = (run_dir / "report.md").read_text()
     assert "### Set golden" in md and "### Set canary" in md
+
+
+def test_statistical_gates_skip_workloads_that_never_emit_the_metric() -> None:
+    """A speedup gate over a metric only one workload emits is decided, not pending forever."""
+    from perfmon.core.campaign import GateConfig
+    from perfmon.core.gates import evaluate_gates, parse_gate
+
+    sessions = []
+    samples = []
+    rng = np.random.default_rng(0)
+    sid = 0
+    for workload in ("tgat", "dag"):
+        for i in range(8):
+            for variant, scale in (("baseline", 2.0), ("candidate", 1.0)):
+                sessions.append(
+                    {
+                        "id": sid,
+                        "set_name": "golden",
+                        "workload": workload,
+                        "variant": variant,
+                        "params": {},
+                        "warmup": False,
+                        "status": "ok",
+                        "start_t": float(sid),
+                        "end_t": float(sid) + 0.5,
+                    }
+                )
+                if workload == "tgat":
+                    value = scale * (1 + 0.01 * rng.standard_normal())
+                    samples.append((float(sid) + 0.4, sid, "pass_seconds", value, "value"))
+                samples.append((float(sid) + 0.5, sid, "session_seconds", 1.0 + i, "value"))
+                sid += 1
+    source = source_from_table(_table(samples), sessions)
+    gate = GateConfig("Perf", "x", parse_gate("speedup(pass_seconds, baseline, candidate) >= 1.4"))
+    (result,) = evaluate_gates([gate], source)
+    assert result.state.value == "pass", result.reason
+    assert "dag" not in result.reason

@@ -227,6 +227,12 @@ class ArrayMetricSource:
         """Groups of the measured sessions in the sessions table; see ``MetricSource``."""
         return list(dict.fromkeys(self._group(r) for r in self._measured()))
 
+    def finished_sessions(self, group: SessionGroup) -> int:
+        """Measured sessions of ``group`` that finished OK; see ``MetricSource``."""
+        return sum(
+            1 for r in self._measured() if r.get("status") == "ok" and self._group(r) == group
+        )
+
     def session_variants(self) -> list[str]:
         """Variants of the measured sessions in the sessions table; see ``MetricSource``."""
         return list(dict.fromkeys(str(r.get("variant", "")) for r in self._measured()))

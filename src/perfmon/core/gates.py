@@ -134,6 +134,10 @@ class MetricSource(Protocol):
         """Variants of measured sessions, each once, in the order first scheduled."""
         ...
 
+    def finished_sessions(self, group: SessionGroup) -> int:
+        """The number of measured sessions of ``group`` that finished with status ``ok``."""
+        ...
+
     def session_values(
         self,
         metric: str,
@@ -333,10 +337,24 @@ def _format_p(p: float) -> str:
 
 
 def _groups_or_missing(source: MetricSource, metric: str) -> list[SessionGroup] | Evaluation:
+    """The groups a statistical gate over ``metric`` judges, or a pending evaluation.
+
+    A group whose sessions finished without any of them emitting ``metric`` is left out: a
+    campaign's other workloads (a DAG builder beside an attention kernel) do not emit every
+    metric, and must not keep a gate pending forever. A group none of whose sessions has
+    finished yet is kept (and is pending) until one has.
+    """
     groups = source.session_groups()
     if not groups or source.kind(metric) is None:
         return Evaluation(None, 0, missing=frozenset((metric,)))
-    return groups
+    relevant = [
+        g
+        for g in groups
+        if source.session_values(metric, None, group=g) or source.finished_sessions(g) == 0
+    ]
+    if not relevant:
+        return Evaluation(None, 0, missing=frozenset((metric,)))
+    return relevant
 
 
 def _combine(groups: list[Evaluation], metric: str) -> Evaluation:

@@ -282,6 +282,21 @@ class LiveState:
         groups = (SessionGroup(s.set_name, s.workload, s.params) for s in self._measured())
         return list(dict.fromkeys(groups))
 
+    def finished_sessions(self, group: SessionGroup) -> int:
+        """Measured sessions of ``group`` that finished OK; see ``MetricSource``."""
+        n = 0
+        for r in self._results.values():
+            spec = r.spec
+            if (
+                not spec.warmup
+                and r.status is SessionStatus.OK
+                and spec.set_name == group.set_name
+                and spec.workload == group.workload
+                and spec.params == group.params
+            ):
+                n += 1
+        return n
+
     def session_variants(self) -> list[str]:
         """Variants of the measured sessions scheduled so far; see ``MetricSource``."""
         return list(dict.fromkeys(s.variant for s in self._measured()))
