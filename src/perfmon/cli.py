@@ -46,12 +46,12 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
     return status
 
 
-def _load(path: str) -> Campaign:
-    """Load a campaign, turning every CampaignError into one line on stderr and status 2."""
-    from perfmon.core.campaign import CampaignError, load_campaign
+def _load(path: str, set_sizes: list[str] | None = None) -> Campaign:
+    """Load a campaign (sets resized by ``--set``), every CampaignError becoming status 2."""
+    from perfmon.core.campaign import CampaignError, load_campaign, override_sets
 
     try:
-        return load_campaign(path)
+        return override_sets(load_campaign(path), set_sizes or [])
     except CampaignError as exc:
         raise _CampaignFailure(str(exc)) from None
 
@@ -109,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="no colours in the viewer (as NO_COLOR=1 does); states stay readable as words",
     )
     run.add_argument(
+        "--set",
+        dest="set_sizes",
+        action="append",
+        default=[],
+        metavar="NAME=SIZE",
+        help="resize a set: canary=120 (sessions) or canary=72h (duration); repeatable",
+    )
+    run.add_argument(
         "--detach",
         action="store_true",
         help="start the run in the background, print its id and how to attach, and return",
@@ -135,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check a campaign file and list what it would run")
     validate.add_argument("campaign", help="the campaign file (TOML)")
+    validate.add_argument(
+        "--set",
+        dest="set_sizes",
+        action="append",
+        default=[],
+        metavar="NAME=SIZE",
+        help="resize a set as perfmon run --set does",
+    )
 
     report = sub.add_parser("report", help="(re)write the report of a run directory")
     report.add_argument("run_dir", type=Path, help="a run directory (runs/<timestamp>-<campaign>)")
@@ -161,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--run-dir", type=Path, required=True)
     daemon.add_argument("--socket", type=Path, required=True)
     daemon.add_argument("--snapshot-hz", type=float, default=4.0)
+    daemon.add_argument("--set", dest="set_sizes", action="append", default=[])
     return parser
 
 
@@ -224,7 +241,7 @@ def _runs_dir(campaign: Campaign, override: Path | None) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
-    campaign = _load(args.campaign)
+    campaign = _load(args.campaign, args.set_sizes)
     import time
 
     from perfmon.engine.recorder import make_run_dir
@@ -266,6 +283,7 @@ def _spawn_daemon(
                 str(sock),
                 "--snapshot-hz",
                 str(max(getattr(args, "refresh_hz", 4.0), 1.0)),
+                *(f"--set={size}" for size in getattr(args, "set_sizes", [])),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
@@ -484,8 +502,9 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    campaign = _load(args.campaign)
+    campaign = _load(args.campaign, args.set_sizes)
     from perfmon.core.schedule import Scheduler
+    from perfmon.core.units import format_duration
 
     scheduler = Scheduler(campaign, sys.executable)
     total = scheduler.planned_total
@@ -493,7 +512,11 @@ def _validate(args: argparse.Namespace) -> int:
     print(f"  workloads: {', '.join(w.name for w in campaign.workloads)}")
     print(f"  variants:  {', '.join(v.name for v in campaign.variants)}")
     for s in campaign.sets:
-        size = f"{s.sessions} sessions" if s.sessions else f"for {s.duration_s:g} s"
+        size = (
+            f"{s.sessions} sessions"
+            if s.sessions
+            else f"for {format_duration(s.duration_s or 0.0)} (h:mm:ss)"
+        )
         print(f"  set {s.name}: {size}, warmup {s.warmup}, order {s.order}")
     print(f"  sessions planned: {total if total is not None else 'open-ended (duration set)'}")
     for g in campaign.gates:
@@ -564,5 +587,11 @@ def _daemon(args: argparse.Namespace) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     return asyncio.run(
-        serve(Path(args.campaign), args.run_dir, args.socket, snapshot_hz=args.snapshot_hz)
+        serve(
+            Path(args.campaign),
+            args.run_dir,
+            args.socket,
+            snapshot_hz=args.snapshot_hz,
+            set_sizes=args.set_sizes,
+        )
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -772,3 +773,57 @@ def _parse_profile(ctx: _Context, data: dict[str, Any]) -> ProfileConfig:
         ctx.boolean(sec, "subprocesses", table["subprocesses"]) if "subprocesses" in table else True
     )
     return ProfileConfig(every, duty_on, duty_period, rate, nonblocking, duration, subprocesses)
+
+
+def override_sets(campaign: Campaign, overrides: Sequence[str]) -> Campaign:
+    """Resize sets from the command line: ``"canary=120"`` (sessions) or ``"canary=72h"``.
+
+    ``perfmon run --set NAME=SIZE`` uses this so that one campaign file serves a 10-minute
+    check and a 72-hour soak. A size that is a whole number is a session count; one with a
+    time unit is a duration (and replaces the session count, and vice versa).
+
+    Args:
+        campaign: the parsed campaign.
+        overrides: ``NAME=SIZE`` strings.
+
+    Returns:
+        The campaign with those sets resized (the others unchanged).
+
+    Raises:
+        CampaignError: naming the set (key ``set.NAME``) when the set does not exist or the
+            size is neither a positive integer nor a duration.
+    """
+    from dataclasses import replace
+
+    sets = {s.name: s for s in campaign.sets}
+    for text in overrides:
+        name, sep, size = text.partition("=")
+        name, size = name.strip(), size.strip()
+        key = f"set.{name}"
+        if not sep or not name or not size:
+            raise CampaignError(
+                str(campaign.path), None, "--set", f"expected NAME=SIZE, got {text!r}"
+            )
+        if name not in sets:
+            known = ", ".join(sets) or "none"
+            raise CampaignError(
+                str(campaign.path), None, key, f"no set named {name!r} (sets: {known})"
+            )
+        if size.isdigit():
+            if int(size) < 1:
+                raise CampaignError(str(campaign.path), None, key, "sessions must be >= 1")
+            sets[name] = replace(sets[name], sessions=int(size), duration_s=None)
+            continue
+        try:
+            seconds = parse_duration(size)
+        except ValueError as exc:
+            raise CampaignError(
+                str(campaign.path),
+                None,
+                key,
+                f"{size!r} is neither a session count nor a duration: {exc}",
+            ) from None
+        if seconds <= 0:
+            raise CampaignError(str(campaign.path), None, key, "a duration must be > 0")
+        sets[name] = replace(sets[name], sessions=None, duration_s=seconds)
+    return replace(campaign, sets=tuple(sets[s.name] for s in campaign.sets))

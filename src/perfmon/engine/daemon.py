@@ -211,17 +211,24 @@ class ControlServer:
             self.path.unlink()
 
 
-async def serve(campaign_path: Path, run_dir: Path, sock: Path, *, snapshot_hz: float = 4.0) -> int:
+async def serve(
+    campaign_path: Path,
+    run_dir: Path,
+    sock: Path,
+    *,
+    snapshot_hz: float = 4.0,
+    set_sizes: list[str] | None = None,
+) -> int:
     """Run a campaign behind a control socket until it ends; return the run's exit status.
 
     SIGTERM and SIGINT stop the run cleanly (report written); SIGHUP is ignored, so the end of
     a terminal or SSH login does not end the run.
     """
-    from perfmon.core.campaign import load_campaign
+    from perfmon.core.campaign import load_campaign, override_sets
     from perfmon.engine import registry
     from perfmon.engine.runner import Runner
 
-    campaign = load_campaign(campaign_path)
+    campaign = override_sets(load_campaign(campaign_path), set_sizes or [])
     runner = Runner(campaign, run_dir, snapshot_hz=snapshot_hz)
     server = ControlServer(runner, sock)
     await server.start()
