@@ -31,7 +31,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -257,13 +257,26 @@ class Recorder:
         run_dir: an existing run directory (see ``make_run_dir``). If it already holds
             segments (a run being resumed), new segments are numbered after them.
         segment_max_bytes: a segment is closed and a new one started once it exceeds this size.
+        segment_max_s: ... or once it has been open this many seconds (monotonic clock), so that
+            a slow soak still closes (fsyncs, end-of-stream marker) a segment every hour.
+        clock: the monotonic clock (tests inject a fake one).
     """
 
-    def __init__(self, run_dir: Path, *, segment_max_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        segment_max_bytes: int = 64 << 20,
+        segment_max_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.run_dir = run_dir
         self.samples_dir = run_dir / SAMPLES_DIR
         self.samples_dir.mkdir(parents=True, exist_ok=True)
         self.segment_max_bytes = segment_max_bytes
+        self.segment_max_s = segment_max_s
+        self._clock = clock
+        self._segment_opened = 0.0
         self._lock = threading.Lock()
         self._batches: list[SampleBatch] = []
         self._buffered = 0
@@ -370,6 +383,7 @@ class Recorder:
         path = self.samples_dir / f"segment-{self._segment_no:06d}{SEGMENT_SUFFIX}"
         self._file = open(path, "xb")  # noqa: SIM115 - kept open across flushes
         self._writer = ipc.new_stream(self._file, SAMPLES_SCHEMA)
+        self._segment_opened = self._clock()
         _fsync_dir(self.samples_dir)
 
     def _close_segment(self) -> None:
@@ -391,8 +405,30 @@ class Recorder:
         self._writer.write_batch(batch)
         self._file.flush()  # to the OS: survives kill -9 of this process
         self.samples_written += batch.num_rows
-        if self._file.tell() > self.segment_max_bytes:
+        if (
+            self._file.tell() > self.segment_max_bytes
+            or self._clock() - self._segment_opened >= self.segment_max_s
+        ):
             self._close_segment()
+
+    def disk_bytes(self) -> int:
+        """Bytes the run directory takes on disk now (files' sizes, logs and profiles included)."""
+        total = 0
+        stack = [self.run_dir]
+        while stack:
+            try:
+                entries = list(os.scandir(stack.pop()))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+                except OSError:
+                    continue
+        return total
 
     def flush(self) -> None:
         """Write buffered samples as one record batch to the current segment, flushed to the OS.

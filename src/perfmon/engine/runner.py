@@ -56,6 +56,9 @@ MANIFEST_VERSION = 1
 FLUSH_INTERVAL_S = 0.5
 """Recorder flush interval: kill -9 of the runner loses at most this much (design.md: <= 1 s)."""
 
+DISK_CHECK_EVERY = 10
+"""Measure the run directory's size every this many flushes (about every 5 s)."""
+
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 """Exit statuses (design.md section 7)."""
 
@@ -261,6 +264,8 @@ class Runner:
         self._export_lock = asyncio.Lock()
         self._final_verdict: str | None = None
         self.recording_error: str | None = None
+        self.disk_bytes = 0
+        """Bytes the run directory takes on disk, measured every few seconds."""
         from perfmon.engine.profiler import Profiler
 
         prof = campaign.profile
@@ -473,7 +478,8 @@ class Runner:
             message=self.message,
             sessions_total=planned,
         )
-        snap = dataclasses.replace(snap, extra={**snap.extra, **self._profile_extra()})
+        extra = {**snap.extra, **self._profile_extra(), "disk_bytes": self.disk_bytes}
+        snap = dataclasses.replace(snap, extra=extra)
         self._last_snapshot = snap
         return snap
 
@@ -509,10 +515,14 @@ class Runner:
         A full disk (or any other write error) must not corrupt what is recorded: the run is
         stopped with a clear message, and the report is attempted from what was flushed.
         """
+        flushes = 0
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
+            flushes += 1
             try:
                 self.recorder.flush()
+                if flushes % DISK_CHECK_EVERY == 1:
+                    self.disk_bytes = self.recorder.disk_bytes()
             except OSError as exc:
                 log.error("recording failed: %s", exc)
                 self.request_stop()
