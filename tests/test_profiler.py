@@ -206,6 +206,9 @@ async def test_real_profile_of_a_cpu_bound_process(tmp_path: Path) -> None:
     _skip_if_no_ptrace(rec.message)
     assert rec.status == "ok", rec.message
     assert rec.samples > 20  # about 100 at 100 Hz for 1 s, fewer on a loaded machine
+    # py-spy's own cost is measured and shown with the profile
+    assert rec.pyspy_cpu_s is not None and rec.pyspy_cpu_s > 0
+    assert "CPU-s" in rec.message
     tree = parse_collapsed(load_stacks(tmp_path, rec.name))
     assert tree.total == rec.samples
     top = tree.top_functions(1)[0]

@@ -317,6 +317,8 @@ def profiles_section(run_dir: Path, *, top: int = 10) -> dict[str, Any]:
             if not r.ok
         ],
         "sampled_sessions": sorted({r.session for r in records if r.ok}),
+        "pyspy_cpu_s": sum(r.pyspy_cpu_s or 0.0 for r in records),
+        "sampled_s": sum(r.seconds for r in records if r.ok),
         "variants": variants,
         "diffs": diffs,
     }
@@ -337,6 +339,12 @@ def render_profiles_md(section: dict[str, Any]) -> list[str]:
         + (", ".join(str(s) for s in sampled) or "none")
         + ". Their timings include py-spy's sampling overhead."
     )
+    cpu, sampled_s = section.get("pyspy_cpu_s") or 0.0, section.get("sampled_s") or 0.0
+    if cpu and sampled_s:
+        out.append(
+            f"py-spy itself used {cpu:.2f} CPU-s over {sampled_s:.1f} s of sampling "
+            f"({cpu / sampled_s:.1%} of one core)."
+        )
     for fail in section["failed"]:
         out.append(f"- {fail['name']} (session {fail['session']}) failed: {fail['message']}")
     out.append("")

@@ -83,6 +83,9 @@ class ProfileRecord:
         samples: stack samples written (the sum of the collapsed counts); errors: py-spy's own
             count of samples it could not take.
         message: a sentence for the viewer and the report.
+        pyspy_cpu_s: CPU seconds (user + system) py-spy itself used while sampling, read with
+            psutil every ``CPU_POLL_S`` while it ran (so within that of its end); None when it
+            could not be read. This is the cost of sampling on the machine, shown beside it.
     """
 
     name: str
@@ -100,6 +103,7 @@ class ProfileRecord:
     samples: int
     errors: int
     message: str
+    pyspy_cpu_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -317,7 +321,13 @@ class Profiler:
         name = f"s{session_id:04d}-p{self._seq:02d}"
         started = time.time()
 
+        cpu: list[float] = []
+
         def record(status: str, samples: int, errors: int, message: str) -> ProfileRecord:
+            elapsed = time.time() - started
+            if cpu and status != "failed":
+                share = cpu[-1] / elapsed if elapsed > 0 else 0.0
+                message += f"; py-spy used {cpu[-1]:.2f} CPU-s ({share:.0%} of one core)"
             rec = ProfileRecord(
                 name=name,
                 session=session_id,
@@ -334,6 +344,7 @@ class Profiler:
                 samples=samples,
                 errors=errors,
                 message=message,
+                pyspy_cpu_s=round(cpu[-1], 3) if cpu else None,
             )
             self._append(rec)
             return rec
@@ -378,7 +389,11 @@ class Profiler:
                 start_new_session=True,
             )
             self._procs.add(proc)
-            _, err = await proc.communicate()
+            watcher = asyncio.create_task(_watch_cpu(proc.pid, cpu))
+            try:
+                _, err = await proc.communicate()
+            finally:
+                watcher.cancel()
             stderr = err.decode("utf-8", "replace")[-_STDERR_CAP:]
         except OSError as exc:
             return record("failed", 0, 0, f"py-spy could not be started: {exc}")
@@ -444,6 +459,24 @@ class Profiler:
                 fh.write(json.dumps(rec.to_dict()) + "\n")
         except OSError:  # the record stays in memory; the run goes on
             pass
+
+
+CPU_POLL_S = 0.2
+"""How often py-spy's own CPU time is read while it samples."""
+
+
+async def _watch_cpu(pid: int, out: list[float]) -> None:
+    """Append py-spy's user + system CPU seconds to ``out`` every ``CPU_POLL_S`` until it exits."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        while True:
+            times = proc.cpu_times()
+            out.append(float(times.user + times.system))
+            await asyncio.sleep(CPU_POLL_S)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return
 
 
 def load_index(run_dir: Path) -> list[ProfileRecord]:
