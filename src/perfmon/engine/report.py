@@ -251,6 +251,7 @@ def build_report(
     ]
     campaign = data.manifest.get("campaign")
     campaign_name = campaign.get("name") if isinstance(campaign, dict) else campaign
+    timing = _timing(data)
     return {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
@@ -259,8 +260,9 @@ def build_report(
         "run_dir": str(data.run_dir),
         "verdict": verdict,
         "verdict_line": _verdict_line(verdict, gate_results),
-        "timing": _timing(data),
+        "timing": timing,
         "gates": [_gate_json(g) for g in gate_results],
+        "gate_changes": _gate_changes(data.run_dir, timing["started_t"]),
         "gates_by_set": {
             name: [_gate_json(g) for g in results] for name, results in (set_results or {}).items()
         },
@@ -289,6 +291,42 @@ def build_report(
         "profiles": _profiles(data.run_dir),
         "comparison": _comparison(data),
     }
+
+
+def _gate_changes(run_dir: Path, started_t: float | None) -> dict[str, Any]:
+    """The gate changes recorded in ``events.jsonl``, each with ``since_start_s``."""
+    from perfmon.engine.events import read_gate_changes
+
+    changes, dropped = read_gate_changes(run_dir)
+    t0 = started_t if started_t is not None else (changes[0]["t"] if changes else 0.0)
+    return {
+        "changes": [{**c, "since_start_s": c["t"] - t0} for c in changes],
+        "dropped_lines": dropped,
+    }
+
+
+GATE_CHANGES_SHOWN = 40
+"""The report.md lists at most this many gate changes (the latest); report.json has all."""
+
+
+def _gate_changes_lines(section: Mapping[str, Any] | None) -> list[str]:
+    """The "Gate changes" Markdown lines: time since start, gate, old -> new."""
+    changes = list((section or {}).get("changes") or [])
+    out = ["## Gate changes", ""]
+    if not changes:
+        return [*out, "No gate changed state while the run was watched live.", ""]
+    if len(changes) > GATE_CHANGES_SHOWN:
+        out += [f"The latest {GATE_CHANGES_SHOWN} of {len(changes)} (all in events.jsonl).", ""]
+        changes = changes[-GATE_CHANGES_SHOWN:]
+    rows = [
+        (format_duration(max(0.0, c["since_start_s"])), c["gate"], f"{c['old']} -> {c['new']}")
+        for c in changes
+    ]
+    out += _table(("since start", "gate", "change"), rows)
+    dropped = int((section or {}).get("dropped_lines") or 0)
+    if dropped:
+        out += ["", f"{dropped} undecodable line(s) of events.jsonl skipped (a torn tail)."]
+    return [*out, ""]
 
 
 def _gate_table(gates: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -437,6 +475,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         out += [f"### Set {set_name}", ""]
         out += _gate_table(gates)
     out.append("")
+    out += _gate_changes_lines(report.get("gate_changes"))
 
     ses = report["sessions"]
     out += ["## Sessions", ""]

@@ -278,6 +278,10 @@ class Runner:
         self._profile_tasks: set[asyncio.Task[Any]] = set()
         self._scheduled_profiles: set[int] = set()
         self._running_specs: dict[int, SessionSpec] = {}
+        from perfmon.engine.events import GateChangeLog
+
+        self.gate_changes = GateChangeLog(run_dir)
+        """Gate state changes: appended to ``events.jsonl``, the latest kept for snapshots."""
 
     # ----------------------------------------------------------------- commands
     def request_stop(self) -> None:
@@ -478,7 +482,12 @@ class Runner:
             message=self.message,
             sessions_total=planned,
         )
-        extra = {**snap.extra, **self._profile_extra(), "disk_bytes": self.disk_bytes}
+        extra = {
+            **snap.extra,
+            **self._profile_extra(),
+            "disk_bytes": self.disk_bytes,
+            "gate_changes": list(self.gate_changes.recent),
+        }
         snap = dataclasses.replace(snap, extra=extra)
         self._last_snapshot = snap
         return snap
@@ -497,6 +506,7 @@ class Runner:
     def _publish(self) -> None:
         if self._final_verdict is None:
             self._gates = evaluate_gates(list(self.campaign.gates), self.live)
+        self.gate_changes.observe(self._gates, time.time())
         snap = self.snapshot()
         for listener in list(self.snapshot_listeners):
             try:
@@ -669,6 +679,7 @@ class Runner:
         if self.recording_error is not None:
             self.message = f"recording failed ({self.recording_error}); run stopped. {self.message}"
         self._publish()
+        self.gate_changes.close()
         return RunOutcome(
             verdict=v,
             exit_status=exit_status,
