@@ -171,6 +171,12 @@ class MetricAggregate:
         return self._last_t
 
     @property
+    def series_start_t(self) -> float:
+        """Start of the series' first bucket (the first sample's time), Unix seconds; NaN
+        while empty."""
+        return self._t0 if self._t0 is not None else math.nan
+
+    @property
     def bucket_s(self) -> float:
         """Current width of a series bucket, seconds."""
         return self._width

@@ -435,6 +435,7 @@ class LiveState:
                     p95=p95,
                     series=series,
                     series_span_s=span_s,
+                    series_start_t=agg.series_start_t if series else 0.0,
                 )
             )
         return Snapshot(

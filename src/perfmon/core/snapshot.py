@@ -72,6 +72,8 @@ class MetricSummary:
         p50 / p95: quantiles estimated from a bounded reservoir (exact below its size).
         series: at most ``SERIES_POINTS`` values, oldest first, each the mean of one time
             bucket; ``series_span_s``: the wall-clock time the series covers, seconds.
+        series_start_t: when the series' first bucket starts, Unix seconds (0.0 when unknown,
+            e.g. from an older daemon).
     """
 
     name: str
@@ -86,6 +88,7 @@ class MetricSummary:
     p95: float
     series: tuple[float, ...] = ()
     series_span_s: float = 0.0
+    series_start_t: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
