@@ -6,10 +6,14 @@ lines), the gates read it through the ``perfmon.core.gates.MetricSource`` protoc
 and ``kind``, implemented structurally here), and a few times a second the engine takes an
 immutable ``Snapshot`` of it for viewers, headless progress and exporters.
 
-Memory is bounded except for the sessions table (one row per session): each metric keeps one
+Memory is bounded for any duration: each metric keeps one
 ``perfmon.core.aggregate.MetricAggregate`` (a fixed-size reservoir and a fixed number of
-time buckets), so a 72-hour soak takes the same memory after an hour as after three days.
-The exact numbers of the report come from the recorded run directory instead.
+time buckets); the sessions table keeps the latest ``max_session_rows`` rows (and every
+running or pending one), with the counts that the status bar shows (sessions done, malformed
+lines) kept incrementally over all sessions; the per-session values of statistical gates keep
+the latest ``max_session_values`` sessions per (metric, group, variant). So a 72-hour soak
+takes the same memory after an hour as after three days. The exact numbers of the report come
+from the recorded run directory instead, over every session.
 
 Rules:
 
@@ -29,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import zlib
+from collections import deque
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -69,8 +74,11 @@ class LiveState:
         reservoir_size: per-metric reservoir size for quantiles (exact below it).
         series_points: per-metric number of time buckets of the downsampled series.
         session_metrics: metrics to keep one value per session of, for statistical gates
-            (``session_values``); None keeps every metric's. Each costs four floats per
-            session and metric, so memory grows with sessions, not samples.
+            (``session_values``); None keeps every metric's.
+        max_session_rows: finished session rows kept (older ones leave the table; their
+            counts stay in the totals, and the recording keeps everything).
+        max_session_values: per-session values kept per (metric, group, variant) for the live
+            statistical gates: the latest this many sessions (the report uses all of them).
     """
 
     def __init__(
@@ -83,6 +91,8 @@ class LiveState:
         reservoir_size: int = 4096,
         series_points: int = SERIES_POINTS,
         session_metrics: Iterable[str] | None = None,
+        max_session_rows: int = 1000,
+        max_session_values: int = 2000,
     ) -> None:
         self.run_id = run_id
         self.campaign = campaign
@@ -90,10 +100,22 @@ class LiveState:
         self.started_t = started_t
         self.reservoir_size = reservoir_size
         self.series_points = series_points
+        self.max_session_rows = max_session_rows
+        self.max_session_values = max_session_values
+        # Latest session rows, in id order (ids grow): finished ones are evicted oldest first.
         self._results: dict[int, SessionResult] = {}
         self._warmup: set[int] = set()
         self._session_samples: dict[int, int] = {}
         self._session_malformed: dict[int, int] = {}
+        # Counts over every session ever added, kept incrementally.
+        self._sessions_added = 0
+        self._sessions_done = 0
+        self._malformed_total = 0
+        self._row_malformed: dict[int, int] = {}
+        self._groups: dict[SessionGroup, int] = {}  # group -> measured sessions finished OK
+        self._variants: dict[str, None] = {}
+        # Values of evicted sessions: (metric, group, variant) -> the latest values.
+        self._folded: dict[tuple[str, SessionGroup, str], deque[float]] = {}
         self._samples_total = 0
         self._kinds: dict[str, MetricKind] = {}
         self._metrics: dict[str, MetricAggregate] = {}
@@ -110,9 +132,8 @@ class LiveState:
         Args:
             spec: the session.
         """
-        if spec.warmup:
-            self._warmup.add(spec.id)
         if spec.id not in self._results:
+            self._register(spec)
             self._results[spec.id] = SessionResult(spec=spec)
 
     def update_session(self, result: SessionResult) -> None:
@@ -123,9 +144,87 @@ class LiveState:
         Args:
             result: the session's result as the supervisor has it now.
         """
-        if result.spec.warmup:
-            self._warmup.add(result.spec.id)
-        self._results[result.spec.id] = dataclasses.replace(result)
+        sid = result.spec.id
+        old = self._results.get(sid)
+        if old is None:
+            self._register(result.spec)
+        was_finished = old is not None and old.status.finished
+        self._results[sid] = dataclasses.replace(result)
+        if result.status.finished and not was_finished:
+            self._sessions_done += 1
+            if result.status is SessionStatus.OK and not result.spec.warmup:
+                group = _group_of(result.spec)
+                self._groups[group] = self._groups.get(group, 0) + 1
+        self._recount_malformed(sid)
+        self._evict()
+
+    def _register(self, spec: SessionSpec) -> None:
+        """Count a session the first time it is seen."""
+        self._sessions_added += 1
+        if spec.warmup:
+            self._warmup.add(spec.id)
+        else:
+            self._groups.setdefault(_group_of(spec), 0)
+            self._variants.setdefault(spec.variant, None)
+
+    def _recount_malformed(self, sid: int) -> None:
+        """Keep ``_malformed_total`` equal to the sum of every session's malformed count."""
+        r = self._results.get(sid)
+        now = max(r.malformed if r is not None else 0, self._session_malformed.get(sid, 0))
+        before = self._row_malformed.get(sid, 0)
+        if now != before:
+            self._malformed_total += now - before
+            self._row_malformed[sid] = now
+
+    def _evict(self) -> None:
+        """Drop the oldest finished rows beyond ``max_session_rows``, folding their values."""
+        excess = len(self._results) - self.max_session_rows
+        if excess <= 0:
+            return
+        for sid in list(self._results):
+            if excess <= 0:
+                break
+            r = self._results[sid]
+            if not r.status.finished:
+                continue
+            self._fold_session(r)
+            del self._results[sid]
+            self._session_samples.pop(sid, None)
+            self._session_malformed.pop(sid, None)
+            self._row_malformed.pop(sid, None)
+            excess -= 1
+
+    def _fold_session(self, r: SessionResult) -> None:
+        """Move an evicted session's per-session values into the bounded ``_folded`` deques."""
+        sid, spec = r.spec.id, r.spec
+        keys = [key for key in self._per_session if key[0] == sid]
+        if spec.warmup or r.status is not SessionStatus.OK:
+            for key in keys:
+                del self._per_session[key]
+            return
+        group = _group_of(spec)
+        for key in keys:
+            metric = key[1]
+            value = self._value_of(metric, self._per_session.pop(key))
+            if value is None:
+                continue
+            dq = self._folded.get((metric, group, spec.variant))
+            if dq is None:
+                dq = self._folded[(metric, group, spec.variant)] = deque(
+                    maxlen=self.max_session_values
+                )
+            dq.append(value)
+
+    def _value_of(self, metric: str, entry: list[float]) -> float | None:
+        """A session's value of a metric from its [count, sum, last_t, last] accumulator."""
+        if not entry[0]:
+            return None
+        kind = self._kinds.get(metric)
+        if kind is MetricKind.VALUE:
+            return entry[3]
+        if kind is MetricKind.COUNTER:
+            return entry[1]
+        return entry[1] / entry[0]
 
     def add_malformed(self, session: int, n: int) -> None:
         """Count ``n`` malformed probe lines dropped from ``session``.
@@ -135,6 +234,7 @@ class LiveState:
             n: number of lines (>= 0).
         """
         self._session_malformed[session] = self._session_malformed.get(session, 0) + n
+        self._recount_malformed(session)
 
     def add_samples(self, samples: Iterable[Sample]) -> None:
         """Fold row samples in (converted to a ``SampleBatch``; see ``add_batch``).
@@ -274,32 +374,17 @@ class LiveState:
         """Return the metric's kind (of its first sample), or None if none was seen."""
         return self._kinds.get(metric)
 
-    def _measured(self) -> list[SessionSpec]:
-        return [r.spec for _, r in sorted(self._results.items()) if not r.spec.warmup]
-
     def session_groups(self) -> list[SessionGroup]:
         """Groups of the measured sessions scheduled so far; see ``MetricSource``."""
-        groups = (SessionGroup(s.set_name, s.workload, s.params) for s in self._measured())
-        return list(dict.fromkeys(groups))
+        return list(self._groups)
 
     def finished_sessions(self, group: SessionGroup) -> int:
         """Measured sessions of ``group`` that finished OK; see ``MetricSource``."""
-        n = 0
-        for r in self._results.values():
-            spec = r.spec
-            if (
-                not spec.warmup
-                and r.status is SessionStatus.OK
-                and spec.set_name == group.set_name
-                and spec.workload == group.workload
-                and spec.params == group.params
-            ):
-                n += 1
-        return n
+        return self._groups.get(group, 0)
 
     def session_variants(self) -> list[str]:
         """Variants of the measured sessions scheduled so far; see ``MetricSource``."""
-        return list(dict.fromkeys(s.variant for s in self._measured()))
+        return list(self._variants)
 
     def session_values(
         self, metric: str, variant: str | None, *, group: SessionGroup | None = None
@@ -308,32 +393,25 @@ class LiveState:
 
         Kept per session as count, sum and last value, so a ``value`` metric gives its last
         value, a ``counter`` its sum and other kinds their mean. Only metrics in
-        ``session_metrics`` (when given) are kept.
+        ``session_metrics`` (when given) are kept, and for sessions that left the table only
+        the latest ``max_session_values`` per (metric, group, variant), oldest first.
         """
-        kind = self._kinds.get(metric)
         out: list[float] = []
-        for sid in sorted(self._results):
-            r = self._results[sid]
+        for (m, g, v), values in self._folded.items():
+            if m == metric and (variant is None or v == variant) and (group is None or g == group):
+                out.extend(values)
+        for sid, r in self._results.items():
             spec = r.spec
             if spec.warmup or r.status is not SessionStatus.OK:
                 continue
             if variant is not None and spec.variant != variant:
                 continue
-            if group is not None and (
-                spec.set_name != group.set_name
-                or spec.workload != group.workload
-                or spec.params != group.params
-            ):
+            if group is not None and _group_of(spec) != group:
                 continue
             entry = self._per_session.get((sid, metric))
-            if entry is None or not entry[0]:
-                continue
-            if kind is MetricKind.VALUE:
-                out.append(entry[3])
-            elif kind is MetricKind.COUNTER:
-                out.append(entry[1])
-            else:
-                out.append(entry[1] / entry[0])
+            value = None if entry is None else self._value_of(metric, entry)
+            if value is not None:
+                out.append(value)
         return out
 
     def points(
@@ -387,15 +465,10 @@ class LiveState:
             The snapshot: sessions in id order, metrics sorted by name.
         """
         rows: list[SessionRow] = []
-        malformed_total = 0
-        done = 0
         for sid in sorted(self._results):
             r = self._results[sid]
             spec = r.spec
             malformed = max(r.malformed, self._session_malformed.get(sid, 0))
-            malformed_total += malformed
-            if r.status.finished:
-                done += 1
             rows.append(
                 SessionRow(
                     id=sid,
@@ -413,9 +486,6 @@ class LiveState:
                     malformed=malformed,
                 )
             )
-        malformed_total += sum(
-            n for sid, n in self._session_malformed.items() if sid not in self._results
-        )
         metrics: list[MetricSummary] = []
         for name in sorted(self._metrics):
             agg = self._metrics[name]
@@ -446,13 +516,18 @@ class LiveState:
             state=state,
             started_t=self.started_t,
             now_t=now,
-            sessions_total=len(rows) if sessions_total is None else sessions_total,
-            sessions_done=done,
+            sessions_total=self._sessions_added if sessions_total is None else sessions_total,
+            sessions_done=self._sessions_done,
             samples_total=self._samples_total,
-            malformed_total=malformed_total,
+            malformed_total=self._malformed_total,
             sessions=tuple(rows),
             metrics=tuple(metrics),
             gates=tuple(gates),
             verdict=verdict,
             message=message,
         )
+
+
+def _group_of(spec: SessionSpec) -> SessionGroup:
+    """The (set, workload, matrix values) group a session is compared within."""
+    return SessionGroup(spec.set_name, spec.workload, spec.params)
