@@ -78,6 +78,13 @@ class PerfmonApp(App[None]):
             tooltip="Sample the selected (else the running) session with py-spy for 5 s",
         ),
         Binding("g", "flames", "Flames", id="flames", tooltip="Open the flame graphs"),
+        Binding(
+            "t",
+            "timeline",
+            "Timeline",
+            id="timeline",
+            tooltip="A metric over the whole run, with zoom and gate changes",
+        ),
     ]
 
     PROFILE_SECONDS = 5.0
@@ -294,6 +301,22 @@ class PerfmonApp(App[None]):
             return
         if not isinstance(self.screen, FlameScreen):
             self.push_screen(FlameScreen(snap.run_dir, list(snap.extra.get("profiles", []))))
+
+    def action_timeline(self) -> None:
+        """Open the timeline screen (the metric selected in the metrics panel first)."""
+        from perfmon.tui.screens.timeline import TimelineScreen
+
+        snap = self.snapshot
+        if snap is None:
+            self.note("no snapshot yet")
+            return
+        if not isinstance(self.screen, TimelineScreen):
+            metrics = self.query_one(MetricsTable)
+            metric = None
+            if metrics.row_count and metrics.cursor_row >= 0:
+                key = metrics.coordinate_to_cell_key(metrics.cursor_coordinate).row_key.value
+                metric = str(key) if key is not None else None
+            self.push_screen(TimelineScreen(snap.run_dir, metric=metric))
 
     def action_help(self) -> None:
         """Open the help screen."""

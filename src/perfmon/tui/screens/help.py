@@ -23,6 +23,10 @@ exits. A second `q` leaves at once (the run goes on stopping). After the run, `q
 | `g` | open the flame screen: profiles, per-variant aggregates, baseline-vs-candidate diff. \
 There: arrows move between frames (down/up into and out of a frame), enter/backspace zoom, \
 `/` search, `n` next match, `r` reload, escape back. |
+| `t` | open the timeline: the chosen metric over the whole run (up/down picks it), \
+with markers where gates changed state (coloured by the new state); left/right move the \
+cursor, `+`/`-` zoom in/out around it (a zoomed window is read from the recording), `0` shows \
+the whole run again, escape back. |
 | `tab` / `shift+tab` | move between the panels; arrows and page keys scroll the focused one. |
 | `?` | this help; `escape` closes it. |
 
