@@ -9,7 +9,10 @@ Method.
    fail), ``speedup(session_seconds, a1, slow) >= 1.0`` (must fail) and ``<= 0.8`` (must pass).
    The run's exit status and gate table are perfmon's own; the script also replays the recorded
    session times in order to find the first n per variant at which the two power gates are
-   decided.
+   decided. ``WORK`` (about 0.5 s of CPU) is chosen so that the interpreter's start-up (about
+   40 ms, the same in both variants) does not dilute the slowdown: the wall-time ratio of a
+   variant doing 1.5x the work is (s + 1.5 w) / (s + w), 1.46 here, but only 1.33 with
+   w = 0.1 s, too close to the 0.8 (1.25x) threshold to be decided in 20 sessions.
 2. A/A simulation: the recorded ``session_seconds`` of ``a1`` and ``a2`` (the same workload)
    are pooled, and ``SIMULATIONS`` campaigns of ``SIM_N`` sessions per variant are drawn from
    the pool with replacement; each is judged with ``perfmon.core.stats.compare`` (95% bootstrap
@@ -43,7 +46,7 @@ from perfmon.core.stats import StatsOptions, compare
 from perfmon.engine.compare import source_from_run
 from perfmon.engine.recorder import read_run
 
-WORK = 1_000_000
+WORK = 5_000_000
 SESSIONS = 20
 SIMULATIONS = 1000
 SIM_N = 10
@@ -125,15 +128,22 @@ def power_and_aa(tmp: Path) -> list[float]:
     report = json.loads((run_dir / "report.json").read_text())
     states = {g["name"]: g["state"] for g in report["gates"]}
     reasons = {g["name"]: g["reason"] for g in report["gates"]}
-    expected = {"A/A regression": "pass", "Slowdown >= 1.0": "fail", "Slowdown <= 0.8": "pass"}
+    # Issue 3: an A/A pair "must not fail" regression < 10% (inconclusive is allowed: with 20
+    # noisy sessions the CI may still reach past 10%); the 1.5x slowdown must be decided.
+    ok = (
+        states["A/A regression"] != "fail"
+        and states["Slowdown >= 1.0"] == "fail"
+        and states["Slowdown <= 0.8"] == "pass"
+    )
+    expected = ("A/A regression", "Slowdown >= 1.0", "Slowdown <= 0.8")
     emit(
         Figure(
-            "real run: gates as expected (A/A regression passes, 1.5x work fails >= 1.0, "
-            "passes <= 0.8)",
-            float(states == expected),
+            "real run: gates as expected (A/A regression does not fail, 1.5x work fails "
+            ">= 1.0, passes <= 0.8)",
+            float(ok),
             "bool",
             budget="== 1",
-            met=states == expected,
+            met=ok,
             method=f"perfmon run --headless, {SESSIONS} sessions per variant, interleaved, "
             f"{took:.0f} s; exit status {status}",
             detail="; ".join(f"{k}: {states[k]} ({reasons[k]})" for k in expected),
@@ -202,19 +212,47 @@ def _burn(stop_at: float) -> None:
         x += 1
 
 
-def _load_after(delay: float, duration: float) -> list[multiprocessing.Process]:
-    start = time.time() + delay
+def _start_load() -> list[multiprocessing.Process]:
+    """Two busy processes per core, until terminated."""
     procs = []
     for _ in range(2 * (os.cpu_count() or 2)):
-        p = multiprocessing.Process(target=_delayed_burn, args=(start, start + duration))
+        p = multiprocessing.Process(target=_burn, args=(time.time() + 3600,))
         p.start()
         procs.append(p)
     return procs
 
 
-def _delayed_burn(start: float, stop: float) -> None:
-    time.sleep(max(0.0, start - time.time()))
-    _burn(stop)
+def _run_with_load_from_half_way(campaign: Path, runs: Path, sessions: int) -> Path:
+    """Run a campaign; start the background load once half of its sessions are recorded."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "perfmon",
+            "run",
+            "--headless",
+            str(campaign),
+            "--runs-dir",
+            str(runs),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    load: list[multiprocessing.Process] = []
+    try:
+        while proc.poll() is None:
+            done = 0
+            for journal in runs.glob("*/sessions.jsonl"):
+                done = len(journal.read_bytes().splitlines())
+            if not load and done >= sessions // 2:
+                load = _start_load()
+            time.sleep(0.05)
+    finally:
+        for p in load:
+            p.terminate()
+            p.join()
+        proc.wait()
+    return max(runs.iterdir(), key=lambda p: p.stat().st_mtime)
 
 
 def interleaving(tmp: Path) -> None:
@@ -224,15 +262,8 @@ def interleaving(tmp: Path) -> None:
         campaign = tmp / f"drift-{order}.toml"
         gate = '[[gate]]\nname = "A/A"\nexpr = "speedup(session_seconds, a, b) >= 1.0"\n'
         _campaign(campaign, {"a": WORK, "b": WORK}, n, order, gate)
-        # 2 warm-ups + 2n sessions of ~0.25 s: the load starts at about half of the run.
-        expected_s = (2 + 2 * n) * 0.27
-        procs = _load_after(expected_s / 2 + 0.5, expected_s * 3)
-        try:
-            _, run_dir, _ = _run(campaign, tmp / f"runs-{order}")
-        finally:
-            for p in procs:
-                p.terminate()
-                p.join()
+        # 2 warm-ups + 2n measured sessions; the load starts when half of them are recorded.
+        run_dir = _run_with_load_from_half_way(campaign, tmp / f"runs-{order}", 2 + 2 * n)
         a, b = _values(run_dir, "a"), _values(run_dir, "b")
         c = compare(a, b, StatsOptions())
         covers = c.speedup_low <= 1.0 <= c.speedup_high
@@ -243,8 +274,8 @@ def interleaving(tmp: Path) -> None:
                 "bool",
                 budget="== 1" if order == "interleaved" else "",
                 met=covers if order == "interleaved" else None,
-                method=f"A/A, {n} sessions per variant, busy loops, two per core, from about "
-                "half-way through the run",
+                method=f"A/A, {n} sessions per variant, busy loops, two per core, started "
+                "once half of the sessions were recorded",
                 detail=f"speedup {c.speedup:.3f} [{c.speedup_low:.3f}, {c.speedup_high:.3f}], "
                 f"medians a {np.median(a):.3f} s, b {np.median(b):.3f} s",
             )
