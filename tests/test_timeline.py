@@ -132,13 +132,12 @@ def test_gate_change_log_records_changes_only_and_reads_back(tmp_path: Path) -> 
 
 WORKLOAD = textwrap.dedent(
     """
-    import os, sys, time
+    import time
     from perfmon import probe
     for i in range(5):
         probe.gauge("depth_total", float(i))
         time.sleep(0.05)
-    probe.value("parity_diff_ratio", 1e-6)
-    probe.flush() if hasattr(probe, "flush") else None
+    probe.value("parity_diff_ratio", 1e-6)  # the probe flushes at exit
     """
 )
 
@@ -183,7 +182,7 @@ def test_runner_records_a_gate_change_to_events_jsonl(real_run: tuple[Path, Snap
     lines = (run_dir / EVENTS_JSONL).read_text().splitlines()
     parity = [json.loads(x) for x in lines if json.loads(x)["gate"] == "Parity"]
     assert parity[0]["old"] == "pending" and parity[0]["new"] == "pass"
-    assert "parity_diff_ratio" in parity[0]["reason"] or parity[0]["reason"]
+    assert parity[0]["reason"]  # the gate's one-line reason at the change
     started = json.loads((run_dir / "manifest.json").read_text())["started_t"]
     assert started <= parity[0]["t"] <= time.time()
     # Published in snapshots, and listed in the report.
