@@ -30,6 +30,7 @@ SCRIPTS = [
     "ingest",
     "storage",
     "startup",
+    "viewer_cpu",
     "overhead",
     "soak_memory",
     "stats_honesty",

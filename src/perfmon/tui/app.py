@@ -15,6 +15,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container
 from textual.events import Resize
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Footer
 
 from perfmon.core.snapshot import RunState, Snapshot
@@ -30,6 +31,12 @@ WIDE_COLUMNS = 140
 """From this terminal width on, sessions and gates sit side by side."""
 
 STOPPING_NOTE = "stopping… writing report"
+
+
+def _set_subtitle(widget: Widget, text: str) -> None:
+    """Set a panel's border subtitle only when it changed: setting it repaints the whole panel."""
+    if widget.border_subtitle != text:
+        widget.border_subtitle = text
 
 
 class PerfmonApp(App[None]):
@@ -191,13 +198,13 @@ class PerfmonApp(App[None]):
         self._show_message()
         sessions = self.query_one(SessionsTable)
         sessions.update_sessions(snapshot.sessions)
-        sessions.border_subtitle = f"{snapshot.sessions_done:,}/{snapshot.sessions_total:,} done"
+        _set_subtitle(sessions, f"{snapshot.sessions_done:,}/{snapshot.sessions_total:,} done")
         gates = self.query_one(GateBoard)
         gates.sync(snapshot.gates)
-        gates.border_subtitle = GateBoard.summary(snapshot.gates)
+        _set_subtitle(gates, GateBoard.summary(snapshot.gates))
         metrics = self.query_one(MetricsTable)
         metrics.update_metrics(snapshot.metrics)
-        metrics.border_subtitle = f"{len(snapshot.metrics)} metrics"
+        _set_subtitle(metrics, f"{len(snapshot.metrics)} metrics")
 
     def display_state(self) -> str | None:
         """The run state the status bar shows (overrides the snapshot's once stopping/ended)."""

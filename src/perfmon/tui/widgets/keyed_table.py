@@ -5,6 +5,14 @@ each cell is described by a ``Cell`` (text, style role, justification). On every
 table compares the new item with the one it shows and calls ``update_cell`` only for cells whose
 description changed. Colours come from component classes styled with theme variables, so every
 theme works; on a theme change all cells are re-styled once.
+
+Two costs of Textual's ``DataTable`` matter at a few snapshots a second (measured with
+``bench/viewer_cpu.py`` and py-spy): any ``update_cell`` invalidates every rendered cell of the
+table (its caches are keyed by an update counter), and ``update_cell(update_width=True)``
+re-measures the whole column whenever a value gets narrower. So a column here only grows (a
+cell is re-measured only when its text is wider than the column), a changed row repaints only
+that row, and the table keeps its own cache of rendered cells keyed by the cell's description,
+so an update re-renders only the cells that changed.
 """
 
 from __future__ import annotations
@@ -12,12 +20,19 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import ClassVar, Generic, NamedTuple, TypeVar
 
+from rich.cells import cell_len
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.cache import LRUCache
 from textual.theme import Theme
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey, RowKey
 
 T = TypeVar("T", bound=Hashable)
+
+CELL_CACHE_SIZE = 4096
+"""Rendered cells kept per table (a 100x30 screen shows about 150 table cells)."""
 
 ROLES = ("success", "error", "warning", "accent", "muted", "primary", "bold")
 """Style roles a cell may take; each maps to the component class ``perfmon--<role>``."""
@@ -79,6 +94,11 @@ class KeyedTable(DataTable[Text], Generic[T]):
         )
         self._items: dict[str, T] = {}
         self._cells: dict[str, tuple[Cell, ...]] = {}
+        self._cell_lines: LRUCache[tuple[object, ...], list[list[Segment]]] = LRUCache(
+            CELL_CACHE_SIZE
+        )
+        self._style_generation = 0
+        self._role_styles: dict[str, Style] = {}
 
     # -- to be defined by subclasses -------------------------------------------------------
 
@@ -112,11 +132,14 @@ class KeyedTable(DataTable[Text], Generic[T]):
         return self.get_cell(row_key, column_key).plain
 
     def _cell_renderable(self, cell: Cell) -> Text:
-        style = Style()
-        if cell.role:
-            # Only colour and weight: a background would paint over the cursor row.
-            full = self.get_component_rich_style(f"perfmon--{cell.role}")
-            style = Style(color=full.color, bold=full.bold)
+        style = self._role_styles.get(cell.role)
+        if style is None:
+            style = Style()
+            if cell.role:
+                # Only colour and weight: a background would paint over the cursor row.
+                full = self.get_component_rich_style(f"perfmon--{cell.role}")
+                style = Style(color=full.color, bold=full.bold)
+            self._role_styles[cell.role] = style
         return Text(cell.text, style=style, justify=cell.justify, no_wrap=True, end="")  # type: ignore[arg-type]
 
     def on_focus(self) -> None:
@@ -138,6 +161,7 @@ class KeyedTable(DataTable[Text], Generic[T]):
         """
         added = False
         seen: set[str] = set()
+        repaint: list[str] = []
         for item in items:
             key = self.key_of(item)
             seen.add(key)
@@ -152,18 +176,94 @@ class KeyedTable(DataTable[Text], Generic[T]):
                 self.add_row(*(self._cell_renderable(c) for c in cells), key=key)
                 added = True
                 continue
-            for col, before, after in zip(self.COLUMNS, old, cells, strict=True):
-                if before != after:
+            changed = [
+                (col, after)
+                for col, before, after in zip(self.COLUMNS, old, cells, strict=True)
+                if before != after
+            ]
+            if any(self._grows(col, after) for col, after in changed):
+                for col, after in changed:
                     self.update_cell(key, col.key, self._cell_renderable(after), update_width=True)
+            elif changed:
+                row = self._data[RowKey(key)]
+                for col, after in changed:
+                    row[ColumnKey(col.key)] = self._cell_renderable(after)
+                repaint.append(key)
+        if repaint:
+            self._repaint_rows(repaint)
         for key in [k for k in self._items if k not in seen]:
             del self._items[key]
             del self._cells[key]
             self.remove_row(key)
         return added
 
+    def _repaint_rows(self, keys: list[str]) -> None:
+        """Repaint only the given rows, whose cell values were set in place.
+
+        ``DataTable.update_cell`` repaints the whole table (``refresh()``), so every visible
+        line would be rendered again; ``sync`` sets the values as it does (in the table's
+        ``_data``, bumping its update counter once), then refreshes each changed row's region
+        (``refresh_row``, as the table does for cursor moves). Column widths are unchanged:
+        ``sync`` uses ``update_cell(update_width=True)`` when a cell grows.
+        """
+        self._update_count += 1
+        for key in keys:
+            self.refresh_row(self.get_row_index(key))
+
+    def _grows(self, col: Column, cell: Cell) -> bool:
+        """Whether ``cell`` is wider than its (automatic) column: only then is it measured."""
+        column = self.columns.get(ColumnKey(col.key))
+        return (
+            column is not None and column.auto_width and cell_len(cell.text) > column.content_width
+        )
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> list[list[Segment]]:
+        """Render a cell (``DataTable._render_cell``), cached by the cell's description.
+
+        Textual's own cache is keyed by the table's update counter, so one changed cell would
+        re-render every visible cell; this cache is keyed by what the cell shows and where.
+        Header cells and cells without a description go straight to ``DataTable``.
+        """
+        cells = None
+        if row_index >= 0 and column_index >= 0:
+            row_key = self._row_locations.get_key(row_index)
+            if row_key is not None:
+                cells = self._cells.get(str(row_key.value))
+        if cells is None or column_index >= len(cells):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        key = (
+            row_index,
+            column_index,
+            cells[column_index],
+            base_style,
+            width,
+            cursor,
+            hover,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self._pseudo_class_state,
+            self._style_generation,
+        )
+        lines = self._cell_lines.get(key)
+        if lines is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            self._cell_lines[key] = lines
+        return lines
+
     def _on_theme_changed(self, _theme: Theme) -> None:
         """Re-style every cell with the new theme's colours."""
         self._rich_style_cache.clear()
+        self._style_generation += 1
+        self._cell_lines.clear()
+        self._role_styles.clear()
         for key, cells in self._cells.items():
             for col, cell in zip(self.COLUMNS, cells, strict=True):
                 if cell.role:
