@@ -97,11 +97,13 @@ class SocketClient:
         raise DaemonUnavailable(f"could not connect to {self.path}: {last}")
 
     def _read(self) -> None:
-        assert self._sock is not None
+        # A local reference: close() clears self._sock while this thread may be in recv().
+        sock = self._sock
+        assert sock is not None
         buf = b""
         try:
             while True:
-                chunk = self._sock.recv(1 << 20)
+                chunk = sock.recv(1 << 20)
                 if not chunk:
                     break
                 buf += chunk
