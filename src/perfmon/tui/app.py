@@ -19,7 +19,6 @@ from textual.widget import Widget
 from textual.widgets import Footer
 
 from perfmon.core.snapshot import RunState, Snapshot
-from perfmon.tui.screens.help import HelpScreen
 from perfmon.tui.source import SnapshotSource
 from perfmon.tui.themes import ThemeError, register_themes
 from perfmon.tui.widgets.gate_board import GateBoard
@@ -327,6 +326,10 @@ class PerfmonApp(App[None]):
 
     def action_help(self) -> None:
         """Open the help screen."""
+        # Imported here: the help screen's Markdown widget pulls in markdown-it (~50 ms of the
+        # viewer's start-up, measured with python -X importtime), not needed for a first frame.
+        from perfmon.tui.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
