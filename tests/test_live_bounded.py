@@ -3,11 +3,12 @@
 Sessions come and go (a short session every 20 s for 72 simulated hours), each emitting a few
 metrics at 1 Hz; the live state folds them, the soak's gates are evaluated, and snapshots are
 taken and serialised, as the daemon does. Python heap (tracemalloc) after 24, 48 and 72 hours
-must not grow more than 5% over its size after the first simulated hour.
+must not grow more than 5% over its size after a warm-up of six simulated hours.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 import tracemalloc
@@ -106,10 +107,11 @@ def test_live_state_memory_is_flat_over_a_simulated_72_hour_soak() -> None:
                 )
             )
             hour = (sid + 1) * every_s // 3600
-            if (sid + 1) * every_s % 3600 == 0 and hour in (1, 24, 48, 72):
+            if (sid + 1) * every_s % 3600 == 0 and hour in (6, 24, 48, 72):
                 gates = evaluate_gates(GATES, live)
                 snap = live.snapshot(now=t0 + session_s, state="running", gates=gates)
                 snapshot_bytes[hour] = len(json.dumps(snap.to_dict()))
+                gc.collect()  # measure what is alive, not garbage waiting for a cycle
                 heap[hour] = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
@@ -123,9 +125,8 @@ def test_live_state_memory_is_flat_over_a_simulated_72_hour_soak() -> None:
     # The gates still judge the run.
     states = {g.name: g.state.value for g in evaluate_gates(GATES, live)}
     assert states["queue"] == "pass" and states["speed"] == "pass", states
-    # Flat: <= 5% growth after the first hour; the snapshot stops growing once the table
-    # holds its 200 rows (after 200 sessions, about an hour here).
+    # Flat: <= 5% growth after a warm-up of 6 simulated hours, by when the table holds its 200
+    # rows, the reservoirs (4,096 samples per metric) and the per-session value deques are full.
     for hour in (24, 48, 72):
-        assert heap[hour] <= heap[1] * 1.05, (heap, hour)
-    for hour in (48, 72):
-        assert snapshot_bytes[hour] <= snapshot_bytes[24] * 1.05, snapshot_bytes
+        assert heap[hour] <= heap[6] * 1.05, (heap, hour)
+        assert snapshot_bytes[hour] <= snapshot_bytes[6] * 1.05, snapshot_bytes

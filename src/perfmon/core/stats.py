@@ -25,7 +25,7 @@ Sources:
 
 from __future__ import annotations
 
-import functools
+import collections
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -279,13 +279,32 @@ def compare(
         ValueError: if either sample has fewer than 2 values, or a median is not positive
             (a ratio of medians needs positive values, as times and sizes are).
     """
-    return _compare_cached(tuple(map(float, a)), tuple(map(float, b)), options)
+    import hashlib
+    import struct
+
+    va, vb = tuple(map(float, a)), tuple(map(float, b))
+    # The cache key is a digest of the values, not the values: a soak's gates compare
+    # thousands of sessions, and keeping every compared tuple alive would cost megabytes.
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(struct.pack(f"<Q{len(va)}d", len(va), *va))
+    digest.update(struct.pack(f"<Q{len(vb)}d", len(vb), *vb))
+    key = (digest.digest(), options)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        _CACHE.move_to_end(key)
+        return cached
+    result = _compare(va, vb, options)
+    _CACHE[key] = result
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return result
 
 
-@functools.lru_cache(maxsize=512)
-def _compare_cached(
-    a: tuple[float, ...], b: tuple[float, ...], options: StatsOptions
-) -> Comparison:
+_CACHE_SIZE = 256
+_CACHE: collections.OrderedDict[tuple[bytes, StatsOptions], Comparison] = collections.OrderedDict()
+
+
+def _compare(a: tuple[float, ...], b: tuple[float, ...], options: StatsOptions) -> Comparison:
     import numpy as np
     from scipy import stats
 
