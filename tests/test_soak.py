@@ -89,9 +89,12 @@ def test_detach_ls_attach_read_only_and_stop(tmp_path: Path) -> None:
 
         viewer = SocketClient(entry.socket, control=False)
         viewer.connect()
-        assert wait_until(
-            lambda: (s := viewer.latest()) is not None and s.samples_total > 20
-        ), (viewer.finished, viewer.snapshots_received, viewer.errors, viewer.latest())
+        assert wait_until(lambda: (s := viewer.latest()) is not None and s.samples_total > 20), (
+            viewer.finished,
+            viewer.snapshots_received,
+            viewer.errors,
+            viewer.latest(),
+        )
         with pytest.raises(PermissionError):
             viewer.send("stop")
         # a read-only viewer's raw command is refused by the daemon, not just by the client
