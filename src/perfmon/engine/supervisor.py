@@ -182,6 +182,10 @@ def _live_group_members(pgid: int) -> list[int]:
     return alive
 
 
+EARLY_SAMPLES_S = (0.02, 0.05, 0.1, 0.25, 0.5)
+"""Seconds after the start at which a session's RSS is sampled before the regular interval."""
+
+
 def _maxrss_bytes(ru_maxrss: int) -> int:
     """``ru_maxrss`` in bytes: getrusage(2) gives KiB on Linux, bytes on macOS."""
     return ru_maxrss if sys.platform == "darwin" else ru_maxrss * 1024
@@ -460,9 +464,19 @@ class Supervisor:
         run.sinks[fd](data)
 
     async def _sample_loop(self, run: _Running) -> None:
+        """Sample the tree's RSS and the leader's VmHWM: a few times early (20 ms to 0.5 s,
+        so that a session shorter than the interval still gets a peak RSS), then every
+        ``sample_interval_s``."""
         result = run.result
+        early = [d for d in EARLY_SAMPLES_S if d < self.sample_interval_s]
+        previous = 0.0
         while True:
-            await asyncio.sleep(self.sample_interval_s)
+            if early:
+                delay = early.pop(0)
+                await asyncio.sleep(delay - previous)
+                previous = delay
+            else:
+                await asyncio.sleep(self.sample_interval_s)
             rss = process_tree_rss(run.pid)
             hwm = process_peak_rss(run.pid)
             result.wall_s = time.monotonic() - run.start_mono
