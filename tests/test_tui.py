@@ -515,3 +515,12 @@ async def test_same_snapshot_is_not_applied_again() -> None:
         src.advance()
         await settle(pilot, app)
         assert [t._update_count for t in tables] != counts
+
+
+async def test_sessions_panel_shows_the_recording_size() -> None:
+    src = ScriptedSource([dataclasses.replace(snapshot(3), extra={"disk_bytes": 3 * 2**20})])
+    app = PerfmonApp(src)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app)
+        subtitle = str(app.query_one(SessionsTable).border_subtitle)
+        assert subtitle == "3/12 done · recorded 3 MiB on disk"

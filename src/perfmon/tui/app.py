@@ -19,6 +19,7 @@ from textual.widget import Widget
 from textual.widgets import Footer
 
 from perfmon.core.snapshot import RunState, Snapshot
+from perfmon.core.units import format_bytes
 from perfmon.tui.source import SnapshotSource
 from perfmon.tui.themes import ThemeError, register_themes
 from perfmon.tui.widgets.gate_board import GateBoard
@@ -197,7 +198,11 @@ class PerfmonApp(App[None]):
         self._show_message()
         sessions = self.query_one(SessionsTable)
         sessions.update_sessions(snapshot.sessions)
-        _set_subtitle(sessions, f"{snapshot.sessions_done:,}/{snapshot.sessions_total:,} done")
+        done = f"{snapshot.sessions_done:,}/{snapshot.sessions_total:,} done"
+        disk = snapshot.extra.get("disk_bytes")
+        if isinstance(disk, int | float) and disk > 0:
+            done += f" · recorded {format_bytes(disk)} on disk"
+        _set_subtitle(sessions, done)
         gates = self.query_one(GateBoard)
         gates.sync(snapshot.gates)
         _set_subtitle(gates, GateBoard.summary(snapshot.gates))

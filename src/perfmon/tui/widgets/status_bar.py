@@ -7,7 +7,7 @@ from textual.widgets import Static
 
 from perfmon.core.model import GateState
 from perfmon.core.snapshot import RunState, Snapshot
-from perfmon.core.units import format_bytes, format_duration
+from perfmon.core.units import format_duration
 
 STATE_STYLES: dict[str, str] = {
     RunState.STARTING: "bold $background on $foreground-muted",
@@ -77,9 +77,6 @@ def status_content(
         sep,
         (f" malformed {snapshot.malformed_total:,} ", malformed_style),
     ]
-    disk = snapshot.extra.get("disk_bytes")
-    if isinstance(disk, int | float) and disk > 0:
-        parts += [sep, ("disk ", "$foreground-muted"), (format_bytes(disk), "bold")]
     return Content.assemble(*parts)
 
 
