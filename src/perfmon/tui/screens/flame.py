@@ -133,20 +133,20 @@ class FlameScreen(Screen[None]):
         usable = self._usable()
         options: list[Option] = []
         for p in reversed(usable):
-            label = (
-                f"s{p['session']} {p.get('variant') or ''} {p.get('seconds', 0):.0f}s "
-                f"{p['samples']:,} ({p.get('reason', '')})"
+            # One line in the 30 columns the list has: session, variant, samples.
+            label = _short(
+                f"s{p['session']} {p.get('variant') or ''} · {p['samples']:,} samples", 30
             )
             options.append(Option(label, id=p["name"]))
         variants = sorted({p.get("variant") or "default" for p in usable})
         for v in variants:
             n = sum(1 for p in usable if (p.get("variant") or "default") == v)
-            options.append(Option(f"variant {v}: {n} profile(s)", id=f"variant:{v}"))
+            options.append(Option(_short(f"all of {v} ({n})", 30), id=f"variant:{v}"))
         if len(variants) > 1:
             base = "baseline" if "baseline" in variants else variants[0]
             for v in variants:
                 if v != base:
-                    options.append(Option(f"diff {base} → {v}", id=f"diff:{base}:{v}"))
+                    options.append(Option(_short(f"diff {base} → {v}", 30), id=f"diff:{base}:{v}"))
         failed = [p for p in self.profiles if p not in usable]
         views.add_options(options)
         views.border_subtitle = f"{len(usable)} ok, {len(failed)} failed"
