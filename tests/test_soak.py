@@ -65,6 +65,16 @@ def kill_counters(truth: Path) -> None:
             proc.kill()
 
 
+def _running_counters(truth: Path) -> list[psutil.Process]:
+    out = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if str(truth) in " ".join(proc.info["cmdline"] or []):
+            out.append(proc)
+    return out
+
+
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -176,7 +186,11 @@ def test_kill_9_of_the_daemon_loses_at_most_the_last_flush(tmp_path: Path) -> No
             ),
             timeout=10,
         )
+        # The kernel ends the session with its daemon (PR_SET_PDEATHSIG): nothing is left
+        # running unwatched.
+        orphaned = wait_until(lambda t=truth: not _running_counters(t), timeout=10)
         kill_counters(truth)
+        assert orphaned, f"round {round_}: the workload outlived its killed daemon"
 
         data = read_run(entry.run_dir)
         ticks = sorted(

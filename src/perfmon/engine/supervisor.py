@@ -19,7 +19,10 @@ Ending a session (timeout, ``cancel_all``) is SIGTERM to the process group, then
 group after ``grace_s``. Whenever the leader has exited, any process left in its group (a
 grandchild that ignored SIGTERM, a daemonised helper) is SIGKILLed and waited for, so nothing
 is left behind. (A process that moved itself to another session with ``setsid`` escapes any
-process-group based supervisor, this one included.)
+process-group based supervisor, this one included.) If perfmon itself dies (kill -9, OOM), the
+kernel SIGKILLs each session's leader (``PR_SET_PDEATHSIG``, set between fork and exec), so a
+crashed daemon leaves no workload running unwatched; this costs ``Popen`` its vfork fast path
+(a fork of the daemon, a few milliseconds per session, outside the session's measured time).
 
 **Why ``subprocess.Popen`` and not ``asyncio.create_subprocess_exec``:** the kernel's
 resource usage of a child (``ru_utime + ru_stime``, ``ru_maxrss``) is only returned to the
@@ -61,6 +64,38 @@ _PIPE_SIZE = 1 << 20  # requested pipe capacity (Linux F_SETPIPE_SZ; default max
 _POLL_S = 0.02  # exit polling period where pidfds are missing, and group-gone polling
 _GROUP_GONE_S = 5.0  # how long to wait for SIGKILLed group members to disappear
 _CHILD_PROBE_FD = 3  # first descriptor after stdin, stdout, stderr
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's prctl(2), resolved once in the parent (never imported between fork and exec)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+        return prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def _child_setup(parent: int, dup_from: int | None) -> None:
+    """Runs in the child between fork and exec: move the probe channel if needed, and ask the
+    kernel to SIGKILL the session when perfmon dies (``PR_SET_PDEATHSIG``, prctl(2)), so that a
+    crashed daemon (kill -9, OOM) leaves no workload running unwatched. If perfmon died before
+    this point, the child exits instead of running orphaned."""
+    if dup_from is not None:
+        os.dup2(dup_from, _CHILD_PROBE_FD)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(127)
+
+
 _MAX_SH_FD = 9  # highest descriptor a POSIX shell redirection can name
 _EOF_WAIT_S = 2.0  # how long to wait for the pipes' EOF once the whole group is gone
 
@@ -351,12 +386,12 @@ class Supervisor:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         if probe_w <= _MAX_SH_FD:
-            child_fd, keep, preexec = probe_w, probe_w, None
+            child_fd, keep, dup_from = probe_w, probe_w, None
         else:
             # No fd below 10 free here: move the channel to fd 3 in the child, between fork
-            # and exec (a plain dup2; this costs Popen its vfork fast path).
-            child_fd, keep = _CHILD_PROBE_FD, _CHILD_PROBE_FD
-            preexec = functools.partial(os.dup2, probe_w, _CHILD_PROBE_FD)
+            # and exec.
+            child_fd, keep, dup_from = _CHILD_PROBE_FD, _CHILD_PROBE_FD, probe_w
+        preexec = functools.partial(_child_setup, os.getpid(), dup_from)
         env = {
             **os.environ,
             **dict(spec.env),
