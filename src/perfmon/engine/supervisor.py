@@ -22,7 +22,8 @@ is left behind. (A process that moved itself to another session with ``setsid`` 
 process-group based supervisor, this one included.) If perfmon itself dies (kill -9, OOM), the
 kernel SIGKILLs each session's leader (``PR_SET_PDEATHSIG``, set between fork and exec), so a
 crashed daemon leaves no workload running unwatched; this costs ``Popen`` its vfork fast path
-(a fork of the daemon, a few milliseconds per session, outside the session's measured time).
+(a fork of the daemon: about 10 ms with a 150 MB parent), so a session's wall clock starts when
+``Popen`` returns, after the exec, and that cost stays out of the workload's timings.
 
 **Why ``subprocess.Popen`` and not ``asyncio.create_subprocess_exec``:** the kernel's
 resource usage of a child (``ru_utime + ru_stime``, ``ru_maxrss``) is only returned to the
@@ -429,6 +430,11 @@ class Supervisor:
         finally:
             for fd in (probe_w, out_w, err_w):
                 _close_fd(fd)
+        # The session's clock starts once the command is exec'd (Popen returns after a
+        # successful exec): forking the daemon (page tables of a large parent, ~10 ms) is
+        # perfmon's cost, not the workload's, and must not bias short sessions' timings.
+        start_mono = time.monotonic()
+        result.start_t = time.time()
         out_log, err_log = (_CappedLog(p, self.log_cap_bytes) for p in self.log_paths(spec.id))
         run = _Running(
             spec=spec,
