@@ -117,6 +117,14 @@ def test_golden_and_canary_get_their_own_gate_results(tmp_path: Path) -> None:
     assert report["gates"][0]["reason"].startswith("[canary]")
     md = (run_dir / "report.md").read_text()
     assert "### Set golden" in md and "### Set canary" in md
+    # perfmon attach on the finished run shows the same from the recording
+    from perfmon.engine.replay import snapshot_from_run_dir
+
+    snap = snapshot_from_run_dir(run_dir)
+    assert snap.state == "finished" and snap.sessions_done == 4
+    assert [g.state.value for g in snap.gates] == ["fail"]
+    depth = next(m for m in snap.metrics if m.name == "event_queue_depth")
+    assert (depth.count, depth.max) == (4, 30.0)
 
 
 def test_statistical_gates_skip_workloads_that_never_emit_the_metric() -> None:

@@ -57,7 +57,8 @@ def _load(path: str, set_sizes: list[str] | None = None) -> Campaign:
 
 
 class _CampaignFailure(Exception):
-    pass
+    """A CampaignError, re-raised under a name this module can catch without importing the
+    core at start-up (``perfmon --version`` and ``--help`` stay light)."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -228,6 +228,9 @@ else:
         _heads[name] = f"#B {name} {kind} ".encode("ascii")
         return buffers.setdefault(name, array("d"))
 
+    # The four emitters below repeat one body on purpose: this is the probe's hot path (budget:
+    # cheaper than prometheus_client's Gauge.set, bench/probe.py), and a shared helper would
+    # add a Python call to every emitted sample.
     def _gauge(name: str, value: float) -> None:
         try:
             buf = _gauges[name]

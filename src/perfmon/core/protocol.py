@@ -148,6 +148,17 @@ class _Columns:
         )
 
 
+def _number(field: bytes) -> float | None:
+    """A protocol number: a finite float literal without ``_`` separators, else None."""
+    try:
+        value = float(field)
+    except ValueError:
+        return None
+    if not _isfinite(value) or b"_" in field:
+        return None
+    return value
+
+
 def _show(field: bytes, limit: int = 40) -> str:
     """A short printable rendering of a bad field for ``last_error``."""
     text = field[:limit].decode("utf-8", "backslashreplace")
@@ -556,35 +567,14 @@ class Decoder:
                 if entry is None:
                     continue
             n = len(parts)
-            if n == 2:
-                field = parts[1]
-                try:
-                    value = float(field)
-                except ValueError:
-                    self._reject(lineno, raw, f'bad value "{_show(field)}" for {entry[0]}')
+            if n in (2, 3):
+                value = _number(parts[1])
+                if value is None:
+                    self._reject(lineno, raw, f'bad value "{_show(parts[1])}" for {entry[0]}')
                     continue
-                if not _isfinite(value) or b"_" in field:
-                    self._reject(lineno, raw, f'bad value "{_show(field)}" for {entry[0]}')
-                    continue
-                add(now, entry, value)
-            elif n == 3:
-                field = parts[1]
-                try:
-                    value = float(field)
-                except ValueError:
-                    self._reject(lineno, raw, f'bad value "{_show(field)}" for {entry[0]}')
-                    continue
-                if not _isfinite(value) or b"_" in field:
-                    self._reject(lineno, raw, f'bad value "{_show(field)}" for {entry[0]}')
-                    continue
-                field = parts[2]
-                try:
-                    t = float(field)
-                except ValueError:
-                    self._reject(lineno, raw, f'bad timestamp "{_show(field)}" for {entry[0]}')
-                    continue
-                if not _isfinite(t) or b"_" in field:
-                    self._reject(lineno, raw, f'bad timestamp "{_show(field)}" for {entry[0]}')
+                t = now if n == 2 else _number(parts[2])
+                if t is None:
+                    self._reject(lineno, raw, f'bad timestamp "{_show(parts[2])}" for {entry[0]}')
                     continue
                 add(t, entry, value)
             elif n == 1:

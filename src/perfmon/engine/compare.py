@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perfmon.core.model import MetricKind, Sample, metric_dimension
+from perfmon.core.model import metric_dimension
 from perfmon.core.stats import MIN_SESSIONS, StatsOptions, compare, summarize
 from perfmon.core.units import format_quantity
 
@@ -47,18 +47,9 @@ def source_from_run(data: RunData) -> ArrayMetricSource:
     Args:
         data: the run as ``perfmon.engine.recorder.read_run`` returns it.
     """
-    from perfmon.core.datasource import ArrayMetricSource
+    from perfmon.engine.recorded import source_from_table
 
-    warmup = {int(s["id"]) for s in data.sessions if s.get("warmup")}
-    samples: list[Sample] = []
-    if data.samples.num_rows:
-        cols = data.samples.to_pydict()
-        for t, sess, metric, value, kind in zip(
-            cols["t"], cols["session"], cols["metric"], cols["value"], cols["kind"], strict=True
-        ):
-            if sess not in warmup:
-                samples.append(Sample(t, sess, metric, value, MetricKind(kind)))
-    return ArrayMetricSource.from_samples(samples, sessions=data.sessions)
+    return source_from_table(data.samples, data.sessions)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import GateConfig
 from perfmon.core.datasource import ArrayMetricSource
 from perfmon.core.gates import evaluate_gates, parse_gate
@@ -39,24 +40,66 @@ _SEVERITY = {
 }
 
 
-def _columns(table: pa.Table) -> tuple[Any, Any, Any, Any, list[str], list[str]]:
-    """(t, session, metric codes, value, metric names, kind per metric code) as numpy."""
-    t = table.column("t").to_numpy()
-    session = table.column("session").to_numpy()
-    value = table.column("value").to_numpy()
-    metric = pc.dictionary_encode(table.column("metric")).combine_chunks()
-    codes = metric.indices.to_numpy(zero_copy_only=False)
-    names = [str(x) for x in metric.dictionary.to_pylist()]
-    kinds_col = table.column("kind").to_numpy(zero_copy_only=False)
-    kind_of: list[str] = []
-    for code in range(len(names)):
-        rows = np.flatnonzero(codes == code)
-        kind_of.append(str(kinds_col[rows[np.argmax(t[rows])]]) if rows.size else "gauge")
-    return t, session, codes, value, names, kind_of
+@dataclasses.dataclass(frozen=True, slots=True)
+class Columns:
+    """A recorded samples table as numpy columns, sorted by (metric, t), built once per report.
+
+    Attributes:
+        t / session / code / value: one entry per sample; ``code`` indexes ``names``.
+        names: metric names; ``kinds``: each metric's kind (of its latest sample, as a
+            ``# TYPE`` line applies to the samples after it).
+        bounds: samples of metric ``c`` are ``bounds[c]:bounds[c + 1]``.
+    """
+
+    t: Any
+    session: Any
+    code: Any
+    value: Any
+    names: tuple[str, ...]
+    kinds: tuple[MetricKind, ...]
+    bounds: Any
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> Columns:
+        """Decode a samples table (one dictionary encoding, one stable sort)."""
+        metric = pc.dictionary_encode(table.column("metric")).combine_chunks()
+        names = tuple(str(x) for x in metric.dictionary.to_pylist())
+        t = table.column("t").to_numpy()
+        code = metric.indices.to_numpy(zero_copy_only=False)
+        order = np.lexsort((t, code))  # by metric, then time; stable for ties
+        code = code[order]
+        bounds = np.searchsorted(code, np.arange(len(names) + 1))
+        kinds_col = table.column("kind").to_numpy(zero_copy_only=False)[order]
+        kinds = tuple(
+            MetricKind(str(kinds_col[bounds[c + 1] - 1]))
+            if bounds[c + 1] > bounds[c]
+            else MetricKind.GAUGE
+            for c in range(len(names))
+        )
+        return cls(
+            t=t[order],
+            session=table.column("session").to_numpy()[order].astype(np.int64),
+            code=code.astype(np.int32),
+            value=table.column("value").to_numpy()[order],
+            names=names,
+            kinds=kinds,
+            bounds=bounds,
+        )
+
+    def batch(self) -> SampleBatch:
+        """All samples as one ``SampleBatch`` (to replay a recording into a ``LiveState``)."""
+        return SampleBatch(
+            t=self.t,
+            session=self.session,
+            key=self.code,
+            value=self.value,
+            metrics=self.names,
+            kinds=self.kinds,
+        )
 
 
 def source_from_table(
-    table: pa.Table,
+    table: pa.Table | Columns,
     sessions: Sequence[Mapping[str, Any]],
     *,
     keep_sessions: set[int] | None = None,
@@ -65,7 +108,8 @@ def source_from_table(
     """Build an exact metric source from a recorded samples table, column-wise.
 
     Args:
-        table: samples with columns ``t``, ``session``, ``metric``, ``value``, ``kind``.
+        table: samples with columns ``t``, ``session``, ``metric``, ``value``, ``kind``, or
+            their ``Columns`` when several sources are built from one table.
         sessions: the sessions table (``session_row`` dicts); warm-up sessions are excluded.
         keep_sessions: only samples of these session ids (None: every measured session).
         system_span: ``(start, end)`` Unix seconds: keep machine-wide samples
@@ -74,29 +118,28 @@ def source_from_table(
     Returns:
         An ``ArrayMetricSource`` holding the selected samples and the sessions table.
     """
-    warmup = {int(s["id"]) for s in sessions if s.get("warmup")}
-    if table.num_rows == 0:
-        return ArrayMetricSource({}, sessions=sessions)
-    t, session, codes, value, names, kind_of = _columns(table)
-    mask = ~np.isin(session, np.fromiter(warmup, dtype=np.int64, count=len(warmup)))
-    system = session == SYSTEM_SESSION
+    if isinstance(table, pa.Table):
+        if table.num_rows == 0:
+            return ArrayMetricSource({}, sessions=sessions)
+        table = Columns.from_table(table)
+    cols = table
+    warmup = [int(s["id"]) for s in sessions if s.get("warmup")]
+    mask = ~np.isin(cols.session, np.asarray(warmup, dtype=np.int64))
+    system = cols.session == SYSTEM_SESSION
     if keep_sessions is not None:
-        ids = np.fromiter(keep_sessions, dtype=np.int64, count=len(keep_sessions))
-        mask &= np.isin(session, ids) | system
+        ids = np.fromiter(keep_sessions, np.int64, len(keep_sessions))
+        mask &= np.isin(cols.session, ids) | system
     if system_span is not None:
         start, end = system_span
-        mask &= ~system | ((t >= start) & (t <= end))
+        mask &= ~system | ((cols.t >= start) & (cols.t <= end))
     data: dict[str, tuple[MetricKind, Any, Any]] = {}
     session_ids: dict[str, Any] = {}
-    order = np.argsort(codes[mask], kind="stable")
-    sel_codes = codes[mask][order]
-    sel_t, sel_v, sel_s = t[mask][order], value[mask][order], session[mask][order]
-    bounds = np.searchsorted(sel_codes, np.arange(len(names) + 1))
-    for code, name in enumerate(names):
-        lo, hi = int(bounds[code]), int(bounds[code + 1])
-        if hi > lo:
-            data[name] = (MetricKind(kind_of[code]), sel_t[lo:hi], sel_v[lo:hi])
-            session_ids[name] = sel_s[lo:hi]
+    for c, name in enumerate(cols.names):
+        lo, hi = int(cols.bounds[c]), int(cols.bounds[c + 1])
+        keep = mask[lo:hi]
+        if keep.any():
+            data[name] = (cols.kinds[c], cols.t[lo:hi][keep], cols.value[lo:hi][keep])
+            session_ids[name] = cols.session[lo:hi][keep]
     return ArrayMetricSource(data, session_ids=session_ids, sessions=sessions)
 
 
@@ -157,13 +200,16 @@ def evaluate_recorded(
     """
     configs = _configs(gates, stats)
     spans = set_spans(data.sessions)
+    cols: pa.Table | Columns = data.samples
     if len(spans) <= 1:
-        source = source_from_table(data.samples, data.sessions)
+        source = source_from_table(cols, data.sessions)
         return RecordedGates(run=evaluate_gates(configs, source), per_set={})
+    if data.samples.num_rows:
+        cols = Columns.from_table(data.samples)  # decoded once for every set
     per_set: dict[str, list[GateResult]] = {}
     for name, (ids, start, end) in spans.items():
         span = (start, end) if start <= end else None
-        source = source_from_table(data.samples, data.sessions, keep_sessions=ids, system_span=span)
+        source = source_from_table(cols, data.sessions, keep_sessions=ids, system_span=span)
         per_set[name] = evaluate_gates(configs, source)
     run: list[GateResult] = []
     for i, _config in enumerate(configs):

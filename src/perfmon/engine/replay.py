@@ -14,7 +14,7 @@ from typing import Any
 
 from perfmon.core.gates import verdict
 from perfmon.core.live import LiveState
-from perfmon.core.model import MetricKind, Sample, SessionResult, SessionSpec, SessionStatus
+from perfmon.core.model import SessionResult, SessionSpec, SessionStatus
 from perfmon.core.snapshot import RunState, Snapshot
 
 
@@ -64,6 +64,7 @@ def snapshot_from_run_dir(run_dir: Path) -> Snapshot:
     Raises:
         OSError / ValueError: if the directory has no readable manifest.
     """
+    from perfmon.engine.recorded import Columns
     from perfmon.engine.runner import evaluate_recorded_gates
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -81,16 +82,10 @@ def snapshot_from_run_dir(run_dir: Path) -> Snapshot:
         live.add_session(result.spec)
         live.update_session(result)
         end_t = max(end_t, float(result.end_t or 0.0))
-    table = data.samples
-    if table.num_rows:
-        cols = table.to_pydict()
-        live.add_samples(
-            Sample(t, s, m, v, MetricKind(k))
-            for t, s, m, v, k in zip(
-                cols["t"], cols["session"], cols["metric"], cols["value"], cols["kind"], strict=True
-            )
-        )
-        end_t = max(end_t, max(cols["t"]))
+    if data.samples.num_rows:
+        cols = Columns.from_table(data.samples)
+        live.add_batch(cols.batch())
+        end_t = max(end_t, float(cols.t.max()))
     has_report = (run_dir / "report.json").is_file()
     state = RunState.FINISHED if has_report else RunState.FAILED
     message = (
