@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perfmon.core.noise import ON_NOISY, NoiseGuard, parse_share
 from perfmon.core.stats import BOOTSTRAP_METHODS, TESTS, StatsOptions
 from perfmon.core.units import parse_duration, parse_size
 
@@ -97,6 +98,9 @@ class SetConfig:
         order: ``"interleaved"`` (A B A B ...), ``"blocked"`` (A A ... B B ...) or
             ``"random"`` (each round in a random order drawn from ``seed``).
         seed: the seed of a random order (default 0), so a run can be repeated.
+        noise: this set's noise guard when it sets one of ``max_background_cpu``,
+            ``on_noisy``, ``noisy_retries`` (the others inherited from ``[campaign]``), else
+            None (the campaign's guard applies).
     """
 
     name: str
@@ -105,6 +109,7 @@ class SetConfig:
     warmup: int = 0
     order: str = "interleaved"
     seed: int = 0
+    noise: NoiseGuard | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +167,8 @@ class Campaign:
         runs_dir: where run directories are created (default ``runs`` beside the campaign).
         stats: how statistical gates and comparisons are computed (``confidence``, ``test``,
             ``bootstrap_resamples``, ``bootstrap_seed``, ``bootstrap_method`` in ``[campaign]``).
+        noise: the noise guard (``max_background_cpu``, ``on_noisy``, ``noisy_retries`` in
+            ``[campaign]``; see ``perfmon.core.noise``).
     """
 
     name: str
@@ -176,11 +183,19 @@ class Campaign:
     runs_dir: Path | None = None
     stats: StatsOptions = field(default_factory=StatsOptions)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
+    noise: NoiseGuard = field(default_factory=NoiseGuard)
 
     @property
     def directory(self) -> Path:
         """The directory holding the campaign file."""
         return self.path.parent
+
+    def noise_guard(self, set_name: str) -> NoiseGuard:
+        """The noise guard of a set: its own if it sets one, else the campaign's."""
+        for s in self.sets:
+            if s.name == set_name and s.noise is not None:
+                return s.noise
+        return self.noise
 
 
 # --- the parser -------------------------------------------------------------------------------
@@ -188,10 +203,12 @@ class Campaign:
 # The format (TOML, parsed with the standard library's tomllib):
 #
 #   [campaign]   name (required, [A-Za-z0-9._-]+), sample_interval, grace, log_cap, runs_dir,
-#                confidence, test, bootstrap_resamples, bootstrap_seed, bootstrap_method
+#                confidence, test, bootstrap_resamples, bootstrap_seed, bootstrap_method,
+#                max_background_cpu ("10%"), on_noisy ("mark" | "repeat"), noisy_retries
 #   [[workload]] name, command (required); env, cwd, timeout, matrix, shell
 #   [variant.NAME]  env, args            (none: one variant named "default")
-#   [set.NAME]      sessions | duration (exactly one), warmup, order, seed
+#   [set.NAME]      sessions | duration (exactly one), warmup, order, seed,
+#                   max_background_cpu, on_noisy, noisy_retries (override [campaign]'s)
 #                   (none: one set "default" with sessions = 1)
 #   [[gate]]     name, expr (required); window
 #   [profile]    every, duty ("10s/5min"), rate, nonblocking, duration, subprocesses
@@ -223,10 +240,14 @@ _CAMPAIGN_KEYS = (
     "bootstrap_resamples",
     "bootstrap_seed",
     "bootstrap_method",
+    "max_background_cpu",
+    "on_noisy",
+    "noisy_retries",
 )
 _WORKLOAD_KEYS = ("name", "command", "env", "cwd", "timeout", "matrix", "shell")
 _VARIANT_KEYS = ("env", "args")
-_SET_KEYS = ("sessions", "duration", "warmup", "order", "seed")
+_NOISE_KEYS = ("max_background_cpu", "on_noisy", "noisy_retries")
+_SET_KEYS = ("sessions", "duration", "warmup", "order", "seed", *_NOISE_KEYS)
 _GATE_KEYS = ("name", "expr", "window")
 _PROFILE_KEYS = ("every", "duty", "rate", "nonblocking", "duration", "subprocesses")
 _TOP_KEYS = ("campaign", "workload", "variant", "set", "gate", "profile")
@@ -517,9 +538,12 @@ def parse_campaign(text: str, path: Path) -> Campaign:
     stats = _parse_stats(ctx, sec, camp)
     if stats != StatsOptions():
         extra["stats"] = stats
+    noise = _parse_noise(ctx, sec, camp, NoiseGuard())
+    if noise != NoiseGuard():
+        extra["noise"] = noise
     workloads = _parse_workloads(ctx, data, directory)
     variants = _parse_variants(ctx, data)
-    sets = _parse_sets(ctx, data)
+    sets = _parse_sets(ctx, data, noise)
     gates = _parse_gates(ctx, data, stats)
     if "profile" in data:
         extra["profile"] = _parse_profile(ctx, data)
@@ -652,7 +676,9 @@ def _parse_variants(ctx: _Context, data: dict[str, Any]) -> tuple[VariantConfig,
     return tuple(result)
 
 
-def _parse_sets(ctx: _Context, data: dict[str, Any]) -> tuple[SetConfig, ...]:
+def _parse_sets(
+    ctx: _Context, data: dict[str, Any], noise: NoiseGuard | None = None
+) -> tuple[SetConfig, ...]:
     tables = _named_tables(ctx, data, "set")
     if not tables:
         return (SetConfig("default", sessions=1),)
@@ -675,8 +701,37 @@ def _parse_sets(ctx: _Context, data: dict[str, Any]) -> tuple[SetConfig, ...]:
                     sec, "order", f"unknown order {order!r} (use {' or '.join(_ORDERS)})"
                 )
         seed = ctx.integer(sec, "seed", s["seed"], 0) if "seed" in s else 0
-        result.append(SetConfig(name, sessions, duration, warmup, order, seed))
+        set_noise = None
+        if any(k in s for k in _NOISE_KEYS):
+            set_noise = _parse_noise(ctx, sec, s, noise or NoiseGuard())
+        result.append(SetConfig(name, sessions, duration, warmup, order, seed, set_noise))
     return tuple(result)
+
+
+def _parse_noise(
+    ctx: _Context, sec: Section, table: dict[str, Any], base: NoiseGuard
+) -> NoiseGuard:
+    """The noise guard keys of ``[campaign]`` or a ``[set.NAME]`` (see ``NoiseGuard``);
+    keys the table does not set are taken from ``base``."""
+    share = base.max_background_share
+    if "max_background_cpu" in table:
+        try:
+            share = parse_share(table["max_background_cpu"])
+        except ValueError as exc:
+            raise ctx.error(sec, "max_background_cpu", str(exc)) from None
+    on_noisy = base.on_noisy
+    if "on_noisy" in table:
+        on_noisy = ctx.string(sec, "on_noisy", table["on_noisy"])
+        if on_noisy not in ON_NOISY:
+            raise ctx.error(
+                sec, "on_noisy", f"unknown action {on_noisy!r} (use {' or '.join(ON_NOISY)})"
+            )
+    retries = base.retries
+    if "noisy_retries" in table:
+        retries = ctx.integer(sec, "noisy_retries", table["noisy_retries"], 0)
+        if retries > 100:
+            raise ctx.error(sec, "noisy_retries", f"must be <= 100, got {retries}")
+    return NoiseGuard(share, on_noisy, retries)
 
 
 def _parse_stats(ctx: _Context, sec: Section, camp: dict[str, Any]) -> StatsOptions:

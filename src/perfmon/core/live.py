@@ -49,6 +49,7 @@ from perfmon.core.model import (
     SessionSpec,
     SessionStatus,
 )
+from perfmon.core.noise import NOISE_BACKGROUND_SHARE, NOISE_BUSY
 from perfmon.core.snapshot import (
     SERIES_POINTS,
     SNAPSHOT_VERSION,
@@ -484,6 +485,8 @@ class LiveState:
                     peak_rss_bytes=r.peak_rss_bytes,
                     samples=max(r.samples, self._session_samples.get(sid, 0)),
                     malformed=malformed,
+                    background_share=r.extra.get(NOISE_BACKGROUND_SHARE),
+                    busy=bool(r.extra.get(NOISE_BUSY)),
                 )
             )
         metrics: list[MetricSummary] = []

@@ -107,6 +107,7 @@ class SessionStatus(enum.StrEnum):
     TIMEOUT = "timeout"  # wall-clock timeout reached; perfmon ended it
     START_FAILED = "start_failed"  # the command could not be started
     CANCELLED = "cancelled"  # the run was stopped before or while this session ran
+    NOISY = "noisy"  # exited 0 on a busy machine and was repeated (perfmon.core.noise)
 
     @property
     def finished(self) -> bool:
@@ -130,6 +131,8 @@ class SessionSpec:
         cwd: working directory (absolute path as a string).
         timeout_s: wall-clock limit in seconds, or None for none.
         params: matrix parameters of this session (e.g. ``{"events": "512"}``).
+        attempt: 0 for a session's first run; n for its n-th repetition after it ran on a
+            busy machine (``Scheduler.repeat``, ``perfmon.core.noise``).
     """
 
     id: int
@@ -143,6 +146,7 @@ class SessionSpec:
     cwd: str
     timeout_s: float | None
     params: tuple[tuple[str, str], ...] = ()
+    attempt: int = 0
 
 
 @dataclass(slots=True)
@@ -164,6 +168,8 @@ class SessionResult:
         malformed: probe protocol lines that could not be decoded and were dropped.
         samples: probe samples received from the workload.
         error: a human-readable reason for START_FAILED, TIMEOUT and the like.
+        extra: further per-session figures by name, as floats (e.g. the ``noise_*`` figures
+            of ``perfmon.core.noise``: what else used the machine meanwhile).
     """
 
     spec: SessionSpec

@@ -25,10 +25,12 @@ This module is pure: the clock is injected, no processes are started here.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import shlex
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -74,10 +76,14 @@ class Scheduler:
         self._clock = clock
         self._next_id = 0
         self._stopped = False
+        self._halted = False  # stop() was called (not merely the schedule exhausted)
         self._indices: dict[tuple[str, str, str, tuple[tuple[str, str], ...], bool], int] = {}
         self._starts: dict[str, float] = {}  # set name -> clock at its first session
         self._rngs: dict[str, random.Random] = {}  # set name -> its random order's generator
         self._iter = self._generate()
+        self._repeats: deque[SessionSpec] = deque()  # sessions to run again, first out first
+        self.repeated = 0
+        """Sessions handed out again by ``repeat`` (they add to ``planned_total``)."""
 
     @property
     def planned_total(self) -> int | None:
@@ -88,7 +94,7 @@ class Scheduler:
             if s.sessions is None:
                 return None
             total += (s.warmup + s.sessions) * per_round
-        return total
+        return total + self.repeated
 
     @property
     def handed_out(self) -> int:
@@ -103,15 +109,43 @@ class Scheduler:
     def stop(self) -> None:
         """Hand out no more sessions: ``next_session`` returns None from now on."""
         self._stopped = True
+        self._halted = True
 
     def next_session(self) -> SessionSpec | None:
         """The next session to run, or None when the campaign is fully scheduled or stopped."""
+        if self._halted:
+            return None
+        if self._repeats:
+            return self._repeats.popleft()
         if self._stopped:
             return None
         spec = next(self._iter, None)
         if spec is None:
             self._stopped = True
         return spec
+
+    def repeat(self, spec: SessionSpec) -> SessionSpec | None:
+        """Schedule a session again, to run next (before the rest of the schedule).
+
+        Used by the noise guard (``perfmon.core.noise``): a session that ran on a busy machine
+        is run again at once, so a round of an interleaved or random order stays together
+        (A B A B: a repeated A is followed by the B it is compared with) and a duration set's
+        round stays complete.
+
+        Args:
+            spec: the session to repeat, as handed out.
+
+        Returns:
+            The new session: the same workload, variant, set, index and command, a new unique
+            id and ``attempt`` one more; or None when the scheduler is stopped (``stop``).
+        """
+        if self._halted:
+            return None
+        again = dataclasses.replace(spec, id=self._next_id, attempt=spec.attempt + 1)
+        self._next_id += 1
+        self.repeated += 1
+        self._repeats.append(again)
+        return again
 
     # --- internals ---------------------------------------------------------------------------
 

@@ -44,6 +44,10 @@ class SessionRow:
         wall_s / cpu_s: seconds, None until known (wall_s grows while running).
         peak_rss_bytes: peak RSS of the session's process tree so far, bytes.
         samples / malformed: probe samples received and malformed lines dropped.
+        background_share: the share of the machine's CPU something else used while the
+            session ran, in [0, 1] (``perfmon.core.noise``), None until it has finished or
+            where it could not be measured.
+        busy: True when the session ran on a busy machine (background over the limit).
     """
 
     id: int
@@ -59,6 +63,8 @@ class SessionRow:
     peak_rss_bytes: int | None
     samples: int
     malformed: int
+    background_share: float | None = None
+    busy: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ SIGINT and SIGTERM stop the run cleanly (the report is still written) and exit 3
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TextIO
 
 from perfmon.core.campaign import Campaign
 from perfmon.core.model import GateResult, SessionResult, SessionStatus
+from perfmon.core.noise import NOISE_BACKGROUND_SHARE, NOISE_BUSY, NOISE_LIMIT
 from perfmon.core.snapshot import Snapshot
 from perfmon.core.units import format_bytes, format_seconds
 from perfmon.engine.runner import Runner, RunOutcome
@@ -34,6 +36,8 @@ class ProgressPrinter:
         self.out = out
         self.total = total
         self.done = 0
+        self.busy = 0
+        """Sessions flagged as run on a busy machine so far (``perfmon.core.noise``)."""
         self._gate_states: dict[str, str] = {}
 
     def _print(self, text: str) -> None:
@@ -59,6 +63,14 @@ class ProgressPrinter:
             line += f"  malformed {result.malformed:,}"
         if result.error and result.status is not SessionStatus.OK:
             line += f"  ({result.error})"
+        if result.extra.get(NOISE_BUSY):
+            self.busy += 1
+            share = result.extra.get(NOISE_BACKGROUND_SHARE, 0.0)
+            limit = result.extra.get(NOISE_LIMIT, 0.0)
+            line += (
+                f"  BUSY: background CPU {share:.0%} > {limit:.0%}"
+                f" [{self.busy} session{'s' if self.busy != 1 else ''} on a busy machine]"
+            )
         self._print(line)
 
     def snapshot(self, snap: Snapshot) -> None:
@@ -76,10 +88,24 @@ class ProgressPrinter:
         self._print("")
         self._print(format_gate_table(outcome.gates))
         self._print("")
+        machine = _machine_line(outcome.run_dir)
+        if machine:
+            self._print(machine)
         self._print(f"verdict: {outcome.verdict.upper()}  (exit status {outcome.exit_status})")
         if outcome.report_md is not None:
             self._print(f"report:  {outcome.report_md}")
         self._print(f"run dir: {outcome.run_dir}")
+
+
+def _machine_line(run_dir: Path) -> str:
+    """The report's line on how quiet the machine was (``report.json``'s ``machine.line``,
+    computed from the recorded sessions), or "" when there is no readable report."""
+    try:
+        report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+        line = report["machine"]["line"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    return line if isinstance(line, str) else ""
 
 
 def format_gate_table(gates: tuple[GateResult, ...] | list[GateResult]) -> str:

@@ -110,7 +110,8 @@ def source_from_table(
     Args:
         table: samples with columns ``t``, ``session``, ``metric``, ``value``, ``kind``, or
             their ``Columns`` when several sources are built from one table.
-        sessions: the sessions table (``session_row`` dicts); warm-up sessions are excluded.
+        sessions: the sessions table (``session_row`` dicts); warm-up sessions and attempts
+            repeated by the noise guard (status ``noisy``) are excluded.
         keep_sessions: only samples of these session ids (None: every measured session).
         system_span: ``(start, end)`` Unix seconds: keep machine-wide samples
             (``SYSTEM_SESSION``) recorded in this span only (None: all of them).
@@ -123,7 +124,8 @@ def source_from_table(
             return ArrayMetricSource({}, sessions=sessions)
         table = Columns.from_table(table)
     cols = table
-    warmup = [int(s["id"]) for s in sessions if s.get("warmup")]
+    # Warm-ups, and attempts the noise guard repeated (status "noisy"), are not measured.
+    warmup = [int(s["id"]) for s in sessions if s.get("warmup") or s.get("status") == "noisy"]
     mask = ~np.isin(cols.session, np.asarray(warmup, dtype=np.int64))
     system = cols.session == SYSTEM_SESSION
     if keep_sessions is not None:

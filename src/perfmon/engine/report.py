@@ -45,6 +45,13 @@ METHOD = {
     "mad": "raw median absolute deviation: scipy.stats.median_abs_deviation(x, scale=1.0)",
     "measured_sessions": "sessions with status ok that are not warm-ups",
     "metrics": "all recorded samples except those of warm-up sessions",
+    "machine": (
+        "background CPU of a session = busy CPU time of the whole machine (/proc/stat: total -"
+        " idle - iowait) minus the session tree's CPU time (rusage), over the machine's capacity"
+        " (window x CPUs); flagged busy when it exceeds the limit by more than its tick"
+        " resolution (2 / (USER_HZ x window)); sessions repeated by the noise guard (status"
+        " noisy) are excluded from statistics, gates and metrics; median: statistics.median"
+    ),
 }
 
 
@@ -237,7 +244,7 @@ def build_report(
             "error": s.get("error") or "",
         }
         for s in sessions
-        if s.get("status") != "ok"
+        if s.get("status") not in ("ok", "noisy")
     ]
     malformed_rows = [
         {
@@ -260,6 +267,7 @@ def build_report(
         "run_dir": str(data.run_dir),
         "verdict": verdict,
         "verdict_line": _verdict_line(verdict, gate_results),
+        "machine": _machine(sessions),
         "timing": timing,
         "gates": [_gate_json(g) for g in gate_results],
         "gate_changes": _gate_changes(data.run_dir, timing["started_t"]),
@@ -273,7 +281,7 @@ def build_report(
             "groups": _session_groups(sessions),
             "failed": failed,
         },
-        "metrics": _metric_stats(data.samples, warmup_ids),
+        "metrics": _metric_stats(data.samples, warmup_ids + _noisy_ids(sessions)),
         "malformed": {
             "total": sum(r["malformed"] for r in malformed_rows),
             "sessions": malformed_rows,
@@ -291,6 +299,104 @@ def build_report(
         "profiles": _profiles(data.run_dir),
         "comparison": _comparison(data),
     }
+
+
+def _noisy_ids(sessions: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Ids of the attempts the noise guard repeated (status ``noisy``): not measured."""
+    return [
+        int(s["id"]) for s in sessions if s.get("status") == "noisy" and s.get("id") is not None
+    ]
+
+
+BUSY_SESSIONS_SHOWN = 40
+"""report.md lists at most this many busy sessions (the busiest); report.json has all."""
+
+
+def _machine(sessions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """How quiet the machine was (``perfmon.core.noise.summarize_noise`` over the recorded
+    session rows), with one entry per session flagged busy."""
+    from perfmon.core.noise import (
+        NOISE_BACKGROUND_SHARE,
+        NOISE_BUSY,
+        NOISE_LIMIT,
+        NOISE_LOAD1,
+        NOISE_PERFMON_S,
+        NOISE_STEAL_SHARE,
+        NOISE_WINDOW_S,
+        summarize_noise,
+    )
+
+    busy = []
+    for s in sessions:
+        extra = s.get("extra") or {}
+        if not isinstance(extra, Mapping) or not extra.get(NOISE_BUSY):
+            continue
+        busy.append(
+            {
+                "id": s.get("id"),
+                "workload": s.get("workload"),
+                "variant": s.get("variant"),
+                "params": s.get("params") or {},
+                "status": s.get("status"),
+                "repeated": s.get("status") == "noisy",
+                "background_share": _num(extra.get(NOISE_BACKGROUND_SHARE)),
+                "limit_share": _num(extra.get(NOISE_LIMIT)),
+                "steal_share": _num(extra.get(NOISE_STEAL_SHARE)),
+                "load1": _num(extra.get(NOISE_LOAD1)),
+                "perfmon_cpu_s": _num(extra.get(NOISE_PERFMON_S)),
+                "window_s": _num(extra.get(NOISE_WINDOW_S)),
+                "wall_s": _num(s.get("wall_s")),
+                "cpu_s": _num(s.get("cpu_s")),
+            }
+        )
+    return {**summarize_noise(sessions).to_dict(), "busy_sessions": busy}
+
+
+def _machine_lines(machine: Mapping[str, Any] | None) -> list[str]:
+    """The "Machine" Markdown section: the busy sessions, busiest first."""
+    if not machine or not machine.get("busy_sessions"):
+        return []
+    rows = sorted(machine["busy_sessions"], key=lambda b: -(b["background_share"] or 0.0))
+    out = ["## Sessions on a busy machine", ""]
+    if len(rows) > BUSY_SESSIONS_SHOWN:
+        out += [f"The busiest {BUSY_SESSIONS_SHOWN} of {len(rows)} (all in report.json).", ""]
+        rows = rows[:BUSY_SESSIONS_SHOWN]
+
+    def pct(x: float | None) -> str:
+        return "–" if x is None else f"{x * 100:.1f}%"
+
+    out += _table(
+        (
+            "Session",
+            "Workload",
+            "Variant",
+            "Params",
+            "Background CPU",
+            "Limit",
+            "Steal",
+            "Load",
+            "Wall",
+            "CPU",
+            "Kept",
+        ),
+        (
+            [
+                b["id"],
+                b["workload"],
+                b["variant"],
+                _params_text(b["params"]) or "–",
+                pct(b["background_share"]),
+                pct(b["limit_share"]),
+                pct(b["steal_share"]),
+                "–" if b["load1"] is None else f"{b['load1']:.2f}",
+                _fmt(b["wall_s"], Dimension.TIME),
+                _fmt(b["cpu_s"], Dimension.TIME),
+                "no: repeated" if b["repeated"] else "yes",
+            ]
+            for b in rows
+        ),
+    )
+    return [*out, ""]
 
 
 def _gate_changes(run_dir: Path, started_t: float | None) -> dict[str, Any]:
@@ -447,6 +553,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     title = report.get("campaign") or report.get("run_id")
     out += [f"# perfmon report: {title}", ""]
     out += [f"**Verdict: {report['verdict_line']}**", ""]
+    machine = report.get("machine")
+    if isinstance(machine, Mapping) and machine.get("line"):
+        out += [str(machine["line"]), ""]
 
     timing = report["timing"]
     out.append(f"- Run: `{report['run_id']}` in `{report['run_dir']}`")
@@ -531,7 +640,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         out.append("None: every finished session exited with status ok.")
     out.append("")
 
-    out += ["## Metrics", "", "Samples of warm-up sessions are excluded.", ""]
+    out += _machine_lines(report.get("machine"))
+
+    out += [
+        "## Metrics",
+        "",
+        "Samples of warm-up sessions and of repeated noisy attempts are excluded.",
+        "",
+    ]
     if report["metrics"]:
         rows = []
         for m in report["metrics"]:

@@ -46,6 +46,7 @@ from perfmon.core.model import (
     SessionSpec,
     SessionStatus,
 )
+from perfmon.core.noise import NOISE_ATTEMPT
 from perfmon.core.schedule import Scheduler
 from perfmon.core.snapshot import RunState, Snapshot
 from perfmon.core.stats import StatsOptions
@@ -94,6 +95,7 @@ def campaign_to_json(campaign: Campaign) -> dict[str, Any]:
         "gates": [{"name": g.name, "expr": g.expr, "window_s": g.window_s} for g in campaign.gates],
         "stats": dataclasses.asdict(campaign.stats),
         "profile": plain(dataclasses.asdict(campaign.profile)),
+        "noise": dataclasses.asdict(campaign.noise),
     }
 
 
@@ -282,6 +284,12 @@ class Runner:
 
         self.gate_changes = GateChangeLog(run_dir)
         """Gate state changes: appended to ``events.jsonl``, the latest kept for snapshots."""
+        from perfmon.engine.noise import NoiseMeter
+
+        self.noise = NoiseMeter()
+        """Reads the machine's noise around each session (``perfmon.core.noise``)."""
+        self.noise_counts = {"measured": 0, "busy": 0, "repeated": 0}
+        """Sessions with noise figures, flagged busy, and repeated by the noise guard."""
 
     # ----------------------------------------------------------------- commands
     def request_stop(self) -> None:
@@ -443,6 +451,7 @@ class Runner:
         self.recorder.add_batch(batch)
 
     def _on_update(self, result: SessionResult) -> None:
+        self._noise_update(result)
         self.live.update_session(result)
         self._maybe_schedule_profile(result)
 
@@ -465,6 +474,57 @@ class Runner:
             )
         return out
 
+    # ----------------------------------------------------------------- noise
+    def _noise_update(self, result: SessionResult) -> None:
+        """Measure what else used the machine during a session, and apply the noise guard.
+
+        Called with every update of a session: its first ``RUNNING`` update opens the window
+        (a ``/proc/stat`` reading), its first finished one closes it, before anything else
+        sees the final result. The noise figures go into ``result.extra``
+        (``perfmon.core.noise``'s ``NOISE_*`` keys). A busy session that ended ok is repeated
+        when its set's guard says so: it gets status ``NOISY`` (excluded from statistics) and
+        the scheduler hands out the same session again next.
+        """
+        sid = result.spec.id
+        if result.status is SessionStatus.RUNNING:
+            self.noise.started(sid)
+            return
+        if not result.status.finished or not self.noise.is_open(sid):
+            return
+        guard = self.campaign.noise_guard(result.spec.set_name)
+        noise = self.noise.finished(sid, result.cpu_s, limit=guard.limit)
+        if noise is None:
+            return
+        result.extra.update(noise.to_extra())
+        result.extra[NOISE_ATTEMPT] = float(result.spec.attempt)
+        self.noise_counts["measured"] += 1
+        if not noise.busy:
+            return
+        self.noise_counts["busy"] += 1
+        ok = result.status is SessionStatus.OK
+        if self._stop.is_set() or not guard.should_repeat(noise, result.spec.attempt, ok=ok):
+            return
+        again = self.scheduler.repeat(result.spec)
+        if again is None:
+            return
+        result.status = SessionStatus.NOISY
+        result.error = (
+            f"background CPU {noise.background_share:.0%} of the machine, over the "
+            f"{guard.limit:.0%} limit: repeated as session {again.id}"
+        )
+        self.noise_counts["repeated"] += 1
+
+    def _noise_extra(self) -> dict[str, Any]:
+        """``Snapshot.extra["noise"]``: the counts so far, the default limit and how many
+        readings lacked ``/proc/stat``."""
+        return {
+            "noise": {
+                **self.noise_counts,
+                "limit": self.campaign.noise.limit,
+                "unavailable": self.noise.unavailable,
+            }
+        }
+
     # ----------------------------------------------------------------- snapshots
     def snapshot(self) -> Snapshot:
         """Take a snapshot of the live state now (gates as last evaluated)."""
@@ -485,6 +545,7 @@ class Runner:
         extra = {
             **snap.extra,
             **self._profile_extra(),
+            **self._noise_extra(),
             "disk_bytes": self.disk_bytes,
             "gate_changes": list(self.gate_changes.recent),
         }
@@ -606,6 +667,7 @@ class Runner:
                     break
                 self.live.add_session(spec)
                 result = await supervisor.run_session(spec)
+                self._noise_update(result)  # no-op when on_update already closed the window
                 extra = self._session_samples(result)
                 if extra:
                     self._on_samples(extra)

@@ -14,6 +14,7 @@ _STATUS_ROLE: dict[str, str] = {
     SessionStatus.RUNNING.value: "accent",
     SessionStatus.PENDING.value: "muted",
     SessionStatus.CANCELLED.value: "warning",
+    SessionStatus.NOISY.value: "warning",
     SessionStatus.EXIT.value: "error",
     SessionStatus.SIGNAL.value: "error",
     SessionStatus.TIMEOUT.value: "error",
@@ -67,13 +68,17 @@ class SessionsTable(KeyedTable[SessionRow]):
             samples = f"{samples} ⚠{item.malformed:,}"
             samples_role = "warning"
         set_text = f"{item.set_name}*" if item.warmup else item.set_name
+        status = Cell(item.status_text, status_role(item.status))
+        if item.busy and item.background_share is not None:
+            # Ran on a busy machine (perfmon.core.noise): say how busy, in the warning colour.
+            status = Cell(f"{item.status_text} ⚠bg {item.background_share:.0%}", "warning")
         return (
             Cell(str(item.id), "muted", "right"),
             Cell(item.workload, base),
             Cell(item.variant, base),
             Cell(set_text, base),
             Cell(item.params, "muted"),
-            Cell(item.status_text, status_role(item.status)),
+            status,
             Cell(wall, base, "right"),
             Cell(rss, base, "right"),
             Cell(samples, samples_role, "right"),

@@ -71,6 +71,7 @@ def status_content(
         sep,
         ("sessions ", "$foreground-muted"),
         (f"{snapshot.sessions_done:,}/{snapshot.sessions_total:,}", "bold"),
+        *_busy_parts(snapshot),
         sep,
         ("samples ", "$foreground-muted"),
         (f"{snapshot.samples_total:,}", "bold"),
@@ -78,6 +79,16 @@ def status_content(
         (f" malformed {snapshot.malformed_total:,} ", malformed_style),
     ]
     return Content.assemble(*parts)
+
+
+def _busy_parts(snapshot: Snapshot) -> list[str | tuple[str, str]]:
+    """The "N on a busy machine" pill after the session count, when sessions ran on a busy
+    machine (``Snapshot.extra["noise"]``, see ``perfmon.core.noise``); else nothing."""
+    noise = snapshot.extra.get("noise")
+    busy = noise.get("busy", 0) if isinstance(noise, dict) else 0
+    if not isinstance(busy, int) or busy <= 0:
+        return []
+    return [" ", (f" {busy:,} on a busy machine ", "bold $background on $warning")]
 
 
 class StatusBar(Static):
