@@ -46,6 +46,8 @@ class ProgressPrinter:
     def session(self, result: SessionResult) -> None:
         """A session listener: one line per finished session."""
         self.done += 1
+        if result.status is SessionStatus.NOISY and self.total is not None:
+            self.total += 1  # the noise guard runs it again: one more session planned
         spec = result.spec
         width = len(str(self.total)) if self.total else 3
         count = f"{self.done:>{width}}/{self.total}" if self.total else f"{self.done:>{width}}"
@@ -65,12 +67,11 @@ class ProgressPrinter:
             line += f"  ({result.error})"
         if result.extra.get(NOISE_BUSY):
             self.busy += 1
-            share = result.extra.get(NOISE_BACKGROUND_SHARE, 0.0)
-            limit = result.extra.get(NOISE_LIMIT, 0.0)
-            line += (
-                f"  BUSY: background CPU {share:.0%} > {limit:.0%}"
-                f" [{self.busy} session{'s' if self.busy != 1 else ''} on a busy machine]"
-            )
+            if result.status is not SessionStatus.NOISY:  # a repeat's error already says it
+                share = result.extra.get(NOISE_BACKGROUND_SHARE, 0.0)
+                limit = result.extra.get(NOISE_LIMIT, 0.0)
+                line += f"  BUSY: background CPU {share:.0%} > {limit:.0%}"
+            line += f"  [{self.busy} session{'s' if self.busy != 1 else ''} on a busy machine]"
         self._print(line)
 
     def snapshot(self, snap: Snapshot) -> None:
