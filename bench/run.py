@@ -35,6 +35,7 @@ SCRIPTS = [
     "soak_memory",
     "stats_honesty",
     "pyspy_overhead",
+    "noise_cost",
 ]
 """Benchmarks in running order; scripts not present (yet) are skipped."""
 

@@ -37,7 +37,7 @@ from perfmon.core.noise import (
 from perfmon.core.schedule import Scheduler
 from perfmon.core.snapshot import Snapshot
 from perfmon.engine.headless import ProgressPrinter, run_headless
-from perfmon.engine.noise import NoiseMeter, read_noise
+from perfmon.engine.noise import NoiseMeter, ProcReader, read_noise
 from perfmon.engine.recorder import make_run_dir, read_run
 from perfmon.engine.runner import Runner
 
@@ -362,6 +362,32 @@ def test_read_noise_from_files_and_without_them(tmp_path: Path) -> None:
     stat.write_text("garbage\n")
     r = read_noise(stat, tmp_path / "missing")
     assert r.cpu is None and r.load1 is None
+
+
+def test_proc_reader_reads_first_lines_of_open_files_and_survives_damage(tmp_path: Path) -> None:
+    stat, load = tmp_path / "stat", tmp_path / "loadavg"
+    stat.write_text(PROC_STAT)
+    load.write_text("0.25 0.1 0.05 1/99 42\n")
+    reader = ProcReader(stat, load)
+    assert reader.ncpu == 2
+    r = reader()
+    assert r.cpu == parse_proc_stat(PROC_STAT) and r.load1 == 0.25
+    # later readings see new content through the open descriptors
+    stat.write_text(PROC_STAT.replace("cpu  27641", "cpu  27941"))
+    assert reader().cpu.user == 27941  # type: ignore[union-attr]
+    stat.write_text("garbage\n")
+    load.write_text("")
+    r = reader()
+    assert r.cpu is None and r.load1 is None
+    reader.close()
+    reader.close()
+    assert reader().cpu is None
+    missing = ProcReader(tmp_path / "no-stat", tmp_path / "no-load")
+    assert missing.ncpu is None and missing().cpu is None and missing().load1 is None
+    meter = NoiseMeter(missing)
+    meter.started(1)
+    assert meter.finished(1, 0.1, limit=0.1) is None and meter.unavailable == 2
+    meter.close()
 
 
 def test_the_meter_brackets_sessions_and_counts_unavailable_readings() -> None:

@@ -686,6 +686,7 @@ class Runner:
             with contextlib.suppress(Exception):
                 await supervisor.cancel_all()
             sampler.stop()
+            self.noise.close()
             for task in background:
                 task.cancel()
             for task in background:
