@@ -495,6 +495,20 @@ def test_repeat_guard_reruns_busy_sessions_and_keeps_them_out_of_the_gates(
     assert "## Sessions on a busy machine" in md and "no: repeated" in md
 
 
+def test_warmups_are_measured_but_never_repeated(tmp_path: Path) -> None:
+    guard = 'on_noisy = "repeat"'
+    path = _campaign(tmp_path, guard, sessions=1)
+    path.write_text(path.read_text().replace("sessions = 1", "sessions = 1\nwarmup = 1"))
+    campaign = load_campaign(path)
+    runner = Runner(campaign, make_run_dir(tmp_path / "runs", campaign.name, time.time()))
+    runner.noise = NoiseMeter(FakeProc(0.9), ticks_per_s=100)
+    asyncio.run(asyncio.wait_for(runner.run(), timeout=120))
+    rows = sorted(read_run(runner.run_dir).sessions, key=lambda r: r["id"])
+    warm = [r for r in rows if r["warmup"]]
+    assert len(warm) == 2 and all(r["status"] == "ok" and r["extra"][NOISE_BUSY] for r in warm)
+    assert [r["status"] for r in rows if not r["warmup"]] == ["noisy", "noisy", "ok"] * 2
+
+
 def test_default_guard_marks_busy_sessions_without_repeating(tmp_path: Path) -> None:
     runner, snaps = _run(tmp_path, "", 0.9)
     rows = read_run(runner.run_dir).sessions
@@ -505,6 +519,44 @@ def test_default_guard_marks_busy_sessions_without_repeating(tmp_path: Path) -> 
     assert Snapshot.from_dict(json.loads(json.dumps(last.to_dict()))).sessions == last.sessions
     report = json.loads((runner.run_dir / "report.json").read_text())
     assert "4 busy sessions kept in the results" in report["machine"]["line"]
+    from perfmon.engine.replay import snapshot_from_run_dir
+
+    replayed = snapshot_from_run_dir(runner.run_dir)
+    assert [r.busy for r in replayed.sessions] == [True] * 4
+
+
+def test_the_viewer_marks_busy_sessions_and_counts_them() -> None:
+    from perfmon.core.snapshot import SessionRow
+    from perfmon.tui.widgets.sessions_table import SessionsTable, status_role
+    from perfmon.tui.widgets.status_bar import status_content
+
+    row = SessionRow(0, "w", "a", "s", "", False, "ok", "ok", 1.0, 1.0, None, 0, 0, 0.55, True)
+    cells = SessionsTable().cells_of(row)
+    status = next(c for c in cells if "ok" in c.text)
+    assert status.text == "ok ⚠bg 55%" and status.role == "warning"
+    quiet = SessionsTable().cells_of(
+        SessionRow(1, "w", "a", "s", "", False, "ok", "ok", 1.0, 1.0, None, 0, 0, 0.01, False)
+    )
+    assert any(c.text == "ok" and c.role == "success" for c in quiet)
+    assert status_role("noisy") == "warning"
+    snap = Snapshot(1, "r", "c", "/", "running", 0.0, 1.0, 4, 2, 0, 0, (row,))
+    assert "on a busy machine" not in status_content(snap).plain
+    busy = Snapshot(
+        1,
+        "r",
+        "c",
+        "/",
+        "running",
+        0.0,
+        1.0,
+        4,
+        2,
+        0,
+        0,
+        (row,),
+        extra={"noise": {"busy": 3, "measured": 4, "repeated": 0}},
+    )
+    assert "3 on a busy machine" in status_content(busy).plain
 
 
 def test_quiet_machine_flags_nothing(tmp_path: Path) -> None:

@@ -48,7 +48,19 @@ def _result(row: dict[str, Any]) -> SessionResult:
         malformed=int(row.get("malformed") or 0),
         samples=int(row.get("samples") or 0),
         error=str(row.get("error") or ""),
+        extra=_extra(row.get("extra")),
     )
+
+
+def _extra(value: Any) -> dict[str, float]:
+    """A row's ``extra`` figures (e.g. the noise figures), keeping only numeric entries."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(k): float(v)
+        for k, v in value.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 def snapshot_from_run_dir(run_dir: Path) -> Snapshot:

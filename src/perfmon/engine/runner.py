@@ -483,7 +483,9 @@ class Runner:
         sees the final result. The noise figures go into ``result.extra``
         (``perfmon.core.noise``'s ``NOISE_*`` keys). A busy session that ended ok is repeated
         when its set's guard says so: it gets status ``NOISY`` (excluded from statistics) and
-        the scheduler hands out the same session again next.
+        the scheduler hands out the same session again next. (Its probe samples already
+        reached the live aggregates, which cannot take them back; the report and the final
+        gates read the recording, where they are excluded.)
         """
         sid = result.spec.id
         if result.status is SessionStatus.RUNNING:
@@ -501,7 +503,8 @@ class Runner:
         if not noise.busy:
             return
         self.noise_counts["busy"] += 1
-        ok = result.status is SessionStatus.OK
+        # Warm-ups are not repeated: they are out of the statistics anyway.
+        ok = result.status is SessionStatus.OK and not result.spec.warmup
         if self._stop.is_set() or not guard.should_repeat(noise, result.spec.attempt, ok=ok):
             return
         again = self.scheduler.repeat(result.spec)
