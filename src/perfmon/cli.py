@@ -520,6 +520,11 @@ def _validate(args: argparse.Namespace) -> int:
         )
         print(f"  set {s.name}: {size}, warmup {s.warmup}, order {s.order}")
     print(f"  sessions planned: {total if total is not None else 'open-ended (duration set)'}")
+    for name in ("", *(s.name for s in campaign.sets if s.noise is not None)):
+        guard = campaign.noise_guard(name) if name else campaign.noise
+        action = "mark" if guard.on_noisy == "mark" else f"repeat (at most {guard.retries}x)"
+        where = f" (set {name})" if name else ""
+        print(f"  noise guard{where}: background CPU over {guard.limit:.0%} -> {action}")
     for g in campaign.gates:
         print(f"  gate {g.name!r}: {g.expr}")
     return 0
