@@ -251,8 +251,23 @@ def test_a_run_without_figures_says_not_measured() -> None:
     assert summarize_noise([]).line() == "Machine: not measured"
     rows = [{"id": 1, "extra": {NOISE_BACKGROUND_SHARE: "garbage"}}, {"id": 2, "extra": None}]
     assert (
-        summarize_noise(rows).line() == "Machine: not measured (2 sessions without /proc figures)"
+        summarize_noise(rows).line() == "Machine: not measured (2 sessions without noise figures)"
     )
+
+
+def test_damaged_rows_are_counted_not_a_traceback() -> None:
+    from perfmon.engine.report import _machine, _machine_lines
+
+    rows = [
+        {"id": 1, "status": "ok", "extra": {NOISE_BUSY: "yes", NOISE_BACKGROUND_SHARE: "x"}},
+        {"id": 2, "status": "ok", "extra": [1, 2]},
+        {"id": 3, "status": "ok", "extra": {NOISE_BUSY: 1.0, NOISE_BACKGROUND_SHARE: 0.5}},
+        {"id": 4},
+    ]
+    machine = _machine(rows)
+    assert machine["measured"] == 1 and machine["unmeasured"] == 3
+    assert [b["id"] for b in machine["busy_sessions"]] == [3]
+    assert any("50.0%" in line for line in _machine_lines(machine))
 
 
 # --- campaign keys -----------------------------------------------------------------------------

@@ -531,7 +531,7 @@ def quietness_line(s: NoiseSummary) -> str:
         The line (no trailing newline).
     """
     if s.measured == 0:
-        why = f" ({s.unmeasured} sessions without /proc figures)" if s.unmeasured else ""
+        why = f" ({s.unmeasured} sessions without noise figures)" if s.unmeasured else ""
         return f"Machine: not measured{why}"
     cpus = f"{s.ncpu} CPU" + ("" if s.ncpu == 1 else "s")
     noun = "session" if s.measured == 1 else "sessions"

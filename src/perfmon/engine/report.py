@@ -223,7 +223,7 @@ def build_report(
 
     Returns:
         A JSON-ready dict ``{"format": "perfmon-report", "version": 1, "run_id", "campaign",
-        "run_dir", "verdict", "verdict_line", "timing", "gates", "sessions", "metrics",
+        "run_dir", "verdict", "verdict_line", "machine", "timing", "gates", "sessions", "metrics",
         "malformed", "recording", "provenance", "method"}``. Statistics that have no data are
         None (rendered as "no data"). Values are in base units (seconds, bytes).
     """
@@ -326,10 +326,15 @@ def _machine(sessions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         summarize_noise,
     )
 
+    def num(x: Any) -> float | None:  # a damaged row must not break the report
+        if isinstance(x, bool) or not isinstance(x, int | float):
+            return None
+        return _num(x)
+
     busy = []
     for s in sessions:
         extra = s.get("extra") or {}
-        if not isinstance(extra, Mapping) or not extra.get(NOISE_BUSY):
+        if not isinstance(extra, Mapping) or not num(extra.get(NOISE_BUSY)):
             continue
         busy.append(
             {
@@ -339,14 +344,14 @@ def _machine(sessions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "params": s.get("params") or {},
                 "status": s.get("status"),
                 "repeated": s.get("status") == "noisy",
-                "background_share": _num(extra.get(NOISE_BACKGROUND_SHARE)),
-                "limit_share": _num(extra.get(NOISE_LIMIT)),
-                "steal_share": _num(extra.get(NOISE_STEAL_SHARE)),
-                "load1": _num(extra.get(NOISE_LOAD1)),
-                "perfmon_cpu_s": _num(extra.get(NOISE_PERFMON_S)),
-                "window_s": _num(extra.get(NOISE_WINDOW_S)),
-                "wall_s": _num(s.get("wall_s")),
-                "cpu_s": _num(s.get("cpu_s")),
+                "background_share": num(extra.get(NOISE_BACKGROUND_SHARE)),
+                "limit_share": num(extra.get(NOISE_LIMIT)),
+                "steal_share": num(extra.get(NOISE_STEAL_SHARE)),
+                "load1": num(extra.get(NOISE_LOAD1)),
+                "perfmon_cpu_s": num(extra.get(NOISE_PERFMON_S)),
+                "window_s": num(extra.get(NOISE_WINDOW_S)),
+                "wall_s": num(s.get("wall_s")),
+                "cpu_s": num(s.get("cpu_s")),
             }
         )
     return {**summarize_noise(sessions).to_dict(), "busy_sessions": busy}
