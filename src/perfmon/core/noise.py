@@ -17,7 +17,10 @@ How the noise of one session is measured (the engine reads ``/proc``, this modul
 - **background CPU** = busy - the session's CPU, clamped at 0: everything else that ran,
   perfmon itself included; its **share** is background ticks / total ticks, i.e. the fraction
   of the machine's whole capacity (every CPU over the window) used by something else. On a
-  2-CPU machine, one other process spinning all along is a share of 50%;
+  2-CPU machine, one other process spinning all along is a share of 50%. Two things count as
+  background that a user may not expect: a py-spy profile of the session (it does disturb the
+  session) and descendants of the session that its leader never waited for (their CPU time is
+  not in the leader's rusage);
 - **steal share** = steal ticks / total ticks: time a hypervisor gave this VM's CPUs to
   someone else (0 on bare metal, where the kernel reports no steal);
 - perfmon's own CPU over the window (the daemon's ``getrusage(RUSAGE_SELF)``) is recorded
