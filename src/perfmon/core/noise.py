@@ -60,10 +60,10 @@ from dataclasses import dataclass
 DEFAULT_MAX_BACKGROUND_SHARE = 0.10
 """A session whose background CPU share is over 10% of the machine is flagged busy by default.
 
-The figure follows pyperf's ``check_system``-style advice (a benchmark machine should be idle)
-and hyperfine's "statistical outliers ... other programs" warning; it is a convention, not a
-derived constant: 10% of a machine is a whole core on a 10-core box, enough to perturb caches,
-memory bandwidth and turbo frequency."""
+A convention, not a derived constant (the guidance of pyperf and hyperfine is qualitative: run
+on an otherwise idle machine): 10% of a machine is a whole core on a 10-core box, enough to
+perturb caches, memory bandwidth and turbo frequency, while an idle desktop's daemons stay
+well under it. A campaign sets its own with ``max_background_cpu``."""
 
 ON_NOISY = ("mark", "repeat")
 """What the guard does with a busy session: only mark it, or repeat it."""
