@@ -36,7 +36,8 @@ or end time, and spawning does not fork the large daemon.
   with three descriptors in ``SCM_RIGHTS``: the write ends of stdout, stderr and the probe
   channel, which become fds 1, 2 and 3 of the child (stdin is ``/dev/null``); the keeper closes
   its copies once the child is started;
-- keeper -> daemon: ``{"ev": "started", "id", "pid", "start_mono", "start_t", "parent_maxrss"}``
+- keeper -> daemon: ``{"ev": "started", "id", "pid", "asked_mono"`` (when the keeper read the
+  request), ``"start_mono", "start_t", "parent_maxrss"}``
   or ``{"ev": "start_failed", "id", "error"}``;
 - daemon -> keeper: ``{"op": "signal", "id", "sig"}``: the signal to the session's process group
   while its leader lives (``SIGTERM`` then ``SIGKILL`` is the daemon's policy);
@@ -231,6 +232,7 @@ class Keeper:
 
     def spawn(self, msg: dict[str, object], fds: list[int], *, truncated: bool) -> None:
         """Start one session (``posix_spawn``, new session, stdio and probe channel moved)."""
+        asked_mono = time.monotonic()
         sid = int(msg["id"])  # type: ignore[call-overload]
         argv = [str(a) for a in msg["argv"]]  # type: ignore[attr-defined]
         env = {str(k): str(v) for k, v in msg["env"].items()}  # type: ignore[attr-defined]
@@ -267,6 +269,7 @@ class Keeper:
                 "ev": "started",
                 "id": sid,
                 "pid": pid,
+                "asked_mono": asked_mono,
                 "start_mono": start_mono,
                 "start_t": start_t,
                 "parent_maxrss": parent_maxrss,
