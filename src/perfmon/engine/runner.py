@@ -568,7 +568,6 @@ class Runner:
         from perfmon.engine.sampler import SystemSampler
         from perfmon.engine.supervisor import Supervisor
 
-        self.recorder.write_manifest(self._manifest())
         supervisor = Supervisor(
             log_dir=self.run_dir / "logs",
             log_cap_bytes=self.campaign.log_cap_bytes,
@@ -578,6 +577,14 @@ class Runner:
             on_update=self._on_update,
         )
         self._supervisor = supervisor
+        # The keeper (launch/reap/containment process) says which containment it got.
+        manifest = self._manifest()
+        try:
+            manifest["containment"] = await supervisor.start()
+        except OSError as exc:
+            log.error("cannot start the session keeper: %s", exc)
+            manifest["containment"] = f"none ({exc})"
+        self.recorder.write_manifest(manifest)
         sampler = SystemSampler(self.campaign.sample_interval_s, self._on_samples)
         background = [
             asyncio.create_task(sampler.run(), name="system-sampler"),
@@ -623,6 +630,7 @@ class Runner:
         finally:
             with contextlib.suppress(Exception):
                 await supervisor.cancel_all()
+            supervisor.close()
             sampler.stop()
             for task in background:
                 task.cancel()
