@@ -290,6 +290,7 @@ class Recorder:
         self._writer: ipc.RecordBatchStreamWriter | None = None
         self._closed = False
         self._sessions_unsynced = False  # sessions.jsonl has lines not yet fsynced
+        self._sessions_fd: int | None = None  # sessions.jsonl, open for appending
         self.samples_written = 0
         """Samples written to segments so far."""
 
@@ -322,20 +323,28 @@ class Recorder:
             OSError: if the line cannot be written.
         """
         line = json.dumps(session_row(result), separators=(",", ":"), allow_nan=True) + "\n"
-        with self._lock, open(self.run_dir / SESSIONS_JSONL, "ab") as f:
-            f.write(line.encode("utf-8"))
-            f.flush()
+        with self._lock:
+            if self._sessions_fd is None:  # kept open: creating/opening a file costs ~1 ms
+                self._sessions_fd = os.open(
+                    self.run_dir / SESSIONS_JSONL,
+                    os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                    0o600,
+                )
+            data = line.encode("utf-8")
+            while data:
+                data = data[os.write(self._sessions_fd, data) :]
             self._sessions_unsynced = True
 
-    def _sync_sessions_locked(self) -> None:
+    def _sync_sessions_locked(self, *, close: bool = False) -> None:
         """fsync ``sessions.jsonl`` if lines were appended since the last fsync."""
-        if not self._sessions_unsynced:
+        fd = self._sessions_fd
+        if fd is None:
             return
-        self._sessions_unsynced = False
-        fd = os.open(self.run_dir / SESSIONS_JSONL, os.O_RDONLY)
-        try:
+        if self._sessions_unsynced:
+            self._sessions_unsynced = False
             os.fsync(fd)
-        finally:
+        if close:
+            self._sessions_fd = None
             os.close(fd)
 
     # -- samples ---------------------------------------------------------------------------
@@ -477,7 +486,7 @@ class Recorder:
             if self._closed:
                 return
             self._flush_locked()
-            self._sync_sessions_locked()
+            self._sync_sessions_locked(close=True)
             self._close_segment()
             self._closed = True
             segments = _segment_paths(self.samples_dir)

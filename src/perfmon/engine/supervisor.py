@@ -137,7 +137,7 @@ class _Running:
     spec: SessionSpec
     result: SessionResult
     decoder: Decoder
-    logs: tuple[_CappedLog, _CappedLog]
+    logs: tuple[_CappedLog, ...] = ()  # stdout and stderr logs, once created
     pid: int | None = None
     start_mono: float = 0.0
     started: asyncio.Future[dict[str, Any]] | None = None  # the keeper's start answer
@@ -407,15 +407,17 @@ class Supervisor:
             self._start_failed(result, f"cannot start perfmon's keeper: {exc}", asked)
             self._on_update(result)
             return result
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        out_log, err_log = (_CappedLog(p, self.log_cap_bytes) for p in self.log_paths(spec.id))
-        run = _Running(spec=spec, result=result, decoder=Decoder(spec.id), logs=(out_log, err_log))
+        run = _Running(spec=spec, result=result, decoder=Decoder(spec.id))
         run.started = loop.create_future()
         self._running[spec.id] = run
         try:
             if not self._spawn(link, run):
                 self._on_update(result)
                 return result
+            # The log files are created while the keeper spawns (creating a file can take a
+            # millisecond): the pipes hold what the workload writes until they are read.
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            run.logs = tuple(_CappedLog(p, self.log_cap_bytes) for p in self.log_paths(spec.id))
             msg = await run.started
             if msg.get("ev") != "started":
                 what = spec.argv[0] if spec.argv else "command"
@@ -512,8 +514,11 @@ class Supervisor:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         run.fds = {probe_r: asyncio.Event(), out_r: asyncio.Event(), err_r: asyncio.Event()}
-        run.sinks = {probe_r: self._probe_sink(run), out_r: run.logs[0].write}
-        run.sinks[err_r] = run.logs[1].write
+        run.sinks = {
+            probe_r: self._probe_sink(run),
+            out_r: lambda data: run.logs[0].write(data),
+            err_r: lambda data: run.logs[1].write(data),
+        }
         env = {
             **os.environ,
             **dict(spec.env),
