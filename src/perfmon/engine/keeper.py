@@ -278,25 +278,28 @@ class Keeper:
 
     @staticmethod
     def _spawn_path(argv: list[str], env: dict[str, str], actions: list[tuple]) -> int:  # type: ignore[type-arg]
-        """posix_spawn ``argv``, searching the *session's* PATH as subprocess does."""
+        """posix_spawn ``argv``, looking ``argv[0]`` up on the *session's* PATH.
+
+        The lookup is done with ``access(2)`` before spawning (as ``shutil.which`` does), not by
+        trying an exec in each PATH directory as execvp does: each failed attempt would be a
+        whole failed spawn (~0.3 ms idle, several ms on a loaded machine) between sessions.
+        """
         kwargs = {
             "file_actions": actions,
             "setsid": True,
             "setsigdef": _DEFAULT_SIGNALS,
             "setsigmask": (),
         }
-        if os.path.dirname(argv[0]):
-            return os.posix_spawn(argv[0], argv, env, **kwargs)  # type: ignore[arg-type]
-        first: OSError | None = None
-        for directory in os.get_exec_path(env):
-            path = os.path.join(directory, argv[0])
-            try:
-                return os.posix_spawn(path, argv, env, **kwargs)  # type: ignore[arg-type]
-            except (FileNotFoundError, NotADirectoryError) as exc:
-                first = first or exc
-            except PermissionError as exc:  # as execvp: remember it, try the next directory
-                first = exc
-        raise first or FileNotFoundError(2, "No such file or directory", argv[0])
+        path = argv[0]
+        if not os.path.dirname(path):
+            for directory in os.get_exec_path(env):
+                candidate = os.path.join(directory, path)
+                if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+                    path = candidate
+                    break
+            else:
+                raise FileNotFoundError(2, "No such file or directory", argv[0])
+        return os.posix_spawn(path, argv, env, **kwargs)  # type: ignore[arg-type]
 
     def signal(self, sid: int, sig: int) -> None:
         """Signal a session's process group while its leader lives."""
