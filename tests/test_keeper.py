@@ -280,3 +280,34 @@ def test_daemon_killed_9_leaves_nothing_behind(tmp_path: Path) -> None:
         if owner.poll() is None:
             owner.kill()
             owner.wait()
+
+
+def test_stale_control_sockets_are_removed() -> None:
+    """A dead daemon's socket (nobody listens) is removed; a live one and a fresh one stay."""
+    import socket as socketlib
+
+    from perfmon.engine.daemon import runtime_dir
+    from perfmon.engine.registry import list_runs, remove_stale_sockets
+
+    base = runtime_dir()
+    dead, fresh, live = base / "dead-run.sock", base / "fresh-run.sock", base / "live-run.sock"
+    for path in (dead, fresh):
+        s = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+        s.bind(str(path))
+        s.close()  # the file stays, as after kill -9
+    listener = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    listener.bind(str(live))
+    listener.listen()
+    old = time.time() - 60
+    for path in (dead, live):
+        os.utime(path, (old, old))
+    try:
+        assert remove_stale_sockets() == 1
+        assert not dead.exists() and fresh.exists() and live.exists()
+        os.utime(fresh, (old, old))
+        list_runs()  # perfmon ls cleans up too
+        assert not fresh.exists() and live.exists()
+    finally:
+        listener.close()
+        for path in (dead, fresh, live):
+            path.unlink(missing_ok=True)
