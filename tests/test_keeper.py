@@ -311,3 +311,93 @@ def test_stale_control_sockets_are_removed() -> None:
         listener.close()
         for path in (dead, fresh, live):
             path.unlink(missing_ok=True)
+
+
+def limited(argv: list[str], *, timeout_s: float | None, idle_s: float | None) -> SessionSpec:
+    return SessionSpec(
+        id=1,
+        workload="w",
+        variant="baseline",
+        set_name="golden",
+        index=0,
+        warmup=False,
+        argv=tuple(argv),
+        env=(),
+        cwd=os.getcwd(),
+        timeout_s=timeout_s,
+        idle_timeout_s=idle_s,
+    )
+
+
+async def test_a_silent_hang_ends_with_idle_timeout(tmp_path: Path) -> None:
+    sup = supervisor(tmp_path, grace_s=0.2)
+    try:
+        r = await sup.run_session(limited(["sleep", "60"], timeout_s=None, idle_s=0.5))
+    finally:
+        sup.close()
+    assert r.status is SessionStatus.IDLE_TIMEOUT
+    assert "idle for 0.5 s" in r.error
+    assert r.wall_s is not None and 0.5 <= r.wall_s < 3.0
+
+
+@pytest.mark.slow
+async def test_output_or_cpu_keeps_a_session_from_idling(tmp_path: Path) -> None:
+    talk = "import time\nfor _ in range(12):\n    print('tick', flush=True); time.sleep(0.1)"
+    spin = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 1.2: pass"
+    sup = supervisor(tmp_path, grace_s=0.2)
+    try:
+        talker = await sup.run_session(limited([PY, "-c", talk], timeout_s=None, idle_s=0.5))
+        spinner = await sup.run_session(limited([PY, "-c", spin], timeout_s=None, idle_s=0.5))
+    finally:
+        sup.close()
+    assert talker.status is SessionStatus.OK, talker.error
+    assert spinner.status is SessionStatus.OK, spinner.error
+
+
+async def test_default_timeout_and_no_limit(tmp_path: Path) -> None:
+    sup = Supervisor(
+        log_dir=tmp_path / "logs",
+        log_cap_bytes=100_000,
+        sample_interval_s=0.05,
+        grace_s=0.2,
+        on_samples=lambda batch: None,
+        on_update=lambda result: None,
+        default_timeout_s=0.4,
+    )
+    try:
+        by_default = await sup.run_session(limited(["sleep", "60"], timeout_s=None, idle_s=None))
+        unlimited = await sup.run_session(limited(["sleep", "0.8"], timeout_s=0.0, idle_s=None))
+    finally:
+        sup.close()
+    assert by_default.status is SessionStatus.TIMEOUT
+    assert "timed out after 0.4 s" in by_default.error
+    assert unlimited.status is SessionStatus.OK
+
+
+def test_campaign_time_limits() -> None:
+    from perfmon.core.campaign import CampaignError, parse_campaign
+
+    text = """
+[campaign]
+name = "limits"
+{campaign}
+[[workload]]
+name = "a"
+command = ["true"]
+{workload}
+"""
+    path = Path("/tmp/limits.toml")
+    plain = parse_campaign(text.format(campaign="", workload=""), path)
+    assert plain.timeout_s == 3600.0 and plain.idle_timeout_s == 0.0
+    assert plain.workloads[0].timeout_s is None and plain.workloads[0].idle_timeout_s is None
+    c = parse_campaign(
+        text.format(
+            campaign='timeout = "none"\nidle_timeout = "5min"',
+            workload='timeout = 0\nidle_timeout = "30s"',
+        ),
+        path,
+    )
+    assert c.timeout_s == 0.0 and c.idle_timeout_s == 300.0
+    assert c.workloads[0].timeout_s == 0.0 and c.workloads[0].idle_timeout_s == 30.0
+    with pytest.raises(CampaignError, match="idle_timeout"):
+        parse_campaign(text.format(campaign="", workload='idle_timeout = "-3s"'), path)

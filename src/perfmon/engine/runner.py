@@ -87,6 +87,8 @@ def campaign_to_json(campaign: Campaign) -> dict[str, Any]:
         "path": str(campaign.path),
         "sample_interval_s": campaign.sample_interval_s,
         "grace_s": campaign.grace_s,
+        "timeout_s": campaign.timeout_s,
+        "idle_timeout_s": campaign.idle_timeout_s,
         "log_cap_bytes": campaign.log_cap_bytes,
         "workloads": [plain(dataclasses.asdict(w)) for w in campaign.workloads],
         "variants": [plain(dataclasses.asdict(v)) for v in campaign.variants],
@@ -575,6 +577,8 @@ class Runner:
             grace_s=self.campaign.grace_s,
             on_samples=self._on_samples,
             on_update=self._on_update,
+            default_timeout_s=self.campaign.timeout_s,
+            default_idle_timeout_s=self.campaign.idle_timeout_s,
         )
         self._supervisor = supervisor
         # The keeper (launch/reap/containment process) says which containment it got.

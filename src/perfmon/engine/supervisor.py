@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import psutil
+
 from perfmon.core.batch import SampleBatch
 from perfmon.core.model import MetricKind, Sample, SessionResult, SessionSpec, SessionStatus
 from perfmon.core.protocol import PROTOCOL_VERSION, Decoder
@@ -151,6 +153,9 @@ class _Running:
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     sampled_peak: int = 0  # largest of the sampled tree RSS and the leader's VmHWM, bytes
     parent_maxrss: int = 0  # the keeper's own ru_maxrss when it spawned the session, bytes
+    timeout_s: float = 0.0  # the wall-clock limit in force, seconds (0: none)
+    last_active: float = 0.0  # monotonic time of the last output, probe data or CPU use
+    idle_s: float = 0.0  # the idle limit that ended the session, seconds
 
 
 def _signal_group(pgid: int, sig: int) -> bool:
@@ -176,6 +181,23 @@ def _maxrss_bytes(ru_maxrss: int) -> int:
 def _close_fd(fd: int) -> None:
     with contextlib.suppress(OSError):
         os.close(fd)
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants (psutil); -1 if gone."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return -1.0
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
 
 
 def containment_mechanism() -> str:
@@ -305,9 +327,15 @@ class Supervisor:
             ``rss_bytes`` samples.
         on_update: receives the (mutable, shared) ``SessionResult`` when the session starts,
             every sample interval while it runs, and once when it has finished.
+        default_timeout_s: wall-clock limit of a session whose ``timeout_s`` is None, seconds
+            (0: none; the runner passes the campaign's ``timeout``, 1 h by default).
+        default_idle_timeout_s: idle limit of a session whose ``idle_timeout_s`` is None,
+            seconds (0: none). A session is idle while it writes no output, sends no probe
+            sample and its process tree uses no CPU (psutil, 10 ms tick resolution).
 
     Raises:
-        ValueError: if ``sample_interval_s`` is not positive or ``grace_s`` is negative.
+        ValueError: if ``sample_interval_s`` is not positive, or ``grace_s`` or a default
+            limit is negative.
     """
 
     def __init__(
@@ -319,11 +347,17 @@ class Supervisor:
         grace_s: float,
         on_samples: Callable[[SampleBatch], None],
         on_update: Callable[[SessionResult], None],
+        default_timeout_s: float = 0.0,
+        default_idle_timeout_s: float = 0.0,
     ) -> None:
         if not sample_interval_s > 0:
             raise ValueError(f"sample_interval_s must be > 0, got {sample_interval_s!r}")
         if not grace_s >= 0:
             raise ValueError(f"grace_s must be >= 0, got {grace_s!r}")
+        if not (default_timeout_s >= 0 and default_idle_timeout_s >= 0):
+            raise ValueError("default timeouts must be >= 0")
+        self.default_timeout_s = default_timeout_s
+        self.default_idle_timeout_s = default_idle_timeout_s
         self.log_dir = Path(log_dir)
         self.log_cap_bytes = log_cap_bytes
         self.sample_interval_s = sample_interval_s
@@ -426,15 +460,22 @@ class Supervisor:
                 return result
             self._started(loop, run, msg)
             sampler = asyncio.create_task(self._sample_loop(run))
+            idle = spec.idle_timeout_s
+            idle = self.default_idle_timeout_s if idle is None else idle
+            watcher = asyncio.create_task(self._idle_watch(run, idle)) if idle > 0 else None
             try:
-                if spec.timeout_s is not None:
+                timeout = spec.timeout_s
+                run.timeout_s = self.default_timeout_s if timeout is None else timeout
+                if run.timeout_s > 0:
                     run.timers.append(
-                        loop.call_later(spec.timeout_s, self._terminate, run, SessionStatus.TIMEOUT)
+                        loop.call_later(run.timeout_s, self._terminate, run, SessionStatus.TIMEOUT)
                     )
                 self._on_update(result)
                 await run.exited.wait()
             finally:
                 sampler.cancel()
+                if watcher is not None:
+                    watcher.cancel()
             self._finish(run)
             await self._drain(run)
         except asyncio.CancelledError:
@@ -578,6 +619,7 @@ class Supervisor:
             loop.remove_reader(fd)
             run.fds[fd].set()
             return
+        run.last_active = time.monotonic()
         run.sinks[fd](data)
 
     async def _sample_loop(self, run: _Running) -> None:
@@ -605,6 +647,27 @@ class Supervisor:
                 self._on_samples(SampleBatch.from_samples([sample]))
             self._on_update(result)
 
+    async def _idle_watch(self, run: _Running, idle_s: float) -> None:
+        """End the session with ``IDLE_TIMEOUT`` once it has been idle for ``idle_s``: no
+        output or probe data (``_on_readable`` stamps ``last_active``) and no change of its
+        process tree's CPU time (user + system, psutil), checked every ``idle_s / 4`` (at
+        least 50 ms, at most 1 s)."""
+        assert run.pid is not None
+        period = min(max(idle_s / 4, 0.05), 1.0)
+        run.last_active = time.monotonic()
+        cpu = -1.0
+        while True:
+            await asyncio.sleep(period)
+            now_cpu = _tree_cpu_s(run.pid)
+            now = time.monotonic()
+            if now_cpu != cpu:
+                cpu = now_cpu
+                run.last_active = max(run.last_active, now)
+            if now - run.last_active >= idle_s:
+                run.idle_s = idle_s
+                self._terminate(run, SessionStatus.IDLE_TIMEOUT)
+                return
+
     def _signal(self, run: _Running, sig: int) -> None:
         """Signal the session's group through the keeper (which knows whether it lives)."""
         if self._link is not None and not self._link.closed:
@@ -620,7 +683,11 @@ class Supervisor:
             return
         run.ended_by = why
         if why is SessionStatus.TIMEOUT:
-            run.result.error = f"timed out after {run.spec.timeout_s:g} s"
+            run.result.error = f"timed out after {run.timeout_s:g} s"
+        elif why is SessionStatus.IDLE_TIMEOUT:
+            run.result.error = (
+                f"idle for {run.idle_s:g} s (no output, no probe sample, no CPU); ended"
+            )
         else:
             run.result.error = "cancelled"
         self._signal(run, signal.SIGTERM)
