@@ -511,7 +511,10 @@ class Supervisor:
                 link.close()
             link = _KeeperLink(loop, self._on_keeper_message, self._on_keeper_lost)
             self._link = link
-        hello = await asyncio.wait_for(asyncio.shield(link.hello), _KEEPER_START_S)
+        if link.hello.done():  # the common case: no task, no timer between sessions
+            hello = link.hello.result()
+        else:
+            hello = await asyncio.wait_for(asyncio.shield(link.hello), _KEEPER_START_S)
         self.containment = str(hello.get("containment", self.containment))
         self.keeper_pid = int(hello.get("pid", link.proc.pid))
         return link
