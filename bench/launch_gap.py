@@ -94,6 +94,53 @@ def perfmon_run(tmp: Path, name: str, command: list[str], runs: int) -> list[dic
     return rows
 
 
+def supervisor_gaps(tmp: Path, command: list[str], runs: int) -> tuple[list[float], list[float]]:
+    """Gaps of ``runs`` sessions run by a bare ``Supervisor``: one after the other (each
+    ``run_session`` awaited before the next), and chained (the next one queued in the keeper
+    with ``after=`` while the previous one runs)."""
+    import asyncio
+
+    sys.path.insert(0, str(HERE.parent / "src"))
+    from perfmon.core.model import SessionSpec
+    from perfmon.engine.supervisor import Supervisor
+
+    def spec(i: int) -> SessionSpec:
+        return SessionSpec(i, "w", "v", "s", i, False, tuple(command), (), str(tmp), None)
+
+    def gaps(results: list) -> list[float]:  # type: ignore[type-arg]
+        return [b.start_t - a.end_t for a, b in itertools.pairwise(results)]
+
+    async def main() -> tuple[list[float], list[float]]:
+        sup = Supervisor(
+            log_dir=tmp / "sup-logs",
+            log_cap_bytes=10_000,
+            sample_interval_s=0.25,
+            grace_s=1.0,
+            on_samples=lambda b: None,
+            on_update=lambda r: None,
+        )
+        await sup.start()
+        try:
+            sequential = [await sup.run_session(spec(i)) for i in range(runs)]
+            chained = []
+            prev: asyncio.Task | None = None  # type: ignore[type-arg]
+            for i in range(runs, 2 * runs):
+                task = asyncio.create_task(
+                    sup.run_session(spec(i), after=i - 1 if prev is not None else None)
+                )
+                await asyncio.sleep(0)  # its request is sent while the previous one runs
+                if prev is not None:
+                    chained.append(await prev)
+                prev = task
+            assert prev is not None
+            chained.append(await prev)
+        finally:
+            sup.close()
+        return gaps(sequential), gaps(chained)
+
+    return asyncio.run(main())
+
+
 def stamps(path: Path) -> list[float]:
     return [int(x) / 1e9 for x in path.read_text().split()]
 
@@ -165,6 +212,9 @@ def main() -> int:
             hf_period = [b - a for a, b in itertools.pairwise(st)]
             hf_gap = [p - t for p, t in zip(hf_period, times, strict=False)]
 
+        # 2b. a bare Supervisor, sequential and chained (after=)
+        sup_seq, sup_chain = supervisor_gaps(tmp, [str(stamp), str(tmp / "sup.stamps")], n)
+
         # 3. cost of `true`: bare, then under perfmon
         bare_wall, bare_cpu = bare_true(n)
         true_rows = perfmon_run(tmp, "true", ["true"], n)
@@ -175,6 +225,8 @@ def main() -> int:
     print(f"gap (end -> next start)   perfmon   {ms(pm_gap)}")
     if hf:
         print(f"                          hyperfine {ms(hf_gap)}  (period - its run time)")
+    print(f"                          Supervisor, one after the other  {ms(sup_seq)}")
+    print(f"                          Supervisor, chained (after=)     {ms(sup_chain)}")
     print(f"period (start -> start)   perfmon   {ms(pm_period)}")
     if hf:
         print(f"                          hyperfine {ms(hf_period)}")
@@ -197,6 +249,20 @@ def main() -> int:
             f"{n} sessions, headless",
             f"p95 {pct(pm_gap, 0.95) * 1e3:.3f} ms"
             + (f"; hyperfine gap median {statistics.median(hf_gap) * 1e3:.3f} ms" if hf else ""),
+        )
+    )
+    chain = statistics.median(sup_chain)
+    emit(
+        Figure(
+            "launch gap, chained sessions (after=), median",
+            chain * 1e3,
+            "ms",
+            "< 5",
+            chain < 0.005,
+            "Supervisor.run_session(spec, after=previous) queued while the previous session "
+            f"runs, {n} sessions of `stamp`; recorded end to next start",
+            f"p95 {pct(sup_chain, 0.95) * 1e3:.3f} ms; one after the other: median "
+            f"{statistics.median(sup_seq) * 1e3:.3f} ms",
         )
     )
     if hf:

@@ -401,3 +401,32 @@ command = ["true"]
     assert c.workloads[0].timeout_s == 0.0 and c.workloads[0].idle_timeout_s == 30.0
     with pytest.raises(CampaignError, match="idle_timeout"):
         parse_campaign(text.format(campaign="", workload='idle_timeout = "-3s"'), path)
+
+
+async def test_a_queued_session_starts_when_the_previous_one_ends(tmp_path: Path) -> None:
+    """``after=``: the keeper starts the next session itself, right after the previous one's
+    exit (no round trip through the daemon), even while the daemon's loop is blocked."""
+    sup = supervisor(tmp_path)
+    await sup.start()
+    try:
+        first = asyncio.create_task(sup.run_session(spec(["sleep", "0.2"], id=1)))
+        while sup.pid_of(1) is None:
+            await asyncio.sleep(0.005)
+        second = asyncio.create_task(sup.run_session(spec(["true"], id=2), after=1))
+        await asyncio.sleep(0.01)  # the request reaches the keeper
+        time.sleep(0.5)  # the daemon's loop is blocked past the first session's end
+        a, b = await first, await second
+        third = asyncio.create_task(sup.run_session(spec(["sleep", "5"], id=3)))
+        while sup.pid_of(3) is None:
+            await asyncio.sleep(0.005)
+        queued = asyncio.create_task(sup.run_session(spec(["true"], id=4), after=3))
+        await asyncio.sleep(0.05)
+        await sup.cancel_all()
+        c, d = await third, await queued
+    finally:
+        sup.close()
+    assert a.status is SessionStatus.OK and b.status is SessionStatus.OK
+    assert a.end_t is not None and b.start_t is not None
+    assert 0 <= b.start_t - a.end_t < 0.1, b.start_t - a.end_t
+    assert c.status is SessionStatus.CANCELLED and d.status is SessionStatus.CANCELLED
+    assert d.start_t is None

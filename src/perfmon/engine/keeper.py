@@ -39,6 +39,11 @@ or end time, and spawning does not fork the large daemon.
 - keeper -> daemon: ``{"ev": "started", "id", "pid", "asked_mono"`` (when the keeper read the
   request), ``"start_mono", "start_t", "parent_maxrss"}``
   or ``{"ev": "start_failed", "id", "error"}``;
+- a spawn request may name ``"after": OTHER_ID``, a session the keeper is running (or holds
+  queued itself): it is then queued and started the moment OTHER_ID's exit has been reported
+  (no round trip through the daemon between the two sessions); ``{"op": "cancel", "id"}``
+  drops a queued request
+  (answered ``start_failed``, error ``"cancelled before start"``);
 - daemon -> keeper: ``{"op": "signal", "id", "sig"}``: the signal to the session's process group
   while its leader lives (``SIGTERM`` then ``SIGKILL`` is the daemon's policy);
 - keeper -> daemon, once per started session: ``{"ev": "exited", "id", "status"`` (the raw wait
@@ -130,6 +135,8 @@ class Keeper:
     home: str = "/"
     wake_r: int = -1
     stopping: bool = False
+    # session id -> a spawn request (message, descriptors, truncated) to start once it ends
+    queued: dict[int, tuple[dict[str, object], list[int], bool]] = field(default_factory=dict)
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -216,9 +223,17 @@ class Keeper:
                 msg = json.loads(data)
                 op = msg.get("op")
                 if op == "spawn":
-                    self.spawn(msg, fds, truncated=bool(flags & socket.MSG_TRUNC))
+                    after = msg.get("after")
+                    if after is not None and self.pending(after):
+                        # Start it the moment session `after` has ended and been cleared.
+                        self.queued[int(after)] = (msg, fds, bool(flags & socket.MSG_TRUNC))  # type: ignore[call-overload]
+                        fds = []
+                    else:
+                        self.spawn(msg, fds, truncated=bool(flags & socket.MSG_TRUNC))
                 elif op == "signal":
                     self.signal(int(msg["id"]), int(msg["sig"]))  # type: ignore[call-overload]
+                elif op == "cancel":
+                    self.cancel(int(msg["id"]))  # type: ignore[call-overload]
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 sid = msg.get("id") if isinstance(msg, dict) else None
                 if sid is not None and msg.get("op") == "spawn":
@@ -355,6 +370,31 @@ class Keeper:
             s.exit["survivors"] = len(left)
             del self.sessions[s.pid]
             self.send(s.exit)
+            queued = self.queued.pop(s.id, None)
+            if queued is not None:
+                msg, fds, truncated = queued
+                try:
+                    self.spawn(msg, fds, truncated=truncated)
+                finally:
+                    for fd in fds:
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
+
+    def pending(self, sid: object) -> bool:
+        """True while session ``sid`` runs, is being cleared, or waits in the queue."""
+        return any(s.id == sid for s in self.sessions.values()) or any(
+            m.get("id") == sid for m, _, _ in self.queued.values()
+        )
+
+    def cancel(self, sid: int) -> None:
+        """Drop a queued spawn request of session ``sid`` (answered ``start_failed``)."""
+        for after, (msg, fds, _) in list(self.queued.items()):
+            if msg.get("id") == sid:
+                del self.queued[after]
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                self.send({"ev": "start_failed", "id": sid, "error": "cancelled before start"})
 
     def _kill_leftovers(self, live: dict[int, int]) -> set[int]:
         """SIGKILL every process of the keeper's tree that no running session owns.

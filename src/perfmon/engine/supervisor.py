@@ -154,6 +154,7 @@ class _Running:
     sampled_peak: int = 0  # largest of the sampled tree RSS and the leader's VmHWM, bytes
     parent_maxrss: int = 0  # the keeper's own ru_maxrss when it spawned the session, bytes
     timeout_s: float = 0.0  # the wall-clock limit in force, seconds (0: none)
+    after: int | None = None  # start once this session has ended (keeper-side queue)
     last_active: float = 0.0  # monotonic time of the last output, probe data or CPU use
     idle_s: float = 0.0  # the idle limit that ended the session, seconds
 
@@ -411,7 +412,7 @@ class Supervisor:
             self._link.close()
             self._link = None
 
-    async def run_session(self, spec: SessionSpec) -> SessionResult:
+    async def run_session(self, spec: SessionSpec, *, after: int | None = None) -> SessionResult:
         """Run one session to its end and return what was measured.
 
         Never raises for the workload's failures: a command that cannot be started gives
@@ -423,6 +424,10 @@ class Supervisor:
 
         Args:
             spec: the session; ``argv[0]`` is looked up on the session's ``PATH`` (no shell).
+            after: the id of a session running now: this one is then started by the keeper
+                the moment that one has ended (its exit reported), with no round trip through
+                this process in between; call it while ``after`` runs (e.g. from another task)
+                to chain sessions with the smallest gap. Ignored when ``after`` is not running.
 
         Returns:
             The final ``SessionResult`` (the same object passed to ``on_update``).
@@ -441,7 +446,7 @@ class Supervisor:
             self._start_failed(result, f"cannot start perfmon's keeper: {exc}", asked)
             self._on_update(result)
             return result
-        run = _Running(spec=spec, result=result, decoder=Decoder(spec.id))
+        run = _Running(spec=spec, result=result, decoder=Decoder(spec.id), after=after)
         run.started = loop.create_future()
         self._running[spec.id] = run
         try:
@@ -453,6 +458,11 @@ class Supervisor:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             run.logs = tuple(_CappedLog(p, self.log_cap_bytes) for p in self.log_paths(spec.id))
             msg = await run.started
+            if msg.get("ev") != "started" and self._cancelled:
+                result.status = SessionStatus.CANCELLED
+                result.error = "run cancelled before the session started"
+                self._on_update(result)
+                return result
             if msg.get("ev") != "started":
                 what = spec.argv[0] if spec.argv else "command"
                 self._start_failed(result, f"cannot start {what}: {msg.get('error')}", asked)
@@ -496,6 +506,8 @@ class Supervisor:
         self._cancelled = True
         runs = list(self._running.values())
         for run in runs:
+            if run.pid is None:  # queued in the keeper, not started: drop it
+                self._send_cancel(run)
             self._terminate(run, SessionStatus.CANCELLED)
         for run in runs:
             await run.finished.wait()
@@ -521,8 +533,11 @@ class Supervisor:
 
     def _on_keeper_message(self, msg: dict[str, Any]) -> None:
         run = next((r for r in self._running.values() if r.spec.id == msg.get("id")), None)
-        if run is None:
-            return  # a session abandoned by a cancelled task
+        if run is None:  # a session abandoned by a cancelled task
+            if msg.get("ev") == "started" and self._link is not None:
+                with contextlib.suppress(OSError):  # it started meanwhile: end it at once
+                    self._link.send({"op": "signal", "id": msg.get("id"), "sig": signal.SIGKILL})
+            return
         if msg.get("ev") in ("started", "start_failed"):
             if run.started is not None and not run.started.done():
                 run.started.set_result(msg)
@@ -572,6 +587,7 @@ class Supervisor:
         }
         request = {
             "op": "spawn",
+            "after": run.after,
             "id": spec.id,
             "argv": list(spec.argv),
             "env": env,
@@ -671,6 +687,12 @@ class Supervisor:
                 self._terminate(run, SessionStatus.IDLE_TIMEOUT)
                 return
 
+    def _send_cancel(self, run: _Running) -> None:
+        """Drop the session's spawn request if the keeper holds it queued."""
+        if self._link is not None and not self._link.closed:
+            with contextlib.suppress(OSError):
+                self._link.send({"op": "cancel", "id": run.spec.id})
+
     def _signal(self, run: _Running, sig: int) -> None:
         """Signal the session's group through the keeper (which knows whether it lives)."""
         if self._link is not None and not self._link.closed:
@@ -765,6 +787,7 @@ class Supervisor:
         leader to die; the keeper reaps it and clears what is left."""
         result = run.result
         if run.pid is None:
+            self._send_cancel(run)
             if run.started is not None and not run.started.done():
                 run.started.cancel()
             result.status = SessionStatus.CANCELLED
