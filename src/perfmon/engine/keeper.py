@@ -369,9 +369,10 @@ class Keeper:
             s.exit["killed"] = len(s.killed)
             s.exit["survivors"] = len(left)
             del self.sessions[s.pid]
-            self.send(s.exit)
             queued = self.queued.pop(s.id, None)
             if queued is not None:
+                # The successor starts before the exit is reported: waking the daemon first
+                # could hand it the CPU (wake-up preemption) while the successor waits.
                 msg, fds, truncated = queued
                 try:
                     self.spawn(msg, fds, truncated=truncated)
@@ -379,6 +380,7 @@ class Keeper:
                     for fd in fds:
                         with contextlib.suppress(OSError):
                             os.close(fd)
+            self.send(s.exit)
 
     def pending(self, sid: object) -> bool:
         """True while session ``sid`` runs, is being cleared, or waits in the queue."""
