@@ -35,6 +35,7 @@ SCRIPTS = [
     "soak_memory",
     "stats_honesty",
     "pyspy_overhead",
+    "launch_gap",
 ]
 """Benchmarks in running order; scripts not present (yet) are skipped."""
 
