@@ -430,3 +430,27 @@ async def test_a_queued_session_starts_when_the_previous_one_ends(tmp_path: Path
     assert 0 <= b.start_t - a.end_t < 0.1, b.start_t - a.end_t
     assert c.status is SessionStatus.CANCELLED and d.status is SessionStatus.CANCELLED
     assert d.start_t is None
+
+
+async def test_a_dead_keeper_ends_its_sessions_and_is_replaced(tmp_path: Path) -> None:
+    """kill -9 of the keeper itself: the running session is killed and reported, and the next
+    session gets a new keeper."""
+    sup = supervisor(tmp_path)
+    try:
+        await sup.start()
+        first_keeper = sup.keeper_pid
+        assert first_keeper is not None
+        task = asyncio.create_task(sup.run_session(spec(["sleep", "60"], id=1)))
+        while sup.pid_of(1) is None:
+            await asyncio.sleep(0.01)
+        leader = sup.pid_of(1)
+        assert leader is not None
+        os.kill(first_keeper, signal.SIGKILL)
+        r = await asyncio.wait_for(task, 10)
+        after = await sup.run_session(spec(["true"], id=2))
+    finally:
+        sup.close()
+    assert r.status is SessionStatus.SIGNAL and "keeper" in r.error
+    assert wait_gone(leader, 5.0)
+    assert after.status is SessionStatus.OK
+    assert sup.keeper_pid not in (None, first_keeper)
