@@ -674,7 +674,7 @@ class Supervisor:
         assert run.pid is not None
         period = min(max(idle_s / 4, 0.05), 1.0)
         run.last_active = time.monotonic()
-        cpu = -1.0
+        cpu = _tree_cpu_s(run.pid)
         while True:
             await asyncio.sleep(period)
             now_cpu = _tree_cpu_s(run.pid)
