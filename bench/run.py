@@ -36,6 +36,7 @@ SCRIPTS = [
     "stats_honesty",
     "pyspy_overhead",
     "noise_cost",
+    "launch_gap",
 ]
 """Benchmarks in running order; scripts not present (yet) are skipped."""
 

@@ -272,7 +272,8 @@ def test_structure_errors(
             "[[workload]]\nname = 'v'\ncommand = ['x']\ntimout = '1s'\n",
             10,
             "workload[1].timout",
-            "unknown key 'timout' (allowed: name, command, env, cwd, timeout, matrix, shell)",
+            "unknown key 'timout' (allowed: name, command, env, cwd, timeout, matrix, shell, "
+            "idle_timeout)",
         ),
         ("[[workload]]\nname = 'w'\ncommand = ['x']\n", 8, "workload[1].name", "duplicate"),
         ("[[workload]]\nname = 'a/b'\ncommand = ['x']\n", 8, "workload[1].name", "invalid name"),

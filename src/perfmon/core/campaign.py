@@ -55,7 +55,9 @@ class WorkloadConfig:
             ``{campaign_dir}`` by the campaign file's directory, ``{NAME}`` by matrix values.
         env: environment variables added for every session of this workload.
         cwd: working directory; relative paths are resolved against the campaign's directory.
-        timeout_s: wall-clock limit per session in seconds, or None.
+        timeout_s: wall-clock limit per session in seconds; None when the file gives none (the
+            campaign's ``timeout`` then applies, default ``DEFAULT_TIMEOUT_S``); 0 for no limit
+            (``timeout = "none"`` or ``0``).
         matrix: parameter name -> values (as strings); sessions are run for every combination.
         shell: True only when the campaign asks for a shell explicitly (``command`` is then a
             single string run by ``/bin/sh -c``).
@@ -68,6 +70,9 @@ class WorkloadConfig:
     timeout_s: float | None = None
     matrix: dict[str, tuple[str, ...]] = field(default_factory=dict)
     shell: bool = False
+    idle_timeout_s: float | None = None
+    """No output, no probe sample and no CPU for this long ends a session with status
+    ``idle_timeout``; None: the campaign's ``idle_timeout`` (default: none); 0: none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +174,10 @@ class Campaign:
             ``bootstrap_resamples``, ``bootstrap_seed``, ``bootstrap_method`` in ``[campaign]``).
         noise: the noise guard (``max_background_cpu``, ``on_noisy``, ``noisy_retries`` in
             ``[campaign]``; see ``perfmon.core.noise``).
+        timeout_s: wall-clock limit of a session whose workload sets no ``timeout``, seconds
+            (``[campaign] timeout``, default ``DEFAULT_TIMEOUT_S`` = 1 h; 0: no limit).
+        idle_timeout_s: idle limit of a session whose workload sets no ``idle_timeout``,
+            seconds (``[campaign] idle_timeout``, default 0: none).
     """
 
     name: str
@@ -184,6 +193,8 @@ class Campaign:
     stats: StatsOptions = field(default_factory=StatsOptions)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     noise: NoiseGuard = field(default_factory=NoiseGuard)
+    timeout_s: float = 3600.0
+    idle_timeout_s: float = 0.0
 
     @property
     def directory(self) -> Path:
@@ -204,8 +215,9 @@ class Campaign:
 #
 #   [campaign]   name (required, [A-Za-z0-9._-]+), sample_interval, grace, log_cap, runs_dir,
 #                confidence, test, bootstrap_resamples, bootstrap_seed, bootstrap_method,
-#                max_background_cpu ("10%"), on_noisy ("mark" | "repeat"), noisy_retries
-#   [[workload]] name, command (required); env, cwd, timeout, matrix, shell
+#                max_background_cpu ("10%"), on_noisy ("mark" | "repeat"), noisy_retries,
+#                timeout, idle_timeout (defaults for every workload; "none" or 0: no limit)
+#   [[workload]] name, command (required); env, cwd, timeout, idle_timeout, matrix, shell
 #   [variant.NAME]  env, args            (none: one variant named "default")
 #   [set.NAME]      sessions | duration (exactly one), warmup, order, seed,
 #                   max_background_cpu, on_noisy, noisy_retries (override [campaign]'s)
@@ -243,8 +255,15 @@ _CAMPAIGN_KEYS = (
     "max_background_cpu",
     "on_noisy",
     "noisy_retries",
+    "timeout",
+    "idle_timeout",
 )
-_WORKLOAD_KEYS = ("name", "command", "env", "cwd", "timeout", "matrix", "shell")
+_WORKLOAD_KEYS = ("name", "command", "env", "cwd", "timeout", "matrix", "shell", "idle_timeout")
+DEFAULT_TIMEOUT_S = 3600.0
+"""Wall-clock limit of a session when neither its workload nor the campaign sets one (1 h: far
+above a benchmark session, short enough that a hung one does not stall a soak for days; a
+72-hour soak is many sessions, each under this limit). ``timeout = "none"`` lifts it."""
+_NO_LIMIT = ("none", "off", "never")
 _VARIANT_KEYS = ("env", "args")
 _NOISE_KEYS = ("max_background_cpu", "on_noisy", "noisy_retries")
 _SET_KEYS = ("sessions", "duration", "warmup", "order", "seed", *_NOISE_KEYS)
@@ -531,6 +550,10 @@ def parse_campaign(text: str, path: Path) -> Campaign:
         extra["grace_s"] = ctx.duration(sec, "grace", camp["grace"], positive=False)
     if "log_cap" in camp:
         extra["log_cap_bytes"] = ctx.size(sec, "log_cap", camp["log_cap"])
+    if "timeout" in camp:
+        extra["timeout_s"] = _limit(ctx, sec, "timeout", camp["timeout"])
+    if "idle_timeout" in camp:
+        extra["idle_timeout_s"] = _limit(ctx, sec, "idle_timeout", camp["idle_timeout"])
     runs_dir = directory / "runs"
     if "runs_dir" in camp:
         runs_dir = directory / ctx.string(sec, "runs_dir", camp["runs_dir"])
@@ -644,11 +667,21 @@ def _parse_workloads(
                     )
         env = ctx.env(sec, "env", w["env"]) if "env" in w else {}
         cwd = directory / ctx.string(sec, "cwd", w["cwd"]) if "cwd" in w else None
-        timeout = (
-            ctx.duration(sec, "timeout", w["timeout"], positive=True) if "timeout" in w else None
-        )
-        result.append(WorkloadConfig(name, command, env, cwd, timeout, matrix, shell))
+        timeout = _limit(ctx, sec, "timeout", w["timeout"]) if "timeout" in w else None
+        idle = _limit(ctx, sec, "idle_timeout", w["idle_timeout"]) if "idle_timeout" in w else None
+        result.append(WorkloadConfig(name, command, env, cwd, timeout, matrix, shell, idle))
     return tuple(result)
+
+
+def _limit(ctx: _Context, sec: Section, key: str, value: object) -> float:
+    """A session time limit: a positive duration, or ``"none"``/``"off"``/``0`` (returns 0)."""
+    if isinstance(value, str) and value.strip().lower() in _NO_LIMIT:
+        return 0.0
+    if not isinstance(value, bool) and isinstance(value, int | float) and value == 0:
+        return 0.0
+    if isinstance(value, str) and value.strip() in ("0", "0s"):
+        return 0.0
+    return ctx.duration(sec, key, value, positive=True)
 
 
 def _named_tables(ctx: _Context, data: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:

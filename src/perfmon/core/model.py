@@ -105,6 +105,7 @@ class SessionStatus(enum.StrEnum):
     EXIT = "exit"  # non-zero exit code (see SessionResult.exit_code)
     SIGNAL = "signal"  # killed by a signal it did not get from perfmon (crash, OOM kill)
     TIMEOUT = "timeout"  # wall-clock timeout reached; perfmon ended it
+    IDLE_TIMEOUT = "idle_timeout"  # no output, probe sample or CPU for idle_timeout_s; ended
     START_FAILED = "start_failed"  # the command could not be started
     CANCELLED = "cancelled"  # the run was stopped before or while this session ran
     NOISY = "noisy"  # exited 0 on a busy machine and was repeated (perfmon.core.noise)
@@ -129,10 +130,13 @@ class SessionSpec:
         argv: the command, fully resolved.
         env: environment variables added to perfmon's own environment.
         cwd: working directory (absolute path as a string).
-        timeout_s: wall-clock limit in seconds, or None for none.
+        timeout_s: wall-clock limit in seconds; None: the supervisor's default (the campaign's
+            ``timeout``, 1 h unless set); 0: no limit.
         params: matrix parameters of this session (e.g. ``{"events": "512"}``).
         attempt: 0 for a session's first run; n for its n-th repetition after it ran on a
             busy machine (``Scheduler.repeat``, ``perfmon.core.noise``).
+        idle_timeout_s: a session with no output, no probe sample and no CPU time for this
+            long is ended with status ``IDLE_TIMEOUT``; None: the supervisor's default; 0: none.
     """
 
     id: int
@@ -147,6 +151,7 @@ class SessionSpec:
     timeout_s: float | None
     params: tuple[tuple[str, str], ...] = ()
     attempt: int = 0
+    idle_timeout_s: float | None = None
 
 
 @dataclass(slots=True)

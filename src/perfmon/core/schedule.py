@@ -245,6 +245,7 @@ class Scheduler:
             cwd=str(Path(cwd)),
             timeout_s=w.timeout_s,
             params=params,
+            idle_timeout_s=w.idle_timeout_s,
         )
         self._next_id += 1
         return spec

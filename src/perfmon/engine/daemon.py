@@ -229,6 +229,7 @@ async def serve(
     from perfmon.engine.runner import Runner
 
     campaign = override_sets(load_campaign(campaign_path), set_sizes or [])
+    registry.remove_stale_sockets()  # sockets of daemons that died (kill -9) are left behind
     runner = Runner(campaign, run_dir, snapshot_hz=snapshot_hz)
     server = ControlServer(runner, sock)
     await server.start()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,9 @@ import psutil
 from perfmon.engine.daemon import runtime_dir
 
 REGISTRY_VERSION = 1
+STALE_SOCKET_AGE_S = 10.0
+"""A control socket nobody listens on is removed only once it is this old (seconds), so that a
+daemon between its ``bind`` and its ``listen`` never loses its socket."""
 
 
 def registry_dir() -> Path:
@@ -113,8 +118,47 @@ def _sessions_done(run_dir: Path) -> int:
         return 0
 
 
+def remove_stale_sockets(*, min_age_s: float = STALE_SOCKET_AGE_S) -> int:
+    """Remove control sockets of dead daemons from the runtime directory.
+
+    A ``*.sock`` file is stale when connecting to it is refused (no process listens on it: its
+    daemon died without removing it, e.g. kill -9) and it is at least ``min_age_s`` old. Live
+    daemons' sockets accept the connection and are kept; the connection is closed at once
+    (the daemon drops a viewer that says no hello).
+
+    Args:
+        min_age_s: minimum age (by mtime) of a socket before it may be removed, seconds.
+
+    Returns:
+        How many socket files were removed. Never raises for one unreadable entry.
+    """
+    removed = 0
+    try:
+        paths = list(runtime_dir().glob("*.sock"))
+    except OSError:
+        return 0
+    now = time.time()
+    for path in paths:
+        try:
+            st = path.lstat()
+            if not stat.S_ISSOCK(st.st_mode) or now - st.st_mtime < min_age_s:
+                continue
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(1.0)
+                probe.connect(str(path))
+        except ConnectionRefusedError:
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
 def list_runs() -> list[RunEntry]:
-    """Return every registered run, newest first."""
+    """Return every registered run, newest first (stale control sockets are removed first,
+    see ``remove_stale_sockets``)."""
+    remove_stale_sockets()
     entries = []
     for path in registry_dir().glob("*.json"):
         try:

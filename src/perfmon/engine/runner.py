@@ -88,6 +88,8 @@ def campaign_to_json(campaign: Campaign) -> dict[str, Any]:
         "path": str(campaign.path),
         "sample_interval_s": campaign.sample_interval_s,
         "grace_s": campaign.grace_s,
+        "timeout_s": campaign.timeout_s,
+        "idle_timeout_s": campaign.idle_timeout_s,
         "log_cap_bytes": campaign.log_cap_bytes,
         "workloads": [plain(dataclasses.asdict(w)) for w in campaign.workloads],
         "variants": [plain(dataclasses.asdict(v)) for v in campaign.variants],
@@ -632,7 +634,6 @@ class Runner:
         from perfmon.engine.sampler import SystemSampler
         from perfmon.engine.supervisor import Supervisor
 
-        self.recorder.write_manifest(self._manifest())
         supervisor = Supervisor(
             log_dir=self.run_dir / "logs",
             log_cap_bytes=self.campaign.log_cap_bytes,
@@ -640,8 +641,18 @@ class Runner:
             grace_s=self.campaign.grace_s,
             on_samples=self._on_samples,
             on_update=self._on_update,
+            default_timeout_s=self.campaign.timeout_s,
+            default_idle_timeout_s=self.campaign.idle_timeout_s,
         )
         self._supervisor = supervisor
+        # The keeper (launch/reap/containment process) says which containment it got.
+        manifest = self._manifest()
+        try:
+            manifest["containment"] = await supervisor.start()
+        except OSError as exc:
+            log.error("cannot start the session keeper: %s", exc)
+            manifest["containment"] = f"none ({exc})"
+        self.recorder.write_manifest(manifest)
         sampler = SystemSampler(self.campaign.sample_interval_s, self._on_samples)
         background = [
             asyncio.create_task(sampler.run(), name="system-sampler"),
@@ -688,6 +699,7 @@ class Runner:
         finally:
             with contextlib.suppress(Exception):
                 await supervisor.cancel_all()
+            supervisor.close()
             sampler.stop()
             self.noise.close()
             for task in background:
