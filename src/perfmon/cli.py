@@ -211,6 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return EXIT_INCOMPLETE
+    except Exception as exc:
+        # A hostile runtime directory (symlink, another user's) is a usage error: one line,
+        # exit 2. Imported here only, so that --version stays light.
+        from perfmon.engine.registry import RuntimeDirError
+
+        if isinstance(exc, RuntimeDirError):
+            return _fail(str(exc))
+        raise
     parser.error(f"unknown command {args.command!r}")
 
 
@@ -247,17 +255,21 @@ def _run(args: argparse.Namespace) -> int:
 
     from perfmon.engine.recorder import make_run_dir
 
+    if not args.detach and not args.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("perfmon: no terminal attached; running headless", file=sys.stderr)
+        args.headless = True
+    if args.detach or not args.headless:
+        from perfmon.engine.registry import checked_runtime_dir
+
+        checked_runtime_dir()  # a hostile runtime directory: exit 2 before any run directory
     runs_dir = _runs_dir(campaign, args.runs_dir)
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
-        run_dir = make_run_dir(runs_dir, campaign.name, time.time())
+        run_dir = make_run_dir(runs_dir, campaign.name, time.time(), share=campaign.share)
     except OSError as exc:
         return _fail(f"cannot create a run directory in {runs_dir}: {exc}", EXIT_INCOMPLETE)
     if args.detach:
         return _start_detached(args, run_dir)
-    if not args.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
-        print("perfmon: no terminal attached; running headless", file=sys.stderr)
-        args.headless = True
     if args.headless:
         from perfmon.engine.headless import run_headless
 
@@ -269,8 +281,11 @@ def _spawn_daemon(
     args: argparse.Namespace, run_dir: Path, sock: Path
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """Start the campaign daemon in its own session (immune to the terminal's SIGHUP)."""
+    from perfmon.engine.recorder import open_private
+
     daemon_log = run_dir / "daemon.log"
-    with open(daemon_log, "ab") as log_file:
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    with open(open_private(daemon_log, flags), "ab") as log_file:
         proc = subprocess.Popen(
             [
                 sys.executable,
