@@ -17,9 +17,9 @@ from typing import TextIO
 from perfmon.core.campaign import Campaign
 from perfmon.core.model import GateResult, SessionResult, SessionStatus
 from perfmon.core.snapshot import Snapshot
+from perfmon.core.text import strip_terminal_escapes
 from perfmon.core.units import format_bytes, format_seconds
 from perfmon.engine.runner import Runner, RunOutcome
-from perfmon.engine.supervisor import strip_terminal_escapes
 
 
 class ProgressPrinter:
@@ -35,6 +35,8 @@ class ProgressPrinter:
         self.total = total
         self.done = 0
         self._gate_states: dict[str, str] = {}
+        self._dropped_names = 0
+        self._last_snapshot: Snapshot | None = None
 
     def _print(self, text: str) -> None:
         print(strip_terminal_escapes(text), file=self.out, flush=True)
@@ -62,7 +64,15 @@ class ProgressPrinter:
         self._print(line)
 
     def snapshot(self, snap: Snapshot) -> None:
-        """A snapshot listener: one line whenever a gate changes state."""
+        """A snapshot listener: one line whenever a gate changes state, and one whenever the
+        metric-name caps start dropping (and each time the dropped names grow tenfold)."""
+        self._last_snapshot = snap
+        names = getattr(snap, "dropped_names", 0)
+        if names and names >= max(1, 10 * self._dropped_names) or (
+            names and not self._dropped_names
+        ):
+            self._dropped_names = names
+            self._print(f"  metric-name caps: {snap.dropped_text()}")
         for gate in snap.gates:
             old = self._gate_states.get(gate.name)
             if old != gate.state.value:
@@ -76,6 +86,8 @@ class ProgressPrinter:
         self._print("")
         self._print(format_gate_table(outcome.gates))
         self._print("")
+        if self._last_snapshot is not None and self._last_snapshot.dropped_samples:
+            self._print(f"metric-name caps: {self._last_snapshot.dropped_text()}")
         self._print(f"verdict: {outcome.verdict.upper()}  (exit status {outcome.exit_status})")
         if outcome.report_md is not None:
             self._print(f"report:  {outcome.report_md}")

@@ -94,6 +94,9 @@ def campaign_to_json(campaign: Campaign) -> dict[str, Any]:
         "gates": [{"name": g.name, "expr": g.expr, "window_s": g.window_s} for g in campaign.gates],
         "stats": dataclasses.asdict(campaign.stats),
         "profile": plain(dataclasses.asdict(campaign.profile)),
+        "max_metrics": campaign.max_metrics,
+        "max_metric_name_bytes": campaign.max_metric_name_bytes,
+        "share": campaign.share,
     }
 
 
@@ -249,6 +252,8 @@ class Runner:
             run_dir=str(run_dir),
             started_t=self.started_t,
             session_metrics={m for g in campaign.gates for m in g.gate.metrics},
+            max_metrics=campaign.max_metrics,
+            max_metric_name_bytes=campaign.max_metric_name_bytes,
         )
         self.recorder = Recorder(run_dir)
         self.state = RunState.STARTING
@@ -439,8 +444,8 @@ class Runner:
     # ----------------------------------------------------------------- data in
     def _on_samples(self, samples: SampleBatch | Sequence[Sample]) -> None:
         batch = samples if isinstance(samples, SampleBatch) else SampleBatch.from_samples(samples)
-        self.live.add_batch(batch)
-        self.recorder.add_batch(batch)
+        # The live state applies the metric-name caps; what it returns is what is recorded.
+        self.recorder.add_batch(self.live.add_batch(batch))
 
     def _on_update(self, result: SessionResult) -> None:
         self.live.update_session(result)
