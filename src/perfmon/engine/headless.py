@@ -67,10 +67,8 @@ class ProgressPrinter:
         """A snapshot listener: one line whenever a gate changes state, and one whenever the
         metric-name caps start dropping (and each time the dropped names grow tenfold)."""
         self._last_snapshot = snap
-        names = getattr(snap, "dropped_names", 0)
-        if names and names >= max(1, 10 * self._dropped_names) or (
-            names and not self._dropped_names
-        ):
+        names = snap.dropped_names
+        if names and (not self._dropped_names or names >= 10 * self._dropped_names):
             self._dropped_names = names
             self._print(f"  metric-name caps: {snap.dropped_text()}")
         for gate in snap.gates:
