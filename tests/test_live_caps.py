@@ -59,7 +59,13 @@ def test_names_over_the_cap_are_dropped_counted_and_recorded_as_counts() -> None
     snap = live.snapshot(now=2.0, state="running")
     assert snap.dropped_samples == 3 and snap.dropped_names == 2
     assert snap.sessions[0].dropped == 3
-    assert {m.name for m in snap.metrics} == {"m0", "m1", "m2", DROPPED_SAMPLES_METRIC, DROPPED_NAMES_METRIC}
+    assert {m.name for m in snap.metrics} == {
+        "m0",
+        "m1",
+        "m2",
+        DROPPED_SAMPLES_METRIC,
+        DROPPED_NAMES_METRIC,
+    }
     assert snap.dropped_text() == (
         "dropped 3 samples of 2 metric names over the 3-name cap (counted, not kept)"
     )
@@ -83,9 +89,7 @@ def test_a_workload_cannot_forge_the_overflow_counters() -> None:
     live = _live()
     live.add_session(_spec(0))
     out = live.add_batch(_names_batch(0, [DROPPED_SAMPLES_METRIC, "ok"]))
-    assert [s.metric for s in out if s.metric == DROPPED_SAMPLES_METRIC] == [
-        DROPPED_SAMPLES_METRIC
-    ]
+    assert [s.metric for s in out if s.metric == DROPPED_SAMPLES_METRIC] == [DROPPED_SAMPLES_METRIC]
     assert live.reduce("count", DROPPED_SAMPLES_METRIC)[0] == 1.0  # perfmon's count, not 0.0
 
 

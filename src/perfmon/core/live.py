@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import zlib
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -57,6 +58,7 @@ from perfmon.core.snapshot import (
     Snapshot,
 )
 from perfmon.core.stats import SessionGroup
+from perfmon.core.text import one_line
 
 __all__ = [
     "DROPPED_NAMES_EXACT",
@@ -645,13 +647,13 @@ class LiveState:
             rows.append(
                 SessionRow(
                     id=sid,
-                    workload=spec.workload,
-                    variant=spec.variant,
-                    set_name=spec.set_name,
-                    params=" ".join(f"{k}={v}" for k, v in spec.params),
+                    workload=_clean(spec.workload),
+                    variant=_clean(spec.variant),
+                    set_name=_clean(spec.set_name),
+                    params=_clean(" ".join(f"{k}={v}" for k, v in spec.params)),
                     warmup=spec.warmup,
                     status=r.status.value,
-                    status_text=r.status_text,
+                    status_text=_clean(r.status_text),
                     wall_s=r.wall_s,
                     cpu_s=r.cpu_s,
                     peak_rss_bytes=r.peak_rss_bytes,
@@ -696,9 +698,9 @@ class LiveState:
             malformed_total=self._malformed_total,
             sessions=tuple(rows),
             metrics=tuple(metrics),
-            gates=tuple(gates),
+            gates=tuple(_clean_gate(g) for g in gates),
             verdict=verdict,
-            message=message,
+            message=_clean(message),
             metrics_total=len(self._metrics),
             dropped_samples=self.dropped_samples,
             dropped_long_samples=self.dropped_long_samples,
@@ -717,6 +719,23 @@ class LiveState:
         first = [n for n in names if n in self._reserved]
         rest = [n for n in names if n not in self._reserved]
         return sorted((first + rest)[:SNAPSHOT_MAX_METRICS])
+
+
+_UNSAFE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _clean(text: str) -> str:
+    """Campaign or workload text as a snapshot may carry it: one line, no escapes or control
+    bytes (``perfmon.core.text.one_line``); unchanged, and not copied, when already clean."""
+    return one_line(text) if _UNSAFE_RE.search(text) else text
+
+
+def _clean_gate(g: GateResult) -> GateResult:
+    """A gate result whose name, expression and reason are ``_clean``."""
+    name, expr, reason = _clean(g.name), _clean(g.expr), _clean(g.reason)
+    if name is g.name and expr is g.expr and reason is g.reason:
+        return g
+    return dataclasses.replace(g, name=name, expr=expr, reason=reason)
 
 
 def _group_of(spec: SessionSpec) -> SessionGroup:

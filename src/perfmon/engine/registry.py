@@ -66,15 +66,15 @@ def checked_runtime_dir() -> Path:
         path = runtime_dir()
     except (OSError, ValueError) as exc:
         guess = _runtime_candidate()
-        why = _why_untrusted(guess) or str(getattr(exc, "strerror", None) or exc)
+        why = _why_untrusted(guess) or f"cannot be used ({getattr(exc, 'strerror', None) or exc})"
         raise RuntimeDirError(
             f"runtime directory {guess} {why}; refusing it (remove it, or set "
             "PERFMON_RUNTIME_DIR to a private directory)"
         ) from None
     runs = path / "runs"
-    why = _why_untrusted(runs)
-    if why is not None:
-        raise RuntimeDirError(f"run registry {runs} {why}; refusing it (remove it)")
+    problem = _why_untrusted(runs)
+    if problem is not None:
+        raise RuntimeDirError(f"run registry {runs} {problem}; refusing it (remove it)")
     try:
         runs.mkdir(mode=0o700, exist_ok=True)
     except OSError as exc:
