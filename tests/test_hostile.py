@@ -277,3 +277,49 @@ def test_damaged_registry_entries_are_skipped_and_counted(
     damaged: list[Path] = []
     assert list_runs(damaged=damaged) == []
     assert len(damaged) == 4
+
+
+def test_the_status_bar_shows_what_the_caps_dropped() -> None:
+    from perfmon.core.batch import SampleBatch
+    from perfmon.core.live import LiveState
+    from perfmon.core.model import MetricKind, Sample
+    from perfmon.tui.widgets.status_bar import status_content
+
+    live = LiveState(run_id="r", campaign="c", run_dir="/r", started_t=0.0, max_metrics=2)
+    live.add_batch(
+        SampleBatch.from_samples(Sample(1.0, 0, f"m{i}", 1.0, MetricKind.GAUGE) for i in range(5))
+    )
+    text = status_content(live.snapshot(now=1.0, state="running")).plain
+    assert "dropped 3 samples of 3 names over the caps" in text
+    clean = LiveState(run_id="r", campaign="c", run_dir="/r", started_t=0.0)
+    assert "dropped" not in status_content(clean.snapshot(now=1.0, state="running")).plain
+
+
+def test_snapshot_text_from_campaigns_and_workloads_is_one_clean_line() -> None:
+    import dataclasses
+
+    from perfmon.core.live import LiveState
+    from perfmon.core.model import GateResult, GateState, SessionResult, SessionSpec
+
+    spec = SessionSpec(
+        id=0,
+        workload="w",
+        variant="v",
+        set_name="s",
+        index=0,
+        warmup=False,
+        argv=("x",),
+        env=(),
+        cwd="/",
+        timeout_s=None,
+        params=(("m", "\x1b[2Jx\ny"),),
+    )
+    live = LiveState(run_id="r", campaign="c", run_dir="/r", started_t=0.0)
+    live.update_session(dataclasses.replace(SessionResult(spec=spec), error="e"))
+    gate = GateResult("g\x1b]0;T\x07", "max(x) < 1", GateState.PENDING, None, 0, "r\r\nz")
+    snap = live.snapshot(now=1.0, state="running", gates=[gate], message="m\x1b[31m!")
+    blob = json.dumps(snap.to_dict(), ensure_ascii=False)
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in blob)
+    assert snap.sessions[0].params == "m=x y"
+    assert snap.gates[0].name == "g" and snap.gates[0].reason == "r z"
+    assert snap.message == "m!"
