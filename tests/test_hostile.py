@@ -323,3 +323,33 @@ def test_snapshot_text_from_campaigns_and_workloads_is_one_clean_line() -> None:
     assert snap.sessions[0].params == "m=x y"
     assert snap.gates[0].name == "g" and snap.gates[0].reason == "r z"
     assert snap.message == "m!"
+
+
+@pytest.mark.slow
+def test_snapshots_keep_flowing_while_the_run_ends(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[campaign]\nname = 'end'\nsample_interval = '100ms'\n"
+        "[[workload]]\nname = 'w'\ncommand = ['true']\n"
+    )
+    campaign = load_campaign(path)
+    runner = Runner(
+        campaign,
+        make_run_dir(tmp_path / "runs", campaign.name, time.time()),
+        snapshot_hz=20,
+    )
+    snapshots: list[Snapshot] = []
+    runner.snapshot_listeners.append(snapshots.append)
+    real_close = runner.recorder.close
+
+    def slow_close() -> None:  # a big recording takes a while to compact
+        time.sleep(0.6)
+        real_close()
+
+    runner.recorder.close = slow_close  # type: ignore[method-assign]
+    outcome = asyncio.run(asyncio.wait_for(runner.run(), timeout=60))
+    assert outcome.exit_status == 0
+    ending = [s for s in snapshots if s.state == "stopping"]
+    assert len(ending) >= 4, [s.state for s in snapshots]
+    assert ending[-1].now_t - ending[0].now_t >= 0.3
+    assert snapshots[-1].state == "finished"

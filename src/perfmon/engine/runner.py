@@ -650,6 +650,9 @@ class Runner:
         if self.recording_error is not None:
             self.message = f"recording failed ({self.recording_error}); writing what was flushed"
         self._publish()
+        # Snapshots keep flowing while the recording is compacted and the report written, so a
+        # viewer sees the run ending, not a frozen screen.
+        ticker = asyncio.create_task(self._tick(), name="snapshots-while-finishing")
         report_md: Path | None = None
         results: list[GateResult] = []
         try:
@@ -669,6 +672,9 @@ class Runner:
             self.message = f"report could not be written: {exc}"
             completed = False
             v = GateState.PENDING.value
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
         self._gates = results or self._gates
         self._final_verdict = v
         if not completed:
