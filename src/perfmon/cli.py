@@ -548,9 +548,17 @@ def _report(args: argparse.Namespace) -> int:
     manifest_path = args.run_dir / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
+        gates = manifest["campaign"]["gates"]
+        if not isinstance(gates, list):
+            raise TypeError(f"gates is {type(gates).__name__}, not a list")
     except (OSError, ValueError) as exc:
         return _fail(f"{manifest_path}: not a readable run manifest: {exc}")
-    md, v, _ = write_run_report(args.run_dir, manifest["campaign"]["gates"])
+    except (KeyError, TypeError) as exc:
+        return _fail(f"{manifest_path}: not a perfmon run manifest (campaign.gates: {exc})")
+    try:
+        md, v, _ = write_run_report(args.run_dir, gates)
+    except (KeyError, TypeError, ValueError) as exc:  # gates of a damaged manifest
+        return _fail(f"{manifest_path}: damaged run manifest ({type(exc).__name__}: {exc})")
     print(f"report: {md}\n        {md.with_suffix('.json')}\nverdict: {v.upper()}")
     return 0
 
