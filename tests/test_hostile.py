@@ -353,3 +353,20 @@ def test_snapshots_keep_flowing_while_the_run_ends(tmp_path: Path) -> None:
     assert len(ending) >= 4, [s.state for s in snapshots]
     assert ending[-1].now_t - ending[0].now_t >= 0.3
     assert snapshots[-1].state == "finished"
+
+
+def test_report_tables_per_session_are_cut_and_say_so(tmp_path: Path) -> None:
+    from perfmon.engine.recorder import Recorder
+    from perfmon.engine.report import SESSIONS_SHOWN, build_report, render_markdown
+
+    with Recorder(tmp_path):
+        pass
+    rep = build_report(read_run(tmp_path), [], verdict="pass")
+    row = {"id": 0, "workload": "w", "variant": "v", "params": {}, "warmup": False}
+    failed = {**row, "status_text": "exit 1", "error": "boom"}
+    rep["sessions"]["failed"] = [failed] * (SESSIONS_SHOWN + 50)
+    rep["malformed"]["sessions"] = [{**row, "malformed": 1}] * (SESSIONS_SHOWN + 7)
+    md = render_markdown(rep)
+    assert md.count("| boom |") == SESSIONS_SHOWN
+    assert "... and 50 more failed sessions" in md
+    assert "... and 7 more sessions with malformed lines" in md

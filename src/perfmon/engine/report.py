@@ -478,6 +478,18 @@ def _stats_cells(stats: dict[str, Any], dim: Dimension) -> list[str]:
     return [str(stats["n"])] + [_fmt(stats[k], dim) for k in ("median", "mad", "p95", "min", "max")]
 
 
+SESSIONS_SHOWN = 200
+"""Most rows of a per-session table in report.md (failed sessions, malformed lines), so that a
+long soak's report stays readable and bounded; report.json keeps every row."""
+
+
+def _more_lines(total: int, what: str) -> list[str]:
+    """The note under a table cut at ``SESSIONS_SHOWN`` rows ([] when it was not cut)."""
+    if total <= SESSIONS_SHOWN:
+        return []
+    return ["", f"... and {total - SESSIONS_SHOWN:,} more {what} (every one is in report.json)."]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """Render ``build_report``'s dict as Markdown (plain pipe tables).
 
@@ -573,9 +585,10 @@ def render_markdown(report: dict[str, Any]) -> str:
                     f["status_text"],
                     f["error"] or "–",
                 ]
-                for f in ses["failed"]
+                for f in ses["failed"][:SESSIONS_SHOWN]
             ),
         )
+        out += _more_lines(len(ses["failed"]), "failed sessions")
     else:
         out.append("None: every finished session exited with status ok.")
     out.append("")
@@ -613,9 +626,10 @@ def render_markdown(report: dict[str, Any]) -> str:
             ["Session", "Workload", "Variant", "Malformed lines"],
             (
                 [r["id"], r["workload"], r["variant"], f"{r['malformed']:,}"]
-                for r in mal["sessions"]
+                for r in mal["sessions"][:SESSIONS_SHOWN]
             ),
         )
+        out += _more_lines(len(mal["sessions"]), "sessions with malformed lines")
     out.append("")
 
     if report.get("comparison"):
