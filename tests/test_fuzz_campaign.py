@@ -45,6 +45,7 @@ _VALUES = (
     "1979-05-27T07:32:00Z",
     '"\u00e9\u00e8\u2603\U0001f600"',
     '"\\u0000\\u001b[31m"',
+    '"\\u001b]0;TITLE\\u0007\\u009b2J"',
     '"' + "x" * 5000 + '"',
     "[" * 3000 + "]" * 3000,
     "{ a = " * 500 + "1" + " }" * 500,
@@ -113,9 +114,14 @@ def _cases() -> list[bytes]:
     return [_mutate(rng, rng.choice(texts)) for _ in range(CASES)]
 
 
-def _check(status: int, err: str, path: Path) -> None:
+def _no_controls(text: str) -> bool:
+    return not any((ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F for c in text)
+
+
+def _check(status: int, err: str, path: Path, out: str = "") -> None:
     assert "Traceback" not in err, err
     assert status in (0, 2), (status, err)
+    assert _no_controls(err) and _no_controls(out), (err, out)
     if status == 2:
         lines = err.strip().splitlines()
         assert len(lines) == 1, err
@@ -140,8 +146,8 @@ def test_mutated_campaigns_exit_0_or_2_with_one_line(
             status = main(["validate", str(path)])
         except BaseException as exc:  # any escape at all is the failure reported
             pytest.fail(f"case {i}: {type(exc).__name__}: {exc}\n{data[:300]!r}")
-        err = capsys.readouterr().err
-        _check(status, err, path)
+        captured = capsys.readouterr()
+        _check(status, captured.err, path, captured.out)
         statuses[status] += 1
     assert sum(statuses.values()) == CASES >= 300
     assert statuses[2] > CASES // 2  # most mutations break a campaign: the errors were tested
@@ -202,3 +208,21 @@ def test_a_fifo_is_refused_without_waiting(
     os.mkfifo(path)
     assert main(["validate", str(path)]) == 2
     _check(2, capsys.readouterr().err, path)
+
+
+def test_escape_sequences_in_keys_and_names_never_reach_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "esc.toml"
+    path.write_text('[campaign]\nname = "x"\n"\\u001b]0;T\\u0007k\\u001b[2J" = 1\n')
+    assert main(["validate", str(path)]) == 2
+    captured = capsys.readouterr()
+    _check(2, captured.err, path, captured.out)
+    path.write_text(
+        '[campaign]\nname = "x"\n[[workload]]\nname = "w"\ncommand = ["true"]\n'
+        '[[gate]]\nname = "g\\u001b[31m"\nexpr = "max(x) < 1"\n'
+    )
+    assert main(["validate", str(path)]) == 0
+    captured = capsys.readouterr()
+    _check(0, captured.err, path, captured.out)
+    assert "gate 'g\\x1b[31m'" in captured.out  # repr shows it, harmlessly

@@ -42,8 +42,18 @@ def _samples_dir() -> Path | None:
 
 
 def _fail(message: str, status: int = EXIT_USAGE) -> int:
-    print(f"perfmon: error: {message}", file=sys.stderr)
+    from perfmon.core.text import strip_terminal_escapes
+
+    # Messages quote campaign keys, paths and daemon logs: no escapes reach the terminal.
+    print(f"perfmon: error: {strip_terminal_escapes(message)}", file=sys.stderr)
     return status
+
+
+def _say(text: str) -> None:
+    """Print a line of campaign or run text to stdout, escapes and control bytes stripped."""
+    from perfmon.core.text import strip_terminal_escapes
+
+    print(strip_terminal_escapes(text))
 
 
 def _load(path: str, set_sizes: list[str] | None = None) -> Campaign:
@@ -524,19 +534,19 @@ def _validate(args: argparse.Namespace) -> int:
 
     scheduler = Scheduler(campaign, sys.executable)
     total = scheduler.planned_total
-    print(f"{args.campaign}: campaign {campaign.name!r} is valid")
-    print(f"  workloads: {', '.join(w.name for w in campaign.workloads)}")
-    print(f"  variants:  {', '.join(v.name for v in campaign.variants)}")
+    _say(f"{args.campaign}: campaign {campaign.name!r} is valid")
+    _say(f"  workloads: {', '.join(w.name for w in campaign.workloads)}")
+    _say(f"  variants:  {', '.join(v.name for v in campaign.variants)}")
     for s in campaign.sets:
         size = (
             f"{s.sessions} sessions"
             if s.sessions
             else f"for {format_duration(s.duration_s or 0.0)} (h:mm:ss)"
         )
-        print(f"  set {s.name}: {size}, warmup {s.warmup}, order {s.order}")
+        _say(f"  set {s.name}: {size}, warmup {s.warmup}, order {s.order}")
     print(f"  sessions planned: {total if total is not None else 'open-ended (duration set)'}")
     for g in campaign.gates:
-        print(f"  gate {g.name!r}: {g.expr}")
+        _say(f"  gate {g.name!r}: {g.expr}")
     return 0
 
 
