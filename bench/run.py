@@ -35,6 +35,7 @@ SCRIPTS = [
     "soak_memory",
     "stats_honesty",
     "pyspy_overhead",
+    "name_flood",
 ]
 """Benchmarks in running order; scripts not present (yet) are skipped."""
 
