@@ -691,6 +691,9 @@ class Runner:
             self.message = f"recording failed ({self.recording_error}); run stopped. {self.message}"
         self._publish()
         self.gate_changes.close()
+        from perfmon.engine.recorder import secure_tree
+
+        secure_tree(self.run_dir)  # files made while finishing get the run directory's modes
         return RunOutcome(
             verdict=v,
             exit_status=exit_status,
