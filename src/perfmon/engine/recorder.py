@@ -239,9 +239,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def make_run_dir(
-    runs_dir: Path, campaign_name: str, now: float, *, share: str = "private"
-) -> Path:
+def make_run_dir(runs_dir: Path, campaign_name: str, now: float, *, share: str = "private") -> Path:
     """Create a new, unique run directory ``<runs_dir>/<YYYYmmddTHHMMSSZ>-<campaign>``.
 
     Args:

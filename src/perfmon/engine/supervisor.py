@@ -100,6 +100,7 @@ def _child_setup(parent: int, dup_from: int | None) -> None:
 _MAX_SH_FD = 9  # highest descriptor a POSIX shell redirection can name
 _EOF_WAIT_S = 2.0  # how long to wait for the pipes' EOF once the whole group is gone
 
+
 class _CappedLog:
     """A log file that keeps the first ``cap`` bytes written to it and counts the rest."""
 
