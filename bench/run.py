@@ -37,6 +37,7 @@ SCRIPTS = [
     "pyspy_overhead",
     "noise_cost",
     "launch_gap",
+    "name_flood",
 ]
 """Benchmarks in running order; scripts not present (yet) are skipped."""
 

@@ -532,3 +532,69 @@ def test_error_never_leaks_raw_exceptions(tmp_path: Path) -> None:
     ]
     for body in bodies:
         _error(body, tmp_path)
+
+
+def test_caps_and_share_keys(tmp_path: Path) -> None:
+    base = "[campaign]\nname = 'c'\n{extra}\n[[workload]]\nname = 'w'\ncommand = ['x']\n"
+    c = parse_campaign(base.format(extra=""), tmp_path / "c.toml")
+    assert (c.max_metrics, c.max_metric_name_bytes, c.share) == (1000, 200, "private")
+    c = parse_campaign(
+        base.format(extra="max_metrics = 50\nmax_metric_name_bytes = 64\nshare = 'group'"),
+        tmp_path / "c.toml",
+    )
+    assert (c.max_metrics, c.max_metric_name_bytes, c.share) == (50, 64, "group")
+    for extra, key, fragment in [
+        ("max_metrics = 0", "campaign.max_metrics", "must be >= 1"),
+        ("max_metrics = 2_000_000", "campaign.max_metrics", "<= 1000000"),
+        ("max_metric_name_bytes = 5000", "campaign.max_metric_name_bytes", "<= 4096"),
+        ("max_metric_name_bytes = '1'", "campaign.max_metric_name_bytes", "integer"),
+        ("share = 'world'", "campaign.share", "unknown share 'world'"),
+    ]:
+        err = _error(base.format(extra=extra), tmp_path)
+        assert (err.line, err.key) == (3, key) and fragment in err.message, str(err)
+
+
+def test_overflowing_numbers_and_deep_nesting_are_campaign_errors(tmp_path: Path) -> None:
+    for body, key in [
+        (HEAD.replace("name = ", "log_cap = '1e400GB'\nname = ", 1), "campaign.log_cap"),
+        (HEAD + "[[workload]]\nname = 'v'\ncommand = ['x']\ntimeout = " + "9" * 400, None),
+        (HEAD + "x = " + "[" * 5000 + "]" * 5000 + "\n", None),
+        (
+            HEAD
+            + "[[gate]]\nname = 'g'\nexpr = '"
+            + "(" * 3000
+            + "max(x)"
+            + ")" * 3000
+            + " < 1'\n",
+            None,
+        ),
+        (
+            HEAD + "[[workload]]\nname = 'v'\ncommand = ['x']\n"
+            "matrix = { a = ["
+            + ", ".join(map(str, range(400)))
+            + "], b = ["
+            + ", ".join(map(str, range(400)))
+            + "] }\n",
+            "workload[1].matrix",
+        ),
+    ]:
+        err = _error(body, tmp_path)
+        if key is not None:
+            assert err.key == key, str(err)
+
+
+def test_load_refuses_special_and_huge_files(tmp_path: Path) -> None:
+    from perfmon.core.campaign import MAX_CAMPAIGN_BYTES, load_campaign
+
+    for special, fragment in [("/dev/zero", "not a regular file"), (str(tmp_path), "a directory")]:
+        with pytest.raises(CampaignError, match=fragment):
+            load_campaign(special)
+    huge = tmp_path / "huge.toml"
+    huge.write_bytes(b"#" * (MAX_CAMPAIGN_BYTES + 1))
+    with pytest.raises(CampaignError, match="the limit is"):
+        load_campaign(huge)
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"a = 1\nb = '\xff'\n")
+    with pytest.raises(CampaignError) as info:
+        load_campaign(bad)
+    assert info.value.line == 2

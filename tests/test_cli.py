@@ -254,3 +254,13 @@ def test_daemon_serves_snapshots_over_a_private_socket_and_stops_on_command(tmp_
         or "ticker.py" in " ".join(p.info["cmdline"] or [])
     ]
     assert not leftovers
+
+
+def test_report_of_a_damaged_manifest_is_exit_2_with_one_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from perfmon.cli import main
+
+    for content in ("garbage", "[1, 2]", '{"campaign": 3}', '{"campaign": {"gates": [{"x": 1}]}}'):
+        (tmp_path / "manifest.json").write_text(content)
+        assert main(["report", str(tmp_path)]) == 2, content
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("perfmon: error: "), err

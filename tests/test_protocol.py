@@ -424,3 +424,26 @@ def test_frames_and_text_decode_the_same_in_any_chunking(
     out, malformed, _, _ = _decode_in_chunks(data, cuts)
     assert malformed == 0
     assert [(s.metric, s.value) for s in out] == expected
+
+
+def test_declared_names_are_bounded_in_bytes_and_long_names_are_not_cached() -> None:
+    from perfmon.core.protocol import _CACHED_NAME_MAX, MAX_DECLARED_BYTES, Decoder
+
+    d = Decoder(0)
+    name_len = 4000
+    per = name_len + 1
+    n = MAX_DECLARED_BYTES // name_len + 5
+    data = b"".join(
+        b"# TYPE " + f"{i:05d}".encode().join([b"m", b"x" * (name_len - 6)]) + b" counter\n"
+        for i in range(n)
+    )
+    d.feed(data, 1.0)
+    assert len(d.kinds) == MAX_DECLARED_BYTES // name_len
+    assert d.malformed == n - len(d.kinds)
+    assert "exceed" in d.last_error
+    assert sum(map(len, d.kinds)) <= MAX_DECLARED_BYTES < per * n
+    # Samples of a long name still decode (validated each time), but are not cached.
+    long_name = "y" * (_CACHED_NAME_MAX + 1)
+    got = d.feed(f"{long_name} 1\n{long_name} 2\n".encode(), 2.0)
+    assert [s.value for s in got] == [1.0, 2.0]
+    assert all(len(k) <= _CACHED_NAME_MAX for k in d._names)

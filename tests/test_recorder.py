@@ -80,7 +80,8 @@ def test_make_run_dir_names_and_uniqueness(tmp_path: Path) -> None:
     assert a.name == f"{stamp}-attention-audit"
     assert b.name == f"{stamp}-attention-audit-2"
     assert c.name == f"{stamp}-attention-audit-3"
-    assert stat.S_IMODE(a.stat().st_mode) == 0o755
+    assert stat.S_IMODE(a.stat().st_mode) == 0o700  # private by default (issue 13)
+    assert stat.S_IMODE(make_run_dir(runs, "g", T0, share="group").stat().st_mode) == 0o750
     d = make_run_dir(runs, "a/b c", T0)
     assert d.parent == runs and d.name == f"{stamp}-a_b_c"
 

@@ -234,3 +234,51 @@ def test_balanced_counts(order: str) -> None:
     first_measured = next(i for i, x in enumerate(specs) if not x.warmup)
     assert all(x.warmup for x in specs[:first_measured])
     assert not any(x.warmup for x in specs[first_measured:])
+
+
+def test_substitute_scans_once_and_quotes_in_shell_mode() -> None:
+    values = {"a": "{b}", "b": "x y"}
+    assert substitute("{a} {b}", values) == "{b} x y"  # a replacement is never re-scanned
+    assert substitute("{a} {b}", values, quote=True) == "'{b}' 'x y'"
+    assert substitute("run {b}", {"b": "a;echo MATRIX-INJECTED"}, quote=True) == (
+        "run 'a;echo MATRIX-INJECTED'"
+    )
+
+
+def _shell_output(tmp_path: Path, campaign_dir: Path, matrix_value: str, python: str) -> str:
+    """Run the single session of a shell-mode campaign in ``campaign_dir``; return its stdout."""
+    import subprocess
+
+    campaign_dir.mkdir(parents=True)
+    toml = campaign_dir / "c.toml"
+    toml.write_text(
+        "[campaign]\nname = 'c'\n[[workload]]\nname = 'w'\nshell = true\n"
+        "command = 'echo DIR={campaign_dir} PY={python} M={m}'\n"
+        f"matrix = {{ m = [{matrix_value!r}] }}\n"
+    )
+    from perfmon.core.campaign import load_campaign
+
+    spec = Scheduler(load_campaign(toml), python).next_session()
+    assert spec is not None and spec.argv[:2] == ("/bin/sh", "-c")
+    proc = subprocess.run(
+        spec.argv, capture_output=True, text=True, timeout=10, cwd=tmp_path, check=True
+    )
+    return proc.stdout
+
+
+def test_shell_mode_placeholders_cannot_inject(tmp_path: Path) -> None:
+    # The two strings of issue 13: a hostile directory name and a hostile matrix value.
+    hostile_dir = tmp_path / "dir $(echo INJECTED) x"
+    out = _shell_output(tmp_path, hostile_dir, "a;echo MATRIX-INJECTED", "py `echo PY-INJECTED`")
+    assert out.count("\n") == 1  # one echo ran, nothing else
+    assert f"DIR={hostile_dir} " in out
+    assert "M=a;echo MATRIX-INJECTED" in out
+    assert "PY=py `echo PY-INJECTED`" in out
+    assert "\nINJECTED" not in out and not out.startswith(("INJECTED", "MATRIX-INJECTED"))
+
+
+def test_argv_mode_is_unchanged_by_quoting() -> None:
+    w = WorkloadConfig("w", ("{python}", "--m={m}"), matrix={"m": ("a;b c",)})
+    c = _campaign((SetConfig("s", sessions=1),), variants=(VariantConfig("A"),), workloads=(w,))
+    spec = Scheduler(c, "/py thon").next_session()
+    assert spec is not None and spec.argv == ("/py thon", "--m=a;b c")

@@ -42,8 +42,18 @@ def _samples_dir() -> Path | None:
 
 
 def _fail(message: str, status: int = EXIT_USAGE) -> int:
-    print(f"perfmon: error: {message}", file=sys.stderr)
+    from perfmon.core.text import strip_terminal_escapes
+
+    # Messages quote campaign keys, paths and daemon logs: no escapes reach the terminal.
+    print(f"perfmon: error: {strip_terminal_escapes(message)}", file=sys.stderr)
     return status
+
+
+def _say(text: str) -> None:
+    """Print a line of campaign or run text to stdout, escapes and control bytes stripped."""
+    from perfmon.core.text import strip_terminal_escapes
+
+    print(strip_terminal_escapes(text))
 
 
 def _load(path: str, set_sizes: list[str] | None = None) -> Campaign:
@@ -211,6 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return EXIT_INCOMPLETE
+    except Exception as exc:
+        # A hostile runtime directory (symlink, another user's) is a usage error: one line,
+        # exit 2. Imported here only, so that --version stays light.
+        from perfmon.engine.registry import RuntimeDirError
+
+        if isinstance(exc, RuntimeDirError):
+            return _fail(str(exc))
+        raise
     parser.error(f"unknown command {args.command!r}")
 
 
@@ -247,17 +265,21 @@ def _run(args: argparse.Namespace) -> int:
 
     from perfmon.engine.recorder import make_run_dir
 
+    if not args.detach and not args.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("perfmon: no terminal attached; running headless", file=sys.stderr)
+        args.headless = True
+    if args.detach or not args.headless:
+        from perfmon.engine.registry import checked_runtime_dir
+
+        checked_runtime_dir()  # a hostile runtime directory: exit 2 before any run directory
     runs_dir = _runs_dir(campaign, args.runs_dir)
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
-        run_dir = make_run_dir(runs_dir, campaign.name, time.time())
+        run_dir = make_run_dir(runs_dir, campaign.name, time.time(), share=campaign.share)
     except OSError as exc:
         return _fail(f"cannot create a run directory in {runs_dir}: {exc}", EXIT_INCOMPLETE)
     if args.detach:
         return _start_detached(args, run_dir)
-    if not args.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
-        print("perfmon: no terminal attached; running headless", file=sys.stderr)
-        args.headless = True
     if args.headless:
         from perfmon.engine.headless import run_headless
 
@@ -269,8 +291,11 @@ def _spawn_daemon(
     args: argparse.Namespace, run_dir: Path, sock: Path
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """Start the campaign daemon in its own session (immune to the terminal's SIGHUP)."""
+    from perfmon.engine.recorder import open_private
+
     daemon_log = run_dir / "daemon.log"
-    with open(daemon_log, "ab") as log_file:
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    with open(open_private(daemon_log, flags), "ab") as log_file:
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -509,16 +534,16 @@ def _validate(args: argparse.Namespace) -> int:
 
     scheduler = Scheduler(campaign, sys.executable)
     total = scheduler.planned_total
-    print(f"{args.campaign}: campaign {campaign.name!r} is valid")
-    print(f"  workloads: {', '.join(w.name for w in campaign.workloads)}")
-    print(f"  variants:  {', '.join(v.name for v in campaign.variants)}")
+    _say(f"{args.campaign}: campaign {campaign.name!r} is valid")
+    _say(f"  workloads: {', '.join(w.name for w in campaign.workloads)}")
+    _say(f"  variants:  {', '.join(v.name for v in campaign.variants)}")
     for s in campaign.sets:
         size = (
             f"{s.sessions} sessions"
             if s.sessions
             else f"for {format_duration(s.duration_s or 0.0)} (h:mm:ss)"
         )
-        print(f"  set {s.name}: {size}, warmup {s.warmup}, order {s.order}")
+        _say(f"  set {s.name}: {size}, warmup {s.warmup}, order {s.order}")
     print(f"  sessions planned: {total if total is not None else 'open-ended (duration set)'}")
     for name in ("", *(s.name for s in campaign.sets if s.noise is not None)):
         guard = campaign.noise_guard(name) if name else campaign.noise
@@ -526,7 +551,7 @@ def _validate(args: argparse.Namespace) -> int:
         where = f" (set {name})" if name else ""
         print(f"  noise guard{where}: background CPU over {guard.limit:.0%} -> {action}")
     for g in campaign.gates:
-        print(f"  gate {g.name!r}: {g.expr}")
+        _say(f"  gate {g.name!r}: {g.expr}")
     return 0
 
 
@@ -538,9 +563,17 @@ def _report(args: argparse.Namespace) -> int:
     manifest_path = args.run_dir / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
+        gates = manifest["campaign"]["gates"]
+        if not isinstance(gates, list):
+            raise TypeError(f"gates is {type(gates).__name__}, not a list")
     except (OSError, ValueError) as exc:
         return _fail(f"{manifest_path}: not a readable run manifest: {exc}")
-    md, v, _ = write_run_report(args.run_dir, manifest["campaign"]["gates"])
+    except (KeyError, TypeError) as exc:
+        return _fail(f"{manifest_path}: not a perfmon run manifest (campaign.gates: {exc})")
+    try:
+        md, v, _ = write_run_report(args.run_dir, gates)
+    except (KeyError, TypeError, ValueError) as exc:  # gates of a damaged manifest
+        return _fail(f"{manifest_path}: damaged run manifest ({type(exc).__name__}: {exc})")
     print(f"report: {md}\n        {md.with_suffix('.json')}\nverdict: {v.upper()}")
     return 0
 

@@ -8,7 +8,9 @@ file format described in a comment above it. ``load_campaign`` is the one functi
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -178,6 +180,12 @@ class Campaign:
             (``[campaign] timeout``, default ``DEFAULT_TIMEOUT_S`` = 1 h; 0: no limit).
         idle_timeout_s: idle limit of a session whose workload sets no ``idle_timeout``,
             seconds (``[campaign] idle_timeout``, default 0: none).
+        max_metrics: most distinct metric names one run keeps (``max_metrics``, default 1000);
+            samples of further names are counted, not kept (``perfmon.core.live.NameCap``).
+        max_metric_name_bytes: longest metric name kept, in bytes (``max_metric_name_bytes``,
+            default 200); samples of longer names are counted, not kept.
+        share: ``"private"`` (run directories 0700, files 0600; the default) or ``"group"``
+            (0750 / 0640: readable by the owner's group) -- the ``share`` key.
     """
 
     name: str
@@ -195,6 +203,10 @@ class Campaign:
     noise: NoiseGuard = field(default_factory=NoiseGuard)
     timeout_s: float = 3600.0
     idle_timeout_s: float = 0.0
+    # Caps on what a workload may emit, and who may read the run directory (issue 13).
+    max_metrics: int = 1000
+    max_metric_name_bytes: int = 200
+    share: str = "private"
 
     @property
     def directory(self) -> Path:
@@ -264,6 +276,15 @@ DEFAULT_TIMEOUT_S = 3600.0
 above a benchmark session, short enough that a hung one does not stall a soak for days; a
 72-hour soak is many sessions, each under this limit). ``timeout = "none"`` lifts it."""
 _NO_LIMIT = ("none", "off", "never")
+# Caps and sharing (issue 13), in their own block so other keys merge cleanly above.
+_CAP_KEYS = ("max_metrics", "max_metric_name_bytes", "share")
+SHARE_MODES = ("private", "group")
+"""Values of ``[campaign] share``: who may read a run directory besides its owner."""
+MAX_CAMPAIGN_BYTES = 1 << 20
+"""Largest campaign file read (1 MiB): a campaign is a page of TOML, never data."""
+MAX_MATRIX_COMBINATIONS = 100_000
+"""Most matrix combinations one workload may have (the product of its matrix lists)."""
+
 _VARIANT_KEYS = ("env", "args")
 _NOISE_KEYS = ("max_background_cpu", "on_noisy", "noisy_retries")
 _SET_KEYS = ("sessions", "duration", "warmup", "order", "seed", *_NOISE_KEYS)
@@ -425,6 +446,8 @@ class _Context:
             seconds = parse_duration(value)
         except ValueError as exc:
             raise self.error(section, key, f"bad duration: {exc}") from None
+        except OverflowError:  # an integer beyond a float's range
+            raise self.error(section, key, f"duration is too large: {value!r}") from None
         if math.isinf(seconds) or (positive and seconds <= 0):
             raise self.error(section, key, f"duration must be > 0, got {value!r}")
         return seconds
@@ -440,6 +463,8 @@ class _Context:
             size = parse_size(value)
         except ValueError as exc:
             raise self.error(section, key, f"bad size: {exc}") from None
+        except OverflowError:  # "1e400GB" is infinite
+            raise self.error(section, key, f"size is too large: {value!r}") from None
         if size <= 0:
             raise self.error(section, key, f"size must be > 0, got {value!r}")
         return size
@@ -481,6 +506,9 @@ class _Context:
 def load_campaign(path: str | Path) -> Campaign:
     """Read and parse a campaign file.
 
+    Only a regular file of at most ``MAX_CAMPAIGN_BYTES`` is read, so ``/dev/zero``, a FIFO
+    or a multi-gigabyte file is refused with one line instead of exhausting memory.
+
     Args:
         path: the campaign file (TOML, UTF-8).
 
@@ -488,16 +516,44 @@ def load_campaign(path: str | Path) -> Campaign:
         The campaign, with ``path`` made absolute.
 
     Raises:
-        CampaignError: if the file cannot be read or is not a valid campaign.
+        CampaignError: if the file cannot be read, is not a regular file, is larger than
+            ``MAX_CAMPAIGN_BYTES``, is not UTF-8, or is not a valid campaign.
     """
     file = str(path)
     try:
-        with open(path, "rb") as fh:
-            text = fh.read().decode("utf-8")
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; regular files ignore it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise CampaignError(file, None, "", f"cannot read campaign file: {exc.strerror}") from None
+    except ValueError as exc:  # an embedded NUL in the path
+        raise CampaignError(file, None, "", f"cannot read campaign file: {exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise CampaignError(file, None, "", f"cannot read campaign file: {kind}")
+        if st.st_size > MAX_CAMPAIGN_BYTES:
+            raise CampaignError(
+                file,
+                None,
+                "",
+                f"campaign file is {st.st_size:,} bytes; the limit is {MAX_CAMPAIGN_BYTES:,}",
+            )
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_CAMPAIGN_BYTES + 1)
+    except OSError as exc:
+        raise CampaignError(file, None, "", f"cannot read campaign file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CAMPAIGN_BYTES:  # grew while being read
+        raise CampaignError(
+            file, None, "", f"campaign file is larger than {MAX_CAMPAIGN_BYTES:,} bytes"
+        )
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CampaignError(file, None, "", f"not UTF-8 text: {exc.reason}") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CampaignError(file, line, "", f"not UTF-8 text: {exc.reason}") from None
     return parse_campaign(text, Path(path))
 
 
@@ -517,6 +573,17 @@ def parse_campaign(text: str, path: Path) -> Campaign:
     Raises:
         CampaignError: naming file, line (best effort) and key of the first problem found.
     """
+    try:
+        return _parse_campaign(text, path)
+    except RecursionError:
+        # tomllib and the gate parser are recursive: thousands of nested arrays, inline
+        # tables or parentheses exhaust the interpreter's stack.
+        raise CampaignError(
+            str(path), None, "", "nested too deeply (arrays, tables or parentheses)"
+        ) from None
+
+
+def _parse_campaign(text: str, path: Path) -> Campaign:
     ctx = _Context(str(path), text)
     try:
         data = tomllib.loads(text)
@@ -539,7 +606,7 @@ def parse_campaign(text: str, path: Path) -> Campaign:
     # [campaign]
     sec: Section = ("campaign",)
     camp = ctx.table((), "campaign", data["campaign"])
-    ctx.keys(sec, camp, _CAMPAIGN_KEYS, required=("name",))
+    ctx.keys(sec, camp, (*_CAMPAIGN_KEYS, *_CAP_KEYS), required=("name",))
     name = ctx.name(sec, "name", camp["name"])
     extra: dict[str, Any] = {}
     if "sample_interval" in camp:
@@ -554,6 +621,7 @@ def parse_campaign(text: str, path: Path) -> Campaign:
         extra["timeout_s"] = _limit(ctx, sec, "timeout", camp["timeout"])
     if "idle_timeout" in camp:
         extra["idle_timeout_s"] = _limit(ctx, sec, "idle_timeout", camp["idle_timeout"])
+    extra.update(_parse_caps(ctx, sec, camp))
     runs_dir = directory / "runs"
     if "runs_dir" in camp:
         runs_dir = directory / ctx.string(sec, "runs_dir", camp["runs_dir"])
@@ -580,6 +648,31 @@ def parse_campaign(text: str, path: Path) -> Campaign:
         runs_dir=runs_dir,
         **extra,
     )
+
+
+def _parse_caps(ctx: _Context, sec: Section, camp: dict[str, Any]) -> dict[str, Any]:
+    """The ``[campaign]`` keys bounding what a workload may emit, and ``share``."""
+    out: dict[str, Any] = {}
+    if "max_metrics" in camp:
+        n = ctx.integer(sec, "max_metrics", camp["max_metrics"], 1)
+        if n > 1_000_000:
+            raise ctx.error(sec, "max_metrics", f"must be <= 1000000, got {n}")
+        out["max_metrics"] = n
+    if "max_metric_name_bytes" in camp:
+        n = ctx.integer(sec, "max_metric_name_bytes", camp["max_metric_name_bytes"], 1)
+        if n > 4096:
+            raise ctx.error(
+                sec, "max_metric_name_bytes", f"must be <= 4096 (a protocol line), got {n}"
+            )
+        out["max_metric_name_bytes"] = n
+    if "share" in camp:
+        share = ctx.string(sec, "share", camp["share"])
+        if share not in SHARE_MODES:
+            raise ctx.error(
+                sec, "share", f"unknown share {share!r} (use {' or '.join(SHARE_MODES)})"
+            )
+        out["share"] = share
+    return out
 
 
 def _array_of_tables(ctx: _Context, data: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -654,6 +747,13 @@ def _parse_workloads(
                 matrix[key] = tuple(
                     ctx.scalar_text(sec, f"matrix.{key}[{j}]", v) for j, v in enumerate(values)
                 )
+        combos = math.prod(len(v) for v in matrix.values())
+        if combos > MAX_MATRIX_COMBINATIONS:
+            raise ctx.error(
+                sec,
+                "matrix",
+                f"{combos:,} matrix combinations; the limit is {MAX_MATRIX_COMBINATIONS:,}",
+            )
         known = (*PLACEHOLDERS, *matrix)
         for j, arg in enumerate(command):
             for m in _PLACEHOLDER_RE.finditer(arg):
@@ -897,7 +997,7 @@ def override_sets(campaign: Campaign, overrides: Sequence[str]) -> Campaign:
             raise CampaignError(
                 str(campaign.path), None, key, f"no set named {name!r} (sets: {known})"
             )
-        if size.isdigit():
+        if size.isascii() and size.isdigit():
             if int(size) < 1:
                 raise CampaignError(str(campaign.path), None, key, "sessions must be >= 1")
             sets[name] = replace(sets[name], sessions=int(size), duration_s=None)

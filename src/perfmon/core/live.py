@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import zlib
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -58,8 +59,59 @@ from perfmon.core.snapshot import (
     Snapshot,
 )
 from perfmon.core.stats import SessionGroup
+from perfmon.core.text import one_line
 
-__all__ = ["LiveState"]
+__all__ = [
+    "DROPPED_NAMES_EXACT",
+    "DROPPED_NAMES_METRIC",
+    "DROPPED_SAMPLES_METRIC",
+    "MAX_METRICS",
+    "MAX_METRIC_NAME_BYTES",
+    "PERFMON_METRICS",
+    "SNAPSHOT_MAX_METRICS",
+    "LiveState",
+]
+
+MAX_METRICS = 1000
+"""Default cap on distinct metric names per run (``[campaign] max_metrics``)."""
+
+MAX_METRIC_NAME_BYTES = 200
+"""Default cap on a metric name's length in bytes (``[campaign] max_metric_name_bytes``); the
+protocol alone would allow names of nearly ``perfmon.core.protocol.MAX_LINE`` (4096) bytes."""
+
+SNAPSHOT_MAX_METRICS = 128
+"""Most metric summaries one snapshot carries (each has a ``SERIES_POINTS`` series): the
+campaign's gate metrics and perfmon's own first, then by name. ``Snapshot.metrics_total``
+says how many there are; every one is in the recording and the report."""
+
+DROPPED_NAMES_EXACT = 100_000
+"""Distinct dropped names are counted exactly up to this many (a set of 64-bit hashes, a few
+MB); beyond it the count is shown as "more than" this (``Snapshot.dropped_names_capped``)."""
+
+DROPPED_SAMPLES_METRIC = "perfmon_dropped_samples_total"
+"""Counter recorded for every batch that lost samples to a name cap: its increments are the
+samples dropped, per session, so the recording itself says what was left out."""
+
+DROPPED_NAMES_METRIC = "perfmon_dropped_metric_names"
+"""Gauge recorded whenever the run's count of distinct dropped names grows: its value is that
+count so far (its maximum is the run's)."""
+
+PERFMON_METRICS = frozenset(
+    {
+        "session_seconds",
+        "session_cpu_seconds",
+        "session_peak_rss_bytes",
+        "rss_bytes",
+        "system_memory_percent",
+        "system_memory_used_bytes",
+        "system_cpu_percent",
+        DROPPED_SAMPLES_METRIC,
+        DROPPED_NAMES_METRIC,
+    }
+)
+"""Metrics perfmon itself records: always kept, outside the name cap."""
+
+_OVERFLOW = frozenset({DROPPED_SAMPLES_METRIC, DROPPED_NAMES_METRIC})
 
 
 class LiveState:
@@ -80,6 +132,17 @@ class LiveState:
             counts stay in the totals, and the recording keeps everything).
         max_session_values: per-session values kept per (metric, group, variant) for the live
             statistical gates: the latest this many sessions (the report uses all of them).
+        max_metrics: distinct metric names kept per run (default ``MAX_METRICS``), first come
+            first kept; perfmon's own metrics (``PERFMON_METRICS``) and those in
+            ``session_metrics`` (the gates' metrics) are always kept and not counted.
+        max_metric_name_bytes: longest metric name kept, bytes (``MAX_METRIC_NAME_BYTES``).
+
+    Name caps: ``add_batch`` drops the samples of names over either cap before anything is
+    folded, counts them per session and per run (``dropped_samples``, ``dropped_names``, shown
+    in every snapshot), and returns the batch to record: the kept samples plus, per session
+    that lost some, a ``DROPPED_SAMPLES_METRIC`` counter sample and, when the distinct count
+    grew, a ``DROPPED_NAMES_METRIC`` gauge sample. The names themselves are not recorded
+    (100,000 names would be 100,000 dictionary entries in every reader); the counts are.
     """
 
     def __init__(
@@ -94,6 +157,8 @@ class LiveState:
         session_metrics: Iterable[str] | None = None,
         max_session_rows: int = 1000,
         max_session_values: int = 2000,
+        max_metrics: int = MAX_METRICS,
+        max_metric_name_bytes: int = MAX_METRIC_NAME_BYTES,
     ) -> None:
         self.run_id = run_id
         self.campaign = campaign
@@ -124,6 +189,22 @@ class LiveState:
         self._session_metrics = None if session_metrics is None else frozenset(session_metrics)
         # (session, metric) -> [count, sum, last_t, last]; measured sessions only.
         self._per_session: dict[tuple[int, str], list[float]] = {}
+        # Name caps (see the class docstring).
+        self.max_metrics = max_metrics
+        self.max_metric_name_bytes = max_metric_name_bytes
+        self._reserved = PERFMON_METRICS | (self._session_metrics or frozenset())
+        self._admitted: set[str] = set()  # workload names kept (at most max_metrics)
+        self._refused: set[str] = set()  # the latest refused names (a bounded cache)
+        self._dropped_hashes: set[int] = set()  # distinct dropped names, up to the bound
+        self.dropped_samples = 0
+        """Samples dropped by the name caps, over the whole run."""
+        self.dropped_long_samples = 0
+        """Of ``dropped_samples``, those of names longer than ``max_metric_name_bytes``."""
+        self.dropped_names = 0
+        """Distinct names dropped (exact up to ``DROPPED_NAMES_EXACT``, then it stops)."""
+        self.dropped_names_capped = False
+        """True once more than ``DROPPED_NAMES_EXACT`` distinct names were dropped."""
+        self._session_dropped: dict[int, int] = {}
 
     # -- feeding -----------------------------------------------------------------------
 
@@ -193,6 +274,7 @@ class LiveState:
             self._session_samples.pop(sid, None)
             self._session_malformed.pop(sid, None)
             self._row_malformed.pop(sid, None)
+            self._session_dropped.pop(sid, None)
             excess -= 1
 
     def _fold_session(self, r: SessionResult) -> None:
@@ -245,16 +327,109 @@ class LiveState:
         """
         self.add_batch(SampleBatch.from_samples(samples))
 
-    def add_batch(self, batch: SampleBatch) -> None:
+    def add_batch(self, batch: SampleBatch) -> SampleBatch:
         """Fold a columnar batch of samples in (the ingest hot path).
 
-        Samples are counted per session with NumPy, warm-up sessions' samples are masked
-        out, and each metric's samples (in batch order) are folded with one vectorised
-        ``MetricAggregate.add_many``.
+        Samples of names over the name caps are dropped and counted first (see the class
+        docstring). Samples are counted per session with NumPy, warm-up sessions' samples
+        are masked out, and each metric's samples (in batch order) are folded with one
+        vectorised ``MetricAggregate.add_many``.
 
         Args:
             batch: decoded samples, any sessions and metrics, in any order.
+
+        Returns:
+            The batch to record: ``batch`` itself when nothing was dropped, else the kept
+            samples followed by the overflow counters.
         """
+        batch = self._admit(batch)
+        self._fold_batch(batch)
+        return batch
+
+    def _admit(self, batch: SampleBatch) -> SampleBatch:
+        """Apply the name caps to a batch (see the class docstring)."""
+        names = batch.metrics
+        if not len(batch):
+            return batch
+        admitted, reserved = self._admitted, self._reserved
+        if all(name in admitted or name in reserved for name in names) and not (
+            _OVERFLOW.intersection(names)
+        ):
+            return batch  # the common case: one set lookup per distinct name in the batch
+        keep = np.ones(len(names), dtype=bool)
+        long_key = np.zeros(len(names), dtype=bool)
+        grew = False
+        for i, name in enumerate(names):
+            if name in admitted or (name in reserved and name not in _OVERFLOW):
+                continue
+            if name in _OVERFLOW:  # only perfmon may write its overflow counters
+                keep[i] = False
+                continue
+            if len(name) > self.max_metric_name_bytes:  # metric names are ASCII
+                keep[i] = False
+                long_key[i] = True
+            elif name not in self._refused and len(admitted) < self.max_metrics:
+                admitted.add(name)
+                continue
+            else:
+                keep[i] = False
+            grew |= self._count_dropped_name(name)
+        mask = keep[batch.key]
+        if mask.all():
+            return batch
+        dropped_sessions = batch.session[~mask]
+        self.dropped_samples += int(dropped_sessions.size)
+        self.dropped_long_samples += int(long_key[batch.key[~mask]].sum())
+        remap = np.cumsum(keep, dtype=np.int64) - 1
+        kept = SampleBatch(
+            batch.t[mask],
+            batch.session[mask],
+            remap[batch.key[mask]].astype(np.int32),
+            batch.value[mask],
+            tuple(n for n, k in zip(names, keep, strict=True) if k),
+            tuple(k_ for k_, k in zip(batch.kinds, keep, strict=True) if k),
+        )
+        t_end = float(batch.t[~mask].max())
+        extra: list[Sample] = []
+        uniq, counts = np.unique(dropped_sessions, return_counts=True)
+        for sid, c in zip(uniq.tolist(), counts.tolist(), strict=True):
+            self._session_dropped[sid] = self._session_dropped.get(sid, 0) + c
+            extra.append(Sample(t_end, sid, DROPPED_SAMPLES_METRIC, float(c), MetricKind.COUNTER))
+        if grew:
+            extra.append(
+                Sample(
+                    t_end,
+                    int(uniq[-1]),
+                    DROPPED_NAMES_METRIC,
+                    float(self.dropped_names),
+                    MetricKind.GAUGE,
+                )
+            )
+        return SampleBatch.concat([kept, SampleBatch.from_samples(extra)])
+
+    def _count_dropped_name(self, name: str) -> bool:
+        """Count a dropped name once; True when the distinct count grew."""
+        refused = self._refused
+        if name in refused:
+            return False
+        if len(refused) >= 4096:  # a bounded cache of recent refusals, for speed only
+            refused.clear()
+        refused.add(name)
+        if self.dropped_names_capped:
+            return False
+        h = hash(name)
+        if h in self._dropped_hashes:
+            return False
+        if len(self._dropped_hashes) >= DROPPED_NAMES_EXACT:
+            self.dropped_names_capped = True
+            self._dropped_hashes.clear()  # the count stays; the memory goes
+            return False
+        self._dropped_hashes.add(h)
+        self.dropped_names += 1
+        return True
+
+    def _fold_batch(self, batch: SampleBatch) -> None:
+        """Fold an admitted batch into the aggregates (the former body of ``add_batch``)."""
         n = len(batch)
         if not n:
             return
@@ -473,13 +648,13 @@ class LiveState:
             rows.append(
                 SessionRow(
                     id=sid,
-                    workload=spec.workload,
-                    variant=spec.variant,
-                    set_name=spec.set_name,
-                    params=" ".join(f"{k}={v}" for k, v in spec.params),
+                    workload=_clean(spec.workload),
+                    variant=_clean(spec.variant),
+                    set_name=_clean(spec.set_name),
+                    params=_clean(" ".join(f"{k}={v}" for k, v in spec.params)),
                     warmup=spec.warmup,
                     status=r.status.value,
-                    status_text=r.status_text,
+                    status_text=_clean(r.status_text),
                     wall_s=r.wall_s,
                     cpu_s=r.cpu_s,
                     peak_rss_bytes=r.peak_rss_bytes,
@@ -487,10 +662,11 @@ class LiveState:
                     malformed=malformed,
                     background_share=r.extra.get(NOISE_BACKGROUND_SHARE),
                     busy=bool(r.extra.get(NOISE_BUSY)),
+                    dropped=self._session_dropped.get(sid, 0),
                 )
             )
         metrics: list[MetricSummary] = []
-        for name in sorted(self._metrics):
+        for name in self._snapshot_metrics():
             agg = self._metrics[name]
             p50, p95 = agg.quantiles((0.5, 0.95))
             series, span_s = agg.series()
@@ -525,10 +701,44 @@ class LiveState:
             malformed_total=self._malformed_total,
             sessions=tuple(rows),
             metrics=tuple(metrics),
-            gates=tuple(gates),
+            gates=tuple(_clean_gate(g) for g in gates),
             verdict=verdict,
-            message=message,
+            message=_clean(message),
+            metrics_total=len(self._metrics),
+            dropped_samples=self.dropped_samples,
+            dropped_long_samples=self.dropped_long_samples,
+            dropped_names=self.dropped_names,
+            dropped_names_capped=self.dropped_names_capped,
+            max_metrics=self.max_metrics,
+            max_metric_name_bytes=self.max_metric_name_bytes,
         )
+
+    def _snapshot_metrics(self) -> list[str]:
+        """The metrics a snapshot carries, sorted by name: all of them when they fit in
+        ``SNAPSHOT_MAX_METRICS``, else perfmon's own and the gates' first, then by name."""
+        names = sorted(self._metrics)
+        if len(names) <= SNAPSHOT_MAX_METRICS:
+            return names
+        first = [n for n in names if n in self._reserved]
+        rest = [n for n in names if n not in self._reserved]
+        return sorted((first + rest)[:SNAPSHOT_MAX_METRICS])
+
+
+_UNSAFE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _clean(text: str) -> str:
+    """Campaign or workload text as a snapshot may carry it: one line, no escapes or control
+    bytes (``perfmon.core.text.one_line``); unchanged, and not copied, when already clean."""
+    return one_line(text) if _UNSAFE_RE.search(text) else text
+
+
+def _clean_gate(g: GateResult) -> GateResult:
+    """A gate result whose name, expression and reason are ``_clean``."""
+    name, expr, reason = _clean(g.name), _clean(g.expr), _clean(g.reason)
+    if name is g.name and expr is g.expr and reason is g.reason:
+        return g
+    return dataclasses.replace(g, name=name, expr=expr, reason=reason)
 
 
 def _group_of(spec: SessionSpec) -> SessionGroup:

@@ -72,7 +72,13 @@ MAX_METRICS = 65536
 """Most distinct metric names one session may declare with ``# TYPE``; later ones are
 malformed. Bounds a session's memory against a runaway emitter."""
 
+MAX_DECLARED_BYTES = 1 << 20
+"""Most bytes of distinct metric names one session may declare (``# TYPE`` lines and frame
+headers, 1 MiB); later declarations are malformed. With ``MAX_METRICS`` this bounds a
+session's declared kinds however long the names (up to ``MAX_LINE`` bytes each)."""
+
 _NAME_CACHE_SIZE = 4096  # distinct names whose validated ``str`` is cached per session
+_CACHED_NAME_MAX = 256  # longer names are validated on every use, never cached (memory)
 _NAME_RE_B = re.compile(METRIC_NAME_RE.pattern.encode("ascii"))
 _KINDS: dict[bytes, MetricKind] = {k.value.encode("ascii"): k for k in MetricKind}
 _HASH = 35  # ord("#")
@@ -185,6 +191,7 @@ class Decoder:
 
     __slots__ = (
         "_buf",
+        "_declared_bytes",
         "_frame",
         "_kinds",
         "_names",
@@ -208,6 +215,7 @@ class Decoder:
         self._skipping = False  # inside an over-long line already counted
         self._poisoned = False  # a foreign "# PERFMON" header was seen
         self._kinds: dict[str, MetricKind] = {}  # declared kinds by name
+        self._declared_bytes = 0  # bytes of the names in _kinds (<= MAX_DECLARED_BYTES)
         self._names: dict[bytes, tuple[str, MetricKind]] = {}  # validated name cache
         self._v2 = False  # "# PERFMON 2" seen: binary frames are recognised
         self._need = 0  # payload bytes still to come for the frame in progress
@@ -418,12 +426,12 @@ class Decoder:
             entry = f'unknown kind "{_show(kind_b)}" for {name_b.decode()} in frame'
         else:
             name = name_b.decode("ascii")
-            if name not in self._kinds and len(self._kinds) >= MAX_METRICS:
-                entry = f"more than {MAX_METRICS} metric names declared"
+            why = self._declare(name, kind)
+            if why:
+                entry = why
             else:
-                self._kinds[name] = kind
                 entry = (name, kind)
-                if name_b in self._names or len(self._names) < _NAME_CACHE_SIZE:
+                if name_b in self._names or self._cacheable(name_b):
                     self._names[name_b] = entry
         self._frame = (entry, lineno)
         self._need = 8 * int(count_b)
@@ -531,7 +539,7 @@ class Decoder:
                     return False
                 name = name_b.decode("ascii")
                 entry = (name, self._kinds.get(name, _GAUGE))
-                if len(cache) < _NAME_CACHE_SIZE:
+                if self._cacheable(name_b):
                     cache[name_b] = entry
             pos[name_b] = cols.key(entry)
         if len(pos) == 1:
@@ -598,9 +606,24 @@ class Decoder:
             return None
         name = field.decode("ascii")
         entry = (name, self._kinds.get(name, _GAUGE))
-        if len(self._names) < _NAME_CACHE_SIZE:
+        if self._cacheable(field):
             self._names[field] = entry
         return entry
+
+    def _cacheable(self, name_b: bytes) -> bool:
+        """Whether a new name may enter the validated-name cache (bounded in count and size)."""
+        return len(name_b) <= _CACHED_NAME_MAX and len(self._names) < _NAME_CACHE_SIZE
+
+    def _declare(self, name: str, kind: MetricKind) -> str:
+        """Record a declared kind; "" when done, else why it is refused (the caps)."""
+        if name not in self._kinds:
+            if len(self._kinds) >= MAX_METRICS:
+                return f"more than {MAX_METRICS} metric names declared"
+            if self._declared_bytes + len(name) > MAX_DECLARED_BYTES:
+                return f"declared metric names exceed {MAX_DECLARED_BYTES} bytes"
+            self._declared_bytes += len(name)
+        self._kinds[name] = kind
+        return ""
 
     def _comment(self, parts: list[bytes], raw: bytes, lineno: int) -> None:
         """Handle a ``#`` line (or any line of a poisoned channel)."""
@@ -624,11 +647,11 @@ class Decoder:
                 self._bad(lineno, f'unknown kind "{_show(kind_b)}" for {name_b.decode()}')
                 return
             name = name_b.decode("ascii")
-            if name not in self._kinds and len(self._kinds) >= MAX_METRICS:
-                self._bad(lineno, f"more than {MAX_METRICS} metric names declared")
+            why = self._declare(name, kind)
+            if why:
+                self._bad(lineno, why)
                 return
-            self._kinds[name] = kind
-            if name_b in self._names or len(self._names) < _NAME_CACHE_SIZE:
+            if name_b in self._names or self._cacheable(name_b):
                 self._names[name_b] = (name, kind)
         elif keyword == b"PERFMON":
             if len(parts) == 3 and parts[2] in (b"1", b"2"):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
+import re
 import shlex
 import time
 from collections import deque
@@ -40,19 +41,29 @@ from perfmon.core.model import SessionSpec
 _Combo = tuple[WorkloadConfig, tuple[tuple[str, str], ...]]
 
 
-def substitute(arg: str, values: dict[str, str]) -> str:
+def substitute(arg: str, values: dict[str, str], *, quote: bool = False) -> str:
     """Replace each ``{name}`` in ``arg`` by ``values[name]``.
 
-    Only exactly those placeholders are replaced (with ``str.replace``, not ``str.format``), so
-    other braces in an argument, such as a JSON literal, are left alone.
+    Only exactly those placeholders are replaced, so other braces in an argument, such as a
+    JSON literal, are left alone. The text is scanned once, left to right: a replacement is
+    never scanned again, so a value that itself contains ``{other}`` stays as it is.
 
     Args:
-        arg: one argument of a command.
+        arg: one argument of a command (or, in shell mode, the whole command line).
         values: placeholder name (without braces) -> replacement.
+        quote: quote every replacement with ``shlex.quote`` (shell mode: ``/bin/sh -c``), so
+            that a directory named ``dir $(echo x)`` or a matrix value ``a;echo x`` reaches the
+            command as one word and nothing in it is executed (POSIX sh quoting rules).
     """
-    for name, value in values.items():
-        arg = arg.replace("{" + name + "}", value)
-    return arg
+    if not values:
+        return arg
+    pattern = re.compile("|".join(re.escape("{" + name + "}") for name in values))
+
+    def replace(m: re.Match[str]) -> str:
+        value = values[m.group(0)[1:-1]]
+        return shlex.quote(value) if quote else value
+
+    return pattern.sub(replace, arg)
 
 
 class Scheduler:
@@ -223,7 +234,7 @@ class Scheduler:
         campaign_dir = str(self.campaign.directory)
         values = {"python": self.python, "campaign_dir": campaign_dir, **dict(params)}
         if w.shell:
-            command = substitute(w.command[0], values)
+            command = substitute(w.command[0], values, quote=True)
             if v.args:
                 command = f"{command} {shlex.join(v.args)}"
             argv: tuple[str, ...] = ("/bin/sh", "-c", command)

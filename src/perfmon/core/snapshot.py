@@ -5,8 +5,12 @@ a ``Snapshot`` of it. A snapshot is plain frozen data: it crosses the daemon's c
 JSON (``to_dict`` / ``from_dict``) and a viewer renders it without ever touching the campaign.
 
 Everything in a snapshot is bounded: a metric's series is downsampled to at most
-``SERIES_POINTS`` points however long the run, so a snapshot's size does not grow with time
-(only with the number of sessions and metrics).
+``SERIES_POINTS`` points however long the run, so a snapshot's size does not grow with time;
+the live state keeps at most ``max_session_rows`` session rows and, whatever a workload emits,
+a snapshot carries at most ``perfmon.core.live.SNAPSHOT_MAX_METRICS`` metrics, of names no
+longer than the campaign's ``max_metric_name_bytes`` (``metrics_total`` and the ``dropped_*``
+counts say what is not shown). With the defaults a snapshot stays within a few hundred KB
+even when a workload emits 100,000 distinct names (tests/test_hostile.py measures it).
 """
 
 from __future__ import annotations
@@ -18,6 +22,38 @@ from perfmon.core.model import GateResult, GateState
 
 SNAPSHOT_VERSION = 1
 SERIES_POINTS = 120
+
+
+def dropped_text(
+    samples: int,
+    long_samples: int,
+    names: int,
+    names_capped: bool,
+    max_metrics: int,
+    max_name_bytes: int,
+) -> str:
+    """Say what the metric-name caps dropped, in one line ("" when nothing was).
+
+    Args:
+        samples: samples dropped; long_samples: of them, those of over-long names.
+        names: distinct names dropped; names_capped: True when ``names`` is a lower bound.
+        max_metrics / max_name_bytes: the caps (names per run, bytes per name; 0: unknown).
+    """
+    if not samples:
+        return ""
+    why = []
+    if samples > long_samples:
+        why.append(f"over the {max_metrics:,}-name cap" if max_metrics else "over the name cap")
+    if long_samples:
+        why.append(
+            f"longer than {max_name_bytes:,} bytes" if max_name_bytes else "with too long names"
+        )
+    at_least = "at least " if names_capped else ""
+    plural = "s" if samples != 1 else ""
+    return (
+        f"dropped {samples:,} sample{plural} of {at_least}{names:,} metric "
+        f"name{'s' if names != 1 else ''} {' or '.join(why)} (counted, not kept)"
+    )
 
 
 class RunState:
@@ -48,6 +84,7 @@ class SessionRow:
             session ran, in [0, 1] (``perfmon.core.noise``), None until it has finished or
             where it could not be measured.
         busy: True when the session ran on a busy machine (background over the limit).
+        dropped: samples of this session dropped by the metric-name caps (counted, not kept).
     """
 
     id: int
@@ -65,6 +102,7 @@ class SessionRow:
     malformed: int
     background_share: float | None = None
     busy: bool = False
+    dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +152,12 @@ class Snapshot:
         gates: the gate board, in campaign order.
         verdict: the run's verdict so far (``GateState`` value: pass only if every gate passes).
         message: the latest notable event, e.g. ``"report written to runs/.../report.md"``.
+        metrics_total: metrics kept by the run (``metrics`` may show fewer; -1: unknown, from
+            an older daemon).
+        dropped_samples: samples dropped by the metric-name caps over the run, of which
+            ``dropped_long_samples`` for names longer than ``max_metric_name_bytes``;
+            ``dropped_names``: distinct names dropped (at least, when
+            ``dropped_names_capped``); ``max_metrics`` / ``max_metric_name_bytes``: the caps.
     """
 
     version: int
@@ -133,6 +177,25 @@ class Snapshot:
     verdict: str = GateState.PENDING.value
     message: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    metrics_total: int = -1
+    dropped_samples: int = 0
+    dropped_long_samples: int = 0
+    dropped_names: int = 0
+    dropped_names_capped: bool = False
+    max_metrics: int = 0
+    max_metric_name_bytes: int = 0
+
+    def dropped_text(self) -> str:
+        """One line on what the metric-name caps dropped, or "" when nothing was, e.g.
+        ``"dropped 99,000 samples of 99,000 metric names over the 1,000-name cap"``."""
+        return dropped_text(
+            self.dropped_samples,
+            self.dropped_long_samples,
+            self.dropped_names,
+            self.dropped_names_capped,
+            self.max_metrics,
+            self.max_metric_name_bytes,
+        )
 
     @property
     def elapsed_s(self) -> float:

@@ -19,9 +19,9 @@ from perfmon.core.campaign import Campaign
 from perfmon.core.model import GateResult, SessionResult, SessionStatus
 from perfmon.core.noise import NOISE_BACKGROUND_SHARE, NOISE_BUSY, NOISE_LIMIT
 from perfmon.core.snapshot import Snapshot
+from perfmon.core.text import strip_terminal_escapes
 from perfmon.core.units import format_bytes, format_seconds
 from perfmon.engine.runner import Runner, RunOutcome
-from perfmon.engine.supervisor import strip_terminal_escapes
 
 
 class ProgressPrinter:
@@ -39,6 +39,8 @@ class ProgressPrinter:
         self.busy = 0
         """Sessions flagged as run on a busy machine so far (``perfmon.core.noise``)."""
         self._gate_states: dict[str, str] = {}
+        self._dropped_names = 0
+        self._last_snapshot: Snapshot | None = None
 
     def _print(self, text: str) -> None:
         print(strip_terminal_escapes(text), file=self.out, flush=True)
@@ -75,7 +77,13 @@ class ProgressPrinter:
         self._print(line)
 
     def snapshot(self, snap: Snapshot) -> None:
-        """A snapshot listener: one line whenever a gate changes state."""
+        """A snapshot listener: one line whenever a gate changes state, and one whenever the
+        metric-name caps start dropping (and each time the dropped names grow tenfold)."""
+        self._last_snapshot = snap
+        names = snap.dropped_names
+        if names and (not self._dropped_names or names >= 10 * self._dropped_names):
+            self._dropped_names = names
+            self._print(f"  metric-name caps: {snap.dropped_text()}")
         for gate in snap.gates:
             old = self._gate_states.get(gate.name)
             if old != gate.state.value:
@@ -92,6 +100,8 @@ class ProgressPrinter:
         machine = _machine_line(outcome.run_dir)
         if machine:
             self._print(machine)
+        if self._last_snapshot is not None and self._last_snapshot.dropped_samples:
+            self._print(f"metric-name caps: {self._last_snapshot.dropped_text()}")
         self._print(f"verdict: {outcome.verdict.upper()}  (exit status {outcome.exit_status})")
         if outcome.report_md is not None:
             self._print(f"report:  {outcome.report_md}")

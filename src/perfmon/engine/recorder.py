@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -141,6 +142,71 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+SHARE_MODES = {"private": (0o700, 0o600), "group": (0o750, 0o640)}
+"""``[campaign] share`` -> (directory mode, file mode) of a run directory and what it holds."""
+
+
+def file_mode_for(directory: Path) -> int:
+    """The mode of a new file in ``directory``: its mode without execute bits (0700 -> 0600,
+    0750 -> 0640), so a run directory's sharing decides its files' (umask-independent).
+    Falls back to 0600 when the directory cannot be examined."""
+    try:
+        mode = stat.S_IMODE(os.stat(directory).st_mode)
+    except OSError:
+        return 0o600
+    return (mode & 0o666) | 0o600
+
+
+def open_private(path: Path, flags: int, directory: Path | None = None) -> int:
+    """``os.open`` with the mode ``file_mode_for`` gives, set explicitly with ``fchmod`` so the
+    umask cannot widen or narrow it; returns the file descriptor.
+
+    Raises:
+        OSError: as ``os.open``.
+    """
+    mode = file_mode_for(directory if directory is not None else path.parent)
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), mode)
+    try:
+        os.fchmod(fd, mode)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def secure_tree(run_dir: Path) -> int:
+    """Give every directory below ``run_dir`` its mode and every file ``file_mode_for`` it.
+
+    Files written by other parts of the engine (logs, profiles, events) are created inside
+    the run directory, whose own mode already keeps others out; this pass makes their modes
+    match it too. Symbolic links are neither followed nor changed.
+
+    Returns:
+        The number of entries whose mode was changed.
+
+    Raises:
+        Nothing: entries that vanish or cannot be changed are skipped.
+    """
+    try:
+        dir_mode = stat.S_IMODE(os.lstat(run_dir).st_mode)
+    except OSError:
+        return 0
+    f_mode = (dir_mode & 0o666) | 0o600
+    changed = 0
+    for root, dirs, files in os.walk(run_dir):
+        for name, mode in [(d, dir_mode) for d in dirs] + [(f, f_mode) for f in files]:
+            path = os.path.join(root, name)
+            try:
+                st = os.lstat(path)
+                if stat.S_ISLNK(st.st_mode) or stat.S_IMODE(st.st_mode) == mode:
+                    continue
+                os.chmod(path, mode)
+                changed += 1
+            except OSError:
+                continue
+    return changed
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file atomically: a temporary file beside it, fsync, then rename over ``path``.
 
@@ -156,7 +222,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        with open(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -173,7 +240,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def make_run_dir(runs_dir: Path, campaign_name: str, now: float) -> Path:
+def make_run_dir(runs_dir: Path, campaign_name: str, now: float, *, share: str = "private") -> Path:
     """Create a new, unique run directory ``<runs_dir>/<YYYYmmddTHHMMSSZ>-<campaign>``.
 
     Args:
@@ -181,13 +248,17 @@ def make_run_dir(runs_dir: Path, campaign_name: str, now: float) -> Path:
         campaign_name: the campaign's name; characters other than letters, digits, ``.``,
             ``_`` and ``-`` are replaced by ``_``.
         now: the run's start, Unix seconds (formatted in UTC).
+        share: ``"private"`` (0700, the default) or ``"group"`` (0750); see ``SHARE_MODES``.
 
     Returns:
-        The new directory (mode 0o755). When the name is taken, ``-2``, ``-3``, ... is appended.
+        The new directory, its mode set explicitly (whatever the umask). When the name is
+        taken, ``-2``, ``-3``, ... is appended.
 
     Raises:
         OSError: if the directory cannot be created.
+        KeyError: for an unknown ``share``.
     """
+    dir_mode = SHARE_MODES[share][0]
     runs_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     safe = _RUN_DIR_NAME_RE.sub("_", campaign_name).strip("._") or "campaign"
@@ -196,11 +267,11 @@ def make_run_dir(runs_dir: Path, campaign_name: str, now: float) -> Path:
     while True:
         path = runs_dir / (base if suffix == 1 else f"{base}-{suffix}")
         try:
-            path.mkdir(mode=0o755)
+            path.mkdir(mode=dir_mode)
         except FileExistsError:
             suffix += 1
             continue
-        path.chmod(0o755)  # mkdir's mode is masked by the umask
+        path.chmod(dir_mode)  # mkdir's mode is masked by the umask
         return path
 
 
@@ -274,6 +345,8 @@ class Recorder:
         self.run_dir = run_dir
         self.samples_dir = run_dir / SAMPLES_DIR
         self.samples_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # the run directory's mode, whatever the umask
+            self.samples_dir.chmod(stat.S_IMODE(os.stat(run_dir).st_mode))
         self.segment_max_bytes = segment_max_bytes
         self.segment_max_s = segment_max_s
         self._clock = clock
@@ -408,7 +481,8 @@ class Recorder:
     def _open_segment(self) -> None:
         self._segment_no += 1
         path = self.samples_dir / f"segment-{self._segment_no:06d}{SEGMENT_SUFFIX}"
-        self._file = open(path, "xb")  # noqa: SIM115 - kept open across flushes
+        fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        self._file = open(fd, "wb")  # noqa: SIM115 - kept open across flushes
         self._writer = ipc.new_stream(self._file, SAMPLES_SCHEMA)
         self._segment_opened = self._clock()
         _fsync_dir(self.samples_dir)
@@ -497,6 +571,7 @@ class Recorder:
                 seg.unlink()
             with contextlib.suppress(OSError):
                 self.samples_dir.rmdir()
+            secure_tree(self.run_dir)
             _fsync_dir(self.run_dir)
 
     def __enter__(self) -> Recorder:
@@ -627,6 +702,7 @@ def _compact_samples(segments: Sequence[Path], dest: Path) -> None:
                     _sorted_for_storage(pending), row_group_size=PARQUET_ROW_GROUP_ROWS
                 )
         with open(tmp, "rb") as f:
+            os.fchmod(f.fileno(), file_mode_for(dest.parent))
             os.fsync(f.fileno())
         os.replace(tmp, dest)
     except BaseException:
@@ -679,6 +755,7 @@ def _write_sessions_parquet(rows: Sequence[dict[str, Any]], dest: Path) -> None:
             compression_level=PARQUET_COMPRESSION_LEVEL,
         )
         with open(tmp, "rb") as f:
+            os.fchmod(f.fileno(), file_mode_for(dest.parent))
             os.fsync(f.fileno())
         os.replace(tmp, dest)
     except BaseException:

@@ -29,11 +29,82 @@ STALE_SOCKET_AGE_S = 10.0
 daemon between its ``bind`` and its ``listen`` never loses its socket."""
 
 
-def registry_dir() -> Path:
-    """Return ``<runtime dir>/runs``, created 0700."""
-    path = runtime_dir() / "runs"
-    path.mkdir(mode=0o700, exist_ok=True)
+class RuntimeDirError(Exception):
+    """perfmon's runtime directory (or its ``runs`` registry) cannot be trusted or created.
+
+    ``str(error)`` is one line naming the directory, what is wrong with it, and what to do;
+    the command line prints it and exits 2 (a usage error: the environment, not a run).
+    """
+
+
+def _why_untrusted(path: Path) -> str | None:
+    """Why ``path`` is not a private directory of ours, or None when it is one (or absent)."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be examined ({exc.strerror})"
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a directory"
+    if st.st_uid != os.getuid():
+        return f"belongs to uid {st.st_uid}, not to this user (uid {os.getuid()})"
+    return None
+
+
+def checked_runtime_dir() -> Path:
+    """Return perfmon's runtime directory, created 0700, after refusing a hostile one.
+
+    A symlink, a non-directory, or a directory owned by another user could let someone
+    connect to, replace or read our control sockets and registry; perfmon refuses them instead
+    of following them. The directory is ``$PERFMON_RUNTIME_DIR``, ``$XDG_RUNTIME_DIR/perfmon``
+    or ``/tmp/perfmon-<uid>`` (see ``perfmon.engine.daemon.runtime_dir``); its ``runs``
+    subdirectory is checked the same way.
+
+    Raises:
+        RuntimeDirError: one line naming the directory and the problem.
+    """
+    try:
+        path = runtime_dir()
+    except (OSError, ValueError) as exc:
+        guess = _runtime_candidate()
+        why = _why_untrusted(guess) or f"cannot be used ({getattr(exc, 'strerror', None) or exc})"
+        raise RuntimeDirError(
+            f"runtime directory {guess} {why}; refusing it (remove it, or set "
+            "PERFMON_RUNTIME_DIR to a private directory)"
+        ) from None
+    runs = path / "runs"
+    problem = _why_untrusted(runs)
+    if problem is not None:
+        raise RuntimeDirError(f"run registry {runs} {problem}; refusing it (remove it)")
+    try:
+        runs.mkdir(mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise RuntimeDirError(f"cannot create the run registry {runs}: {exc.strerror}") from None
     return path
+
+
+def _runtime_candidate() -> Path:
+    """The runtime directory ``runtime_dir`` would use (for error messages)."""
+    override = os.environ.get("PERFMON_RUNTIME_DIR")
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if override:
+        return Path(override)
+    if base and Path(base).is_dir():
+        return Path(base) / "perfmon"
+    return Path(f"/tmp/perfmon-{os.getuid()}")
+
+
+def registry_dir() -> Path:
+    """Return ``<runtime dir>/runs``, created 0700.
+
+    Raises:
+        RuntimeDirError: the runtime directory or the registry is a symlink, not a
+            directory, or belongs to another user (see ``checked_runtime_dir``).
+    """
+    return checked_runtime_dir() / "runs"
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
@@ -135,7 +206,7 @@ def remove_stale_sockets(*, min_age_s: float = STALE_SOCKET_AGE_S) -> int:
     removed = 0
     try:
         paths = list(runtime_dir().glob("*.sock"))
-    except OSError:
+    except (OSError, ValueError):
         return 0
     now = time.time()
     for path in paths:
@@ -155,43 +226,63 @@ def remove_stale_sockets(*, min_age_s: float = STALE_SOCKET_AGE_S) -> int:
     return removed
 
 
-def list_runs() -> list[RunEntry]:
+def list_runs(*, damaged: list[Path] | None = None) -> list[RunEntry]:
     """Return every registered run, newest first (stale control sockets are removed first,
-    see ``remove_stale_sockets``)."""
+    see ``remove_stale_sockets``).
+
+    Args:
+        damaged: when given, the registry entries that could not be read (garbage, wrong
+            types, another version) are appended to it; they are skipped, never raised.
+
+    Raises:
+        RuntimeDirError: see ``registry_dir``.
+    """
     remove_stale_sockets()
     entries = []
     for path in registry_dir().glob("*.json"):
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if data.get("version") != REGISTRY_VERSION:
-            continue
-        pid = int(data["pid"])
-        if data.get("exit_status") is not None:
-            state = "finished"
-        elif _alive(pid):
-            state = "running"
-        else:
-            state = "crashed"
-        run_dir = Path(data["run_dir"])
-        entries.append(
-            RunEntry(
-                run_id=data["run_id"],
-                run_dir=run_dir,
-                socket=Path(data["socket"]),
-                campaign=data["campaign"],
-                pid=pid,
-                state=state,
-                started_t=float(data["started_t"]),
-                ended_t=data.get("ended_t"),
-                sessions_done=_sessions_done(run_dir),
-                exit_status=data.get("exit_status"),
-                verdict=data.get("verdict"),
-            )
-        )
+            entries.append(_entry(path))
+        except (OSError, ValueError, KeyError, TypeError, OverflowError):
+            if damaged is not None:
+                damaged.append(path)
     entries.sort(key=lambda e: e.started_t, reverse=True)
     return entries
+
+
+def _entry(path: Path) -> RunEntry:
+    """Read one registry entry.
+
+    Raises:
+        OSError, ValueError, KeyError, TypeError, OverflowError: a damaged entry.
+    """
+    if path.is_symlink():
+        raise ValueError(f"{path} is a symbolic link")
+    with open(path, "rb") as f:
+        raw = f.read(1 << 20)
+    data = json.loads(raw)
+    if not isinstance(data, dict) or data.get("version") != REGISTRY_VERSION:
+        raise ValueError(f"{path}: not a version {REGISTRY_VERSION} registry entry")
+    pid = int(data["pid"])
+    if data.get("exit_status") is not None:
+        state = "finished"
+    elif _alive(pid):
+        state = "running"
+    else:
+        state = "crashed"
+    run_dir = Path(data["run_dir"])
+    return RunEntry(
+        run_id=str(data["run_id"]),
+        run_dir=run_dir,
+        socket=Path(data["socket"]),
+        campaign=str(data["campaign"]),
+        pid=pid,
+        state=state,
+        started_t=float(data["started_t"]),
+        ended_t=data.get("ended_t"),
+        sessions_done=_sessions_done(run_dir),
+        exit_status=data.get("exit_status"),
+        verdict=data.get("verdict"),
+    )
 
 
 def find_run(name: str | None) -> RunEntry:

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from scipy.stats import median_abs_deviation
 
 from perfmon.core.model import Dimension, GateResult, GateState, metric_dimension
+from perfmon.core.text import strip_terminal_escapes
 from perfmon.core.units import format_duration, format_quantity
 from perfmon.engine.recorder import RunData, atomic_write_text
 
@@ -298,6 +299,54 @@ def build_report(
         "method": dict(METHOD),
         "profiles": _profiles(data.run_dir),
         "comparison": _comparison(data),
+        "metric_caps": _metric_caps(data),
+    }
+
+
+def _metric_caps(data: RunData) -> dict[str, Any]:
+    """What the metric-name caps dropped, from the overflow metrics in the recording (see
+    ``perfmon.core.live``): ``{"dropped_samples", "dropped_names", "names_at_least",
+    "max_metrics", "max_metric_name_bytes", "text"}``; zeros when nothing was dropped."""
+    from perfmon.core.live import (
+        DROPPED_NAMES_EXACT,
+        DROPPED_NAMES_METRIC,
+        DROPPED_SAMPLES_METRIC,
+        MAX_METRIC_NAME_BYTES,
+        MAX_METRICS,
+    )
+    from perfmon.core.snapshot import dropped_text
+
+    samples = data.samples
+    dropped = names = 0
+    if samples.num_rows:
+        metric = samples.column("metric")
+        values = samples.column("value")
+        for name in (DROPPED_SAMPLES_METRIC, DROPPED_NAMES_METRIC):
+            sel = pc.filter(values, pc.equal(metric, name))
+            if len(sel):
+                if name == DROPPED_SAMPLES_METRIC:
+                    dropped = int(pc.sum(sel).as_py() or 0)
+                else:
+                    names = int(pc.max(sel).as_py() or 0)
+    campaign = data.manifest.get("campaign")
+    camp = campaign if isinstance(campaign, dict) else {}
+    max_metrics = int(camp.get("max_metrics") or MAX_METRICS)
+    max_bytes = int(camp.get("max_metric_name_bytes") or MAX_METRIC_NAME_BYTES)
+    at_least = names >= DROPPED_NAMES_EXACT
+    return {
+        "dropped_samples": dropped,
+        "dropped_names": names,
+        "names_at_least": at_least,
+        "max_metrics": max_metrics,
+        "max_metric_name_bytes": max_bytes,
+        # The recording does not split drops by cause: "over the cap or longer than ...".
+        "text": (
+            dropped_text(dropped, 0, names, at_least, max_metrics, 0).replace(
+                "-name cap", f"-name cap or longer than {max_bytes:,} bytes"
+            )
+            if dropped
+            else ""
+        ),
     }
 
 
@@ -540,6 +589,18 @@ def _stats_cells(stats: dict[str, Any], dim: Dimension) -> list[str]:
     return [str(stats["n"])] + [_fmt(stats[k], dim) for k in ("median", "mad", "p95", "min", "max")]
 
 
+SESSIONS_SHOWN = 200
+"""Most rows of a per-session table in report.md (failed sessions, malformed lines), so that a
+long soak's report stays readable and bounded; report.json keeps every row."""
+
+
+def _more_lines(total: int, what: str) -> list[str]:
+    """The note under a table cut at ``SESSIONS_SHOWN`` rows ([] when it was not cut)."""
+    if total <= SESSIONS_SHOWN:
+        return []
+    return ["", f"... and {total - SESSIONS_SHOWN:,} more {what} (every one is in report.json)."]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """Render ``build_report``'s dict as Markdown (plain pipe tables).
 
@@ -638,9 +699,10 @@ def render_markdown(report: dict[str, Any]) -> str:
                     f["status_text"],
                     f["error"] or "–",
                 ]
-                for f in ses["failed"]
+                for f in ses["failed"][:SESSIONS_SHOWN]
             ),
         )
+        out += _more_lines(len(ses["failed"]), "failed sessions")
     else:
         out.append("None: every finished session exited with status ok.")
     out.append("")
@@ -653,6 +715,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         "Samples of warm-up sessions and of repeated noisy attempts are excluded.",
         "",
     ]
+    caps = report.get("metric_caps") or {}
+    if caps.get("dropped_samples"):
+        out += [
+            f"**Metric-name caps: {caps['text']}.** At most {caps['max_metrics']:,} distinct "
+            f"names per run and {caps['max_metric_name_bytes']:,} bytes per name are kept "
+            "(`max_metrics`, `max_metric_name_bytes`); the counts are recorded as "
+            "`perfmon_dropped_samples_total` and `perfmon_dropped_metric_names`.",
+            "",
+        ]
     if report["metrics"]:
         rows = []
         for m in report["metrics"]:
@@ -676,9 +747,10 @@ def render_markdown(report: dict[str, Any]) -> str:
             ["Session", "Workload", "Variant", "Malformed lines"],
             (
                 [r["id"], r["workload"], r["variant"], f"{r['malformed']:,}"]
-                for r in mal["sessions"]
+                for r in mal["sessions"][:SESSIONS_SHOWN]
             ),
         )
+        out += _more_lines(len(mal["sessions"]), "sessions with malformed lines")
     out.append("")
 
     if report.get("comparison"):
@@ -777,7 +849,9 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
     md_path = run_dir / "report.md"
     json_path = run_dir / "report.json"
     text = json.dumps(report, indent=2, allow_nan=False) + "\n"
-    markdown = render_markdown(report)
+    # Campaign and workload text (commands, errors, names) must not carry escape sequences or
+    # control bytes into report.md (report.json is JSON: its escaping suffices).
+    markdown = strip_terminal_escapes(render_markdown(report))
     atomic_write_text(json_path, text)
     atomic_write_text(md_path, markdown)
     return md_path, json_path

@@ -98,6 +98,9 @@ def campaign_to_json(campaign: Campaign) -> dict[str, Any]:
         "stats": dataclasses.asdict(campaign.stats),
         "profile": plain(dataclasses.asdict(campaign.profile)),
         "noise": dataclasses.asdict(campaign.noise),
+        "max_metrics": campaign.max_metrics,
+        "max_metric_name_bytes": campaign.max_metric_name_bytes,
+        "share": campaign.share,
     }
 
 
@@ -253,6 +256,8 @@ class Runner:
             run_dir=str(run_dir),
             started_t=self.started_t,
             session_metrics={m for g in campaign.gates for m in g.gate.metrics},
+            max_metrics=campaign.max_metrics,
+            max_metric_name_bytes=campaign.max_metric_name_bytes,
         )
         self.recorder = Recorder(run_dir)
         self.state = RunState.STARTING
@@ -449,8 +454,8 @@ class Runner:
     # ----------------------------------------------------------------- data in
     def _on_samples(self, samples: SampleBatch | Sequence[Sample]) -> None:
         batch = samples if isinstance(samples, SampleBatch) else SampleBatch.from_samples(samples)
-        self.live.add_batch(batch)
-        self.recorder.add_batch(batch)
+        # The live state applies the metric-name caps; what it returns is what is recorded.
+        self.recorder.add_batch(self.live.add_batch(batch))
 
     def _on_update(self, result: SessionResult) -> None:
         self._noise_update(result)
@@ -723,6 +728,9 @@ class Runner:
         if self.recording_error is not None:
             self.message = f"recording failed ({self.recording_error}); writing what was flushed"
         self._publish()
+        # Snapshots keep flowing while the recording is compacted and the report written, so a
+        # viewer sees the run ending, not a frozen screen.
+        ticker = asyncio.create_task(self._tick(), name="snapshots-while-finishing")
         report_md: Path | None = None
         results: list[GateResult] = []
         try:
@@ -742,6 +750,9 @@ class Runner:
             self.message = f"report could not be written: {exc}"
             completed = False
             v = GateState.PENDING.value
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
         self._gates = results or self._gates
         self._final_verdict = v
         if not completed:
@@ -758,6 +769,9 @@ class Runner:
             self.message = f"recording failed ({self.recording_error}); run stopped. {self.message}"
         self._publish()
         self.gate_changes.close()
+        from perfmon.engine.recorder import secure_tree
+
+        secure_tree(self.run_dir)  # files made while finishing get the run directory's modes
         return RunOutcome(
             verdict=v,
             exit_status=exit_status,

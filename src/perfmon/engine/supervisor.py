@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import select
 import signal
 import socket
@@ -54,6 +53,7 @@ import psutil
 from perfmon.core.batch import SampleBatch
 from perfmon.core.model import MetricKind, Sample, SessionResult, SessionSpec, SessionStatus
 from perfmon.core.protocol import PROTOCOL_VERSION, Decoder
+from perfmon.core.text import strip_terminal_escapes  # noqa: F401 - re-export
 from perfmon.engine import keeper as _keeper_mod
 from perfmon.engine.sampler import process_peak_rss, process_tree_rss
 
@@ -65,35 +65,6 @@ _KEEPER_START_S = 10.0  # how long the keeper may take to say hello
 _ABORT_WAIT_S = 1.0  # how long a cancelled task waits for its SIGKILLed leader to die
 
 _EOF_WAIT_S = 2.0  # how long to wait for the pipes' EOF once the whole group is gone
-
-# ECMA-48 escape sequences (https://ecma-international.org/publications-and-standards/
-# standards/ecma-48/): CSI (ESC [ or 8-bit 0x9b), OSC/DCS/SOS/PM/APC strings up to BEL or ST
-# (or the end of the text), other two- and three-byte ESC sequences, then any remaining C0
-# control except \n and \t, DEL, and C1 controls.
-_ESCAPES_RE = re.compile(
-    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
-    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f]).*?(?:\x07|\x1b\\|\x9c|\Z)"
-    r"|\x1b[ -/]*[0-~]?"
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]",
-    re.DOTALL,
-)
-
-
-def strip_terminal_escapes(text: str) -> str:
-    """Remove terminal escape sequences and control characters from workload output.
-
-    Removes CSI sequences (colours, cursor moves), OSC and other string sequences (window
-    titles, hyperlinks) up to their terminator, other ESC sequences, C1 controls and every C0
-    control except ``\\n`` and ``\\t`` (``\\r`` included), so that a workload's output cannot
-    move the viewer's cursor, retitle the terminal or hide text. Sequences as in ECMA-48.
-
-    Args:
-        text: decoded output, any length.
-
-    Returns:
-        The text without escapes; printable characters are kept unchanged.
-    """
-    return _ESCAPES_RE.sub("", text)
 
 
 class _CappedLog:

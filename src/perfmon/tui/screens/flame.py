@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from perfmon.core.stacks import DiffNode, DiffTree, StackTree, parse_collapsed
+from perfmon.core.text import strip_terminal_escapes
 from perfmon.tui.widgets.flame import FlameNode, FlameView
 
 TOP_ROWS = 30
@@ -40,7 +41,9 @@ def load_tree(run_dir: Path, name: str) -> StackTree:
     """
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"bad profile name {name!r}")
-    text = (run_dir / "profiles" / f"{name}.collapsed").read_text("utf-8", "replace")
+    text = strip_terminal_escapes(
+        (run_dir / "profiles" / f"{name}.collapsed").read_text("utf-8", "replace")
+    )
     return parse_collapsed(text)
 
 

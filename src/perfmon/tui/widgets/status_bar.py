@@ -78,6 +78,23 @@ def status_content(
         sep,
         (f" malformed {snapshot.malformed_total:,} ", malformed_style),
     ]
+    # What the metric-name caps dropped, and metrics not shown (the report has them all).
+    if snapshot.dropped_samples:
+        at_least = "≥" if snapshot.dropped_names_capped else ""
+        parts += [
+            sep,
+            (
+                f" dropped {snapshot.dropped_samples:,} samples of {at_least}"
+                f"{snapshot.dropped_names:,} names over the caps ",
+                "bold $background on $warning",
+            ),
+        ]
+    if snapshot.metrics_total > len(snapshot.metrics):
+        parts += [
+            sep,
+            ("metrics shown ", "$foreground-muted"),
+            (f"{len(snapshot.metrics):,}/{snapshot.metrics_total:,}", "bold"),
+        ]
     return Content.assemble(*parts)
 
 
