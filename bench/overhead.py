@@ -17,7 +17,10 @@ Then, ``--rounds`` times, three runs in an order that rotates from round to roun
 The figure is the workload's own wall time (its timing loop, final probe flush included,
 written to a file by the workload) under perfmon over the same round's bare run, minus 1, in
 percent; the A/A figure is bare again over bare, the noise floor of this machine measured the
-same way. Each is reported as the median of the per-round ratios with a distribution-free
+same way. A third figure is the workload's own CPU time (``time.process_time`` of its loop)
+under perfmon over bare: the part of the overhead spent inside the workload (the probe), which
+other load on the machine disturbs much less than wall time (no budget of its own: the budget
+is on wall time). Each is reported as the median of the per-round ratios with a distribution-free
 order-statistic confidence interval for that median (``_common.median_interval``), and the
 budget (<= 1%) is met only when the whole interval is within it. perfmon's start-up and report
 time are outside the loop and not counted: they do not slow the workload. The run's recorded
@@ -66,6 +69,10 @@ def _bare_env() -> dict[str, str]:
 
 def _read_elapsed(path: Path) -> float:
     return float(path.read_text().split()[0])
+
+
+def _read_cpu(path: Path) -> float:
+    return float(path.read_text().split()[2])
 
 
 def run_bare(steps: int, work: int, out: Path) -> float:
@@ -128,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     kinds = ["bare", "perfmon", "bare again"]
     times: dict[str, list[float]] = {k: [] for k in kinds}
+    cpus: dict[str, list[float]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         out = root / "elapsed.txt"
@@ -139,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     t = run_bare(args.steps, work, out)
                 times[kind].append(t)
+                cpus[kind].append(_read_cpu(out))
     bare = times["bare"]
     rate = args.steps / median(bare)
     raw = "; ".join(f"{k} " + " ".join(f"{t:.3f}" for t in times[k]) for k in kinds)
@@ -173,6 +182,31 @@ def main(argv: list[str] | None = None) -> None:
                 verdict=judge(low, high, BUDGET_PERCENT, level=level) if budget else "",
             )
         )
+    pct = [(c / b - 1) * 100 for c, b in zip(cpus["perfmon"], cpus["bare"], strict=True)]
+    low, high, level = median_interval(pct)
+    emit(
+        Figure(
+            "in-process part: the workload's own CPU time under perfmon vs bare",
+            median(pct),
+            "% CPU",
+            method=(
+                "same rounds; time.process_time of the workload's loop under perfmon over the "
+                "round's bare run; order-statistic CI of the median"
+            ),
+            detail=(
+                "per-round % "
+                + " ".join(f"{x:+.2f}" for x in pct)
+                + "; A/A (bare again vs bare) per-round % "
+                + " ".join(
+                    f"{(c / b - 1) * 100:+.2f}"
+                    for c, b in zip(cpus["bare again"], cpus["bare"], strict=True)
+                )
+            ),
+            low=low,
+            high=high,
+            level=level,
+        )
+    )
 
 
 if __name__ == "__main__":

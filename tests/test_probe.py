@@ -494,11 +494,14 @@ def test_broken_pipe_disables_the_probe_quietly() -> None:
         """
         from perfmon import probe
         assert probe.enabled()
+        held = probe.gauge  # a workload may keep a reference to the live emitter
         probe.gauge("event_queue_depth", 1)
         probe.flush()  # EPIPE: the reader is gone
         assert not probe.enabled()
         for i in range(20000):
             probe.gauge("event_queue_depth", i)  # no-ops now, buffer stays bounded
+            held("event_queue_depth", i)  # still appends, but drops a full buffer
+        assert len(probe._gauges["event_queue_depth"]) <= probe.MAX_BUFFERED + 1
         probe.flush()
         print("still alive")
         """

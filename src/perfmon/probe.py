@@ -366,6 +366,9 @@ else:
         about ``log2(B)`` clock reads, and the next check comes before ``2 B`` samples.
         """
         global _check_at, _step
+        if not _alive:  # perfmon went away; a caller kept a reference to an emitter
+            del buf[:]  # drop, so memory stays bounded
+            return
         n = len(buf)
         now = _monotonic()
         if now >= _due or n > MAX_BUFFERED:
@@ -436,9 +439,10 @@ else:
 
     def _disable() -> None:
         """Stop sending: rebind the public functions to no-ops and drop the buffers."""
-        global _alive, gauge, count, observe, value, timer, flush
+        global _alive, gauge, count, observe, value, timer, flush, _check_at
         _alive = False
         _clear()
+        _check_at = MAX_BUFFERED  # emitters still referenced drop their buffer when it is full
         gauge, count, observe, value = _noop_gauge, _noop_count, _noop_observe, _noop_value
         timer, flush = _noop_timer, _noop_flush
 
