@@ -27,6 +27,7 @@ Machine-wide samples belong to ``SYSTEM_SESSION``:
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,49 @@ from dataclasses import dataclass
 import psutil
 
 from perfmon.core.model import SYSTEM_SESSION, MetricKind, Sample
+
+_HAS_PROC_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+"""Linux ``/proc/<pid>/task/<tid>/children`` (CONFIG_PROC_CHILDREN, Linux 3.5+; proc(5))."""
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    """A process and its descendants, parents first.
+
+    With ``/proc/<pid>/task/<tid>/children`` the walk reads only the tree's own processes;
+    psutil's ``children(recursive=True)`` reads ``/proc/<pid>/stat`` of every process on the
+    machine to build a parent map (measured here: ~20 ms with 129 processes, every sample).
+    The kernel notes the children lists can miss a process forked or exiting during the walk;
+    the next sample sees it.
+
+    Raises:
+        psutil.NoSuchProcess / psutil.AccessDenied: the root is gone or unreadable.
+    """
+    root = psutil.Process(pid)
+    if not _HAS_PROC_CHILDREN:
+        return [root, *root.children(recursive=True)]
+    procs, seen, queue = [root], {pid}, [pid]
+    while queue:
+        parent = queue.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children", "rb") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            for kid in kids:
+                if kid in seen:
+                    continue
+                seen.add(kid)
+                try:
+                    procs.append(psutil.Process(kid))
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+                queue.append(kid)
+    return procs
 
 
 def process_tree_rss(pid: int) -> int:
@@ -51,8 +95,7 @@ def process_tree_rss(pid: int) -> int:
         zombies or cannot be read while being summed are skipped.
     """
     try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        procs = _tree(pid)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return 0
     total = 0
@@ -80,14 +123,6 @@ class TreeMemory:
     processes: int
     cost_s: float
 
-    def samples(self, now: float, session: int) -> list[Sample]:
-        """``pss_bytes`` and ``uss_bytes`` GAUGE samples of ``session`` stamped ``now``."""
-        g = MetricKind.GAUGE
-        return [
-            Sample(now, session, "pss_bytes", float(self.pss_bytes), g),
-            Sample(now, session, "uss_bytes", float(self.uss_bytes), g),
-        ]
-
 
 def process_tree_pss_uss(pid: int) -> TreeMemory | None:
     """Sum the PSS and USS of a process and all its descendants (psutil ``memory_full_info``).
@@ -104,8 +139,7 @@ def process_tree_pss_uss(pid: int) -> TreeMemory | None:
     """
     t0 = time.perf_counter()
     try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        procs = _tree(pid)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
     pss = uss = n = 0

@@ -529,12 +529,9 @@ class Supervisor:
                 self._on_samples(SampleBatch.from_samples([sample]))
             if rss > 0 and tree_memory.due():
                 loop = asyncio.get_running_loop()
-                mem = await loop.run_in_executor(None, tree_memory.read, run.pid)
-                if mem is not None:
+                if await loop.run_in_executor(None, tree_memory.read, run.pid) is not None:
                     result.peak_pss_bytes = tree_memory.peak_pss_bytes
                     result.peak_uss_bytes = tree_memory.peak_uss_bytes
-                    samples = mem.samples(time.time(), run.spec.id)
-                    self._on_samples(SampleBatch.from_samples(samples))
             self._on_update(result)
 
     def _terminate(self, run: _Running, why: SessionStatus) -> None:
