@@ -163,8 +163,9 @@ class SessionResult:
             None when nothing could be measured (a very short session). RSS counts pages
             shared between the tree's processes once per process (see ``peak_pss_bytes``).
         peak_pss_bytes: the largest sampled sum of the tree's proportional set sizes (shared
-            pages split among the processes mapping them), bytes; read at most about once a
-            second (a page-table walk), so a short spike between reads is missed. None when
+            pages split among the processes mapping them), bytes; read often in the first
+            second, then at most once a second (a page-table walk; less often for large trees,
+            keeping it under 1% of wall time), so a short spike between reads is missed. None when
             never read (no ``/proc/<pid>/smaps_rollup``, or ended before the first read).
         peak_uss_bytes: the largest sampled sum of the tree's unique set sizes (pages private
             to each process), bytes; read with ``peak_pss_bytes``.

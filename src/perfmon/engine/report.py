@@ -53,8 +53,9 @@ MEMORY_NOTE = (
     "counted once per process, so for a multi-process session it overstates the footprint. "
     "session_peak_pss_bytes (proportional set size: each shared page split among the processes "
     "mapping it) and session_peak_uss_bytes (unique set size: pages private to each process), "
-    "in the metric table, do not double-count; they are read from /proc/<pid>/smaps_rollup at "
-    "most about once a second, so a spike between reads can be missed."
+    "in the metric table, do not double-count; they are read from /proc/<pid>/smaps_rollup "
+    "often in a session's first second, then at most once a second (less often for large trees, "
+    "so that reading stays under 1% of the wall time), so a spike between reads can be missed."
 )
 """What the memory figures are (issue 10 point 6); in report.json as ``method.peak_rss_bytes``."""
 METHOD["peak_rss_bytes"] = MEMORY_NOTE
