@@ -20,6 +20,14 @@ streaming-pipeline report perfmon replaces set on its total monitoring overhead 
 section 1), and py-spy's documentation promises sampling "low enough overhead" for production
 without a number, so the budget is perfmon's own, stated here and in docs/performance.md.
 
+A last figure checks design.md's "the probe leaves no frames in the user's profiles": a
+probe-heavy workload (a loop computing and emitting two samples per turn, ``PROBE_WORKLOAD``)
+runs under perfmon's probe (``PERFMON_FD`` a pipe this process drains) and is recorded for
+``PROFILE_S`` seconds by ``py-spy record --threads --idle --format raw`` (every thread, idle
+or not); the figure is the number of samples with perfmon code that is not under the user's
+own emitting function (a probe thread, or probe frames anywhere else). Budget: 0. The probe
+frames under the user's call are the real cost of emitting and are shown in the detail.
+
 Usage: ``.venv/bin/python bench/pyspy_overhead.py [--rounds 7] [--work 27] [--rate 100]``.
 """
 
@@ -30,6 +38,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -103,6 +112,92 @@ def run_once(
     return float(out.strip()), spy_cpu
 
 
+PROFILE_S = 2
+
+PROBE_WORKLOAD = """
+import sys, time
+from perfmon import probe
+
+def user_loop(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        x = 0
+        for k in range(200):
+            x += k * k
+        probe.gauge("event_queue_depth", x)
+        probe.count("chunks_total")
+
+print("ready", flush=True)
+user_loop(float(sys.argv[1]))
+"""
+
+
+def _drain(fd: int) -> None:
+    """Read ``fd`` to EOF, as perfmon reads a probe channel (the data is not needed here)."""
+    while os.read(fd, 1 << 16):
+        pass
+
+
+def probe_profile(script: Path, py_spy: str, rate: int, out: Path) -> tuple[int, int, int, int]:
+    """Profile ``PROBE_WORKLOAD`` under the probe with py-spy (all threads, idle included).
+
+    Returns:
+        ``(samples, threads, foreign, under_user)``: all samples, distinct threads, samples
+        with a perfmon frame not under ``user_loop``, samples with probe frames under it.
+    """
+    r, w = os.pipe()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERFMON_")}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(PROFILE_S + 2)],
+        env={**env, "PERFMON_FD": str(w)},
+        pass_fds=(w,),
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(w)
+    drain = threading.Thread(target=_drain, args=(r,))
+    drain.start()
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline() != b"ready\n":
+            raise SystemExit("probe workload did not start")
+        subprocess.run(
+            [
+                *(py_spy, "record", "--pid", str(proc.pid), "--duration", str(PROFILE_S)),
+                *("--rate", str(rate), "--format", "raw", "--threads", "--idle"),
+                *("--output", str(out)),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+        )
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        drain.join()
+        os.close(r)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    samples = foreign = under_user = 0
+    threads: set[str] = set()
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames, n = stack.split(";"), int(count)
+        samples += n
+        threads.add(frames[0])
+        at = [i for i, f in enumerate(frames) if "perfmon/" in f]
+        if not at:
+            continue
+        if any(f.startswith("user_loop (") for f in frames[: at[0]]):
+            under_user += n
+        else:
+            foreign += n
+    return samples, len(threads), foreign, under_user
+
+
 def main(argv: list[str] | None = None) -> None:
     """Measure and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -127,6 +222,9 @@ def main(argv: list[str] | None = None) -> None:
                 work_s, cpu_s = run_once(script, args.work, mode, py_spy, args.rate, Path(tmp))
                 times[mode].append(work_s)
                 spy_cpu[mode].append(cpu_s / (work_s + SETTLE_S))
+        heavy = Path(tmp) / "probe_heavy.py"
+        heavy.write_text(PROBE_WORKLOAD)
+        profile = probe_profile(heavy, py_spy, args.rate, Path(tmp) / "probe_profile.txt")
     print(f"machine: {machine()}; {os.cpu_count()} CPUs; py-spy {py_spy}")
     for mode in modes:
         print(f"  {mode:>11}: work s per round " + " ".join(f"{t:.3f}" for t in times[mode]))
@@ -171,6 +269,26 @@ def main(argv: list[str] | None = None) -> None:
                 verdict=judge(low, high, CPU_BUDGET, level=level),
             )
         )
+    samples, threads, foreign, under_user = profile
+    emit(
+        Figure(
+            name="py-spy samples in perfmon's own code, probe-heavy workload",
+            value=foreign,
+            unit="samples",
+            budget="<= 0",
+            verdict="met" if foreign == 0 else "missed",
+            method=(
+                f"py-spy record --threads --idle at {args.rate} Hz for {PROFILE_S} s of a loop "
+                "emitting 2 samples per turn; samples with a perfmon frame not under the "
+                "user's own emitting function"
+            ),
+            detail=(
+                f"{samples} samples, {threads} thread(s); {under_user} "
+                f"({100 * under_user / max(samples, 1):.1f}%) in probe calls under the user's "
+                "function (the real cost of emitting)"
+            ),
+        )
+    )
 
 
 if __name__ == "__main__":
