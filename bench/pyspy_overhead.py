@@ -17,8 +17,8 @@ wall time and use at most ``CPU_BUDGET`` = 0.05 CPU-seconds per second (5% of on
 Profiling is opt-in and transient (one key in the viewer, or a campaign's profile setting),
 unlike the always-on monitoring held to 1% (``bench/overhead.py``); 5% is the ceiling the
 streaming-pipeline report perfmon replaces set on its total monitoring overhead (design.md
-section 1), and py-spy's documentation promises sampling "low enough overhead" for production
-without a number, so the budget is perfmon's own, stated here and in docs/performance.md.
+section 1); py-spy's README describes its overhead as extremely low without giving a number,
+so the budget is perfmon's own, stated here and in docs/performance.md.
 
 A last figure checks design.md's "the probe leaves no frames in the user's profiles": a
 probe-heavy workload (a loop computing and emitting two samples per turn, ``PROBE_WORKLOAD``)
