@@ -4,17 +4,26 @@ Every script prints its figures as lines a person can read and, when ``PERFMON_B
 names a file, appends one JSON object per figure to it (``bench/run.py`` collects them into a
 summary table). These machines are shared and noisy, so each figure is a ratio against a
 baseline measured in the same run, interleaved with it, and summarised by a median.
+
+A budget is judged on the figure's interval when it has one (``judge``): ``met`` only when
+the whole interval is within the budget, ``missed`` when the whole interval is outside it,
+``not shown`` when it straddles the limit (this run cannot tell).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+
+MET = "met"
+MISSED = "missed"
+NOT_SHOWN = "not shown"
 
 
 @dataclass
@@ -26,9 +35,15 @@ class Figure:
         value: the figure.
         unit: its unit (``"x"`` for a ratio, ``"samples/s"``, ``"bytes/sample"``, ...).
         budget: the budget as text (``"<= 0.6"``), or ``""`` for a figure without one.
-        met: whether the budget is met (None without a budget).
+        met: whether the budget is met (None without a budget, or when this run cannot
+            tell); set from ``verdict`` when a verdict is given.
         method: one sentence: how it was measured, with the baseline.
         detail: the raw numbers behind the figure.
+        low / high: the figure's confidence interval, in its unit (None without one).
+        level: the interval's coverage (e.g. 0.961: order statistics give exact levels).
+        verdict: ``"met"``, ``"missed"`` or ``"not shown"`` (see ``judge``); ``""`` without
+            a budget. Derived from ``met`` when not given: True is met, False missed, None
+            not shown.
     """
 
     name: str
@@ -38,13 +53,97 @@ class Figure:
     met: bool | None = None
     method: str = ""
     detail: str = ""
+    low: float | None = None
+    high: float | None = None
+    level: float | None = None
+    verdict: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.budget:
+            self.verdict = ""
+        elif self.verdict:
+            if self.verdict not in (MET, MISSED, NOT_SHOWN):
+                raise ValueError(f"unknown verdict {self.verdict!r}")
+            self.met = {MET: True, MISSED: False}.get(self.verdict)
+        else:
+            self.verdict = {True: MET, False: MISSED}.get(self.met, NOT_SHOWN)  # type: ignore[arg-type]
+
+
+JUDGE_LEVEL = 0.95
+"""Least coverage of an interval that may decide a budget either way."""
+
+
+def judge(low: float, high: float, limit: float, *, level: float = 1.0, upper: bool = True) -> str:
+    """Judge an interval against a budget: ``met``, ``missed`` or ``not shown``.
+
+    Args:
+        low / high: the figure's interval.
+        limit: the budget's limit, in the figure's unit.
+        level: the interval's coverage; below ``JUDGE_LEVEL`` (too few rounds) nothing is
+            decided.
+        upper: True for a budget ``<= limit`` (the figure must stay below), False for
+            ``>= limit``.
+
+    Returns:
+        ``"met"`` when the whole interval is within the budget, ``"missed"`` when the whole
+        interval is outside it, ``"not shown"`` when it straddles the limit or its coverage
+        is below ``JUDGE_LEVEL``.
+    """
+    if level < JUDGE_LEVEL:
+        return NOT_SHOWN
+    if upper:
+        if high <= limit:
+            return MET
+        return MISSED if low > limit else NOT_SHOWN
+    if low >= limit:
+        return MET
+    return MISSED if high < limit else NOT_SHOWN
+
+
+def median_interval(xs: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Distribution-free confidence interval for the median from order statistics.
+
+    The interval ``[x_(k), x_(n+1-k)]`` covers the population median with probability
+    ``1 - 2 P(B <= k - 1)``, ``B ~ Binomial(n, 1/2)``, for any continuous distribution of
+    independent values (Conover, *Practical Nonparametric Statistics*, 3rd ed. 1999, section
+    3.2; Hollander, Wolfe & Chicken, *Nonparametric Statistical Methods*, 2014). ``k`` is the
+    largest rank whose exact coverage is at least ``level``.
+
+    Args:
+        xs: the values (at least 1).
+        level: the coverage wanted, in (0, 1).
+
+    Returns:
+        ``(low, high, coverage)``: the interval and its exact coverage, which is at least
+        ``level`` when ``n`` allows it; for small ``n`` (e.g. fewer than 6 values at 0.95)
+        the widest interval ``[min, max]`` and its coverage ``1 - 2^(1-n)``, below ``level``.
+
+    Raises:
+        ValueError: ``xs`` is empty.
+    """
+    x = sorted(xs)
+    n = len(x)
+    if n == 0:
+        raise ValueError("median_interval of no values")
+    k, coverage = 1, 1.0 - 2.0 * 0.5**n  # [min, max]
+    cdf = 0.5**n  # P(B <= j - 1), for j = 1
+    for j in range(1, n // 2 + 1):
+        cov = 1.0 - 2.0 * cdf
+        if cov >= level:
+            k, coverage = j, cov
+        cdf += math.comb(n, j) * 0.5**n
+    return x[k - 1], x[n - k], coverage
 
 
 def emit(fig: Figure) -> None:
     """Print a figure and append it to ``$PERFMON_BENCH_JSON`` when set."""
-    verdict = "" if fig.met is None else ("  [met]" if fig.met else "  [NOT MET]")
+    verdict = f"  [{fig.verdict}]" if fig.verdict else ""
     budget = f"  (budget {fig.budget})" if fig.budget else ""
-    print(f"{fig.name}: {fig.value:.4g} {fig.unit}{budget}{verdict}")
+    interval = ""
+    if fig.low is not None and fig.high is not None:
+        level = f"{fig.level:.1%} " if fig.level is not None else ""
+        interval = f"  [{level}CI {fig.low:.4g} .. {fig.high:.4g}]"
+    print(f"{fig.name}: {fig.value:.4g} {fig.unit}{interval}{budget}{verdict}")
     if fig.detail:
         print(f"    {fig.detail}")
     if fig.method:

@@ -8,8 +8,8 @@ times, interleaved ``ROUNDS`` times, three loops of ``N`` calls over the same li
 - ``probe.gauge(name, value)`` while perfmon is collecting: ``PERFMON_FD`` names a pipe whose
   read end this process drains and decodes with ``perfmon.core.protocol.Decoder`` (as the
   supervisor does); the timed region ends with ``probe.flush()``, so the encoding and writing
-  of every sample as protocol-version-2 binary frames (on the background flusher thread or the
-  caller's) is inside it; the parent checks that every sample was decoded;
+  of every sample as protocol-version-2 binary frames (by the emitting calls when due, and by
+  that final flush) is inside it; the parent checks that every sample was decoded;
 - ``prometheus_client.Gauge.set(value)`` on a gauge of a private registry.
 
 Per process the median of the rounds is taken; the figure is the median over processes of

@@ -4,8 +4,10 @@ Each benchmark is a script in this directory that prints its figures (each a rat
 baseline measured in the same run, with its method) and appends them as JSON lines to
 ``$PERFMON_BENCH_JSON``. This runner starts each script in a fresh interpreter, one after the
 other (never in parallel: they would disturb each other's timings), then prints one summary
-table: figure, value, budget, met or not. Exit status 0 when every budget is met, 1 otherwise,
-2 when a script failed.
+table: figure, value, interval, budget, verdict. A budget is ``met`` only when the figure (its
+whole interval, when it has one) is within it; ``not shown`` when the interval straddles the
+limit; ``missed`` when it is outside. Exit status 0 when every budget is met, 1 when any is
+missed or not shown, 2 when a script failed.
 
 Options: ``--json PATH`` keeps the collected figures; names restrict the run to those
 scripts (``probe ingest``).
@@ -23,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import machine  # noqa: E402
+from _common import MET, MISSED, NOT_SHOWN, machine  # noqa: E402
 
 SCRIPTS = [
     "probe",
@@ -66,14 +68,30 @@ def main(argv: list[str] | None = None) -> int:
     print("\n== summary")
     width = max((len(f["name"]) for f in figures), default=10)
     for f in figures:
-        met = "" if f["met"] is None else ("met" if f["met"] else "NOT MET")
         value = f"{f['value']:.4g} {f['unit']}"
-        print(f"{f['name']:<{width}}  {value:>18}  {f['budget']:>14}  {met}")
+        low, high = f.get("low"), f.get("high")
+        interval = f"[{low:.4g} .. {high:.4g}]" if low is not None and high is not None else ""
+        print(f"{f['name']:<{width}}  {value:>18}  {interval:>20}  {f['budget']:>14}  {verdict(f)}")
     for name in failed:
         print(f"{name}: FAILED (see its output above)")
     if failed:
         return 2
-    return 0 if all(f["met"] is not False for f in figures) else 1
+    return 0 if all(verdict(f) in ("", MET) for f in figures) else 1
+
+
+def verdict(figure: dict[str, object]) -> str:
+    """A figure's verdict: ``met``, ``missed``, ``not shown``, or ``""`` without a budget.
+
+    A figure with a budget counts as met only when it says so: a missing or unknown
+    ``met`` (older JSON lines without ``verdict``) is ``not shown``, never met.
+    """
+    if not figure.get("budget"):
+        return ""
+    given = figure.get("verdict")
+    if given in (MET, MISSED, NOT_SHOWN):
+        return str(given)
+    met = figure.get("met")
+    return MET if met is True else MISSED if met is False else NOT_SHOWN
 
 
 if __name__ == "__main__":

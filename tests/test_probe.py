@@ -133,17 +133,24 @@ def test_every_call_sends_exact_protocol_frames() -> None:
         out, err = proc.communicate(timeout=_DEADLINE_S)
         assert proc.returncode == 0, err.decode()
     assert out.split() == [b"42", b"step"]
-    # One flush at exit: the header, then one frame per name: gauges, counters, histograms,
-    # values, each in first-use order.
+    # The first sample is flushed at once (interval 60 s: no flush is due after it), the rest
+    # in one flush at exit: one frame per name: gauges, counters, histograms, values, each in
+    # first-use order.
     assert _frames(data) == [
-        ("event_queue_depth", "gauge", 2),
+        ("event_queue_depth", "gauge", 1),
+        ("event_queue_depth", "gauge", 1),
         ("chunks_total", "counter", 2),
         ("payload_bytes", "histogram", 1),
         ("chunk_seconds", "histogram", 1),
         ("step_seconds", "histogram", 1),
         ("sdpa_max_abs_diff", "value", 1),
     ]
-    first = b"# PERFMON 2\n#B event_queue_depth gauge 2\n" + struct.pack("<2d", 12.0, -3.5)
+    first = (
+        b"# PERFMON 2\n#B event_queue_depth gauge 1\n"
+        + struct.pack("<d", 12.0)
+        + b"#B event_queue_depth gauge 1\n"
+        + struct.pack("<d", -3.5)
+    )
     assert data.startswith(first)
     samples = _decode(data)
     assert samples[:5] == [
@@ -253,37 +260,167 @@ def test_nothing_sent_when_nothing_emitted() -> None:
     assert _run_raw("from perfmon import probe; probe.flush()") == b""
 
 
-def test_interval_flush_while_the_workload_runs() -> None:
-    # The workload blocks on stdin after one gauge; only the background flush can send it.
+def test_first_sample_is_sent_at_once() -> None:
+    # The workload blocks on stdin after one gauge: the probe has no thread, so the sample
+    # must have left inside the call.
     code = """
         import sys
         from perfmon import probe
         probe.gauge("event_queue_depth", 7)
         sys.stdin.read()
         """
-    with _workload(code, interval="0.05", stdin=subprocess.PIPE) as (proc, r):
-        received = b""
+    with _workload(code, interval="3600", stdin=subprocess.PIPE) as (proc, r):
         frame = b"#B event_queue_depth gauge 1\n" + struct.pack("<d", 7.0)
-        while frame not in received:
-            ready, _, _ = select.select([r], [], [], _DEADLINE_S)
-            assert ready, "no interval flush arrived"
-            received += os.read(r, 65536)
-        assert proc.poll() is None, "the sample must arrive while the workload still runs"
+        _read_while_running(proc, r, frame)
         assert proc.stdin is not None
         proc.stdin.close()
         assert _read_until_eof(r) == b""
         assert proc.wait(timeout=_DEADLINE_S) == 0
 
 
+def _read_while_running(proc: subprocess.Popen[bytes], r: int, want: bytes) -> bytes:
+    """Read the channel until ``want`` arrived; fail if the workload exited first."""
+    received = b""
+    while want not in received:
+        ready, _, _ = select.select([r], [], [], _DEADLINE_S)
+        assert ready, f"{want!r} did not arrive"
+        received += os.read(r, 65536)
+    assert proc.poll() is None, "the samples must arrive while the workload still runs"
+    return received
+
+
+def test_an_emit_flushes_when_the_interval_has_passed() -> None:
+    code = """
+        import sys, time
+        from perfmon import probe
+        probe.gauge("event_queue_depth", 1)  # sent at once
+        probe.gauge("event_queue_depth", 2)  # buffered: the interval has not passed
+        time.sleep(0.3)
+        probe.gauge("event_queue_depth", 3)  # due: this call sends 2 and 3
+        probe.gauge("event_queue_depth", 4)  # buffered again
+        sys.stdin.read()
+        """
+    with _workload(code, interval="0.05", stdin=subprocess.PIPE) as (proc, r):
+        frame = b"#B event_queue_depth gauge 2\n" + struct.pack("<2d", 2.0, 3.0)
+        received = _read_while_running(proc, r, frame)
+        assert proc.stdin is not None
+        proc.stdin.close()
+        received += _read_until_eof(r)
+        assert proc.wait(timeout=_DEADLINE_S) == 0
+    assert _frames(received) == [
+        ("event_queue_depth", "gauge", 1),
+        ("event_queue_depth", "gauge", 2),
+        ("event_queue_depth", "gauge", 1),  # at exit
+    ]
+
+
+def test_a_loop_of_bursts_and_long_gaps_is_delivered_at_the_next_burst() -> None:
+    # Three samples per iteration, then 0.3 s of "work" without emitting (interval 50 ms):
+    # the first emit of each iteration is due and sends the previous iteration's samples;
+    # a burst must not teach the probe to skip its clock reads through the next gap.
+    code = """
+        import sys, time
+        from perfmon import probe
+        for k in range(4):
+            probe.gauge("a", k)
+            probe.gauge("b", k)
+            probe.gauge("c", k)
+            time.sleep(0.3)
+        sys.stdin.read()
+        """
+    with _workload(code, interval="0.05", stdin=subprocess.PIPE) as (proc, r):
+        # c = 2 was emitted in iteration 2; the emits of iteration 3 must send it.
+        dec, received, seen = Decoder(0), b"", []
+        while ("c", 2.0) not in seen:
+            ready, _, _ = select.select([r], [], [], _DEADLINE_S)
+            assert ready, "iteration 2's samples did not arrive"
+            chunk = os.read(r, 65536)
+            received += chunk
+            seen += [(x.metric, x.value) for x in dec.feed(chunk, 0.0)]
+        assert proc.poll() is None, "the samples must arrive while the workload still runs"
+        assert proc.stdin is not None
+        proc.stdin.close()
+        received += _read_until_eof(r)
+        assert proc.wait(timeout=_DEADLINE_S) == 0
+    samples = _decode(received)
+    assert sorted(samples) == sorted((n, "gauge", float(k)) for k in range(4) for n in "abc")
+
+
+def test_an_emitting_loop_is_flushed_about_every_interval() -> None:
+    # 1 s of emitting every 10 ms with a 50 ms interval: ~20 flushes by the workload's own
+    # clock. The bound is loose (a starved machine runs fewer loop turns), but a probe that
+    # only flushed at exit or on a full buffer would send one frame.
+    samples_frames = _frames(
+        _run_raw(
+            """
+            import time
+            from perfmon import probe
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                probe.gauge("event_queue_depth", 1)
+                time.sleep(0.01)
+            """,
+            interval="0.05",
+        )
+    )
+    assert len(samples_frames) >= 5
+    assert {name for name, _, _ in samples_frames} == {"event_queue_depth"}
+
+
+def test_the_probe_starts_no_thread() -> None:
+    _, out = _run(
+        """
+        import _thread, sys
+        from perfmon import probe
+        for i in range(20000):
+            probe.gauge("event_queue_depth", i)
+        print(_thread._count(), "threading" in sys.modules)
+        """,
+        interval="0.001",
+    )
+    assert out.split() == ["0", "False"]
+
+
+def test_multiprocessing_children_flush_their_last_samples() -> None:
+    # Pool workers and Process children end with os._exit (no atexit): the probe's
+    # multiprocessing hook must flush what they buffered (interval 60 s: nothing is due).
+    samples, out = _run(
+        """
+        import multiprocessing
+        from perfmon import probe
+
+        def work(i):
+            probe.gauge("worker_value", i)  # a child's first sample: sent at once
+            probe.gauge("worker_value", i + 100)  # buffered until the child ends
+            return i
+
+        if __name__ == "__main__":
+            ctx = multiprocessing.get_context("fork")
+            probe.gauge("parent_value", 1)
+            with ctx.Pool(2) as pool:
+                print(sum(pool.map(work, range(4))))
+                pool.close()
+                pool.join()
+            child = ctx.Process(target=work, args=(7,))
+            child.start()
+            child.join()
+        """
+    )
+    assert out.split() == ["6"]
+    values = sorted(v for name, _, v in samples if name == "worker_value")
+    assert values == [0.0, 1.0, 2.0, 3.0, 7.0, 100.0, 101.0, 102.0, 103.0, 107.0]
+
+
 def test_full_buffer_is_flushed_by_the_calling_thread() -> None:
     code = """
         import sys
         from perfmon import probe
-        for i in range(probe.MAX_BUFFERED + 1):
+        for i in range(probe.MAX_BUFFERED + 2):
             probe.count("chunks_total")
         sys.stdin.read()
         """
-    # Interval 1 hour: only the buffer bound can trigger this flush.
+    # Interval 1 hour: the first sample goes at once, then only the buffer bound can trigger
+    # the flush of the next MAX_BUFFERED + 1.
     with _workload(code, interval="3600", stdin=subprocess.PIPE) as (proc, r):
         received = b""
         want = b"#B chunks_total counter 8193\n" + struct.pack("<d", 1.0) * 8193
@@ -291,7 +428,7 @@ def test_full_buffer_is_flushed_by_the_calling_thread() -> None:
             ready, _, _ = select.select([r], [], [], _DEADLINE_S)
             assert ready, "the full buffer was not flushed"
             received += os.read(r, 65536)
-        assert _decode(received) == [("chunks_total", "counter", 1.0)] * 8193
+        assert _decode(received) == [("chunks_total", "counter", 1.0)] * 8194
         assert proc.poll() is None
         assert proc.stdin is not None
         proc.stdin.close()
@@ -330,6 +467,7 @@ def test_fork_child_does_not_resend_the_parent_buffer() -> None:
         """
         import os, sys
         from perfmon import probe
+        probe.gauge("before_fork", 0)  # the first sample: sent at once
         probe.gauge("before_fork", 1)  # buffered (interval 60 s), not yet sent
         pid = os.fork()
         if pid == 0:
@@ -342,11 +480,12 @@ def test_fork_child_does_not_resend_the_parent_buffer() -> None:
     )
     assert sorted(_decode(data)) == [
         ("after_fork", "gauge", 3.0),
+        ("before_fork", "gauge", 0.0),
         ("before_fork", "gauge", 1.0),
         ("in_child", "gauge", 2.0),
     ]
-    # Parent and child each announce the version once (the child's copy was not yet sent).
-    assert data.count(b"# PERFMON 2\n") == 2
+    # The parent announced the version before the fork; the child's copy knows it was sent.
+    assert data.count(b"# PERFMON 2\n") == 1
 
 
 def test_broken_pipe_disables_the_probe_quietly() -> None:
@@ -355,11 +494,14 @@ def test_broken_pipe_disables_the_probe_quietly() -> None:
         """
         from perfmon import probe
         assert probe.enabled()
+        held = probe.gauge  # a workload may keep a reference to the live emitter
         probe.gauge("event_queue_depth", 1)
         probe.flush()  # EPIPE: the reader is gone
         assert not probe.enabled()
         for i in range(20000):
             probe.gauge("event_queue_depth", i)  # no-ops now, buffer stays bounded
+            held("event_queue_depth", i)  # still appends, but drops a full buffer
+        assert len(probe._gauges["event_queue_depth"]) <= probe.MAX_BUFFERED + 1
         probe.flush()
         print("still alive")
         """

@@ -19,22 +19,40 @@ Inside perfmon a call validates the metric name the first time it sees it (a bad
 ``ValueError`` at the call site: it is the workload's bug) and appends the value to an
 ``array('d')`` kept for that name (a value that is not a number is converted with ``float()``,
 so ``"2.5"`` works and ``"abc"`` raises ``ValueError``). Nothing is formatted on that hot path.
-A daemon thread flushes every 100 ms (``PERFMON_FLUSH_INTERVAL`` overrides it, in seconds), the
-calling thread flushes when one name has more than ``MAX_BUFFERED`` values, and an ``atexit``
-hook flushes at exit. A flush writes protocol version 2 (``docs/protocol.md``): the
-``# PERFMON 2`` header once, then one binary frame per metric with values pending, a header
-line ``#B <name> <kind> <count>`` followed by the values as raw little-endian float64
-(``array.tobytes``), all in one ``os.write``, continued after partial writes. perfmon stamps
-the samples on receipt, so their times are within one flush interval of the calls. Text lines
+
+The probe runs no thread of its own. The calling thread flushes, inside the call, when the
+flush is due: the first emitted sample goes at once, then about every 100 ms
+(``PERFMON_FLUSH_INTERVAL`` overrides it, in seconds); it also flushes when one name has more
+than ``MAX_BUFFERED`` values, and an ``atexit`` hook flushes at exit. Reading the clock costs
+about as much as an emit, so a call compares its buffer's length with a threshold planned from
+the emit rate since the last flush and reads the clock only past it: about once per interval at
+a steady rate, every call when calls are rarer than the interval, and at most
+``CHECK_EVERY_MAX`` samples of one name late when the rate drops suddenly.
+
+A background flusher thread was measured in real py-spy profiles (docs/performance.md): any
+Python thread, even one blocked for ever in a C-level lock wait, collects 4-7% of py-spy's
+samples of a busy process (15-38% of short quickstart sessions), which a user reads as
+perfmon's cost. Without it, every probe frame in a profile
+sits under the user's own call and is real cost of that call. The price: a workload that
+emits and then computes for a long time without emitting delivers the samples buffered since
+the last flush at its next emit or at exit; it may call ``probe.flush()`` before a long quiet
+phase. perfmon stamps the samples on receipt, so their times are those of the flush.
+
+A flush writes protocol version 2 (``docs/protocol.md``): the ``# PERFMON 2`` header once,
+then one binary frame per metric with values pending, a header line
+``#B <name> <kind> <count>`` followed by the values as raw little-endian float64
+(``array.tobytes``), all in one ``os.write``, continued after partial writes. Text lines
 (``echo "name value" >&$PERFMON_FD`` from a shell) stay valid on the same channel.
 
 After ``os.fork`` the child starts with empty buffers (the parent sends what it had
-buffered, the child never sends it twice) and its own flusher thread. Once a process has
-forked, parent and child may write to the same pipe, so from then on both write frames of at
-most ``PIPE_BUF`` bytes, grouped into writes of at most ``PIPE_BUF`` bytes: POSIX makes such
-pipe writes atomic, so frames of the two processes never interleave. A child that ends with
-``os._exit`` (as ``multiprocessing`` children do) skips ``atexit`` and may lose its last
-flush interval of samples.
+buffered, the child never sends it twice) and its first sample is flushed at once. Once a
+process has forked, parent and child may write to the same pipe, so from then on both write
+frames of at most ``PIPE_BUF`` bytes, grouped into writes of at most ``PIPE_BUF`` bytes:
+POSIX makes such pipe writes atomic, so frames of the two processes never interleave. A
+child that ends with ``os._exit`` skips ``atexit``; when ``multiprocessing`` is loaded the
+child also registers a ``multiprocessing.util.Finalize`` hook, which ``multiprocessing``
+runs when a worker process ends normally (``Process`` targets, ``Pool`` workers after
+``close()``; ``terminate()`` kills workers without it), so those flush their last samples.
 
 If perfmon goes away (``EPIPE``, ``EBADF`` or any other ``OSError`` on write) the probe
 disables itself quietly and drops what it buffered: a workload never crashes because its
@@ -69,7 +87,16 @@ MAX_BUFFERED = 8192
 """Values buffered per metric before the calling thread flushes (64 KiB per metric name)."""
 
 DEFAULT_FLUSH_INTERVAL_S = 0.1
-"""Seconds between background flushes; docs/protocol.md promises receipt within ~100 ms."""
+"""Seconds after which the next emitting call flushes; docs/protocol.md: ~100 ms."""
+
+CHECK_EVERY_MAX = 64
+"""At most this many samples of one name are appended between two reads of the clock.
+
+Reading ``time.monotonic()`` costs about as much as the rest of an emit (100-200 ns here), so
+emitting calls read it only when a buffer grows past a threshold planned from the rate seen
+since the last flush (at a steady rate, about every ``CHECK_EVERY_MAX`` samples or once per
+interval, whichever is rarer: ~2 ns per sample). This bound caps how late a flush can be when
+the rate drops suddenly: at most this many more samples of one name."""
 
 MAX_NAME_LEN = 4000
 """Longest metric name accepted: the protocol drops lines over 4096 bytes, and a frame header
@@ -175,12 +202,12 @@ if _FD is None:
 
 else:
     # _thread (documented low-level threads) rather than threading, which pulls in
-    # functools, enum and friends, ~5 ms of import.
+    # functools, enum and friends, ~5 ms of import. Only its lock is used: no thread.
     import _thread
     import atexit
     import sys
-    import time
     from array import array
+    from time import monotonic as _monotonic
 
     # Metric names are [a-zA-Z_:][a-zA-Z0-9_:]* (docs/protocol.md, Prometheus' data model);
     # checked with str methods rather than re, which costs ~10 ms of import.
@@ -204,6 +231,10 @@ else:
     _header_sent = False
     _forked = False
     _alive = True
+    _due = 0.0  # time.monotonic() from which the next emitting call flushes; 0: at once
+    _flushed_at = 0.0  # time.monotonic() of the last flush
+    _check_at = 0  # an emit that leaves a buffer longer than this reads the clock (_check)
+    _step = 0  # samples between clock reads early after a flush (see _check)
 
     def _register(name: str, kind: str, buffers: dict[str, array[float]]) -> array[float]:
         """Validate a metric name the first time it is used; return its value buffer.
@@ -230,7 +261,7 @@ else:
 
     # The four emitters below repeat one body on purpose: this is the probe's hot path (budget:
     # cheaper than prometheus_client's Gauge.set, bench/probe.py), and a shared helper would
-    # add a Python call to every emitted sample.
+    # add a Python call to every emitted sample. The due check is one C call and a compare.
     def _gauge(name: str, value: float) -> None:
         try:
             buf = _gauges[name]
@@ -240,8 +271,8 @@ else:
             buf.append(value)
         except TypeError:  # a str or other non-number: float() converts it or raises
             buf.append(float(value))
-        if len(buf) > MAX_BUFFERED:
-            _flush()
+        if len(buf) > _check_at:
+            _check(buf)
 
     def _count(name: str, n: float = 1) -> None:
         try:
@@ -252,8 +283,8 @@ else:
             buf.append(n)
         except TypeError:
             buf.append(float(n))
-        if len(buf) > MAX_BUFFERED:
-            _flush()
+        if len(buf) > _check_at:
+            _check(buf)
 
     def _observe(name: str, value: float) -> None:
         try:
@@ -264,8 +295,8 @@ else:
             buf.append(value)
         except TypeError:
             buf.append(float(value))
-        if len(buf) > MAX_BUFFERED:
-            _flush()
+        if len(buf) > _check_at:
+            _check(buf)
 
     def _value(name: str, value: float) -> None:
         try:
@@ -276,8 +307,8 @@ else:
             buf.append(value)
         except TypeError:
             buf.append(float(value))
-        if len(buf) > MAX_BUFFERED:
-            _flush()
+        if len(buf) > _check_at:
+            _check(buf)
 
     def _timer(name: str) -> _Timer:
         if name not in _histograms:
@@ -323,11 +354,52 @@ else:
             data = swapped.tobytes()
         return data
 
+    def _check(buf: array[float]) -> None:
+        """Flush if due or ``buf`` is full; else plan when an emit next reads the clock.
+
+        Called by an emit that left ``buf`` longer than ``_check_at``. Once a quarter of the
+        interval has passed since the last flush, the number of samples of this name expected
+        by the due time is projected from their rate since that flush, and the next check
+        comes then, but at most ``CHECK_EVERY_MAX`` samples later. Before that (a burst right
+        after a flush says little of the rate that follows it) the gap between checks grows
+        geometrically from 0 samples (0, 1, 3, 7, ...): a burst of ``B`` samples then costs
+        about ``log2(B)`` clock reads, and the next check comes before ``2 B`` samples.
+        """
+        global _check_at, _step
+        if not _alive:  # perfmon went away; a caller kept a reference to an emitter
+            del buf[:]  # drop, so memory stays bounded
+            return
+        n = len(buf)
+        now = _monotonic()
+        if now >= _due or n > MAX_BUFFERED:
+            _flush()
+            return
+        elapsed = now - _flushed_at
+        if elapsed * 4 < _interval:
+            _check_at = min(n + _step, MAX_BUFFERED)
+            _step = min(2 * _step + 1, CHECK_EVERY_MAX)
+            return
+        expected = int(n * _interval / elapsed)
+        _check_at = max(n, min(expected - 1, n + CHECK_EVERY_MAX, MAX_BUFFERED))
+
     def _flush() -> None:
-        global _header_sent
+        global _header_sent, _due, _flushed_at, _check_at, _step
         with _lock:
             if not _alive:
                 return
+            now = _monotonic()
+            # Plan the first clock read after this flush from the rate since the last one: the
+            # longest buffer's count scaled to one interval (0: check at the next emit). A
+            # flush that came late (the rate fell) scales it down in proportion.
+            longest = max((len(b) for bs in _BUFFERS for b in bs.values()), default=0)
+            if _flushed_at and longest:
+                expected = int(longest * _interval / max(now - _flushed_at, 1e-9))
+                _check_at = max(0, min(expected - 1, CHECK_EVERY_MAX))
+            else:
+                _check_at = 0
+            _due = now + _interval
+            _flushed_at = now
+            _step = 0
             parts: list[bytes] = []
             forked = _forked
             for buffers in _BUFFERS:
@@ -367,19 +439,46 @@ else:
 
     def _disable() -> None:
         """Stop sending: rebind the public functions to no-ops and drop the buffers."""
-        global _alive, gauge, count, observe, value, timer, flush
+        global _alive, gauge, count, observe, value, timer, flush, _check_at
         _alive = False
         _clear()
+        _check_at = MAX_BUFFERED  # emitters still referenced drop their buffer when it is full
         gauge, count, observe, value = _noop_gauge, _noop_count, _noop_observe, _noop_value
         timer, flush = _noop_timer, _noop_flush
 
-    def _flusher() -> None:
-        while _alive:
-            time.sleep(_interval)
-            _flush()
+    class _MpAnchor:
+        """A weak-referenceable object for ``multiprocessing.util.register_after_fork``."""
 
-    def _start_flusher() -> None:
-        _thread.start_new_thread(_flusher, ())  # dies with the interpreter, like a daemon
+    _MP_ANCHOR = _MpAnchor()
+
+    def _hook_multiprocessing_child() -> None:
+        """Flush when a ``multiprocessing`` child ends normally (it skips ``atexit``).
+
+        A forked ``multiprocessing`` child runs ``Process._bootstrap``, which clears the
+        finalizer registry, runs the after-fork hooks (``util.register_after_fork``), runs the
+        target, then calls ``util._exit_function()`` (the finalizers with an ``exitpriority``)
+        before ``os._exit``. So the fork hook registers an after-fork hook, and that one the
+        ``Finalize``. Only done when ``multiprocessing.util`` is already imported: the probe
+        never imports it itself.
+        """
+        util = sys.modules.get("multiprocessing.util")
+        register = getattr(util, "register_after_fork", None)
+        if register is None:
+            return
+        try:
+            register(_MP_ANCHOR, _register_mp_finalizer)
+        except Exception:  # a private hook changed: losing it costs samples, never the workload
+            return
+
+    def _register_mp_finalizer(_anchor: object) -> None:
+        util = sys.modules.get("multiprocessing.util")
+        try:
+            util.Finalize(None, _flush_at_exit, exitpriority=0)  # type: ignore[union-attr]
+        except Exception:  # see _hook_multiprocessing_child
+            return
+
+    def _flush_at_exit() -> None:
+        flush()
 
     def _before_fork() -> None:
         _lock.acquire()  # no flush half-done in the child's copy of this module's state
@@ -390,12 +489,13 @@ else:
         _lock.release()
 
     def _after_fork_in_child() -> None:
-        global _forked, _lock
+        global _forked, _lock, _due, _flushed_at, _check_at, _step
         _forked = True
         _clear()  # the parent sends what it had buffered
         _lock = _thread.allocate_lock()
+        _due, _flushed_at, _check_at, _step = 0.0, 0.0, 0, 0  # the child's first sample: at once
         if _alive:
-            _start_flusher()
+            _hook_multiprocessing_child()
 
     gauge = _gauge
     count = _count
@@ -413,8 +513,7 @@ else:
         after_in_parent=_after_fork_in_parent,
         after_in_child=_after_fork_in_child,
     )
-    atexit.register(lambda: flush())
-    _start_flusher()
+    atexit.register(_flush_at_exit)
 
 
 class _Timer:
@@ -511,7 +610,12 @@ Returns:
 Raises:
     ValueError: the name is invalid or already used with another kind (inside perfmon only).
 """
-_FLUSH_DOC = """Send everything buffered now (normally done every 100 ms and at exit)."""
+_FLUSH_DOC = """Send everything buffered now.
+
+Emitting calls flush by themselves when 100 ms have passed since the last flush, and an
+``atexit`` hook flushes at exit; call this before a long phase that emits nothing, so that the
+samples buffered before it reach perfmon now rather than at the next emit.
+"""
 
 
 def _set_docs() -> None:

@@ -169,7 +169,15 @@ class SessionResult:
         peak_rss_bytes: the largest of the process tree's sampled RSS (psutil), the leader's
             kernel high-water mark (VmHWM), and ru_maxrss only where it exceeds perfmon's own
             RSS at spawn (the kernel carries the parent's RSS into a forked child's ru_maxrss);
-            None when nothing could be measured (a very short session).
+            None when nothing could be measured (a very short session). RSS counts pages
+            shared between the tree's processes once per process (see ``peak_pss_bytes``).
+        peak_pss_bytes: the largest sampled sum of the tree's proportional set sizes (shared
+            pages split among the processes mapping them), bytes; read often in the first
+            second, then at most once a second (a page-table walk; less often for large trees,
+            keeping it under 1% of wall time), so a short spike between reads is missed. None when
+            never read (no ``/proc/<pid>/smaps_rollup``, or ended before the first read).
+        peak_uss_bytes: the largest sampled sum of the tree's unique set sizes (pages private
+            to each process), bytes; read with ``peak_pss_bytes``.
         malformed: probe protocol lines that could not be decoded and were dropped.
         samples: probe samples received from the workload.
         error: a human-readable reason for START_FAILED, TIMEOUT and the like.
@@ -186,6 +194,8 @@ class SessionResult:
     wall_s: float | None = None
     cpu_s: float | None = None
     peak_rss_bytes: int | None = None
+    peak_pss_bytes: int | None = None
+    peak_uss_bytes: int | None = None
     malformed: int = 0
     samples: int = 0
     error: str = ""

@@ -55,6 +55,19 @@ METHOD = {
     ),
 }
 
+MEMORY_NOTE = (
+    "Peak RSS is the sum of the resident set sizes of a session's process tree: pages shared "
+    "between its processes (a forked worker pool's copy-on-write heap, shared libraries) are "
+    "counted once per process, so for a multi-process session it overstates the footprint. "
+    "session_peak_pss_bytes (proportional set size: each shared page split among the processes "
+    "mapping it) and session_peak_uss_bytes (unique set size: pages private to each process), "
+    "in the metric table, do not double-count; they are read from /proc/<pid>/smaps_rollup "
+    "often in a session's first second, then at most once a second (less often for large trees, "
+    "so that reading stays under 1% of the wall time), so a spike between reads can be missed."
+)
+"""What the memory figures are (issue 10 point 6); in report.json as ``method.peak_rss_bytes``."""
+METHOD["peak_rss_bytes"] = MEMORY_NOTE
+
 
 def _num(x: float | int | None) -> float | None:
     """A finite float for JSON, or None."""
@@ -684,6 +697,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         else:
             out.append(f"Measured sessions (status ok, not warm-up): {NO_DATA}.")
         out.append("")
+        if key == "peak_rss_bytes":
+            out += [MEMORY_NOTE, ""]
 
     out += ["### Failed sessions", ""]
     if ses["failed"]:

@@ -479,6 +479,13 @@ class Runner:
                     t, sid, "session_peak_rss_bytes", float(result.peak_rss_bytes), MetricKind.VALUE
                 )
             )
+        # RSS of a tree counts shared pages once per process; PSS and USS do not.
+        for name, peak in (
+            ("session_peak_pss_bytes", result.peak_pss_bytes),
+            ("session_peak_uss_bytes", result.peak_uss_bytes),
+        ):
+            if peak is not None:
+                out.append(Sample(t, sid, name, float(peak), MetricKind.VALUE))
         return out
 
     # ----------------------------------------------------------------- noise

@@ -55,7 +55,7 @@ from perfmon.core.model import MetricKind, Sample, SessionResult, SessionSpec, S
 from perfmon.core.protocol import PROTOCOL_VERSION, Decoder
 from perfmon.core.text import strip_terminal_escapes  # noqa: F401 - re-export
 from perfmon.engine import keeper as _keeper_mod
-from perfmon.engine.sampler import process_peak_rss, process_tree_rss
+from perfmon.engine.sampler import TreeMemorySampler, process_peak_rss, process_tree_rss
 
 _READ_SIZE = 1 << 20  # bytes per os.read of a pipe
 _PIPE_SIZE = 1 << 20  # requested pipe capacity (Linux F_SETPIPE_SZ; default max 1 MiB)
@@ -620,6 +620,7 @@ class Supervisor:
         assert run.pid is not None
         early = [d for d in EARLY_SAMPLES_S if d < self.sample_interval_s]
         previous = 0.0
+        tree_memory = TreeMemorySampler()  # PSS/USS: a page-table walk, <= 1% of wall, a thread
         while True:
             if early:
                 delay = early.pop(0)
@@ -635,6 +636,11 @@ class Supervisor:
                 result.peak_rss_bytes = run.sampled_peak
                 sample = Sample(time.time(), run.spec.id, "rss_bytes", float(rss), MetricKind.GAUGE)
                 self._on_samples(SampleBatch.from_samples([sample]))
+            if rss > 0 and tree_memory.due():
+                loop = asyncio.get_running_loop()
+                if await loop.run_in_executor(None, tree_memory.read, run.pid) is not None:
+                    result.peak_pss_bytes = tree_memory.peak_pss_bytes
+                    result.peak_uss_bytes = tree_memory.peak_uss_bytes
             self._on_update(result)
 
     async def _idle_watch(self, run: _Running, idle_s: float) -> None:
