@@ -172,7 +172,7 @@ def write_run_report(
     recorded, data = evaluate_recorded_gates_by_set(gates, run_dir)
     v = verdict(recorded.run).value if recorded.run else GateState.PASS.value
     report = build_report(data, recorded.run, verdict=v, set_results=recorded.per_set)
-    md, _ = write_report(run_dir, report)
+    md, _ = write_report(run_dir, report, data=data)
     return md, v, list(recorded.run)
 
 
