@@ -127,8 +127,20 @@ def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100)
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.28)
+    fig.subplots_adjust(left=0.13, right=0.98, top=0.9, bottom=0.28)
     return fig
+
+
+def _unit_axis(ax: Any, metric: str) -> None:
+    """Tick labels in the metric's unit (``perfmon.core.units.format_quantity``: 1.5 ms, 2 MiB)."""
+    from matplotlib.ticker import FuncFormatter
+
+    from perfmon.core.model import Dimension, metric_dimension
+    from perfmon.core.units import format_quantity
+
+    dim = metric_dimension(metric)
+    if dim is not Dimension.NONE:
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: format_quantity(y, dim)))
 
 
 def _svg_img(fig: Any, alt: str) -> str:
@@ -184,7 +196,7 @@ def _distribution_chart(
                 ax.scatter(x, arr, s=8, color=colour, alpha=0.6, linewidths=0)
             ax.scatter([], [], color=colour, label=variant)
         ax.set_xticks(range(n_groups), [label for label, _ in groups], rotation=20, ha="right")
-        ax.set_ylabel(metric)
+        _unit_axis(ax, metric)
         ax.set_title(f"{metric}: one value per measured session")
         ax.grid(axis="y", alpha=0.3)
         if variants:
@@ -211,9 +223,15 @@ def _time_chart(
             if x.size <= 2:
                 ax.plot(x, vmean, "o", color=colour, label=label)
                 continue
-            ax.plot(x, vmean, color=colour, linewidth=1, label=label)
+            # Break the line where the series pauses (between sessions): no slope is drawn
+            # through time with no samples.
+            dx = np.diff(x)
+            gaps = np.flatnonzero(dx > 5 * max(float(np.median(dx)), 1e-9)) + 1
+            xs, vmins, vmeans, vmaxs = (np.insert(a, gaps, np.nan) for a in (x, vmin, vmean, vmax))
+            style = "-o" if x.size <= 200 else "-"
+            ax.plot(xs, vmeans, style, color=colour, linewidth=1, markersize=3, label=label)
             if np.any(vmax > vmin):
-                ax.fill_between(x, vmin, vmax, color=colour, alpha=0.15, linewidth=0)
+                ax.fill_between(xs, vmins, vmaxs, color=colour, alpha=0.15, linewidth=0)
         for c in changes:
             colour = _STATE_COLOUR.get(str(c.get("new")), "#57606a")
             ax.axvline(float(c["t"]) - t0, color=colour, linestyle="--", linewidth=1)
@@ -228,11 +246,11 @@ def _time_chart(
                 color=colour,
             )
         ax.set_xlabel("seconds since the run started")
-        ax.set_ylabel(metric)
+        _unit_axis(ax, metric)
         ax.set_title(f"{metric} over time (min/mean/max per time bucket)")
         ax.grid(alpha=0.3)
         if series:
-            ax.legend(loc="upper left", fontsize="small")
+            ax.legend(loc="best", fontsize="small")
         return _svg_img(fig, f"{metric} over time")
 
 
@@ -369,6 +387,16 @@ def _time_series(data: RunData, report: Mapping[str, Any]) -> list[str]:
     return charts
 
 
+def _q(value: Any, row: Mapping[str, Any]) -> str:
+    """A median in its metric's unit (1.5 ms, 10.3 MiB), "–" when missing."""
+    from perfmon.core.model import metric_dimension
+    from perfmon.core.units import format_quantity
+
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return "–"
+    return format_quantity(float(value), metric_dimension(str(row.get("metric"))))
+
+
 def _comparison(report: Mapping[str, Any]) -> str:
     section = report.get("comparison") or {}
     rows = section.get("rows") or []
@@ -391,8 +419,8 @@ def _comparison(report: Mapping[str, Any]) -> str:
                 _e(r.get("group")),
                 _e(r.get("metric")),
                 _e(r.get("b_label")),
-                _e(f"{_fmt(r.get('a_median'))} (n={r.get('a_n')}, out={r.get('a_outliers')})"),
-                _e(f"{_fmt(r.get('b_median'))} (n={r.get('b_n')}, out={r.get('b_outliers')})"),
+                _e(f"{_q(r.get('a_median'), r)} (n={r.get('a_n')}, out={r.get('a_outliers')})"),
+                _e(f"{_q(r.get('b_median'), r)} (n={r.get('b_n')}, out={r.get('b_outliers')})"),
                 _e(speedup),
                 _e(change),
                 _e(_fmt(r.get("p_value"))),
@@ -475,8 +503,24 @@ def render_html(report: Mapping[str, Any], data: RunData) -> str:
     machine = report.get("machine")
     if isinstance(machine, Mapping) and machine.get("line"):
         parts.append(f"<p>{_e(machine['line'])}</p>")
+    parts.append(
+        '<p class="note">'
+        + " · ".join(
+            f'<a href="#{i}">{t}</a>'
+            for i, t in (
+                ("gates", "Gates"),
+                ("sessions", "Sessions"),
+                ("distributions", "Distributions"),
+                ("time", "Over time"),
+                ("comparison", "Comparison"),
+                ("flames", "Flame graphs"),
+                ("recording", "Recording"),
+            )
+        )
+        + "</p>"
+    )
 
-    parts.append("<h2>Gates</h2>")
+    parts.append('<h2 id="gates">Gates</h2>')
     parts.append(_gate_table(report.get("gates") or []))
     for set_name, gates in (report.get("gates_by_set") or {}).items():
         parts.append(f"<h3>Set {_e(set_name)}</h3>")
@@ -500,7 +544,7 @@ def render_html(report: Mapping[str, Any], data: RunData) -> str:
         parts.append("<p>No gate changed state while the run was watched live.</p>")
 
     sessions = report.get("sessions") or {}
-    parts.append("<h2>Sessions</h2>")
+    parts.append('<h2 id="sessions">Sessions</h2>')
     counts = ", ".join(f"{v} {k}" for k, v in (sessions.get("by_status") or {}).items())
     parts.append(
         f"<p>{_e(sessions.get('total', 0))} sessions ({_e(counts or 'none')}), "
@@ -517,23 +561,23 @@ def render_html(report: Mapping[str, Any], data: RunData) -> str:
             )  # fmt: skip
         )
 
-    parts.append("<h2>Distributions per variant</h2>")
+    parts.append('<h2 id="distributions">Distributions per variant</h2>')
     dist = _distributions(data)
     parts += dist or ["<p>No measured session has a value to show.</p>"]
 
-    parts.append("<h2>Gated metrics over time</h2>")
+    parts.append('<h2 id="time">Gated metrics over time</h2>')
     series = _time_series(data, report)
     parts += series or ["<p>No gated metric has samples.</p>"]
 
-    parts.append("<h2>Comparison</h2>")
+    parts.append('<h2 id="comparison">Comparison</h2>')
     parts.append(_comparison(report))
 
     flames = _flames(data.run_dir)
-    parts.append("<h2>Flame graphs</h2>")
+    parts.append('<h2 id="flames">Flame graphs</h2>')
     parts += flames or ["<p>No profile was recorded.</p>"]
 
     rec = report.get("recording") or {}
-    parts.append("<h2>Recording</h2><ul>")
+    parts.append('<h2 id="recording">Recording</h2><ul>')
     parts.append(f"<li>{_e(_fmt(rec.get('samples')))} samples</li>")
     for p in rec.get("problems") or []:
         parts.append(f"<li>Problem: {_e(p)}</li>")
