@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from synthetic_runs import normal_walls, record_run
 
 from perfmon.cli import main
 from perfmon.core.gates import GateSyntaxError
@@ -14,6 +13,7 @@ from perfmon.engine.compare import apply_baseline_run, judge_fail_if, omit_varia
 from perfmon.engine.recorded import evaluate_recorded
 from perfmon.engine.recorder import read_run
 from perfmon.engine.runner import stats_options, write_run_report
+from synthetic_runs import normal_walls, record_run
 
 N = 12
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from synthetic_runs import normal_walls, record_run
 
 from perfmon.cli import main
 from perfmon.core.model import GateResult, GateState, SessionResult, SessionSpec, SessionStatus
@@ -23,6 +22,7 @@ from perfmon.engine.exporters.html_report import downsample
 from perfmon.engine.exporters.junit_report import render_junit
 from perfmon.engine.recorder import read_run
 from perfmon.engine.report import build_report, write_report
+from synthetic_runs import normal_walls, record_run
 
 HOSTILE = '<script>alert("x")</script>=cmd|"/c calc"'
 

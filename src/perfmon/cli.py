@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="EXPR",
         help=(
             'exit 1 when the data shows this gate expression, e.g. "regression(session_seconds)'
-            ' > 5%%" (run A\'s sessions the baseline, run B\'s the candidate); repeatable'
+            " > 5%%\" (run A's sessions the baseline, run B's the candidate); repeatable"
         ),
     )
 

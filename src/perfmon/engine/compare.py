@@ -30,17 +30,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ComparisonRow",
+    "FailIfResult",
+    "apply_baseline_run",
+    "combine_runs",
     "compare_runs",
     "comparison_section",
+    "judge_fail_if",
+    "omit_variants",
     "render_comparison_md",
     "render_rows_markdown",
     "render_rows_text",
     "source_from_run",
-    "FailIfResult",
-    "apply_baseline_run",
-    "combine_runs",
-    "judge_fail_if",
-    "omit_variants",
 ]
 
 SESSION_METRICS = ("session_seconds", "session_cpu_seconds", "session_peak_rss_bytes")
@@ -333,7 +333,9 @@ def to_json(rows: Sequence[ComparisonRow], meta: dict[str, Any]) -> str:
 
 # -- CI against a stored run: compare --fail-if and run --baseline-run -------------------------
 
-_OMITTED_VARIANTS_RE = re.compile(r"^\s*(speedup|regression)\s*\(\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*\)")
+_OMITTED_VARIANTS_RE = re.compile(
+    r"^\s*(speedup|regression)\s*\(\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*\)"
+)
 
 BASE_LABEL = "baseline"
 """With variants omitted (``regression(session_seconds) > 5%``), BASE's sessions play this."""
@@ -502,10 +504,11 @@ def judge_fail_if(
             def pooled(row: dict[str, Any]) -> dict[str, Any]:
                 return {**row, "set_name": "all"}
 
+            only_b = [s for s in new.sessions if s.get("variant") == b]
             data = combine_runs(
                 base,
-                dataclasses.replace(new, sessions=[s for s in new.sessions if s.get("variant") == b]),
-                base_sessions=lambda s: s.get("variant") == a,
+                dataclasses.replace(new, sessions=only_b),
+                base_sessions=lambda s, a=a: s.get("variant") == a,
                 relabel_base=pooled,
                 relabel_new=pooled,
             )  # fmt: skip
@@ -576,9 +579,7 @@ def apply_baseline_run(
         a = lhs.a
         combined = combine_runs(
             base,
-            dataclasses.replace(
-                data, sessions=[s for s in data.sessions if s.get("variant") != a]
-            ),
+            dataclasses.replace(data, sessions=[s for s in data.sessions if s.get("variant") != a]),
             base_sessions=lambda s, a=a: s.get("variant") == a and str(s.get("set_name")) in sets,
         )
         again = evaluate_recorded([g], combined, stats)

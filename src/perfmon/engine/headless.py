@@ -29,7 +29,6 @@ from perfmon.core.units import format_bytes, format_duration, format_seconds
 from perfmon.engine.runner import Runner, RunOutcome
 from perfmon.engine.supervisor import strip_terminal_escapes
 
-
 HEARTBEAT_S = 30.0
 """A progress line is printed whenever this long passed without any line (some CI systems
 kill a job that is silent for a few minutes)."""

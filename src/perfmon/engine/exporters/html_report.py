@@ -32,7 +32,7 @@ import numpy as np
 if TYPE_CHECKING:
     from perfmon.engine.recorder import RunData
 
-__all__ = ["render_html", "downsample"]
+__all__ = ["downsample", "render_html"]
 
 TIME_BUCKETS = 600
 """A time series is drawn from at most this many (min, mean, max) buckets."""
@@ -356,10 +356,10 @@ def _time_series(data: RunData, report: Mapping[str, Any]) -> list[str]:
         for s in data.sessions
         if isinstance(s.get("id"), int) and not s.get("warmup")
     }
-    warm = pa.array(
-        sorted(int(s["id"]) for s in data.sessions if s.get("warmup") and isinstance(s.get("id"), int)),
-        pa.int32(),
-    )  # fmt: skip
+    warm_ids = [
+        int(s["id"]) for s in data.sessions if s.get("warmup") and isinstance(s.get("id"), int)
+    ]
+    warm = pa.array(sorted(warm_ids), pa.int32())
     charts = []
     t0_default = None
     for metric in list(gated)[:MAX_METRIC_CHARTS]:
@@ -441,7 +441,7 @@ def _comparison(report: Mapping[str, Any]) -> str:
 
 
 def _flames(run_dir: Path) -> list[str]:
-    from perfmon.engine.flame_export import PROFILES_DIR
+    from perfmon.engine.profiler import PROFILES_DIR
 
     folder = Path(run_dir) / PROFILES_DIR
     try:
@@ -491,7 +491,7 @@ def render_html(report: Mapping[str, Any], data: RunData) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "img-src data:; style-src 'unsafe-inline'\">",
         f"<title>perfmon report: {_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>perfmon report: {_e(title)}</h1>",
@@ -533,12 +533,16 @@ def render_html(report: Mapping[str, Any], data: RunData) -> str:
             _table(
                 ["Since start (s)", "Gate", "Change", "Reason"],
                 [
-                    [_e(_fmt(c.get("since_start_s"))), _e(c.get("gate")),
-                     f"{_state(c.get('old'))} → {_state(c.get('new'))}", _e(c.get("reason"))]
+                    [
+                        _e(_fmt(c.get("since_start_s"))),
+                        _e(c.get("gate")),
+                        f"{_state(c.get('old'))} → {_state(c.get('new'))}",
+                        _e(c.get("reason")),
+                    ]
                     for c in shown
                 ],
                 {0},
-            )  # fmt: skip
+            )
         )
     else:
         parts.append("<p>No gate changed state while the run was watched live.</p>")
@@ -555,10 +559,18 @@ def render_html(report: Mapping[str, Any], data: RunData) -> str:
         parts.append(
             _table(
                 ["Session", "Workload", "Variant", "Status", "Error"],
-                [[_e(f.get("id")), _e(f.get("workload")), _e(f.get("variant")),
-                  _e(f.get("status_text")), _e(f.get("error"))] for f in failed],
+                [
+                    [
+                        _e(f.get("id")),
+                        _e(f.get("workload")),
+                        _e(f.get("variant")),
+                        _e(f.get("status_text")),
+                        _e(f.get("error")),
+                    ]
+                    for f in failed
+                ],
                 {0},
-            )  # fmt: skip
+            )
         )
 
     parts.append('<h2 id="distributions">Distributions per variant</h2>')

@@ -44,9 +44,7 @@ def _details(g: Mapping[str, Any]) -> str:
     )
 
 
-def _suite(
-    root: ET.Element, name: str, classname: str, gates: Sequence[Mapping[str, Any]]
-) -> None:
+def _suite(root: ET.Element, name: str, classname: str, gates: Sequence[Mapping[str, Any]]) -> None:
     failures = sum(1 for g in gates if g.get("state") != "pass")
     suite = ET.SubElement(
         root,
