@@ -167,7 +167,9 @@ def test_one_failing_format_costs_nothing_else(
         return real(fmt, rep, data)
 
     monkeypatch.setattr(exporters, "render", broken)
+    (run_dir / "report.html").write_text("an older export")
     written, failed = exporters.write_exports(run_dir, report)
+    assert not (run_dir / "report.html").exists()  # no stale page next to the new report
     assert set(failed) == {"html"} and "matplotlib" in failed["html"]
     assert {p.name for p in written} == {"report.csv", "junit.xml"}
     md, js = write_report(run_dir, report)  # md and json never depend on the others
@@ -202,3 +204,27 @@ def test_cli_report_formats(run: tuple[Path, dict[str, Any]], capsys, tmp_path: 
     assert main(["report", str(run_dir), "--format", "csv"]) == 0
     assert (run_dir / "report.csv").exists() and not (run_dir / "report.md").exists()
     assert main(["report", str(run_dir), "--format", "csv", "--format", "md", "-o", "x"]) == 2
+
+
+@pytest.mark.slow
+def test_html_marks_gate_changes_and_embeds_flame_graphs(
+    run: tuple[Path, dict[str, Any]],
+) -> None:
+    import base64
+
+    run_dir, report = run
+    flame = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><text>hot</text></svg>'
+    (run_dir / "profiles").mkdir(exist_ok=True)
+    (run_dir / "profiles" / "variant-candidate.svg").write_text(flame)
+    t0 = report["timing"]["started_t"]
+    changes = [{"t": t0 + 2.0, "gate": "Queue|depth", "old": "pending", "new": "fail",
+                "reason": "max = 9", "since_start_s": 2.0}]  # fmt: skip
+    page = exporters.render(
+        "html", dict(report, gate_changes={"changes": changes}), read_run(run_dir)
+    )
+    assert "<h3>variant-candidate</h3>" in page
+    assert base64.b64encode(flame.encode()).decode() in page
+    charts = dict(re.findall(r'alt="([^"]*)" src="data:image/svg\+xml;base64,([^"]+)"', page))
+    svg = base64.b64decode(charts["event_queue_depth over time"]).decode()
+    assert "Queue|depth: fail" in svg  # the change is marked on the gated metric's chart
+    assert "Queue|depth: fail" not in base64.b64decode(charts["session_seconds over time"]).decode()

@@ -589,7 +589,12 @@ def _report(args: argparse.Namespace) -> int:
     if args.formats or args.output is not None:
         return _report_formats(args, manifest)
     md, v, _ = write_run_report(args.run_dir, manifest["campaign"]["gates"])
-    print(f"report: {md}\n        {md.with_suffix('.json')}\nverdict: {v.upper()}")
+    others = [
+        md.with_name(name)
+        for name in ("report.json", "report.html", "report.csv", "junit.xml")
+        if md.with_name(name).is_file()
+    ]
+    print("report: " + "\n        ".join(str(p) for p in [md, *others]) + f"\nverdict: {v.upper()}")
     return 0
 
 

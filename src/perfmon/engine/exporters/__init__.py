@@ -18,6 +18,7 @@ returned, not raised.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -110,7 +111,8 @@ def write_exports(
 
     Returns:
         ``(written, failed)``: the paths written, and format -> error text for those that could
-        not be written (logged too). Never raises for one format's failure.
+        not be written (logged too; an older file of that format is removed, so that no stale
+        report stays next to a new report.md). Never raises for one format's failure.
     """
     from perfmon.engine.recorder import atomic_write_text
 
@@ -129,4 +131,8 @@ def write_exports(
         except Exception as exc:  # one format must never cost the run the others
             log.exception("could not write the %s report", fmt)
             failed[fmt] = f"{type(exc).__name__}: {exc}"
+            # An older file of this format (an export made mid-run) would now disagree with
+            # report.md: remove it rather than leave a stale report behind.
+            with contextlib.suppress(OSError):
+                (run_dir / FILE_NAMES[fmt]).unlink(missing_ok=True)
     return written, failed
