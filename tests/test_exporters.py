@@ -228,3 +228,20 @@ def test_html_marks_gate_changes_and_embeds_flame_graphs(
     svg = base64.b64decode(charts["event_queue_depth over time"]).decode()
     assert "Queue|depth: fail" in svg  # the change is marked on the gated metric's chart
     assert "Queue|depth: fail" not in base64.b64decode(charts["session_seconds over time"]).decode()
+
+
+@pytest.mark.slow
+def test_damaged_session_rows_cost_a_section_never_the_report(
+    run: tuple[Path, dict[str, Any]],
+) -> None:
+    import dataclasses
+
+    run_dir, report = run
+    data = read_run(run_dir)
+    damaged = [{"id": "x", "workload": 5, "params": [1], "wall_s": "fast"}, {"id": 3}]
+    bad = dataclasses.replace(data, sessions=[*data.sessions, *damaged])
+    rows = list(csv.DictReader(io.StringIO(exporters.render("csv", report, bad))))
+    assert rows[len(data.sessions)]["session_id"] == "" and rows[len(data.sessions)]["wall_s"] == ""
+    page = exporters.render("html", report, bad)
+    assert "Could not draw this section: ValueError" in page
+    assert ">Comparison</h2>" in page and "Verdict: FAIL" in page

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from perfmon.engine.recorder import RunData
 
 __all__ = ["downsample", "render_html"]
+
+log = logging.getLogger(__name__)
 
 TIME_BUCKETS = 600
 """A time series is drawn from at most this many (min, mean, max) buckets."""
@@ -468,6 +471,19 @@ def _flames(run_dir: Path) -> list[str]:
     return out
 
 
+def _section(build: Any, *args: Any) -> list[str]:
+    """A chart section, or one line saying why it could not be drawn: damaged rows that the
+    readers let through cost the page one section, never the whole report."""
+    try:
+        result: list[str] = build(*args)
+        return result
+    except Exception as exc:
+        log.exception("report.html: %s failed", getattr(build, "__name__", build))
+        return [
+            f'<p class="note">Could not draw this section: {_e(type(exc).__name__)}: {_e(exc)}</p>'
+        ]
+
+
 def render_html(report: Mapping[str, Any], data: RunData) -> str:
     """Render report.html.
 
@@ -574,11 +590,11 @@ def render_html(report: Mapping[str, Any], data: RunData) -> str:
         )
 
     parts.append('<h2 id="distributions">Distributions per variant</h2>')
-    dist = _distributions(data)
+    dist = _section(_distributions, data)
     parts += dist or ["<p>No measured session has a value to show.</p>"]
 
     parts.append('<h2 id="time">Gated metrics over time</h2>')
-    series = _time_series(data, report)
+    series = _section(_time_series, data, report)
     parts += series or ["<p>No gated metric has samples.</p>"]
 
     parts.append('<h2 id="comparison">Comparison</h2>')
