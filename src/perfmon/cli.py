@@ -132,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start the run in the background, print its id and how to attach, and return",
     )
+    run.add_argument(
+        "--baseline-run",
+        type=Path,
+        metavar="DIR",
+        help=(
+            "judge the statistical gates (speedup, regression) against this recorded run's "
+            "sessions of the baseline variant (implies --headless)"
+        ),
+    )
 
     attach = sub.add_parser(
         "attach",
@@ -165,6 +174,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="(re)write the report of a run directory")
     report.add_argument("run_dir", type=Path, help="a run directory (runs/<timestamp>-<campaign>)")
+    report.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        choices=("md", "json", "html", "csv", "junit", "github"),
+        metavar="FORMAT",
+        help=(
+            "write only this format (md, json, html, csv, junit, github; repeatable); default: "
+            "md, json, html, csv and junit into the run directory. github goes to stdout"
+        ),
+    )
+    report.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write the (single) --format to FILE instead ('-': stdout)",
+    )
 
     cmp_ = sub.add_parser(
         "compare",
@@ -182,6 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--test", choices=("mannwhitney", "welch"), help="significance test")
     cmp_.add_argument("--seed", type=int, help="bootstrap seed")
     cmp_.add_argument("--resamples", type=int, help="bootstrap resamples")
+    cmp_.add_argument(
+        "--fail-if",
+        dest="fail_if",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help=(
+            'exit 1 when the data shows this gate expression, e.g. "regression(session_seconds)'
+            " > 5%%\" (run A's sessions the baseline, run B's the candidate); repeatable"
+        ),
+    )
 
     daemon = sub.add_parser("_daemon", help=argparse.SUPPRESS)
     daemon.add_argument("campaign")
@@ -280,10 +318,18 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(f"cannot create a run directory in {runs_dir}: {exc}", EXIT_INCOMPLETE)
     if args.detach:
         return _start_detached(args, run_dir)
+    if args.baseline_run is not None:
+        if not (args.baseline_run / "manifest.json").is_file():
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+            return _fail(f"--baseline-run {args.baseline_run}: not a run directory")
+        if not args.headless:
+            print("perfmon: --baseline-run runs headless", file=sys.stderr)
+            args.headless = True
     if args.headless:
         from perfmon.engine.headless import run_headless
 
-        return run_headless(campaign, run_dir)
+        return run_headless(campaign, run_dir, baseline_run=args.baseline_run)
     return _run_with_viewer(args, run_dir)
 
 
@@ -570,11 +616,57 @@ def _report(args: argparse.Namespace) -> int:
         return _fail(f"{manifest_path}: not a readable run manifest: {exc}")
     except (KeyError, TypeError) as exc:
         return _fail(f"{manifest_path}: not a perfmon run manifest (campaign.gates: {exc})")
+    if args.formats or args.output is not None:
+        return _report_formats(args, manifest)
     try:
         md, v, _ = write_run_report(args.run_dir, gates)
     except (KeyError, TypeError, ValueError) as exc:  # gates of a damaged manifest
         return _fail(f"{manifest_path}: damaged run manifest ({type(exc).__name__}: {exc})")
-    print(f"report: {md}\n        {md.with_suffix('.json')}\nverdict: {v.upper()}")
+    others = [
+        md.with_name(name)
+        for name in ("report.json", "report.html", "report.csv", "junit.xml")
+        if md.with_name(name).is_file()
+    ]
+    print("report: " + "\n        ".join(str(p) for p in [md, *others]) + f"\nverdict: {v.upper()}")
+    return 0
+
+
+def _report_formats(args: argparse.Namespace, manifest: dict[str, Any]) -> int:
+    """``perfmon report RUN --format F [-o FILE]``: render chosen formats, nothing else."""
+    from perfmon.engine.exporters import FILE_NAMES, render
+    from perfmon.engine.recorder import atomic_write_text
+    from perfmon.engine.report import build_report
+    from perfmon.engine.runner import evaluate_recorded_gates_by_set
+
+    formats = list(dict.fromkeys(args.formats or ["md"]))
+    if args.output is not None and len(formats) != 1:
+        return _fail("-o/--output takes exactly one --format")
+    try:
+        gates = manifest["campaign"]["gates"]
+        recorded, data = evaluate_recorded_gates_by_set(gates, args.run_dir)
+    except (KeyError, TypeError, ValueError, OSError) as exc:
+        return _fail(f"{args.run_dir}: cannot evaluate the run's gates: {exc}")
+    from perfmon.core.gates import verdict
+
+    v = verdict(recorded.run).value
+    report = build_report(data, recorded.run, verdict=v, set_results=recorded.per_set)
+    for fmt in formats:
+        try:
+            text = render(fmt, report, data)
+        except ImportError as exc:
+            return _fail(f"--format {fmt} needs {exc.name or exc}: pip install matplotlib")
+        target = args.output
+        if target is None and fmt == "github":
+            target = Path("-")
+        if target is not None and str(target) == "-":
+            sys.stdout.write(text)
+            continue
+        path = target if target is not None else args.run_dir / FILE_NAMES[fmt]
+        try:
+            atomic_write_text(path, text)
+        except OSError as exc:
+            return _fail(f"cannot write {path}: {exc}", EXIT_INCOMPLETE)
+        print(f"report: {path}", file=sys.stderr)
     return 0
 
 
@@ -604,6 +696,8 @@ def _compare(args: argparse.Namespace) -> int:
         options = dataclasses.replace(options, **overrides)
     except (OSError, ValueError) as exc:
         return _fail(f"compare: {exc}")
+    if args.fail_if:
+        return _compare_fail_if(args, options)
     rows, meta = compare_runs(args.run_a, args.run_b, options)
     if args.format == "json":
         print(json.dumps({**meta, "rows": [r.to_json() for r in rows]}, indent=2))
@@ -614,6 +708,30 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"A: {args.run_a}\nB: {args.run_b}\n")
         print(render_rows_text(rows, meta["options"]), end="")
     return 0
+
+
+def _compare_fail_if(args: argparse.Namespace, options: Any) -> int:
+    """``perfmon compare A B --fail-if EXPR``: 1 when the data shows a condition, else 0."""
+    from perfmon.core.gates import GateSyntaxError
+    from perfmon.engine.compare import judge_fail_if
+
+    try:
+        results = judge_fail_if(args.run_a, args.run_b, args.fail_if, options)
+    except GateSyntaxError as exc:
+        return _fail(f"--fail-if: {exc}")
+    print(f"A (baseline): {args.run_a}\nB (candidate): {args.run_b}")
+    shown = False
+    for r in results:
+        word = {
+            "shown": "SHOWN: failing",
+            "not shown": "NOT SHOWN: the data shows the opposite",
+            "undecided": "UNDECIDED: the data shows neither (not failing)",
+        }[r.outcome]
+        print(f"\nfail-if {r.expr!r}: {word}")
+        for line in r.lines:
+            print(f"  {line}")
+        shown |= r.outcome == "shown"
+    return 1 if shown else 0
 
 
 def _daemon(args: argparse.Namespace) -> int:

@@ -101,6 +101,8 @@ PERFMON_METRICS = frozenset(
         "session_seconds",
         "session_cpu_seconds",
         "session_peak_rss_bytes",
+        "session_peak_pss_bytes",
+        "session_peak_uss_bytes",
         "rss_bytes",
         "system_memory_percent",
         "system_memory_used_bytes",

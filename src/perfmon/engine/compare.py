@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ComparisonRow",
+    "FailIfResult",
+    "apply_baseline_run",
+    "combine_runs",
     "compare_runs",
     "comparison_section",
+    "judge_fail_if",
+    "omit_variants",
     "render_comparison_md",
     "render_rows_markdown",
     "render_rows_text",
@@ -323,3 +329,266 @@ def render_comparison_md(section: dict[str, Any]) -> list[str]:
 def to_json(rows: Sequence[ComparisonRow], meta: dict[str, Any]) -> str:
     """Rows and meta as a JSON document."""
     return json.dumps({**meta, "rows": [r.to_json() for r in rows]}, indent=2)
+
+
+# -- CI against a stored run: compare --fail-if and run --baseline-run -------------------------
+
+_OMITTED_VARIANTS_RE = re.compile(
+    r"^\s*(speedup|regression)\s*\(\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*\)"
+)
+
+BASE_LABEL = "baseline"
+"""With variants omitted (``regression(session_seconds) > 5%``), BASE's sessions play this."""
+
+NEW_LABEL = "candidate"
+"""... and NEW's sessions play this."""
+
+
+def _shift_samples(table: Any, offset: int) -> Any:
+    """Session samples of ``table`` with their session ids moved up by ``offset``; the
+    machine-wide samples (``SYSTEM_SESSION``) are left out (they belong to the other run)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from perfmon.core.model import SYSTEM_SESSION
+
+    if table.num_rows == 0:
+        return table
+    part = table.filter(pc.not_equal(table.column("session"), SYSTEM_SESSION))
+    shifted = pc.add(part.column("session").cast(pa.int64()), offset).cast(pa.int32())
+    return part.set_column(part.schema.get_field_index("session"), "session", shifted)
+
+
+def combine_runs(
+    base: RunData,
+    new: RunData,
+    *,
+    base_sessions: Any = None,
+    relabel_base: Any = None,
+    relabel_new: Any = None,
+) -> RunData:
+    """One ``RunData`` holding NEW's data and (some of) BASE's sessions with their samples.
+
+    BASE's session ids are moved above NEW's (``max id + 1``) so that nothing collides, and
+    BASE's machine-wide samples are dropped (they describe another run's machine).
+
+    Args:
+        base / new: the runs (``read_run``).
+        base_sessions: a predicate on a BASE session row: keep it (default: all).
+        relabel_base / relabel_new: functions mapping a session row to a new row (e.g. a
+            different ``variant``), applied after filtering (default: unchanged).
+
+    Returns:
+        A ``RunData`` whose ``run_dir`` and ``manifest`` are NEW's.
+    """
+    import dataclasses as dc
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = [int(s["id"]) for s in new.sessions if isinstance(s.get("id"), int)]
+    offset = (max(ids) + 1) if ids else 0
+    kept = [s for s in base.sessions if isinstance(s.get("id"), int)]
+    if base_sessions is not None:
+        kept = [s for s in kept if base_sessions(s)]
+    keep_ids = pa.array(sorted(int(s["id"]) for s in kept), pa.int32())
+    base_samples = base.samples
+    if base_samples.num_rows:
+        base_samples = base_samples.filter(pc.is_in(base_samples.column("session"), keep_ids))
+    shifted = _shift_samples(base_samples, offset)
+    rows = [{**s, "id": int(s["id"]) + offset} for s in kept]
+    if relabel_base is not None:
+        rows = [relabel_base(r) for r in rows]
+    new_rows = list(new.sessions)
+    if relabel_new is not None:
+        new_rows = [relabel_new(r) for r in new_rows]
+    samples = new.samples
+    if shifted.num_rows:
+        samples = pa.concat_tables([samples, shifted.cast(samples.schema)])
+    return dc.replace(new, sessions=new_rows + rows, samples=samples)
+
+
+def omit_variants(expr: str) -> tuple[str, bool]:
+    """``regression(m) > 5%`` -> ``regression(m, baseline, candidate) > 5%``.
+
+    Returns:
+        ``(expression, rewritten)``: the expression with ``BASE_LABEL`` and ``NEW_LABEL``
+        filled in when ``speedup``/``regression`` was written with a metric alone.
+    """
+    m = _OMITTED_VARIANTS_RE.match(expr)
+    if m is None:
+        return expr, False
+    func, metric = m.group(1), m.group(2)
+    return f"{func}({metric}, {BASE_LABEL}, {NEW_LABEL}){expr[m.end() :]}", True
+
+
+@dataclass(frozen=True, slots=True)
+class FailIfResult:
+    """The judgement of one ``--fail-if`` condition.
+
+    Attributes:
+        expr: the condition as given.
+        outcome: ``"shown"`` (the data shows the condition: fail the build), ``"not shown"``
+            (the data shows its opposite) or ``"undecided"`` (an interval straddles the limit,
+            or too few sessions).
+        lines: one line per group of sessions: its state and the gate's reason text.
+    """
+
+    expr: str
+    outcome: str
+    lines: tuple[str, ...]
+
+
+def judge_fail_if(
+    base_dir: Path, new_dir: Path, exprs: Sequence[str], options: StatsOptions | None = None
+) -> list[FailIfResult]:
+    """Judge ``perfmon compare BASE NEW --fail-if EXPR`` conditions.
+
+    Each condition is a gate expression (``perfmon.core.gates``), judged with the same
+    statistics as gates: ``speedup``/``regression`` by their bootstrap interval per group of
+    sessions (``perfmon.core.stats.compare``), other functions by their value. A condition is
+    *shown* when, in at least one group, the gate would pass (for an interval: the whole
+    interval on the condition's side); *not shown* when every group shows the opposite (the
+    whole interval on the other side); otherwise *undecided*.
+
+    Which sessions are compared:
+
+    - ``speedup(m) ...`` / ``regression(m) ...`` (variants omitted): BASE's sessions are the
+      baseline, NEW's the candidate, variant by variant: groups are (variant, workload, matrix
+      values), sets pooled (sets are schedules, not configurations);
+    - ``speedup(m, A, B)``: BASE's sessions of variant A against NEW's of variant B, sets
+      pooled;
+    - any other function (``max(rss_bytes) > 1GB``): NEW's data alone.
+
+    Args:
+        base_dir / new_dir: the run directories.
+        exprs: the conditions.
+        options: statistical options (default: those stored in BASE's manifest).
+
+    Returns:
+        One ``FailIfResult`` per condition, in order.
+
+    Raises:
+        perfmon.core.gates.GateSyntaxError: if a condition does not parse.
+        FileNotFoundError: if a directory is not a run directory.
+    """
+    from perfmon.core.gates import VariantComparison, parse_gate
+    from perfmon.core.model import GateState
+    from perfmon.engine.recorder import read_run
+    from perfmon.engine.runner import stats_options
+
+    base, new = read_run(base_dir), read_run(new_dir)
+    if options is None:
+        options = stats_options(base.manifest.get("campaign") or {})
+    gates = []
+    for expr in exprs:
+        text, rewritten = omit_variants(expr)
+        gates.append((expr, parse_gate(text, stats=options), rewritten))  # raises first
+    out: list[FailIfResult] = []
+    for expr, gate, rewritten in gates:
+        lhs = gate.lhs
+        if isinstance(lhs, VariantComparison) and rewritten:
+
+            def as_side(label: str) -> Any:
+                def relabel(row: dict[str, Any]) -> dict[str, Any]:
+                    return {**row, "set_name": str(row.get("variant", "")), "variant": label}
+
+                return relabel
+
+            data = combine_runs(
+                base, new, relabel_base=as_side(BASE_LABEL), relabel_new=as_side(NEW_LABEL)
+            )
+        elif isinstance(lhs, VariantComparison):
+            a, b = lhs.a, lhs.b
+
+            def pooled(row: dict[str, Any]) -> dict[str, Any]:
+                return {**row, "set_name": "all"}
+
+            only_b = [s for s in new.sessions if s.get("variant") == b]
+            data = combine_runs(
+                base,
+                dataclasses.replace(new, sessions=only_b),
+                base_sessions=lambda s, a=a: s.get("variant") == a,
+                relabel_base=pooled,
+                relabel_new=pooled,
+            )  # fmt: skip
+        else:
+            data = new
+        source = source_from_run(data)
+        ev = lhs.evaluate(source, None)
+        judged = gate.judge_groups(ev) if ev.groups else [(ev, gate.judge(ev))]
+        lines = []
+        for g, state in judged:
+            text = g.text or f"waiting: {g.waiting or 'no samples of ' + ', '.join(g.missing)}"
+            label = f"{g.label}: " if g.label and not text.startswith(g.label) else ""
+            lines.append(f"{state.value.upper():<12} {label}{text}, condition {gate.limit_text}")
+        states = [s for _, s in judged]
+        if any(s is GateState.PASS for s in states):
+            outcome = "shown"
+        elif states and all(s is GateState.FAIL for s in states):
+            outcome = "not shown"
+        else:
+            outcome = "undecided"
+        out.append(FailIfResult(expr, outcome, tuple(lines)))
+    return out
+
+
+def apply_baseline_run(
+    gates: Sequence[dict[str, Any]],
+    data: RunData,
+    recorded: Any,
+    baseline_dir: Path,
+    stats: StatsOptions,
+) -> Any:
+    """Re-judge a run's statistical gates against a recorded run (``perfmon run --baseline-run``).
+
+    For each ``speedup(m, A, B)`` / ``regression(m, A, B)`` gate, this run's sessions of the
+    baseline variant A are replaced by the recorded run's sessions of variant A in the same
+    set, workload and matrix values (sets matched by name; the recorded run's sessions of sets
+    this run does not have are left out). Variant B's sessions are this run's. Every other
+    gate keeps its result on this run's data alone. Each re-judged gate's reason starts with
+    ``baseline RUN_ID:``.
+
+    Args:
+        gates: ``[{name, expr, window_s}]`` as stored in the manifest.
+        data: this run's ``RunData``.
+        recorded: this run's ``perfmon.engine.recorded.RecordedGates``.
+        baseline_dir: the recorded run directory.
+        stats: statistical options.
+
+    Returns:
+        A ``RecordedGates`` with the statistical gates' results replaced.
+
+    Raises:
+        FileNotFoundError: if ``baseline_dir`` is not a run directory.
+        perfmon.core.gates.GateSyntaxError: if a stored gate no longer parses.
+    """
+    from perfmon.core.gates import VariantComparison, parse_gate
+    from perfmon.engine.recorded import RecordedGates, evaluate_recorded
+    from perfmon.engine.recorder import read_run
+
+    base = read_run(baseline_dir)
+    run_id = base.manifest.get("run_id", baseline_dir.name)
+    sets = {str(s.get("set_name")) for s in data.sessions}
+    run = list(recorded.run)
+    per_set = {k: list(v) for k, v in recorded.per_set.items()}
+    for i, g in enumerate(gates):
+        lhs = parse_gate(str(g["expr"]), stats=stats).lhs
+        if not isinstance(lhs, VariantComparison):
+            continue
+        a = lhs.a
+        combined = combine_runs(
+            base,
+            dataclasses.replace(data, sessions=[s for s in data.sessions if s.get("variant") != a]),
+            base_sessions=lambda s, a=a: s.get("variant") == a and str(s.get("set_name")) in sets,
+        )
+        again = evaluate_recorded([g], combined, stats)
+
+        def mark(result: Any) -> Any:
+            return dataclasses.replace(result, reason=f"baseline {run_id}: {result.reason}")
+
+        run[i] = mark(again.run[0])
+        for name, results in again.per_set.items():
+            if name in per_set:
+                per_set[name][i] = mark(results[0])
+    return RecordedGates(run=run, per_set=per_set)

@@ -1,6 +1,7 @@
 """``perfmon run --headless``: the same runner in the foreground, for CI.
 
-Prints one line per finished session and a line whenever a gate changes state, then the final
+Prints one line per finished session, a line whenever a gate changes state, and a heartbeat
+line (timestamp, elapsed, sessions done/total, ETA) after 30 s without a line, then the final
 gate table (evaluated on the full recorded data) and the report's path. The exit status is the
 verdict: 0 every gate passes, 1 a gate failed or is undecided, 3 the run could not complete.
 SIGINT and SIGTERM stop the run cleanly (the report is still written) and exit 3.
@@ -9,9 +10,14 @@ SIGINT and SIGTERM stop the run cleanly (the report is still written) and exit 3
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import json
 import signal
+import statistics
 import sys
+import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -20,19 +26,47 @@ from perfmon.core.model import GateResult, SessionResult, SessionStatus
 from perfmon.core.noise import NOISE_BACKGROUND_SHARE, NOISE_BUSY, NOISE_LIMIT
 from perfmon.core.snapshot import Snapshot
 from perfmon.core.text import strip_terminal_escapes
-from perfmon.core.units import format_bytes, format_seconds
+from perfmon.core.units import format_bytes, format_duration, format_seconds
 from perfmon.engine.runner import Runner, RunOutcome
+
+HEARTBEAT_S = 30.0
+"""A progress line is printed whenever this long passed without any line (some CI systems
+kill a job that is silent for a few minutes)."""
+
+CYCLES_KEPT = 1000
+"""The ETA uses the median of at most this many recent session cycle times."""
 
 
 class ProgressPrinter:
-    """Prints session and gate progress lines to a text stream.
+    """Prints session and gate progress lines, and a heartbeat, to a text stream.
+
+    The heartbeat (``heartbeat``) is a line ``[UTC time] elapsed H:MM:SS, sessions
+    done/total, current session H:MM:SS, ETA H:MM:SS`` printed when ``heartbeat_s`` passed
+    without any line. The ETA is the median of the measured session cycle times (from one
+    session's end to the next one's, so launch overhead is included) times the sessions left;
+    it is shown once a session has finished. When ``out`` is a terminal, a status line with the
+    same fields is also redrawn in place (carriage return) every call; when it is not (CI logs,
+    files, pipes), only whole lines are written, so logs never fill with redraws.
 
     Args:
         out: where to print (stdout by default); lines are flushed as written.
         total: the number of planned sessions, or None for open-ended runs.
+        clock: monotonic seconds (``time.monotonic``); wall: Unix seconds (``time.time``), for
+            the timestamp. Both are injectable for tests.
+        tty: whether ``out`` is a terminal (default: ``out.isatty()``).
+        heartbeat_s: the longest silence, seconds.
     """
 
-    def __init__(self, out: TextIO, total: int | None) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        total: int | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        tty: bool | None = None,
+        heartbeat_s: float = HEARTBEAT_S,
+    ) -> None:
         self.out = out
         self.total = total
         self.done = 0
@@ -41,13 +75,85 @@ class ProgressPrinter:
         self._gate_states: dict[str, str] = {}
         self._dropped_names = 0
         self._last_snapshot: Snapshot | None = None
+        self._clock = clock
+        self._wall = wall
+        if tty is None:
+            try:
+                tty = bool(out.isatty())
+            except (AttributeError, ValueError):
+                tty = False
+        self.tty = tty
+        self.heartbeat_s = heartbeat_s
+        self.started = clock()
+        self._last_line = self.started
+        self._last_end = self.started
+        self._cycles: deque[float] = deque(maxlen=CYCLES_KEPT)
+        self._status_shown = False
 
     def _print(self, text: str) -> None:
+        self._clear_status()
         print(strip_terminal_escapes(text), file=self.out, flush=True)
+        self._last_line = self._clock()
+
+    def _clear_status(self) -> None:
+        if self._status_shown:
+            self.out.write("\r\x1b[K")
+            self._status_shown = False
+
+    def eta_s(self) -> float | None:
+        """Seconds left: median session cycle time x sessions left (None when unknown)."""
+        if self.total is None or not self._cycles:
+            return None
+        return statistics.median(self._cycles) * max(0, self.total - self.done)
+
+    def progress_text(self) -> str:
+        """The heartbeat's fields (without the timestamp)."""
+        now = self._clock()
+        done = f"{self.done}/{self.total}" if self.total is not None else f"{self.done}"
+        parts = [
+            f"elapsed {format_duration(now - self.started)}",
+            f"sessions {done}",
+        ]
+        if self.total is None or self.done < self.total:
+            parts.append(f"current session {format_duration(now - self._last_end)}")
+        eta = self.eta_s()
+        if eta is not None:
+            median = statistics.median(self._cycles)
+            parts.append(f"ETA {format_duration(eta)} (median session {format_seconds(median)})")
+        elif self.total is not None:
+            parts.append("ETA after the first session")
+        return ", ".join(parts)
+
+    def heartbeat(self) -> None:
+        """Call periodically (about once a second): a progress line after ``heartbeat_s`` of
+        silence, and on a terminal the in-place status line."""
+        now = self._clock()
+        stamp = _dt.datetime.fromtimestamp(self._wall(), _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if now - self._last_line >= self.heartbeat_s:
+            self._print(f"[{stamp}] {self.progress_text()}")
+        elif self.tty:
+            self._clear_status()
+            self.out.write(f"\r{stamp} {self.progress_text()}"[: self._width()])
+            self.out.flush()
+            self._status_shown = True
+
+    @staticmethod
+    def _width() -> int:
+        import shutil
+
+        return max(20, shutil.get_terminal_size((100, 24)).columns - 1) + 1
+
+    def close(self) -> None:
+        """Remove the in-place status line (call before the final table)."""
+        self._clear_status()
+        self.out.flush()
 
     def session(self, result: SessionResult) -> None:
         """A session listener: one line per finished session."""
         self.done += 1
+        now = self._clock()
+        self._cycles.append(max(0.0, now - self._last_end))
+        self._last_end = now
         if result.status is SessionStatus.NOISY and self.total is not None:
             self.total += 1  # the noise guard runs it again: one more session planned
         spec = result.spec
@@ -94,6 +200,7 @@ class ProgressPrinter:
 
     def final(self, outcome: RunOutcome) -> None:
         """Print the final gate table, the verdict and the report's path."""
+        self.close()
         self._print("")
         self._print(format_gate_table(outcome.gates))
         self._print("")
@@ -137,11 +244,28 @@ def format_gate_table(gates: tuple[GateResult, ...] | list[GateResult]) -> str:
     return "\n".join(lines)
 
 
-def run_headless(campaign: Campaign, run_dir: Path, *, out: TextIO | None = None) -> int:
-    """Run a campaign in the foreground with progress lines; return the exit status."""
+def run_headless(
+    campaign: Campaign,
+    run_dir: Path,
+    *,
+    out: TextIO | None = None,
+    baseline_run: Path | None = None,
+    heartbeat_s: float = HEARTBEAT_S,
+) -> int:
+    """Run a campaign in the foreground with progress lines; return the exit status.
+
+    Args:
+        campaign: the parsed campaign.
+        run_dir: a new, empty run directory.
+        out: where progress goes (default stdout).
+        baseline_run: a recorded run whose sessions are the statistical gates' baseline side
+            (``perfmon run --baseline-run``; see ``compare.apply_baseline_run``).
+        heartbeat_s: the longest silence between progress lines, seconds.
+    """
     stream = out if out is not None else sys.stdout
     runner = Runner(campaign, run_dir)
-    printer = ProgressPrinter(stream, runner.scheduler.planned_total)
+    runner.baseline_run = baseline_run
+    printer = ProgressPrinter(stream, runner.scheduler.planned_total, heartbeat_s=heartbeat_s)
     runner.session_listeners.append(printer.session)
     runner.snapshot_listeners.append(printer.snapshot)
     print(f"perfmon: running {campaign.name} into {run_dir}", file=stream, flush=True)
@@ -158,7 +282,17 @@ def run_headless(campaign: Campaign, run_dir: Path, *, out: TextIO | None = None
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)
-        return await runner.run(), interrupted
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                printer.heartbeat()
+
+        ticker = asyncio.create_task(beat(), name="headless-heartbeat")
+        try:
+            return await runner.run(), interrupted
+        finally:
+            ticker.cancel()
 
     outcome, interrupted = asyncio.run(main())
     printer.final(outcome)

@@ -847,12 +847,24 @@ def _provenance_lines(prov: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.json`` into the run directory, each atomically.
+def write_report(
+    run_dir: Path,
+    report: dict[str, Any],
+    *,
+    data: RunData | None = None,
+    extra_formats: Sequence[str] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.json`` into the run directory, each atomically, then
+    the other formats (``perfmon.engine.exporters``: report.html, report.csv, junit.xml).
 
     Args:
         run_dir: the run directory.
         report: ``build_report``'s dict.
+        data: the run's ``RunData`` when the caller has it (the HTML and CSV exporters read
+            the run directory themselves otherwise).
+        extra_formats: formats written after md and json (default
+            ``perfmon.engine.exporters.DEFAULT_FORMATS``); one that fails is logged and never
+            costs the run its md and json reports.
 
     Returns:
         ``(path of report.md, path of report.json)``.
@@ -869,4 +881,9 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
     markdown = strip_terminal_escapes(render_markdown(report))
     atomic_write_text(json_path, text)
     atomic_write_text(md_path, markdown)
+    from perfmon.engine.exporters import DEFAULT_FORMATS, write_exports
+
+    formats = DEFAULT_FORMATS if extra_formats is None else tuple(extra_formats)
+    if formats:
+        write_exports(run_dir, report, data, formats)
     return md_path, json_path

@@ -161,13 +161,15 @@ def evaluate_recorded_gates_by_set(
 
 
 def write_run_report(
-    run_dir: Path, gates: list[dict[str, Any]]
+    run_dir: Path, gates: list[dict[str, Any]], *, baseline_run: Path | None = None
 ) -> tuple[Path, str, list[GateResult]]:
     """Evaluate the gates on a run's recording and write report.md and report.json.
 
     Args:
         run_dir: the run directory.
         gates: ``[{name, expr, window_s}]`` as stored in the manifest.
+        baseline_run: a recorded run directory whose sessions are the baseline side of the
+            statistical gates (``perfmon.engine.compare.apply_baseline_run``), or None.
 
     Returns:
         ``(report_md_path, verdict, whole_run_gate_results)``.
@@ -175,9 +177,14 @@ def write_run_report(
     from perfmon.engine.report import build_report, write_report
 
     recorded, data = evaluate_recorded_gates_by_set(gates, run_dir)
+    if baseline_run is not None:
+        from perfmon.engine.compare import apply_baseline_run
+
+        stats = stats_options(data.manifest.get("campaign") or {})
+        recorded = apply_baseline_run(gates, data, recorded, baseline_run, stats)
     v = verdict(recorded.run).value if recorded.run else GateState.PASS.value
     report = build_report(data, recorded.run, verdict=v, set_results=recorded.per_set)
-    md, _ = write_report(run_dir, report)
+    md, _ = write_report(run_dir, report, data=data)
     return md, v, list(recorded.run)
 
 
@@ -264,6 +271,9 @@ class Runner:
         self.message = ""
         self.snapshot_listeners: list[SnapshotListener] = []
         self.session_listeners: list[SessionListener] = []
+        self.baseline_run: Path | None = None
+        """A recorded run whose sessions are the statistical gates' baseline side at the end
+        (``perfmon run --baseline-run``); None: this run's own baseline sessions."""
         self._stop = asyncio.Event()
         self._resume = asyncio.Event()
         self._resume.set()
@@ -750,7 +760,7 @@ class Runner:
                 log.exception("flame exports failed")
             gates_json = campaign_to_json(self.campaign)["gates"]
             report_md, v, results = await asyncio.to_thread(
-                write_run_report, self.run_dir, gates_json
+                write_run_report, self.run_dir, gates_json, baseline_run=self.baseline_run
             )
         except Exception as exc:
             log.exception("could not write the report")
