@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--test", choices=("mannwhitney", "welch"), help="significance test")
     cmp_.add_argument("--seed", type=int, help="bootstrap seed")
     cmp_.add_argument("--resamples", type=int, help="bootstrap resamples")
+    cmp_.add_argument("--min-sessions", type=int, help="sessions per side before a ratio")
+    cmp_.add_argument("--interval", choices=("rank", "bootstrap"), help="CI method")
 
     daemon = sub.add_parser("_daemon", help=argparse.SUPPRESS)
     daemon.add_argument("campaign")
@@ -560,6 +562,8 @@ def _compare(args: argparse.Namespace) -> int:
                 ("test", args.test),
                 ("seed", args.seed),
                 ("resamples", args.resamples),
+                ("min_sessions", args.min_sessions),
+                ("interval", args.interval),
             )
             if v is not None
         }

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perfmon.core.stats import BOOTSTRAP_METHODS, TESTS, StatsOptions
+from perfmon.core.stats import (
+    BOOTSTRAP_METHODS,
+    INTERVALS,
+    MIN_SESSIONS_FLOOR,
+    TESTS,
+    StatsOptions,
+)
 from perfmon.core.units import parse_duration, parse_size
 
 if TYPE_CHECKING:
@@ -161,7 +167,8 @@ class Campaign:
         log_cap_bytes: cap on each session's stdout and stderr log files (default 10 MB).
         runs_dir: where run directories are created (default ``runs`` beside the campaign).
         stats: how statistical gates and comparisons are computed (``confidence``, ``test``,
-            ``bootstrap_resamples``, ``bootstrap_seed``, ``bootstrap_method`` in ``[campaign]``).
+            ``bootstrap_resamples``, ``bootstrap_seed``, ``bootstrap_method``,
+            ``min_sessions``, ``interval`` in ``[campaign]``).
     """
 
     name: str
@@ -188,7 +195,8 @@ class Campaign:
 # The format (TOML, parsed with the standard library's tomllib):
 #
 #   [campaign]   name (required, [A-Za-z0-9._-]+), sample_interval, grace, log_cap, runs_dir,
-#                confidence, test, bootstrap_resamples, bootstrap_seed, bootstrap_method
+#                confidence, test, bootstrap_resamples, bootstrap_seed, bootstrap_method,
+#                min_sessions, interval
 #   [[workload]] name, command (required); env, cwd, timeout, matrix, shell
 #   [variant.NAME]  env, args            (none: one variant named "default")
 #   [set.NAME]      sessions | duration (exactly one), warmup, order, seed
@@ -223,6 +231,8 @@ _CAMPAIGN_KEYS = (
     "bootstrap_resamples",
     "bootstrap_seed",
     "bootstrap_method",
+    "min_sessions",
+    "interval",
 )
 _WORKLOAD_KEYS = ("name", "command", "env", "cwd", "timeout", "matrix", "shell")
 _VARIANT_KEYS = ("env", "args")
@@ -709,6 +719,17 @@ def _parse_stats(ctx: _Context, sec: Section, camp: dict[str, Any]) -> StatsOpti
                 f"unknown method {method!r} (use {', '.join(BOOTSTRAP_METHODS)})",
             )
         opts["method"] = method
+    if "min_sessions" in camp:
+        opts["min_sessions"] = ctx.integer(
+            sec, "min_sessions", camp["min_sessions"], MIN_SESSIONS_FLOOR
+        )
+    if "interval" in camp:
+        interval = ctx.string(sec, "interval", camp["interval"])
+        if interval not in INTERVALS:
+            raise ctx.error(
+                sec, "interval", f"unknown interval {interval!r} (use {' or '.join(INTERVALS)})"
+            )
+        opts["interval"] = interval
     return StatsOptions(**opts)
 
 
