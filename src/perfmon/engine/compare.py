@@ -7,8 +7,9 @@ metric's value, a counter's sum, other kinds' mean; warm-ups and sessions that d
 Hodges-Lehmann ratio with its exact rank interval, which keeps its level at every n), the
 p-value of the configured test with its method, and outlier counts (modified z-score,
 Iglewicz & Hoaglin). Below ``min_sessions`` per side, or where the interval cannot reach the
-asked level at the n there is (3 vs 3 at 95%), a row says so instead of showing a ratio. Nothing is pooled across workloads, matrix values or
-sets: each (set, workload, matrix values) group is compared on its own.
+asked level at the n there is (3 vs 3 at 95%), a row says so instead of showing a ratio.
+Nothing is pooled across workloads, matrix values or sets: each (set, workload, matrix values)
+group is compared on its own.
 """
 
 from __future__ import annotations
