@@ -572,10 +572,11 @@ def _rank_sum_distribution(scores: Any, k: int) -> Any:
     c = np.zeros((k + 1, top + 1))
     c[0, 0] = 1.0
     for seen, w in enumerate(scores.tolist(), start=1):
+        if w > top:
+            continue  # no subset reaching at most ``top`` contains this score
         for j in range(min(seen, k), 0, -1):
-            if w <= top:
-                c[j, w:] += c[j - 1, : top + 1 - w]
-        c /= c[k].sum() or 1.0  # keep the counts in range; only ratios matter
+            c[j, w:] += c[j - 1, : top + 1 - w]
+    # counts stay below C(N, k), at most ~1e30 within _TIED_EXACT_WORK: no overflow
     dist = c[k]
     return dist / dist.sum()
 
