@@ -289,6 +289,36 @@ def gate_false_failures(pool: list[float], n: int = 10, sims: int = SIMULATIONS)
     )
 
 
+def evaluation_cost() -> None:
+    """What one uncached comparison costs at the sizes a soak reaches (a gate evaluation is one
+    comparison per group; results are cached by their inputs)."""
+    rng = np.random.default_rng(7)
+    for n in (1000, 2000):
+        for ties in (False, True):
+            times = []
+            for rep in range(5):
+                a = rng.lognormal(0.0, 0.3, n)
+                b = rng.lognormal(0.05, 0.3, n)
+                if ties:
+                    a, b = np.round(a, 2), np.round(b, 2)  # 10 ms resolution: many ties
+                t0 = time.perf_counter()
+                c = compare(a.tolist(), b.tolist(), StatsOptions(seed=rep))
+                times.append(time.perf_counter() - t0)
+            ms = float(np.median(times)) * 1e3
+            emit(
+                Figure(
+                    f"one comparison at n = {n:,}/{n:,}{' with ties' if ties else ''}",
+                    ms,
+                    "ms",
+                    budget="< 100",
+                    met=ms < 100,
+                    method="perfmon.core.stats.compare, uncached, median of 5 (lognormal "
+                    f"times{', rounded to 10 ms' if ties else ''})",
+                    detail=f"{c.interval_method}; {c.p_method}",
+                )
+            )
+
+
 def record_pool(path: Path) -> None:
     """Run the A/A campaign whose session times are the recorded pool; write them to path."""
     with tempfile.TemporaryDirectory() as d:
@@ -413,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         record_pool(args.record)
         return 0
     sims = args.simulations
+    evaluation_cost()
     coverage_table(recorded_pool(), f"recorded session times ({DATA.name})", sims)
     if args.table_only:
         return 0
