@@ -359,3 +359,12 @@ def test_large_samples_are_fast_enough_paths() -> None:
     assert c.speedup_low < c.speedup < c.speedup_high < 1.0
     ref = sps.mannwhitneyu(a, b, alternative="two-sided", method="asymptotic").pvalue
     assert c.p_value == pytest.approx(ref)
+
+
+def test_pairwise_difference_quantiles_with_heavy_ties_and_large_values() -> None:
+    rng = np.random.default_rng(2)
+    x = np.round(rng.normal(1e6, 10, 600))  # many equal differences, far from 0
+    y = np.round(rng.normal(1e6, 10, 500))
+    d = np.sort((x[:, None] - y[None, :]).ravel())
+    ks = [1, 5, 1000, 150_000, 299_999, 300_000]
+    assert pairwise_difference_quantiles(x.tolist(), y.tolist(), ks) == [d[k - 1] for k in ks]

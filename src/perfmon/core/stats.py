@@ -437,9 +437,14 @@ def pairwise_difference_quantiles(
 
     out = []
     for k in ks:
-        lo, hi = float(xs[0] - ys[-1]) - 1.0, float(xs[-1] - ys[0])
-        c_lo = 0  # count_le(lo) == 0, count_le(hi) == total
-        c_hi = total
+        lo, hi = float(xs[0] - ys[-1]), float(xs[-1] - ys[0])
+        c_lo, c_hi = count_le(lo), count_le(hi)
+        while c_lo >= k:  # bracket: count_le(lo) < k <= count_le(hi), whatever the rounding
+            lo -= abs(lo) + 1.0
+            c_lo = count_le(lo)
+        while c_hi < k:
+            hi += abs(hi) + 1.0
+            c_hi = count_le(hi)
         while c_hi - c_lo > 4 * (m + n):
             mid = lo + (hi - lo) / 2.0
             if not lo < mid < hi:
