@@ -118,11 +118,25 @@ def test_compare_runs_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     rows, meta = compare_runs(a, b)
     seconds = next(r for r in rows if r.metric == "session_seconds")
     assert seconds.group == "baseline tgat events=128"
-    assert seconds.speedup == pytest.approx(np.median(BASE) / np.median(CAND_128))
+    expected = compare(BASE, CAND_128)
+    assert seconds.speedup == pytest.approx(expected.speedup)
+    assert seconds.median_ratio == pytest.approx(np.median(BASE) / np.median(CAND_128))
+    assert seconds.estimator == "HL ratio" and seconds.confidence == expected.confidence
+    assert seconds.interval_method == "exact rank CI (Hodges-Lehmann, log)"
+    assert seconds.p_method == "Mann-Whitney exact"
     assert meta["options"]["resamples"] == 1000
     assert main(["compare", str(a), str(b)]) == 0
     text = capsys.readouterr().out
     assert "session_seconds" in text and "speedup 95% CI" in text
+    assert "exact rank CI (Hodges-Lehmann, log); Mann-Whitney exact" in text
+    assert main(["compare", str(a), str(b), "--min-sessions", "9"]) == 0
+    assert "n too small: 8/8, min_sessions 9" in capsys.readouterr().out
+    three = _record(tmp_path / "three", {("baseline", "128"): BASE[:3]})
+    assert main(["compare", str(a), str(three), "--min-sessions", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "n = 8/3: an exact rank interval reaches at most" not in out  # 8 vs 3 reaches 95%
+    assert main(["compare", str(three), str(three), "--min-sessions", "3"]) == 0
+    assert "n = 3/3: an exact rank interval reaches at most 90.0%" in capsys.readouterr().out
     assert main(["compare", str(a), str(b), "--format", "json", "--test", "welch"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["options"]["test"] == "welch"

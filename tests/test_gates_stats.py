@@ -121,8 +121,9 @@ def test_speedup_passes_when_the_whole_interval_clears_it() -> None:
         assert r.value == pytest.approx(expected.speedup)
         assert (r.ci_low, r.ci_high) == pytest.approx((expected.speedup_low, expected.speedup_high))
         assert r.n == 20
-        assert "95% CI, n = 10/10" in r.reason and "Mann-Whitney" in r.reason
-        assert "p = " in r.reason or "p < " in r.reason
+        assert f"95% ({expected.confidence:.1%}) exact rank CI (Hodges-Lehmann, log)" in r.reason
+        assert "Mann-Whitney exact permutation (all 184,756 splits, ties) p < 0.0001" in r.reason
+        assert "n = 10/10, limit >= 1.4" in r.reason
         assert r.reason.startswith("speedup = 1.5")  # one group: not named
     fails = parse_gate("speedup(session_seconds, baseline, candidate) >= 2", stats=FAST)
     assert fails.evaluate(run.recorded(), "x").state is GateState.FAIL
@@ -148,7 +149,8 @@ def test_regression_is_the_relative_change_with_percent_threshold() -> None:
     for source in run.sources():
         r = gate.evaluate(source, "No regression")
         assert r.state is GateState.PASS, r.reason
-        assert r.value == pytest.approx(np.median(same) / np.median(BASE) - 1)
+        assert r.value == pytest.approx(expected.regression)
+        assert expected.estimator == "HL ratio"
         assert (r.ci_low, r.ci_high) == pytest.approx(
             (expected.regression_low, expected.regression_high)
         )
@@ -168,9 +170,31 @@ def test_pending_until_each_variant_has_enough_sessions_and_no_warmups() -> None
         assert source.session_values("session_seconds", "baseline") == BASE[:2]
         r = gate.evaluate(source, "g")
         assert r.state is GateState.PENDING
-        assert "n = 2/2 sessions, need 3 each" in r.reason
+        assert "2 of 5 sessions per side (min_sessions), n = 2/2" in r.reason
     empty = Run()
     assert gate.evaluate(empty.live(), "g").state is GateState.PENDING
+
+
+def test_min_sessions_from_the_campaign_and_unattainable_levels_stay_pending() -> None:
+    gate = "speedup(session_seconds, baseline, candidate) >= 1.2"
+    run = Run()
+    _ab(run, BASE[:4], FASTER[:4])
+    four = StatsOptions(min_sessions=4)
+    for source in run.sources():
+        assert parse_gate(gate).evaluate(source, "g").state is GateState.PENDING
+        r = parse_gate(gate, stats=four).evaluate(source, "g")
+        assert r.state is GateState.PASS, r.reason  # 4 vs 4: 97.1% exact rank interval
+        assert "95% (97.1%) exact rank CI" in r.reason and "p = 0.029" in r.reason
+    three = Run()
+    _ab(three, BASE[:3], FASTER[:3])
+    for source in three.sources():
+        r = parse_gate(gate, stats=StatsOptions(min_sessions=3)).evaluate(source, "g")
+        assert r.state is GateState.PENDING
+        assert "n = 3/3: an exact rank interval reaches at most 90.0% confidence" in r.reason
+        ninety = StatsOptions(min_sessions=3, confidence=0.9)
+        r = parse_gate(gate, stats=ninety).evaluate(source, "g")
+        assert r.state is GateState.PASS and "90% exact rank CI" in r.reason
+        assert "p = 0.1," in r.reason  # never below what 3 vs 3 can reach
 
 
 def test_each_matrix_value_is_judged_and_the_worst_decides() -> None:
@@ -191,7 +215,7 @@ def test_each_matrix_value_is_judged_and_the_worst_decides() -> None:
 
 def test_var_std_cv_across_sessions_per_variant() -> None:
     run = Run()
-    lifts = {"baseline": [0.1, 0.3, 0.2, 0.25], "candidate": [0.1, 0.9, 0.5, 0.2]}
+    lifts = {"baseline": [0.1, 0.3, 0.2, 0.25, 0.2], "candidate": [0.1, 0.9, 0.5, 0.2, 0.4]}
     for b, c in zip(lifts["baseline"], lifts["candidate"], strict=True):
         run.session("baseline", 1.0, extra=(("motif_delta_lift", b, MetricKind.VALUE),))
         run.session("candidate", 1.0, extra=(("motif_delta_lift", c, MetricKind.VALUE),))
@@ -204,6 +228,9 @@ def test_var_std_cv_across_sessions_per_variant() -> None:
         only_base = parse_gate("var(motif_delta_lift, baseline) < 0.05").evaluate(source, "g")
         assert only_base.state is GateState.PASS
         assert only_base.value == pytest.approx(np.var(lifts["baseline"], ddof=1))
+        few = parse_gate("var(motif_delta_lift) < 0.05", stats=StatsOptions(min_sessions=6))
+        r6 = few.evaluate(source, "g")
+        assert r6.state is GateState.PENDING and "5 of 6 sessions (min_sessions)" in r6.reason
         std = parse_gate("std(session_seconds) < 1ms").evaluate(source, "g")
         assert std.state is GateState.PASS and std.value == 0.0
         cv = parse_gate("cv(motif_delta_lift, baseline) < 50%").evaluate(source, "g")
@@ -311,6 +338,8 @@ test = "welch"
 bootstrap_resamples = 2000
 bootstrap_seed = 11
 bootstrap_method = "BCa"
+min_sessions = 4
+interval = "bootstrap"
 
 [[workload]]
 name = "w"
@@ -334,7 +363,15 @@ expr = "speedup(session_seconds, A, B) >= 1.4"
 
 def test_campaign_stats_keys_reach_the_gates() -> None:
     c = parse_campaign(CAMPAIGN, Path("/camp/ab.toml"))
-    expected = StatsOptions(confidence=0.9, test="welch", resamples=2000, seed=11, method="BCa")
+    expected = StatsOptions(
+        confidence=0.9,
+        test="welch",
+        resamples=2000,
+        seed=11,
+        method="BCa",
+        min_sessions=4,
+        interval="bootstrap",
+    )
     assert c.stats == expected
     assert c.gates[0].gate.lhs.options == expected  # type: ignore[attr-defined]
     assert c.sets[0] == SetConfig("golden", 4, None, 1, "random", 5)
@@ -347,6 +384,9 @@ def test_campaign_stats_keys_reach_the_gates() -> None:
         ('test = "ks"', "campaign.test", "unknown test"),
         ("bootstrap_resamples = 5", "campaign.bootstrap_resamples", "must be >= 100"),
         ('bootstrap_method = "x"', "campaign.bootstrap_method", "unknown method"),
+        ("min_sessions = 2", "campaign.min_sessions", "must be >= 3"),
+        ('min_sessions = "5"', "campaign.min_sessions", "expected an integer"),
+        ('interval = "bca"', "campaign.interval", "unknown interval"),
     ],
 )
 def test_campaign_stats_key_errors(line: str, key: str, message: str) -> None:

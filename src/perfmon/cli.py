@@ -220,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
             " > 5%%\" (run A's sessions the baseline, run B's the candidate); repeatable"
         ),
     )
+    cmp_.add_argument("--min-sessions", type=int, help="sessions per side before a ratio")
+    cmp_.add_argument("--interval", choices=("rank", "bootstrap"), help="CI method")
 
     daemon = sub.add_parser("_daemon", help=argparse.SUPPRESS)
     daemon.add_argument("campaign")
@@ -690,6 +692,8 @@ def _compare(args: argparse.Namespace) -> int:
                 ("test", args.test),
                 ("seed", args.seed),
                 ("resamples", args.resamples),
+                ("min_sessions", args.min_sessions),
+                ("interval", args.interval),
             )
             if v is not None
         }

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perfmon.core.noise import ON_NOISY, NoiseGuard, parse_share
-from perfmon.core.stats import BOOTSTRAP_METHODS, TESTS, StatsOptions
+from perfmon.core.stats import (
+    BOOTSTRAP_METHODS,
+    INTERVALS,
+    MIN_SESSIONS_FLOOR,
+    TESTS,
+    StatsOptions,
+)
 from perfmon.core.units import parse_duration, parse_size
 
 if TYPE_CHECKING:
@@ -173,7 +179,8 @@ class Campaign:
         log_cap_bytes: cap on each session's stdout and stderr log files (default 10 MB).
         runs_dir: where run directories are created (default ``runs`` beside the campaign).
         stats: how statistical gates and comparisons are computed (``confidence``, ``test``,
-            ``bootstrap_resamples``, ``bootstrap_seed``, ``bootstrap_method`` in ``[campaign]``).
+            ``bootstrap_resamples``, ``bootstrap_seed``, ``bootstrap_method``,
+            ``min_sessions``, ``interval`` in ``[campaign]``).
         noise: the noise guard (``max_background_cpu``, ``on_noisy``, ``noisy_retries`` in
             ``[campaign]``; see ``perfmon.core.noise``).
         timeout_s: wall-clock limit of a session whose workload sets no ``timeout``, seconds
@@ -227,6 +234,7 @@ class Campaign:
 #
 #   [campaign]   name (required, [A-Za-z0-9._-]+), sample_interval, grace, log_cap, runs_dir,
 #                confidence, test, bootstrap_resamples, bootstrap_seed, bootstrap_method,
+#                min_sessions, interval,
 #                max_background_cpu ("10%"), on_noisy ("mark" | "repeat"), noisy_retries,
 #                timeout, idle_timeout (defaults for every workload; "none" or 0: no limit)
 #   [[workload]] name, command (required); env, cwd, timeout, idle_timeout, matrix, shell
@@ -269,6 +277,8 @@ _CAMPAIGN_KEYS = (
     "noisy_retries",
     "timeout",
     "idle_timeout",
+    "min_sessions",
+    "interval",
 )
 _WORKLOAD_KEYS = ("name", "command", "env", "cwd", "timeout", "matrix", "shell", "idle_timeout")
 DEFAULT_TIMEOUT_S = 3600.0
@@ -897,6 +907,17 @@ def _parse_stats(ctx: _Context, sec: Section, camp: dict[str, Any]) -> StatsOpti
                 f"unknown method {method!r} (use {', '.join(BOOTSTRAP_METHODS)})",
             )
         opts["method"] = method
+    if "min_sessions" in camp:
+        opts["min_sessions"] = ctx.integer(
+            sec, "min_sessions", camp["min_sessions"], MIN_SESSIONS_FLOOR
+        )
+    if "interval" in camp:
+        interval = ctx.string(sec, "interval", camp["interval"])
+        if interval not in INTERVALS:
+            raise ctx.error(
+                sec, "interval", f"unknown interval {interval!r} (use {' or '.join(INTERVALS)})"
+            )
+        opts["interval"] = interval
     return StatsOptions(**opts)
 
 

@@ -45,7 +45,7 @@ from perfmon.core.model import (
     MetricKind,
     metric_dimension,
 )
-from perfmon.core.stats import DEFAULT_OPTIONS, MIN_SESSIONS, SessionGroup, StatsOptions
+from perfmon.core.stats import DEFAULT_OPTIONS, SessionGroup, StatsOptions
 from perfmon.core.units import format_quantity, parse_quantity
 
 if TYPE_CHECKING:
@@ -327,14 +327,6 @@ class Ratio(Expr):
 
 # --- statistical expressions -----------------------------------------------------------------
 
-_TEST_NAMES = {"mannwhitney": "Mann-Whitney U", "welch": "Welch t"}
-
-
-def _format_p(p: float) -> str:
-    if math.isnan(p):
-        return "p = n/a"
-    return f"p = {p:.2g}" if p >= 1e-4 else "p < 0.0001"
-
 
 def _groups_or_missing(source: MetricSource, metric: str) -> list[SessionGroup] | Evaluation:
     """The groups a statistical gate over ``metric`` judges, or a pending evaluation.
@@ -377,12 +369,16 @@ def _combine(groups: list[Evaluation], metric: str) -> Evaluation:
 class VariantComparison(Expr):
     """``speedup(METRIC, A, B)`` or ``regression(METRIC, A, B)``, per group of sessions.
 
-    ``speedup`` is ``median(A) / median(B)`` (A the baseline: > 1 means B is faster for a time
-    metric); ``regression`` is ``median(B) / median(A) - 1`` (the relative change, ``< 10%``
-    allows B to be up to 10% slower). Both come with a bootstrap confidence interval and the
-    p-value of the configured test (``perfmon.core.stats.compare``), computed per (set,
-    workload, matrix values) group from one value per measured session
-    (``MetricSource.session_values``); each variant needs ``MIN_SESSIONS`` sessions first.
+    ``speedup`` is the ratio A / B (A the baseline: > 1 means B is faster for a time metric);
+    ``regression`` is ``1 / speedup - 1``, the relative change of B (``< 10%`` allows B to be
+    up to 10% slower). By default the ratio is the Hodges-Lehmann ratio (the median of the
+    ratios ``a_i / b_j``) with its exact rank interval, which keeps its stated level at every n
+    (``perfmon.core.stats.compare``; ``interval = "bootstrap"`` gives the ratio of medians with
+    an approximate bootstrap interval), and the p-value of the configured test, computed per
+    (set, workload, matrix values) group from one value per measured session
+    (``MetricSource.session_values``); each variant needs ``options.min_sessions`` sessions
+    first (campaign key ``min_sessions``, default 5). The reason names the estimator, the
+    interval's method and actual level, the test and n.
     ``window_s`` is not applied (the comparison uses every measured session of the group).
 
     Attributes:
@@ -424,42 +420,45 @@ class VariantComparison(Expr):
         return _threshold(self, text, pos)
 
     def evaluate(self, source: MetricSource, window_s: float | None) -> Evaluation:
-        """See ``Expr.evaluate``; one ``groups`` entry per group of sessions."""
+        """See ``Expr.evaluate``; one ``groups`` entry per group of sessions.
+
+        A group is pending until each variant has ``options.min_sessions`` sessions, and
+        while the interval cannot reach the asked confidence at its n (``SampleTooSmall``);
+        the reason says which.
+        """
         from perfmon.core.stats import compare
 
         groups = _groups_or_missing(source, self.metric)
         if isinstance(groups, Evaluation):
             return groups
         out: list[Evaluation] = []
-        level = f"{self.options.confidence:.0%}"
+        need = self.options.min_sessions
         for group in groups:
             va = source.session_values(self.metric, self.a, group=group)
             vb = source.session_values(self.metric, self.b, group=group)
             n = len(va) + len(vb)
-            counts = f"n = {len(va)}/{len(vb)}"
-            if len(va) < MIN_SESSIONS or len(vb) < MIN_SESSIONS:
+            if len(va) < need or len(vb) < need:
+                have = min(len(va), len(vb))
                 out.append(
                     Evaluation(
                         None,
                         n,
-                        waiting=f"{group.label}: {counts} sessions, need {MIN_SESSIONS} each",
+                        waiting=f"{group.label}: {have} of {need} sessions per side "
+                        f"(min_sessions), n = {len(va)}/{len(vb)}",
                         label=group.label,
                     )
                 )
                 continue
             try:
                 c = compare(va, vb, self.options)
-            except ValueError as exc:
+            except ValueError as exc:  # SampleTooSmall too: the reason gives the best level
                 out.append(Evaluation(None, n, waiting=f"{group.label}: {exc}", label=group.label))
                 continue
             if self.func == "speedup":
                 value, low, high = c.speedup, c.speedup_low, c.speedup_high
-                shown = f"{value:.3g}x [{low:.3g}, {high:.3g}]"
             else:
                 value, low, high = c.regression, c.regression_low, c.regression_high
-                shown = f"{value:+.1%} [{low:+.1%}, {high:+.1%}]"
-            test = _TEST_NAMES.get(self.options.test, self.options.test)
-            text = f"{self.func} = {shown} {level} CI, {counts}, {_format_p(c.p_value)} ({test})"
+            text = f"{self.func} = {c.describe(self.func)}"
             out.append(Evaluation(value, n, text, ci_low=low, ci_high=high, label=group.label))
         return _combine(out, self.metric)
 
@@ -474,18 +473,21 @@ class Spread(Expr):
     The sample variance (``ddof=1``), standard deviation, or coefficient of variation
     (``std / mean``) across sessions: one value per measured session
     (``MetricSource.session_values``), per (set, workload, matrix values) group and per
-    variant (or only ``variant``), each needing ``MIN_SESSIONS`` sessions. A stability gate
+    variant (or only ``variant``), each needing ``options.min_sessions`` sessions (campaign key
+    ``min_sessions``, default 5). A stability gate
     such as ``var(motif_delta_lift) < 0.05`` holds when it holds for every group and variant.
 
     Attributes:
         func: ``"var"``, ``"std"`` or ``"cv"``.
         metric: metric name.
         variant: only this variant, or None for each variant separately.
+        options: statistical options; only ``min_sessions`` is used.
     """
 
     func: str
     metric: str
     variant: str | None = None
+    options: StatsOptions = DEFAULT_OPTIONS
 
     @property
     def metrics(self) -> frozenset[str]:
@@ -523,12 +525,13 @@ class Spread(Expr):
                 values = source.session_values(self.metric, variant, group=group)
                 label = f"{group.label} {variant}" if variant else group.label
                 n = len(values)
-                if n < MIN_SESSIONS:
+                need = self.options.min_sessions
+                if n < need:
                     out.append(
                         Evaluation(
                             None,
                             n,
-                            waiting=f"{label}: n = {n} sessions, need {MIN_SESSIONS}",
+                            waiting=f"{label}: {n} of {need} sessions (min_sessions)",
                             label=label,
                         )
                     )
@@ -779,7 +782,7 @@ def _spread(parser: _Parser, name: str, pos: int) -> Expr:
         parser.next()
         variant = _variant(parser, name)
     parser.expect(")", f"after {name}({metric}")
-    return Spread(name, metric, variant)
+    return Spread(name, metric, variant, parser.stats)
 
 
 def _slope(parser: _Parser, name: str, pos: int) -> Expr:

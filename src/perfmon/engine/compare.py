@@ -3,10 +3,13 @@ two runs against each other (``perfmon compare RUN_A RUN_B``).
 
 Both use one value per measured session (``ArrayMetricSource.session_values``: a ``value``
 metric's value, a counter's sum, other kinds' mean; warm-ups and sessions that did not finish
-``ok`` left out) and ``perfmon.core.stats.compare``: medians, n, the ratio of medians with its
-bootstrap confidence interval, the p-value of the configured test, and outlier counts
-(modified z-score, Iglewicz & Hoaglin). Nothing is pooled across workloads, matrix values or
-sets: each (set, workload, matrix values) group is compared on its own.
+``ok`` left out) and ``perfmon.core.stats.compare``: medians, n, the ratio (by default the
+Hodges-Lehmann ratio with its exact rank interval, which keeps its level at every n), the
+p-value of the configured test with its method, and outlier counts (modified z-score,
+Iglewicz & Hoaglin). Below ``min_sessions`` per side, or where the interval cannot reach the
+asked level at the n there is (3 vs 3 at 95%), a row says so instead of showing a ratio.
+Nothing is pooled across workloads, matrix values or sets: each (set, workload, matrix values)
+group is compared on its own.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perfmon.core.model import metric_dimension
-from perfmon.core.stats import MIN_SESSIONS, StatsOptions, compare, summarize
+from perfmon.core.stats import StatsOptions, compare, format_level, format_p, summarize
 from perfmon.core.units import format_quantity
 
 if TYPE_CHECKING:
@@ -68,10 +71,16 @@ class ComparisonRow:
         a_label / b_label: what is compared (variant names, or ``"A: variant"`` for runs).
         a_n / b_n: sessions; a_median / b_median: medians (NaN when none).
         a_mad / b_mad: raw MADs; a_outliers / b_outliers: modified-z outlier counts.
-        speedup / speedup_low / speedup_high: ``median(A) / median(B)`` and its CI
-            (None when either side has fewer than ``MIN_SESSIONS`` sessions).
-        change: ``median(B) / median(A) - 1`` (None likewise).
+        speedup / speedup_low / speedup_high: the ratio A / B and its CI (``estimator``
+            says which ratio; None when either side has fewer than ``min_sessions`` sessions
+            or the interval cannot reach the asked level: ``note`` says why).
+        change: ``1 / speedup - 1``, the relative change of B (None likewise).
         p_value: the configured test's p-value (None likewise).
+        estimator: ``"HL ratio"`` (Hodges-Lehmann) or ``"median ratio"`` (bootstrap).
+        median_ratio: ``median(A) / median(B)``, descriptive (None without a comparison).
+        interval_method / confidence: how the CI was made and its actual level.
+        p_method: how the p-value was computed.
+        note: why there is no ratio, e.g. ``"n too small: 3/3, min_sessions 5"``.
     """
 
     group: str
@@ -91,6 +100,12 @@ class ComparisonRow:
     speedup_high: float | None = None
     change: float | None = None
     p_value: float | None = None
+    estimator: str = ""
+    median_ratio: float | None = None
+    interval_method: str = ""
+    confidence: float | None = None
+    p_method: str = ""
+    note: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The row as JSON-ready data (NaN becomes null)."""
@@ -115,12 +130,14 @@ def _row(
         group, metric, a_label, b_label, sa.n, sb.n, sa.median, sb.median, sa.mad, sb.mad,
         sa.outliers, sb.outliers,
     )  # fmt: skip
-    if sa.n < MIN_SESSIONS or sb.n < MIN_SESSIONS:
-        return base
+    if sa.n < options.min_sessions or sb.n < options.min_sessions:
+        return dataclasses.replace(
+            base, note=f"n too small: {sa.n}/{sb.n}, min_sessions {options.min_sessions}"
+        )
     try:
         c = compare(a, b, options)
-    except ValueError:  # zero medians (e.g. a parity diff of 0): no ratio, still summarised
-        return base
+    except ValueError as exc:  # zero values (a parity diff of 0), or an unreachable level
+        return dataclasses.replace(base, note=str(exc))
     return dataclasses.replace(
         base,
         speedup=c.speedup,
@@ -128,6 +145,11 @@ def _row(
         speedup_high=c.speedup_high,
         change=c.regression,
         p_value=c.p_value,
+        estimator=c.estimator,
+        median_ratio=c.median_ratio,
+        interval_method=c.interval_method,
+        confidence=c.confidence,
+        p_method=c.p_method,
     )
 
 
@@ -178,6 +200,8 @@ def _options_json(options: StatsOptions) -> dict[str, Any]:
         "resamples": options.resamples,
         "seed": options.seed,
         "method": options.method,
+        "interval": options.interval,
+        "min_sessions": options.min_sessions,
     }
 
 
@@ -248,13 +272,20 @@ def _q(value: float | None, metric: str) -> str:
     return format_quantity(value, metric_dimension(metric))
 
 
-def _cells(r: ComparisonRow) -> list[str]:
+def _cells(r: ComparisonRow, options: dict[str, Any]) -> list[str]:
     if r.speedup is None:
-        speedup = change = p = "-"
+        speedup = r.note or "-"
+        change = p = method = "-"
     else:
         speedup = f"{r.speedup:.3g}x [{r.speedup_low:.3g}, {r.speedup_high:.3g}]"
+        if r.confidence is not None:
+            level = format_level(options["confidence"], r.confidence)
+            if level != f"{options['confidence']:.0%}":
+                speedup += f" {level}"
         change = f"{r.change:+.1%}"
-        p = "-" if r.p_value is None or math.isnan(r.p_value) else f"{r.p_value:.2g}"
+        p = "-" if r.p_value is None or math.isnan(r.p_value) else format_p(r.p_value)[4:]
+        p = p.replace("< ", "<")
+        method = "; ".join(x for x in (r.interval_method, r.p_method) if x) or "-"
     named = r.b_label not in ("A", "B")
     a = f"{r.a_label}: " if named else ""
     b = f"{r.b_label}: " if named else ""
@@ -266,12 +297,22 @@ def _cells(r: ComparisonRow) -> list[str]:
         speedup,
         change,
         p,
+        method,
     ]
 
 
 def _header(a: str, b: str, options: dict[str, Any]) -> list[str]:
     level = f"{options['confidence']:.0%}"
-    return ["group", "metric", f"{a} median", f"{b} median", f"speedup {level} CI", "change", "p"]
+    return [
+        "group",
+        "metric",
+        f"{a} median",
+        f"{b} median",
+        f"speedup {level} CI",
+        "change",
+        "p",
+        "method",
+    ]
 
 
 def render_rows_markdown(
@@ -283,7 +324,7 @@ def render_rows_markdown(
     header = _header(a, b, options)
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        out.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |")
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(r, options)) + " |")
     return [*out, ""]
 
 
@@ -293,7 +334,7 @@ def render_rows_text(
     """Rows as an aligned plain-text table for the terminal."""
     if not rows:
         return "Nothing to compare: no metric has sessions on both sides.\n"
-    table = [_header(a, b, options), *(_cells(r) for r in rows)]
+    table = [_header(a, b, options), *(_cells(r, options) for r in rows)]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -301,15 +342,30 @@ def render_rows_text(
 
 
 def _method_line(options: dict[str, Any]) -> str:
-    test = {"mannwhitney": "Mann-Whitney U", "welch": "Welch's t-test"}.get(
+    test = {"mannwhitney": "Mann-Whitney U", "welch": "Welch's t-test (approximate)"}.get(
         options["test"], options["test"]
     )
+    level = f"{options['confidence']:.0%}"
+    need = options.get("min_sessions", 5)
+    if options.get("interval", "bootstrap") == "rank":
+        how = (
+            "speedup = the Hodges-Lehmann ratio, the median of the ratios a_i / b_j (> 1: B is "
+            "faster), change = 1 / speedup - 1; "
+            f"{level} exact rank CI (Moses: order statistics of the pairwise log ratios, k from "
+            "the exact distribution of U; normal approximation of U at large n), whose actual "
+            "level is shown where it is notably above the asked one"
+        )
+    else:
+        how = (
+            "speedup = median(A) / median(B) (> 1: B is faster), change = median(B) / median(A)"
+            f" - 1; {level} bootstrap CI ({options['method']}, {options['resamples']} "
+            f"resamples, seed {options['seed']}; approximate at small n)"
+        )
     return (
-        f"One value per measured session. speedup = median(A) / median(B) (> 1: B is faster), "
-        f"change = median(B) / median(A) - 1; {options['confidence']:.0%} bootstrap CI "
-        f"({options['method']}, {options['resamples']} resamples, seed {options['seed']}); "
-        f"p: two-sided {test}; out: outliers by modified z-score > 3.5 (counted, kept). "
-        f"Ratios need >= {MIN_SESSIONS} sessions per side."
+        f"One value per measured session. {how}; p: two-sided {test}, exact, by permutation "
+        "with ties, or by normal approximation at large n (the method column says which); "
+        "out: outliers by modified z-score > 3.5 (counted, kept). "
+        f"Ratios need >= {need} sessions per side (min_sessions)."
     )
 
 
