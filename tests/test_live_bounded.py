@@ -14,6 +14,7 @@ import time
 import tracemalloc
 
 import numpy as np
+import pytest
 
 from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import GateConfig
@@ -70,6 +71,8 @@ def _session_batch(rng: np.random.Generator, sid: int, t0: float, seconds: int) 
     )
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # 12,960 sessions under tracemalloc: minutes on a loaded machine
 def test_live_state_memory_is_flat_over_a_simulated_72_hour_soak() -> None:
     rng = np.random.default_rng(72)
     start = 1.8e9
