@@ -10,6 +10,13 @@ Data flows once, with no back and forth (design.md section 3)::
 The same ``Runner`` runs inside the daemon (``perfmon run`` with a viewer attached over the
 control socket) and in the foreground (``perfmon run --headless``): there is one code path.
 
+Sessions run through an executor (``perfmon.engine.executor``: the local supervisor by default,
+a scripted fake in tests). The loop that launches and reaps them does nothing heavy: live gates
+are evaluated in a worker thread when their data changed, on a bounded schedule
+(``perfmon.engine.gate_worker``), and the recorder's writes (flushes, session rows, compaction)
+and the report run in threads too, so no gate, report or flush can delay a launch or stretch a
+session's timing (issue 10).
+
 Sessions run one at a time. On a benchmark machine two concurrent sessions measure each
 other's interference as much as themselves, so perfmon serialises them (as pyperf and
 hyperfine do).
@@ -26,8 +33,10 @@ import contextlib
 import dataclasses
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +44,7 @@ from typing import Any
 from perfmon._version import __version__
 from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import Campaign
-from perfmon.core.gates import evaluate_gates, verdict
+from perfmon.core.gates import verdict
 from perfmon.core.live import LiveState
 from perfmon.core.model import (
     GateResult,
@@ -49,6 +58,14 @@ from perfmon.core.model import (
 from perfmon.core.schedule import Scheduler
 from perfmon.core.snapshot import RunState, Snapshot
 from perfmon.core.stats import StatsOptions
+from perfmon.engine.executor import (
+    Executor,
+    ExecutorCallbacks,
+    ExecutorConfig,
+    ExecutorFactory,
+    local_executor,
+)
+from perfmon.engine.gate_worker import DEFAULT_COST_FACTOR, GateWorker, LockedSource
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +240,15 @@ class Runner:
         run_dir: an existing, empty run directory (see ``recorder.make_run_dir``).
         python: the interpreter that replaces ``{python}`` in commands (default: this one).
         snapshot_hz: how often a snapshot is published to listeners, per second.
+        executor_factory: builds the executor that runs the sessions (default
+            ``local_executor``: local subprocesses; tests pass
+            ``perfmon.engine.fake_executor.FakeExecutor.factory(...)``).
+        sample_system: sample machine-wide metrics (``system_memory_percent`` ...) with
+            ``SystemSampler`` (default True; a fake run turns it off).
+        gate_interval_s: shortest time between two live gate evaluations, seconds (default
+            the snapshot period).
+        gate_cost_factor: a live gate evaluation is followed by at least this many times its
+            duration without one (bounds its CPU share to ``1 / (1 + factor)``).
 
     Listeners are plain callables called on the loop's thread; they must not block.
     """
@@ -234,6 +260,10 @@ class Runner:
         *,
         python: str = sys.executable,
         snapshot_hz: float = 4.0,
+        executor_factory: ExecutorFactory = local_executor,
+        sample_system: bool = True,
+        gate_interval_s: float | None = None,
+        gate_cost_factor: float = DEFAULT_COST_FACTOR,
     ) -> None:
         from perfmon.engine.recorder import Recorder
 
@@ -251,6 +281,19 @@ class Runner:
             session_metrics={m for g in campaign.gates for m in g.gate.metrics},
         )
         self.recorder = Recorder(run_dir)
+        self.executor_factory = executor_factory
+        self.sample_system = sample_system
+        self._live_lock = threading.Lock()
+        """Held by the loop for each mutation of ``live`` and by the gate worker for each read."""
+        self.gate_worker = GateWorker(
+            campaign.gates,
+            LockedSource(self.live, self._live_lock),
+            interval_s=self.snapshot_interval_s if gate_interval_s is None else gate_interval_s,
+            cost_factor=gate_cost_factor,
+        )
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfmon-recorder")
+        """The recorder's writes, in order, off the loop (flushes, session rows, close)."""
+        self._io_pending: set[asyncio.Future[Any]] = set()
         self.state = RunState.STARTING
         self.message = ""
         self.snapshot_listeners: list[SnapshotListener] = []
@@ -258,7 +301,7 @@ class Runner:
         self._stop = asyncio.Event()
         self._resume = asyncio.Event()
         self._resume.set()
-        self._supervisor: Any = None
+        self._supervisor: Executor | None = None
         self._gates: list[GateResult] = []
         self._last_snapshot: Snapshot | None = None
         self._export_lock = asyncio.Lock()
@@ -316,8 +359,8 @@ class Runner:
             ``message``).
         """
         async with self._export_lock:
-            self.recorder.flush()
             try:
+                await self._io_call(self.recorder.flush)
                 path = await asyncio.to_thread(self._write_report)
             except Exception as exc:  # a failed export must not end the run
                 log.exception("export failed")
@@ -439,12 +482,50 @@ class Runner:
     # ----------------------------------------------------------------- data in
     def _on_samples(self, samples: SampleBatch | Sequence[Sample]) -> None:
         batch = samples if isinstance(samples, SampleBatch) else SampleBatch.from_samples(samples)
-        self.live.add_batch(batch)
+        with self._live_lock:
+            self.live.add_batch(batch)
+        self.gate_worker.note_samples(batch.metrics)
         self.recorder.add_batch(batch)
 
     def _on_update(self, result: SessionResult) -> None:
-        self.live.update_session(result)
+        self._update_live(result)
         self._maybe_schedule_profile(result)
+
+    def _update_live(self, result: SessionResult) -> None:
+        with self._live_lock:
+            self.live.update_session(result)
+        if result.status.finished:
+            self.gate_worker.note_sessions()
+
+    # ----------------------------------------------------------------- recorder I/O
+    async def _io_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a recorder call in the recorder's thread (after every write queued before)."""
+        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    def _io_submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue a recorder write without waiting; a failure stops the run like a full disk."""
+        fut = asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+        self._io_pending.add(fut)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._io_pending.discard(f)
+            exc = None if f.cancelled() else f.exception()
+            if exc is not None:
+                self._recording_failed(exc)
+
+        fut.add_done_callback(done)
+
+    def _recording_failed(self, exc: BaseException) -> None:
+        log.error("recording failed: %s", exc)
+        if self.recording_error is None:
+            self.request_stop()
+            self.message = f"recording failed ({exc}); the run was stopped"
+            self.recording_error = str(exc)
+
+    async def _io_drain(self) -> None:
+        """Wait for every queued recorder write."""
+        if self._io_pending:
+            await asyncio.wait(list(self._io_pending))
 
     def _session_samples(self, result: SessionResult) -> list[Sample]:
         """Session-level samples: one ``value`` per finished OK session."""
@@ -487,6 +568,7 @@ class Runner:
             **self._profile_extra(),
             "disk_bytes": self.disk_bytes,
             "gate_changes": list(self.gate_changes.recent),
+            "gate_evaluation": self.gate_worker.stats(),
         }
         snap = dataclasses.replace(snap, extra=extra)
         self._last_snapshot = snap
@@ -504,8 +586,10 @@ class Runner:
         }
 
     def _publish(self) -> None:
+        """Publish a snapshot with the gates as last evaluated by the gate worker (never
+        evaluates gates itself: that is the worker's job, off the loop)."""
         if self._final_verdict is None:
-            self._gates = evaluate_gates(list(self.campaign.gates), self.live)
+            self._gates = list(self.gate_worker.results)
         self.gate_changes.observe(self._gates, time.time())
         snap = self.snapshot()
         for listener in list(self.snapshot_listeners):
@@ -530,14 +614,11 @@ class Runner:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             flushes += 1
             try:
-                self.recorder.flush()
+                await self._io_call(self.recorder.flush)
                 if flushes % DISK_CHECK_EVERY == 1:
-                    self.disk_bytes = self.recorder.disk_bytes()
+                    self.disk_bytes = await self._io_call(self.recorder.disk_bytes)
             except OSError as exc:
-                log.error("recording failed: %s", exc)
-                self.request_stop()
-                self.message = f"recording failed ({exc}); the run was stopped"
-                self.recording_error = str(exc)
+                self._recording_failed(exc)
                 return
 
     # ----------------------------------------------------------------- the run
@@ -566,24 +647,26 @@ class Runner:
             1 when one failed or is undecided, 3 when the run was stopped or broke.
         """
         from perfmon.engine.sampler import SystemSampler
-        from perfmon.engine.supervisor import Supervisor
 
         self.recorder.write_manifest(self._manifest())
-        supervisor = Supervisor(
-            log_dir=self.run_dir / "logs",
-            log_cap_bytes=self.campaign.log_cap_bytes,
-            sample_interval_s=self.campaign.sample_interval_s,
-            grace_s=self.campaign.grace_s,
-            on_samples=self._on_samples,
-            on_update=self._on_update,
+        supervisor = self.executor_factory(
+            ExecutorConfig(
+                log_dir=self.run_dir / "logs",
+                log_cap_bytes=self.campaign.log_cap_bytes,
+                sample_interval_s=self.campaign.sample_interval_s,
+                grace_s=self.campaign.grace_s,
+            ),
+            ExecutorCallbacks(on_samples=self._on_samples, on_update=self._on_update),
         )
         self._supervisor = supervisor
         sampler = SystemSampler(self.campaign.sample_interval_s, self._on_samples)
         background = [
-            asyncio.create_task(sampler.run(), name="system-sampler"),
             asyncio.create_task(self._tick(), name="snapshots"),
             asyncio.create_task(self._flush(), name="recorder-flush"),
+            asyncio.create_task(self.gate_worker.run(), name="gates"),
         ]
+        if self.sample_system:
+            background.append(asyncio.create_task(sampler.run(), name="system-sampler"))
         prof = self.campaign.profile
         if prof.duty_on_s is not None and prof.duty_period_s is not None:
             background.append(
@@ -604,13 +687,15 @@ class Runner:
                 if spec is None:
                     completed = True
                     break
-                self.live.add_session(spec)
+                with self._live_lock:
+                    self.live.add_session(spec)
+                self.gate_worker.note_sessions()
                 result = await supervisor.run_session(spec)
                 extra = self._session_samples(result)
                 if extra:
                     self._on_samples(extra)
-                self.recorder.session_finished(result)
-                self.live.update_session(result)
+                self._io_submit(self.recorder.session_finished, dataclasses.replace(result))
+                self._update_live(result)
                 for listener in list(self.session_listeners):
                     try:
                         listener(result)
@@ -629,6 +714,7 @@ class Runner:
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await self.gate_worker.close()
             # py-spy stops by itself once its session is gone; wait for the profiles.
             if self._profile_tasks:
                 await asyncio.wait(list(self._profile_tasks), timeout=10)
@@ -648,7 +734,8 @@ class Runner:
         report_md: Path | None = None
         results: list[GateResult] = []
         try:
-            await asyncio.to_thread(self.recorder.close)
+            await self._io_drain()
+            await self._io_call(self.recorder.close)
             from perfmon.engine.flame_export import write_exports
 
             try:
@@ -680,6 +767,7 @@ class Runner:
             self.message = f"recording failed ({self.recording_error}); run stopped. {self.message}"
         self._publish()
         self.gate_changes.close()
+        self._io.shutdown(wait=False)
         return RunOutcome(
             verdict=v,
             exit_status=exit_status,
