@@ -13,8 +13,8 @@ resamples. So ``GateWorker`` evaluates the live gates in one worker thread:
   folded into the next one (never queued);
 - **at a bounded share of the CPU**: the next evaluation starts no sooner than
   ``max(interval_s, cost_factor x the last evaluation's duration)`` after the last one ended,
-  so the worker takes at most ``1 / (1 + cost_factor)`` of one core whatever n is (20% with
-  the default 4), and a run of 2,000 sessions per variant is evaluated less often, not with
+  so the worker takes at most ``1 / (1 + cost_factor)`` of one core whatever n is (10% with
+  the default 9), and a run of 2,000 sessions per variant is evaluated less often, not with
   more CPU.
 
 The worker reads the live state through ``LockedSource``: every read of the ``MetricSource``
@@ -47,8 +47,9 @@ __all__ = ["GateWorker", "LockedSource"]
 DEFAULT_INTERVAL_S = 0.25
 """Shortest time between two evaluations, seconds (the snapshot rate's default period)."""
 
-DEFAULT_COST_FACTOR = 4.0
-"""Idle time after an evaluation, as a multiple of its duration: CPU share <= 1/(1+4) = 20%."""
+DEFAULT_COST_FACTOR = 9.0
+"""Idle time after an evaluation, as a multiple of its duration: CPU share <= 1/(1+9) = 10%
+of one core, so that on a small machine the worker leaves the workload's core alone."""
 
 
 class LockedSource:
