@@ -18,7 +18,7 @@ import pytest
 
 from perfmon.core.campaign import GateConfig, load_campaign
 from perfmon.core.gates import parse_gate
-from perfmon.core.model import GateState, MetricKind
+from perfmon.core.model import GateState, MetricKind, Sample
 from perfmon.core.snapshot import RunState, Snapshot
 from perfmon.engine.fake_executor import FakeExecutor, FakeSample, FakeSession
 from perfmon.engine.gate_worker import GateWorker, LockedSource
@@ -254,3 +254,44 @@ async def test_locked_source_holds_the_lock_for_each_read_only() -> None:
     locked = LockedSource(src, lock)
     assert locked.reduce("max", "x") == (1.0, 1)
     assert src.held == [True] and not lock.locked()
+
+
+async def test_snapshots_are_built_and_prepared_off_the_loop(tmp_path: Path) -> None:
+    runner = runner_for(tmp_path, QUEUE_GATE, queue_script(), pace=1.0, sessions=4)
+    built_on: set[str] = set()
+    real = runner.live.snapshot
+
+    def snapshot(**kw: Any) -> Snapshot:
+        built_on.add(threading.current_thread().name)
+        return real(**kw)
+
+    runner.live.snapshot = snapshot  # type: ignore[method-assign]
+    prepared: list[tuple[str, Snapshot]] = []
+    delivered: list[tuple[str, Snapshot]] = []
+    runner.snapshot_preparers.append(
+        lambda s: prepared.append((threading.current_thread().name, s))
+    )
+    runner.snapshot_listeners.append(
+        lambda s: delivered.append((threading.current_thread().name, s))
+    )
+    outcome = await asyncio.wait_for(runner.run(), timeout=60)
+    assert outcome.exit_status == 0
+    assert any(name.startswith("perfmon-snapshot") for name in built_on)
+    assert prepared and all(name.startswith("perfmon-snapshot") for name, _ in prepared)
+    assert {name for name, _ in delivered} == {"MainThread"}
+    # every prepared snapshot is the very object then delivered
+    assert [s for _, s in prepared] == [s for _, s in delivered][: len(prepared)]
+
+
+async def test_the_loop_never_waits_for_the_live_state_lock(tmp_path: Path) -> None:
+    runner = runner_for(tmp_path, QUEUE_GATE, queue_script(), pace=0.0, sessions=2)
+    batch = [Sample(1.0, -1, "event_queue_depth", 3.0)]
+    with runner._live_lock:  # as if the snapshot or gate thread held it
+        t0 = time.perf_counter()
+        runner._on_samples(batch)
+        assert time.perf_counter() - t0 < 0.5  # queued, not waited for
+        assert runner.live.samples_total == 0
+        assert len(runner._pending) == 1
+    # the next reader applies the queue first
+    assert runner.gate_worker.source.reduce("max", "event_queue_depth") == (3.0, 1)
+    assert runner.snapshot().samples_total == 1 and not runner._pending

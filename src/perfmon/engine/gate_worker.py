@@ -19,8 +19,10 @@ resamples. So ``GateWorker`` evaluates the live gates in one worker thread:
 
 The worker reads the live state through ``LockedSource``: every read of the ``MetricSource``
 protocol takes the runner's lock for its own duration only (a few hundred microseconds: a
-reservoir quantile, a list of per-session values), and the runner takes the same lock for each
-mutation, so the loop never waits for a bootstrap, only, at worst, for one such read.
+reservoir quantile, a list of per-session values), never during a bootstrap. The loop never
+waits for that lock: it queues its mutations and applies them only when the lock is free
+(``Runner._mutate``); a reader applies the queue first, so it sees every mutation queued
+before it read.
 """
 
 from __future__ import annotations
@@ -63,21 +65,28 @@ class LockedSource:
     Args:
         source: the source to wrap (a ``LiveState``).
         lock: the lock its writer holds while mutating it.
+        before: called with the lock held before each read (the runner applies the
+            mutations it queued while the lock was taken), or None.
     """
 
-    def __init__(self, source: Any, lock: threading.Lock) -> None:
+    def __init__(
+        self, source: Any, lock: threading.Lock, before: Callable[[], None] | None = None
+    ) -> None:
         self._source = source
         self._lock = lock
+        self._before = before
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._source, name)
+        lock, before = self._lock, self._before
         if not callable(attr):
-            with self._lock:
+            with lock:
                 return attr
-        lock = self._lock
 
         def locked(*args: Any, **kwargs: Any) -> Any:
             with lock:
+                if before is not None:
+                    before()
                 return attr(*args, **kwargs)
 
         return locked

@@ -13,9 +13,11 @@ control socket) and in the foreground (``perfmon run --headless``): there is one
 Sessions run through an executor (``perfmon.engine.executor``: the local supervisor by default,
 a scripted fake in tests). The loop that launches and reaps them does nothing heavy: live gates
 are evaluated in a worker thread when their data changed, on a bounded schedule
-(``perfmon.engine.gate_worker``), and the recorder's writes (flushes, session rows, compaction)
-and the report run in threads too, so no gate, report or flush can delay a launch or stretch a
-session's timing (issue 10).
+(``perfmon.engine.gate_worker``); periodic snapshots are built (and encoded, by
+``snapshot_preparers``) in a snapshot thread; the recorder's writes (flushes, session rows,
+compaction) and the report run in threads too. The live state is guarded by one lock that the
+loop never waits for (``Runner._mutate`` queues its updates while another thread reads). So no
+gate, snapshot, report or flush can delay a launch or stretch a session's timing (issue 10).
 
 Sessions run one at a time. On a benchmark machine two concurrent sessions measure each
 other's interference as much as themselves, so perfmon serialises them (as pyperf and
@@ -35,6 +37,7 @@ import logging
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -291,19 +294,26 @@ class Runner:
         self.executor_factory = executor_factory
         self.sample_system = sample_system
         self._live_lock = threading.Lock()
-        """Held by the loop for each mutation of ``live`` and by the gate worker for each read."""
+        """Guards ``live``: held for each batch of mutations, each gate read, each snapshot."""
+        self._pending: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        """Mutations of ``live`` queued by the loop while another thread held the lock."""
         self.gate_worker = GateWorker(
             campaign.gates,
-            LockedSource(self.live, self._live_lock),
+            LockedSource(self.live, self._live_lock, before=self._apply_pending),
             interval_s=self.snapshot_interval_s if gate_interval_s is None else gate_interval_s,
             cost_factor=gate_cost_factor,
         )
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfmon-recorder")
         """The recorder's writes, in order, off the loop (flushes, session rows, close)."""
         self._io_pending: set[asyncio.Future[Any]] = set()
+        self._snap_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfmon-snapshot")
+        """Builds the periodic snapshots (and runs ``snapshot_preparers``) off the loop."""
         self.state = RunState.STARTING
         self.message = ""
         self.snapshot_listeners: list[SnapshotListener] = []
+        self.snapshot_preparers: list[SnapshotListener] = []
+        """Called in the snapshot thread with each periodic snapshot before the listeners are
+        called on the loop: the place for heavy, thread-safe work such as encoding it."""
         self.session_listeners: list[SessionListener] = []
         self._stop = asyncio.Event()
         self._resume = asyncio.Event()
@@ -487,10 +497,33 @@ class Runner:
             await asyncio.sleep(on_s)
 
     # ----------------------------------------------------------------- data in
+    def _mutate(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Apply a mutation of ``live`` from the loop without ever waiting for the lock.
+
+        The mutation is queued; if the lock is free it is taken and the queue applied now,
+        else whoever holds the lock (the snapshot or gate thread) applies the queue, in order,
+        before its next read, so every reader sees every mutation queued before it read.
+        """
+        self._pending.append((fn, args))
+        if self._live_lock.acquire(blocking=False):
+            try:
+                self._apply_pending()
+            finally:
+                self._live_lock.release()
+
+    def _apply_pending(self) -> None:
+        """Apply the queued mutations, oldest first (the caller holds ``_live_lock``)."""
+        pending = self._pending
+        while pending:
+            fn, args = pending.popleft()
+            try:
+                fn(*args)
+            except Exception:  # a bad update must not stop the others or the run
+                log.exception("live state update failed")
+
     def _on_samples(self, samples: SampleBatch | Sequence[Sample]) -> None:
         batch = samples if isinstance(samples, SampleBatch) else SampleBatch.from_samples(samples)
-        with self._live_lock:
-            self.live.add_batch(batch)
+        self._mutate(self.live.add_batch, batch)
         self.gate_worker.note_samples(batch.metrics)
         self.recorder.add_batch(batch)
 
@@ -499,8 +532,8 @@ class Runner:
         self._maybe_schedule_profile(result)
 
     def _update_live(self, result: SessionResult) -> None:
-        with self._live_lock:
-            self.live.update_session(result)
+        # A copy: the executor goes on mutating its own while the update may wait in the queue.
+        self._mutate(self.live.update_session, dataclasses.replace(result))
         if result.status.finished:
             self.gate_worker.note_sessions()
 
@@ -555,30 +588,50 @@ class Runner:
 
     # ----------------------------------------------------------------- snapshots
     def snapshot(self) -> Snapshot:
-        """Take a snapshot of the live state now (gates as last evaluated)."""
-        planned = self.scheduler.planned_total
+        """Take a snapshot of the live state now (gates as last evaluated), on the caller's
+        thread (it waits for the live state's lock)."""
+        snap = self._build_snapshot(self._snapshot_parts())
+        self._last_snapshot = snap
+        return snap
+
+    def _snapshot_parts(self) -> dict[str, Any]:
+        """What a snapshot takes from the runner's own (loop-owned) state, read on the loop."""
         gates = tuple(self._gates)
         if self._final_verdict is not None:
             v = self._final_verdict
         else:
             v = verdict(gates).value if gates else GateState.PASS.value
-        snap = self.live.snapshot(
-            now=time.time(),
-            state=self.state,
-            gates=gates,
-            verdict=v,
-            message=self.message,
-            sessions_total=planned,
-        )
         extra = {
-            **snap.extra,
             **self._profile_extra(),
             "disk_bytes": self.disk_bytes,
             "gate_changes": list(self.gate_changes.recent),
             "gate_evaluation": self.gate_worker.stats(),
         }
-        snap = dataclasses.replace(snap, extra=extra)
-        self._last_snapshot = snap
+        return {
+            "state": self.state,
+            "gates": gates,
+            "verdict": v,
+            "message": self.message,
+            "sessions_total": self.scheduler.planned_total,
+            "extra": extra,
+        }
+
+    def _build_snapshot(self, parts: dict[str, Any]) -> Snapshot:
+        """Snapshot the live state with ``parts``; safe on any thread (takes the lock)."""
+        extra = parts.pop("extra")
+        with self._live_lock:
+            self._apply_pending()
+            snap = self.live.snapshot(now=time.time(), **parts)
+        return dataclasses.replace(snap, extra={**snap.extra, **extra})
+
+    def _build_and_prepare(self, parts: dict[str, Any]) -> Snapshot:
+        """In the snapshot thread: build the snapshot, then run the preparers on it."""
+        snap = self._build_snapshot(parts)
+        for prepare in list(self.snapshot_preparers):
+            try:
+                prepare(snap)
+            except Exception:  # a broken preparer must not stop the snapshots
+                log.exception("snapshot preparer failed")
         return snap
 
     def _profile_extra(self) -> dict[str, Any]:
@@ -592,13 +645,28 @@ class Runner:
             "profiling": sorted(self.profiler.active),
         }
 
-    def _publish(self) -> None:
-        """Publish a snapshot with the gates as last evaluated by the gate worker (never
-        evaluates gates itself: that is the worker's job, off the loop)."""
+    def _observe_gates(self) -> None:
         if self._final_verdict is None:
             self._gates = list(self.gate_worker.results)
         self.gate_changes.observe(self._gates, time.time())
-        snap = self.snapshot()
+
+    def _publish(self) -> None:
+        """Publish a snapshot built on the loop (at the end of the run, when timing no longer
+        matters), with the gates as last evaluated; never evaluates gates itself."""
+        self._observe_gates()
+        self._deliver(self.snapshot())
+
+    async def _publish_async(self) -> None:
+        """Publish a snapshot built (and prepared) in the snapshot thread, so that neither
+        the live state's read-out nor its encoding runs on the loop."""
+        self._observe_gates()
+        parts = self._snapshot_parts()
+        loop = asyncio.get_running_loop()
+        snap = await loop.run_in_executor(self._snap_pool, self._build_and_prepare, parts)
+        self._last_snapshot = snap
+        self._deliver(snap)
+
+    def _deliver(self, snap: Snapshot) -> None:
         for listener in list(self.snapshot_listeners):
             try:
                 listener(snap)
@@ -608,7 +676,7 @@ class Runner:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.snapshot_interval_s)
-            self._publish()
+            await self._publish_async()
 
     async def _flush(self) -> None:
         """Flush the recorder every ``FLUSH_INTERVAL_S``; stop the run cleanly if it cannot write.
@@ -696,8 +764,7 @@ class Runner:
                 if spec is None:
                     completed = True
                     break
-                with self._live_lock:
-                    self.live.add_session(spec)
+                self._mutate(self.live.add_session, spec)
                 self.gate_worker.note_sessions()
                 result = await supervisor.run_session(spec)
                 extra = self._session_samples(result)
@@ -778,6 +845,7 @@ class Runner:
         self._publish()
         self.gate_changes.close()
         self._io.shutdown(wait=False)
+        self._snap_pool.shutdown(wait=False)
         return RunOutcome(
             verdict=v,
             exit_status=exit_status,
