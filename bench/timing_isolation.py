@@ -246,6 +246,12 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(tmp)
             print(f"running {case.name} ({2 * case.per_variant} sessions) ...", flush=True)
             results.append(run_case(case, args.src.resolve(), work))
+            r = results[-1]
+            print(
+                f"  wall-CPU ms {med_max(r.wall_minus_cpu_ms)}, gap ms {med_max(r.gap_ms)}, "
+                f"daemon CPU % {med_max(r.daemon_share)}, {r.verdict or r.exit_status}",
+                flush=True,
+            )
     print_table(results, "A/A CPU-bound campaigns, one run each (perfmon run --headless)")
     by_name = {r.case.name: r for r in results}
     base, gated = by_name.get("no gates"), by_name.get("4 stat gates")

@@ -724,8 +724,6 @@ class Runner:
         from perfmon.engine.sampler import SystemSampler
 
         self.recorder.write_manifest(self._manifest())
-        switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL_S))
         supervisor = self.executor_factory(
             ExecutorConfig(
                 log_dir=self.run_dir / "logs",
@@ -736,6 +734,8 @@ class Runner:
             ExecutorCallbacks(on_samples=self._on_samples, on_update=self._on_update),
         )
         self._supervisor = supervisor
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL_S))
         sampler = SystemSampler(self.campaign.sample_interval_s, self._on_samples)
         background = [
             asyncio.create_task(self._tick(), name="snapshots"),
