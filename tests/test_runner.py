@@ -165,3 +165,19 @@ async def test_a_real_campaign_runs_end_to_end_and_records_rusage_timings(tmp_pa
     assert [r["status"] for r in rows] == ["ok", "ok"]
     assert all(r["wall_s"] >= 0.15 and 0 < r["cpu_s"] < r["wall_s"] for r in rows)
     assert (runner.run_dir / "logs" / "session-0.stdout.log").read_text() == "emitted 4 samples\n"
+
+
+def test_the_daemon_sends_the_encoding_its_preparer_made_off_the_loop(tmp_path: Path) -> None:
+    from perfmon.engine.daemon import ControlServer, encode
+
+    runner = make_runner(tmp_path)
+    server = ControlServer(runner, tmp_path / "s.sock")
+    snap = runner.snapshot()
+    server.prepare(snap)  # in the runner's snapshot thread
+    assert server._prepared is not None
+    prepared = server._prepared[1]
+    server.publish(snap)  # on the loop: no second encoding
+    assert server._last is prepared
+    other = runner.snapshot()  # not prepared (e.g. the final one): encoded on the spot
+    server.publish(other)
+    assert server._last == encode({"type": "snapshot", "snapshot": other.to_dict()})
