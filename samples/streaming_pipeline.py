@@ -49,7 +49,10 @@ Metrics (probe protocol, docs/protocol.md):
   ``trace_record_seconds`` (histogram);
 - with ``carryover``: ``carryover_seconds`` (histogram);
 - with ``experts``: ``expert_selection_seconds`` (histogram, one per chunk);
-- with ``compression``: ``compression_seconds`` (histogram), ``compressions_total`` (counter).
+- with ``compression``: ``compression_seconds`` (histogram), ``compressions_total`` (counter),
+  ``compression_checks_total`` (counter, one per chunk processed with compression on: the
+  denominator of the compression frequency, so that chunks of variants without compression do
+  not dilute it).
 
 Outside perfmon (``PERFMON_FD`` unset) the probe calls do nothing and the script runs alone.
 """
@@ -625,6 +628,8 @@ def run(args: argparse.Namespace) -> Stats:
                 router.select(chunk)
                 probe.observe("expert_selection_seconds", perf() - t0)
 
+            if "compression" in features:
+                probe.count("compression_checks_total")
             if "compression" in features and len(carry) > args.compress_threshold:
                 t0 = perf()
                 carry = compress(carry, keep, args.vocab)
