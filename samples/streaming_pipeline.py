@@ -481,27 +481,42 @@ class CausalTrace:
         return sum(len(v) for v in self.edges.values())
 
 
-def schedule(args: argparse.Namespace, rng: np.random.Generator) -> list[Event]:
-    """Draw the stream up front: ``chunks * chunk_size`` events with wall-clock arrival times.
+class Arrivals:
+    """The stream in real time: events with wall-clock arrival times, drawn as they are needed.
 
     The producer runs in ticks of ``TICK_SECONDS`` at a mean of ``rate * TICK_SECONDS`` events
-    per tick (Markov-modulated Poisson, see ``Producer``); an event's timestamp is its arrival
-    time in seconds after the stream starts.
+    per tick (Markov-modulated Poisson, see ``Producer``) and never stops: an event's timestamp
+    is its arrival time in seconds after the stream starts, whether or not the consumer keeps up.
 
     Args:
-        args: options (``chunks``, ``chunk_size``, ``rate``, ``burstiness``, ``vocab``).
+        args: options (``rate``, ``burstiness``, ``vocab``).
         rng: the random generator.
-
-    Returns:
-        The events in arrival order (timestamps increasing).
     """
-    producer = Producer(rng, args.rate * TICK_SECONDS, args.burstiness, args.vocab)
-    need = args.chunks * args.chunk_size
-    events: list[Event] = []
-    while len(events) < need:
-        for eid, stamp, etype, tokens in producer.tick():
-            events.append((eid, stamp * TICK_SECONDS, etype, tokens))
-    return events[:need]
+
+    def __init__(self, args: argparse.Namespace, rng: np.random.Generator) -> None:
+        self.producer = Producer(rng, args.rate * TICK_SECONDS, args.burstiness, args.vocab)
+        self.events: list[Event] = []
+
+    def _extend(self) -> None:
+        for eid, stamp, etype, tokens in self.producer.tick():
+            self.events.append((eid, stamp * TICK_SECONDS, etype, tokens))
+
+    def time_of(self, index: int) -> float:
+        """Arrival time (seconds) of event ``index`` (0-based), drawing the stream up to it."""
+        while len(self.events) <= index:
+            self._extend()
+        return self.events[index][1]
+
+    def arrived(self, start: int, now: float) -> list[Event]:
+        """The events from index ``start`` on that have arrived by ``now`` (seconds)."""
+        while not self.events or self.events[-1][1] <= now:
+            self._extend()
+        out = []
+        i = start
+        while self.events[i][1] <= now:
+            out.append(self.events[i])
+            i += 1
+        return out
 
 
 class ExpertRouter:
@@ -574,7 +589,7 @@ def run(args: argparse.Namespace) -> Stats:
         Counts for the summary.
     """
     rng = np.random.default_rng(args.seed)
-    stream = schedule(args, rng)
+    stream = Arrivals(args, rng)
     router = ExpertRouter(rng, args.experts, args.vocab, args.top_experts)
     features = args.features
     queue: deque[Event] = deque()
@@ -592,14 +607,14 @@ def run(args: argparse.Namespace) -> Stats:
     for _ in range(args.chunks):
         # The consumer takes a full chunk: if its last event has not arrived yet, it waits for
         # it (idle time, not chunk work); every event that has arrived by then is queued.
-        due = stream[min(consumed + args.chunk_size, len(stream)) - 1][1]
+        due = stream.time_of(consumed + args.chunk_size - 1)
         now = perf() - start
         if due > now:
             time.sleep(due - now)
             now = perf() - start
-        while arrived < len(stream) and stream[arrived][1] <= now:
-            queue.append(stream[arrived])
-            arrived += 1
+        new_events = stream.arrived(arrived, max(now, due))
+        queue.extend(new_events)
+        arrived += len(new_events)
         with probe.timer("chunk_seconds"):
             n = min(args.chunk_size, len(queue))
             chunk = [queue.popleft() for _ in range(n)]
