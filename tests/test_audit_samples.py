@@ -584,6 +584,21 @@ def test_grid_implementations_find_the_same_best() -> None:
     assert "pool_start_seconds" not in plain.values
 
 
+def test_grid_cached_is_one_process_and_workers_come_from_the_environment() -> None:
+    plain = run_with_probe("grid_search.py", *GRID_SMALL, GRID_IMPL="plain")
+    cached = run_with_probe("grid_search.py", *GRID_SMALL, GRID_IMPL="cached")
+    pooled = run_with_probe("grid_search.py", *GRID_SMALL, GRID_IMPL="pooled", GRID_WORKERS="3")
+    assert plain.returncode == cached.returncode == pooled.returncode == 0
+    assert plain.values["grid_best_sharpe"] == cached.values["grid_best_sharpe"]
+    assert cached.values["grid_best_sharpe"] == pooled.values["grid_best_sharpe"]
+    assert "pool_start_seconds" not in cached.values  # no pool: the cache alone
+    assert cached.values["grid_workers"] == plain.values["grid_workers"] == [1.0]
+    assert pooled.values["grid_workers"] == [3.0]
+    [rate] = cached.values["backtests_per_second"]
+    [secs] = cached.values["grid_search_seconds"]
+    assert rate == pytest.approx(6 / secs)
+
+
 # --- regime_variance -------------------------------------------------------------------------
 
 
@@ -672,3 +687,54 @@ def test_each_variant_is_one_change_from_its_reference(name: str) -> None:
         base = envs[ref]
         changed = {k for k in set(env) | set(base) if env.get(k) != base.get(k)}
         assert len(changed) == 1, (variant, changed)
+
+
+# --- a small headless audit run --------------------------------------------------------------
+
+
+def _tiny_audit(tmp_path: Path) -> Path:
+    """samples/audit.toml with tiny sizes: lengths 16 and 40, one session per combination."""
+    text = (SAMPLES / "audit.toml").read_text()
+    text = text.replace('"--repeat", "5"]', '"--repeat", "2", "--dim", "16", "--heads", "2",\n'
+                        '           "--block-size", "8"]')
+    text = text.replace("matrix = { length = [128, 256, 512, 1024] }", "matrix = { length = [16, 40] }")
+    text = text.replace('"--estimates", "5"]', '"--estimates", "3", ' + ", ".join(
+        f'"{a}"' for a in MOTIF_SMALL) + "]")
+    text = text.replace('name = "tgat"\n', f'name = "tgat"\ncwd = "{SAMPLES}"\n')
+    text = text.replace('name = "motif"\n', f'name = "motif"\ncwd = "{SAMPLES}"\n')
+    text = text.replace("warmup = 1\n", "warmup = 0\n")
+    path = tmp_path / "audit.toml"
+    path.write_text(text)
+    return path
+
+
+@needs_torch
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_headless_audit_runs_one_length_per_session(tmp_path: Path) -> None:
+    import json
+
+    campaign = _tiny_audit(tmp_path)
+    runs = tmp_path / "runs"
+    out = subprocess.run(
+        [sys.executable, "-m", "perfmon", "run", str(campaign), "--headless"]
+        + ["--runs-dir", str(runs), "--set", "golden=1", "--set", "canary=1"],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        stdin=subprocess.DEVNULL,
+        env=_env(),
+    )
+    assert out.returncode in (0, 1), out.stdout + out.stderr  # a verdict, not an error
+    (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
+    report = json.loads((run_dir / "report.json").read_text())
+    lines = [line for line in out.stdout.splitlines() if line.startswith("[")]
+    # 2 sets x (5 variants x 2 lengths tgat + 5 variants motif) = 30 sessions, all ok
+    assert len(lines) == 30, out.stdout
+    assert all(" ok " in line for line in lines), out.stdout
+    assert {g["name"] for g in report["gates"]} >= {"Speedup blocksparse", "Parity", "RAM"}
+    logs = "".join(p.read_text() for p in (run_dir / "logs").iterdir() if p.suffix == ".log"
+                   or "out" in p.name)
+    for length in ("16", "40"):
+        assert f"{2 * int(length)} events" in logs  # each session ran its own length
+    assert "attention=blocksparse" in logs and "dtype=bfloat16" in logs
