@@ -110,7 +110,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.edges not in EDGE_IMPLS:
         p.error(f"DAG_EDGES must be one of {', '.join(EDGE_IMPLS)}, not {args.edges!r}")
     if args.adjacency not in ADJACENCY_IMPLS:
-        p.error(f"DAG_ADJACENCY must be one of {', '.join(ADJACENCY_IMPLS)}, not {args.adjacency!r}")
+        p.error(
+            f"DAG_ADJACENCY must be one of {', '.join(ADJACENCY_IMPLS)}, not {args.adjacency!r}"
+        )
     if args.topo not in TOPO_IMPLS:
         p.error(f"DAG_TOPO must be one of {', '.join(TOPO_IMPLS)}, not {args.topo!r}")
     try:

@@ -17,8 +17,8 @@ Implementations (``--impl`` / ``GRID_IMPL``):
   one backtest after another in this process;
 - ``cached``: one process; the moving average of each (asset, window) is computed once per
   grid search and reused by every backtest that needs it (the caching alone);
-- ``pooled`` (``optimised`` is an alias): the same cache, and per-asset arrays (prices, returns, cumulative sums) are built once and the
-  moving average of each window is cached; the backtests are spread over a persistent pool of
+- ``pooled`` (``optimised`` is an alias): the same cache (per-asset arrays built once, the
+  moving average of each window cached), and the backtests are spread over a persistent pool of
   ``--workers`` processes (``concurrent.futures.ProcessPoolExecutor``, ``fork`` start method,
   created once per session and reused by every round), in chunks of ``--chunk`` backtests;
   ``--workers`` (``GRID_WORKERS``) may come from a campaign matrix, for a scaling table

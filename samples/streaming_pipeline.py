@@ -4,9 +4,10 @@ This is the workload behind the streaming-pipeline report (design.md section 1),
 the report's per-feature overheads are measured, one feature per variant. A synthetic event
 stream arrives **in real time**: a producer with Markov-modulated Poisson arrivals at ``--rate``
 events per second (bursty: ``--burstiness`` times the calm rate during bursts) whose arrival
-times are drawn up front; at the start of each chunk every event whose arrival time has passed
-on the wall clock joins the event queue, and the consumer takes ``--chunk-size`` of them
-(sleeping until the chunk's last event arrives when fewer are queued). So the queue depth is what a real
+times are drawn as they are needed and never stop (``Arrivals``); at the start of each chunk
+every event whose arrival time has passed on the wall clock joins the event queue, and the
+consumer takes ``--chunk-size`` of them (sleeping until the chunk's last event arrives when
+fewer are queued). So the queue depth is what a real
 consumer of that speed leaves behind: a faster consumer really drains it, a slower one lets it
 grow.
 

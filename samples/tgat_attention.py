@@ -474,8 +474,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch.cuda.synchronize()
 
     if args.attention == "blocksparse" and args.time_bias == "cached":
-        print("tgat_attention: blocksparse computes its bias per tile; use --time-bias fresh",
-              file=sys.stderr)
+        print(
+            "tgat_attention: blocksparse computes its bias per tile; use --time-bias fresh",
+            file=sys.stderr,
+        )
         return 2
     compute_dtype = amp_dtype if args.autocast == "on" else torch.float32
     kernel = {

@@ -74,7 +74,9 @@ def run_with_probe(script: str, *args: str, **env: str) -> Channel:
         proc = subprocess.Popen(
             [sys.executable, script, *args],
             cwd=SAMPLES,
-            env=_env(**{"PERFMON_FD": str(w), "PERFMON_PROTOCOL": "2", "PERFMON_SESSION": "0", **env}),
+            env=_env(
+                **{"PERFMON_FD": str(w), "PERFMON_PROTOCOL": "2", "PERFMON_SESSION": "0", **env}
+            ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -695,11 +697,17 @@ def test_each_variant_is_one_change_from_its_reference(name: str) -> None:
 def _tiny_audit(tmp_path: Path) -> Path:
     """samples/audit.toml with tiny sizes: lengths 16 and 40, one session per combination."""
     text = (SAMPLES / "audit.toml").read_text()
-    text = text.replace('"--repeat", "5"]', '"--repeat", "2", "--dim", "16", "--heads", "2",\n'
-                        '           "--block-size", "8"]')
-    text = text.replace("matrix = { length = [128, 256, 512, 1024] }", "matrix = { length = [16, 40] }")
-    text = text.replace('"--estimates", "5"]', '"--estimates", "3", ' + ", ".join(
-        f'"{a}"' for a in MOTIF_SMALL) + "]")
+    text = text.replace(
+        '"--repeat", "5"]',
+        '"--repeat", "2", "--dim", "16", "--heads", "2",\n           "--block-size", "8"]',
+    )
+    text = text.replace(
+        "matrix = { length = [128, 256, 512, 1024] }", "matrix = { length = [16, 40] }"
+    )
+    text = text.replace(
+        '"--estimates", "5"]',
+        '"--estimates", "3", ' + ", ".join(f'"{a}"' for a in MOTIF_SMALL) + "]",
+    )
     text = text.replace('name = "tgat"\n', f'name = "tgat"\ncwd = "{SAMPLES}"\n')
     text = text.replace('name = "motif"\n', f'name = "motif"\ncwd = "{SAMPLES}"\n')
     text = text.replace("warmup = 1\n", "warmup = 0\n")
@@ -717,8 +725,10 @@ def test_headless_audit_runs_one_length_per_session(tmp_path: Path) -> None:
     campaign = _tiny_audit(tmp_path)
     runs = tmp_path / "runs"
     out = subprocess.run(
-        [sys.executable, "-m", "perfmon", "run", str(campaign), "--headless"]
-        + ["--runs-dir", str(runs), "--set", "golden=1", "--set", "canary=1"],
+        [
+            *(sys.executable, "-m", "perfmon", "run", str(campaign), "--headless"),
+            *("--runs-dir", str(runs), "--set", "golden=1", "--set", "canary=1"),
+        ],
         capture_output=True,
         text=True,
         timeout=280,
@@ -733,8 +743,9 @@ def test_headless_audit_runs_one_length_per_session(tmp_path: Path) -> None:
     assert len(lines) == 30, out.stdout
     assert all(" ok " in line for line in lines), out.stdout
     assert {g["name"] for g in report["gates"]} >= {"Speedup blocksparse", "Parity", "RAM"}
-    logs = "".join(p.read_text() for p in (run_dir / "logs").iterdir() if p.suffix == ".log"
-                   or "out" in p.name)
+    logs = "".join(
+        p.read_text() for p in (run_dir / "logs").iterdir() if p.suffix == ".log" or "out" in p.name
+    )
     for length in ("16", "40"):
         assert f"{2 * int(length)} events" in logs  # each session ran its own length
     assert "attention=blocksparse" in logs and "dtype=bfloat16" in logs

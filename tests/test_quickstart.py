@@ -46,8 +46,14 @@ def test_quickstart_runs_end_to_end_with_a_truthful_report(tmp_path: Path) -> No
         assert gate["state"] in ("pass", "fail", "inconclusive"), gate
         assert gate["n"] > 0
     md = (run_dir / "report.md").read_text()
-    for name in ("Event queue depth", "Causal trace size", "Compression frequency", "RAM",
-                 "Expert selection", "Monitoring overhead"):
+    for name in (
+        "Event queue depth",
+        "Causal trace size",
+        "Compression frequency",
+        "RAM",
+        "Expert selection",
+        "Monitoring overhead",
+    ):
         assert name in md
     assert (run_dir / "samples.parquet").is_file()
     assert (run_dir / "manifest.json").is_file()

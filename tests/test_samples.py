@@ -206,7 +206,9 @@ def test_each_feature_switch_adds_only_its_own_work(feature: str) -> None:
     expected.update(FEATURE_METRICS.get(feature, {}))
     assert ch.kinds == expected
     assert f"features={features}" in ch.stdout
-    assert ch.values["pipeline_features_enabled"] == [float(len(features.split(",")) * (feature != "none"))]
+    assert ch.values["pipeline_features_enabled"] == [
+        float(len(features.split(",")) * (feature != "none"))
+    ]
     if feature == "events":
         assert sum(ch.values["events_emitted_total"]) == 60 * 32
 
@@ -354,14 +356,18 @@ def _queue_depths(sp: ModuleType, monkeypatch: pytest.MonkeyPatch, work_s: float
 
     monkeypatch.setattr(sp, "pipeline_work", lambda *a: time.sleep(work_s))
     args = sp.parse_args(
-        ["--chunks", "120", "--chunk-size", "32", "--rate", "16000", "--burstiness", "1"]
-        + ["--features", "none"]
+        [
+            *("--chunks", "120", "--chunk-size", "32", "--rate", "16000", "--burstiness", "1"),
+            *("--features", "none"),
+        ]
     )
     depths: list[int] = sp.run(args).depths
     return depths
 
 
-def test_a_faster_consumer_drains_the_queue(sp: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_faster_consumer_drains_the_queue(
+    sp: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     depths = _queue_depths(sp, monkeypatch, 0.0002)  # 0.2 ms of work per 2 ms of arrivals
     late = depths[len(depths) // 2 :]
     assert sorted(late)[len(late) // 2] <= 32  # median: at most a chunk's worth behind
@@ -429,7 +435,9 @@ def test_parquet_row_group_size_sets_the_row_groups(tmp_path: Path) -> None:
     assert small.values["parquet_row_groups"] == [7.0]  # ceil(20000 / 3000)
 
 
-def test_parquet_cdc_switch_reaches_the_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parquet_cdc_switch_reaches_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pio = load_sample("parquet_io")
     if not pio.cdc_supported():
         pytest.skip("this pyarrow has no content-defined chunking")
