@@ -15,25 +15,36 @@ Learning on Temporal Graphs", ICLR 2020):
    attends to itself and earlier events), ``time`` (causal and within ``--window`` seconds) or
    ``block`` (block-sparse: causal, and only the key blocks of ``--block-size`` events that
    are the query's own block or the one before);
-4. attention, softmax(Q Kᵀ / sqrt(d_h) + bias) V, by one of two implementations chosen by
+4. attention, softmax(Q Kᵀ / sqrt(d_h) + bias) V, by one of three implementations chosen by
    ``--attention`` / ``TGAT_ATTENTION``: ``math`` (the baseline: the formula written out in
-   torch operations) or ``sdpa`` (the candidate: ``torch.nn.functional.
-   scaled_dot_product_attention`` with the same bias as ``attn_mask``);
+   torch operations, dense over all L x L scores), ``sdpa`` (``torch.nn.functional.
+   scaled_dot_product_attention`` with the same bias as ``attn_mask``) or ``blocksparse``
+   (with ``--mask block`` only: each query block attends to the keys of its kept blocks only,
+   tile by tile, so 2 nb - 1 of nb² tiles are computed; ``blocksparse_forward``);
 5. output projection, residual and layer normalisation.
 
-Options a candidate may add: ``--time-bias cached`` (the bias of a sequence is computed on its
-first pass and reused on later passes, as an inference server scoring the same sequences would),
-``--bucket on`` (sequences grouped by length rounded up to ``--bucket-width`` and run as padded
-batches, padding masked out), ``--autocast on`` (``torch.autocast`` to bfloat16 on CPU, float16
-on CUDA). The device is CUDA when present, else CPU (``--device``).
+Options a variant may change, one at a time: ``--time-bias cached`` (the bias of a sequence is
+computed on its first pass and reused on later passes, as an inference server scoring the same
+sequences would), ``--bucket on`` (sequences grouped by length rounded up to ``--bucket-width``
+and run as padded batches, padding masked out), ``--autocast on`` (``torch.autocast`` to
+bfloat16 on CPU, float16 on CUDA). The device is CUDA when torch sees one, else CPU
+(``--device``); on CUDA every timing is taken after ``torch.cuda.synchronize()``. A campaign
+should give each session one length (``--lengths {length}`` with a matrix).
 
-Metrics (probe protocol v1, docs/protocol.md):
+Metrics (probe protocol, docs/protocol.md):
 
 - ``tgat_pass_seconds`` (histogram): one pass of the layer over every sequence, ``--repeat``
   times (the time-bias cache, when on, fills during the first pass);
+- ``tgat_events_per_second`` (gauge): events / pass time, per pass;
 - ``tgat_time_bias_seconds`` (histogram): time spent building time-bias terms, per pass;
-- ``sdpa_max_abs_diff`` (value): max |math - sdpa| over every valid output element, both run
-  with this session's options on identical inputs (the parity check), once per session;
+- ``tgat_max_abs_diff`` (value): max |float32 math - this session's configuration| over every
+  valid output element, on identical inputs (the parity gate's metric);
+- ``sdpa_max_abs_diff`` (value): max |math - sdpa|, both with this session's autocast setting;
+- ``tgat_tiles_computed``, ``tgat_tiles_dense`` (values): attention tiles of ``--block-size``
+  events computed per pass, and how many a dense computation covers;
+- ``tgat_cuda`` (value, 1 or 0), ``tgat_compute_bits`` (value: 32, or 16 under autocast): the
+  device and dtype (the log line also names them, with the kernel and torch version);
+- ``tgat_length`` (value): the sequence length, when the session has one;
 - ``tgat_padding_ratio`` (value): padded positions / real events (0 without bucketing);
 - ``tgat_events_total`` (counter): events through the layer, per pass.
 
