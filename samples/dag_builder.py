@@ -18,6 +18,13 @@ Implementations, chosen by option or environment variable:
   frontier expanded by ``scipy.sparse`` CSR matrix-vector products over the adjacency, for
   large graphs); all three give the same generations.
 
+- adjacency (``--adjacency`` / ``DAG_ADJACENCY``): ``dense`` (an n x n uint8 numpy matrix,
+  n² bytes, refused above 20,000 events) or ``sparse`` (``scipy.sparse.csr_array``); both give
+  the same in- and out-degrees.
+
+One session may take several sizes (``--events 2000,20000``), but a campaign should give each
+session one size (``--events {events}`` with a matrix), so that every size gets its own row.
+
 Event times have exponential gaps (``--mean-gap``, 20 s by default), so a 120 s window holds
 about six events and most events have the full k edges.
 
@@ -25,6 +32,9 @@ Metrics (probe protocol v1, docs/protocol.md), for each size in ``--events``:
 
 - ``dag_build_seconds`` (histogram): building the edge list;
 - ``dag_generations_seconds`` (histogram): computing the generations;
+- ``dag_adjacency_seconds`` (histogram): building the adjacency and its degrees;
+- ``dag_adjacency_bytes`` (value): bytes held by the adjacency matrix;
+- ``dag_sources`` (value): events with no incoming edge (from the adjacency's in-degrees);
 - ``dag_edges`` (value): edge count; ``dag_generations`` (value): generation count;
 - ``dag_events_total`` (counter): events processed.
 
@@ -46,6 +56,9 @@ from perfmon import probe
 
 EDGE_IMPLS = ("python", "numpy")
 TOPO_IMPLS = ("graphlib", "networkx", "sparse")
+ADJACENCY_IMPLS = ("dense", "sparse")
+DENSE_LIMIT = 20_000
+"""Largest graph given a dense adjacency (n² bytes: 400 MB at this size)."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -84,11 +97,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("DAG_TOPO", "graphlib"),
         help="topological generations (default: $DAG_TOPO or graphlib)",
     )
+    p.add_argument(
+        "--adjacency",
+        choices=ADJACENCY_IMPLS,
+        default=os.environ.get("DAG_ADJACENCY", "dense"),
+        help="adjacency matrix: dense numpy (n² bytes, n <= 20000) or scipy.sparse CSR "
+        "(default: $DAG_ADJACENCY or dense)",
+    )
     p.add_argument("--repeat", type=int, default=3, help="builds per size (default 3)")
     p.add_argument("--seed", type=int, default=0, help="RNG seed (default 0)")
     args = p.parse_args(argv)
     if args.edges not in EDGE_IMPLS:
         p.error(f"DAG_EDGES must be one of {', '.join(EDGE_IMPLS)}, not {args.edges!r}")
+    if args.adjacency not in ADJACENCY_IMPLS:
+        p.error(
+            f"DAG_ADJACENCY must be one of {', '.join(ADJACENCY_IMPLS)}, not {args.adjacency!r}"
+        )
     if args.topo not in TOPO_IMPLS:
         p.error(f"DAG_TOPO must be one of {', '.join(TOPO_IMPLS)}, not {args.topo!r}")
     try:
@@ -97,6 +121,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error(f"--events must be comma-separated integers, not {args.events!r}")
     if not args.events or min(args.events) < 1 or args.k < 1 or args.repeat < 1:
         p.error("--events (each), --k and --repeat must be >= 1")
+    if args.adjacency == "dense" and max(args.events) > DENSE_LIMIT:
+        p.error(f"--adjacency dense holds n² bytes: use --events <= {DENSE_LIMIT} or sparse")
     if not 0 <= args.dt_min <= args.dt_max or args.mean_gap <= 0:
         p.error("need 0 <= --dt-min <= --dt-max and --mean-gap > 0")
     if args.topo == "networkx":
@@ -267,6 +293,33 @@ GENERATIONS = {
 }
 
 
+def adjacency(n: int, edges: np.ndarray, impl: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Build the adjacency matrix A (A[u, v] = 1 for an edge u -> v) and the degrees from it.
+
+    Args:
+        n: number of events.
+        edges: (m, 2) int64 edge array.
+        impl: ``"dense"`` (an (n, n) uint8 numpy array) or ``"sparse"`` (a
+            ``scipy.sparse.csr_array`` with m stored entries).
+
+    Returns:
+        (in-degrees, out-degrees, bytes held by the matrix), degrees as (n,) int64 arrays.
+    """
+    if impl == "dense":
+        a = np.zeros((n, n), dtype=np.uint8)
+        a[edges[:, 0], edges[:, 1]] = 1
+        indeg = a.sum(axis=0, dtype=np.int64)
+        outdeg = a.sum(axis=1, dtype=np.int64)
+        return indeg, outdeg, a.nbytes
+    from scipy import sparse
+
+    ones = np.ones(len(edges), dtype=np.uint8)
+    m = sparse.csr_array((ones, (edges[:, 0], edges[:, 1])), shape=(n, n))
+    indeg = np.asarray(m.sum(axis=0), dtype=np.int64).ravel()
+    outdeg = np.asarray(m.sum(axis=1), dtype=np.int64).ravel()
+    return indeg, outdeg, m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point.
 
@@ -277,6 +330,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status (0).
     """
     args = parse_args(argv)
+    # Import the libraries a variant uses before anything is timed (an import is not a build).
+    if args.adjacency == "sparse" or args.topo == "sparse":
+        import scipy.sparse  # noqa: F401
+    if args.topo == "networkx":
+        import networkx  # noqa: F401
     perf = time.perf_counter
     parts = []
     for size_i, n in enumerate(args.events):
@@ -293,16 +351,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             t1 = perf()
             gens = GENERATIONS[args.topo](n, edges)
             t2 = perf()
+            indeg, _, adj_bytes = adjacency(n, edges, args.adjacency)
+            t3 = perf()
             probe.observe("dag_build_seconds", t1 - t0)
             probe.observe("dag_generations_seconds", t2 - t1)
+            probe.observe("dag_adjacency_seconds", t3 - t2)
             probe.count("dag_events_total", n)
         probe.value("dag_edges", len(edges))
         probe.value("dag_generations", len(gens))
+        probe.value("dag_adjacency_bytes", adj_bytes)
+        probe.value("dag_sources", float((indeg == 0).sum()))
         parts.append(
             f"{n} events: {len(edges)} edges, {len(gens)} generations, "
-            f"build {(t1 - t0) * 1e3:.1f} ms, generations {(t2 - t1) * 1e3:.1f} ms"
+            f"build {(t1 - t0) * 1e3:.1f} ms, generations {(t2 - t1) * 1e3:.1f} ms, "
+            f"adjacency {(t3 - t2) * 1e3:.1f} ms {adj_bytes / 1e6:.2f} MB"
         )
-    print(f"dag_builder edges={args.edges} topo={args.topo} k={args.k}: " + "; ".join(parts))
+    print(
+        f"dag_builder edges={args.edges} topo={args.topo} adjacency={args.adjacency} "
+        f"k={args.k}: " + "; ".join(parts)
+    )
     return 0
 
 

@@ -15,10 +15,14 @@ Implementations (``--impl`` / ``GRID_IMPL``):
 
 - ``plain``: each backtest recomputes both moving averages of every asset from the price list,
   one backtest after another in this process;
-- ``optimised``: per-asset arrays (prices, returns, cumulative sums) are built once and the
-  moving average of each window is cached; the backtests are spread over a persistent pool of
+- ``cached``: one process; the moving average of each (asset, window) is computed once per
+  grid search and reused by every backtest that needs it (the caching alone);
+- ``pooled`` (``optimised`` is an alias): the same cache (per-asset arrays built once, the
+  moving average of each window cached), and the backtests are spread over a persistent pool of
   ``--workers`` processes (``concurrent.futures.ProcessPoolExecutor``, ``fork`` start method,
-  created once per session and reused by every round), in chunks of ``--chunk`` backtests.
+  created once per session and reused by every round), in chunks of ``--chunk`` backtests;
+  ``--workers`` (``GRID_WORKERS``) may come from a campaign matrix, for a scaling table
+  (efficiency = speedup / workers).
 
 Both compute the same scores (the same float64 operations in the same order); the session's
 best parameters and score are printed and emitted so that the tests can compare them.
@@ -31,6 +35,8 @@ Metrics (probe protocol v1, docs/protocol.md):
 - ``grid_search_seconds`` (histogram): wall time of one grid search (``--rounds`` per
   session), the pool's start-up included in the first round of the optimised implementation;
 - ``backtests_total`` (counter): backtests run;
+- ``backtests_per_second`` (gauge): backtests / grid-search seconds, per round;
+- ``grid_workers`` (value): processes that ran backtests (1 unless pooled);
 - ``grid_best_sharpe`` (value): the best score found;
 - ``pool_start_seconds`` (value, optimised only): the worker pool's start-up time.
 
@@ -53,6 +59,7 @@ import numpy as np
 from perfmon import probe
 
 TRADING_DAYS = 252
+IMPLS = ("plain", "cached", "pooled", "optimised")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -76,17 +83,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cost", type=float, default=0.0005, help="cost per trade (default 0.0005)")
     p.add_argument(
         "--impl",
-        choices=("plain", "optimised"),
+        choices=IMPLS,
         default=os.environ.get("GRID_IMPL", "plain"),
-        help="implementation (default: $GRID_IMPL or plain)",
+        help="plain, cached (one process, cached moving averages), pooled (cached, over a "
+        "worker pool); optimised = pooled (default: $GRID_IMPL or plain)",
     )
-    p.add_argument("--workers", type=int, default=2, help="pool processes (default 2)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("GRID_WORKERS", "2")),
+        help="pool processes (default: $GRID_WORKERS or 2)",
+    )
     p.add_argument("--chunk", type=int, default=8, help="backtests per pool task (default 8)")
     p.add_argument("--rounds", type=int, default=1, help="grid searches per session (default 1)")
     p.add_argument("--seed", type=int, default=0, help="price RNG seed (default 0)")
     args = p.parse_args(argv)
-    if args.impl not in ("plain", "optimised"):
-        p.error(f"GRID_IMPL must be plain or optimised, not {args.impl!r}")
+    if args.impl not in IMPLS:
+        p.error(f"GRID_IMPL must be one of {', '.join(IMPLS)}, not {args.impl!r}")
+    if args.impl == "optimised":
+        args.impl = "pooled"
     pairs = len(grid(10_000))
     if not 1 <= args.combos <= pairs:
         p.error(f"--combos must be in 1..{pairs}")
@@ -251,6 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = perf()
             if args.impl == "plain":
                 scores = [backtest_plain(closes, f, s, args.cost) for f, s in pairs]
+            elif args.impl == "cached":
+                _init_worker(closes, args.cost)  # a fresh cache per grid search
+                scores = _run_chunk(pairs)
             else:
                 if pool is None:
                     pool = ProcessPoolExecutor(
@@ -268,11 +286,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             times.append(elapsed)
             probe.observe("grid_search_seconds", elapsed)
             probe.count("backtests_total", len(pairs))
+            probe.gauge("backtests_per_second", len(pairs) / elapsed)
     finally:
         if pool is not None:
             pool.shutdown()
     best = int(np.argmax(scores))
     probe.value("grid_best_sharpe", scores[best])
+    probe.value("grid_workers", float(args.workers if args.impl == "pooled" else 1))
     print(
         f"grid_search impl={args.impl}: {len(pairs)} backtests x {args.assets} assets x "
         f"{args.days} days, {args.rounds} rounds; median {np.median(times):.3f} s; "

@@ -14,16 +14,21 @@ The top-10 motifs (highest lift among motifs seen at least ``--min-support`` tim
 on the whole stream; their lift is then estimated by a moving-block bootstrap (H. R. Künsch,
 "The jackknife and the bootstrap for general stationary observations", Annals of Statistics
 1989): ``--resamples`` resamples of blocks of ``--block`` events, lift averaged over resamples.
-The estimate is made ``--estimates`` times, as repeated runs of a pipeline would make it. Each
-estimate's bootstrap RNG is seeded with ``--seed`` when given (``MOTIF_SEED``; ``none`` for an
-unseeded RNG from OS entropy), so a seeded pipeline gives identical estimates and an unseeded
-one gives estimates that differ by the bootstrap's own noise.
+The estimate is made ``--estimates`` times, as repeated runs of a pipeline would make it. By
+default (``MOTIF_SEED=session``) estimate e of perfmon session s is seeded with (s, e): every
+estimate and every session draws its own resamples, reproducibly, so the spread between them is
+the bootstrap's own variability. The seed audit's "fix" (one fixed seed for every estimate,
+``MOTIF_SEED=<int>``) is still available, to show what it does: the estimates become identical
+and |delta lift| zero by construction, while the estimator is exactly as variable as before.
 
 Metrics (probe protocol v1, docs/protocol.md):
 
 - ``motif_lift_delta`` (histogram): |lift_e(m) - lift_(e-1)(m)| for each top-10 motif m and
   each estimate e after the first (10 x (estimates - 1) observations per session);
 - ``motif_top_lift`` (value): the last estimate of the top motif's lift;
+- ``motif_lift_spread`` (value): the largest sample standard deviation, over the top-10
+  motifs, of the session's ``--estimates`` lift estimates: the bootstrap's own variability,
+  which a gate can judge (``max(motif_lift_spread) < 0.05``);
 - ``motif_bootstrap_seconds`` (histogram): time of each bootstrap estimate.
 
 Outside perfmon (``PERFMON_FD`` unset) the probe calls do nothing and the script runs alone.
@@ -71,21 +76,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--resamples", type=int, default=40, help="bootstrap resamples (default 40)")
     p.add_argument("--block", type=int, default=100, help="bootstrap block, events (default 100)")
-    p.add_argument("--estimates", type=int, default=2, help="repeated estimates (default 2)")
+    p.add_argument("--estimates", type=int, default=5, help="repeated estimates (default 5)")
     p.add_argument(
         "--seed",
-        default=os.environ.get("MOTIF_SEED", "0"),
-        help="bootstrap seed, or 'none' for OS entropy (default: $MOTIF_SEED or 0)",
+        default=os.environ.get("MOTIF_SEED", "session"),
+        help="bootstrap seeds: 'session' (estimate e of session s seeded with (s, e), s from "
+        "$PERFMON_SESSION), 'none' (OS entropy), or an integer used for every estimate "
+        "(hides the bootstrap's variability) (default: $MOTIF_SEED or session)",
     )
     p.add_argument("--data-seed", type=int, default=0, help="stream RNG seed (default 0)")
     args = p.parse_args(argv)
     if str(args.seed).lower() == "none":
         args.seed = None
+    elif str(args.seed).lower() == "session":
+        args.seed = "session"
     else:
         try:
             args.seed = int(args.seed)
         except ValueError:
-            p.error(f"MOTIF_SEED / --seed must be an integer or 'none', not {args.seed!r}")
+            p.error(
+                f"MOTIF_SEED / --seed must be 'session', 'none' or an integer, not {args.seed!r}"
+            )
     if args.events < 2 * args.block or args.types < 2 or args.estimates < 2:
         p.error("need --events >= 2 * --block, --types >= 2 and --estimates >= 2")
     if min(args.resamples, args.block, args.min_support) < 1 or args.planted < 0:
@@ -214,6 +225,41 @@ def bootstrap_lift(
     return total / resamples
 
 
+def estimate_rng(seed: int | str | None, session: int | None, estimate: int) -> np.random.Generator:
+    """The bootstrap generator of one estimate.
+
+    Args:
+        seed: ``"session"``: seeded with ``(session, estimate)`` through ``np.random.SeedSequence``
+            (distinct, reproducible streams per session and estimate; OS entropy for the
+            session part when ``session`` is None); None: OS entropy; an int: that seed for
+            every estimate (every estimate identical: a fixed seed hides the variability, it
+            does not remove it).
+        session: the perfmon session number, or None outside perfmon.
+        estimate: the estimate's index in the session.
+
+    Returns:
+        A fresh generator.
+    """
+    if seed == "session":
+        root = session if session is not None else np.random.SeedSequence().entropy
+        return np.random.default_rng(np.random.SeedSequence([int(root), estimate]))
+    return np.random.default_rng(seed)
+
+
+def lift_spread(estimates: np.ndarray) -> float:
+    """How much the lift estimates of a session disagree: max over motifs of their sample sd.
+
+    Args:
+        estimates: (k, m) lift estimates, k >= 2 estimates of m motifs.
+
+    Returns:
+        max_m sd_k (ddof = 1) of the estimates; 0.0 when there are no motifs.
+    """
+    if estimates.size == 0 or estimates.shape[1] == 0:
+        return 0.0
+    return float(np.std(estimates, axis=0, ddof=1).max())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point.
 
@@ -229,8 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     perf = time.perf_counter
     estimates: list[np.ndarray] = []
     deltas: list[float] = []
-    for _ in range(args.estimates):
-        rng = np.random.default_rng(args.seed)  # seed None: fresh OS entropy each estimate
+    session = os.environ.get("PERFMON_SESSION", "")
+    base = int(session) if session.isdigit() else None
+    for e in range(args.estimates):
+        rng = estimate_rng(args.seed, base, e)
         t0 = perf()
         est = bootstrap_lift(stream, args.types, motifs, args.resamples, args.block, rng)
         probe.observe("motif_bootstrap_seconds", perf() - t0)
@@ -239,11 +287,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 probe.observe("motif_lift_delta", d)
                 deltas.append(d)
         estimates.append(est)
+    spread = lift_spread(np.array(estimates))
     if motifs:
         probe.value("motif_top_lift", float(estimates[-1][0]))
+        probe.value("motif_lift_spread", spread)
     seed = "none" if args.seed is None else args.seed
     print(
-        f"motif_mining seed={seed}: {len(motifs)} motifs, top lift {estimates[-1][0]:.3f}; "
+        f"motif_mining seed={seed} session={session or '-'}: {len(motifs)} motifs, "
+        f"top lift {estimates[-1][0]:.3f}; lift spread (max sd over motifs, "
+        f"{args.estimates} estimates) {spread:.4f}; "
         f"|delta lift| over {len(deltas)}: max {max(deltas, default=0.0):.4f}, "
         f"variance {float(np.var(deltas)) if deltas else 0.0:.5f}"
     )

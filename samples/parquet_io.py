@@ -19,6 +19,7 @@ Metrics (probe protocol v1, docs/protocol.md):
 - ``parquet_file_bytes`` (value, bytes): size of the written file;
 - ``parquet_compression_ratio`` (value): in-memory Arrow bytes / file bytes;
 - ``rows_total`` (counter): rows written and verified;
+- ``parquet_row_groups`` (value): row groups in the written file;
 - ``parquet_cdc_enabled`` (value): 1 when content-defined chunking was used, 0 otherwise;
 - ``arrow_pool_peak_bytes`` (value): the peak of pyarrow's default memory pool
   (``MemoryPool.max_memory()``) over the session;
@@ -30,7 +31,10 @@ content-defined boundaries so that an edited table rewrites few pages (pyarrow's
 ``write_table(use_content_defined_chunking=...)``, added in pyarrow 21). With an older pyarrow
 the script says so on stderr, writes without it and reports ``parquet_cdc_enabled`` 0.
 
-The codec comes from ``--compression`` or the ``PARQUET_CODEC`` environment variable.
+The codec comes from ``--compression`` or the ``PARQUET_CODEC`` environment variable, its level
+from ``--compression-level`` or ``PARQUET_LEVEL``, the row-group size from ``--row-group-size``
+or ``PARQUET_ROW_GROUP_SIZE``, content-defined chunking from ``--cdc`` or ``PARQUET_CDC``: each
+setting on its own, so that a campaign can give each its own variant.
 Outside perfmon (``PERFMON_FD`` unset) the probe calls do nothing and the script runs alone.
 """
 
@@ -93,8 +97,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--compression-level",
         type=int,
-        default=None,
-        help="codec level (default: 3 for zstd, the codec's own default otherwise)",
+        default=int(os.environ["PARQUET_LEVEL"]) if os.environ.get("PARQUET_LEVEL") else None,
+        help="codec level (default: $PARQUET_LEVEL, else 3 for zstd and the codec's own "
+        "default otherwise)",
     )
     p.add_argument(
         "--row-group-size",
@@ -190,6 +195,7 @@ def round_trip(table: pa.Table, path: Path, args: argparse.Namespace) -> tuple[f
     back = pq.read_table(path)
     t2 = perf()
     size = path.stat().st_size
+    args.row_groups = pq.ParquetFile(path).metadata.num_row_groups  # after timing
     path.unlink()
     if not back.equals(table):
         raise ValueError(f"table read back from {path} differs from the table written")
@@ -235,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe.value("parquet_file_bytes", size)
     probe.value("parquet_compression_ratio", nbytes / size)
     probe.value("parquet_cdc_enabled", 1 if args.use_cdc else 0)
+    probe.value("parquet_row_groups", args.row_groups)
     probe.value("arrow_pool_peak_bytes", pa.default_memory_pool().max_memory())
     probe.value("parquet_peak_rss_bytes", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     level = "" if args.compression_level is None else f" level {args.compression_level}"

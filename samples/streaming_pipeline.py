@@ -1,38 +1,59 @@
-"""A chunked streaming pipeline that reports its own overheads through the perfmon probe.
+"""A chunked streaming pipeline whose monitoring features can each be switched on or off.
 
-This is the workload behind the streaming-pipeline report (design.md section 1): a synthetic
-event stream is fed by a bursty producer into an event queue and drained chunk by chunk. Each
-chunk goes through three stages:
+This is the workload behind the streaming-pipeline report (design.md section 1), rebuilt so that
+the report's per-feature overheads are measured, one feature per variant. A synthetic event
+stream arrives **in real time**: a producer with Markov-modulated Poisson arrivals at ``--rate``
+events per second (bursty: ``--burstiness`` times the calm rate during bursts) whose arrival
+times are drawn as they are needed and never stop (``Arrivals``); at the start of each chunk
+every event whose arrival time has passed on the wall clock joins the event queue, and the
+consumer takes ``--chunk-size`` of them (sleeping until the chunk's last event arrives when
+fewer are queued). So the queue depth is what a real
+consumer of that speed leaves behind: a faster consumer really drains it, a slower one lets it
+grow.
 
-1. **carry-over selection**: the events carried from earlier chunks and those of the previous
-   chunk are scored by their best Jaccard similarity (|A ∩ B| / |A ∪ B| of token sets) to an
-   event of the current chunk; carried events scoring at least ``--min-similarity`` stay, and
-   the ``--carry-per-chunk`` best-scoring events of the previous chunk above that similarity
-   join them;
-2. **compression**: when the carry-over grows longer than ``--compress-threshold`` events it is
-   summarised by k-means clustering of the events' token-incidence vectors (Lloyd's algorithm,
-   numpy), each cluster becoming one event holding the tokens shared by at least half of its
-   members;
-3. **causal-trace recording**: each event is linked to recent events (within ``--trace-horizon``
-   seconds of stream time) that share one of its tokens, at most ``--max-fanin`` parents, in a
-   dict that grows for the whole run; its memory is measured with ``sys.getsizeof`` as entries
-   are added.
+Each chunk goes through the pipeline's own work (per-type token histograms, always on) and the
+monitoring features switched on by ``--features`` / ``PIPELINE_FEATURES`` (a comma list, or
+``none`` / ``all``):
 
-The Jaccard step has two implementations, chosen by ``--impl`` or the ``PIPELINE_IMPL``
-environment variable: ``python`` (a pure-Python loop over pairs of token sets, the baseline)
-and ``numpy`` (one integer matrix product of token-incidence matrices, the candidate). Both
-compute the same similarities exactly, so every non-timing metric is identical between them.
+- ``events``: event emission, one record per processed event appended to a bounded event log
+  (the report's 50-100 ns per event);
+- ``trace``: causal-trace recording: each event is linked to recent events (within
+  ``--trace-horizon`` seconds of stream time) that share one of its tokens, at most
+  ``--max-fanin`` parents, in a dict that grows for the whole run, its memory measured with
+  ``sys.getsizeof`` (the report's ~1.3 us);
+- ``carryover``: carry-over selection: the events carried from earlier chunks and those of the
+  previous chunk are scored by their best Jaccard similarity (|A ∩ B| / |A ∪ B| of token sets)
+  to an event of the current chunk; carried events scoring at least ``--min-similarity`` stay,
+  and the ``--carry-per-chunk`` best of the previous chunk join them;
+- ``experts``: expert selection: the chunk's mean token-incidence vector is scored against
+  ``--experts`` fixed expert centroids (cosine similarity) and the ``--top-experts`` best are
+  routed to (mixture-of-experts gating; the report's ~5 us, watch-limit < 10 us);
+- ``compression``: when the carry-over grows longer than ``--compress-threshold`` events it is
+  summarised by k-means clustering (Lloyd's algorithm, numpy) of the events' token-incidence
+  vectors (the report's ~152 us). Compression acts on the carry-over, so it has an effect only
+  with ``carryover`` on: its variant is ``carryover,compression``, compared with ``carryover``.
 
-Metrics (probe protocol v1, docs/protocol.md):
+The Jaccard step has two implementations, chosen by ``--impl`` or ``PIPELINE_IMPL``:
+``python`` (a pure-Python loop over pairs of token sets) and ``numpy`` (one integer matrix
+product of token-incidence matrices). Both compute the same similarities exactly.
 
-- ``event_queue_depth`` (gauge, events): events still queued after each chunk;
-- ``causal_trace_bytes`` (gauge, bytes): measured size of the causal-trace DAG after each chunk;
-- ``chunks_total`` (counter): one per chunk processed;
-- ``events_total`` (counter): events processed;
-- ``compressions_total`` (counter): one per carry-over compression;
-- ``chunk_seconds`` (histogram, via ``probe.timer``): processing time of each chunk;
-- ``carryover_seconds``, ``compression_seconds``, ``trace_record_seconds`` (histograms):
-  per-stage times within a chunk.
+Metrics (probe protocol, docs/protocol.md):
+
+- ``event_queue_depth`` (gauge, events): events still queued after each chunk is taken;
+- ``chunk_seconds`` (histogram, via ``probe.timer``): processing time of each chunk (pipeline
+  work plus the features on: "overhead of feature X" is the change of this metric between the
+  all-off baseline and the variant with X on);
+- ``chunks_total``, ``events_total`` (counters): chunks and events processed;
+- ``pipeline_features_enabled`` (value): how many features were on;
+- with ``events``: ``events_emitted_total`` (counter);
+- with ``trace``: ``causal_trace_bytes`` (gauge, bytes) after each chunk,
+  ``trace_record_seconds`` (histogram);
+- with ``carryover``: ``carryover_seconds`` (histogram);
+- with ``experts``: ``expert_selection_seconds`` (histogram, one per chunk);
+- with ``compression``: ``compression_seconds`` (histogram), ``compressions_total`` (counter),
+  ``compression_checks_total`` (counter, one per chunk processed with compression on: the
+  denominator of the compression frequency, so that chunks of variants without compression do
+  not dilute it).
 
 Outside perfmon (``PERFMON_FD`` unset) the probe calls do nothing and the script runs alone.
 """
@@ -66,6 +87,36 @@ Event = tuple[int, float, int, tuple[int, ...]]
 P_ENTER_BURST = 1.0 / 28.0
 P_EXIT_BURST = 0.25
 
+FEATURES = ("events", "trace", "carryover", "experts", "compression")
+"""The monitoring features, in pipeline order (``--features``)."""
+
+TICK_SECONDS = 0.01
+"""Wall-clock length of one producer tick (the burst state is redrawn every tick)."""
+
+
+def parse_features(text: str) -> frozenset[str]:
+    """Parse a feature list: ``"none"``, ``"all"`` or a comma list of ``FEATURES``.
+
+    Args:
+        text: the list, e.g. ``"trace,carryover"``.
+
+    Returns:
+        The set of features switched on.
+
+    Raises:
+        ValueError: naming an unknown feature.
+    """
+    text = text.strip().lower()
+    if text in ("", "none", "off"):
+        return frozenset()
+    if text == "all":
+        return frozenset(FEATURES)
+    names = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in names if f not in FEATURES]
+    if unknown:
+        raise ValueError(f"unknown feature {unknown[0]!r} (features: {', '.join(FEATURES)})")
+    return frozenset(names)
+
 
 @dataclass
 class Stats:
@@ -76,6 +127,8 @@ class Stats:
     carried: int = 0
     max_depth: int = 0
     depths: list[int] = field(default_factory=list)
+    emitted: int = 0
+    expert_load: np.ndarray | None = None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -94,16 +147,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunks", type=int, default=300, help="chunks to process (default 300)")
     p.add_argument("--chunk-size", type=int, default=64, help="events per chunk (default 64)")
     p.add_argument(
-        "--load",
+        "--rate",
         type=float,
-        default=0.8,
-        help="mean arrival rate as a fraction of the processing rate (default 0.8)",
+        default=float(os.environ.get("PIPELINE_RATE", "8000")),
+        help="mean arrival rate, events per wall-clock second (default: $PIPELINE_RATE or 8000)",
     )
     p.add_argument(
         "--burstiness",
         type=float,
         default=3.0,
         help="arrival-rate multiplier during bursts (default 3.0; 1 = no bursts)",
+    )
+    p.add_argument(
+        "--features",
+        default=os.environ.get("PIPELINE_FEATURES", "all"),
+        help="monitoring features on: a comma list of "
+        f"{','.join(FEATURES)}, or none / all (default: $PIPELINE_FEATURES or all)",
+    )
+    p.add_argument("--experts", type=int, default=16, help="expert centroids (default 16)")
+    p.add_argument("--top-experts", type=int, default=2, help="experts routed to (default 2)")
+    p.add_argument(
+        "--event-log", type=int, default=4096, help="event-emission log capacity (default 4096)"
     )
     p.add_argument(
         "--compress-threshold",
@@ -127,8 +191,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--trace-horizon",
         type=float,
-        default=2.0,
-        help="causal-trace look-back in stream seconds (default 2.0)",
+        default=0.01,
+        help="causal-trace look-back in stream (wall-clock) seconds (default 0.01)",
     )
     p.add_argument("--max-fanin", type=int, default=8, help="parents per event (default 8)")
     p.add_argument(
@@ -143,8 +207,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error(f"PIPELINE_IMPL must be python or numpy, not {args.impl!r}")
     if args.chunks < 1 or args.chunk_size < 1 or args.compress_threshold < 2:
         p.error("--chunks and --chunk-size must be >= 1 and --compress-threshold >= 2")
-    if args.load <= 0 or args.burstiness < 1:
-        p.error("--load must be > 0 and --burstiness >= 1")
+    if args.rate <= 0 or args.burstiness < 1:
+        p.error("--rate must be > 0 and --burstiness >= 1")
+    if args.experts < 1 or not 1 <= args.top_experts <= args.experts or args.event_log < 1:
+        p.error("--experts >= 1, 1 <= --top-experts <= --experts and --event-log >= 1")
+    try:
+        args.features = parse_features(args.features)
+    except ValueError as exc:
+        p.error(f"PIPELINE_FEATURES / --features: {exc}")
     return args
 
 
@@ -412,64 +482,200 @@ class CausalTrace:
         return sum(len(v) for v in self.edges.values())
 
 
-def run(args: argparse.Namespace) -> Stats:
-    """Run the pipeline and emit its metrics through the probe.
+class Arrivals:
+    """The stream in real time: events with wall-clock arrival times, drawn as they are needed.
+
+    The producer runs in ticks of ``TICK_SECONDS`` at a mean of ``rate * TICK_SECONDS`` events
+    per tick (Markov-modulated Poisson, see ``Producer``) and never stops: an event's timestamp
+    is its arrival time in seconds after the stream starts, whether or not the consumer keeps up.
 
     Args:
-        args: options from ``parse_args``.
+        args: options (``rate``, ``burstiness``, ``vocab``).
+        rng: the random generator.
+    """
+
+    def __init__(self, args: argparse.Namespace, rng: np.random.Generator) -> None:
+        self.producer = Producer(rng, args.rate * TICK_SECONDS, args.burstiness, args.vocab)
+        self.events: list[Event] = []
+
+    def _extend(self) -> None:
+        for eid, stamp, etype, tokens in self.producer.tick():
+            self.events.append((eid, stamp * TICK_SECONDS, etype, tokens))
+
+    def time_of(self, index: int) -> float:
+        """Arrival time (seconds) of event ``index`` (0-based), drawing the stream up to it."""
+        while len(self.events) <= index:
+            self._extend()
+        return self.events[index][1]
+
+    def arrived(self, start: int, now: float) -> list[Event]:
+        """The events from index ``start`` on that have arrived by ``now`` (seconds)."""
+        while not self.events or self.events[-1][1] <= now:
+            self._extend()
+        out = []
+        i = start
+        while self.events[i][1] <= now:
+            out.append(self.events[i])
+            i += 1
+        return out
+
+
+class ExpertRouter:
+    """Expert selection: route a chunk to the experts whose centroids fit it best.
+
+    Mixture-of-experts gating with a top-k choice (N. Shazeer et al., "Outrageously Large Neural
+    Networks: The Sparsely-Gated Mixture-of-Experts Layer", ICLR 2017), here over fixed random
+    centroids: the chunk's mean token-incidence vector is compared with each centroid by cosine
+    similarity and the ``top`` best are chosen.
+
+    Args:
+        rng: random generator for the centroids.
+        experts: number of experts E.
+        vocab: vocabulary size.
+        top: experts chosen per chunk (1 <= top <= E).
+    """
+
+    def __init__(self, rng: np.random.Generator, experts: int, vocab: int, top: int) -> None:
+        c = rng.random((experts, vocab))
+        self.centroids = c / np.linalg.norm(c, axis=1, keepdims=True)
+        self.vocab = vocab
+        self.top = top
+        self.load = np.zeros(experts, dtype=np.int64)
+
+    def select(self, chunk: Sequence[Event]) -> np.ndarray:
+        """Choose the experts for one chunk and count them in ``load``.
+
+        Args:
+            chunk: the chunk's events (may be empty: then no expert is chosen).
+
+        Returns:
+            The chosen expert indices, best first.
+        """
+        if not chunk:
+            return np.zeros(0, dtype=np.int64)
+        counts = np.bincount(
+            np.fromiter((t for e in chunk for t in e[3]), dtype=np.int64), minlength=self.vocab
+        )
+        scores = self.centroids @ (counts / max(1.0, float(np.linalg.norm(counts))))
+        chosen = np.argsort(-scores, kind="stable")[: self.top]
+        self.load[chosen] += 1
+        return chosen
+
+
+def pipeline_work(chunk: Sequence[Event], n_types: int, vocab: int) -> np.ndarray:
+    """The pipeline's own work on a chunk (always on): token counts per event type.
+
+    Args:
+        chunk: the chunk's events.
+        n_types: number of event types.
+        vocab: vocabulary size.
+
+    Returns:
+        An (n_types, vocab) int64 array of token counts.
+    """
+    lengths = [len(e[3]) for e in chunk]
+    types = np.repeat(np.fromiter((e[2] for e in chunk), dtype=np.int64, count=len(chunk)), lengths)
+    toks = np.fromiter((t for e in chunk for t in e[3]), dtype=np.int64, count=sum(lengths))
+    flat = np.bincount(types * vocab + toks, minlength=n_types * vocab)
+    return flat.reshape(n_types, vocab)
+
+
+def run(args: argparse.Namespace) -> Stats:
+    """Run the pipeline against the real-time stream and emit its metrics through the probe.
+
+    Args:
+        args: options from ``parse_args`` (``features`` a set of ``FEATURES``).
 
     Returns:
         Counts for the summary.
     """
     rng = np.random.default_rng(args.seed)
-    producer = Producer(rng, args.load * args.chunk_size, args.burstiness, args.vocab)
+    stream = Arrivals(args, rng)
+    router = ExpertRouter(rng, args.experts, args.vocab, args.top_experts)
+    features = args.features
     queue: deque[Event] = deque()
     trace = CausalTrace(args.trace_horizon, args.max_fanin)
+    event_log: deque[tuple[int, float, int]] = deque(maxlen=args.event_log)
     carry: list[Event] = []
     previous: list[Event] = []
     stats = Stats()
     keep = max(1, args.compress_threshold // 2)
     perf = time.perf_counter
+    probe.value("pipeline_features_enabled", len(features))
 
+    arrived = consumed = 0
+    start = perf()
     for _ in range(args.chunks):
-        queue.extend(producer.tick())
+        # The consumer takes a full chunk: if its last event has not arrived yet, it waits for
+        # it (idle time, not chunk work); every event that has arrived by then is queued.
+        due = stream.time_of(consumed + args.chunk_size - 1)
+        now = perf() - start
+        if due > now:
+            time.sleep(due - now)
+            now = perf() - start
+        new_events = stream.arrived(arrived, max(now, due))
+        queue.extend(new_events)
+        arrived += len(new_events)
         with probe.timer("chunk_seconds"):
             n = min(args.chunk_size, len(queue))
             chunk = [queue.popleft() for _ in range(n)]
+            consumed += n
+            pipeline_work(chunk, 8, args.vocab)
 
-            t0 = perf()
-            cands = carry + previous
-            if args.impl == "numpy":
-                scores = best_jaccard_numpy(cands, chunk, args.vocab)
-            else:
-                scores = best_jaccard_python(cands, chunk)
-            carry = select_carry(carry, previous, scores, args.min_similarity, args.carry_per_chunk)
-            probe.observe("carryover_seconds", perf() - t0)
+            if "events" in features:
+                for event in chunk:
+                    event_log.append((event[0], event[1], 0))
+                probe.count("events_emitted_total", n)
 
-            if len(carry) > args.compress_threshold:
+            if "carryover" in features:
+                t0 = perf()
+                cands = carry + previous
+                if args.impl == "numpy":
+                    scores = best_jaccard_numpy(cands, chunk, args.vocab)
+                else:
+                    scores = best_jaccard_python(cands, chunk)
+                carry = select_carry(
+                    carry, previous, scores, args.min_similarity, args.carry_per_chunk
+                )
+                probe.observe("carryover_seconds", perf() - t0)
+
+            if "experts" in features:
+                t0 = perf()
+                router.select(chunk)
+                probe.observe("expert_selection_seconds", perf() - t0)
+
+            if "compression" in features:
+                probe.count("compression_checks_total")
+            if "compression" in features and len(carry) > args.compress_threshold:
                 t0 = perf()
                 carry = compress(carry, keep, args.vocab)
                 probe.observe("compression_seconds", perf() - t0)
                 probe.count("compressions_total")
                 stats.compressions += 1
 
-            t0 = perf()
-            for event in chunk:
-                trace.record(event)
-            probe.observe("trace_record_seconds", perf() - t0)
+            if "trace" in features:
+                t0 = perf()
+                for event in chunk:
+                    trace.record(event)
+                probe.observe("trace_record_seconds", perf() - t0)
             previous = chunk
 
         depth = len(queue)
         probe.gauge("event_queue_depth", depth)
-        probe.gauge("causal_trace_bytes", trace.nbytes)
+        if "trace" in features:
+            probe.gauge("causal_trace_bytes", trace.nbytes)
         probe.count("chunks_total")
         probe.count("events_total", n)
         stats.events += n
         stats.carried += len(carry)
         stats.max_depth = max(stats.max_depth, depth)
         stats.depths.append(depth)
+    stats.emitted = len(event_log)
+    stats.expert_load = router.load
+    on = ",".join(f for f in FEATURES if f in features) or "none"
     print(
-        f"streaming_pipeline impl={args.impl} seed={args.seed}: {args.chunks} chunks, "
+        f"streaming_pipeline impl={args.impl} features={on} rate={args.rate:g}/s "
+        f"seed={args.seed}: {args.chunks} chunks, "
         f"{stats.events} events, {stats.compressions} compressions "
         f"({stats.compressions / args.chunks:.1%} of chunks), "
         f"mean carry-over {stats.carried / args.chunks:.1f} events, "

@@ -15,25 +15,36 @@ Learning on Temporal Graphs", ICLR 2020):
    attends to itself and earlier events), ``time`` (causal and within ``--window`` seconds) or
    ``block`` (block-sparse: causal, and only the key blocks of ``--block-size`` events that
    are the query's own block or the one before);
-4. attention, softmax(Q Kᵀ / sqrt(d_h) + bias) V, by one of two implementations chosen by
+4. attention, softmax(Q Kᵀ / sqrt(d_h) + bias) V, by one of three implementations chosen by
    ``--attention`` / ``TGAT_ATTENTION``: ``math`` (the baseline: the formula written out in
-   torch operations) or ``sdpa`` (the candidate: ``torch.nn.functional.
-   scaled_dot_product_attention`` with the same bias as ``attn_mask``);
+   torch operations, dense over all L x L scores), ``sdpa`` (``torch.nn.functional.
+   scaled_dot_product_attention`` with the same bias as ``attn_mask``) or ``blocksparse``
+   (with ``--mask block`` only: each query block attends to the keys of its kept blocks only,
+   tile by tile, so 2 nb - 1 of nb² tiles are computed; ``blocksparse_forward``);
 5. output projection, residual and layer normalisation.
 
-Options a candidate may add: ``--time-bias cached`` (the bias of a sequence is computed on its
-first pass and reused on later passes, as an inference server scoring the same sequences would),
-``--bucket on`` (sequences grouped by length rounded up to ``--bucket-width`` and run as padded
-batches, padding masked out), ``--autocast on`` (``torch.autocast`` to bfloat16 on CPU, float16
-on CUDA). The device is CUDA when present, else CPU (``--device``).
+Options a variant may change, one at a time: ``--time-bias cached`` (the bias of a sequence is
+computed on its first pass and reused on later passes, as an inference server scoring the same
+sequences would), ``--bucket on`` (sequences grouped by length rounded up to ``--bucket-width``
+and run as padded batches, padding masked out), ``--autocast on`` (``torch.autocast`` to
+bfloat16 on CPU, float16 on CUDA). The device is CUDA when torch sees one, else CPU
+(``--device``); on CUDA every timing is taken after ``torch.cuda.synchronize()``. A campaign
+should give each session one length (``--lengths {length}`` with a matrix).
 
-Metrics (probe protocol v1, docs/protocol.md):
+Metrics (probe protocol, docs/protocol.md):
 
 - ``tgat_pass_seconds`` (histogram): one pass of the layer over every sequence, ``--repeat``
   times (the time-bias cache, when on, fills during the first pass);
+- ``tgat_events_per_second`` (gauge): events / pass time, per pass;
 - ``tgat_time_bias_seconds`` (histogram): time spent building time-bias terms, per pass;
-- ``sdpa_max_abs_diff`` (value): max |math - sdpa| over every valid output element, both run
-  with this session's options on identical inputs (the parity check), once per session;
+- ``tgat_max_abs_diff`` (value): max |float32 math - this session's configuration| over every
+  valid output element, on identical inputs (the parity gate's metric);
+- ``sdpa_max_abs_diff`` (value): max |math - sdpa|, both with this session's autocast setting;
+- ``tgat_tiles_computed``, ``tgat_tiles_dense`` (values): attention tiles of ``--block-size``
+  events computed per pass, and how many a dense computation covers;
+- ``tgat_cuda`` (value, 1 or 0), ``tgat_compute_bits`` (value: 32, or 16 under autocast): the
+  device and dtype (the log line also names them, with the kernel and torch version);
+- ``tgat_length`` (value): the sequence length, when the session has one;
 - ``tgat_padding_ratio`` (value): padded positions / real events (0 without bucketing);
 - ``tgat_events_total`` (counter): events through the layer, per pass.
 
@@ -62,6 +73,7 @@ except ImportError:  # pragma: no cover - exercised only without the torch extra
 
 DEFAULT_LENGTHS = "117,203,223,225,268,512,1024"
 MASKS = ("causal", "time", "block")
+ATTENTION_IMPLS = ("math", "sdpa", "blocksparse")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -89,9 +101,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--time-dim", type=int, default=16, help="time-encoding width (default 16)")
     p.add_argument(
         "--attention",
-        choices=("math", "sdpa"),
+        choices=ATTENTION_IMPLS,
         default=env("TGAT_ATTENTION", "math"),
-        help="attention implementation (default: $TGAT_ATTENTION or math)",
+        help="attention implementation: math, sdpa, or blocksparse (block-wise over the kept "
+        "blocks of the block mask only) (default: $TGAT_ATTENTION or math)",
     )
     p.add_argument(
         "--mask",
@@ -139,7 +152,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="RNG seed for inputs and weights")
     args = p.parse_args(argv)
     for name, value, choices in (
-        ("TGAT_ATTENTION", args.attention, ("math", "sdpa")),
+        ("TGAT_ATTENTION", args.attention, ATTENTION_IMPLS),
         ("TGAT_MASK", args.mask, MASKS),
         ("TGAT_TIME_BIAS", args.time_bias, ("fresh", "cached")),
         ("TGAT_BUCKET", args.bucket, ("off", "on")),
@@ -160,6 +173,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--copies, --repeat, --time-dim, --block-size, --bucket-width must be >= 1")
     if args.time_dim < 2:
         p.error("--time-dim must be >= 2")
+    if args.attention == "blocksparse" and (args.mask != "block" or args.bucket == "on"):
+        p.error("--attention blocksparse computes the block mask: use --mask block, --bucket off")
     return args
 
 
@@ -230,6 +245,20 @@ class TemporalAttention:
         bias = self.encode(dt) @ self.u / math.sqrt(self.time_dim)  # (B, L, L, H)
         return bias.permute(0, 3, 1, 2).contiguous()
 
+    def time_bias_between(self, tq: torch.Tensor, tk: torch.Tensor) -> torch.Tensor:
+        """The time-bias term between query times and key times (one tile of ``time_bias``).
+
+        Args:
+            tq: (B, Lq) query times in seconds.
+            tk: (B, Lk) key times in seconds.
+
+        Returns:
+            (B, H, Lq, Lk) float32 bias.
+        """
+        dt = tq[:, :, None] - tk[:, None, :]
+        bias = self.encode(dt) @ self.u / math.sqrt(self.time_dim)
+        return bias.permute(0, 3, 1, 2)
+
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, bias: torch.Tensor, impl: str
     ) -> torch.Tensor:
@@ -259,6 +288,68 @@ class TemporalAttention:
             att = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
         out = att.transpose(1, 2).reshape(b, n, d) @ self.wo
         return F.layer_norm(x + out, (d,))
+
+
+def kept_blocks(n: int, block: int) -> list[tuple[int, int]]:
+    """The (query block, key block) pairs the block mask keeps: own block and the one before.
+
+    Args:
+        n: sequence length L.
+        block: block size in events.
+
+    Returns:
+        The kept pairs, by query block: 2 nb - 1 of the nb² pairs for nb = ceil(L / block).
+    """
+    nb = -(-n // block)
+    return [(qb, kb) for qb in range(nb) for kb in (qb - 1, qb) if kb >= 0]
+
+
+def blocksparse_forward(
+    layer: TemporalAttention, x: torch.Tensor, t: torch.Tensor, block: int
+) -> tuple[torch.Tensor, int]:
+    """One pass of the layer with block-sparse attention computed block by block.
+
+    The block mask (causal, and only key blocks that are the query's own block or the one
+    before, ``make_mask`` with ``--mask block``) keeps 2 nb - 1 of nb² blocks. Instead of a
+    dense (L, L) score matrix that is mostly -inf, each query block attends only to the keys of
+    its kept blocks: scores, time bias and softmax are computed on (block, <= 2 block) tiles,
+    so work and memory grow as L · block instead of L² (the block-sparse attention of R. Child
+    et al., "Generating Long Sequences with Sparse Transformers", 2019, with a local pattern).
+    The time bias of each tile is computed fresh from the tile's times.
+
+    Args:
+        layer: the layer.
+        x: (B, L, d_model) features (no padding: B sequences of the same length).
+        t: (B, L) times in seconds.
+        block: block size in events.
+
+    Returns:
+        The (B, L, d_model) outputs, equal (up to float rounding) to ``layer.forward`` with the
+        dense block mask, and the number of (query block, key block) tiles computed.
+    """
+    b, n, d = x.shape
+    h = x + layer.encode(t - t[:, :1]) @ layer.wt
+    dh = d // layer.heads
+
+    def split(m: torch.Tensor) -> torch.Tensor:
+        return (h @ m).view(b, n, layer.heads, dh).transpose(1, 2)
+
+    q, k, v = split(layer.wq), split(layer.wk), split(layer.wv)
+    att = torch.empty_like(q)
+    tiles = 0
+    for q0 in range(0, n, block):
+        q1 = min(q0 + block, n)
+        k0 = max(0, q0 - block)
+        tiles += 1 + (k0 < q0)
+        qs, ks, vs = q[:, :, q0:q1], k[:, :, k0:q1], v[:, :, k0:q1]
+        scores = qs @ ks.transpose(-2, -1) / math.sqrt(dh)
+        scores = scores + layer.time_bias_between(t[:, q0:q1], t[:, k0:q1])
+        qi = torch.arange(q0, q1, device=x.device)[:, None]
+        ki = torch.arange(k0, q1, device=x.device)[None, :]
+        scores = scores.masked_fill(ki > qi, float("-inf"))
+        att[:, :, q0:q1] = torch.softmax(scores, dim=-1) @ vs
+    out = att.transpose(1, 2).reshape(b, n, d) @ layer.wo
+    return F.layer_norm(x + out, (d,)), tiles
 
 
 def make_mask(batch: Batch, args: argparse.Namespace) -> torch.Tensor:
@@ -393,42 +484,86 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cuda:
             torch.cuda.synchronize()
 
+    if args.attention == "blocksparse" and args.time_bias == "cached":
+        print(
+            "tgat_attention: blocksparse computes its bias per tile; use --time-bias fresh",
+            file=sys.stderr,
+        )
+        return 2
+    compute_dtype = amp_dtype if args.autocast == "on" else torch.float32
+    kernel = {
+        "math": "math (explicit softmax(QK^T/sqrt(d) + bias) V)",
+        "sdpa": "torch.nn.functional.scaled_dot_product_attention",
+        "blocksparse": f"block-wise over kept {args.block_size}-event blocks",
+    }[args.attention]
+
+    def run_once(batch: Batch, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+        """One forward pass of a batch in this session's configuration; tiles computed."""
+        with autocast():
+            if args.attention == "blocksparse":
+                return blocksparse_forward(layer, batch.x, batch.t, args.block_size)
+            if bias is None:
+                bias = attention_bias(layer, batch, args)
+            nb = -(-batch.x.shape[1] // args.block_size)
+            return layer.forward(batch.x, batch.t, bias, args.attention), nb * nb
+
     perf = time.perf_counter
     passes: list[float] = []
+    tiles = dense_tiles = 0
     with torch.inference_mode():
         # Parity first, on a fresh bias so that the timed passes start with an empty cache.
-        diff = 0.0
+        diff = session_diff = 0.0
         for batch in batches:
             bias = layer.time_bias(batch.t) + make_mask(batch, args)
+            reference = layer.forward(batch.x, batch.t, bias, "math")  # float32, no autocast
             with autocast():
                 out_math = layer.forward(batch.x, batch.t, bias, "math")
                 out_sdpa = layer.forward(batch.x, batch.t, bias, "sdpa")
             diff = max(diff, max_abs_diff(out_math, out_sdpa, batch.lengths))
+            out, _ = run_once(batch)
+            batch.bias_cache = None
+            session_diff = max(session_diff, max_abs_diff(reference, out, batch.lengths))
         probe.value("sdpa_max_abs_diff", diff)
+        probe.value("tgat_max_abs_diff", session_diff)
         probe.value("tgat_padding_ratio", positions / events - 1.0)
+        probe.value("tgat_cuda", 1.0 if cuda else 0.0)
+        probe.value("tgat_compute_bits", float(torch.finfo(compute_dtype).bits))
+        if len(set(args.lengths)) == 1:
+            probe.value("tgat_length", float(args.lengths[0]))
         for _ in range(args.repeat):
             bias_s = 0.0
+            tiles = dense_tiles = 0
             sync()
             t0 = perf()
             for batch in batches:
-                b0 = perf()
-                bias = attention_bias(layer, batch, args)
-                sync()
-                bias_s += perf() - b0
-                with autocast():
-                    layer.forward(batch.x, batch.t, bias, args.attention)
+                bias = None
+                if args.attention != "blocksparse":
+                    b0 = perf()
+                    bias = attention_bias(layer, batch, args)  # fills the cache when cached
+                    sync()
+                    bias_s += perf() - b0
+                _, computed = run_once(batch, bias)
+                nb = -(-batch.x.shape[1] // args.block_size)
+                tiles += computed * batch.x.shape[0]
+                dense_tiles += nb * nb * batch.x.shape[0]
             sync()
             elapsed = perf() - t0
             passes.append(elapsed)
             probe.observe("tgat_pass_seconds", elapsed)
             probe.observe("tgat_time_bias_seconds", bias_s)
+            probe.gauge("tgat_events_per_second", events / elapsed)
             probe.count("tgat_events_total", events)
+        probe.value("tgat_tiles_computed", float(tiles))
+        probe.value("tgat_tiles_dense", float(dense_tiles))
     print(
         f"tgat_attention attention={args.attention} mask={args.mask} time_bias={args.time_bias} "
-        f"bucket={args.bucket} autocast={args.autocast} device={args.device}: "
+        f"bucket={args.bucket} autocast={args.autocast} device={args.device} "
+        f"dtype={str(compute_dtype).removeprefix('torch.')} kernel={kernel} "
+        f"torch={torch.__version__}: "
         f"{len(args.lengths) * args.copies} sequences, {events} events in {len(batches)} batches; "
+        f"{tiles} of {dense_tiles} {args.block_size}-event tiles computed per pass; "
         f"pass median {np.median(passes) * 1e3:.2f} ms over {args.repeat}; "
-        f"parity max|math-sdpa| {diff:.3g}"
+        f"parity max|math-sdpa| {diff:.3g}, max|fp32 math - this configuration| {session_diff:.3g}"
     )
     return 0
 

@@ -74,7 +74,9 @@ def run_with_probe(script: str, *args: str, **env: str) -> Channel:
         proc = subprocess.Popen(
             [sys.executable, script, *args],
             cwd=SAMPLES,
-            env=_env(PERFMON_FD=str(w), PERFMON_PROTOCOL="2", PERFMON_SESSION="0", **env),
+            env=_env(
+                **{"PERFMON_FD": str(w), "PERFMON_PROTOCOL": "2", "PERFMON_SESSION": "0", **env}
+            ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -150,11 +152,19 @@ def test_tgat_session_reports_latency_and_parity(attention: str) -> None:
     assert ch.returncode == 0, ch.stdout
     assert ch.kinds == {
         "sdpa_max_abs_diff": "value",
+        "tgat_max_abs_diff": "value",
         "tgat_padding_ratio": "value",
+        "tgat_cuda": "value",
+        "tgat_compute_bits": "value",
+        "tgat_tiles_computed": "value",
+        "tgat_tiles_dense": "value",
         "tgat_pass_seconds": "histogram",
         "tgat_time_bias_seconds": "histogram",
+        "tgat_events_per_second": "gauge",
         "tgat_events_total": "counter",
     }
+    assert ch.values["tgat_cuda"] == [0.0] and ch.values["tgat_compute_bits"] == [32.0]
+    assert "device=cpu dtype=float32" in ch.stdout
     assert len(ch.values["tgat_pass_seconds"]) == 2
     assert all(v > 0 for v in ch.values["tgat_pass_seconds"])
     assert sum(ch.values["tgat_events_total"]) == 2 * (9 + 33 + 40)
@@ -174,6 +184,39 @@ def test_tgat_bucketing_pads_and_autocast_loses_precision() -> None:
     assert ch.values["tgat_padding_ratio"] == [pytest.approx(112 / 82 - 1)]
     [diff] = ch.values["sdpa_max_abs_diff"]
     assert diff > 1e-4  # bfloat16 keeps 8 bits of mantissa: parity is not float32's
+    [session_diff] = ch.values["tgat_max_abs_diff"]
+    assert session_diff > 1e-4  # against float32 math: the autocast variant fails parity
+    assert ch.values["tgat_compute_bits"] == [16.0]
+    assert "dtype=bfloat16" in ch.stdout
+
+
+@needs_torch
+def test_tgat_one_length_per_session_records_it() -> None:
+    ch = run_with_probe(
+        "tgat_attention.py", *TGAT_SMALL, "--lengths", "33", "--device", "cpu", "--mask", "block"
+    )
+    assert ch.returncode == 0, ch.stdout
+    assert ch.values["tgat_length"] == [33.0]
+    assert sum(ch.values["tgat_events_total"]) == 2 * 33
+
+
+@needs_torch
+def test_tgat_blocksparse_session_computes_fewer_tiles() -> None:
+    opts = [*TGAT_SMALL, "--lengths", "40", "--device", "cpu", "--mask", "block"]
+    dense = run_with_probe("tgat_attention.py", *opts, TGAT_ATTENTION="math")
+    sparse = run_with_probe("tgat_attention.py", *opts, TGAT_ATTENTION="blocksparse")
+    assert dense.returncode == sparse.returncode == 0, dense.stdout + sparse.stdout
+    # 40 events in 8-event blocks: nb = 5; the mask keeps 2 nb - 1 = 9 of 25 tiles.
+    assert dense.values["tgat_tiles_computed"] == dense.values["tgat_tiles_dense"] == [25.0]
+    assert sparse.values["tgat_tiles_computed"] == [9.0]
+    [diff] = sparse.values["tgat_max_abs_diff"]
+    assert diff <= 1e-5  # the same model as dense math with the block mask
+
+
+def test_tgat_blocksparse_needs_the_block_mask() -> None:
+    proc = run_standalone("tgat_attention.py", *TGAT_SMALL, "--attention", "blocksparse")
+    assert proc.returncode == 2
+    assert "--mask block" in proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +285,39 @@ def test_tgat_cached_bias_is_reused(tgat: ModuleType) -> None:
     assert tgat.attention_bias(layer, fresh_batch, fresh_args) is not tgat.attention_bias(
         layer, fresh_batch, fresh_args
     )
+
+
+@pytest.mark.parametrize("n", [8, 17, 40, 64])
+def test_tgat_blocksparse_agrees_with_dense_and_skips_blocks(tgat: ModuleType, n: int) -> None:
+    import torch
+
+    args = tgat.parse_args([*TGAT_SMALL, "--lengths", str(n), "--mask", "block"])
+    layer = tgat.TemporalAttention(16, 2, 8, torch.Generator().manual_seed(1), "cpu")
+    (batch,) = tgat.make_batches(args, "cpu")
+    with torch.inference_mode():
+        bias = layer.time_bias(batch.t) + tgat.make_mask(batch, args)
+        dense = layer.forward(batch.x, batch.t, bias, "math")
+        sparse, tiles = tgat.blocksparse_forward(layer, batch.x, batch.t, 8)
+    torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=1e-5)
+    nb = -(-n // 8)
+    assert tiles == len(tgat.kept_blocks(n, 8)) == 2 * nb - 1
+    assert all(kb in (qb - 1, qb) for qb, kb in tgat.kept_blocks(n, 8))
+
+
+def test_tgat_blocksparse_never_reads_dropped_keys(tgat: ModuleType) -> None:
+    import torch
+
+    # Poison the keys and values of block 0: queries in block 2 and later must not see them.
+    args = tgat.parse_args([*TGAT_SMALL, "--lengths", "32", "--mask", "block"])
+    layer = tgat.TemporalAttention(16, 2, 8, torch.Generator().manual_seed(2), "cpu")
+    (batch,) = tgat.make_batches(args, "cpu")
+    x2 = batch.x.clone()
+    x2[:, :8] = 1e6
+    with torch.inference_mode():
+        a, _ = tgat.blocksparse_forward(layer, batch.x, batch.t, 8)
+        b, _ = tgat.blocksparse_forward(layer, x2, batch.t, 8)
+    torch.testing.assert_close(a[:, 16:], b[:, 16:])
+    assert not torch.allclose(a[:, 8:16], b[:, 8:16])
 
 
 def test_tgat_needs_torch_message_without_it() -> None:
@@ -326,20 +402,55 @@ def test_dag_sparse_detects_a_cycle(dag: ModuleType) -> None:
 
 def test_dag_metrics_arrive_and_variants_agree() -> None:
     a = run_with_probe("dag_builder.py", *DAG_SMALL, DAG_EDGES="python", DAG_TOPO="graphlib")
-    b = run_with_probe("dag_builder.py", *DAG_SMALL, DAG_EDGES="numpy", DAG_TOPO="sparse")
+    b = run_with_probe(
+        "dag_builder.py", *DAG_SMALL, DAG_EDGES="numpy", DAG_TOPO="sparse", DAG_ADJACENCY="sparse"
+    )
     assert a.returncode == b.returncode == 0, a.stdout + b.stdout
     assert a.kinds == {
         "dag_build_seconds": "histogram",
         "dag_generations_seconds": "histogram",
+        "dag_adjacency_seconds": "histogram",
         "dag_events_total": "counter",
         "dag_edges": "value",
         "dag_generations": "value",
+        "dag_adjacency_bytes": "value",
+        "dag_sources": "value",
     }
+    assert a.values["dag_sources"] == b.values["dag_sources"]
+    # dense: n² bytes; sparse: about 13 bytes per edge (uint8 data, int32 index) plus n + 1
+    assert a.values["dag_adjacency_bytes"] == [300.0**2, 2000.0**2]
+    assert b.values["dag_adjacency_bytes"][1] < 20 * b.values["dag_edges"][1]
     assert len(a.values["dag_build_seconds"]) == 4
     assert sum(a.values["dag_events_total"]) == 2 * (300 + 2000)
     assert a.values["dag_edges"] == b.values["dag_edges"]
     assert a.values["dag_generations"] == b.values["dag_generations"]
     assert 1000 < a.values["dag_edges"][1] <= 4 * 2000
+
+
+@pytest.mark.parametrize("topo", ["graphlib", "networkx", "sparse"])
+def test_dag_generations_one_switch(dag: ModuleType, topo: str) -> None:
+    if topo == "networkx":
+        pytest.importorskip("networkx")
+    t = dag.event_times(500, 20.0, 3)
+    edges = dag.edges_numpy(t, 4, 1.0, 120.0)
+    gens = dag.GENERATIONS[topo](500, edges)
+    assert [sorted(g) for g in gens] == [sorted(g) for g in dag.generations_graphlib(500, edges)]
+
+
+def test_dag_adjacency_dense_and_sparse_agree(dag: ModuleType) -> None:
+    t = dag.event_times(400, 20.0, 5)
+    edges = dag.edges_numpy(t, 4, 1.0, 120.0)
+    din, dout, dbytes = dag.adjacency(400, edges, "dense")
+    sin, sout, sbytes = dag.adjacency(400, edges, "sparse")
+    assert din.tolist() == sin.tolist() and dout.tolist() == sout.tolist()
+    assert int(din.sum()) == int(dout.sum()) == len(edges)
+    assert dbytes == 400 * 400 and sbytes < dbytes / 5
+
+
+def test_dag_dense_refuses_a_graph_too_large() -> None:
+    proc = run_standalone("dag_builder.py", "--events", "30000", DAG_ADJACENCY="dense")
+    assert proc.returncode == 2
+    assert "n²" in proc.stderr
 
 
 # --- parquet_io's audit options --------------------------------------------------------------
@@ -400,19 +511,38 @@ def test_motif_planted_pairs_rank_high(motif: ModuleType) -> None:
     assert lifts[top[0]] > 3  # a planted follow-up at strength 0.5 stands far above 1
 
 
-def test_motif_seeded_is_stable_and_unseeded_is_not() -> None:
+def test_motif_fixed_seed_hides_the_spread_that_session_seeds_show() -> None:
     seeded = run_with_probe("motif_mining.py", *MOTIF_SMALL, MOTIF_SEED="3")
-    unseeded = run_with_probe("motif_mining.py", *MOTIF_SMALL, MOTIF_SEED="none")
     again = run_with_probe("motif_mining.py", *MOTIF_SMALL, MOTIF_SEED="3")
-    assert seeded.returncode == unseeded.returncode == again.returncode == 0
+    s1 = run_with_probe("motif_mining.py", *MOTIF_SMALL, PERFMON_SESSION="1")
+    assert seeded.returncode == again.returncode == s1.returncode == 0
     assert seeded.kinds["motif_lift_delta"] == "histogram"
-    assert seeded.kinds["motif_top_lift"] == "value"
-    assert seeded.values["motif_lift_delta"] == [0.0] * 10
+    assert seeded.kinds["motif_top_lift"] == seeded.kinds["motif_lift_spread"] == "value"
+    # The seed audit's "fix": identical estimates, zero delta and spread, by construction.
+    assert seeded.values["motif_lift_delta"] == [0.0] * 40
+    assert seeded.values["motif_lift_spread"] == [0.0]
     assert seeded.values["motif_top_lift"] == again.values["motif_top_lift"]
-    # Two unseeded bootstraps of 8 resamples agree on all ten motifs with probability ~0.
-    assert len(unseeded.values["motif_lift_delta"]) == 10
-    assert max(unseeded.values["motif_lift_delta"]) > 0
-    assert "seed=none" in unseeded.stdout
+    # Seeds per session and estimate (the default) show the bootstrap's own variability.
+    assert len(s1.values["motif_lift_delta"]) == 40
+    assert max(s1.values["motif_lift_delta"]) > 0
+    [spread] = s1.values["motif_lift_spread"]
+    assert spread > 0
+    assert "seed=session" in s1.stdout
+
+
+def test_motif_session_seeds_are_reproducible_and_distinct(motif: ModuleType) -> None:
+    def draw(seed: object, session: int | None, e: int) -> float:
+        return float(motif.estimate_rng(seed, session, e).random())
+
+    assert draw("session", 4, 0) == draw("session", 4, 0)
+    assert len({draw("session", s, e) for s in (1, 2) for e in (0, 1)}) == 4
+    assert draw(7, 1, 0) == draw(7, 2, 3)  # a fixed seed: every estimate the same
+
+
+def test_motif_lift_spread(motif: ModuleType) -> None:
+    est = np.array([[1.0, 5.0], [1.0, 7.0], [1.0, 6.0]])
+    assert motif.lift_spread(est) == pytest.approx(1.0)  # sd of 5, 7, 6
+    assert motif.lift_spread(np.zeros((3, 0))) == 0.0
 
 
 # --- grid_search -----------------------------------------------------------------------------
@@ -454,6 +584,21 @@ def test_grid_implementations_find_the_same_best() -> None:
     assert sum(opt.values["backtests_total"]) == 12
     assert len(opt.values["pool_start_seconds"]) == 1
     assert "pool_start_seconds" not in plain.values
+
+
+def test_grid_cached_is_one_process_and_workers_come_from_the_environment() -> None:
+    plain = run_with_probe("grid_search.py", *GRID_SMALL, GRID_IMPL="plain")
+    cached = run_with_probe("grid_search.py", *GRID_SMALL, GRID_IMPL="cached")
+    pooled = run_with_probe("grid_search.py", *GRID_SMALL, GRID_IMPL="pooled", GRID_WORKERS="3")
+    assert plain.returncode == cached.returncode == pooled.returncode == 0
+    assert plain.values["grid_best_sharpe"] == cached.values["grid_best_sharpe"]
+    assert cached.values["grid_best_sharpe"] == pooled.values["grid_best_sharpe"]
+    assert "pool_start_seconds" not in cached.values  # no pool: the cache alone
+    assert cached.values["grid_workers"] == plain.values["grid_workers"] == [1.0]
+    assert pooled.values["grid_workers"] == [3.0]
+    [rate] = cached.values["backtests_per_second"]
+    [secs] = cached.values["grid_search_seconds"]
+    assert rate == pytest.approx(6 / secs)
 
 
 # --- regime_variance -------------------------------------------------------------------------
@@ -505,7 +650,11 @@ def test_regime_metrics_arrive(vol: str) -> None:
 # --- campaigns -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["audit", "grid", "soak"])
+CAMPAIGNS = ["audit", "dag", "parquet", "grid", "grid_workers", "streaming", "regime"]
+CAMPAIGNS += ["quickstart", "soak"]
+
+
+@pytest.mark.parametrize("name", CAMPAIGNS)
 def test_campaigns_load(name: str) -> None:
     from perfmon.core.campaign import load_campaign
 
@@ -513,11 +662,90 @@ def test_campaigns_load(name: str) -> None:
     for w in camp.workloads:
         assert (SAMPLES / w.command[1]).is_file(), w.command
     if name == "audit":
-        assert [w.name for w in camp.workloads] == ["tgat", "dag", "parquet", "motif", "regime"]
+        assert [w.name for w in camp.workloads] == ["tgat", "motif"]
+        assert camp.workloads[0].matrix == {"length": ("128", "256", "512", "1024")}
         assert [(s.name, s.sessions, s.duration_s) for s in camp.sets] == [
             ("golden", 20, None),
             ("canary", None, 600.0),
         ]
-        assert {g.name for g in camp.gates} >= {"Performance", "RAM", "Parity", "Regime variance"}
+        assert {g.name for g in camp.gates} >= {"Speedup sdpa", "RAM", "Parity", "Motif stability"}
     if name == "grid":
         assert camp.workloads[0].matrix == {"combos": ("25", "208")}
+
+
+@pytest.mark.parametrize("name", ["audit", "dag", "parquet", "grid", "streaming"])
+def test_each_variant_is_one_change_from_its_reference(name: str) -> None:
+    """Every non-baseline variant differs from baseline in one setting (compression, by design,
+    from carryover; zstd9 from zstd: the level alone)."""
+    from perfmon.core.campaign import load_campaign
+
+    camp = load_campaign(SAMPLES / f"{name}.toml")
+    envs = {v.name: dict(v.env) for v in camp.variants}
+    reference = {"compression": "carryover", "zstd9": "zstd", "all": None}
+    for variant, env in envs.items():
+        ref = reference.get(variant, "baseline")
+        if variant == "baseline" or ref is None:
+            continue
+        base = envs[ref]
+        changed = {k for k in set(env) | set(base) if env.get(k) != base.get(k)}
+        assert len(changed) == 1, (variant, changed)
+
+
+# --- a small headless audit run --------------------------------------------------------------
+
+
+def _tiny_audit(tmp_path: Path) -> Path:
+    """samples/audit.toml with tiny sizes: lengths 16 and 40, one session per combination."""
+    text = (SAMPLES / "audit.toml").read_text()
+    text = text.replace(
+        '"--repeat", "5"]',
+        '"--repeat", "2", "--dim", "16", "--heads", "2",\n           "--block-size", "8"]',
+    )
+    text = text.replace(
+        "matrix = { length = [128, 256, 512, 1024] }", "matrix = { length = [16, 40] }"
+    )
+    text = text.replace(
+        '"--estimates", "5"]',
+        '"--estimates", "3", ' + ", ".join(f'"{a}"' for a in MOTIF_SMALL) + "]",
+    )
+    text = text.replace('name = "tgat"\n', f'name = "tgat"\ncwd = "{SAMPLES}"\n')
+    text = text.replace('name = "motif"\n', f'name = "motif"\ncwd = "{SAMPLES}"\n')
+    text = text.replace("warmup = 1\n", "warmup = 0\n")
+    path = tmp_path / "audit.toml"
+    path.write_text(text)
+    return path
+
+
+@needs_torch
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_headless_audit_runs_one_length_per_session(tmp_path: Path) -> None:
+    import json
+
+    campaign = _tiny_audit(tmp_path)
+    runs = tmp_path / "runs"
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "perfmon", "run", str(campaign), "--headless"),
+            *("--runs-dir", str(runs), "--set", "golden=1", "--set", "canary=1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        stdin=subprocess.DEVNULL,
+        env=_env(),
+    )
+    assert out.returncode in (0, 1), out.stdout + out.stderr  # a verdict, not an error
+    (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
+    report = json.loads((run_dir / "report.json").read_text())
+    lines = [line for line in out.stdout.splitlines() if line.startswith("[")]
+    # 2 sets x (5 variants x 2 lengths tgat + 5 variants motif) = 30 sessions, all ok
+    assert len(lines) == 30, out.stdout
+    assert all(" ok " in line for line in lines), out.stdout
+    assert {g["name"] for g in report["gates"]} >= {"Speedup blocksparse", "Parity", "RAM"}
+    logs = "".join(
+        p.read_text() for p in (run_dir / "logs").iterdir() if p.suffix == ".log" or "out" in p.name
+    )
+    for length in ("16", "40"):
+        assert f"{2 * int(length)} events" in logs  # each session ran its own length
+    assert "attention=blocksparse" in logs and "dtype=bfloat16" in logs

@@ -37,17 +37,25 @@ def test_quickstart_runs_end_to_end_with_a_truthful_report(tmp_path: Path) -> No
     expected = 0 if report["verdict"] == "pass" else 1
     assert out.returncode == expected, out.stdout + out.stderr
     session_lines = [line for line in out.stdout.splitlines() if line.startswith("[")]
-    assert len(session_lines) == 16
+    assert len(session_lines) == 12
     assert all(" ok " in line for line in session_lines), out.stdout
     # every gate was decided on recorded data, with its sample count
-    assert len(report["gates"]) == 5
+    assert len(report["gates"]) == 7
     for gate in report["gates"]:
-        assert gate["state"] in ("pass", "fail"), gate
+        # the overhead gate is statistical: its interval may still straddle 5% at n = 5
+        assert gate["state"] in ("pass", "fail", "inconclusive"), gate
         assert gate["n"] > 0
     md = (run_dir / "report.md").read_text()
-    for name in ("Event queue depth", "Causal trace size", "Compression frequency", "RAM"):
+    for name in (
+        "Event queue depth",
+        "Causal trace size",
+        "Compression frequency",
+        "RAM",
+        "Expert selection",
+        "Monitoring overhead",
+    ):
         assert name in md
     assert (run_dir / "samples.parquet").is_file()
     assert (run_dir / "manifest.json").is_file()
     logs = sorted((run_dir / "logs").iterdir())
-    assert len(logs) == 32  # stdout and stderr of 16 sessions
+    assert len(logs) == 24  # stdout and stderr of 12 sessions

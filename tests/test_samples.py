@@ -151,26 +151,41 @@ def test_bad_codec_is_a_usage_error() -> None:
 # --- probe channel ---------------------------------------------------------------------------
 
 
+FEATURE_METRICS = {
+    "events": {"events_emitted_total": "counter"},
+    "trace": {"causal_trace_bytes": "gauge", "trace_record_seconds": "histogram"},
+    "carryover": {"carryover_seconds": "histogram"},
+    "experts": {"expert_selection_seconds": "histogram"},
+    "compression": {
+        "compression_checks_total": "counter",
+        "compressions_total": "counter",
+        "compression_seconds": "histogram",
+    },
+}
+BASE_METRICS = {
+    "event_queue_depth": "gauge",
+    "chunks_total": "counter",
+    "events_total": "counter",
+    "chunk_seconds": "histogram",
+    "pipeline_features_enabled": "value",
+}
+
+
 def test_pipeline_metrics_arrive() -> None:
     ch = run_with_probe(PIPELINE, *PIPELINE_SMALL, "--impl", "numpy")
     assert ch.returncode == 0, ch.stdout
     assert ch.header[:1] == ["# PERFMON 2"]
-    expected = {
-        "event_queue_depth": "gauge",
-        "causal_trace_bytes": "gauge",
-        "chunks_total": "counter",
-        "events_total": "counter",
-        "compressions_total": "counter",
-        "chunk_seconds": "histogram",
-        "carryover_seconds": "histogram",
-        "compression_seconds": "histogram",
-        "trace_record_seconds": "histogram",
-    }
-    assert {name: ch.kinds.get(name) for name in expected} == expected
-    assert set(ch.values) == set(expected)
+    expected = dict(BASE_METRICS)
+    for metrics in FEATURE_METRICS.values():
+        expected.update(metrics)
+    assert ch.kinds == expected  # every feature is on by default
+    assert ch.values["pipeline_features_enabled"] == [5.0]
     assert sum(ch.values["chunks_total"]) == 60
+    assert sum(ch.values["events_total"]) == 60 * 32  # full chunks: the consumer waits for them
+    assert sum(ch.values["compression_checks_total"]) == 60
     for per_chunk in ("event_queue_depth", "causal_trace_bytes", "chunk_seconds"):
         assert len(ch.values[per_chunk]) == 60
+    assert len(ch.values["expert_selection_seconds"]) == 60
     compressions = sum(ch.values["compressions_total"])
     assert compressions == len(ch.values["compression_seconds"]) > 0
     assert f"{int(compressions)} compressions" in ch.stdout
@@ -180,30 +195,31 @@ def test_pipeline_metrics_arrive() -> None:
     assert all(v > 0 for v in ch.values["chunk_seconds"])
 
 
-def test_parquet_metrics_arrive() -> None:
-    ch = run_with_probe(PARQUET, *PARQUET_SMALL, "--compression", "zstd")
+@pytest.mark.parametrize("feature", ["none", *FEATURE_METRICS])
+def test_each_feature_switch_adds_only_its_own_work(feature: str) -> None:
+    features = "carryover,compression" if feature == "compression" else feature
+    ch = run_with_probe(PIPELINE, *PIPELINE_SMALL, "--impl", "numpy", PIPELINE_FEATURES=features)
     assert ch.returncode == 0, ch.stdout
-    assert ch.kinds == {
-        "write_seconds": "histogram",
-        "read_seconds": "histogram",
-        "parquet_write_bytes_per_second": "gauge",
-        "parquet_read_bytes_per_second": "gauge",
-        "rows_total": "counter",
-        "parquet_file_bytes": "value",
-        "parquet_compression_ratio": "value",
-        "parquet_cdc_enabled": "value",
-        "arrow_pool_peak_bytes": "value",
-        "parquet_peak_rss_bytes": "value",
-    }
-    assert ch.values["parquet_cdc_enabled"] == [0.0]  # --cdc defaults to off
-    assert len(ch.values["write_seconds"]) == len(ch.values["read_seconds"]) == 3
-    assert sum(ch.values["rows_total"]) == 3 * 5000
-    [size] = ch.values["parquet_file_bytes"]
-    [ratio] = ch.values["parquet_compression_ratio"]
-    assert size > 0 and ratio > 1.0  # zstd shrinks the dictionary-encoded table
+    expected = dict(BASE_METRICS)
+    if feature == "compression":
+        expected.update(FEATURE_METRICS["carryover"])
+    expected.update(FEATURE_METRICS.get(feature, {}))
+    assert ch.kinds == expected
+    assert f"features={features}" in ch.stdout
+    assert ch.values["pipeline_features_enabled"] == [
+        float(len(features.split(",")) * (feature != "none"))
+    ]
+    if feature == "events":
+        assert sum(ch.values["events_emitted_total"]) == 60 * 32
 
 
-NON_TIMING = ("event_queue_depth", "causal_trace_bytes", "chunks_total", "events_total")
+def test_bad_feature_is_a_usage_error() -> None:
+    proc = run_standalone(PIPELINE, *PIPELINE_SMALL, PIPELINE_FEATURES="trace,telepathy")
+    assert proc.returncode == 2
+    assert "telepathy" in proc.stderr
+
+
+NON_TIMING = ("causal_trace_bytes", "chunks_total", "events_total")
 
 
 def _non_timing(ch: Channel) -> dict[str, list[float]]:
@@ -212,13 +228,14 @@ def _non_timing(ch: Channel) -> dict[str, list[float]]:
     return out
 
 
-def test_pipeline_is_deterministic_for_a_seed() -> None:
+def test_pipeline_work_is_deterministic_for_a_seed() -> None:
+    # The queue depth depends on the consumer's real speed; everything the chunks carry does not.
     a = run_with_probe(PIPELINE, *PIPELINE_SMALL, "--seed", "7")
     b = run_with_probe(PIPELINE, *PIPELINE_SMALL, "--seed", "7")
     c = run_with_probe(PIPELINE, *PIPELINE_SMALL, "--seed", "8")
     assert a.returncode == b.returncode == c.returncode == 0
     assert _non_timing(a) == _non_timing(b)
-    assert a.values["event_queue_depth"] != c.values["event_queue_depth"]
+    assert a.values["causal_trace_bytes"] != c.values["causal_trace_bytes"]
 
 
 def test_pipeline_variants_do_the_same_work() -> None:
@@ -296,26 +313,148 @@ def test_quickstart_campaign_is_well_formed() -> None:
     with (SAMPLES / "quickstart.toml").open("rb") as f:
         doc = tomllib.load(f)
     scripts = {w["command"][1] for w in doc["workload"]}
-    assert scripts == {PIPELINE, PARQUET}
+    assert scripts == {PIPELINE}
     assert all((SAMPLES / s).is_file() for s in scripts)
-    assert set(doc["variant"]) == {"baseline", "candidate"}
-    envs = [doc["variant"][v]["env"] for v in ("baseline", "candidate")]
-    assert [e["PIPELINE_IMPL"] for e in envs] == ["python", "numpy"]
-    assert [e["PARQUET_CODEC"] for e in envs] == ["snappy", "zstd"]
+    assert set(doc["variant"]) == {"baseline", "monitored"}
+    envs = [doc["variant"][v]["env"] for v in ("baseline", "monitored")]
+    # one change between the variants: the monitoring features
+    assert envs == [{"PIPELINE_FEATURES": "none"}, {"PIPELINE_FEATURES": "all"}]
     from perfmon.core.gates import parse_gate
 
     for gate in doc["gate"]:
         parse_gate(gate["expr"])
+    exprs = " ".join(g["expr"] for g in doc["gate"])
+    # the streaming report's watch-limits, all of them
+    for limit in (
+        "p95(event_queue_depth) < 100",
+        "max(causal_trace_bytes) < 50MB",
+        "< 0.10",
+        "p95(chunk_seconds) < 1ms",
+        "p95(expert_selection_seconds) < 10us",
+        "regression(chunk_seconds, baseline, monitored) < 5%",
+    ):
+        assert limit in exprs
 
 
 def test_quickstart_campaign_loads() -> None:
-    from perfmon.core import campaign
+    from perfmon.core.campaign import load_campaign
 
-    load = getattr(campaign, "load_campaign", None)
-    if load is None:
-        pytest.skip("perfmon.core.campaign.load_campaign is not written yet")
-    parsed = load(SAMPLES / "quickstart.toml")
-    assert [w.name for w in parsed.workloads] == ["pipeline", "parquet"]
-    assert [v.name for v in parsed.variants] == ["baseline", "candidate"]
-    assert [(s.name, s.sessions, s.warmup) for s in parsed.sets] == [("golden", 3, 1)]
-    assert len(parsed.gates) == 5
+    parsed = load_campaign(SAMPLES / "quickstart.toml")
+    assert [w.name for w in parsed.workloads] == ["pipeline"]
+    assert [v.name for v in parsed.variants] == ["baseline", "monitored"]
+    assert [(s.name, s.sessions, s.warmup) for s in parsed.sets] == [("golden", 5, 1)]
+    assert len(parsed.gates) == 7
+
+
+# --- the real-time queue ---------------------------------------------------------------------
+
+
+def _queue_depths(sp: ModuleType, monkeypatch: pytest.MonkeyPatch, work_s: float) -> list[int]:
+    """Run the pipeline in process against 16,000 events/s (one 32-event chunk every 2 ms,
+    no bursts), with the consumer's work replaced by a sleep of ``work_s`` per chunk."""
+    import time
+
+    monkeypatch.setattr(sp, "pipeline_work", lambda *a: time.sleep(work_s))
+    args = sp.parse_args(
+        [
+            *("--chunks", "120", "--chunk-size", "32", "--rate", "16000", "--burstiness", "1"),
+            *("--features", "none"),
+        ]
+    )
+    depths: list[int] = sp.run(args).depths
+    return depths
+
+
+def test_a_faster_consumer_drains_the_queue(
+    sp: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    depths = _queue_depths(sp, monkeypatch, 0.0002)  # 0.2 ms of work per 2 ms of arrivals
+    late = depths[len(depths) // 2 :]
+    assert sorted(late)[len(late) // 2] <= 32  # median: at most a chunk's worth behind
+
+
+def test_a_slower_consumer_lets_the_queue_grow(
+    sp: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    depths = _queue_depths(sp, monkeypatch, 0.004)  # 4 ms of work per 2 ms of arrivals
+    # Each chunk takes 4 ms while 64 events arrive and 32 leave: about +32 per chunk.
+    assert depths[-1] > depths[10] + 500
+    assert depths[-1] > 1000
+
+
+def test_expert_router_picks_the_closest_centroids(sp: ModuleType) -> None:
+    import numpy as np
+
+    router = sp.ExpertRouter(np.random.default_rng(0), 4, 8, 2)
+    router.centroids = np.eye(4, 8)  # expert i holds token i only
+    chunk = [_event(0, (2,)), _event(1, (2, 3)), _event(2, (2,))]
+    assert router.select(chunk).tolist() == [2, 3]
+    assert router.load.tolist() == [0, 0, 1, 1]
+    assert router.select([]).tolist() == []
+
+
+def test_parse_features(sp: ModuleType) -> None:
+    assert sp.parse_features("none") == frozenset()
+    assert sp.parse_features("all") == frozenset(sp.FEATURES)
+    assert sp.parse_features(" trace , experts") == {"trace", "experts"}
+    with pytest.raises(ValueError, match="bogus"):
+        sp.parse_features("trace,bogus")
+
+
+# --- Parquet: each setting changes the file ---------------------------------------------------
+
+
+def _parquet(tmp_path: Path, **env: str) -> Channel:
+    return run_with_probe(PARQUET, "--rows", "20000", "--repeat", "1", TMPDIR=str(tmp_path), **env)
+
+
+BASE_PARQUET = {"PARQUET_CODEC": "snappy", "PARQUET_ROW_GROUP_SIZE": "0", "PARQUET_CDC": "off"}
+
+
+def test_parquet_codec_changes_the_file_size(tmp_path: Path) -> None:
+    snappy = _parquet(tmp_path, **BASE_PARQUET)
+    zstd = _parquet(tmp_path, **{**BASE_PARQUET, "PARQUET_CODEC": "zstd"})
+    none = _parquet(tmp_path, **{**BASE_PARQUET, "PARQUET_CODEC": "none"})
+    sizes = [ch.values["parquet_file_bytes"][0] for ch in (none, snappy, zstd)]
+    assert sizes[0] > sizes[1] > sizes[2]
+    assert "parquet_io zstd level 3" in zstd.stdout
+
+
+def test_parquet_level_changes_the_file(tmp_path: Path) -> None:
+    zstd = {**BASE_PARQUET, "PARQUET_CODEC": "zstd"}
+    l1 = _parquet(tmp_path, **zstd, PARQUET_LEVEL="1")
+    l19 = _parquet(tmp_path, **zstd, PARQUET_LEVEL="19")
+    assert "level 1," in l1.stdout and "level 19," in l19.stdout
+    assert l19.values["parquet_file_bytes"][0] < l1.values["parquet_file_bytes"][0]
+
+
+def test_parquet_row_group_size_sets_the_row_groups(tmp_path: Path) -> None:
+    default = _parquet(tmp_path, **BASE_PARQUET)
+    small = _parquet(tmp_path, **{**BASE_PARQUET, "PARQUET_ROW_GROUP_SIZE": "3000"})
+    assert default.values["parquet_row_groups"] == [1.0]  # pyarrow's default: 1 Mi rows
+    assert small.values["parquet_row_groups"] == [7.0]  # ceil(20000 / 3000)
+
+
+def test_parquet_cdc_switch_reaches_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pio = load_sample("parquet_io")
+    if not pio.cdc_supported():
+        pytest.skip("this pyarrow has no content-defined chunking")
+    calls: list[dict[str, object]] = []
+    real = pio.pq.write_table
+
+    def spy(*a: object, **kw: object) -> None:
+        calls.append(kw)
+        real(*a, **kw)
+
+    monkeypatch.setattr(pio.pq, "write_table", spy)
+    table = pio.build_table(2000, 4, 0)
+    for cdc in ("off", "on"):
+        args = pio.parse_args(["--cdc", cdc, "--compression", "snappy"])
+        args.use_cdc = cdc == "on"
+        pio.round_trip(table, tmp_path / f"{cdc}.parquet", args)
+    assert "use_content_defined_chunking" not in calls[0]
+    assert calls[1]["use_content_defined_chunking"] is True
+    # only that setting differs between the two writes
+    assert {k: v for k, v in calls[1].items() if k != "use_content_defined_chunking"} == calls[0]
