@@ -526,18 +526,27 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import json
+    """``perfmon report RUN_DIR``: exit 0 when the verdict passes on an intact recording, 1
+    when a gate failed or is undecided or when damage beyond a crash's torn tail was found (the
+    report says what under "Damage found"), 2 when RUN_DIR is not a run directory, 3 when the
+    report cannot be written."""
+    from perfmon.engine.report import NotARunDirectory, report_run_dir
 
-    from perfmon.engine.runner import write_run_report
-
-    manifest_path = args.run_dir / "manifest.json"
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as exc:
-        return _fail(f"{manifest_path}: not a readable run manifest: {exc}")
-    md, v, _ = write_run_report(args.run_dir, manifest["campaign"]["gates"])
+        md, v, report = report_run_dir(args.run_dir)
+    except NotARunDirectory as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{args.run_dir}: cannot write the report: {exc}", EXIT_INCOMPLETE)
+    rec = report["recording"]
     print(f"report: {md}\n        {md.with_suffix('.json')}\nverdict: {v.upper()}")
-    return 0
+    if rec["damage_found"]:
+        print(
+            f"damage found: {len(rec['problems'])} problem(s), "
+            f"{rec['samples_lost']:,} samples known lost (see report.md)",
+            file=sys.stderr,
+        )
+    return 0 if v == "pass" and not rec["data_lost"] else 1
 
 
 def _compare(args: argparse.Namespace) -> int:

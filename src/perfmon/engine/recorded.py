@@ -185,6 +185,67 @@ def _configs(gates: Sequence[Mapping[str, Any]], stats: StatsOptions) -> list[Ga
     ]
 
 
+def stored_stats_options(manifest: Any) -> tuple[StatsOptions, str | None]:
+    """The statistical options stored in a run's manifest, or the defaults when they are
+    missing or malformed (a damaged manifest), with a sentence saying so.
+
+    Args:
+        manifest: ``manifest.json``'s content as read (any JSON value).
+
+    Returns:
+        ``(options, problem)``; ``problem`` is None when the stored options were used.
+    """
+    campaign = manifest.get("campaign") if isinstance(manifest, dict) else None
+    stored = campaign.get("stats") if isinstance(campaign, dict) else None
+    if stored is None:
+        return StatsOptions(), None
+    if not isinstance(stored, dict):
+        return StatsOptions(), "manifest.json: statistical options malformed; defaults used"
+    known = {f.name for f in dataclasses.fields(StatsOptions)}
+    try:
+        return StatsOptions(**{k: v for k, v in stored.items() if k in known}), None
+    except (ValueError, TypeError, OverflowError) as exc:
+        return StatsOptions(), f"manifest.json: statistical options invalid ({exc}); defaults used"
+
+
+def _unparsable(gates: Sequence[Mapping[str, Any]], stats: StatsOptions) -> dict[int, GateResult]:
+    """Gates (by position) whose stored expression no longer parses, as ``pending`` results
+    saying why, so that a damaged manifest can never let the verdict pass."""
+    from perfmon.core.gates import GateSyntaxError
+
+    bad: dict[int, GateResult] = {}
+    for i, g in enumerate(gates):
+        try:
+            parse_gate(str(g["expr"]), stats=stats)
+        except (GateSyntaxError, ValueError, TypeError, KeyError, RecursionError) as exc:
+            reason = f"stored expression does not parse: {' '.join(str(exc).split())[:200]}"
+            bad[i] = GateResult(
+                str(g.get("name", "")), str(g.get("expr", "")), GateState.PENDING, None, 0, reason
+            )
+    return bad
+
+
+def evaluate_recorded_safely(
+    gates: Sequence[Mapping[str, Any]], data: Any, stats: StatsOptions
+) -> RecordedGates:
+    """``evaluate_recorded`` for a run directory that may be damaged: a gate whose stored
+    expression no longer parses gets a ``pending`` result saying so (the verdict cannot pass)
+    instead of raising; the other gates are evaluated as usual.
+    """
+    bad = _unparsable(gates, stats)
+    good = [g for i, g in enumerate(gates) if i not in bad]
+    recorded = evaluate_recorded(good, data, stats)
+
+    def merge(results: Sequence[GateResult]) -> list[GateResult]:
+        it = iter(results)
+        return [bad[i] if i in bad else next(it) for i in range(len(gates))]
+
+    return RecordedGates(
+        run=merge(recorded.run),
+        per_set={name: merge(results) for name, results in recorded.per_set.items()},
+    )
+
+
 def evaluate_recorded(
     gates: Sequence[Mapping[str, Any]], data: Any, stats: StatsOptions
 ) -> RecordedGates:

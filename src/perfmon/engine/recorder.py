@@ -683,9 +683,12 @@ class SampleDamage:
         samples_lost: samples known lost (rows of skipped batches and row groups, as their
             headers or the Parquet footer say; a torn tail's samples are not known).
         parquet_damaged: True when ``samples.parquet`` was unreadable or lost row groups.
+        serious: the problems that are more than a segment's torn tail (see
+            ``RunData.damage``).
     """
 
     problems: list[str] = field(default_factory=list)
+    serious: list[str] = field(default_factory=list)
     repaired_segments: int = 0
     dropped_bytes: int = 0
     bad_batches: int = 0
@@ -713,6 +716,8 @@ def _segment_batches(segments: Sequence[Path], damage: SampleDamage) -> Iterator
                 f"{SAMPLES_DIR}/{seg.name}: {'; '.join(what)}; "
                 f"{part.dropped_bytes:,} bytes dropped"
             )
+            if part.bad_batches:
+                damage.serious.append(damage.problems[-1])
         yield from part.batches
 
 
@@ -769,6 +774,7 @@ def _parquet_batches(
             f"{SAMPLES_PARQUET}: {bad} of {pf.num_row_groups} row group(s) damaged, "
             f"{lost:,} samples lost ({first})"
         )
+        damage.serious.append(damage.problems[-1])
 
 
 def _compaction_damage(pf: pq.ParquetFile, damage: SampleDamage) -> None:
@@ -783,8 +789,10 @@ def _compaction_damage(pf: pq.ParquetFile, damage: SampleDamage) -> None:
         damage.bad_batches += int(found.get("bad_batches", 0))
         damage.samples_lost += int(found.get("samples_lost", 0))
         damage.problems += [f"at compaction: {p}" for p in found.get("problems", [])]
+        damage.serious += [f"at compaction: {p}" for p in found.get("serious", [])]
     except (ValueError, TypeError, AttributeError) as exc:
         damage.problems.append(f"{SAMPLES_PARQUET}: unreadable compaction record ({exc})")
+        damage.serious.append(damage.problems[-1])
 
 
 def iter_run_batches(run_dir: Path, damage: SampleDamage) -> Iterator[pa.RecordBatch]:
@@ -811,6 +819,7 @@ def iter_run_batches(run_dir: Path, damage: SampleDamage) -> Iterator[pa.RecordB
             damage.problems.append(
                 f"{SAMPLES_PARQUET} unreadable ({_one_line(exc)}); {fallback}"
             )
+            damage.serious.append(damage.problems[-1])
         else:
             _compaction_damage(pf, damage)
             yield from _parquet_batches(pf, damage)
@@ -915,6 +924,7 @@ def _compact_samples(segments: Sequence[Path], dest: Path) -> int:
                     "bad_batches": damage.bad_batches,
                     "samples_lost": damage.samples_lost,
                     "problems": damage.problems,
+                    "serious": damage.serious,
                 }
                 writer.add_key_value_metadata({COMPACTION_KEY: json.dumps(record)})
         with open(tmp, "rb") as f:
@@ -947,27 +957,43 @@ def _verify_parquet(path: Path, rows: int) -> None:
 
 def _read_sessions_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
     """Read ``sessions.jsonl``: (rows, lines dropped). Undecodable lines are counted, skipped."""
+    rows, dropped, _ = _sessions_jsonl(path)
+    return rows, dropped
+
+
+def _sessions_jsonl(path: Path) -> tuple[list[dict[str, Any]], int, bool]:
+    """Read ``sessions.jsonl``: (rows, lines dropped, whether the only one dropped is a torn
+    last line: no newline after it, as ``kill -9`` mid-write leaves it).
+
+    Lines that are not JSON objects with ``session_row``'s keys and types are dropped too.
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return [], 0
+        return [], 0, False
     except OSError:
-        return [], 1
+        return [], 1, False
     rows: list[dict[str, Any]] = []
     dropped = 0
-    for raw in data.split(b"\n"):
+    last_dropped = False
+    lines = data.split(b"\n")
+    for raw in lines:
+        last_dropped = False
         if not raw.strip():
             continue
         try:
             row = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
             dropped += 1
+            last_dropped = True
             continue
         if _valid_session_row(row):
             rows.append(row)
         else:
             dropped += 1
-    return rows, dropped
+            last_dropped = True
+    torn_tail = dropped == 1 and last_dropped and bool(lines[-1].strip())
+    return rows, dropped, torn_tail
 
 
 def _write_sessions_parquet(rows: Sequence[dict[str, Any]], dest: Path) -> None:
@@ -1099,6 +1125,10 @@ class RunData:
         problems: one sentence per damaged or unreadable file, for the report.
         damaged_batches: segment batches and Parquet row groups skipped as damaged.
         samples_lost: samples known lost in those (a torn tail's are not known).
+        damage: the problems that are more than a crash's torn tail (a segment or
+            ``sessions.jsonl`` cut short at its end, which ``kill -9`` leaves and which loses
+            at most the last flush): overwritten or zeroed data, unreadable or missing files.
+            A report of a run with such damage cannot vouch for its verdict.
     """
 
     run_dir: Path
@@ -1112,6 +1142,7 @@ class RunData:
     problems: list[str] = field(default_factory=list)
     damaged_batches: int = 0
     samples_lost: int = 0
+    damage: list[str] = field(default_factory=list)
 
     @property
     def damage_found(self) -> bool:
@@ -1124,13 +1155,14 @@ class RunMeta:
     """A run directory's manifest and sessions, read and checked (``read_run_meta``).
 
     Attributes:
-        manifest / sessions / sessions_dropped_lines / problems: as in ``RunData``.
+        manifest / sessions / sessions_dropped_lines / problems / damage: as in ``RunData``.
     """
 
     manifest: dict[str, Any]
     sessions: list[dict[str, Any]]
     sessions_dropped_lines: int
     problems: list[str]
+    damage: list[str]
 
 
 def read_run_meta(run_dir: Path) -> RunMeta:
@@ -1162,20 +1194,25 @@ def read_run_meta(run_dir: Path) -> RunMeta:
     elif manifest and manifest.get("version") not in (None, RUN_FORMAT_VERSION):
         problems.append(f"{MANIFEST_NAME} has version {manifest.get('version')!r:.80}")
 
+    damage = list(problems)  # a manifest problem is never a crash's torn tail
     jsonl = run_dir / SESSIONS_JSONL
-    sessions, dropped_lines = _read_sessions_jsonl(jsonl)
+    sessions, dropped_lines, torn_tail = _sessions_jsonl(jsonl)
     if dropped_lines:
         problems.append(f"{SESSIONS_JSONL}: {dropped_lines} undecodable line(s) dropped")
+        if not torn_tail:
+            damage.append(problems[-1])
     if not jsonl.exists() and (run_dir / SESSIONS_PARQUET).exists():
         try:
             sessions, dropped_rows = _read_sessions_parquet(run_dir / SESSIONS_PARQUET)
         except (*_READ_ERRORS, RecursionError) as exc:
             problems.append(f"{SESSIONS_PARQUET} unreadable: {_one_line(exc)}")
+            damage.append(problems[-1])
         else:
             if dropped_rows:
                 dropped_lines += dropped_rows
                 problems.append(f"{SESSIONS_PARQUET}: {dropped_rows} malformed row(s) dropped")
-    return RunMeta(manifest, sessions, dropped_lines, problems)
+                damage.append(problems[-1])
+    return RunMeta(manifest, sessions, dropped_lines, problems, damage)
 
 
 def read_run(run_dir: Path) -> RunData:
@@ -1203,6 +1240,7 @@ def read_run(run_dir: Path) -> RunData:
     tables = [_to_read_schema(b) for b in iter_run_batches(run_dir, damage)]
     samples = pa.concat_tables(tables) if tables else READ_SCHEMA.empty_table()
     problems += damage.problems
+    serious = list(meta.damage) + damage.serious
     manifest, sessions, dropped_lines = meta.manifest, meta.sessions, meta.sessions_dropped_lines
     repaired, dropped_bytes = damage.repaired_segments, damage.dropped_bytes
 
@@ -1218,4 +1256,5 @@ def read_run(run_dir: Path) -> RunData:
         problems=problems,
         damaged_batches=damage.bad_batches,
         samples_lost=damage.samples_lost,
+        damage=serious,
     )

@@ -251,7 +251,18 @@ def build_report(
     ]
     campaign = data.manifest.get("campaign")
     campaign_name = campaign.get("name") if isinstance(campaign, dict) else campaign
+    if not isinstance(campaign_name, str | None):
+        campaign_name = None
     timing = _timing(data)
+    gate_changes = _gate_changes(data.run_dir, timing["started_t"])
+    problems, damage = list(data.problems), list(getattr(data, "damage", []))
+    if gate_changes["dropped_lines"]:
+        problems.append(f"events.jsonl: {gate_changes['dropped_lines']} undecodable line(s) skipped")
+        damage.append(problems[-1])
+    profiles, profiles_problem = _profiles_checked(data.run_dir)
+    if profiles_problem:
+        problems.append(profiles_problem)
+        damage.append(profiles_problem)
     return {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
@@ -262,7 +273,7 @@ def build_report(
         "verdict_line": _verdict_line(verdict, gate_results),
         "timing": timing,
         "gates": [_gate_json(g) for g in gate_results],
-        "gate_changes": _gate_changes(data.run_dir, timing["started_t"]),
+        "gate_changes": gate_changes,
         "gates_by_set": {
             name: [_gate_json(g) for g in results] for name, results in (set_results or {}).items()
         },
@@ -284,11 +295,15 @@ def build_report(
             "repaired_segments": data.repaired_segments,
             "samples_dropped_bytes": data.samples_dropped_bytes,
             "sessions_dropped_lines": data.sessions_dropped_lines,
-            "problems": list(data.problems),
+            "problems": problems,
+            "damage_found": bool(problems),
+            "data_lost": bool(damage),
+            "damaged_batches": int(getattr(data, "damaged_batches", 0)),
+            "samples_lost": int(getattr(data, "samples_lost", 0)),
         },
         "provenance": data.manifest.get("provenance"),
         "method": dict(METHOD),
-        "profiles": _profiles(data.run_dir),
+        "profiles": profiles,
         "comparison": _comparison(data),
     }
 
@@ -381,6 +396,39 @@ def _comparison(data: RunData) -> dict[str, Any] | None:
         return None
 
 
+def _profiles_checked(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The profiles section and, when the run's profile files are damaged, a sentence saying so.
+
+    Profiles are read by ``perfmon.engine.profiler`` and ``flame_export``; a damaged index or
+    stacks file can surface there as any exception, which costs the report only this section.
+    """
+    from perfmon.engine.profiler import INDEX_FILE, PROFILES_DIR
+
+    index = run_dir / PROFILES_DIR / INDEX_FILE
+    bad_lines = 0
+    try:
+        raw = index.read_bytes()
+    except OSError:
+        raw = b""
+    for line in raw.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line.decode("utf-8"))
+            if not isinstance(obj, dict) or not isinstance(obj.get("name", ""), str):
+                bad_lines += 1
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            bad_lines += 1
+    try:
+        section = _profiles(run_dir)
+    except Exception as exc:  # noqa: BLE001 - a damaged optional file must not cost the report
+        why = " ".join(str(exc).split())[:200] or type(exc).__name__
+        return None, f"profiles: unreadable ({why}); profiles section left out"
+    if bad_lines:
+        return section, f"{PROFILES_DIR}/{INDEX_FILE}: {bad_lines} undecodable line(s) skipped"
+    return section, None
+
+
 def _profiles(run_dir: Path) -> dict[str, Any] | None:
     """The py-spy profiles section (``flame_export.profiles_section``), None if unreadable."""
     from perfmon.engine.flame_export import profiles_section
@@ -447,6 +495,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     title = report.get("campaign") or report.get("run_id")
     out += [f"# perfmon report: {title}", ""]
     out += [f"**Verdict: {report['verdict_line']}**", ""]
+    out += _damage_lines(report.get("recording") or {})
 
     timing = report["timing"]
     out.append(f"- Run: `{report['run_id']}` in `{report['run_dir']}`")
@@ -601,6 +650,39 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _damage_lines(rec: Mapping[str, Any]) -> list[str]:
+    """The "Damage found" section (nothing when the recording read back intact)."""
+    problems = list(rec.get("problems") or [])
+    if not problems:
+        return []
+    out = ["## Damage found", ""]
+    if rec.get("data_lost"):
+        out.append(
+            "Parts of this run's files were damaged or unreadable; what could not be read was "
+            "left out, so the numbers below cover only what was read, and the verdict cannot be "
+            "vouched for."
+        )
+    else:
+        out.append(
+            "A file ended in a torn tail, as a crash (kill -9) leaves it: at most the last "
+            "flush was lost; everything before it was read."
+        )
+    out.append("")
+    counts = [
+        f"{len(problems)} problem(s)",
+        f"{int(rec.get('damaged_batches') or 0):,} damaged batch(es) or row group(s) skipped",
+        f"{int(rec.get('samples_lost') or 0):,} samples known lost",
+        f"{int(rec.get('repaired_segments') or 0)} segment(s) repaired",
+        f"{int(rec.get('samples_dropped_bytes') or 0):,} bytes of segments dropped",
+        f"{int(rec.get('sessions_dropped_lines') or 0)} session line(s) dropped",
+    ]
+    out.append("- " + "; ".join(counts))
+    out += [f"- {_cell(p)}" for p in problems[:50]]
+    if len(problems) > 50:
+        out.append(f"- ... and {len(problems) - 50} more (all in report.json)")
+    return [*out, ""]
+
+
 def _provenance_lines(prov: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     git = prov.get("git")
@@ -660,3 +742,61 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
     atomic_write_text(json_path, text)
     atomic_write_text(md_path, markdown)
     return md_path, json_path
+
+
+class NotARunDirectory(FileNotFoundError):
+    """A directory holding none of a run's files (no manifest, sessions or samples)."""
+
+
+def report_run_dir(run_dir: Path) -> tuple[Path, str, dict[str, Any]]:
+    """(Re)write a run directory's report from its recording, whatever state it is in.
+
+    This is ``perfmon report``: it reads a closed, open, crashed or damaged run (every batch
+    validated, damage skipped and counted, see ``perfmon.engine.recorder.read_run``), takes
+    the gates and statistical options from the manifest (defaults, or no gates, when the
+    manifest is damaged; a gate whose stored expression no longer parses is ``pending``), and
+    writes ``report.md`` and ``report.json`` with a "Damage found" section when anything was.
+
+    Args:
+        run_dir: the run directory.
+
+    Returns:
+        ``(report_md_path, verdict, report)``. The verdict is ``pending`` when the manifest's
+        gates could not be read (a damaged manifest can never let a run pass).
+
+    Raises:
+        NotARunDirectory: if ``run_dir`` is not a directory or holds no run file at all.
+        OSError: if the report cannot be written.
+    """
+    from perfmon.core.gates import verdict as gates_verdict
+    from perfmon.core.model import GateState
+    from perfmon.engine.recorded import evaluate_recorded_safely, stored_stats_options
+    from perfmon.engine.recorder import (
+        MANIFEST_NAME,
+        SAMPLES_DIR,
+        SAMPLES_PARQUET,
+        SESSIONS_JSONL,
+        SESSIONS_PARQUET,
+        read_run,
+        run_gates,
+    )
+
+    names = (MANIFEST_NAME, SESSIONS_JSONL, SESSIONS_PARQUET, SAMPLES_PARQUET, SAMPLES_DIR)
+    if not run_dir.is_dir() or not any((run_dir / n).exists() for n in names):
+        raise NotARunDirectory(f"{run_dir}: not a run directory (no manifest, sessions or samples)")
+    data = read_run(run_dir)
+    gates, gate_problem = run_gates(data.manifest)
+    stats, stats_problem = stored_stats_options(data.manifest)
+    for problem in (gate_problem, stats_problem):
+        if problem and problem not in data.problems:
+            data.problems.append(problem)
+            data.damage.append(problem)
+    recorded = evaluate_recorded_safely(gates, data, stats)
+    v = gates_verdict(recorded.run).value if recorded.run else GateState.PASS.value
+    if gate_problem and not recorded.run:
+        v = GateState.PENDING.value  # the gates are unknown: nothing can pass
+    report = build_report(data, recorded.run, verdict=v, set_results=recorded.per_set)
+    if gate_problem and not recorded.run:
+        report["verdict_line"] = "PENDING: the manifest's gates could not be read (see Damage found)"
+    md, _ = write_report(run_dir, report)
+    return md, v, report
