@@ -54,6 +54,7 @@ SEED = 20261201
 CAMPAIGN = """
 [campaign]
 name = "fuzzed"
+bootstrap_resamples = 200
 
 [[workload]]
 name = "w"
@@ -313,22 +314,25 @@ def check_case(case: Case, base: Base, tmp: Path) -> str:
             return "harmless"
     elif case.kind.endswith((".json", ".jsonl")) and not _json_intact(case.kind, after):
         assert found, (case, "undecodable JSON not reported")
+    if case.kind not in SAMPLE_KINDS and case.kind != "manifest.json":
+        return "damage found" if found else "not visible"
     # the other readers: attach's replay and compare
     from perfmon.engine.compare import compare_runs
     from perfmon.engine.replay import snapshot_from_run_dir
 
-    with contextlib.suppress(OSError, ValueError):  # the documented errors of a bad manifest
-        snapshot_from_run_dir(run)
+    snap = snapshot_from_run_dir(run)
+    if case.kind in SAMPLE_KINDS and found:
+        assert "damage found" in snap.message, snap.message
     compare_runs(base.closed, run)
     return "damage found" if found else "not visible"
 
 
-N_CASES = 144  # 6 of each (kind, mutation)
+N_CASES = 48  # 2 of each (kind, mutation); the slow test runs 720
 
 
-@pytest.mark.parametrize("chunk", range(4))
+@pytest.mark.parametrize("chunk", range(2))
 def test_no_damaged_file_crashes_report(base: Base, tmp_path: Path, chunk: int) -> None:
-    cases = make_cases(N_CASES)[chunk::4]
+    cases = make_cases(N_CASES)[chunk::2]
     tally: dict[str, int] = {}
     for case in cases:
         what = check_case(case, base, tmp_path)

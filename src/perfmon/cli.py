@@ -554,14 +554,15 @@ def _compare(args: argparse.Namespace) -> int:
     import json
 
     from perfmon.engine.compare import compare_runs, render_rows_markdown, render_rows_text
-    from perfmon.engine.runner import stats_options
+    from perfmon.engine.recorded import stored_stats_options
+    from perfmon.engine.recorder import read_run_meta
 
     for run_dir in (args.run_a, args.run_b):
         if not (run_dir / "manifest.json").is_file():
             return _fail(f"{run_dir}: not a run directory (no manifest.json)")
     try:
-        manifest = json.loads((args.run_a / "manifest.json").read_text())
-        options = stats_options(manifest.get("campaign") or {})
+        # a damaged manifest gives the default options; the damage is reported below
+        options, _ = stored_stats_options(read_run_meta(args.run_a).manifest)
         overrides = {
             k: v
             for k, v in (
@@ -584,7 +585,14 @@ def _compare(args: argparse.Namespace) -> int:
     else:
         print(f"A: {args.run_a}\nB: {args.run_b}\n")
         print(render_rows_text(rows, meta["options"]), end="")
-    return 0
+    damage = meta["damage"]
+    for label, run_dir in (("A", args.run_a), ("B", args.run_b)):
+        problems = damage[f"run_{label.lower()}"]
+        if problems:
+            print(f"damage found in {label} ({run_dir}): {len(problems)} problem(s)", file=sys.stderr)
+            for p in problems[:20]:
+                print(f"  {p}", file=sys.stderr)
+    return 1 if damage["data_lost"] else 0
 
 
 def _daemon(args: argparse.Namespace) -> int:

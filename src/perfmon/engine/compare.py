@@ -141,10 +141,10 @@ def comparison_section(data: RunData, options: StatsOptions | None = None) -> di
         ``{"baseline": name, "options": {...}, "rows": [ComparisonRow.to_json(), ...]}``;
         no rows when the run has a single variant.
     """
-    from perfmon.engine.runner import stats_options
+    from perfmon.engine.recorded import stored_stats_options
 
     if options is None:
-        options = stats_options(data.manifest.get("campaign") or {})
+        options, _ = stored_stats_options(data.manifest)  # a damaged manifest: the defaults
     source = source_from_run(data)
     variants = source.session_variants()
     rows: list[ComparisonRow] = []
@@ -189,18 +189,20 @@ def compare_runs(
 
     Returns:
         ``(rows, meta)``: one row per metric and group found in both runs; ``meta`` names the
-        runs and options.
+        runs and options, and under ``damage`` lists each run's damaged files (``run_a``,
+        ``run_b``: problem sentences) and whether data beyond a crash's torn tail was lost
+        (``data_lost``). Damaged batches are skipped, never raised.
 
     Raises:
         FileNotFoundError: if a directory is not a run directory.
     """
     from perfmon.core.stats import SessionGroup
     from perfmon.engine.recorder import read_run
-    from perfmon.engine.runner import stats_options
+    from perfmon.engine.recorded import stored_stats_options
 
     da, db = read_run(run_a), read_run(run_b)
     if options is None:
-        options = stats_options(da.manifest.get("campaign") or {})
+        options, _ = stored_stats_options(da.manifest)
     sa, sb = source_from_run(da), source_from_run(db)
 
     def keys(source: ArrayMetricSource) -> list[tuple[str, tuple[tuple[str, str], ...], str]]:
@@ -229,7 +231,16 @@ def compare_runs(
             a, b = values(sa, metric, key), values(sb, metric, key)
             if a and b:
                 rows.append(_row(label, metric, "A", "B", a, b, options))
-    meta = {"run_a": str(run_a), "run_b": str(run_b), "options": _options_json(options)}
+    meta = {
+        "run_a": str(run_a),
+        "run_b": str(run_b),
+        "options": _options_json(options),
+        "damage": {
+            "run_a": list(da.problems),
+            "run_b": list(db.problems),
+            "data_lost": bool(da.damage or db.damage),
+        },
+    }
     return rows, meta
 
 
