@@ -296,7 +296,7 @@ def _json_intact(kind: str, data: bytes) -> bool:
 def check_case(case: Case, base: Base, tmp: Path) -> str:
     """Run one case; assert the rules above; return what happened (for the tally)."""
     run = tmp / case.id
-    target, before, after = apply(case, base, run)
+    _target, before, after = apply(case, base, run)
     out = _report(run)
     assert out.rc in (0, 1), (case, out.rc, out.stderr)
     assert out.report, (case, "no report written", out.stderr)

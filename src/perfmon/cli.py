@@ -589,7 +589,9 @@ def _compare(args: argparse.Namespace) -> int:
     for label, run_dir in (("A", args.run_a), ("B", args.run_b)):
         problems = damage[f"run_{label.lower()}"]
         if problems:
-            print(f"damage found in {label} ({run_dir}): {len(problems)} problem(s)", file=sys.stderr)
+            print(
+                f"damage found in {label} ({run_dir}): {len(problems)} problem(s)", file=sys.stderr
+            )
             for p in problems[:20]:
                 print(f"  {p}", file=sys.stderr)
     return 1 if damage["data_lost"] else 0

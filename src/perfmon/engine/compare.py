@@ -42,14 +42,19 @@ SESSION_METRICS = ("session_seconds", "session_cpu_seconds", "session_peak_rss_b
 
 
 def source_from_run(data: RunData) -> ArrayMetricSource:
-    """An exact ``ArrayMetricSource`` over a run's recorded samples and sessions table.
+    """An exact source of one value per measured session and metric, for comparisons.
+
+    Read batch by batch and folded per (metric, session)
+    (``perfmon.engine.recorded.session_source``), so memory grows with sessions times
+    metrics, not with samples. Only its per-session methods (``session_values``,
+    ``session_groups``, ``session_variants``, ``metric_names``) are meaningful.
 
     Args:
         data: the run as ``perfmon.engine.recorder.read_run`` returns it.
     """
-    from perfmon.engine.recorded import source_from_table
+    from perfmon.engine.recorded import session_source
 
-    return source_from_table(data.samples, data.sessions)
+    return session_source(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +202,8 @@ def compare_runs(
         FileNotFoundError: if a directory is not a run directory.
     """
     from perfmon.core.stats import SessionGroup
-    from perfmon.engine.recorder import read_run
     from perfmon.engine.recorded import stored_stats_options
+    from perfmon.engine.recorder import read_run
 
     da, db = read_run(run_a), read_run(run_b)
     if options is None:

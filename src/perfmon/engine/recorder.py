@@ -522,11 +522,11 @@ def batch_checksum(batch: pa.RecordBatch) -> str:
     crc = 0
     for name in ("t", "session", "value"):
         col = batch.column(name).to_numpy(zero_copy_only=False)
-        crc = zlib.crc32(np.ascontiguousarray(col).view(np.uint8), crc)
+        crc = zlib.crc32(np.ascontiguousarray(col).tobytes(), crc)
     for name in ("metric", "kind"):
         dcol = batch.column(name)
         idx = dcol.indices.to_numpy(zero_copy_only=False)
-        crc = zlib.crc32(np.ascontiguousarray(idx).view(np.uint8), crc)
+        crc = zlib.crc32(np.ascontiguousarray(idx).tobytes(), crc)
         words = "\x00".join(str(x) for x in dcol.dictionary.to_pylist())
         crc = zlib.crc32(words.encode("utf-8", "surrogatepass"), crc)
     return f"{crc:08x}"
@@ -689,6 +689,8 @@ class SampleDamage:
 
     problems: list[str] = field(default_factory=list)
     serious: list[str] = field(default_factory=list)
+    batches_read: dict[str, int] = field(default_factory=dict)
+    """Segment name -> intact batches read (so that a later pass reads the same ones)."""
     repaired_segments: int = 0
     dropped_bytes: int = 0
     bad_batches: int = 0
@@ -696,9 +698,17 @@ class SampleDamage:
     parquet_damaged: bool = False
 
 
-def _segment_batches(segments: Sequence[Path], damage: SampleDamage) -> Iterator[pa.RecordBatch]:
+def _segment_batches(
+    segments: Sequence[Path], damage: SampleDamage, limits: dict[str, int] | None = None
+) -> Iterator[pa.RecordBatch]:
     for seg in segments:
+        if limits is not None and seg.name not in limits:
+            continue  # appeared after the first read of an open run
         part = read_segment(seg)
+        damage.batches_read[seg.name] = len(part.batches)
+        if limits is not None:
+            yield from part.batches[: limits[seg.name]]
+            continue
         if part.damaged:
             damage.repaired_segments += 1
             damage.dropped_bytes += part.dropped_bytes
@@ -713,8 +723,7 @@ def _segment_batches(segments: Sequence[Path], damage: SampleDamage) -> Iterator
             if part.torn:
                 what.append(f"torn tail cut off ({part.error})")
             damage.problems.append(
-                f"{SAMPLES_DIR}/{seg.name}: {'; '.join(what)}; "
-                f"{part.dropped_bytes:,} bytes dropped"
+                f"{SAMPLES_DIR}/{seg.name}: {'; '.join(what)}; {part.dropped_bytes:,} bytes dropped"
             )
             if part.bad_batches:
                 damage.serious.append(damage.problems[-1])
@@ -795,7 +804,9 @@ def _compaction_damage(pf: pq.ParquetFile, damage: SampleDamage) -> None:
         damage.serious.append(damage.problems[-1])
 
 
-def iter_run_batches(run_dir: Path, damage: SampleDamage) -> Iterator[pa.RecordBatch]:
+def iter_run_batches(
+    run_dir: Path, damage: SampleDamage, *, limits: dict[str, int] | None = None
+) -> Iterator[pa.RecordBatch]:
     """Yield every intact samples batch of a run, validated, one at a time (bounded memory).
 
     Reads ``samples.parquet`` row group by row group when the run is closed, else (or when the
@@ -807,6 +818,9 @@ def iter_run_batches(run_dir: Path, damage: SampleDamage) -> Iterator[pa.RecordB
         run_dir: the run directory.
         damage: accumulates what was skipped; its ``parquet_damaged`` and the
             ``closed`` state can be read once the iterator is exhausted.
+        limits: segment name -> batches to read (``damage.batches_read`` of an earlier
+            pass), so that a second pass over an open run reads what the first read; None:
+            everything there is now.
     """
     parquet_path = run_dir / SAMPLES_PARQUET
     if parquet_path.exists():
@@ -816,15 +830,13 @@ def iter_run_batches(run_dir: Path, damage: SampleDamage) -> Iterator[pa.RecordB
             damage.parquet_damaged = True
             segments = _segment_paths(run_dir / SAMPLES_DIR)
             fallback = "reading segments instead" if segments else "no segments left"
-            damage.problems.append(
-                f"{SAMPLES_PARQUET} unreadable ({_one_line(exc)}); {fallback}"
-            )
+            damage.problems.append(f"{SAMPLES_PARQUET} unreadable ({_one_line(exc)}); {fallback}")
             damage.serious.append(damage.problems[-1])
         else:
             _compaction_damage(pf, damage)
             yield from _parquet_batches(pf, damage)
             return
-    yield from _segment_batches(_segment_paths(run_dir / SAMPLES_DIR), damage)
+    yield from _segment_batches(_segment_paths(run_dir / SAMPLES_DIR), damage, limits)
 
 
 def _run_is_closed(run_dir: Path) -> bool:
@@ -1110,13 +1122,15 @@ def run_gates(manifest: Any) -> tuple[list[dict[str, Any]], str | None]:
 class RunData:
     """Everything recorded in one run directory, as read back by ``read_run``.
 
+    The samples are not held in memory: ``read_run`` reads them once (validating every batch,
+    counting damage, ``num_samples``, ``t_min`` and ``t_max``), and ``batches()`` reads them
+    again batch by batch for each consumer, so that a reader's memory does not grow with the
+    run's length. ``samples`` materialises them all as one table, for small runs and tests.
+
     Attributes:
         run_dir: the run directory.
         manifest: ``manifest.json``'s content ({} when missing or unreadable).
         sessions: one dict per finished session (``session_row``'s keys), in finishing order.
-        samples: a table with ``READ_SCHEMA`` (t float64, session int32, metric string,
-            value float64, kind string): in recording order while the run is open; once
-            closed, sorted by (metric, session, t) within each Parquet row group.
         repaired_segments: segments whose torn tail was cut off, or with damaged batches.
         samples_dropped_bytes: bytes of segments dropped by those repairs.
         sessions_dropped_lines: lines of ``sessions.jsonl`` (or rows of ``sessions.parquet``)
@@ -1129,12 +1143,13 @@ class RunData:
             ``sessions.jsonl`` cut short at its end, which ``kill -9`` leaves and which loses
             at most the last flush): overwritten or zeroed data, unreadable or missing files.
             A report of a run with such damage cannot vouch for its verdict.
+        num_samples: intact samples read.
+        t_min / t_max: the earliest and latest sample time, Unix seconds (None: no samples).
     """
 
     run_dir: Path
     manifest: dict[str, Any]
     sessions: list[dict[str, Any]]
-    samples: pa.Table
     repaired_segments: int = 0
     samples_dropped_bytes: int = 0
     sessions_dropped_lines: int = 0
@@ -1143,11 +1158,34 @@ class RunData:
     damaged_batches: int = 0
     samples_lost: int = 0
     damage: list[str] = field(default_factory=list)
+    num_samples: int = 0
+    t_min: float | None = None
+    t_max: float | None = None
+    limits: dict[str, int] | None = field(default=None, repr=False)
+    """Segment name -> batches read by ``read_run`` (None for a closed run)."""
+    _table: pa.Table | None = field(default=None, repr=False)
 
     @property
     def damage_found(self) -> bool:
         """True when any file of the run was damaged, missing or unreadable."""
         return bool(self.problems)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Read the run's intact samples again, batch by batch (``SAMPLES_SCHEMA``: dictionary
+        encoded ``metric`` and ``kind``), validated; the same batches ``read_run`` counted.
+        Memory: one segment or one Parquet row group at a time."""
+        return iter_run_batches(self.run_dir, SampleDamage(), limits=self.limits)
+
+    @property
+    def samples(self) -> pa.Table:
+        """All samples as one table with ``READ_SCHEMA`` (t float64, session int32, metric
+        string, value float64, kind string): in recording order while the run is open; once
+        closed, sorted by (metric, session, t) within each Parquet row group. Materialised on
+        first use (about 40 bytes per sample plus the names): prefer ``batches()``."""
+        if self._table is None:
+            tables = [_to_read_schema(b) for b in self.batches()]
+            self._table = pa.concat_tables(tables) if tables else READ_SCHEMA.empty_table()
+        return self._table
 
 
 @dataclass
@@ -1234,27 +1272,31 @@ def read_run(run_dir: Path) -> RunData:
         FileNotFoundError: if ``run_dir`` is not a directory.
     """
     meta = read_run_meta(run_dir)
-    problems = list(meta.problems)
     damage = SampleDamage()
     closed = _run_is_closed(run_dir)
-    tables = [_to_read_schema(b) for b in iter_run_batches(run_dir, damage)]
-    samples = pa.concat_tables(tables) if tables else READ_SCHEMA.empty_table()
-    problems += damage.problems
-    serious = list(meta.damage) + damage.serious
-    manifest, sessions, dropped_lines = meta.manifest, meta.sessions, meta.sessions_dropped_lines
-    repaired, dropped_bytes = damage.repaired_segments, damage.dropped_bytes
-
+    n = 0
+    t_min = t_max = None
+    for batch in iter_run_batches(run_dir, damage):
+        if batch.num_rows:
+            n += batch.num_rows
+            lo, hi = pc.min_max(batch.column("t")).values()
+            lo_f, hi_f = float(lo.as_py()), float(hi.as_py())
+            t_min = lo_f if t_min is None else min(t_min, lo_f)
+            t_max = hi_f if t_max is None else max(t_max, hi_f)
     return RunData(
         run_dir=run_dir,
-        manifest=manifest,
-        sessions=sessions,
-        samples=samples,
-        repaired_segments=repaired,
-        samples_dropped_bytes=dropped_bytes,
-        sessions_dropped_lines=dropped_lines,
+        manifest=meta.manifest,
+        sessions=meta.sessions,
+        repaired_segments=damage.repaired_segments,
+        samples_dropped_bytes=damage.dropped_bytes,
+        sessions_dropped_lines=meta.sessions_dropped_lines,
         closed=closed,
-        problems=problems,
+        problems=list(meta.problems) + damage.problems,
         damaged_batches=damage.bad_batches,
         samples_lost=damage.samples_lost,
-        damage=serious,
+        damage=list(meta.damage) + damage.serious,
+        num_samples=n,
+        t_min=t_min,
+        t_max=t_max,
+        limits=None if closed else dict(damage.batches_read),
     )

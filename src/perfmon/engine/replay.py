@@ -98,10 +98,11 @@ def snapshot_from_run_dir(run_dir: Path) -> Snapshot:
         live.add_session(result.spec)
         live.update_session(result)
         end_t = max(end_t, float(result.end_t or 0.0))
-    if data.samples.num_rows:
-        cols = Columns.from_table(data.samples)
-        live.add_batch(cols.batch())
-        end_t = max(end_t, float(cols.t.max()))
+    for batch in data.batches():  # one batch at a time: the live state is bounded
+        if batch.num_rows:
+            live.add_batch(Columns.from_batches((batch,)).batch())
+    if data.t_max is not None:
+        end_t = max(end_t, data.t_max)
     has_report = (run_dir / "report.json").is_file()
     state = RunState.FINISHED if has_report else RunState.FAILED
     message = (

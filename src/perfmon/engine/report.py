@@ -150,6 +150,14 @@ def _metric_stats(samples: pa.Table, warmup_ids: Iterable[int]) -> list[dict[str
     return out
 
 
+def _recorded_metric_stats(data: RunData, warmup_ids: Iterable[int]) -> list[dict[str, Any]]:
+    """Per metric statistics over every sample except those of warm-up sessions, read batch
+    by batch in bounded memory, exact (``perfmon.engine.recorded.metric_summaries``)."""
+    from perfmon.engine.recorded import metric_summaries
+
+    return metric_summaries(data.batches, warmup_ids)
+
+
 def _timing(data: RunData) -> dict[str, Any]:
     started = _num(data.manifest.get("started_t"))
     starts: list[float] = []
@@ -159,10 +167,9 @@ def _timing(data: RunData) -> dict[str, Any]:
             starts.append(float(s["start_t"]))
         if _num(s.get("end_t")) is not None:
             ends.append(float(s["end_t"]))
-    if data.samples.num_rows:
-        t = data.samples.column("t")
-        starts.append(float(pc.min(t).as_py()))
-        ends.append(float(pc.max(t).as_py()))
+    if data.t_min is not None and data.t_max is not None:
+        starts.append(data.t_min)
+        ends.append(data.t_max)
     source = "manifest"
     if started is None and starts:
         started, source = min(starts), "first record"
@@ -257,7 +264,8 @@ def build_report(
     gate_changes = _gate_changes(data.run_dir, timing["started_t"])
     problems, damage = list(data.problems), list(getattr(data, "damage", []))
     if gate_changes["dropped_lines"]:
-        problems.append(f"events.jsonl: {gate_changes['dropped_lines']} undecodable line(s) skipped")
+        dropped = gate_changes["dropped_lines"]
+        problems.append(f"events.jsonl: {dropped} undecodable line(s) skipped")
         damage.append(problems[-1])
     profiles, profiles_problem = _profiles_checked(data.run_dir)
     if profiles_problem:
@@ -284,7 +292,7 @@ def build_report(
             "groups": _session_groups(sessions),
             "failed": failed,
         },
-        "metrics": _metric_stats(data.samples, warmup_ids),
+        "metrics": _recorded_metric_stats(data, warmup_ids),
         "malformed": {
             "total": sum(r["malformed"] for r in malformed_rows),
             "sessions": malformed_rows,
@@ -421,7 +429,7 @@ def _profiles_checked(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]
             bad_lines += 1
     try:
         section = _profiles(run_dir)
-    except Exception as exc:  # noqa: BLE001 - a damaged optional file must not cost the report
+    except Exception as exc:
         why = " ".join(str(exc).split())[:200] or type(exc).__name__
         return None, f"profiles: unreadable ({why}); profiles section left out"
     if bad_lines:
@@ -797,6 +805,8 @@ def report_run_dir(run_dir: Path) -> tuple[Path, str, dict[str, Any]]:
         v = GateState.PENDING.value  # the gates are unknown: nothing can pass
     report = build_report(data, recorded.run, verdict=v, set_results=recorded.per_set)
     if gate_problem and not recorded.run:
-        report["verdict_line"] = "PENDING: the manifest's gates could not be read (see Damage found)"
+        report["verdict_line"] = (
+            "PENDING: the manifest's gates could not be read (see Damage found)"
+        )
     md, _ = write_report(run_dir, report)
     return md, v, report
