@@ -789,7 +789,7 @@ def _parquet_batches(
 def _compaction_damage(pf: pq.ParquetFile, damage: SampleDamage) -> None:
     """Restore the damage that compaction met in the segments (kept in the file's metadata)."""
     try:
-        raw = (pf.schema_arrow.metadata or {}).get(COMPACTION_KEY.encode())
+        raw = (pf.metadata.metadata or {}).get(COMPACTION_KEY.encode())
         if raw is None:
             return
         found = json.loads(raw)
