@@ -299,7 +299,7 @@ def build_report(
         },
         "recording": {
             "closed": data.closed,
-            "samples": data.samples.num_rows,
+            "samples": data.num_samples,
             "repaired_segments": data.repaired_segments,
             "samples_dropped_bytes": data.samples_dropped_bytes,
             "sessions_dropped_lines": data.sessions_dropped_lines,
