@@ -544,11 +544,11 @@ def evaluate_recorded(
 
 # -- exact per-metric summaries in bounded memory --------------------------------------------
 
-COLLECT_BUDGET = 4 << 20
+COLLECT_BUDGET = 1 << 20
 """Values (8 bytes each) the summaries may hold at once: metrics whose samples fit together are
 kept whole and summarised with numpy; larger ones are resolved by radix selection."""
 
-BUCKET_COLLECT_MAX = 1 << 16
+BUCKET_COLLECT_MAX = 1 << 14
 """A radix bucket holding at most this many values of one metric is collected and sorted."""
 
 RADIX_GROUP = 32
@@ -692,10 +692,12 @@ def metric_summaries(
             starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]])
             for a, e in zip(starts, np.r_[starts[1:], cs.size], strict=True):
                 kept[int(cs[a])].append(vs[a:e])
-        for c, parts in kept.items():
-            arr = np.concatenate(parts)
-            quant[c] = {"median": float(np.median(arr)), "p95": float(np.percentile(arr, 95))}
-            kept[c] = []
+        for c in list(kept):
+            arr = np.concatenate(kept.pop(c))
+            median = float(np.median(arr))
+            p95 = float(np.percentile(arr, 95, overwrite_input=True))
+            quant[c] = {"median": median, "p95": p95}
+            del arr
     for i in range(0, len(big), RADIX_GROUP):
         quant.update(
             _radix_quantiles(batches, codes, exclude, {c: n[c] for c in big[i : i + RADIX_GROUP]})

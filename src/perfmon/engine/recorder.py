@@ -21,6 +21,17 @@ holds every flushed batch, possibly followed by a torn tail (a batch cut short w
 died mid-write, or when the machine lost power before the page cache reached the disk). ``read_run``
 reads each stream batch by batch up to the first error and counts the bytes it dropped; a torn
 last line of ``sessions.jsonl`` is counted the same way. Damage is counted, never fatal.
+
+Damage other than a torn tail (an overwritten or zeroed range, a file of another format) is
+caught the same way: every record batch a reader uses passes ``check_batch`` first (the schema,
+Arrow's full validation, so that no kernel reads out of bounds, no nulls, and a CRC-32 of the
+batch's content that the recorder stores in each segment batch's custom metadata), and
+``samples.parquet`` is written with page CRCs and read row group by row group with them checked.
+A damaged batch or row group is skipped and counted (``RunData.damaged_batches``,
+``samples_lost``); compaction reads its output back and counts its rows before it deletes a
+segment, and stores the damage it met in the Parquet file's metadata. Readers read the samples
+batch by batch (``RunData.batches``), never as one table, so their memory does not grow with
+the run.
 """
 
 from __future__ import annotations
