@@ -1036,6 +1036,7 @@ def _write_sessions_parquet(rows: Sequence[dict[str, Any]], dest: Path) -> None:
             tmp,
             compression=PARQUET_COMPRESSION,
             compression_level=PARQUET_COMPRESSION_LEVEL,
+            write_page_checksum=True,
         )
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -1250,6 +1251,13 @@ def read_run_meta(run_dir: Path) -> RunMeta:
         problems.append(f"{SESSIONS_JSONL}: {dropped_lines} undecodable line(s) dropped")
         if not torn_tail:
             damage.append(problems[-1])
+    if jsonl.exists() and (run_dir / SESSIONS_PARQUET).exists():
+        try:  # the copy made at close: checked, not used (sessions.jsonl is the record)
+            _read_sessions_parquet(run_dir / SESSIONS_PARQUET)
+        except (*_READ_ERRORS, RecursionError) as exc:
+            problems.append(
+                f"{SESSIONS_PARQUET} unreadable ({_one_line(exc)}); {SESSIONS_JSONL} used"
+            )
     if not jsonl.exists() and (run_dir / SESSIONS_PARQUET).exists():
         try:
             sessions, dropped_rows = _read_sessions_parquet(run_dir / SESSIONS_PARQUET)

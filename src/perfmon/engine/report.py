@@ -427,14 +427,44 @@ def _profiles_checked(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]
                 bad_lines += 1
         except (UnicodeDecodeError, ValueError, RecursionError):
             bad_lines += 1
+    stacks = sorted((run_dir / PROFILES_DIR).glob("*.collapsed"))
+    bad_stacks = [
+        p.name for p in stacks if not p.name.startswith("variant-") and not _collapsed_intact(p)
+    ]
     try:
         section = _profiles(run_dir)
-    except Exception as exc:
+    except Exception as exc:  # a damaged optional file must not cost the report
         why = " ".join(str(exc).split())[:200] or type(exc).__name__
         return None, f"profiles: unreadable ({why}); profiles section left out"
+    problems = []
     if bad_lines:
-        return section, f"{PROFILES_DIR}/{INDEX_FILE}: {bad_lines} undecodable line(s) skipped"
-    return section, None
+        problems.append(f"{PROFILES_DIR}/{INDEX_FILE}: {bad_lines} undecodable line(s) skipped")
+    if bad_stacks:
+        shown = ", ".join(bad_stacks[:5]) + (" ..." if len(bad_stacks) > 5 else "")
+        problems.append(
+            f"{PROFILES_DIR}: {len(bad_stacks)} stacks file(s) damaged ({shown}); "
+            "their unreadable lines skipped"
+        )
+    return section, "; ".join(problems) or None
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _collapsed_intact(path: Path) -> bool:
+    """Whether a py-spy collapsed stacks file reads as py-spy writes it: UTF-8, no control
+    characters, every line ``frames COUNT``, ending with a newline (a cut file does not)."""
+    from perfmon.core.stacks import parse_collapsed
+
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not text:
+        return True
+    if not text.endswith("\n") or _CONTROL_RE.search(text):
+        return False
+    return parse_collapsed(text).malformed == 0
 
 
 def _profiles(run_dir: Path) -> dict[str, Any] | None:
