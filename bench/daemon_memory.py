@@ -81,8 +81,8 @@ def make_run(run_dir: Path, n: int) -> None:
     rng = np.random.default_rng(1)
     rec = Recorder(run_dir)
     rec.write_manifest({"run_id": run_dir.name, "started_t": START_T, "campaign": CAMPAIGN_JSON})
-    names = tuple(f"metric_{i:02d}_seconds" for i in range(METRICS - 1)) + ("session_seconds",)
-    kinds = tuple(MetricKind.HISTOGRAM for _ in range(METRICS - 1)) + (MetricKind.VALUE,)
+    names = (*(f"metric_{i:02d}_seconds" for i in range(METRICS - 1)), "session_seconds")
+    kinds = (*(MetricKind.HISTOGRAM for _ in range(METRICS - 1)), MetricKind.VALUE)
     per_session = n // SESSIONS
     chunk = 250_000
     done = 0
@@ -191,7 +191,16 @@ def part_report(quick: bool, baseline: Path | None) -> None:
 
 def _start(campaign: Path, runs: Path) -> tuple[psutil.Process, Path]:
     out = subprocess.run(
-        [sys.executable, "-m", "perfmon", "run", str(campaign), "--detach", "--runs-dir", str(runs)],
+        [
+            sys.executable,
+            "-m",
+            "perfmon",
+            "run",
+            str(campaign),
+            "--detach",
+            "--runs-dir",
+            str(runs),
+        ],
         capture_output=True,
         text=True,
         env=_env(),

@@ -544,14 +544,14 @@ def evaluate_recorded(
 
 # -- exact per-metric summaries in bounded memory --------------------------------------------
 
-COLLECT_BUDGET = 1 << 20
+COLLECT_BUDGET = 1 << 18
 """Values (8 bytes each) the summaries may hold at once: metrics whose samples fit together are
 kept whole and summarised with numpy; larger ones are resolved by radix selection."""
 
 BUCKET_COLLECT_MAX = 1 << 14
 """A radix bucket holding at most this many values of one metric is collected and sorted."""
 
-RADIX_GROUP = 32
+RADIX_GROUP = 16
 """Large metrics resolved per group of passes (each holds a 65,536-bin histogram per rank)."""
 
 _SIGN = np.uint64(1 << 63)
