@@ -231,7 +231,8 @@ def _watch(proc: psutil.Process, run_dir: Path, every_s: float) -> list[tuple[fl
             rss = proc.memory_info().rss
         except psutil.NoSuchProcess:
             return rows
-        rows.append((time.monotonic() - t0, _sessions_done(run_dir), rss))
+        if rss:  # 0 once it is a zombie
+            rows.append((time.monotonic() - t0, _sessions_done(run_dir), rss))
         time.sleep(every_s)
 
 
@@ -308,7 +309,7 @@ command = ["{python}", "-c", '''
 import os
 fd = int(os.environ["PERFMON_FD"])
 n = {samples}
-block = "".join(f"flood_metric_{{i % 8}}_seconds {{(i % 1000) * 0.001}}\\n" for i in range(10000))
+block = "".join(f"flood_metric_{i % 8}_seconds {(i % 1000) * 0.001}\\n" for i in range(10000))
 data = block.encode()
 for _ in range(n // 10000):
     os.write(fd, data)
