@@ -526,10 +526,12 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    """``perfmon report RUN_DIR``: exit 0 when the verdict passes on an intact recording, 1
-    when a gate failed or is undecided or when damage beyond a crash's torn tail was found (the
-    report says what under "Damage found"), 2 when RUN_DIR is not a run directory, 3 when the
-    report cannot be written."""
+    """``perfmon report RUN_DIR``: exit 0 when the report was written from an intact recording
+    (a crash's torn tail included: it is repaired, counted and shown; the verdict is printed,
+    not the exit status, as before), 1 when damage beyond a torn tail was found (the report is
+    written with what could be read and says what was lost under "Damage found": it cannot
+    vouch for its verdict), 2 when RUN_DIR is not a run directory, 3 when the report cannot be
+    written."""
     from perfmon.engine.report import NotARunDirectory, report_run_dir
 
     try:
@@ -546,7 +548,7 @@ def _report(args: argparse.Namespace) -> int:
             f"{rec['samples_lost']:,} samples known lost (see report.md)",
             file=sys.stderr,
         )
-    return 0 if v == "pass" and not rec["data_lost"] else 1
+    return 1 if rec["data_lost"] else 0
 
 
 def _compare(args: argparse.Namespace) -> int:
