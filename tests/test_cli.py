@@ -256,11 +256,21 @@ def test_daemon_serves_snapshots_over_a_private_socket_and_stops_on_command(tmp_
     assert not leftovers
 
 
-def test_report_of_a_damaged_manifest_is_exit_2_with_one_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_report_of_a_damaged_manifest_is_exit_1_with_damage_found(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A damaged manifest is damage like any other: the report is written, says "Damage
+    found", its verdict is pending (unknown gates can never pass), and the exit status is 1;
+    one line on stderr, never a traceback. A directory with no run file at all is exit 2."""
     from perfmon.cli import main
 
     for content in ("garbage", "[1, 2]", '{"campaign": 3}', '{"campaign": {"gates": [{"x": 1}]}}'):
         (tmp_path / "manifest.json").write_text(content)
-        assert main(["report", str(tmp_path)]) == 2, content
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and err.startswith("perfmon: error: "), err
+        assert main(["report", str(tmp_path)]) == 1, content
+        captured = capsys.readouterr()
+        assert captured.err.count("\n") == 1 and captured.err.startswith("damage found"), content
+        assert "verdict: PENDING" in captured.out, content
+        assert "Damage found" in (tmp_path / "report.md").read_text(), content
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("perfmon: error: "), err

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from perfmon.core.datasource import ArrayMetricSource
 from perfmon.core.model import SYSTEM_SESSION, MetricKind, Sample
@@ -162,3 +163,94 @@ def test_statistical_gates_skip_workloads_that_never_emit_the_metric() -> None:
     (result,) = evaluate_gates([gate], source)
     assert result.state.value == "pass", result.reason
     assert "dag" not in result.reason
+
+
+# -- streaming readers: exact in bounded memory ------------------------------------------------
+
+
+def _batches(seed: int = 1) -> list[pa.RecordBatch]:
+    from perfmon.engine.recorder import SAMPLES_SCHEMA
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(30):
+        n = int(rng.integers(1, 3000))
+        names = ["a_seconds", "b_bytes", "c_total"] if i % 2 else ["c_total", "d"]
+        kinds = ["gauge", "counter", "value"]
+        m = rng.integers(0, len(names), n).astype(np.int32)
+        v = np.where(
+            rng.random(n) < 0.3,
+            rng.integers(-3, 3, n).astype(float),  # many ties
+            rng.standard_normal(n) * 10.0 ** rng.integers(-5, 5, n),
+        )
+        out.append(
+            pa.record_batch(
+                [
+                    pa.array(rng.uniform(0, 100, n)),
+                    pa.array(rng.integers(-1, 5, n).astype(np.int32)),
+                    pa.DictionaryArray.from_arrays(pa.array(m), pa.array(names)),
+                    pa.array(v),
+                    pa.DictionaryArray.from_arrays(
+                        pa.array((m % 3).astype(np.int32)), pa.array(kinds)
+                    ),
+                ],
+                schema=SAMPLES_SCHEMA,
+            )
+        )
+    return out
+
+
+@pytest.mark.parametrize(
+    ("budget", "bucket"), [(1 << 30, 1 << 16), (10, 50), (10, 1 << 16), (10, 0)]
+)
+def test_metric_summaries_are_numpy_exact_whatever_the_memory_budget(
+    monkeypatch: pytest.MonkeyPatch, budget: int, bucket: int
+) -> None:
+    """Collected whole, or by radix selection down to the last of the 64 bits: the same numbers
+    as numpy.median / numpy.percentile on all values, to the last bit."""
+    from perfmon.engine import recorded
+
+    monkeypatch.setattr(recorded, "COLLECT_BUDGET", budget)
+    monkeypatch.setattr(recorded, "BUCKET_COLLECT_MAX", bucket)
+    batches = _batches()
+    table = pa.Table.from_batches(batches)
+    metric = np.array([str(x) for x in table.column("metric").to_pylist()])
+    session = table.column("session").to_numpy()
+    value = table.column("value").to_numpy()
+    out = recorded.metric_summaries(lambda: iter(batches), exclude_sessions=[0])
+    assert [m["name"] for m in out] == ["a_seconds", "b_bytes", "c_total", "d"]
+    for m in out:
+        v = value[(metric == m["name"]) & (session != 0)]
+        assert m["n"] == v.size
+        assert m["median"] == np.median(v)
+        assert m["p95"] == np.percentile(v, 95)
+        assert (m["min"], m["max"]) == (v.min(), v.max())
+        assert m["total"] == pytest.approx(v.sum())
+
+
+def test_session_aggregates_equal_the_full_array_source() -> None:
+    from perfmon.engine.recorded import Columns, session_aggregates
+
+    batches = _batches(2)
+    table = pa.Table.from_batches(batches)
+    full = source_from_table(Columns.from_batches(batches), [])
+    agg = session_aggregates(batches)
+    for name, (sids, _, vals) in agg.items():
+        per = full._per_session(name)
+        assert dict(zip(sids.tolist(), vals.tolist(), strict=True)) == pytest.approx(per)
+    assert set(agg) == set(str(x) for x in table.column("metric").to_pylist())
+
+
+def test_columns_from_batches_equal_columns_from_the_table() -> None:
+    from perfmon.engine.recorded import Columns
+    from perfmon.engine.recorder import READ_SCHEMA
+
+    batches = _batches(3)
+    table = pa.Table.from_batches(batches).select(READ_SCHEMA.names).cast(READ_SCHEMA)
+    a, b = Columns.from_batches(batches), Columns.from_table(table)
+    assert a.names == b.names and a.kinds == b.kinds
+    for col in ("t", "session", "code", "value", "bounds"):
+        assert np.array_equal(getattr(a, col), getattr(b, col)), col
+    only = Columns.from_batches(batches, {"b_bytes"})
+    code = b.names.index("b_bytes")
+    assert only.names == ("b_bytes",) and only.value.size == int(np.sum(b.code == code))

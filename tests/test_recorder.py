@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import stat
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -334,3 +335,85 @@ def test_provenance_git(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     assert git_info(outside) == {"commit": None, "dirty": None}
+
+
+# -- validation and verified compaction (issue 13) ---------------------------------------------
+
+
+def test_overwritten_batch_is_skipped_counted_and_the_rest_read(tmp_path: Path) -> None:
+    """A batch whose bytes changed fails its CRC-32; the batches after it are still read."""
+    rec = Recorder(tmp_path)
+    for k in range(3):
+        rec.add_samples(make_samples(30, session=k, start=T0 + 100 * k))
+        rec.flush()
+    seg = tmp_path / "samples" / "segment-000001.arrows"
+    data = seg.read_bytes()
+    t = struct.pack(
+        "<d", make_samples(30, session=1, start=T0 + 100)[7].t
+    )  # a time of the second batch
+    assert data.count(t) == 1
+    seg.write_bytes(data.replace(t, struct.pack("<d", 1.5e9)))  # still a valid float
+    part = read_segment(seg)
+    assert part.bad_batches == 1 and part.bad_rows == 30 and not part.torn
+    assert part.error == "checksum mismatch"
+    run = read_run(tmp_path)
+    assert run.num_samples == 60 and run.samples_lost == 30 and run.damaged_batches == 1
+    assert any("damaged batch" in p for p in run.damage)
+    rec.close()
+    # compaction skipped the damaged batch and recorded it in samples.parquet's metadata
+    closed = read_run(tmp_path)
+    assert closed.closed and closed.num_samples == 60
+    assert closed.samples_lost == 30 and any("at compaction" in p for p in closed.damage)
+
+
+def test_compaction_keeps_the_segments_when_the_parquet_does_not_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from perfmon.engine import recorder as recorder_mod
+
+    def damaged(path: Path, rows: int) -> None:
+        raise recorder_mod.CompactionError(f"{path.name}: 3 rows read back of {rows}")
+
+    monkeypatch.setattr(recorder_mod, "_verify_parquet", damaged)
+    rec = Recorder(tmp_path)
+    rec.add_samples(make_samples(12))
+    rec.flush()
+    with pytest.raises(OSError, match="read back"):
+        rec.close()
+    assert rec.compaction_error and "read back" in rec.compaction_error
+    assert not (tmp_path / "samples.parquet").exists()
+    assert not list(tmp_path.glob(".samples.parquet.*"))
+    data = read_run(tmp_path)  # the segments are intact and still read
+    assert data.num_samples == 12 and not data.closed and data.problems == ["manifest.json missing"]
+
+
+def test_compaction_verifies_by_reading_back(tmp_path: Path) -> None:
+    """The real check: the file written is read back, page CRCs included, and counted."""
+    from perfmon.engine.recorder import CompactionError, _verify_parquet
+
+    rec = Recorder(tmp_path)
+    rec.add_samples(make_samples(40))
+    rec.close()
+    path = tmp_path / "samples.parquet"
+    _verify_parquet(path, 40)
+    with pytest.raises(CompactionError, match="39"):
+        _verify_parquet(path, 39)
+    data = bytearray(path.read_bytes())
+    meta = pq.ParquetFile(path).metadata.row_group(0).column(3)
+    at = meta.data_page_offset + meta.total_compressed_size // 2
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CompactionError):
+        _verify_parquet(path, 40)
+
+
+def test_a_segment_of_another_schema_is_damage_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "samples").mkdir()
+    other = pa.schema([("x", pa.int64())])
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, other) as w:
+        w.write_batch(pa.record_batch([pa.array([1, 2, 3])], schema=other))
+    (tmp_path / "samples" / "segment-000001.arrows").write_bytes(sink.getvalue().to_pybytes())
+    data = read_run(tmp_path)
+    assert data.num_samples == 0 and data.repaired_segments == 1
+    assert "schema" in data.problems[-1]

@@ -604,11 +604,46 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    """``perfmon report RUN_DIR``: exit 0 when the report was written from an intact recording
+    (a crash's torn tail included: it is repaired, counted and shown; the verdict is printed,
+    not the exit status, as before), 1 when damage beyond a torn tail was found (the report is
+    written with what could be read and says what was lost under "Damage found": it cannot
+    vouch for its verdict), 2 when RUN_DIR is not a run directory, 3 when the report cannot be
+    written."""
+    from perfmon.engine.report import NotARunDirectory, report_run_dir
+
+    try:
+        if args.formats or args.output is not None:
+            manifest = _report_manifest(args.run_dir)
+            if isinstance(manifest, int):
+                return manifest
+            return _report_formats(args, manifest)
+        md, v, report = report_run_dir(args.run_dir)
+    except NotARunDirectory as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{args.run_dir}: cannot write the report: {exc}", EXIT_INCOMPLETE)
+    rec = report["recording"]
+    others = [
+        md.with_name(name)
+        for name in ("report.json", "report.html", "report.csv", "junit.xml")
+        if md.with_name(name).is_file()
+    ]
+    print("report: " + "\n        ".join(str(p) for p in [md, *others]) + f"\nverdict: {v.upper()}")
+    if rec["damage_found"]:
+        print(
+            f"damage found: {len(rec['problems'])} problem(s), "
+            f"{rec['samples_lost']:,} samples known lost (see report.md)",
+            file=sys.stderr,
+        )
+    return 1 if rec["data_lost"] else 0
+
+
+def _report_manifest(run_dir: Path) -> dict[str, Any] | int:
+    """The run's manifest for ``--format``, or the exit status of a clear error (2)."""
     import json
 
-    from perfmon.engine.runner import write_run_report
-
-    manifest_path = args.run_dir / "manifest.json"
+    manifest_path = run_dir / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
         gates = manifest["campaign"]["gates"]
@@ -618,19 +653,7 @@ def _report(args: argparse.Namespace) -> int:
         return _fail(f"{manifest_path}: not a readable run manifest: {exc}")
     except (KeyError, TypeError) as exc:
         return _fail(f"{manifest_path}: not a perfmon run manifest (campaign.gates: {exc})")
-    if args.formats or args.output is not None:
-        return _report_formats(args, manifest)
-    try:
-        md, v, _ = write_run_report(args.run_dir, gates)
-    except (KeyError, TypeError, ValueError) as exc:  # gates of a damaged manifest
-        return _fail(f"{manifest_path}: damaged run manifest ({type(exc).__name__}: {exc})")
-    others = [
-        md.with_name(name)
-        for name in ("report.json", "report.html", "report.csv", "junit.xml")
-        if md.with_name(name).is_file()
-    ]
-    print("report: " + "\n        ".join(str(p) for p in [md, *others]) + f"\nverdict: {v.upper()}")
-    return 0
+    return manifest if isinstance(manifest, dict) else _fail(f"{manifest_path}: not a manifest")
 
 
 def _report_formats(args: argparse.Namespace, manifest: dict[str, Any]) -> int:
@@ -677,14 +700,15 @@ def _compare(args: argparse.Namespace) -> int:
     import json
 
     from perfmon.engine.compare import compare_runs, render_rows_markdown, render_rows_text
-    from perfmon.engine.runner import stats_options
+    from perfmon.engine.recorded import stored_stats_options
+    from perfmon.engine.recorder import read_run_meta
 
     for run_dir in (args.run_a, args.run_b):
         if not (run_dir / "manifest.json").is_file():
             return _fail(f"{run_dir}: not a run directory (no manifest.json)")
     try:
-        manifest = json.loads((args.run_a / "manifest.json").read_text())
-        options = stats_options(manifest.get("campaign") or {})
+        # a damaged manifest gives the default options; the damage is reported below
+        options, _ = stored_stats_options(read_run_meta(args.run_a).manifest)
         overrides = {
             k: v
             for k, v in (
@@ -711,7 +735,16 @@ def _compare(args: argparse.Namespace) -> int:
     else:
         print(f"A: {args.run_a}\nB: {args.run_b}\n")
         print(render_rows_text(rows, meta["options"]), end="")
-    return 0
+    damage = meta["damage"]
+    for label, run_dir in (("A", args.run_a), ("B", args.run_b)):
+        problems = damage[f"run_{label.lower()}"]
+        if problems:
+            print(
+                f"damage found in {label} ({run_dir}): {len(problems)} problem(s)", file=sys.stderr
+            )
+            for p in problems[:20]:
+                print(f"  {p}", file=sys.stderr)
+    return 1 if damage["data_lost"] else 0
 
 
 def _compare_fail_if(args: argparse.Namespace, options: Any) -> int:

@@ -51,14 +51,19 @@ SESSION_METRICS = ("session_seconds", "session_cpu_seconds", "session_peak_rss_b
 
 
 def source_from_run(data: RunData) -> ArrayMetricSource:
-    """An exact ``ArrayMetricSource`` over a run's recorded samples and sessions table.
+    """An exact source of one value per measured session and metric, for comparisons.
+
+    Read batch by batch and folded per (metric, session)
+    (``perfmon.engine.recorded.session_source``), so memory grows with sessions times
+    metrics, not with samples. Only its per-session methods (``session_values``,
+    ``session_groups``, ``session_variants``, ``metric_names``) are meaningful.
 
     Args:
         data: the run as ``perfmon.engine.recorder.read_run`` returns it.
     """
-    from perfmon.engine.recorded import source_from_table
+    from perfmon.engine.recorded import session_source
 
-    return source_from_table(data.samples, data.sessions)
+    return session_source(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +174,10 @@ def comparison_section(data: RunData, options: StatsOptions | None = None) -> di
         ``{"baseline": name, "options": {...}, "rows": [ComparisonRow.to_json(), ...]}``;
         no rows when the run has a single variant.
     """
-    from perfmon.engine.runner import stats_options
+    from perfmon.engine.recorded import stored_stats_options
 
     if options is None:
-        options = stats_options(data.manifest.get("campaign") or {})
+        options, _ = stored_stats_options(data.manifest)  # a damaged manifest: the defaults
     source = source_from_run(data)
     variants = source.session_variants()
     rows: list[ComparisonRow] = []
@@ -219,18 +224,20 @@ def compare_runs(
 
     Returns:
         ``(rows, meta)``: one row per metric and group found in both runs; ``meta`` names the
-        runs and options.
+        runs and options, and under ``damage`` lists each run's damaged files (``run_a``,
+        ``run_b``: problem sentences) and whether data beyond a crash's torn tail was lost
+        (``data_lost``). Damaged batches are skipped, never raised.
 
     Raises:
         FileNotFoundError: if a directory is not a run directory.
     """
     from perfmon.core.stats import SessionGroup
+    from perfmon.engine.recorded import stored_stats_options
     from perfmon.engine.recorder import read_run
-    from perfmon.engine.runner import stats_options
 
     da, db = read_run(run_a), read_run(run_b)
     if options is None:
-        options = stats_options(da.manifest.get("campaign") or {})
+        options, _ = stored_stats_options(da.manifest)
     sa, sb = source_from_run(da), source_from_run(db)
 
     def keys(source: ArrayMetricSource) -> list[tuple[str, tuple[tuple[str, str], ...], str]]:
@@ -259,7 +266,16 @@ def compare_runs(
             a, b = values(sa, metric, key), values(sb, metric, key)
             if a and b:
                 rows.append(_row(label, metric, "A", "B", a, b, options))
-    meta = {"run_a": str(run_a), "run_b": str(run_b), "options": _options_json(options)}
+    meta = {
+        "run_a": str(run_a),
+        "run_b": str(run_b),
+        "options": _options_json(options),
+        "damage": {
+            "run_a": list(da.problems),
+            "run_b": list(db.problems),
+            "data_lost": bool(da.damage or db.damage),
+        },
+    }
     return rows, meta
 
 
@@ -461,7 +477,15 @@ def combine_runs(
     samples = new.samples
     if shifted.num_rows:
         samples = pa.concat_tables([samples, shifted.cast(samples.schema)])
-    return dc.replace(new, sessions=new_rows + rows, samples=samples)
+    ts = samples.column("t")
+    return dc.replace(
+        new,
+        sessions=new_rows + rows,
+        in_memory=samples,
+        num_samples=samples.num_rows,
+        t_min=pc.min(ts).as_py() if samples.num_rows else None,
+        t_max=pc.max(ts).as_py() if samples.num_rows else None,
+    )
 
 
 def omit_variants(expr: str) -> tuple[str, bool]:

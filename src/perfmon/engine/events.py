@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -107,21 +108,28 @@ def read_gate_changes(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
         line after a crash, typically). Lines of other events or versions are skipped.
     """
     try:
-        text = (run_dir / EVENTS_JSONL).read_text(encoding="utf-8", errors="replace")
+        data = (run_dir / EVENTS_JSONL).read_bytes()
     except FileNotFoundError:
         return [], 0
     except OSError as exc:
         log.error("could not read %s: %s", run_dir / EVENTS_JSONL, exc)
-        return [], 0
+        return [], 1
     changes: list[dict[str, Any]] = []
     dropped = 0
-    for line in text.splitlines():
-        if not line.strip():
+    for raw in data.split(b"\n"):
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8")  # strict: a damaged byte is a damaged line
+        except UnicodeDecodeError:
+            dropped += 1
             continue
         try:
             obj = json.loads(line)
             if obj.get("event") != "gate" or obj.get("v") != EVENTS_VERSION:
                 continue
+            if not math.isfinite(float(obj["t"])):
+                raise ValueError("time is not finite")
             changes.append(
                 {
                     "t": float(obj["t"]),
@@ -131,6 +139,6 @@ def read_gate_changes(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
                     "reason": str(obj.get("reason", "")),
                 }
             )
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             dropped += 1
     return changes, dropped

@@ -8,7 +8,6 @@ what was recorded, nothing else.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +65,12 @@ def _extra(value: Any) -> dict[str, float]:
 def snapshot_from_run_dir(run_dir: Path) -> Snapshot:
     """Build the final snapshot of a run from its run directory.
 
+    Damaged files never raise: the recording is read with every batch validated
+    (``perfmon.engine.recorder.read_run``), gates come from the manifest when it is readable
+    (a gate whose stored expression no longer parses is ``pending``), sessions with a status
+    this version does not know are left out, and the snapshot's message says what damage was
+    found.
+
     Args:
         run_dir: a run directory (closed, still open, or left behind by a crash).
 
@@ -74,30 +79,42 @@ def snapshot_from_run_dir(run_dir: Path) -> Snapshot:
         otherwise (the daemon is gone without one), with gates evaluated on the recording.
 
     Raises:
-        OSError / ValueError: if the directory has no readable manifest.
+        FileNotFoundError: if ``run_dir`` is not a directory.
     """
-    from perfmon.engine.recorded import Columns
-    from perfmon.engine.runner import evaluate_recorded_gates
+    from perfmon.engine.recorded import Columns, evaluate_recorded_safely, stored_stats_options
+    from perfmon.engine.recorder import read_run, run_gates
 
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    results, data = evaluate_recorded_gates(manifest["campaign"]["gates"], run_dir)
-    started = float(manifest.get("started_t") or 0.0)
+    data = read_run(run_dir)
+    manifest = data.manifest
+    gates, gate_problem = run_gates(manifest)
+    stats, _ = stored_stats_options(manifest)
+    results = evaluate_recorded_safely(gates, data, stats).run
+    campaign = manifest.get("campaign")
+    name = campaign.get("name") if isinstance(campaign, dict) else None
+    started = manifest.get("started_t")
+    started = float(started) if isinstance(started, int | float) else 0.0
     live = LiveState(
         run_id=run_dir.name,
-        campaign=str(manifest["campaign"]["name"]),
+        campaign=str(name) if isinstance(name, str) else run_dir.name,
         run_dir=str(run_dir),
         started_t=started,
     )
     end_t = started
+    skipped = 0
     for row in sorted(data.sessions, key=lambda r: int(r["id"])):
-        result = _result(row)
+        try:
+            result = _result(row)
+        except (ValueError, TypeError, KeyError):
+            skipped += 1
+            continue
         live.add_session(result.spec)
         live.update_session(result)
         end_t = max(end_t, float(result.end_t or 0.0))
-    if data.samples.num_rows:
-        cols = Columns.from_table(data.samples)
-        live.add_batch(cols.batch())
-        end_t = max(end_t, float(cols.t.max()))
+    for batch in data.batches():  # one batch at a time: the live state is bounded
+        if batch.num_rows:
+            live.add_batch(Columns.from_batches((batch,)).batch())
+    if data.t_max is not None:
+        end_t = max(end_t, data.t_max)
     has_report = (run_dir / "report.json").is_file()
     state = RunState.FINISHED if has_report else RunState.FAILED
     message = (
@@ -105,9 +122,16 @@ def snapshot_from_run_dir(run_dir: Path) -> Snapshot:
         if has_report
         else "this run ended without a report (crashed?): perfmon report RUN_DIR writes one"
     )
-    if data.repaired_segments:
-        message += f"; {data.repaired_segments} torn segment tail(s) repaired on read"
+    if data.problems:
+        message += (
+            f"; damage found: {len(data.problems)} problem(s), "
+            f"{data.samples_lost:,} samples known lost (perfmon report RUN_DIR lists them)"
+        )
+    if skipped:
+        message += f"; {skipped} session(s) with an unknown status left out"
     v = verdict(results).value if results else "pass"
+    if gate_problem and not results:
+        v = "pending"
     return live.snapshot(
         now=end_t, state=state, gates=results, verdict=v, message=message, sessions_total=None
     )

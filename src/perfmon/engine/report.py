@@ -171,6 +171,14 @@ def _metric_stats(samples: pa.Table, warmup_ids: Iterable[int]) -> list[dict[str
     return out
 
 
+def _recorded_metric_stats(data: RunData, warmup_ids: Iterable[int]) -> list[dict[str, Any]]:
+    """Per metric statistics over every sample except those of warm-up sessions, read batch
+    by batch in bounded memory, exact (``perfmon.engine.recorded.metric_summaries``)."""
+    from perfmon.engine.recorded import metric_summaries
+
+    return metric_summaries(data.batches, warmup_ids)
+
+
 def _timing(data: RunData) -> dict[str, Any]:
     started = _num(data.manifest.get("started_t"))
     starts: list[float] = []
@@ -180,10 +188,9 @@ def _timing(data: RunData) -> dict[str, Any]:
             starts.append(float(s["start_t"]))
         if _num(s.get("end_t")) is not None:
             ends.append(float(s["end_t"]))
-    if data.samples.num_rows:
-        t = data.samples.column("t")
-        starts.append(float(pc.min(t).as_py()))
-        ends.append(float(pc.max(t).as_py()))
+    if data.t_min is not None and data.t_max is not None:
+        starts.append(data.t_min)
+        ends.append(data.t_max)
     source = "manifest"
     if started is None and starts:
         started, source = min(starts), "first record"
@@ -272,7 +279,19 @@ def build_report(
     ]
     campaign = data.manifest.get("campaign")
     campaign_name = campaign.get("name") if isinstance(campaign, dict) else campaign
+    if not isinstance(campaign_name, str | None):
+        campaign_name = None
     timing = _timing(data)
+    gate_changes = _gate_changes(data.run_dir, timing["started_t"])
+    problems, damage = list(data.problems), list(getattr(data, "damage", []))
+    if gate_changes["dropped_lines"]:
+        dropped = gate_changes["dropped_lines"]
+        problems.append(f"events.jsonl: {dropped} undecodable line(s) skipped")
+        damage.append(problems[-1])
+    profiles, profiles_problem = _profiles_checked(data.run_dir)
+    if profiles_problem:
+        problems.append(profiles_problem)
+        damage.append(profiles_problem)
     return {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
@@ -284,7 +303,7 @@ def build_report(
         "machine": _machine(sessions),
         "timing": timing,
         "gates": [_gate_json(g) for g in gate_results],
-        "gate_changes": _gate_changes(data.run_dir, timing["started_t"]),
+        "gate_changes": gate_changes,
         "gates_by_set": {
             name: [_gate_json(g) for g in results] for name, results in (set_results or {}).items()
         },
@@ -295,22 +314,26 @@ def build_report(
             "groups": _session_groups(sessions),
             "failed": failed,
         },
-        "metrics": _metric_stats(data.samples, warmup_ids + _noisy_ids(sessions)),
+        "metrics": _recorded_metric_stats(data, warmup_ids + _noisy_ids(sessions)),
         "malformed": {
             "total": sum(r["malformed"] for r in malformed_rows),
             "sessions": malformed_rows,
         },
         "recording": {
             "closed": data.closed,
-            "samples": data.samples.num_rows,
+            "samples": data.num_samples,
             "repaired_segments": data.repaired_segments,
             "samples_dropped_bytes": data.samples_dropped_bytes,
             "sessions_dropped_lines": data.sessions_dropped_lines,
-            "problems": list(data.problems),
+            "problems": problems,
+            "damage_found": bool(problems),
+            "data_lost": bool(damage),
+            "damaged_batches": int(getattr(data, "damaged_batches", 0)),
+            "samples_lost": int(getattr(data, "samples_lost", 0)),
         },
         "provenance": data.manifest.get("provenance"),
         "method": dict(METHOD),
-        "profiles": _profiles(data.run_dir),
+        "profiles": profiles,
         "comparison": _comparison(data),
         "metric_caps": _metric_caps(data),
     }
@@ -329,18 +352,25 @@ def _metric_caps(data: RunData) -> dict[str, Any]:
     )
     from perfmon.core.snapshot import dropped_text
 
-    samples = data.samples
     dropped = names = 0
-    if samples.num_rows:
-        metric = samples.column("metric")
-        values = samples.column("value")
+    # Batch by batch (bounded memory): only the two overflow metrics are read.
+    for batch in data.batches():
+        metric = batch.column("metric")
+        values = batch.column("value")
         for name in (DROPPED_SAMPLES_METRIC, DROPPED_NAMES_METRIC):
-            sel = pc.filter(values, pc.equal(metric, name))
+            if isinstance(metric, pa.DictionaryArray):
+                known = metric.dictionary.to_pylist()
+                if name not in known:
+                    continue
+                mask = pc.equal(metric.indices, known.index(name))
+            else:
+                mask = pc.equal(metric, name)
+            sel = pc.filter(values, mask)
             if len(sel):
                 if name == DROPPED_SAMPLES_METRIC:
-                    dropped = int(pc.sum(sel).as_py() or 0)
+                    dropped += int(pc.sum(sel).as_py() or 0)
                 else:
-                    names = int(pc.max(sel).as_py() or 0)
+                    names = max(names, int(pc.max(sel).as_py() or 0))
     campaign = data.manifest.get("campaign")
     camp = campaign if isinstance(campaign, dict) else {}
     max_metrics = int(camp.get("max_metrics") or MAX_METRICS)
@@ -554,6 +584,69 @@ def _comparison(data: RunData) -> dict[str, Any] | None:
         return None
 
 
+def _profiles_checked(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The profiles section and, when the run's profile files are damaged, a sentence saying so.
+
+    Profiles are read by ``perfmon.engine.profiler`` and ``flame_export``; a damaged index or
+    stacks file can surface there as any exception, which costs the report only this section.
+    """
+    from perfmon.engine.profiler import INDEX_FILE, PROFILES_DIR
+
+    index = run_dir / PROFILES_DIR / INDEX_FILE
+    bad_lines = 0
+    try:
+        raw = index.read_bytes()
+    except OSError:
+        raw = b""
+    for line in raw.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line.decode("utf-8"))
+            if not isinstance(obj, dict) or not isinstance(obj.get("name", ""), str):
+                bad_lines += 1
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            bad_lines += 1
+    stacks = sorted((run_dir / PROFILES_DIR).glob("*.collapsed"))
+    bad_stacks = [
+        p.name for p in stacks if not p.name.startswith("variant-") and not _collapsed_intact(p)
+    ]
+    try:
+        section = _profiles(run_dir)
+    except Exception as exc:  # a damaged optional file must not cost the report
+        why = " ".join(str(exc).split())[:200] or type(exc).__name__
+        return None, f"profiles: unreadable ({why}); profiles section left out"
+    problems = []
+    if bad_lines:
+        problems.append(f"{PROFILES_DIR}/{INDEX_FILE}: {bad_lines} undecodable line(s) skipped")
+    if bad_stacks:
+        shown = ", ".join(bad_stacks[:5]) + (" ..." if len(bad_stacks) > 5 else "")
+        problems.append(
+            f"{PROFILES_DIR}: {len(bad_stacks)} stacks file(s) damaged ({shown}); "
+            "their unreadable lines skipped"
+        )
+    return section, "; ".join(problems) or None
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _collapsed_intact(path: Path) -> bool:
+    """Whether a py-spy collapsed stacks file reads as py-spy writes it: UTF-8, no control
+    characters, every line ``frames COUNT``, ending with a newline (a cut file does not)."""
+    from perfmon.core.stacks import parse_collapsed
+
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not text:
+        return True
+    if not text.endswith("\n") or _CONTROL_RE.search(text):
+        return False
+    return parse_collapsed(text).malformed == 0
+
+
 def _profiles(run_dir: Path) -> dict[str, Any] | None:
     """The py-spy profiles section (``flame_export.profiles_section``), None if unreadable."""
     from perfmon.engine.flame_export import profiles_section
@@ -632,6 +725,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     title = report.get("campaign") or report.get("run_id")
     out += [f"# perfmon report: {title}", ""]
     out += [f"**Verdict: {report['verdict_line']}**", ""]
+    out += _damage_lines(report.get("recording") or {})
     machine = report.get("machine")
     if isinstance(machine, Mapping) and machine.get("line"):
         out += [str(machine["line"]), ""]
@@ -809,6 +903,39 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _damage_lines(rec: Mapping[str, Any]) -> list[str]:
+    """The "Damage found" section (nothing when the recording read back intact)."""
+    problems = list(rec.get("problems") or [])
+    if not problems:
+        return []
+    out = ["## Damage found", ""]
+    if rec.get("data_lost"):
+        out.append(
+            "Parts of this run's files were damaged or unreadable; what could not be read was "
+            "left out, so the numbers below cover only what was read, and the verdict cannot be "
+            "vouched for."
+        )
+    else:
+        out.append(
+            "A file ended in a torn tail, as a crash (kill -9) leaves it: at most the last "
+            "flush was lost; everything before it was read."
+        )
+    out.append("")
+    counts = [
+        f"{len(problems)} problem(s)",
+        f"{int(rec.get('damaged_batches') or 0):,} damaged batch(es) or row group(s) skipped",
+        f"{int(rec.get('samples_lost') or 0):,} samples known lost",
+        f"{int(rec.get('repaired_segments') or 0)} segment(s) repaired",
+        f"{int(rec.get('samples_dropped_bytes') or 0):,} bytes of segments dropped",
+        f"{int(rec.get('sessions_dropped_lines') or 0)} session line(s) dropped",
+    ]
+    out.append("- " + "; ".join(counts))
+    out += [f"- {_cell(p)}" for p in problems[:50]]
+    if len(problems) > 50:
+        out.append(f"- ... and {len(problems) - 50} more (all in report.json)")
+    return [*out, ""]
+
+
 def _provenance_lines(prov: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     git = prov.get("git")
@@ -887,3 +1014,63 @@ def write_report(
     if formats:
         write_exports(run_dir, report, data, formats)
     return md_path, json_path
+
+
+class NotARunDirectory(FileNotFoundError):
+    """A directory holding none of a run's files (no manifest, sessions or samples)."""
+
+
+def report_run_dir(run_dir: Path) -> tuple[Path, str, dict[str, Any]]:
+    """(Re)write a run directory's report from its recording, whatever state it is in.
+
+    This is ``perfmon report``: it reads a closed, open, crashed or damaged run (every batch
+    validated, damage skipped and counted, see ``perfmon.engine.recorder.read_run``), takes
+    the gates and statistical options from the manifest (defaults, or no gates, when the
+    manifest is damaged; a gate whose stored expression no longer parses is ``pending``), and
+    writes ``report.md`` and ``report.json`` with a "Damage found" section when anything was.
+
+    Args:
+        run_dir: the run directory.
+
+    Returns:
+        ``(report_md_path, verdict, report)``. The verdict is ``pending`` when the manifest's
+        gates could not be read (a damaged manifest can never let a run pass).
+
+    Raises:
+        NotARunDirectory: if ``run_dir`` is not a directory or holds no run file at all.
+        OSError: if the report cannot be written.
+    """
+    from perfmon.core.gates import verdict as gates_verdict
+    from perfmon.core.model import GateState
+    from perfmon.engine.recorded import evaluate_recorded_safely, stored_stats_options
+    from perfmon.engine.recorder import (
+        MANIFEST_NAME,
+        SAMPLES_DIR,
+        SAMPLES_PARQUET,
+        SESSIONS_JSONL,
+        SESSIONS_PARQUET,
+        read_run,
+        run_gates,
+    )
+
+    names = (MANIFEST_NAME, SESSIONS_JSONL, SESSIONS_PARQUET, SAMPLES_PARQUET, SAMPLES_DIR)
+    if not run_dir.is_dir() or not any((run_dir / n).exists() for n in names):
+        raise NotARunDirectory(f"{run_dir}: not a run directory (no manifest, sessions or samples)")
+    data = read_run(run_dir)
+    gates, gate_problem = run_gates(data.manifest)
+    stats, stats_problem = stored_stats_options(data.manifest)
+    for problem in (gate_problem, stats_problem):
+        if problem and problem not in data.problems:
+            data.problems.append(problem)
+            data.damage.append(problem)
+    recorded = evaluate_recorded_safely(gates, data, stats)
+    v = gates_verdict(recorded.run).value if recorded.run else GateState.PASS.value
+    if gate_problem and not recorded.run:
+        v = GateState.PENDING.value  # the gates are unknown: nothing can pass
+    report = build_report(data, recorded.run, verdict=v, set_results=recorded.per_set)
+    if gate_problem and not recorded.run:
+        report["verdict_line"] = (
+            "PENDING: the manifest's gates could not be read (see Damage found)"
+        )
+    md, _ = write_report(run_dir, report, data=data)
+    return md, v, report

@@ -74,16 +74,12 @@ def read_metric(run_dir: Path, metric: str, started_t: float) -> tuple[np.ndarra
     Raises:
         FileNotFoundError: if ``run_dir`` is not a directory.
     """
-    import pyarrow.compute as pc
-
+    from perfmon.engine.recorded import Columns
     from perfmon.engine.recorder import read_run
 
-    samples = read_run(run_dir).samples
-    table = samples.filter(pc.equal(samples.column("metric"), metric))
-    t = table.column("t").to_numpy() - started_t
-    v = table.column("value").to_numpy()
-    order = np.argsort(t, kind="stable")
-    return t[order], v[order]
+    # validated batch by batch; only this metric's samples are kept (sorted by time)
+    cols = Columns.from_batches(read_run(run_dir).batches(), {metric})
+    return cols.t - started_t, cols.value
 
 
 class TimelineScreen(Screen[None]):
