@@ -1171,7 +1171,9 @@ def check_campaign(ctx: _Context, campaign: Campaign) -> list[str]:
         for j, label in enumerate(g.by):
             if label not in known_values:
                 raise ctx.error(
-                    gsec, f"by[{j}]", f"no label named {label!r} (labels: {names(set(known_values))})"
+                    gsec,
+                    f"by[{j}]",
+                    f"no label named {label!r} (labels: {names(set(known_values))})",
                 )
             if label == "variant" and any(isinstance(n, VariantComparison) for n in nodes):
                 raise ctx.error(

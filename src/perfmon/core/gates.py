@@ -37,14 +37,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
-from perfmon.core.model import (
-    METRIC_NAME_RE,
-    Dimension,
-    GateResult,
-    GateState,
-    MetricKind,
-    metric_dimension,
-)
 from perfmon.core.labels import (
     LABEL_OPS,
     Matcher,
@@ -53,7 +45,15 @@ from perfmon.core.labels import (
     selector_matches,
     session_labels,
 )
-from perfmon.core.model import GroupResult
+from perfmon.core.model import (
+    METRIC_NAME_RE,
+    Dimension,
+    GateResult,
+    GateState,
+    GroupResult,
+    MetricKind,
+    metric_dimension,
+)
 from perfmon.core.stats import DEFAULT_OPTIONS, SessionGroup, StatsOptions
 from perfmon.core.units import (
     HIGHER,
@@ -86,6 +86,7 @@ __all__ = [
     "describe_change",
     "describe_oriented",
     "evaluate_gates",
+    "live_selections",
     "oriented",
     "parse_gate",
     "scope",
@@ -570,7 +571,7 @@ def describe_change(c: Comparison, direction: str | None, metric: str) -> str:
 def describe_oriented(c: Comparison, func: str, direction: str, metric: str) -> str:
     """``Comparison.describe`` in the metric's direction, with B's change in words.
 
-    E.g. ``"0.815x [0.78, 0.85] (1.23x slower) 95% exact rank CI ..., n = 10/10"``.
+    E.g. ``"0.815x [0.78, 0.85], 1.23x slower (-18.5%), 95% exact rank CI ..., n = 10/10"``.
     """
     value, low, high = oriented(c, func, direction)
     if func == "regression":
@@ -578,7 +579,7 @@ def describe_oriented(c: Comparison, func: str, direction: str, metric: str) -> 
     else:
         shown = f"{value:.3g}x [{low:.3g}, {high:.3g}]"
     rest = c.describe(func).split("] ", 1)[-1]  # the level, methods, p-value and n
-    return f"{shown} ({describe_change(c, direction, metric)}) {rest}"
+    return f"{shown}, {describe_change(c, direction, metric)}, {rest}"
 
 
 _SPREAD_FUNCS = ("var", "std", "cv")
@@ -903,7 +904,9 @@ class _Parser:
                 break
             if sep.kind != "punct" or sep.text != ",":
                 found = repr(sep.text) if sep.kind != "end" else "the end"
-                raise self.error(f"expected ',' or '}}' after a label matcher, found {found}", sep.pos)
+                raise self.error(
+                    f"expected ',' or '}}' after a label matcher, found {found}", sep.pos
+                )
         labels = [m.label for m in matchers if m.op == "="]
         for label in labels:
             if labels.count(label) > 1:
@@ -1355,6 +1358,17 @@ def selections(expr: Expr) -> list[tuple[str, Selector]]:
     if isinstance(expr, Reduce | Slope):
         return [(expr.metric, expr.matchers)]
     return []
+
+
+def live_selections(gates: Sequence[GateConfig]) -> list[tuple[str, Selector, tuple[str, ...]]]:
+    """``(metric, matchers, by)`` for every labelled or ``by`` selection the gates read sample by
+    sample: what ``perfmon.core.live.LiveState(selections=...)`` keeps aggregates for."""
+    out: list[tuple[str, Selector, tuple[str, ...]]] = []
+    for g in gates:
+        for metric, selector in selections(g.gate.lhs):
+            if selector or g.by:
+                out.append((metric, selector, tuple(g.by)))
+    return out
 
 
 def by_values(source: MetricSource, by: Sequence[str]) -> list[tuple[tuple[str, str], ...]]:

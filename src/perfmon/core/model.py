@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 SYSTEM_SESSION = -1
 """Session id of machine-wide samples (system memory and CPU percent)."""
@@ -256,18 +257,16 @@ class GateResult:
     groups: tuple[GroupResult, ...] = ()
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> GateResult:
+    def from_dict(cls, d: dict[str, Any]) -> GateResult:
         """Rebuild from ``dataclasses.asdict`` output (the snapshot's wire form).
 
         Raises:
             TypeError / KeyError / ValueError: for a malformed dict.
         """
         groups = tuple(
-            GroupResult(**{**g, "state": GateState(g["state"])})  # type: ignore[arg-type]
-            for g in d.get("groups", ()) or ()  # type: ignore[union-attr]
+            GroupResult(**{**g, "state": GateState(g["state"])}) for g in d.get("groups") or ()
         )
-        state = GateState(d["state"])  # type: ignore[arg-type]
-        return cls(**{**d, "state": state, "groups": groups})  # type: ignore[arg-type]
+        return cls(**{**d, "state": GateState(d["state"]), "groups": groups})
 
 
 @dataclass(frozen=True, slots=True)

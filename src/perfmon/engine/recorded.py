@@ -180,8 +180,15 @@ def _configs(gates: Sequence[Mapping[str, Any]], stats: StatsOptions) -> list[Ga
         GateConfig(
             name=str(g["name"]),
             expr=str(g["expr"]),
-            gate=parse_gate(str(g["expr"]), stats=stats),
+            gate=parse_gate(
+                str(g["expr"]),
+                stats=stats,
+                directions=g.get("directions") or {},
+                # Runs recorded before directions existed were judged lower-is-better.
+                default_direction=None if "directions" in g else "lower",
+            ),
             window_s=g.get("window_s"),
+            by=tuple(g.get("by") or ()),
         )
         for g in gates
     ]

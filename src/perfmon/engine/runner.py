@@ -35,7 +35,7 @@ from typing import Any
 from perfmon._version import __version__
 from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import Campaign
-from perfmon.core.gates import evaluate_gates, verdict
+from perfmon.core.gates import evaluate_gates, live_selections, verdict
 from perfmon.core.live import LiveState
 from perfmon.core.model import (
     GateResult,
@@ -50,6 +50,7 @@ from perfmon.core.noise import NOISE_ATTEMPT
 from perfmon.core.schedule import Scheduler
 from perfmon.core.snapshot import RunState, Snapshot
 from perfmon.core.stats import StatsOptions
+from perfmon.core.units import metric_direction
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,22 @@ def campaign_to_json(campaign: Campaign) -> dict[str, Any]:
         "workloads": [plain(dataclasses.asdict(w)) for w in campaign.workloads],
         "variants": [plain(dataclasses.asdict(v)) for v in campaign.variants],
         "sets": [plain(dataclasses.asdict(s)) for s in campaign.sets],
-        "gates": [{"name": g.name, "expr": g.expr, "window_s": g.window_s} for g in campaign.gates],
+        "gates": [
+            {
+                "name": g.name,
+                "expr": g.expr,
+                "window_s": g.window_s,
+                # Issue 11: the gate's by labels, and the directions of the metrics it reads
+                # (from [metric.X] better or their suffix), so reports re-judge it the same.
+                "by": list(g.by),
+                "directions": {
+                    m: d
+                    for m in sorted(g.gate.metrics)
+                    if (d := metric_direction(m, campaign.directions)) is not None
+                },
+            }
+            for g in campaign.gates
+        ],
         "stats": dataclasses.asdict(campaign.stats),
         "profile": plain(dataclasses.asdict(campaign.profile)),
         "noise": dataclasses.asdict(campaign.noise),
@@ -265,6 +281,7 @@ class Runner:
             session_metrics={m for g in campaign.gates for m in g.gate.metrics},
             max_metrics=campaign.max_metrics,
             max_metric_name_bytes=campaign.max_metric_name_bytes,
+            selections=live_selections(campaign.gates),
         )
         self.recorder = Recorder(run_dir)
         self.state = RunState.STARTING
