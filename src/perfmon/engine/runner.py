@@ -95,6 +95,7 @@ def campaign_to_json(campaign: Campaign) -> dict[str, Any]:
         "workloads": [plain(dataclasses.asdict(w)) for w in campaign.workloads],
         "variants": [plain(dataclasses.asdict(v)) for v in campaign.variants],
         "sets": [plain(dataclasses.asdict(s)) for s in campaign.sets],
+        "directions": dict(campaign.directions),  # [metric.NAME] better (issue 11)
         "gates": [
             {
                 "name": g.name,
