@@ -469,3 +469,45 @@ def test_cli_validate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}:14: gate[0].expr: no variant named 'a'" in err
+
+
+# --- the report and perfmon compare speak in the metric's direction --------------------------
+
+
+def test_comparison_rows_judge_in_the_metric_direction() -> None:
+    from perfmon.engine.compare import _cells, _options_json, _row
+
+    options = _options_json(FAST)
+    a = [1e9 * x for x in BASE]
+    b = [0.815e9 * x for x in JITTER]
+    row = _row("g", "parquet_read_bytes_per_second", "baseline", "candidate", a, b, FAST)
+    assert row.direction == HIGHER
+    assert row.judgement.startswith("1.23x slower (-18")
+    cells = _cells(row, options)
+    assert cells[4].startswith("0.8")  # B / A for a rate: below 1 is worse
+    ratio = _row("g", "parquet_compression_ratio", "baseline", "candidate", BASE, JITTER, FAST)
+    assert ratio.direction is None and ratio.judgement.endswith("(direction unknown)")
+    assert _cells(ratio, options)[4].startswith("A/B ")
+    told = _row(
+        "g", "parquet_compression_ratio", "a", "b", BASE, [1.287 * x for x in JITTER], FAST,
+        {"parquet_compression_ratio": HIGHER},
+    )  # fmt: skip
+    assert told.judgement.startswith("+28") and told.judgement.endswith(", better")
+
+
+def test_report_lists_every_group_of_a_gate() -> None:
+    from perfmon.engine.report import _gate_json, _gate_table
+
+    run = Run()
+    for events, v in (("117", 0.5e-3), ("1024", 3e-3)):
+        run.session("candidate", {"chunk_seconds": [v]}, events=events)
+    gate = _Config("chunk", parse_gate("max(chunk_seconds) < 1ms"), by=("events",))
+    (r,) = evaluate_gates([gate], run.recorded())  # type: ignore[list-item]
+    js = _gate_json(r)
+    assert [(g["label"], g["state"]) for g in js["groups"]] == [
+        ("events=117", "pass"),
+        ("events=1024", "fail"),
+    ]
+    md = "\n".join(_gate_table([js]))
+    assert "↳ events=117 | (group) | PASS | 500 µs" in md
+    assert "↳ events=1024 | (group) | FAIL | 3 ms" in md

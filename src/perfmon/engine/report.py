@@ -525,6 +525,7 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> list[str]:
                     g["reason"],
                 ]
             )
+            rows += _group_rows(g, dim)
         out += _table(["Gate", "Expression", "State", "Value", "CI", "n", "Reason"], rows)
     else:
         out.append("No gates defined.")
@@ -541,7 +542,47 @@ def _gate_json(g: GateResult) -> dict[str, Any]:
         "ci_high": _num(g.ci_high),
         "n": g.n,
         "reason": g.reason,
+        # Every group of a gate judged per group (issue 11), each with its own state.
+        "groups": [
+            {
+                "label": gr.label,
+                "state": gr.state.value,
+                "value": _num(gr.value),
+                "ci_low": _num(gr.ci_low),
+                "ci_high": _num(gr.ci_high),
+                "n": gr.n,
+                "reason": gr.reason,
+            }
+            for gr in g.groups
+        ],
     }
+
+
+def _group_rows(g: Mapping[str, Any], dim: Dimension) -> list[list[str]]:
+    """One indented table row per group of a gate judged per group (``by`` or per session
+    group), so the report shows every group's value and state, not only the deciding one."""
+    rows = []
+    groups = g.get("groups") or []
+    if len(groups) < 2:
+        return []
+    for gr in groups:
+        ci = (
+            f"[{_fmt(gr['ci_low'], dim)}, {_fmt(gr['ci_high'], dim)}]"
+            if gr.get("ci_low") is not None or gr.get("ci_high") is not None
+            else "–"
+        )
+        rows.append(
+            [
+                f"↳ {gr['label']}",
+                "(group)",
+                str(gr["state"]).upper(),
+                _fmt(gr.get("value"), dim),
+                ci,
+                f"{gr.get('n', 0):,}",
+                str(gr.get("reason", "")),
+            ]
+        )
+    return rows
 
 
 def _comparison(data: RunData) -> dict[str, Any] | None:
