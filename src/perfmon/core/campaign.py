@@ -248,12 +248,15 @@ class Campaign:
 #                min_sessions, interval,
 #                max_background_cpu ("10%"), on_noisy ("mark" | "repeat"), noisy_retries,
 #                timeout, idle_timeout (defaults for every workload; "none" or 0: no limit)
-#   [[workload]] name, command (required); env, cwd, timeout, idle_timeout, matrix, shell
+#   [[workload]] name, command (required); env, cwd, timeout, idle_timeout, matrix, shell,
+#                metrics (the metric names it emits, for validate's warnings)
 #   [variant.NAME]  env, args            (none: one variant named "default")
 #   [set.NAME]      sessions | duration (exactly one), warmup, order, seed,
 #                   max_background_cpu, on_noisy, noisy_retries (override [campaign]'s)
 #                   (none: one set "default" with sessions = 1)
-#   [[gate]]     name, expr (required); window
+#   [[gate]]     name, expr (required); window, by (label names: judged per group)
+#   [metric.NAME]   better = "lower" | "higher" (the metric's direction, when its name's
+#                   unit suffix does not say)
 #   [profile]    every, duty ("10s/5min"), rate, nonblocking, duration, subprocesses
 #
 # Key paths in errors: "campaign.name", "workload[0].timeout", "variant.baseline.env",

@@ -5,9 +5,19 @@ the spirit of k6 thresholds, https://grafana.com/docs/k6/latest/using-k6/thresho
 
     gate      := expr OP threshold
     OP        := "<" | "<=" | ">" | ">="
-    expr      := FUNC "(" METRIC ")" | "ratio" "(" expr "," expr ")"
+    expr      := FUNC "(" SEL ")" | "ratio" "(" expr "," expr ")"
+               | ("speedup" | "regression") "(" SEL "," VARIANT "," VARIANT ")"
+               | ("var" | "std" | "cv") "(" SEL ["," VARIANT] ")" | "slope" "(" SEL ")"
+    SEL       := METRIC [ "{" [ MATCHER { "," MATCHER } [","] ] "}" ]
+    MATCHER   := LABEL ("=" | "!=" | "=~" | "!~") STRING       # PromQL selectors
     FUNC      := max | min | mean | median | sum | count | last | pNN
     threshold := a number with an optional unit: 50MB, 1ms, 1e-4, 70, 10%
+
+Label matchers (``perfmon.core.labels``) narrow a metric to the samples of matching sessions:
+``p95(chunk_seconds{variant="candidate"}) < 1ms``. A gate configured with ``by`` labels is
+judged per group (``Gate.evaluate``). ``speedup`` and ``regression`` are oriented by the
+metric's direction (``perfmon.core.units.metric_direction`` or the campaign's
+``[metric.NAME] better``; see ``oriented``).
 
 ``pNN`` is a quantile: ``p50``, ``p95``, ``p99``, ``p99.9`` (quantile 0.999). Thresholds are parsed
 with ``perfmon.core.units.parse_quantity`` and checked against the metric's unit (its name's
@@ -424,9 +434,11 @@ def _combine(groups: list[Evaluation], metric: str) -> Evaluation:
 class VariantComparison(Expr):
     """``speedup(METRIC, A, B)`` or ``regression(METRIC, A, B)``, per group of sessions.
 
-    ``speedup`` is the ratio A / B (A the baseline: > 1 means B is faster for a time metric);
-    ``regression`` is ``1 / speedup - 1``, the relative change of B (``< 10%`` allows B to be
-    up to 10% slower). By default the ratio is the Hodges-Lehmann ratio (the median of the
+    ``speedup`` is how many times better B (the candidate) is than A (the baseline) in the
+    metric's ``direction``: A / B where lower is better (a time), B / A where higher is better
+    (a throughput), so > 1 means B is better either way; ``regression`` is how much worse B
+    is, relative to A (``< 10%`` allows B to be up to 10% worse); see ``oriented``. Label
+    ``matchers`` (not on ``variant``) keep only the matching (set, workload, matrix) groups. By default the ratio is the Hodges-Lehmann ratio (the median of the
     ratios ``a_i / b_j``) with its exact rank interval, which keeps its stated level at every n
     (``perfmon.core.stats.compare``; ``interval = "bootstrap"`` gives the ratio of medians with
     an approximate bootstrap interval), and the p-value of the configured test, computed per
