@@ -438,7 +438,8 @@ class VariantComparison(Expr):
     metric's ``direction``: A / B where lower is better (a time), B / A where higher is better
     (a throughput), so > 1 means B is better either way; ``regression`` is how much worse B
     is, relative to A (``< 10%`` allows B to be up to 10% worse); see ``oriented``. Label
-    ``matchers`` (not on ``variant``) keep only the matching (set, workload, matrix) groups. By default the ratio is the Hodges-Lehmann ratio (the median of the
+    ``matchers`` (not on ``variant``) keep only the matching (set, workload, matrix) groups.
+    By default the ratio is the Hodges-Lehmann ratio (the median of the
     ratios ``a_i / b_j``) with its exact rank interval, which keeps its stated level at every n
     (``perfmon.core.stats.compare``; ``interval = "bootstrap"`` gives the ratio of medians with
     an approximate bootstrap interval), and the p-value of the configured test, computed per
