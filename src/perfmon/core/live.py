@@ -220,6 +220,7 @@ class LiveState:
                 self._selections[metric].append(entry)
         self._selected: dict[tuple[str, Selector], MetricAggregate] = {}
         self._session_labels: dict[int, dict[str, str]] = {}
+        self._target_cache: dict[tuple[int, str], list[tuple[str, Selector]]] = {}
 
     # -- feeding -----------------------------------------------------------------------
 
@@ -275,7 +276,10 @@ class LiveState:
                     del self._session_labels[next(iter(self._session_labels))]
 
     def _targets(self, sid: int, metric: str) -> list[tuple[str, Selector]]:
-        """The selection aggregates one session's samples of ``metric`` fold into."""
+        """The selection aggregates one session's samples of ``metric`` fold into (cached)."""
+        cached = self._target_cache.get((sid, metric))
+        if cached is not None:
+            return cached
         labels = {} if sid < 0 else self._session_labels.get(sid)
         if labels is None:
             return []
@@ -285,6 +289,9 @@ class LiveState:
                 continue
             extra = tuple(Matcher(k, "=", labels[k]) for k in by)
             out.append((metric, canonical((*selector, *extra))))
+        self._target_cache[(sid, metric)] = out
+        while len(self._target_cache) > _LABELS_KEPT:
+            del self._target_cache[next(iter(self._target_cache))]
         return out
 
     def _fold_selected(self, batch: SampleBatch) -> None:
