@@ -511,3 +511,31 @@ def test_report_lists_every_group_of_a_gate() -> None:
     md = "\n".join(_gate_table([js]))
     assert "↳ events=117 | (group) | PASS | 500 µs" in md
     assert "↳ events=1024 | (group) | FAIL | 3 ms" in md
+
+
+def test_report_splits_metrics_by_workload_and_variant() -> None:
+    import pyarrow as pa
+
+    from perfmon.engine.report import _metric_stats_by_labels, _metrics_by_labels_lines
+
+    sessions = [
+        {"id": 0, "workload": "w", "variant": "baseline", "params": {"events": "1"}},
+        {"id": 1, "workload": "w", "variant": "candidate", "params": {"events": "1"}},
+        {"id": 2, "workload": "w", "variant": "candidate", "params": {"events": "1"}, "warmup": 1},
+    ]
+    table = pa.table(
+        {
+            "t": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+            "session": pa.array([0, 0, 1, 1, 2, SYSTEM_SESSION], pa.int32()),
+            "metric": ["chunk_seconds"] * 5 + ["system_cpu_percent"],
+            "value": [1.0, 3.0, 0.5, 0.5, 99.0, 50.0],
+            "kind": ["histogram"] * 5 + ["gauge"],
+        }
+    )
+    rows = _metric_stats_by_labels(table, sessions, [2])
+    assert [(r["variant"], r["n"], r["max"]) for r in rows] == [
+        ("baseline", 2, 3.0),
+        ("candidate", 2, 0.5),  # the warm-up's 99 and the machine-wide sample are left out
+    ]
+    md = "\n".join(_metrics_by_labels_lines(rows))
+    assert "| chunk_seconds | w | candidate | events=1 | 2 | 500 ms | 500 ms | 500 ms |" in md

@@ -171,6 +171,68 @@ def _metric_stats(samples: pa.Table, warmup_ids: Iterable[int]) -> list[dict[str
     return out
 
 
+def _metric_stats_by_labels(
+    samples: pa.Table, sessions: Sequence[Mapping[str, Any]], exclude: Iterable[int]
+) -> list[dict[str, Any]]:
+    """Per metric, workload, variant and matrix values: statistics of the sessions' samples.
+
+    The report's split of every metric by the labels gates use (issue 11): ``describe`` of the
+    samples of the measured sessions carrying those labels (machine-wide samples have none
+    and are left out). Only metrics that more than one label combination emitted are split.
+    """
+    if samples.num_rows == 0 or not sessions:
+        return []
+    skip = set(exclude)
+    label_of: dict[int, tuple[str, str, tuple[tuple[str, str], ...]]] = {}
+    for r in sessions:
+        if int(r["id"]) in skip or r.get("warmup"):
+            continue
+        params = tuple((str(k), str(v)) for k, v in (r.get("params") or {}).items())
+        label_of[int(r["id"])] = (str(r.get("workload", "")), str(r.get("variant", "")), params)
+    keys = sorted(set(label_of.values()))
+    if len(keys) < 2:
+        return []
+    index = {k: i for i, k in enumerate(keys)}
+    sid = samples.column("session").to_numpy(zero_copy_only=False).astype(np.int64)
+    ids = np.fromiter(label_of, np.int64, len(label_of))
+    labs = np.fromiter((index[k] for k in label_of.values()), np.int64, len(label_of))
+    by_id = np.argsort(ids)
+    ids, labs = ids[by_id], labs[by_id]
+    pos = np.minimum(np.searchsorted(ids, sid), ids.size - 1)
+    lab = np.where(ids[pos] == sid, labs[pos], -1)
+    encoded = pc.dictionary_encode(samples.column("metric")).combine_chunks()
+    names = encoded.dictionary.to_pylist()
+    midx = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    v = samples.column("value").to_numpy()
+    keep = lab >= 0
+    pair = midx[keep] * len(keys) + lab[keep]
+    vals = v[keep]
+    order = np.argsort(pair, kind="stable")
+    pair_s = pair[order]
+    starts = np.flatnonzero(np.r_[True, pair_s[1:] != pair_s[:-1]])
+    ends = np.r_[starts[1:], pair_s.size]
+    per_metric: dict[str, list[dict[str, Any]]] = {}
+    for a, b in zip(starts, ends, strict=True):
+        m, k = divmod(int(pair_s[a]), len(keys))
+        workload, variant, params = keys[k]
+        stats = describe(vals[order[a:b]])
+        per_metric.setdefault(names[m], []).append(
+            {
+                "metric": names[m],
+                "workload": workload,
+                "variant": variant,
+                "params": dict(params),
+                "n": stats["n"],
+                "median": stats["median"],
+                "p95": stats["p95"],
+                "max": stats["max"],
+            }
+        )
+    return [
+        row for name in sorted(per_metric) if len(per_metric[name]) > 1 for row in per_metric[name]
+    ]
+
+
 def _timing(data: RunData) -> dict[str, Any]:
     started = _num(data.manifest.get("started_t"))
     starts: list[float] = []
@@ -296,6 +358,9 @@ def build_report(
             "failed": failed,
         },
         "metrics": _metric_stats(data.samples, warmup_ids + _noisy_ids(sessions)),
+        "metrics_by_labels": _metric_stats_by_labels(
+            data.samples, sessions, warmup_ids + _noisy_ids(sessions)
+        ),
         "malformed": {
             "total": sum(r["malformed"] for r in malformed_rows),
             "sessions": malformed_rows,
@@ -530,6 +595,30 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> list[str]:
     else:
         out.append("No gates defined.")
     return out
+
+
+def _metrics_by_labels_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The "Metrics by workload and variant" Markdown section (empty when nothing splits)."""
+    if not rows:
+        return []
+    out = [
+        "## Metrics by workload and variant",
+        "",
+        "Each metric emitted under more than one label combination, split by the labels gates "
+        'select on (`{workload="...", variant="...", MATRIX_KEY="..."}`), over measured '
+        "sessions' samples.",
+        "",
+    ]
+    table = []
+    for r in rows:
+        dim = metric_dimension(r["metric"])
+        params = " ".join(f"{k}={v}" for k, v in (r.get("params") or {}).items())
+        table.append(
+            [r["metric"], r["workload"], r["variant"], params or "–", f"{r['n']:,}"]
+            + [_fmt(r[k], dim) for k in ("median", "p95", "max")]
+        )
+    out += _table(["Metric", "Workload", "Variant", "Matrix", "n", "Median", "p95", "Max"], table)
+    return [*out, ""]
 
 
 def _gate_json(g: GateResult) -> dict[str, Any]:
@@ -793,6 +882,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     else:
         out.append(f"Metrics: {NO_DATA}.")
     out.append("")
+    out += _metrics_by_labels_lines(report.get("metrics_by_labels") or [])
 
     mal = report["malformed"]
     out += ["## Malformed probe lines", ""]
