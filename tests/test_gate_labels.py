@@ -539,3 +539,14 @@ def test_report_splits_metrics_by_workload_and_variant() -> None:
     ]
     md = "\n".join(_metrics_by_labels_lines(rows))
     assert "| chunk_seconds | w | candidate | events=1 | 2 | 500 ms | 500 ms | 500 ms |" in md
+
+
+def test_gate_board_lists_every_group() -> None:
+    from perfmon.tui.widgets.gate_board import group_summary
+
+    run = Run()
+    for events, v in (("117", 0.5e-3), ("1024", 3e-3)):
+        run.session("candidate", {"chunk_seconds": [v]}, events=events)
+    gate = _Config("chunk", parse_gate("max(chunk_seconds) < 1ms"), by=("events",))
+    (r,) = evaluate_gates([gate], run.recorded())  # type: ignore[list-item]
+    assert group_summary(r) == " · events=117 pass (max = 500 µs) · events=1024 fail (max = 3 ms)"
