@@ -550,3 +550,23 @@ def test_gate_board_lists_every_group() -> None:
     gate = _Config("chunk", parse_gate("max(chunk_seconds) < 1ms"), by=("events",))
     (r,) = evaluate_gates([gate], run.recorded())  # type: ignore[list-item]
     assert group_summary(r) == " · events=117 pass (max = 500 µs) · events=1024 fail (max = 3 ms)"
+
+
+def test_set_override_below_min_sessions_is_refused(tmp_path: Path) -> None:
+    from perfmon.core.campaign import override_sets
+
+    c = _parse(
+        '[[gate]]\nname = "g"\nexpr = "speedup(session_seconds, baseline, candidate) > 1"\n',
+        tmp_path,
+    )
+    assert override_sets(c, ["golden=5"]).sets[0].sessions == 5
+    with pytest.raises(CampaignError) as info:
+        override_sets(c, ["golden=3"])
+    assert info.value.key == "set.golden" and "min_sessions = 5" in info.value.message
+
+
+def test_a_window_under_1ms_is_an_error(tmp_path: Path) -> None:
+    err = _error(
+        '[[gate]]\nname = "g"\nexpr = "max(chunk_seconds) < 1"\nwindow = "1us"\n', tmp_path
+    )
+    assert (err.line, err.key) == (15, "gate[0].window")

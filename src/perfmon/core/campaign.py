@@ -1056,7 +1056,7 @@ def check_campaign(ctx: _Context, campaign: Campaign) -> list[str]:
     """
     import difflib
 
-    from perfmon.core.gates import Spread, VariantComparison, by_values, selections  # noqa: F401
+    from perfmon.core.gates import VariantComparison
     from perfmon.core.live import PERFMON_METRICS
 
     sec: Section = ("campaign",)
@@ -1109,8 +1109,9 @@ def check_campaign(ctx: _Context, campaign: Campaign) -> list[str]:
             raise ctx.error(
                 gsec, "name", f"{len(g.name)} characters; the limit is {MAX_GATE_NAME_CHARS}"
             )
+        if g.window_s is not None and g.window_s < MIN_SAMPLE_INTERVAL_S:
+            raise ctx.error(gsec, "window", "a window under 1 ms holds no samples to judge")
         nodes = _gate_nodes(g.gate.lhs)
-        stat_nodes = [n for n in nodes if isinstance(n, VariantComparison | Spread)]
         for node in nodes:
             metric = node.metric
             if len(metric.encode()) > campaign.max_metric_name_bytes:
@@ -1182,18 +1183,34 @@ def check_campaign(ctx: _Context, campaign: Campaign) -> list[str]:
                 raise ctx.error(
                     gsec, f"by[{j}]", "a comparison of two variants cannot be split by variant"
                 )
-        if stat_nodes:
-            need = campaign.stats.min_sessions
-            for st in campaign.sets:
-                if st.sessions is not None and st.sessions < need:
-                    raise ctx.error(
-                        ("set", st.name),
-                        "sessions",
-                        f"{st.sessions} sessions per variant, but gate {g.name!r} needs "
-                        f"min_sessions = {need} per variant: it could only end pending "
-                        f"(raise sessions, or lower [campaign] min_sessions)",
-                    )
+    small = too_small_sets(campaign)
+    if small is not None:
+        set_name, message = small
+        raise ctx.error(("set", set_name), "sessions", message)
     return warnings
+
+
+def too_small_sets(campaign: Campaign) -> tuple[str, str] | None:
+    """The first set planning fewer sessions than a statistical gate's ``min_sessions``.
+
+    Returns:
+        ``(set name, message)``, or None when every set is large enough (or no gate is
+        statistical: ``speedup``, ``regression``, ``var``, ``std``, ``cv``).
+    """
+    from perfmon.core.gates import Spread, VariantComparison
+
+    need = campaign.stats.min_sessions
+    for g in campaign.gates:
+        if not any(isinstance(n, VariantComparison | Spread) for n in _gate_nodes(g.gate.lhs)):
+            continue
+        for st in campaign.sets:
+            if st.sessions is not None and st.sessions < need:
+                return st.name, (
+                    f"{st.sessions} sessions per variant, but gate {g.name!r} needs "
+                    f"min_sessions = {need} per variant: it could only end pending "
+                    f"(raise sessions, or lower [campaign] min_sessions)"
+                )
+    return None
 
 
 def format_matchers(matchers: Sequence[Any]) -> str:
@@ -1298,4 +1315,8 @@ def override_sets(campaign: Campaign, overrides: Sequence[str]) -> Campaign:
         if seconds <= 0:
             raise CampaignError(str(campaign.path), None, key, "a duration must be > 0")
         sets[name] = replace(sets[name], sessions=None, duration_s=seconds)
-    return replace(campaign, sets=tuple(sets[s.name] for s in campaign.sets))
+    resized = replace(campaign, sets=tuple(sets[s.name] for s in campaign.sets))
+    small = too_small_sets(resized) if overrides else None
+    if small is not None:
+        raise CampaignError(str(campaign.path), None, f"set.{small[0]}", f"--set: {small[1]}")
+    return resized
