@@ -301,6 +301,8 @@ def _runs_dir(campaign: Campaign, override: Path | None) -> Path:
 
 def _run(args: argparse.Namespace) -> int:
     campaign = _load(args.campaign, args.set_sizes)
+    for warning in campaign.warnings:  # what perfmon validate warns of (issue 11)
+        print(f"perfmon: warning: {warning}", file=sys.stderr)
     import time
 
     from perfmon.engine.recorder import make_run_dir
