@@ -570,3 +570,12 @@ def test_a_window_under_1ms_is_an_error(tmp_path: Path) -> None:
         '[[gate]]\nname = "g"\nexpr = "max(chunk_seconds) < 1"\nwindow = "1us"\n', tmp_path
     )
     assert (err.line, err.key) == (15, "gate[0].window")
+
+
+def test_fail_if_accepts_matchers_with_variants_omitted() -> None:
+    from perfmon.engine.compare import omit_variants
+
+    assert omit_variants('regression(session_seconds{workload="w"}) > 5%') == (
+        'regression(session_seconds{workload="w"}, baseline, candidate) > 5%',
+        True,
+    )

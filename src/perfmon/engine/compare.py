@@ -426,7 +426,7 @@ def to_json(rows: Sequence[ComparisonRow], meta: dict[str, Any]) -> str:
 # -- CI against a stored run: compare --fail-if and run --baseline-run -------------------------
 
 _OMITTED_VARIANTS_RE = re.compile(
-    r"^\s*(speedup|regression)\s*\(\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*\)"
+    r"^\s*(speedup|regression)\s*\(\s*([A-Za-z_:][A-Za-z0-9_:]*\s*(?:\{[^{}]*\})?)\s*\)"
 )
 
 BASE_LABEL = "baseline"
@@ -575,7 +575,9 @@ def judge_fail_if(
     gates = []
     for expr in exprs:
         text, rewritten = omit_variants(expr)
-        gates.append((expr, parse_gate(text, stats=options), rewritten))  # raises first
+        directions = {**manifest_directions(new.manifest), **manifest_directions(base.manifest)}
+        gate = parse_gate(text, stats=options, directions=directions)  # raises first
+        gates.append((expr, gate, rewritten))
     out: list[FailIfResult] = []
     for expr, gate, rewritten in gates:
         lhs = gate.lhs
@@ -655,8 +657,8 @@ def apply_baseline_run(
         FileNotFoundError: if ``baseline_dir`` is not a run directory.
         perfmon.core.gates.GateSyntaxError: if a stored gate no longer parses.
     """
-    from perfmon.core.gates import VariantComparison, parse_gate
-    from perfmon.engine.recorded import RecordedGates, evaluate_recorded
+    from perfmon.core.gates import VariantComparison
+    from perfmon.engine.recorded import RecordedGates, evaluate_recorded, parse_stored_gate
     from perfmon.engine.recorder import read_run
 
     base = read_run(baseline_dir)
@@ -665,7 +667,7 @@ def apply_baseline_run(
     run = list(recorded.run)
     per_set = {k: list(v) for k, v in recorded.per_set.items()}
     for i, g in enumerate(gates):
-        lhs = parse_gate(str(g["expr"]), stats=stats).lhs
+        lhs = parse_stored_gate(g, stats).lhs
         if not isinstance(lhs, VariantComparison):
             continue
         a = lhs.a
