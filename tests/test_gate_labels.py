@@ -579,3 +579,14 @@ def test_fail_if_accepts_matchers_with_variants_omitted() -> None:
         'regression(session_seconds{workload="w"}, baseline, candidate) > 5%',
         True,
     )
+
+
+def test_by_groups_whose_sessions_never_emit_the_metric_are_left_out() -> None:
+    run = Run()
+    run.session("candidate", {"chunk_seconds": [1e-4]}, workload="pipeline")
+    run.session("candidate", {"other_total": [1.0]}, workload="dag")
+    gate = _Config("g", parse_gate("max(chunk_seconds) < 1ms"), by=("workload",))
+    for source in run.sources([gate]):
+        (r,) = evaluate_gates([gate], source)  # type: ignore[list-item]
+        assert r.state is GateState.PASS, r.reason
+        assert [g.label for g in r.groups] == ["workload=pipeline"]

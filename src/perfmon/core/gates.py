@@ -1194,11 +1194,20 @@ class Gate:
             reason = f"waiting for sessions with label{'s' if len(by) > 1 else ''} {', '.join(by)}"
             return GateResult(name, self.expr, GateState.PENDING, None, 0, reason)
         results: list[tuple[str, GateResult]] = []
+        silent: list[tuple[str, GateResult]] = []
         for combo in combos:
             label = " ".join(f"{k}={v}" for k, v in combo)
             extra = tuple(Matcher(k, "=", v) for k, v in combo)
             scoped = replace(self, lhs=scope(self.lhs, extra))
-            results.append((label, scoped.evaluate(source, name, window_s=window_s)))
+            r = scoped.evaluate(source, name, window_s=window_s)
+            if r.reason.startswith("waiting for samples") and _finished(source, combo):
+                # Its sessions finished without emitting the metric (another workload's
+                # group): left out, as statistical gates leave such groups out.
+                silent.append((label, r))
+                continue
+            results.append((label, r))
+        if not results:
+            results = silent
         state = verdict([r for _, r in results])
         label, deciding = next((lab, r) for lab, r in results if r.state is state)
         counts: dict[GateState, int] = {}
@@ -1242,7 +1251,8 @@ class Gate:
                 in ``GateResult.groups``, and take the worst group's state (fail, then
                 pending, then inconclusive, then pass: as ``verdict`` does for a run).
                 Sessions that lack one of the labels (a workload without that matrix key)
-                are in no group.
+                are in no group, and a group whose sessions finished without emitting the
+                metric (another workload's) is left out, as statistical gates do.
 
         Returns:
             PENDING while a metric has no samples (or a ratio's denominator is 0), else PASS or
@@ -1382,6 +1392,16 @@ def live_selections(gates: Sequence[GateConfig]) -> list[tuple[str, Selector, tu
             if selector or g.by:
                 out.append((metric, selector, tuple(g.by)))
     return out
+
+
+def _finished(source: MetricSource, combo: Sequence[tuple[str, str]]) -> bool:
+    """Whether a session of a ``by`` group (its label values) has finished OK."""
+    wanted = {k: v for k, v in combo if k != "variant"}
+    for group in source.session_groups():
+        labels = _labels_of(group)
+        if all(labels.get(k) == v for k, v in wanted.items()) and source.finished_sessions(group):
+            return True
+    return False
 
 
 def by_values(source: MetricSource, by: Sequence[str]) -> list[tuple[tuple[str, str], ...]]:
