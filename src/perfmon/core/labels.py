@@ -33,8 +33,10 @@ __all__ = [
     "RESERVED_LABELS",
     "Matcher",
     "Selector",
+    "canonical",
     "format_selector",
     "selector_matches",
+    "session_labels",
 ]
 
 LABEL_OPS: tuple[str, ...] = ("=", "!=", "=~", "!~")
