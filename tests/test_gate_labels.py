@@ -590,3 +590,12 @@ def test_by_groups_whose_sessions_never_emit_the_metric_are_left_out() -> None:
         (r,) = evaluate_gates([gate], source)  # type: ignore[list-item]
         assert r.state is GateState.PASS, r.reason
         assert [g.label for g in r.groups] == ["workload=pipeline"]
+
+
+def test_names_over_the_length_cap_are_errors(tmp_path: Path) -> None:
+    err = _error(f"[variant.{'v' * 300}]\n", tmp_path)
+    assert err.key.startswith("variant.vvv") and "the limit is 200" in err.message
+    long_workload = HEAD.replace('name = "w"', f'name = "{"w" * 201}"', 1)
+    with pytest.raises(CampaignError) as info:
+        parse_campaign(long_workload, tmp_path / "c.toml")
+    assert (info.value.line, info.value.key) == (4, "workload[0].name")

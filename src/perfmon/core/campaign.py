@@ -264,6 +264,8 @@ class Campaign:
 
 NAME_RE = re.compile(r"[A-Za-z0-9._-]+\Z")
 """Valid campaign, workload, variant and set names."""
+MAX_NAME_CHARS = 200
+"""Longest campaign, workload, variant or set name (it names run directories and rows)."""
 
 PLACEHOLDERS = ("python", "campaign_dir")
 """Placeholders every command may use besides its matrix keys."""
@@ -450,6 +452,10 @@ class _Context:
 
     def name(self, section: Section, key: str, value: object) -> str:
         text = self.string(section, key, value)
+        if len(text) > MAX_NAME_CHARS:
+            raise self.error(
+                section, key, f"name of {len(text):,} characters; the limit is {MAX_NAME_CHARS}"
+            )
         if not NAME_RE.match(text):
             raise self.error(
                 section, key, f"invalid name {text!r} (use letters, digits, '.', '_' and '-')"
@@ -832,6 +838,12 @@ def _named_tables(ctx: _Context, data: dict[str, Any], key: str) -> dict[str, di
     tables = ctx.table((), key, data.get(key, {}))
     for name, value in tables.items():
         ctx.table((key,), name, value)
+        if len(name) > MAX_NAME_CHARS:
+            raise ctx.error(
+                (key,),
+                name[:40],
+                f"name of {len(name):,} characters; the limit is {MAX_NAME_CHARS}",
+            )
         if not NAME_RE.match(name):
             raise ctx.error(
                 (key,), name, f"invalid name {name!r} (use letters, digits, '.', '_' and '-')"
