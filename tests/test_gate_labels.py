@@ -599,3 +599,17 @@ def test_names_over_the_length_cap_are_errors(tmp_path: Path) -> None:
     with pytest.raises(CampaignError) as info:
         parse_campaign(long_workload, tmp_path / "c.toml")
     assert (info.value.line, info.value.key) == (4, "workload[0].name")
+
+
+def test_live_selection_aggregates_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    import perfmon.core.live as live_mod
+
+    monkeypatch.setattr(live_mod, "MAX_SELECTIONS", 2)
+    run = Run()
+    for events in ("1", "2", "3"):
+        run.session("candidate", {"chunk_seconds": [1e-4, 2e-4]}, events=events)
+    gate = _Config("g", parse_gate("max(chunk_seconds) < 1ms"), by=("events",))
+    live = run.live([gate])
+    assert live.selection_samples_dropped == 2
+    (r,) = evaluate_gates([gate], live)  # type: ignore[list-item]
+    assert [g.state for g in r.groups] == [GateState.PASS, GateState.PASS, GateState.PENDING]

@@ -1200,7 +1200,11 @@ class Gate:
             extra = tuple(Matcher(k, "=", v) for k, v in combo)
             scoped = replace(self, lhs=scope(self.lhs, extra))
             r = scoped.evaluate(source, name, window_s=window_s)
-            if r.reason.startswith("waiting for samples") and _finished(source, combo):
+            if (
+                r.reason.startswith("waiting for samples")
+                and _finished(source, combo)
+                and not getattr(source, "selections_full", False)  # a live state over its cap
+            ):
                 # Its sessions finished without emitting the metric (another workload's
                 # group): left out, as statistical gates leave such groups out.
                 silent.append((label, r))

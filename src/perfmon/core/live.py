@@ -116,6 +116,9 @@ PERFMON_METRICS = frozenset(
 
 _OVERFLOW = frozenset({DROPPED_SAMPLES_METRIC, DROPPED_NAMES_METRIC})
 _LABELS_KEPT = 4096
+MAX_SELECTIONS = 1024
+"""Most label-selection aggregates one live state keeps (a ``by`` gate over a large matrix
+makes one per value); samples of further selections are counted, not kept."""
 """Sessions whose labels the live state keeps for label selections (the latest scheduled)."""
 
 
@@ -221,6 +224,9 @@ class LiveState:
         self._selected: dict[tuple[str, Selector], MetricAggregate] = {}
         self._session_labels: dict[int, dict[str, str]] = {}
         self._target_cache: dict[tuple[int, str], list[tuple[str, Selector]]] = {}
+        self.selection_samples_dropped = 0
+        """Samples not folded into a label selection because ``MAX_SELECTIONS`` were full
+        (the gates reading them stay pending live; the report judges them exactly)."""
 
     # -- feeding -----------------------------------------------------------------------
 
@@ -275,6 +281,13 @@ class LiveState:
                 while len(self._session_labels) > _LABELS_KEPT:
                     del self._session_labels[next(iter(self._session_labels))]
 
+    @property
+    def selections_full(self) -> bool:
+        """True once samples were dropped because ``MAX_SELECTIONS`` label selections were
+        kept: a ``by`` group without data may then be one that was not kept, so gates keep it
+        (pending) instead of leaving it out as a group that emits nothing."""
+        return self.selection_samples_dropped > 0
+
     def _targets(self, sid: int, metric: str) -> list[tuple[str, Selector]]:
         """The selection aggregates one session's samples of ``metric`` fold into (cached)."""
         cached = self._target_cache.get((sid, metric))
@@ -313,6 +326,9 @@ class LiveState:
             for target in targets:
                 agg = self._selected.get(target)
                 if agg is None:
+                    if len(self._selected) >= MAX_SELECTIONS:
+                        self.selection_samples_dropped += int(ts.size)
+                        continue
                     agg = self._selected[target] = MetricAggregate(
                         self._kinds[name],
                         reservoir_size=self.reservoir_size,
