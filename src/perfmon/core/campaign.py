@@ -25,7 +25,7 @@ from perfmon.core.stats import (
     TESTS,
     StatsOptions,
 )
-from perfmon.core.units import parse_duration, parse_size
+from perfmon.core.units import format_seconds, parse_duration, parse_size
 
 if TYPE_CHECKING:
     from perfmon.core.gates import Gate
@@ -1076,7 +1076,7 @@ def check_campaign(ctx: _Context, campaign: Campaign) -> list[str]:
         raise ctx.error(
             sec,
             "sample_interval",
-            f"{campaign.sample_interval_s * 1e3:.3g} ms is under the 1 ms minimum "
+            f"{format_seconds(campaign.sample_interval_s)} is under the 1 ms minimum "
             "(the sampler would measure itself)",
         )
     combos = 0
