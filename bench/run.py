@@ -40,6 +40,7 @@ SCRIPTS = [
     "noise_cost",
     "launch_gap",
     "name_flood",
+    "label_selections",
 ]
 """Benchmarks in running order; scripts not present (yet) are skipped."""
 

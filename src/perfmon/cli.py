@@ -301,6 +301,8 @@ def _runs_dir(campaign: Campaign, override: Path | None) -> Path:
 
 def _run(args: argparse.Namespace) -> int:
     campaign = _load(args.campaign, args.set_sizes)
+    for warning in campaign.warnings:  # what perfmon validate warns of (issue 11)
+        print(f"perfmon: warning: {warning}", file=sys.stderr)
     import time
 
     from perfmon.engine.recorder import make_run_dir
@@ -599,7 +601,13 @@ def _validate(args: argparse.Namespace) -> int:
         where = f" (set {name})" if name else ""
         print(f"  noise guard{where}: background CPU over {guard.limit:.0%} -> {action}")
     for g in campaign.gates:
-        _say(f"  gate {g.name!r}: {g.expr}")
+        by = f" (by {', '.join(g.by)})" if g.by else ""
+        _say(f"  gate {g.name!r}: {g.expr}{by}")
+    for warning in campaign.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if campaign.warnings:
+        n = len(campaign.warnings)
+        print(f"  {n} warning{'s' if n > 1 else ''} (the campaign can run)", file=sys.stderr)
     return 0
 
 

@@ -25,7 +25,7 @@ from perfmon.core.stats import (
     TESTS,
     StatsOptions,
 )
-from perfmon.core.units import parse_duration, parse_size
+from perfmon.core.units import format_seconds, parse_duration, parse_size
 
 if TYPE_CHECKING:
     from perfmon.core.gates import Gate
@@ -81,6 +81,9 @@ class WorkloadConfig:
     idle_timeout_s: float | None = None
     """No output, no probe sample and no CPU for this long ends a session with status
     ``idle_timeout``; None: the campaign's ``idle_timeout`` (default: none); 0: none."""
+    metrics: tuple[str, ...] = ()
+    """Metric names the workload declares it emits (``metrics = [...]``), so that
+    ``perfmon validate`` can warn of gates on metrics nothing produces."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +143,8 @@ class GateConfig:
     expr: str
     gate: Gate
     window_s: float | None = None
+    by: tuple[str, ...] = ()
+    """Label names the gate is judged by, one group per value (``by = ["events"]``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +219,12 @@ class Campaign:
     max_metrics: int = 1000
     max_metric_name_bytes: int = 200
     share: str = "private"
+    # Directions and validation warnings (issue 11).
+    directions: dict[str, str] = field(default_factory=dict)
+    """Metric name -> ``"lower"`` or ``"higher"``: the ``[metric.NAME] better`` tables."""
+    warnings: tuple[str, ...] = ()
+    """Problems that do not stop a run but may leave it undecided, each ``FILE:LINE: KEY:
+    MESSAGE`` (``perfmon validate`` prints them)."""
 
     @property
     def directory(self) -> Path:
@@ -237,12 +248,15 @@ class Campaign:
 #                min_sessions, interval,
 #                max_background_cpu ("10%"), on_noisy ("mark" | "repeat"), noisy_retries,
 #                timeout, idle_timeout (defaults for every workload; "none" or 0: no limit)
-#   [[workload]] name, command (required); env, cwd, timeout, idle_timeout, matrix, shell
+#   [[workload]] name, command (required); env, cwd, timeout, idle_timeout, matrix, shell,
+#                metrics (the metric names it emits, for validate's warnings)
 #   [variant.NAME]  env, args            (none: one variant named "default")
 #   [set.NAME]      sessions | duration (exactly one), warmup, order, seed,
 #                   max_background_cpu, on_noisy, noisy_retries (override [campaign]'s)
 #                   (none: one set "default" with sessions = 1)
-#   [[gate]]     name, expr (required); window
+#   [[gate]]     name, expr (required); window, by (label names: judged per group)
+#   [metric.NAME]   better = "lower" | "higher" (the metric's direction, when its name's
+#                   unit suffix does not say)
 #   [profile]    every, duty ("10s/5min"), rate, nonblocking, duration, subprocesses
 #
 # Key paths in errors: "campaign.name", "workload[0].timeout", "variant.baseline.env",
@@ -250,6 +264,8 @@ class Campaign:
 
 NAME_RE = re.compile(r"[A-Za-z0-9._-]+\Z")
 """Valid campaign, workload, variant and set names."""
+MAX_NAME_CHARS = 200
+"""Longest campaign, workload, variant or set name (it names run directories and rows)."""
 
 PLACEHOLDERS = ("python", "campaign_dir")
 """Placeholders every command may use besides its matrix keys."""
@@ -280,7 +296,17 @@ _CAMPAIGN_KEYS = (
     "min_sessions",
     "interval",
 )
-_WORKLOAD_KEYS = ("name", "command", "env", "cwd", "timeout", "matrix", "shell", "idle_timeout")
+_WORKLOAD_KEYS = (
+    "name",
+    "command",
+    "env",
+    "cwd",
+    "timeout",
+    "matrix",
+    "shell",
+    "idle_timeout",
+    "metrics",
+)
 DEFAULT_TIMEOUT_S = 3600.0
 """Wall-clock limit of a session when neither its workload nor the campaign sets one (1 h: far
 above a benchmark session, short enough that a hung one does not stall a soak for days; a
@@ -298,9 +324,9 @@ MAX_MATRIX_COMBINATIONS = 100_000
 _VARIANT_KEYS = ("env", "args")
 _NOISE_KEYS = ("max_background_cpu", "on_noisy", "noisy_retries")
 _SET_KEYS = ("sessions", "duration", "warmup", "order", "seed", *_NOISE_KEYS)
-_GATE_KEYS = ("name", "expr", "window")
+_GATE_KEYS = ("name", "expr", "window", "by")
 _PROFILE_KEYS = ("every", "duty", "rate", "nonblocking", "duration", "subprocesses")
-_TOP_KEYS = ("campaign", "workload", "variant", "set", "gate", "profile")
+_TOP_KEYS = ("campaign", "workload", "variant", "set", "gate", "profile", "metric")
 
 Section = tuple[str | int, ...]
 
@@ -426,6 +452,10 @@ class _Context:
 
     def name(self, section: Section, key: str, value: object) -> str:
         text = self.string(section, key, value)
+        if len(text) > MAX_NAME_CHARS:
+            raise self.error(
+                section, key, f"name of {len(text):,} characters; the limit is {MAX_NAME_CHARS}"
+            )
         if not NAME_RE.match(text):
             raise self.error(
                 section, key, f"invalid name {text!r} (use letters, digits, '.', '_' and '-')"
@@ -645,10 +675,13 @@ def _parse_campaign(text: str, path: Path) -> Campaign:
     workloads = _parse_workloads(ctx, data, directory)
     variants = _parse_variants(ctx, data)
     sets = _parse_sets(ctx, data, noise)
-    gates = _parse_gates(ctx, data, stats)
+    directions = _parse_metrics(ctx, data)
+    if directions:
+        extra["directions"] = directions
+    gates = _parse_gates(ctx, data, stats, directions)
     if "profile" in data:
         extra["profile"] = _parse_profile(ctx, data)
-    return Campaign(
+    campaign = Campaign(
         name=name,
         path=abs_path,
         workloads=workloads,
@@ -658,6 +691,10 @@ def _parse_campaign(text: str, path: Path) -> Campaign:
         runs_dir=runs_dir,
         **extra,
     )
+    from dataclasses import replace
+
+    warnings = check_campaign(ctx, campaign)
+    return replace(campaign, warnings=tuple(warnings)) if warnings else campaign
 
 
 def _parse_caps(ctx: _Context, sec: Section, camp: dict[str, Any]) -> dict[str, Any]:
@@ -779,7 +816,10 @@ def _parse_workloads(
         cwd = directory / ctx.string(sec, "cwd", w["cwd"]) if "cwd" in w else None
         timeout = _limit(ctx, sec, "timeout", w["timeout"]) if "timeout" in w else None
         idle = _limit(ctx, sec, "idle_timeout", w["idle_timeout"]) if "idle_timeout" in w else None
-        result.append(WorkloadConfig(name, command, env, cwd, timeout, matrix, shell, idle))
+        declared = ctx.strings(sec, "metrics", w["metrics"]) if "metrics" in w else ()
+        result.append(
+            WorkloadConfig(name, command, env, cwd, timeout, matrix, shell, idle, declared)
+        )
     return tuple(result)
 
 
@@ -798,6 +838,12 @@ def _named_tables(ctx: _Context, data: dict[str, Any], key: str) -> dict[str, di
     tables = ctx.table((), key, data.get(key, {}))
     for name, value in tables.items():
         ctx.table((key,), name, value)
+        if len(name) > MAX_NAME_CHARS:
+            raise ctx.error(
+                (key,),
+                name[:40],
+                f"name of {len(name):,} characters; the limit is {MAX_NAME_CHARS}",
+            )
         if not NAME_RE.match(name):
             raise ctx.error(
                 (key,), name, f"invalid name {name!r} (use letters, digits, '.', '_' and '-')"
@@ -922,7 +968,10 @@ def _parse_stats(ctx: _Context, sec: Section, camp: dict[str, Any]) -> StatsOpti
 
 
 def _parse_gates(
-    ctx: _Context, data: dict[str, Any], stats: StatsOptions | None = None
+    ctx: _Context,
+    data: dict[str, Any],
+    stats: StatsOptions | None = None,
+    directions: dict[str, str] | None = None,
 ) -> tuple[GateConfig, ...]:
     from perfmon.core.gates import GateSyntaxError, parse_gate
 
@@ -939,14 +988,257 @@ def _parse_gates(
         seen[name] = i
         expr = ctx.string(sec, "expr", g["expr"])
         try:
-            gate = parse_gate(expr, stats=stats)
+            gate = parse_gate(expr, stats=stats, directions=directions)
         except GateSyntaxError as exc:
             raise ctx.error(
                 sec, "expr", f"{exc.message} (column {exc.column} of {expr!r})"
             ) from None
         window = ctx.duration(sec, "window", g["window"], positive=True) if "window" in g else None
-        result.append(GateConfig(name, expr, gate, window))
+        by: tuple[str, ...] = ()
+        if "by" in g:
+            by = ctx.strings(sec, "by", g["by"])
+            for j, label in enumerate(by):
+                if not _MATRIX_KEY_RE.match(label):
+                    raise ctx.error(sec, f"by[{j}]", f"invalid label name {label!r}")
+            if len(set(by)) != len(by):
+                raise ctx.error(sec, "by", "a label is named twice")
+        result.append(GateConfig(name, expr, gate, window, by))
     return tuple(result)
+
+
+def _parse_metrics(ctx: _Context, data: dict[str, Any]) -> dict[str, str]:
+    """The ``[metric.NAME]`` tables: ``better = "lower" | "higher"`` (a metric's direction)."""
+    from perfmon.core.model import METRIC_NAME_RE
+    from perfmon.core.units import DIRECTIONS
+
+    tables = ctx.table((), "metric", data.get("metric", {}))
+    out: dict[str, str] = {}
+    for name, table in tables.items():
+        sec: Section = ("metric", name)
+        ctx.table(("metric",), name, table)
+        if not METRIC_NAME_RE.match(name):
+            raise ctx.error(("metric",), name, f"invalid metric name {name!r}")
+        ctx.keys(sec, table, ("better",), required=("better",))
+        better = ctx.string(sec, "better", table["better"])
+        if better not in DIRECTIONS:
+            raise ctx.error(
+                sec, "better", f'unknown direction {better!r} (use "lower" or "higher")'
+            )
+        out[name] = better
+    return out
+
+
+# --- checks of what can only end undecided (issue 11) -----------------------------------------
+
+MIN_SAMPLE_INTERVAL_S = 0.001
+"""Shortest psutil sampling interval (1 ms): below it the sampler would measure itself."""
+MAX_SET_SESSIONS = 1_000_000
+"""Most sessions (or warm-ups) a set may ask for per workload, variant and matrix value."""
+MAX_PLANNED_SESSIONS = 10_000_000
+"""Most sessions a campaign may plan in all (at 1 ms a session, nearly 3 hours of spawning)."""
+MAX_SET_DURATION_S = 366 * 86400.0
+"""Longest set duration (a year): longer is a typo, not a soak."""
+MAX_GATE_NAME_CHARS = 200
+"""Longest gate name."""
+_MACHINE_WIDE = ("system_memory_percent", "system_memory_used_bytes", "system_cpu_percent")
+
+
+def check_campaign(ctx: _Context, campaign: Campaign) -> list[str]:
+    """Find what would leave a run undecided: raise for errors, return warnings.
+
+    Errors (a ``CampaignError`` naming file, line and key): a sampling interval under
+    ``MIN_SAMPLE_INTERVAL_S``; session counts over ``MAX_SET_SESSIONS`` or a plan over
+    ``MAX_PLANNED_SESSIONS``; a set duration over ``MAX_SET_DURATION_S``; a gate name over
+    ``MAX_GATE_NAME_CHARS`` or a gate metric name over ``max_metric_name_bytes`` (its samples
+    would be dropped); a gate naming a variant, workload, set, label or matrix value the
+    campaign does not have; ``by`` on an unknown label, or ``by = ["variant"]`` on a
+    comparison of variants; a statistical gate (``speedup``, ``regression``, ``var``, ``std``,
+    ``cv``) when a set plans fewer sessions per variant than ``min_sessions``.
+
+    Warnings (``FILE:LINE: KEY: MESSAGE`` strings): a gate on a metric neither perfmon
+    records nor a workload declares (``metrics = [...]`` in ``[[workload]]``), naming the
+    closest known metric; label matchers on machine-wide metrics, which carry no labels.
+
+    Args:
+        ctx: the file's error context (for lines).
+        campaign: the parsed campaign.
+
+    Raises:
+        CampaignError: for the first error found.
+    """
+    import difflib
+
+    from perfmon.core.gates import VariantComparison
+    from perfmon.core.live import PERFMON_METRICS
+
+    sec: Section = ("campaign",)
+    if campaign.sample_interval_s < MIN_SAMPLE_INTERVAL_S:
+        raise ctx.error(
+            sec,
+            "sample_interval",
+            f"{format_seconds(campaign.sample_interval_s)} is under the 1 ms minimum "
+            "(the sampler would measure itself)",
+        )
+    combos = 0
+    for w in campaign.workloads:
+        combos += math.prod(len(v) for v in w.matrix.values())
+    per_set = combos * len(campaign.variants)
+    planned = 0
+    for st in campaign.sets:
+        ssec: Section = ("set", st.name)
+        for key, n in (("sessions", st.sessions), ("warmup", st.warmup)):
+            if n is not None and n > MAX_SET_SESSIONS:
+                raise ctx.error(ssec, key, f"{n:,} is over the limit of {MAX_SET_SESSIONS:,}")
+        if st.duration_s is not None and st.duration_s > MAX_SET_DURATION_S:
+            raise ctx.error(ssec, "duration", "longer than a year; the limit is 366 days")
+        planned += ((st.sessions or 0) + st.warmup) * per_set
+    if planned > MAX_PLANNED_SESSIONS:
+        raise ctx.error(
+            ("set",),
+            None,
+            f"{planned:,} sessions planned (sets x workloads x variants x matrix values); "
+            f"the limit is {MAX_PLANNED_SESSIONS:,}",
+        )
+
+    variants = {v.name for v in campaign.variants}
+    workloads = {w.name for w in campaign.workloads}
+    sets = {s.name for s in campaign.sets}
+    matrix: dict[str, set[str]] = {}
+    for w in campaign.workloads:
+        for key, values in w.matrix.items():
+            matrix.setdefault(key, set()).update(values)
+    known_values = {"variant": variants, "workload": workloads, "set": sets, **matrix}
+    declared = {m for w in campaign.workloads for m in w.metrics}
+    known_metrics = set(PERFMON_METRICS) | declared
+    warnings: list[str] = []
+
+    def names(values: set[str]) -> str:
+        return ", ".join(sorted(values)) or "none"
+
+    for i, g in enumerate(campaign.gates):
+        gsec: Section = ("gate", i)
+        if len(g.name) > MAX_GATE_NAME_CHARS:
+            raise ctx.error(
+                gsec, "name", f"{len(g.name)} characters; the limit is {MAX_GATE_NAME_CHARS}"
+            )
+        if g.window_s is not None and g.window_s < MIN_SAMPLE_INTERVAL_S:
+            raise ctx.error(gsec, "window", "a window under 1 ms holds no samples to judge")
+        nodes = _gate_nodes(g.gate.lhs)
+        for node in nodes:
+            metric = node.metric
+            if len(metric.encode()) > campaign.max_metric_name_bytes:
+                raise ctx.error(
+                    gsec,
+                    "expr",
+                    f"metric name of {len(metric.encode())} bytes is over max_metric_name_bytes "
+                    f"= {campaign.max_metric_name_bytes}: its samples would be dropped",
+                )
+            for m in node.matchers:
+                if m.label not in known_values:
+                    raise ctx.error(
+                        gsec,
+                        "expr",
+                        f"no label named {m.label!r} (labels: {names(set(known_values))})",
+                    )
+                if m.op == "=" and m.value not in known_values[m.label]:
+                    raise ctx.error(
+                        gsec,
+                        "expr",
+                        f"no {m.label} {m.value!r} in this campaign "
+                        f"({m.label}: {names(known_values[m.label])})",
+                    )
+            wanted = [getattr(node, "a", None), getattr(node, "b", None)]
+            wanted.append(getattr(node, "variant", None))
+            for v in wanted:
+                if v is not None and v not in variants:
+                    raise ctx.error(
+                        gsec,
+                        "expr",
+                        f"no variant named {v!r} (variants: {names(variants)}); the gate could "
+                        "only stay pending",
+                    )
+            if metric not in known_metrics:
+                close = difflib.get_close_matches(metric, sorted(known_metrics), n=1, cutoff=0.8)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                how = (
+                    "no workload declares it (metrics = [...])"
+                    if declared
+                    else "workloads declare no metrics (metrics = [...] in [[workload]]), so "
+                    "it cannot be checked"
+                )
+                warnings.append(
+                    str(
+                        ctx.error(
+                            gsec, "expr", f"perfmon does not record {metric!r} and {how}{hint}"
+                        )
+                    )
+                )
+            if metric in _MACHINE_WIDE and any(not m.matches("") for m in node.matchers):
+                warnings.append(
+                    str(
+                        ctx.error(
+                            gsec,
+                            "expr",
+                            f"{metric} is machine-wide and carries no labels: "
+                            f"{format_matchers(node.matchers)} matches none of its samples",
+                        )
+                    )
+                )
+        for j, label in enumerate(g.by):
+            if label not in known_values:
+                raise ctx.error(
+                    gsec,
+                    f"by[{j}]",
+                    f"no label named {label!r} (labels: {names(set(known_values))})",
+                )
+            if label == "variant" and any(isinstance(n, VariantComparison) for n in nodes):
+                raise ctx.error(
+                    gsec, f"by[{j}]", "a comparison of two variants cannot be split by variant"
+                )
+    small = too_small_sets(campaign)
+    if small is not None:
+        set_name, message = small
+        raise ctx.error(("set", set_name), "sessions", message)
+    return warnings
+
+
+def too_small_sets(campaign: Campaign) -> tuple[str, str] | None:
+    """The first set planning fewer sessions than a statistical gate's ``min_sessions``.
+
+    Returns:
+        ``(set name, message)``, or None when every set is large enough (or no gate is
+        statistical: ``speedup``, ``regression``, ``var``, ``std``, ``cv``).
+    """
+    from perfmon.core.gates import Spread, VariantComparison
+
+    need = campaign.stats.min_sessions
+    for g in campaign.gates:
+        if not any(isinstance(n, VariantComparison | Spread) for n in _gate_nodes(g.gate.lhs)):
+            continue
+        for st in campaign.sets:
+            if st.sessions is not None and st.sessions < need:
+                return st.name, (
+                    f"{st.sessions} sessions per variant, but gate {g.name!r} needs "
+                    f"min_sessions = {need} per variant: it could only end pending "
+                    f"(raise sessions, or lower [campaign] min_sessions)"
+                )
+    return None
+
+
+def format_matchers(matchers: Sequence[Any]) -> str:
+    """``{label="value", ...}`` of a gate's matchers."""
+    from perfmon.core.labels import format_selector
+
+    return format_selector(matchers)
+
+
+def _gate_nodes(expr: Any) -> list[Any]:
+    """The metric-reading nodes of a gate expression (each has ``metric`` and ``matchers``)."""
+    from perfmon.core.gates import Ratio
+
+    if isinstance(expr, Ratio):
+        return _gate_nodes(expr.num) + _gate_nodes(expr.den)
+    return [expr]
 
 
 def _parse_profile(ctx: _Context, data: dict[str, Any]) -> ProfileConfig:
@@ -1035,4 +1327,8 @@ def override_sets(campaign: Campaign, overrides: Sequence[str]) -> Campaign:
         if seconds <= 0:
             raise CampaignError(str(campaign.path), None, key, "a duration must be > 0")
         sets[name] = replace(sets[name], sessions=None, duration_s=seconds)
-    return replace(campaign, sets=tuple(sets[s.name] for s in campaign.sets))
+    resized = replace(campaign, sets=tuple(sets[s.name] for s in campaign.sets))
+    small = too_small_sets(resized) if overrides else None
+    if small is not None:
+        raise CampaignError(str(campaign.path), None, f"set.{small[0]}", f"--set: {small[1]}")
+    return resized

@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from perfmon.core.labels import Selector, canonical, selector_matches, session_labels
 from perfmon.core.model import MetricKind, Sample
 from perfmon.core.stats import SessionGroup
 
@@ -62,6 +63,7 @@ class ArrayMetricSource:
         self._sids: dict[str, Any] = {}
         self._sessions = list(sessions)
         self._session_cache: dict[str, dict[int, float]] = {}
+        self._match_cache: dict[Selector, Any] = {}
         self._data: dict[str, tuple[MetricKind, FloatArray, FloatArray]] = {}
         latest: float | None = None
         for metric, (kind, t, values) in data.items():
@@ -142,25 +144,77 @@ class ArrayMetricSource:
             return None
         return entry[0]
 
-    def values(self, metric: str, *, window_s: float | None = None) -> FloatArray:
-        """The metric's values in time order, optionally only those with ``t >= now - window_s``.
+    def _selected(self, metric: str, where: Selector) -> tuple[FloatArray, FloatArray] | None:
+        """The metric's ``(t, values)`` limited to samples whose session matches ``where``.
+
+        A session's labels are its row's ``variant``, ``workload``, ``set_name`` (label
+        ``set``) and ``params``; machine-wide samples (negative session ids) have none, so
+        they are kept only when every matcher accepts the empty value (PromQL semantics).
+        """
+        import numpy as np
+
+        entry = self._data.get(metric)
+        if entry is None:
+            return None
+        _, t, v = entry
+        if not where:
+            return t, v
+        key = canonical(where)
+        ids = self._match_cache.get(key)
+        if ids is None:
+            ids = np.asarray(
+                [
+                    int(r["id"])
+                    for r in self._sessions
+                    if selector_matches(
+                        key,
+                        session_labels(
+                            variant=str(r.get("variant", "")),
+                            workload=str(r.get("workload", "")),
+                            set_name=str(r.get("set_name", "")),
+                            params=(r.get("params") or {}).items(),
+                        ),
+                    )
+                ],
+                dtype=np.int64,
+            )
+            self._match_cache[key] = ids
+        sids = self._sids.get(metric)
+        if sids is None:
+            return np.empty(0, dtype=np.float64), np.empty(0, dtype=np.float64)
+        mask = np.isin(sids, ids)
+        if selector_matches(key, {}):
+            mask |= sids < 0
+        return t[mask], v[mask]
+
+    def values(
+        self, metric: str, *, window_s: float | None = None, where: Selector = ()
+    ) -> FloatArray:
+        """The metric's values in time order, optionally only those with ``t >= now - window_s``
+        and only those of sessions whose labels match ``where`` (``perfmon.core.labels``).
 
         Returns:
             A 1-D float array (empty when the metric is unknown).
         """
         import numpy as np
 
-        entry = self._data.get(metric)
-        if entry is None:
+        selected = self._selected(metric, where)
+        if selected is None:
             return np.empty(0, dtype=np.float64)
-        _, t, v = entry
+        t, v = selected
         if window_s is not None and self.now is not None:
             start = int(np.searchsorted(t, self.now - window_s, side="left"))
             return v[start:]
         return v
 
     def reduce(
-        self, func: str, metric: str, *, q: float | None = None, window_s: float | None = None
+        self,
+        func: str,
+        metric: str,
+        *,
+        q: float | None = None,
+        window_s: float | None = None,
+        where: Selector = (),
     ) -> tuple[float | None, int]:
         """Reduce one metric's samples exactly; see ``perfmon.core.gates.MetricSource``.
 
@@ -172,6 +226,7 @@ class ArrayMetricSource:
             q: quantile in [0, 1], required for ``quantile``; linear interpolation
                 (Hyndman & Fan type 7).
             window_s: only samples with ``t >= now - window_s``.
+            where: label matchers; only samples of matching sessions (see ``values``).
 
         Returns:
             ``(value, n)``, value None when ``n == 0``.
@@ -183,7 +238,7 @@ class ArrayMetricSource:
 
         if func == "quantile" and (q is None or not 0.0 <= q <= 1.0):
             raise ValueError(f"quantile needs q in [0, 1], got {q!r}")
-        v = self.values(metric, window_s=window_s)
+        v = self.values(metric, window_s=window_s, where=where)
         n = int(v.size)
         if func not in _FUNCS:
             raise ValueError(f"unknown reduction {func!r} (known: {', '.join(_FUNCS)})")
@@ -288,7 +343,7 @@ class ArrayMetricSource:
         return out
 
     def points(
-        self, metric: str, *, window_s: float | None = None
+        self, metric: str, *, window_s: float | None = None, where: Selector = ()
     ) -> tuple[list[float], list[float]]:
         """The metric binned by time into at most ``POINTS_MAX`` means; see ``MetricSource``.
 
@@ -297,10 +352,10 @@ class ArrayMetricSource:
         """
         import numpy as np
 
-        entry = self._data.get(metric)
-        if entry is None:
+        selected = self._selected(metric, where)
+        if selected is None:
             return [], []
-        _, t, v = entry
+        t, v = selected
         if window_s is not None and self.now is not None:
             start = int(np.searchsorted(t, self.now - window_s, side="left"))
             t, v = t[start:], v[start:]

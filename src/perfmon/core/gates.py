@@ -5,9 +5,19 @@ the spirit of k6 thresholds, https://grafana.com/docs/k6/latest/using-k6/thresho
 
     gate      := expr OP threshold
     OP        := "<" | "<=" | ">" | ">="
-    expr      := FUNC "(" METRIC ")" | "ratio" "(" expr "," expr ")"
+    expr      := FUNC "(" SEL ")" | "ratio" "(" expr "," expr ")"
+               | ("speedup" | "regression") "(" SEL "," VARIANT "," VARIANT ")"
+               | ("var" | "std" | "cv") "(" SEL ["," VARIANT] ")" | "slope" "(" SEL ")"
+    SEL       := METRIC [ "{" [ MATCHER { "," MATCHER } [","] ] "}" ]
+    MATCHER   := LABEL ("=" | "!=" | "=~" | "!~") STRING       # PromQL selectors
     FUNC      := max | min | mean | median | sum | count | last | pNN
     threshold := a number with an optional unit: 50MB, 1ms, 1e-4, 70, 10%
+
+Label matchers (``perfmon.core.labels``) narrow a metric to the samples of matching sessions:
+``p95(chunk_seconds{variant="candidate"}) < 1ms``. A gate configured with ``by`` labels is
+judged per group (``Gate.evaluate``). ``speedup`` and ``regression`` are oriented by the
+metric's direction (``perfmon.core.units.metric_direction`` or the campaign's
+``[metric.NAME] better``; see ``oriented``).
 
 ``pNN`` is a quantile: ``p50``, ``p95``, ``p99``, ``p99.9`` (quantile 0.999). Thresholds are parsed
 with ``perfmon.core.units.parse_quantity`` and checked against the metric's unit (its name's
@@ -33,23 +43,40 @@ import math
 import operator
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
+from perfmon.core.labels import (
+    LABEL_OPS,
+    Matcher,
+    Selector,
+    format_selector,
+    selector_matches,
+    session_labels,
+)
 from perfmon.core.model import (
     METRIC_NAME_RE,
     Dimension,
     GateResult,
     GateState,
+    GroupResult,
     MetricKind,
     metric_dimension,
 )
 from perfmon.core.stats import DEFAULT_OPTIONS, SessionGroup, StatsOptions
-from perfmon.core.units import format_quantity, parse_quantity
+from perfmon.core.units import (
+    HIGHER,
+    LOWER,
+    format_quantity,
+    judgement_words,
+    metric_direction,
+    parse_quantity,
+)
 
 if TYPE_CHECKING:
     from perfmon.core.campaign import GateConfig
+    from perfmon.core.stats import Comparison
 
 __all__ = [
     "FUNCTIONS",
@@ -65,8 +92,15 @@ __all__ = [
     "Slope",
     "Spread",
     "VariantComparison",
+    "by_values",
+    "describe_change",
+    "describe_oriented",
     "evaluate_gates",
+    "live_selections",
+    "oriented",
     "parse_gate",
+    "scope",
+    "selections",
     "verdict",
 ]
 
@@ -101,9 +135,18 @@ class MetricSource(Protocol):
     """Where a gate reads its data: the live state (bounded) or the recorded run (exact)."""
 
     def reduce(
-        self, func: str, metric: str, *, q: float | None = None, window_s: float | None = None
+        self,
+        func: str,
+        metric: str,
+        *,
+        q: float | None = None,
+        window_s: float | None = None,
+        where: Selector = (),
     ) -> tuple[float | None, int]:
         """Reduce one metric's samples to a number.
+
+        ``where`` is passed only when not empty, so a source that serves no label matchers
+        need not accept it (gates with matchers then cannot be evaluated over it).
 
         Args:
             func: one of ``REDUCERS``. ``count`` is the sum of increments for a counter metric
@@ -111,6 +154,8 @@ class MetricSource(Protocol):
             metric: metric name.
             q: the quantile in [0, 1] for ``func == "quantile"``.
             window_s: use only the last ``window_s`` seconds of samples (None: all).
+            where: label matchers (``perfmon.core.labels``): only samples of sessions whose
+                labels match all of them (machine-wide samples have no labels).
 
         Returns:
             ``(value, n)``: the value in the metric's base unit and the number of samples used;
@@ -160,13 +205,14 @@ class MetricSource(Protocol):
         ...
 
     def points(
-        self, metric: str, *, window_s: float | None = None
+        self, metric: str, *, window_s: float | None = None, where: Selector = ()
     ) -> tuple[list[float], list[float]]:
         """The metric as a time series of at most a few hundred points, for trends (``slope``).
 
         Args:
             metric: metric name.
             window_s: only the last ``window_s`` seconds.
+            where: label matchers, as for ``reduce`` (passed only when not empty).
 
         Returns:
             ``(t, values)``: times in seconds (any origin; only differences matter) and the mean
@@ -244,6 +290,7 @@ class Reduce(Expr):
     metric: str
     label: str
     q: float | None = None
+    matchers: Selector = ()
 
     @property
     def metrics(self) -> frozenset[str]:
@@ -260,11 +307,16 @@ class Reduce(Expr):
     @property
     def text(self) -> str:
         """See ``Expr.text``."""
-        return f"{self.label}({self.metric})"
+        return f"{self.label}({self.metric}{format_selector(self.matchers)})"
 
     def evaluate(self, source: MetricSource, window_s: float | None) -> Evaluation:
-        """See ``Expr.evaluate``."""
-        value, n = source.reduce(self.func, self.metric, q=self.q, window_s=window_s)
+        """See ``Expr.evaluate``; with matchers, only the matching sessions' samples."""
+        if self.matchers:
+            value, n = source.reduce(
+                self.func, self.metric, q=self.q, window_s=window_s, where=self.matchers
+            )
+        else:
+            value, n = source.reduce(self.func, self.metric, q=self.q, window_s=window_s)
         if value is None or n == 0:
             return Evaluation(None, 0, missing=frozenset((self.metric,)))
         shown = format_quantity(value, self.dimension)
@@ -328,7 +380,16 @@ class Ratio(Expr):
 # --- statistical expressions -----------------------------------------------------------------
 
 
-def _groups_or_missing(source: MetricSource, metric: str) -> list[SessionGroup] | Evaluation:
+def _labels_of(group: SessionGroup, variant: str = "") -> dict[str, str]:
+    """The labels of a (set, workload, matrix values) group's sessions of ``variant``."""
+    return session_labels(
+        variant=variant, workload=group.workload, set_name=group.set_name, params=group.params
+    )
+
+
+def _groups_or_missing(
+    source: MetricSource, metric: str, matchers: Selector = ()
+) -> list[SessionGroup] | Evaluation:
     """The groups a statistical gate over ``metric`` judges, or a pending evaluation.
 
     A group whose sessions finished without any of them emitting ``metric`` is left out: a
@@ -337,6 +398,10 @@ def _groups_or_missing(source: MetricSource, metric: str) -> list[SessionGroup] 
     finished yet is kept (and is pending) until one has.
     """
     groups = source.session_groups()
+    if matchers:
+        # Variant matchers are judged per variant by the caller; here only the group's labels.
+        scoped = tuple(m for m in matchers if m.label != "variant")
+        groups = [g for g in groups if selector_matches(scoped, _labels_of(g))]
     if not groups or source.kind(metric) is None:
         return Evaluation(None, 0, missing=frozenset((metric,)))
     relevant = [
@@ -369,9 +434,12 @@ def _combine(groups: list[Evaluation], metric: str) -> Evaluation:
 class VariantComparison(Expr):
     """``speedup(METRIC, A, B)`` or ``regression(METRIC, A, B)``, per group of sessions.
 
-    ``speedup`` is the ratio A / B (A the baseline: > 1 means B is faster for a time metric);
-    ``regression`` is ``1 / speedup - 1``, the relative change of B (``< 10%`` allows B to be
-    up to 10% slower). By default the ratio is the Hodges-Lehmann ratio (the median of the
+    ``speedup`` is how many times better B (the candidate) is than A (the baseline) in the
+    metric's ``direction``: A / B where lower is better (a time), B / A where higher is better
+    (a throughput), so > 1 means B is better either way; ``regression`` is how much worse B
+    is, relative to A (``< 10%`` allows B to be up to 10% worse); see ``oriented``. Label
+    ``matchers`` (not on ``variant``) keep only the matching (set, workload, matrix) groups.
+    By default the ratio is the Hodges-Lehmann ratio (the median of the
     ratios ``a_i / b_j``) with its exact rank interval, which keeps its stated level at every n
     (``perfmon.core.stats.compare``; ``interval = "bootstrap"`` gives the ratio of medians with
     an approximate bootstrap interval), and the p-value of the configured test, computed per
@@ -393,6 +461,8 @@ class VariantComparison(Expr):
     a: str
     b: str
     options: StatsOptions = DEFAULT_OPTIONS
+    matchers: Selector = ()
+    direction: str = LOWER
 
     @property
     def metrics(self) -> frozenset[str]:
@@ -407,7 +477,7 @@ class VariantComparison(Expr):
     @property
     def text(self) -> str:
         """See ``Expr.text``."""
-        return f"{self.func}({self.metric}, {self.a}, {self.b})"
+        return f"{self.func}({self.metric}{format_selector(self.matchers)}, {self.a}, {self.b})"
 
     def parse_threshold(self, text: str, pos: int) -> float:
         """A ratio (``1.4``, ``1.4x``) or a relative change (``10%``, ``0.1``).
@@ -428,7 +498,7 @@ class VariantComparison(Expr):
         """
         from perfmon.core.stats import compare
 
-        groups = _groups_or_missing(source, self.metric)
+        groups = _groups_or_missing(source, self.metric, self.matchers)
         if isinstance(groups, Evaluation):
             return groups
         out: list[Evaluation] = []
@@ -454,13 +524,75 @@ class VariantComparison(Expr):
             except ValueError as exc:  # SampleTooSmall too: the reason gives the best level
                 out.append(Evaluation(None, n, waiting=f"{group.label}: {exc}", label=group.label))
                 continue
-            if self.func == "speedup":
-                value, low, high = c.speedup, c.speedup_low, c.speedup_high
-            else:
-                value, low, high = c.regression, c.regression_low, c.regression_high
-            text = f"{self.func} = {c.describe(self.func)}"
+            value, low, high = oriented(c, self.func, self.direction)
+            text = f"{self.func} = {describe_oriented(c, self.func, self.direction, self.metric)}"
             out.append(Evaluation(value, n, text, ci_low=low, ci_high=high, label=group.label))
         return _combine(out, self.metric)
+
+
+def oriented(c: Comparison, func: str, direction: str) -> tuple[float, float, float]:
+    """A comparison's value and interval in the metric's direction.
+
+    ``perfmon.core.stats.compare`` estimates ``A / B`` (the Hodges-Lehmann ratio and its exact
+    rank interval); only the orientation changes here, never the statistics:
+
+    - ``speedup``: how many times better B is, > 1 when B is better. Lower is better: ``A / B``
+      (a time halved is 2x). Higher is better: ``B / A`` (a throughput doubled is 2x), the
+      reciprocal estimate with the reciprocal interval (a monotone map of an interval keeps its
+      coverage).
+    - ``regression``: how much worse B is, relative to A, > 0 when worse. Lower is better:
+      ``B / A - 1``. Higher is better: ``1 - B / A`` (throughput down 18.5% is +18.5%).
+
+    Args:
+        c: the comparison of A (baseline) with B (candidate).
+        func: ``"speedup"`` or ``"regression"``.
+        direction: ``"lower"`` or ``"higher"`` (``perfmon.core.units.metric_direction``).
+
+    Returns:
+        ``(value, ci_low, ci_high)``.
+    """
+    if direction == HIGHER:
+        if func == "speedup":
+            return 1.0 / c.speedup, 1.0 / c.speedup_high, 1.0 / c.speedup_low
+        return -c.regression, -c.regression_high, -c.regression_low
+    if func == "speedup":
+        return c.speedup, c.speedup_low, c.speedup_high
+    return c.regression, c.regression_low, c.regression_high
+
+
+def describe_change(c: Comparison, direction: str | None, metric: str) -> str:
+    """B's change against A in the metric's terms, e.g. ``"1.23x slower"`` or ``"-18.5%, worse"``.
+
+    Args:
+        c: the comparison.
+        direction: ``"lower"``, ``"higher"`` or None (unknown: the change without a judgement).
+        metric: the metric name (its suffix picks ``faster``/``slower`` or ``better``/``worse``).
+    """
+    change = 1.0 / c.speedup - 1.0  # B / A - 1, the metric's own relative change
+    if direction is None:
+        return f"{change:+.1%} (direction unknown)"
+    good, bad = judgement_words(metric)
+    better = oriented(c, "speedup", direction)[0]
+    if better == 1.0:
+        return f"{change:+.1%}, no change"
+    if good == "faster":
+        ratio = better if better > 1 else 1.0 / better
+        return f"{ratio:.3g}x {good if better > 1 else bad} ({change:+.1%})"
+    return f"{change:+.1%}, {good if better > 1 else bad}"
+
+
+def describe_oriented(c: Comparison, func: str, direction: str, metric: str) -> str:
+    """``Comparison.describe`` in the metric's direction, with B's change in words.
+
+    E.g. ``"0.815x [0.78, 0.85], 1.23x slower (-18.5%), 95% exact rank CI ..., n = 10/10"``.
+    """
+    value, low, high = oriented(c, func, direction)
+    if func == "regression":
+        shown = f"{value:+.1%} [{low:+.1%}, {high:+.1%}]"
+    else:
+        shown = f"{value:.3g}x [{low:.3g}, {high:.3g}]"
+    rest = c.describe(func).split("] ", 1)[-1]  # the level, methods, p-value and n
+    return f"{shown}, {describe_change(c, direction, metric)}, {rest}"
 
 
 _SPREAD_FUNCS = ("var", "std", "cv")
@@ -488,6 +620,7 @@ class Spread(Expr):
     metric: str
     variant: str | None = None
     options: StatsOptions = DEFAULT_OPTIONS
+    matchers: Selector = ()
 
     @property
     def metrics(self) -> frozenset[str]:
@@ -505,13 +638,13 @@ class Spread(Expr):
     def text(self) -> str:
         """See ``Expr.text``."""
         extra = f", {self.variant}" if self.variant else ""
-        return f"{self.func}({self.metric}{extra})"
+        return f"{self.func}({self.metric}{format_selector(self.matchers)}{extra})"
 
     def evaluate(self, source: MetricSource, window_s: float | None) -> Evaluation:
         """See ``Expr.evaluate``; one ``groups`` entry per group and variant."""
         import statistics
 
-        groups = _groups_or_missing(source, self.metric)
+        groups = _groups_or_missing(source, self.metric, self.matchers)
         if isinstance(groups, Evaluation):
             return groups
         variants: list[str | None]
@@ -522,6 +655,10 @@ class Spread(Expr):
         out: list[Evaluation] = []
         for group in groups:
             for variant in variants:
+                if self.matchers and not selector_matches(
+                    self.matchers, _labels_of(group, variant or "")
+                ):
+                    continue
                 values = source.session_values(self.metric, variant, group=group)
                 label = f"{group.label} {variant}" if variant else group.label
                 n = len(values)
@@ -573,6 +710,7 @@ class Slope(Expr):
 
     metric: str
     options: StatsOptions = DEFAULT_OPTIONS
+    matchers: Selector = ()
 
     @property
     def metrics(self) -> frozenset[str]:
@@ -587,7 +725,7 @@ class Slope(Expr):
     @property
     def text(self) -> str:
         """See ``Expr.text``."""
-        return f"slope({self.metric})"
+        return f"slope({self.metric}{format_selector(self.matchers)})"
 
     def format_rate(self, per_s: float) -> str:
         """A rate for people, per hour: ``"1.2 MiB/h"``."""
@@ -612,7 +750,10 @@ class Slope(Expr):
         """See ``Expr.evaluate``."""
         from perfmon.core.stats import theil_sen
 
-        t, values = source.points(self.metric, window_s=window_s)
+        if self.matchers:
+            t, values = source.points(self.metric, window_s=window_s, where=self.matchers)
+        else:
+            t, values = source.points(self.metric, window_s=window_s)
         if not t:
             return Evaluation(None, 0, missing=frozenset((self.metric,)))
         trend = theil_sen(t, values, self.options.confidence)
@@ -632,8 +773,9 @@ class Slope(Expr):
 _TOKEN_RE = re.compile(
     r"""
     (?P<space>\s+)
-  | (?P<op><=|>=|<|>|==|!=|=)
-  | (?P<punct>[(),])
+  | (?P<op><=|>=|<|>|==|=~|!~|!=|=)
+  | (?P<punct>[(),{}])
+  | (?P<string>"(?:[^"\\\n]|\\.)*")
   | (?P<ident>[A-Za-z_:][A-Za-z0-9_:]*(?:\.[0-9]+)?)
   | (?P<number>[+-]?(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?[A-Za-zµ%/]*)
     """,
@@ -643,7 +785,7 @@ _TOKEN_RE = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class _Token:
-    kind: str  # "op", "punct", "ident", "number", "end"
+    kind: str  # "op", "punct", "ident", "number", "string", "end"
     text: str
     pos: int  # 0-based offset in the expression
 
@@ -651,11 +793,19 @@ class _Token:
 class _Parser:
     """Recursive-descent parser over a lazily tokenized expression."""
 
-    def __init__(self, source: str, stats: StatsOptions = DEFAULT_OPTIONS) -> None:
+    def __init__(
+        self,
+        source: str,
+        stats: StatsOptions = DEFAULT_OPTIONS,
+        directions: Mapping[str, str] | None = None,
+        default_direction: str | None = None,
+    ) -> None:
         self.source = source
         self.pos = 0
         self._peeked: _Token | None = None
         self.stats = stats
+        self.directions = directions or {}
+        self.default_direction = default_direction
 
     def error(self, message: str, pos: int) -> GateSyntaxError:
         return GateSyntaxError(message, pos + 1)
@@ -719,6 +869,75 @@ class _Parser:
             raise self.error(f"expected a metric name in {func}(...), found {found}", tok.pos)
         return tok.text
 
+    def selection(self, func: str) -> tuple[str, Selector, int]:
+        """A metric name with optional label matchers: ``name{label="v", ...}``.
+
+        Returns:
+            ``(metric, selector, pos)``: ``pos`` the metric's 0-based offset.
+        """
+        pos = self.peek().pos
+        metric = self.metric(func)
+        if self.peek().text != "{" or self.peek().kind != "punct":
+            return metric, (), pos
+        self.next()
+        matchers: list[Matcher] = []
+        while True:
+            tok = self.next()
+            if tok.kind == "punct" and tok.text == "}":
+                break
+            if tok.kind != "ident" or not _LABEL_RE.match(tok.text):
+                found = repr(tok.text) if tok.kind != "end" else "the end"
+                raise self.error(
+                    f'expected a label name such as variant="candidate" in {metric}{{...}}, '
+                    f"found {found}",
+                    tok.pos,
+                )
+            op = self.next()
+            if op.kind != "op" or op.text not in LABEL_OPS:
+                found = repr(op.text) if op.kind != "end" else "the end"
+                raise self.error(
+                    f"expected a label matcher ({', '.join(LABEL_OPS)}) after {tok.text}, "
+                    f"found {found}",
+                    op.pos,
+                )
+            val = self.next()
+            if val.kind != "string":
+                found = repr(val.text) if val.kind != "end" else "the end"
+                raise self.error(
+                    f'expected a quoted value after {tok.text}{op.text} (e.g. "candidate"), '
+                    f"found {found}",
+                    val.pos,
+                )
+            try:
+                matchers.append(Matcher(tok.text, op.text, _unquote(val.text)))
+            except ValueError as exc:
+                raise self.error(str(exc), val.pos) from None
+            sep = self.next()
+            if sep.kind == "punct" and sep.text == "}":
+                break
+            if sep.kind != "punct" or sep.text != ",":
+                found = repr(sep.text) if sep.kind != "end" else "the end"
+                raise self.error(
+                    f"expected ',' or '}}' after a label matcher, found {found}", sep.pos
+                )
+        labels = [m.label for m in matchers if m.op == "="]
+        for label in labels:
+            if labels.count(label) > 1:
+                raise self.error(f"label {label!r} is matched with '=' twice", pos)
+        return metric, tuple(matchers), pos
+
+    def direction(self, metric: str, func: str, pos: int) -> str:
+        """The metric's direction for ``speedup``/``regression``; an error when unknown."""
+        found = metric_direction(metric, self.directions) or self.default_direction
+        if found is None:
+            raise self.error(
+                f"{func} needs to know whether {metric} is better lower or higher: its name "
+                f"has no unit suffix that says (_seconds, _bytes: lower; _per_second: higher); "
+                f'set [metric.{metric}] better = "lower" or "higher" in the campaign',
+                pos,
+            )
+        return found
+
 
 # --- function registry ------------------------------------------------------------------------
 
@@ -729,11 +948,19 @@ Arguments: the parser, the function name as written, its 0-based offset in the e
 """
 
 
+def _unquote(text: str) -> str:
+    """A string token's value: quotes removed, ``\\"`` and ``\\\\`` unescaped."""
+    return re.sub(r"\\(.)", r"\1", text[1:-1])
+
+
+_LABEL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
 def _reducer(func: str) -> Builder:
     def build(parser: _Parser, name: str, pos: int) -> Expr:
-        metric = parser.metric(name)
+        metric, selector, _ = parser.selection(name)
         parser.expect(")", f"after {name}({metric}")
-        return Reduce(func, metric, name)
+        return Reduce(func, metric, name, matchers=selector)
 
     return build
 
@@ -742,9 +969,9 @@ def _quantile(parser: _Parser, name: str, pos: int) -> Expr:
     q = float(name[1:]) / 100.0
     if not 0.0 <= q <= 1.0:
         raise parser.error(f"quantile {name} is not between p0 and p100", pos)
-    metric = parser.metric(name)
+    metric, selector, _ = parser.selection(name)
     parser.expect(")", f"after {name}({metric}")
-    return Reduce("quantile", metric, name, q)
+    return Reduce("quantile", metric, name, q, matchers=selector)
 
 
 def _ratio(parser: _Parser, name: str, pos: int) -> Expr:
@@ -764,7 +991,15 @@ def _variant(parser: _Parser, name: str) -> str:
 
 
 def _comparison(parser: _Parser, name: str, pos: int) -> Expr:
-    metric = parser.metric(name)
+    metric, selector, mpos = parser.selection(name)
+    for m in selector:
+        if m.label == "variant":
+            raise parser.error(
+                f"{name} compares the two variants given as its arguments; a variant "
+                f"matcher on its metric is not allowed",
+                mpos,
+            )
+    direction = parser.direction(metric, name, mpos)
     parser.expect(",", f"after {name}({metric} (usage: {name}(METRIC, BASELINE, CANDIDATE))")
     a = _variant(parser, name)
     parser.expect(",", f"after {name}({metric}, {a} (usage: {name}(METRIC, BASELINE, CANDIDATE))")
@@ -772,23 +1007,23 @@ def _comparison(parser: _Parser, name: str, pos: int) -> Expr:
     if a == b:
         raise parser.error(f"{name} compares two different variants, got {a!r} twice", pos)
     parser.expect(")", f"after {name}({metric}, {a}, {b}")
-    return VariantComparison(name, metric, a, b, parser.stats)
+    return VariantComparison(name, metric, a, b, parser.stats, selector, direction)
 
 
 def _spread(parser: _Parser, name: str, pos: int) -> Expr:
-    metric = parser.metric(name)
+    metric, selector, _ = parser.selection(name)
     variant: str | None = None
     if parser.peek().text == ",":
         parser.next()
         variant = _variant(parser, name)
     parser.expect(")", f"after {name}({metric}")
-    return Spread(name, metric, variant, parser.stats)
+    return Spread(name, metric, variant, parser.stats, selector)
 
 
 def _slope(parser: _Parser, name: str, pos: int) -> Expr:
-    metric = parser.metric(name)
+    metric, selector, _ = parser.selection(name)
     parser.expect(")", f"after {name}({metric}")
-    return Slope(metric, parser.stats)
+    return Slope(metric, parser.stats, selector)
 
 
 FUNCTIONS: dict[str, Builder] = {
@@ -926,6 +1161,18 @@ class Gate:
                 counts[s] = counts.get(s, 0) + 1
             summary = ", ".join(f"{c} {s.value}" for s, c in counts.items())
             reason = f"{reason} ({len(judged)} groups: {summary})"
+        groups = tuple(
+            GroupResult(
+                g.label,
+                s,
+                g.value,
+                g.n,
+                f"{g.text or 'waiting: ' + (g.waiting or 'no value yet')}, limit {self.limit_text}",
+                g.ci_low,
+                g.ci_high,
+            )
+            for g, s in judged
+        )
         return GateResult(
             name,
             self.expr,
@@ -935,10 +1182,66 @@ class Gate:
             reason,
             ci_low=deciding.ci_low,
             ci_high=deciding.ci_high,
+            groups=groups,
+        )
+
+    def _evaluate_by(
+        self, source: MetricSource, name: str, window_s: float | None, by: Sequence[str]
+    ) -> GateResult:
+        """The gate judged once per value of the ``by`` labels (see ``evaluate``)."""
+        combos = by_values(source, by)
+        if not combos:
+            reason = f"waiting for sessions with label{'s' if len(by) > 1 else ''} {', '.join(by)}"
+            return GateResult(name, self.expr, GateState.PENDING, None, 0, reason)
+        results: list[tuple[str, GateResult]] = []
+        silent: list[tuple[str, GateResult]] = []
+        for combo in combos:
+            label = " ".join(f"{k}={v}" for k, v in combo)
+            extra = tuple(Matcher(k, "=", v) for k, v in combo)
+            scoped = replace(self, lhs=scope(self.lhs, extra))
+            r = scoped.evaluate(source, name, window_s=window_s)
+            if (
+                r.reason.startswith("waiting for samples")
+                and _finished(source, combo)
+                and not getattr(source, "selections_full", False)  # a live state over its cap
+            ):
+                # Its sessions finished without emitting the metric (another workload's
+                # group): left out, as statistical gates leave such groups out.
+                silent.append((label, r))
+                continue
+            results.append((label, r))
+        if not results:
+            results = silent
+        state = verdict([r for _, r in results])
+        label, deciding = next((lab, r) for lab, r in results if r.state is state)
+        counts: dict[GateState, int] = {}
+        for _, r in results:
+            counts[r.state] = counts.get(r.state, 0) + 1
+        summary = ", ".join(f"{c} {s.value}" for s, c in counts.items())
+        reason = f"{label}: {deciding.reason} ({len(results)} groups by {', '.join(by)}: {summary})"
+        groups = tuple(
+            GroupResult(lab, r.state, r.value, r.n, r.reason, r.ci_low, r.ci_high)
+            for lab, r in results
+        )
+        return GateResult(
+            name,
+            self.expr,
+            state,
+            deciding.value,
+            deciding.n,
+            reason,
+            ci_low=deciding.ci_low,
+            ci_high=deciding.ci_high,
+            groups=groups,
         )
 
     def evaluate(
-        self, source: MetricSource, name: str, *, window_s: float | None = None
+        self,
+        source: MetricSource,
+        name: str,
+        *,
+        window_s: float | None = None,
+        by: Sequence[str] = (),
     ) -> GateResult:
         """Evaluate the gate now.
 
@@ -946,6 +1249,14 @@ class Gate:
             source: the data.
             name: the gate's name, copied into the result.
             window_s: evaluate over the last ``window_s`` seconds only (None: all data).
+            by: label names (``variant``, ``workload``, ``set``, matrix keys): judge the gate
+                once per combination of their values among the measured sessions (each
+                group's expression gets ``label="value"`` matchers added), list every group
+                in ``GateResult.groups``, and take the worst group's state (fail, then
+                pending, then inconclusive, then pass: as ``verdict`` does for a run).
+                Sessions that lack one of the labels (a workload without that matrix key)
+                are in no group, and a group whose sessions finished without emitting the
+                metric (another workload's) is left out, as statistical gates do.
 
         Returns:
             PENDING while a metric has no samples (or a ratio's denominator is 0), else PASS or
@@ -953,6 +1264,8 @@ class Gate:
             confidence interval, PASS needs the whole interval on the passing side, FAIL the
             whole interval on the failing side, and anything else is INCONCLUSIVE.
         """
+        if by:
+            return self._evaluate_by(source, name, window_s, by)
         ev = self.lhs.evaluate(source, window_s)
         if ev.groups:
             return self._judge_groups(ev, name)
@@ -980,22 +1293,36 @@ class Gate:
         )
 
 
-def parse_gate(expr: str, *, stats: StatsOptions | None = None) -> Gate:
+def parse_gate(
+    expr: str,
+    *,
+    stats: StatsOptions | None = None,
+    directions: Mapping[str, str] | None = None,
+    default_direction: str | None = None,
+) -> Gate:
     """Parse a gate expression such as ``"p95(event_queue_depth) < 100"``.
 
     Args:
         expr: the expression as written in the campaign.
         stats: how statistical functions (``speedup``, ``regression``, ``slope``) compute
             their intervals (default ``StatsOptions()``: 95%, Mann-Whitney, 9999 resamples).
+        directions: metric name -> ``"lower"`` or ``"higher"`` (the campaign's
+            ``[metric.NAME] better``); other metrics' directions come from their unit suffix
+            (``perfmon.core.units.metric_direction``).
+        default_direction: the direction of a metric neither gives (None: ``speedup`` and
+            ``regression`` on it are an error). Only for re-reading runs recorded before
+            directions existed, which were judged lower-is-better.
 
     Returns:
         The parsed gate, its threshold converted to the left-hand side's base unit.
 
     Raises:
         GateSyntaxError: if the expression does not parse, names an unknown function, or its
-            threshold's unit does not fit the metric (e.g. bytes against a ``*_seconds`` metric).
+            threshold's unit does not fit the metric (e.g. bytes against a ``*_seconds`` metric),
+            a label matcher is malformed, a threshold is not finite, or ``speedup`` /
+            ``regression`` names a metric of unknown direction.
     """
-    parser = _Parser(expr, stats or DEFAULT_OPTIONS)
+    parser = _Parser(expr, stats or DEFAULT_OPTIONS, directions, default_direction)
     lhs = parser.expr()
     tok = parser.next()
     if tok.kind != "op":
@@ -1010,6 +1337,8 @@ def parse_gate(expr: str, *, stats: StatsOptions | None = None) -> Gate:
         threshold = lhs.parse_threshold(text, pos)
     else:
         threshold = _threshold(lhs, text, pos)
+    if not math.isfinite(threshold):
+        raise GateSyntaxError(f"threshold {text!r} is not a finite number", pos + 1)
     return Gate(expr, tok.text, threshold, text, lhs)
 
 
@@ -1023,7 +1352,78 @@ def evaluate_gates(gates: Sequence[GateConfig], source: MetricSource) -> list[Ga
     Returns:
         One result per gate, in the same order.
     """
-    return [g.gate.evaluate(source, g.name, window_s=g.window_s) for g in gates]
+    return [
+        g.gate.evaluate(source, g.name, window_s=g.window_s, by=g.by)
+        if g.by
+        else g.gate.evaluate(source, g.name, window_s=g.window_s)
+        for g in gates
+    ]
+
+
+def scope(expr: Expr, extra: Selector) -> Expr:
+    """``expr`` with ``extra`` label matchers added to every metric it reads.
+
+    Args:
+        expr: an expression.
+        extra: matchers to add (e.g. ``events="512"`` for one group of a ``by`` gate).
+
+    Raises:
+        TypeError: for an expression type this function does not know.
+    """
+    if isinstance(expr, Ratio):
+        return Ratio(scope(expr.num, extra), scope(expr.den, extra))
+    if isinstance(expr, Reduce | VariantComparison | Spread | Slope):
+        return replace(expr, matchers=(*expr.matchers, *extra))
+    raise TypeError(f"cannot add label matchers to {type(expr).__name__}")
+
+
+def selections(expr: Expr) -> list[tuple[str, Selector]]:
+    """Every ``(metric, matchers)`` an expression reads sample by sample (``Reduce`` and
+    ``slope``), for a live state that keeps one aggregate per selection."""
+    if isinstance(expr, Ratio):
+        return selections(expr.num) + selections(expr.den)
+    if isinstance(expr, Reduce | Slope):
+        return [(expr.metric, expr.matchers)]
+    return []
+
+
+def live_selections(gates: Sequence[GateConfig]) -> list[tuple[str, Selector, tuple[str, ...]]]:
+    """``(metric, matchers, by)`` for every labelled or ``by`` selection the gates read sample by
+    sample: what ``perfmon.core.live.LiveState(selections=...)`` keeps aggregates for."""
+    out: list[tuple[str, Selector, tuple[str, ...]]] = []
+    for g in gates:
+        for metric, selector in selections(g.gate.lhs):
+            if selector or g.by:
+                out.append((metric, selector, tuple(g.by)))
+    return out
+
+
+def _finished(source: MetricSource, combo: Sequence[tuple[str, str]]) -> bool:
+    """Whether a session of a ``by`` group (its label values) has finished OK."""
+    wanted = {k: v for k, v in combo if k != "variant"}
+    for group in source.session_groups():
+        labels = _labels_of(group)
+        if all(labels.get(k) == v for k, v in wanted.items()) and source.finished_sessions(group):
+            return True
+    return False
+
+
+def by_values(source: MetricSource, by: Sequence[str]) -> list[tuple[tuple[str, str], ...]]:
+    """The combinations of the ``by`` labels' values among the measured sessions, in the order
+    first scheduled; sessions lacking one of the labels give none.
+
+    Args:
+        source: the data (its ``session_groups`` and ``session_variants``).
+        by: label names.
+    """
+    variants = source.session_variants() if "variant" in by else [""]
+    out: dict[tuple[tuple[str, str], ...], None] = {}
+    for group in source.session_groups():
+        for variant in variants:
+            labels = _labels_of(group, variant)
+            if all(k in labels for k in by):
+                out[tuple((k, labels[k]) for k in by)] = None
+    return list(out)
 
 
 def verdict(results: Sequence[GateResult]) -> GateState:

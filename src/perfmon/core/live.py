@@ -42,6 +42,7 @@ import numpy.typing as npt
 
 from perfmon.core.aggregate import MetricAggregate, check_reduce_args
 from perfmon.core.batch import SampleBatch
+from perfmon.core.labels import Matcher, Selector, canonical, selector_matches, session_labels
 from perfmon.core.model import (
     GateResult,
     MetricKind,
@@ -114,6 +115,11 @@ PERFMON_METRICS = frozenset(
 """Metrics perfmon itself records: always kept, outside the name cap."""
 
 _OVERFLOW = frozenset({DROPPED_SAMPLES_METRIC, DROPPED_NAMES_METRIC})
+_LABELS_KEPT = 4096
+MAX_SELECTIONS = 1024
+"""Most label-selection aggregates one live state keeps (a ``by`` gate over a large matrix
+makes one per value); samples of further selections are counted, not kept."""
+"""Sessions whose labels the live state keeps for label selections (the latest scheduled)."""
 
 
 class LiveState:
@@ -161,6 +167,7 @@ class LiveState:
         max_session_values: int = 2000,
         max_metrics: int = MAX_METRICS,
         max_metric_name_bytes: int = MAX_METRIC_NAME_BYTES,
+        selections: Iterable[tuple[str, Selector, Sequence[str]]] = (),
     ) -> None:
         self.run_id = run_id
         self.campaign = campaign
@@ -207,6 +214,19 @@ class LiveState:
         self.dropped_names_capped = False
         """True once more than ``DROPPED_NAMES_EXACT`` distinct names were dropped."""
         self._session_dropped: dict[int, int] = {}
+        # Label selections of gates (issue 11): metric -> [(matchers, by labels)], and one
+        # aggregate per (metric, matchers with the by labels' values as '=' matchers).
+        self._selections: dict[str, list[tuple[Selector, tuple[str, ...]]]] = {}
+        for metric, selector, by in selections:
+            entry = (canonical(selector), tuple(by))
+            if entry not in self._selections.setdefault(metric, []):
+                self._selections[metric].append(entry)
+        self._selected: dict[tuple[str, Selector], MetricAggregate] = {}
+        self._session_labels: dict[int, dict[str, str]] = {}
+        self._target_cache: dict[tuple[int, str], list[tuple[str, Selector]]] = {}
+        self.selection_samples_dropped = 0
+        """Samples not folded into a label selection because ``MAX_SELECTIONS`` were full
+        (the gates reading them stay pending live; the report judges them exactly)."""
 
     # -- feeding -----------------------------------------------------------------------
 
@@ -250,6 +270,72 @@ class LiveState:
         else:
             self._groups.setdefault(_group_of(spec), 0)
             self._variants.setdefault(spec.variant, None)
+            if self._selections:
+                self._session_labels[spec.id] = session_labels(
+                    variant=spec.variant,
+                    workload=spec.workload,
+                    set_name=spec.set_name,
+                    params=spec.params,
+                )
+                # Bounded: samples come while a session runs, so only recent ones matter.
+                while len(self._session_labels) > _LABELS_KEPT:
+                    del self._session_labels[next(iter(self._session_labels))]
+
+    @property
+    def selections_full(self) -> bool:
+        """True once samples were dropped because ``MAX_SELECTIONS`` label selections were
+        kept: a ``by`` group without data may then be one that was not kept, so gates keep it
+        (pending) instead of leaving it out as a group that emits nothing."""
+        return self.selection_samples_dropped > 0
+
+    def _targets(self, sid: int, metric: str) -> list[tuple[str, Selector]]:
+        """The selection aggregates one session's samples of ``metric`` fold into (cached)."""
+        cached = self._target_cache.get((sid, metric))
+        if cached is not None:
+            return cached
+        labels = {} if sid < 0 else self._session_labels.get(sid)
+        if labels is None:
+            return []
+        out = []
+        for selector, by in self._selections.get(metric, ()):
+            if not selector_matches(selector, labels) or any(k not in labels for k in by):
+                continue
+            extra = tuple(Matcher(k, "=", labels[k]) for k in by)
+            out.append((metric, canonical((*selector, *extra))))
+        self._target_cache[(sid, metric)] = out
+        while len(self._target_cache) > _LABELS_KEPT:
+            del self._target_cache[next(iter(self._target_cache))]
+        return out
+
+    def _fold_selected(self, batch: SampleBatch) -> None:
+        """Fold a batch's samples into the aggregates of the gates' label selections."""
+        names = batch.metrics
+        if not any(name in self._selections for name in names):
+            return
+        pairs = batch.session * len(names) + batch.key
+        for pair in np.unique(pairs).tolist():
+            sid, key = divmod(pair, len(names))
+            name = names[key]
+            if name not in self._selections or sid in self._warmup:
+                continue
+            targets = self._targets(sid, name)
+            if not targets:
+                continue
+            sel = pairs == pair
+            ts, vs = batch.t[sel], batch.value[sel]
+            for target in targets:
+                agg = self._selected.get(target)
+                if agg is None:
+                    if len(self._selected) >= MAX_SELECTIONS:
+                        self.selection_samples_dropped += int(ts.size)
+                        continue
+                    agg = self._selected[target] = MetricAggregate(
+                        self._kinds[name],
+                        reservoir_size=self.reservoir_size,
+                        series_points=self.series_points,
+                        seed=zlib.crc32(name.encode()),
+                    )
+                agg.add_many(ts, vs)
 
     def _recount_malformed(self, sid: int) -> None:
         """Keep ``_malformed_total`` equal to the sum of every session's malformed count."""
@@ -452,6 +538,8 @@ class LiveState:
             if name not in kinds:
                 kinds[name] = kind
         self._track_sessions(batch)
+        if self._selections:
+            self._fold_selected(batch)
         keys, ts, vs = batch.key, batch.t, batch.value
         if one_session:
             if s0 in self._warmup:
@@ -521,9 +609,19 @@ class LiveState:
     # -- MetricSource ------------------------------------------------------------------
 
     def reduce(
-        self, func: str, metric: str, *, q: float | None = None, window_s: float | None = None
+        self,
+        func: str,
+        metric: str,
+        *,
+        q: float | None = None,
+        window_s: float | None = None,
+        where: Selector = (),
     ) -> tuple[float | None, int]:
         """Reduce one metric's (non-warm-up) samples to a number.
+
+        With ``where`` (label matchers), only samples of matching sessions: these are kept in
+        their own aggregate per selection given to the constructor (``selections``, see
+        ``perfmon.core.gates.live_selections``); a selection not given has no data here.
 
         Args:
             func: ``"max"``, ``"min"``, ``"mean"``, ``"median"``, ``"quantile"``, ``"sum"``,
@@ -542,7 +640,7 @@ class LiveState:
             ValueError: unknown ``func``, bad ``q`` or ``window_s``.
         """
         check_reduce_args(func, q, window_s)
-        agg = self._metrics.get(metric)
+        agg = self._selected.get((metric, canonical(where))) if where else self._metrics.get(metric)
         if agg is None:
             return None, 0
         end_t = self._latest_t if window_s is not None else None
@@ -593,14 +691,15 @@ class LiveState:
         return out
 
     def points(
-        self, metric: str, *, window_s: float | None = None
+        self, metric: str, *, window_s: float | None = None, where: Selector = ()
     ) -> tuple[list[float], list[float]]:
         """The metric's downsampled series (bucket means); see ``MetricSource``.
 
         Times are bucket centres counted from the first bucket; with ``window_s`` only the
-        buckets that overlap the last ``window_s`` seconds are given.
+        buckets that overlap the last ``window_s`` seconds are given; ``where`` as for
+        ``reduce``.
         """
-        agg = self._metrics.get(metric)
+        agg = self._selected.get((metric, canonical(where))) if where else self._metrics.get(metric)
         if agg is None:
             return [], []
         means, _ = agg.series()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 SYSTEM_SESSION = -1
 """Session id of machine-wide samples (system memory and CPU percent)."""
@@ -238,10 +239,50 @@ class GateResult:
         n: the number of samples the value was computed from.
         reason: one line a person can read, e.g. ``"p95 = 131 over 4,812 samples, limit < 100"``.
         ci_low / ci_high: confidence interval of ``value`` where the gate is statistical.
+        groups: every group the gate was judged in, each with its own value and state, when
+            it is judged per group (a gate's ``by`` labels, or a statistical gate's
+            (set, workload, matrix values) groups); empty otherwise. ``state`` is the worst
+            of them (fail, then pending, then inconclusive, then pass), and ``value``/``n``/
+            ``reason`` are the deciding group's.
     """
 
     name: str
     expr: str
+    state: GateState
+    value: float | None
+    n: int
+    reason: str
+    ci_low: float | None = None
+    ci_high: float | None = None
+    groups: tuple[GroupResult, ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GateResult:
+        """Rebuild from ``dataclasses.asdict`` output (the snapshot's wire form).
+
+        Raises:
+            TypeError / KeyError / ValueError: for a malformed dict.
+        """
+        groups = tuple(
+            GroupResult(**{**g, "state": GateState(g["state"])}) for g in d.get("groups") or ()
+        )
+        return cls(**{**d, "state": GateState(d["state"]), "groups": groups})
+
+
+@dataclass(frozen=True, slots=True)
+class GroupResult:
+    """One group of a gate judged per group (``GateResult.groups``).
+
+    Attributes:
+        label: which group, e.g. ``"events=512"`` or ``"golden tgat events=512"``.
+        state: its own state.
+        value: its value in the gate's unit, or None while pending.
+        n: samples (or sessions) it was computed from.
+        reason: one line a person can read.
+        ci_low / ci_high: its confidence interval where the gate is statistical.
+    """
+
+    label: str
     state: GateState
     value: float | None
     n: int

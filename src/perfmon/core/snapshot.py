@@ -222,9 +222,7 @@ class Snapshot:
                 MetricSummary(**{**m, "series": tuple(m.get("series", ()))})
                 for m in d.get("metrics", ())
             )
-            d["gates"] = tuple(
-                GateResult(**{**g, "state": GateState(g["state"])}) for g in d.get("gates", ())
-            )
+            d["gates"] = tuple(GateResult.from_dict(g) for g in d.get("gates", ()))
             return cls(**d)
         except (TypeError, KeyError) as exc:
             raise ValueError(f"malformed snapshot: {exc}") from exc

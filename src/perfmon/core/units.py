@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 
 from perfmon.core.model import Dimension
 
@@ -190,3 +191,49 @@ def format_quantity(value: float | None, dimension: Dimension) -> str:
     if dimension is Dimension.COUNT and float(value).is_integer():
         return f"{int(value):,}"
     return _sig(value, 4) if abs(value) < 1 else _sig(value)
+
+
+# --- direction: is a metric better lower or higher? (issue 11) ---------------------------------
+
+LOWER = "lower"
+"""Lower is better: times, sizes, memory."""
+HIGHER = "higher"
+"""Higher is better: rates and throughputs."""
+DIRECTIONS: tuple[str, ...] = (LOWER, HIGHER)
+"""Values of ``[metric.NAME] better`` in a campaign."""
+
+_HIGHER_SUFFIXES: tuple[str, ...] = ("_per_second", "_per_sec", "_per_s", "_throughput")
+_LOWER_SUFFIXES: tuple[str, ...] = ("_seconds", "_bytes", "_ms", "_us", "_ns")
+_RATE_SUFFIXES: tuple[str, ...] = _HIGHER_SUFFIXES
+
+
+def metric_direction(name: str, overrides: Mapping[str, str] | None = None) -> str | None:
+    """Whether a metric is better lower or higher.
+
+    Args:
+        name: the metric name, e.g. ``"session_seconds"`` or ``"read_bytes_per_second"``.
+        overrides: metric name -> ``"lower"`` or ``"higher"`` (the campaign's
+            ``[metric.NAME] better``), which wins over the name.
+
+    Returns:
+        ``LOWER`` for names ending in a time or size unit (``_seconds``, ``_bytes``, ``_ms``,
+        ``_us``, ``_ns``: Prometheus base-unit suffixes, https://prometheus.io/docs/practices/
+        naming/), ``HIGHER`` for rates (``_per_second``, ``_per_sec``, ``_per_s``,
+        ``_throughput``; checked first, so ``read_bytes_per_second`` is a rate), else None:
+        a count, ratio or percentage says nothing about which way is better.
+    """
+    if overrides and name in overrides:
+        return overrides[name]
+    if name.endswith(_HIGHER_SUFFIXES):
+        return HIGHER
+    if name.endswith(_LOWER_SUFFIXES):
+        return LOWER
+    return None
+
+
+def judgement_words(name: str) -> tuple[str, str]:
+    """``(better, worse)`` as people say it of this metric: ``faster``/``slower`` for times and
+    rates, ``better``/``worse`` otherwise."""
+    if name.endswith(_RATE_SUFFIXES) or name.endswith(("_seconds", "_ms", "_us", "_ns")):
+        return "faster", "slower"
+    return "better", "worse"

@@ -18,14 +18,15 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perfmon.core.gates import describe_change
 from perfmon.core.model import metric_dimension
 from perfmon.core.stats import StatsOptions, compare, format_level, format_p, summarize
-from perfmon.core.units import format_quantity
+from perfmon.core.units import HIGHER, LOWER, format_quantity, metric_direction
 
 if TYPE_CHECKING:
     from perfmon.core.datasource import ArrayMetricSource
@@ -86,6 +87,10 @@ class ComparisonRow:
         interval_method / confidence: how the CI was made and its actual level.
         p_method: how the p-value was computed.
         note: why there is no ratio, e.g. ``"n too small: 3/3, min_sessions 5"``.
+        direction: ``"lower"`` or ``"higher"`` is better for this metric, or None when unknown
+            (``perfmon.core.units.metric_direction`` with the campaign's ``[metric.X]``).
+        judgement: B's change in the metric's terms, e.g. ``"1.23x slower (+23.0%)"``,
+            ``"-18.5%, worse"`` or ``"+12.3% (direction unknown)"`` (empty without a ratio).
     """
 
     group: str
@@ -111,6 +116,8 @@ class ComparisonRow:
     confidence: float | None = None
     p_method: str = ""
     note: str = ""
+    direction: str | None = None
+    judgement: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The row as JSON-ready data (NaN becomes null)."""
@@ -129,11 +136,12 @@ def _row(
     a: Sequence[float],
     b: Sequence[float],
     options: StatsOptions,
+    directions: Mapping[str, str] | None = None,
 ) -> ComparisonRow:
     sa, sb = summarize(a), summarize(b)
     base = ComparisonRow(
         group, metric, a_label, b_label, sa.n, sb.n, sa.median, sb.median, sa.mad, sb.mad,
-        sa.outliers, sb.outliers,
+        sa.outliers, sb.outliers, direction=metric_direction(metric, directions),
     )  # fmt: skip
     if sa.n < options.min_sessions or sb.n < options.min_sessions:
         return dataclasses.replace(
@@ -155,7 +163,21 @@ def _row(
         interval_method=c.interval_method,
         confidence=c.confidence,
         p_method=c.p_method,
+        judgement=describe_change(c, base.direction, metric),
     )
+
+
+def manifest_directions(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Metric directions a run recorded: the campaign's ``[metric.X] better`` tables and the
+    directions stored with its gates (``{}`` for runs recorded before issue 11)."""
+    campaign = manifest.get("campaign") or {}
+    out: dict[str, str] = {}
+    for g in campaign.get("gates") or ():
+        if isinstance(g, Mapping) and isinstance(g.get("directions"), Mapping):
+            out.update({str(k): str(v) for k, v in g["directions"].items()})
+    if isinstance(campaign.get("directions"), Mapping):
+        out.update({str(k): str(v) for k, v in campaign["directions"].items()})
+    return {k: v for k, v in out.items() if v in (LOWER, HIGHER)}
 
 
 def _metrics(source: ArrayMetricSource) -> list[str]:
@@ -179,6 +201,7 @@ def comparison_section(data: RunData, options: StatsOptions | None = None) -> di
     if options is None:
         options, _ = stored_stats_options(data.manifest)  # a damaged manifest: the defaults
     source = source_from_run(data)
+    directions = manifest_directions(data.manifest)
     variants = source.session_variants()
     rows: list[ComparisonRow] = []
     if len(variants) >= 2:
@@ -190,7 +213,9 @@ def comparison_section(data: RunData, options: StatsOptions | None = None) -> di
                 for other in variants[1:]:
                     b = source.session_values(metric, other, group=group)
                     if a or b:
-                        rows.append(_row(group.label, metric, base, other, a, b, options))
+                        rows.append(
+                            _row(group.label, metric, base, other, a, b, options, directions)
+                        )
     return {
         "baseline": variants[0] if variants else None,
         "options": _options_json(options),
@@ -236,6 +261,7 @@ def compare_runs(
     from perfmon.engine.recorder import read_run
 
     da, db = read_run(run_a), read_run(run_b)
+    directions = {**manifest_directions(db.manifest), **manifest_directions(da.manifest)}
     if options is None:
         options, _ = stored_stats_options(da.manifest)
     sa, sb = source_from_run(da), source_from_run(db)
@@ -265,7 +291,7 @@ def compare_runs(
         for metric in metrics:
             a, b = values(sa, metric, key), values(sb, metric, key)
             if a and b:
-                rows.append(_row(label, metric, "A", "B", a, b, options))
+                rows.append(_row(label, metric, "A", "B", a, b, options, directions))
     meta = {
         "run_a": str(run_a),
         "run_b": str(run_b),
@@ -293,12 +319,18 @@ def _cells(r: ComparisonRow, options: dict[str, Any]) -> list[str]:
         speedup = r.note or "-"
         change = p = method = "-"
     else:
-        speedup = f"{r.speedup:.3g}x [{r.speedup_low:.3g}, {r.speedup_high:.3g}]"
+        assert r.speedup_low is not None and r.speedup_high is not None
+        if r.direction == HIGHER:  # how many times better B is: B / A for a rate
+            speedup = f"{1 / r.speedup:.3g}x [{1 / r.speedup_high:.3g}, {1 / r.speedup_low:.3g}]"
+        else:
+            speedup = f"{r.speedup:.3g}x [{r.speedup_low:.3g}, {r.speedup_high:.3g}]"
+            if r.direction is None:
+                speedup = f"A/B {speedup}"
         if r.confidence is not None:
             level = format_level(options["confidence"], r.confidence)
             if level != f"{options['confidence']:.0%}":
                 speedup += f" {level}"
-        change = f"{r.change:+.1%}"
+        change = r.judgement or f"{r.change:+.1%}"
         p = "-" if r.p_value is None or math.isnan(r.p_value) else format_p(r.p_value)[4:]
         p = p.replace("< ", "<")
         method = "; ".join(x for x in (r.interval_method, r.p_method) if x) or "-"
@@ -365,16 +397,20 @@ def _method_line(options: dict[str, Any]) -> str:
     need = options.get("min_sessions", 5)
     if options.get("interval", "bootstrap") == "rank":
         how = (
-            "speedup = the Hodges-Lehmann ratio, the median of the ratios a_i / b_j (> 1: B is "
-            "faster), change = 1 / speedup - 1; "
+            "speedup = the Hodges-Lehmann ratio, the median of the ratios a_i / b_j, turned "
+            "to the metric's direction (> 1: B is better: A / B where lower is better, B / A "
+            "for rates; 'A/B' where the direction is unknown), change = B's relative change, "
+            "judged in that direction; "
             f"{level} exact rank CI (Moses: order statistics of the pairwise log ratios, k from "
             "the exact distribution of U; normal approximation of U at large n), whose actual "
             "level is shown where it is notably above the asked one"
         )
     else:
         how = (
-            "speedup = median(A) / median(B) (> 1: B is faster), change = median(B) / median(A)"
-            f" - 1; {level} bootstrap CI ({options['method']}, {options['resamples']} "
+            "speedup = median(A) / median(B) turned to the metric's direction (> 1: B is "
+            "better), change = median(B) / median(A)"
+            f" - 1 judged in that direction; {level} bootstrap CI ({options['method']}, "
+            f"{options['resamples']} "
             f"resamples, seed {options['seed']}; approximate at small n)"
         )
     return (
@@ -406,7 +442,7 @@ def to_json(rows: Sequence[ComparisonRow], meta: dict[str, Any]) -> str:
 # -- CI against a stored run: compare --fail-if and run --baseline-run -------------------------
 
 _OMITTED_VARIANTS_RE = re.compile(
-    r"^\s*(speedup|regression)\s*\(\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*\)"
+    r"^\s*(speedup|regression)\s*\(\s*([A-Za-z_:][A-Za-z0-9_:]*\s*(?:\{[^{}]*\})?)\s*\)"
 )
 
 BASE_LABEL = "baseline"
@@ -563,7 +599,9 @@ def judge_fail_if(
     gates = []
     for expr in exprs:
         text, rewritten = omit_variants(expr)
-        gates.append((expr, parse_gate(text, stats=options), rewritten))  # raises first
+        directions = {**manifest_directions(new.manifest), **manifest_directions(base.manifest)}
+        gate = parse_gate(text, stats=options, directions=directions)  # raises first
+        gates.append((expr, gate, rewritten))
     out: list[FailIfResult] = []
     for expr, gate, rewritten in gates:
         lhs = gate.lhs
@@ -643,8 +681,8 @@ def apply_baseline_run(
         FileNotFoundError: if ``baseline_dir`` is not a run directory.
         perfmon.core.gates.GateSyntaxError: if a stored gate no longer parses.
     """
-    from perfmon.core.gates import VariantComparison, parse_gate
-    from perfmon.engine.recorded import RecordedGates, evaluate_recorded
+    from perfmon.core.gates import VariantComparison
+    from perfmon.engine.recorded import RecordedGates, evaluate_recorded, parse_stored_gate
     from perfmon.engine.recorder import read_run
 
     base = read_run(baseline_dir)
@@ -653,7 +691,7 @@ def apply_baseline_run(
     run = list(recorded.run)
     per_set = {k: list(v) for k, v in recorded.per_set.items()}
     for i, g in enumerate(gates):
-        lhs = parse_gate(str(g["expr"]), stats=stats).lhs
+        lhs = parse_stored_gate(g, stats).lhs
         if not isinstance(lhs, VariantComparison):
             continue
         a = lhs.a

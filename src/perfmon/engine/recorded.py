@@ -432,13 +432,32 @@ class RecordedGates:
     per_set: dict[str, list[GateResult]]
 
 
+def parse_stored_gate(g: Mapping[str, Any], stats: StatsOptions) -> Any:
+    """Parse a gate as the manifest stores it (``{name, expr, window_s, by, directions}``).
+
+    The metric directions stored with the gate orient ``speedup``/``regression``; a gate
+    stored before directions existed (no ``directions`` key) is read lower-is-better, as it
+    was judged then.
+
+    Raises:
+        perfmon.core.gates.GateSyntaxError: if the stored expression no longer parses.
+    """
+    return parse_gate(
+        str(g["expr"]),
+        stats=stats,
+        directions=g.get("directions") or {},
+        default_direction=None if "directions" in g else "lower",
+    )
+
+
 def _configs(gates: Sequence[Mapping[str, Any]], stats: StatsOptions) -> list[GateConfig]:
     return [
         GateConfig(
             name=str(g["name"]),
             expr=str(g["expr"]),
-            gate=parse_gate(str(g["expr"]), stats=stats),
+            gate=parse_stored_gate(g, stats),
             window_s=g.get("window_s"),
+            by=tuple(g.get("by") or ()),
         )
         for g in gates
     ]

@@ -22,7 +22,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +179,65 @@ def _recorded_metric_stats(data: RunData, warmup_ids: Iterable[int]) -> list[dic
     return metric_summaries(data.batches, warmup_ids)
 
 
+MAX_LABEL_GROUPS = 24
+"""Most workload x variant x matrix combinations the report splits metrics by (each costs a
+bounded-memory pass over the recording); the rest are left to ``report.json``'s readers."""
+
+
+def _metric_stats_by_labels(
+    data: RunData, sessions: Sequence[Mapping[str, Any]], exclude: Iterable[int]
+) -> list[dict[str, Any]]:
+    """Per metric, workload, variant and matrix values: statistics of the sessions' samples.
+
+    The report's split of every metric by the labels gates use (issue 11): the exact summary
+    (``perfmon.engine.recorded.metric_summaries``, bounded memory) of the samples of the
+    measured sessions carrying those labels (machine-wide samples have none and are left out),
+    for at most ``MAX_LABEL_GROUPS`` combinations. Only metrics that more than one label
+    combination emitted are split.
+    """
+    from perfmon.engine.recorded import metric_summaries
+
+    skip = set(exclude)
+    groups: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[int]] = {}
+    for r in sessions:
+        sid = r.get("id")
+        if not isinstance(sid, int) or sid in skip or r.get("warmup"):
+            continue
+        raw = r.get("params")
+        params = tuple((str(k), str(v)) for k, v in (raw.items() if isinstance(raw, dict) else ()))
+        key = (str(r.get("workload", "")), str(r.get("variant", "")), params)
+        groups.setdefault(key, []).append(sid)
+    if len(groups) < 2:
+        return []
+    per_metric: dict[str, list[dict[str, Any]]] = {}
+    for key in sorted(groups)[:MAX_LABEL_GROUPS]:
+        ids = pa.array(sorted(groups[key]), pa.int32())
+
+        def only(ids: pa.Array = ids) -> Iterator[pa.RecordBatch]:
+            for b in data.batches():
+                kept = b.filter(pc.is_in(b.column("session"), value_set=ids))
+                if kept.num_rows:
+                    yield kept
+
+        workload, variant, params = key
+        for st in metric_summaries(only):
+            per_metric.setdefault(str(st["name"]), []).append(
+                {
+                    "metric": st["name"],
+                    "workload": workload,
+                    "variant": variant,
+                    "params": dict(params),
+                    "n": st["n"],
+                    "median": st["median"],
+                    "p95": st["p95"],
+                    "max": st["max"],
+                }
+            )
+    return [
+        row for name in sorted(per_metric) if len(per_metric[name]) > 1 for row in per_metric[name]
+    ]
+
+
 def _timing(data: RunData) -> dict[str, Any]:
     started = _num(data.manifest.get("started_t"))
     starts: list[float] = []
@@ -315,6 +374,9 @@ def build_report(
             "failed": failed,
         },
         "metrics": _recorded_metric_stats(data, warmup_ids + _noisy_ids(sessions)),
+        "metrics_by_labels": _metric_stats_by_labels(
+            data, sessions, warmup_ids + _noisy_ids(sessions)
+        ),
         "malformed": {
             "total": sum(r["malformed"] for r in malformed_rows),
             "sessions": malformed_rows,
@@ -555,10 +617,35 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> list[str]:
                     g["reason"],
                 ]
             )
+            rows += _group_rows(g, dim)
         out += _table(["Gate", "Expression", "State", "Value", "CI", "n", "Reason"], rows)
     else:
         out.append("No gates defined.")
     return out
+
+
+def _metrics_by_labels_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The "Metrics by workload and variant" Markdown section (empty when nothing splits)."""
+    if not rows:
+        return []
+    out = [
+        "## Metrics by workload and variant",
+        "",
+        "Each metric emitted under more than one label combination, split by the labels gates "
+        'select on (`{workload="...", variant="...", MATRIX_KEY="..."}`), over measured '
+        "sessions' samples.",
+        "",
+    ]
+    table = []
+    for r in rows:
+        dim = metric_dimension(r["metric"])
+        params = " ".join(f"{k}={v}" for k, v in (r.get("params") or {}).items())
+        table.append(
+            [r["metric"], r["workload"], r["variant"], params or "–", f"{r['n']:,}"]
+            + [_fmt(r[k], dim) for k in ("median", "p95", "max")]
+        )
+    out += _table(["Metric", "Workload", "Variant", "Matrix", "n", "Median", "p95", "Max"], table)
+    return [*out, ""]
 
 
 def _gate_json(g: GateResult) -> dict[str, Any]:
@@ -571,7 +658,47 @@ def _gate_json(g: GateResult) -> dict[str, Any]:
         "ci_high": _num(g.ci_high),
         "n": g.n,
         "reason": g.reason,
+        # Every group of a gate judged per group (issue 11), each with its own state.
+        "groups": [
+            {
+                "label": gr.label,
+                "state": gr.state.value,
+                "value": _num(gr.value),
+                "ci_low": _num(gr.ci_low),
+                "ci_high": _num(gr.ci_high),
+                "n": gr.n,
+                "reason": gr.reason,
+            }
+            for gr in g.groups
+        ],
     }
+
+
+def _group_rows(g: Mapping[str, Any], dim: Dimension) -> list[list[str]]:
+    """One indented table row per group of a gate judged per group (``by`` or per session
+    group), so the report shows every group's value and state, not only the deciding one."""
+    rows = []
+    groups = g.get("groups") or []
+    if len(groups) < 2:
+        return []
+    for gr in groups:
+        ci = (
+            f"[{_fmt(gr['ci_low'], dim)}, {_fmt(gr['ci_high'], dim)}]"
+            if gr.get("ci_low") is not None or gr.get("ci_high") is not None
+            else "–"
+        )
+        rows.append(
+            [
+                f"↳ {gr['label']}",
+                "(group)",
+                str(gr["state"]).upper(),
+                _fmt(gr.get("value"), dim),
+                ci,
+                f"{gr.get('n', 0):,}",
+                str(gr.get("reason", "")),
+            ]
+        )
+    return rows
 
 
 def _comparison(data: RunData) -> dict[str, Any] | None:
@@ -846,6 +973,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     else:
         out.append(f"Metrics: {NO_DATA}.")
     out.append("")
+    out += _metrics_by_labels_lines(report.get("metrics_by_labels") or [])
 
     mal = report["malformed"]
     out += ["## Malformed probe lines", ""]

@@ -47,7 +47,7 @@ from typing import Any
 from perfmon._version import __version__
 from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import Campaign
-from perfmon.core.gates import verdict
+from perfmon.core.gates import live_selections, verdict
 from perfmon.core.live import LiveState
 from perfmon.core.model import (
     GateResult,
@@ -62,6 +62,7 @@ from perfmon.core.noise import NOISE_ATTEMPT
 from perfmon.core.schedule import Scheduler
 from perfmon.core.snapshot import RunState, Snapshot
 from perfmon.core.stats import StatsOptions
+from perfmon.core.units import metric_direction
 from perfmon.engine.executor import (
     Executor,
     ExecutorCallbacks,
@@ -121,7 +122,23 @@ def campaign_to_json(campaign: Campaign) -> dict[str, Any]:
         "workloads": [plain(dataclasses.asdict(w)) for w in campaign.workloads],
         "variants": [plain(dataclasses.asdict(v)) for v in campaign.variants],
         "sets": [plain(dataclasses.asdict(s)) for s in campaign.sets],
-        "gates": [{"name": g.name, "expr": g.expr, "window_s": g.window_s} for g in campaign.gates],
+        "directions": dict(campaign.directions),  # [metric.NAME] better (issue 11)
+        "gates": [
+            {
+                "name": g.name,
+                "expr": g.expr,
+                "window_s": g.window_s,
+                # Issue 11: the gate's by labels, and the directions of the metrics it reads
+                # (from [metric.X] better or their suffix), so reports re-judge it the same.
+                "by": list(g.by),
+                "directions": {
+                    m: d
+                    for m in sorted(g.gate.metrics)
+                    if (d := metric_direction(m, campaign.directions)) is not None
+                },
+            }
+            for g in campaign.gates
+        ],
         "stats": dataclasses.asdict(campaign.stats),
         "profile": plain(dataclasses.asdict(campaign.profile)),
         "noise": dataclasses.asdict(campaign.noise),
@@ -305,6 +322,7 @@ class Runner:
             session_metrics={m for g in campaign.gates for m in g.gate.metrics},
             max_metrics=campaign.max_metrics,
             max_metric_name_bytes=campaign.max_metric_name_bytes,
+            selections=live_selections(campaign.gates),
         )
         self.recorder = Recorder(run_dir)
         self.executor_factory = executor_factory
