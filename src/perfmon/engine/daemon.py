@@ -118,6 +118,7 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._last: bytes | None = None
+        self._prepared: tuple[Snapshot, bytes] | None = None
         self.refused = 0
 
     async def start(self) -> None:
@@ -133,9 +134,18 @@ class ControlServer:
             os.umask(old)
         os.chmod(self.path, 0o600)
 
+    def prepare(self, snap: Snapshot) -> None:
+        """Encode a snapshot ahead of ``publish`` (a runner snapshot preparer: runs in the
+        runner's snapshot thread, so the encoding stays off the event loop)."""
+        self._prepared = (snap, encode({"type": "snapshot", "snapshot": snap.to_dict()}))
+
     def publish(self, snap: Snapshot) -> None:
         """Send a snapshot to every viewer (a runner snapshot listener; never blocks)."""
-        data = encode({"type": "snapshot", "snapshot": snap.to_dict()})
+        prepared = self._prepared
+        if prepared is not None and prepared[0] is snap:
+            data = prepared[1]
+        else:
+            data = encode({"type": "snapshot", "snapshot": snap.to_dict()})
         self._last = data
         for writer in list(self._writers):
             if writer.is_closing():
@@ -234,6 +244,7 @@ async def serve(
     server = ControlServer(runner, sock)
     await server.start()
     registry.register(runner.run_id, run_dir, sock, campaign.name)
+    runner.snapshot_preparers.append(server.prepare)
     runner.snapshot_listeners.append(server.publish)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,6 +10,15 @@ Data flows once, with no back and forth (design.md section 3)::
 The same ``Runner`` runs inside the daemon (``perfmon run`` with a viewer attached over the
 control socket) and in the foreground (``perfmon run --headless``): there is one code path.
 
+Sessions run through an executor (``perfmon.engine.executor``: the local supervisor by default,
+a scripted fake in tests). The loop that launches and reaps them does nothing heavy: live gates
+are evaluated in a worker thread when their data changed, on a bounded schedule
+(``perfmon.engine.gate_worker``); periodic snapshots are built (and encoded, by
+``snapshot_preparers``) in a snapshot thread; the recorder's writes (flushes, session rows,
+compaction) and the report run in threads too. The live state is guarded by one lock that the
+loop never waits for (``Runner._mutate`` queues its updates while another thread reads). So no
+gate, snapshot, report or flush can delay a launch or stretch a session's timing (issue 10).
+
 Sessions run one at a time. On a benchmark machine two concurrent sessions measure each
 other's interference as much as themselves, so perfmon serialises them (as pyperf and
 hyperfine do).
@@ -26,8 +35,11 @@ import contextlib
 import dataclasses
 import logging
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +47,7 @@ from typing import Any
 from perfmon._version import __version__
 from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import Campaign
-from perfmon.core.gates import evaluate_gates, verdict
+from perfmon.core.gates import verdict
 from perfmon.core.live import LiveState
 from perfmon.core.model import (
     GateResult,
@@ -50,6 +62,14 @@ from perfmon.core.noise import NOISE_ATTEMPT
 from perfmon.core.schedule import Scheduler
 from perfmon.core.snapshot import RunState, Snapshot
 from perfmon.core.stats import StatsOptions
+from perfmon.engine.executor import (
+    Executor,
+    ExecutorCallbacks,
+    ExecutorConfig,
+    ExecutorFactory,
+    local_executor,
+)
+from perfmon.engine.gate_worker import DEFAULT_COST_FACTOR, GateWorker, LockedSource
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +79,13 @@ FLUSH_INTERVAL_S = 0.5
 
 DISK_CHECK_EVERY = 10
 """Measure the run directory's size every this many flushes (about every 5 s)."""
+
+SWITCH_INTERVAL_S = 0.0005
+"""The interpreter's thread switch interval during a run (``sys.setswitchinterval``; CPython's
+default is 5 ms). Gate evaluation runs in a worker thread that holds the GIL for long stretches
+(bootstraps); when the loop's thread wakes up (a session ended, a launch returned from a system
+call) it waits for the GIL at most this long instead of 5 ms per wake-up. The interval only
+matters while a second thread waits for the GIL, so it costs nothing otherwise."""
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 """Exit statuses (design.md section 7)."""
@@ -237,6 +264,15 @@ class Runner:
         run_dir: an existing, empty run directory (see ``recorder.make_run_dir``).
         python: the interpreter that replaces ``{python}`` in commands (default: this one).
         snapshot_hz: how often a snapshot is published to listeners, per second.
+        executor_factory: builds the executor that runs the sessions (default
+            ``local_executor``: local subprocesses; tests pass
+            ``perfmon.engine.fake_executor.FakeExecutor.factory(...)``).
+        sample_system: sample machine-wide metrics (``system_memory_percent`` ...) with
+            ``SystemSampler`` (default True; a fake run turns it off).
+        gate_interval_s: shortest time between two live gate evaluations, seconds (default
+            the snapshot period).
+        gate_cost_factor: a live gate evaluation is followed by at least this many times its
+            duration without one (bounds its CPU share to ``1 / (1 + factor)``).
 
     Listeners are plain callables called on the loop's thread; they must not block.
     """
@@ -248,6 +284,10 @@ class Runner:
         *,
         python: str = sys.executable,
         snapshot_hz: float = 4.0,
+        executor_factory: ExecutorFactory = local_executor,
+        sample_system: bool = True,
+        gate_interval_s: float | None = None,
+        gate_cost_factor: float = DEFAULT_COST_FACTOR,
     ) -> None:
         from perfmon.engine.recorder import Recorder
 
@@ -267,9 +307,29 @@ class Runner:
             max_metric_name_bytes=campaign.max_metric_name_bytes,
         )
         self.recorder = Recorder(run_dir)
+        self.executor_factory = executor_factory
+        self.sample_system = sample_system
+        self._live_lock = threading.Lock()
+        """Guards ``live``: held for each batch of mutations, each gate read, each snapshot."""
+        self._pending: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        """Mutations of ``live`` queued by the loop while another thread held the lock."""
+        self.gate_worker = GateWorker(
+            campaign.gates,
+            LockedSource(self.live, self._live_lock, before=self._apply_pending),
+            interval_s=self.snapshot_interval_s if gate_interval_s is None else gate_interval_s,
+            cost_factor=gate_cost_factor,
+        )
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfmon-recorder")
+        """The recorder's writes, in order, off the loop (flushes, session rows, close)."""
+        self._io_pending: set[asyncio.Future[Any]] = set()
+        self._snap_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfmon-snapshot")
+        """Builds the periodic snapshots (and runs ``snapshot_preparers``) off the loop."""
         self.state = RunState.STARTING
         self.message = ""
         self.snapshot_listeners: list[SnapshotListener] = []
+        self.snapshot_preparers: list[SnapshotListener] = []
+        """Called in the snapshot thread with each periodic snapshot before the listeners are
+        called on the loop: the place for heavy, thread-safe work such as encoding it."""
         self.session_listeners: list[SessionListener] = []
         self.baseline_run: Path | None = None
         """A recorded run whose sessions are the statistical gates' baseline side at the end
@@ -277,7 +337,7 @@ class Runner:
         self._stop = asyncio.Event()
         self._resume = asyncio.Event()
         self._resume.set()
-        self._supervisor: Any = None
+        self._supervisor: Executor | None = None
         self._gates: list[GateResult] = []
         self._last_snapshot: Snapshot | None = None
         self._export_lock = asyncio.Lock()
@@ -341,8 +401,8 @@ class Runner:
             ``message``).
         """
         async with self._export_lock:
-            self.recorder.flush()
             try:
+                await self._io_call(self.recorder.flush)
                 path = await asyncio.to_thread(self._write_report)
             except Exception as exc:  # a failed export must not end the run
                 log.exception("export failed")
@@ -462,15 +522,79 @@ class Runner:
             await asyncio.sleep(on_s)
 
     # ----------------------------------------------------------------- data in
+    def _mutate(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Apply a mutation of ``live`` from the loop without ever waiting for the lock.
+
+        The mutation is queued; if the lock is free it is taken and the queue applied now,
+        else whoever holds the lock (the snapshot or gate thread) applies the queue, in order,
+        before its next read, so every reader sees every mutation queued before it read.
+        """
+        self._pending.append((fn, args))
+        if self._live_lock.acquire(blocking=False):
+            try:
+                self._apply_pending()
+            finally:
+                self._live_lock.release()
+
+    def _apply_pending(self) -> None:
+        """Apply the queued mutations, oldest first (the caller holds ``_live_lock``)."""
+        pending = self._pending
+        while pending:
+            fn, args = pending.popleft()
+            try:
+                fn(*args)
+            except Exception:  # a bad update must not stop the others or the run
+                log.exception("live state update failed")
+
     def _on_samples(self, samples: SampleBatch | Sequence[Sample]) -> None:
         batch = samples if isinstance(samples, SampleBatch) else SampleBatch.from_samples(samples)
-        # The live state applies the metric-name caps; what it returns is what is recorded.
-        self.recorder.add_batch(self.live.add_batch(batch))
+        # The name caps are applied here, on the loop (their only writer), so that what is
+        # recorded is what the live state keeps; the fold itself is queued (``_mutate``).
+        batch = self.live._admit(batch)
+        self._mutate(self.live._fold_batch, batch)
+        self.gate_worker.note_samples(batch.metrics)
+        self.recorder.add_batch(batch)
 
     def _on_update(self, result: SessionResult) -> None:
         self._noise_update(result)
-        self.live.update_session(result)
+        self._update_live(result)
         self._maybe_schedule_profile(result)
+
+    def _update_live(self, result: SessionResult) -> None:
+        # A copy: the executor goes on mutating its own while the update may wait in the queue.
+        self._mutate(self.live.update_session, dataclasses.replace(result))
+        if result.status.finished:
+            self.gate_worker.note_sessions()
+
+    # ----------------------------------------------------------------- recorder I/O
+    async def _io_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a recorder call in the recorder's thread (after every write queued before)."""
+        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    def _io_submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue a recorder write without waiting; a failure stops the run like a full disk."""
+        fut = asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+        self._io_pending.add(fut)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._io_pending.discard(f)
+            exc = None if f.cancelled() else f.exception()
+            if exc is not None:
+                self._recording_failed(exc)
+
+        fut.add_done_callback(done)
+
+    def _recording_failed(self, exc: BaseException) -> None:
+        log.error("recording failed: %s", exc)
+        if self.recording_error is None:
+            self.request_stop()
+            self.message = f"recording failed ({exc}); the run was stopped"
+            self.recording_error = str(exc)
+
+    async def _io_drain(self) -> None:
+        """Wait for every queued recorder write."""
+        if self._io_pending:
+            await asyncio.wait(list(self._io_pending))
 
     def _session_samples(self, result: SessionResult) -> list[Sample]:
         """Session-level samples: one ``value`` per finished OK session."""
@@ -554,30 +678,51 @@ class Runner:
 
     # ----------------------------------------------------------------- snapshots
     def snapshot(self) -> Snapshot:
-        """Take a snapshot of the live state now (gates as last evaluated)."""
-        planned = self.scheduler.planned_total
+        """Take a snapshot of the live state now (gates as last evaluated), on the caller's
+        thread (it waits for the live state's lock)."""
+        snap = self._build_snapshot(self._snapshot_parts())
+        self._last_snapshot = snap
+        return snap
+
+    def _snapshot_parts(self) -> dict[str, Any]:
+        """What a snapshot takes from the runner's own (loop-owned) state, read on the loop."""
         gates = tuple(self._gates)
         if self._final_verdict is not None:
             v = self._final_verdict
         else:
             v = verdict(gates).value if gates else GateState.PASS.value
-        snap = self.live.snapshot(
-            now=time.time(),
-            state=self.state,
-            gates=gates,
-            verdict=v,
-            message=self.message,
-            sessions_total=planned,
-        )
         extra = {
-            **snap.extra,
             **self._profile_extra(),
             **self._noise_extra(),
             "disk_bytes": self.disk_bytes,
             "gate_changes": list(self.gate_changes.recent),
+            "gate_evaluation": self.gate_worker.stats(),
         }
-        snap = dataclasses.replace(snap, extra=extra)
-        self._last_snapshot = snap
+        return {
+            "state": self.state,
+            "gates": gates,
+            "verdict": v,
+            "message": self.message,
+            "sessions_total": self.scheduler.planned_total,
+            "extra": extra,
+        }
+
+    def _build_snapshot(self, parts: dict[str, Any]) -> Snapshot:
+        """Snapshot the live state with ``parts``; safe on any thread (takes the lock)."""
+        extra = parts.pop("extra")
+        with self._live_lock:
+            self._apply_pending()
+            snap = self.live.snapshot(now=time.time(), **parts)
+        return dataclasses.replace(snap, extra={**snap.extra, **extra})
+
+    def _build_and_prepare(self, parts: dict[str, Any]) -> Snapshot:
+        """In the snapshot thread: build the snapshot, then run the preparers on it."""
+        snap = self._build_snapshot(parts)
+        for prepare in list(self.snapshot_preparers):
+            try:
+                prepare(snap)
+            except Exception:  # a broken preparer must not stop the snapshots
+                log.exception("snapshot preparer failed")
         return snap
 
     def _profile_extra(self) -> dict[str, Any]:
@@ -591,11 +736,28 @@ class Runner:
             "profiling": sorted(self.profiler.active),
         }
 
-    def _publish(self) -> None:
+    def _observe_gates(self) -> None:
         if self._final_verdict is None:
-            self._gates = evaluate_gates(list(self.campaign.gates), self.live)
+            self._gates = list(self.gate_worker.results)
         self.gate_changes.observe(self._gates, time.time())
-        snap = self.snapshot()
+
+    def _publish(self) -> None:
+        """Publish a snapshot built on the loop (at the end of the run, when timing no longer
+        matters), with the gates as last evaluated; never evaluates gates itself."""
+        self._observe_gates()
+        self._deliver(self.snapshot())
+
+    async def _publish_async(self) -> None:
+        """Publish a snapshot built (and prepared) in the snapshot thread, so that neither
+        the live state's read-out nor its encoding runs on the loop."""
+        self._observe_gates()
+        parts = self._snapshot_parts()
+        loop = asyncio.get_running_loop()
+        snap = await loop.run_in_executor(self._snap_pool, self._build_and_prepare, parts)
+        self._last_snapshot = snap
+        self._deliver(snap)
+
+    def _deliver(self, snap: Snapshot) -> None:
         for listener in list(self.snapshot_listeners):
             try:
                 listener(snap)
@@ -605,7 +767,7 @@ class Runner:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.snapshot_interval_s)
-            self._publish()
+            await self._publish_async()
 
     async def _flush(self) -> None:
         """Flush the recorder every ``FLUSH_INTERVAL_S``; stop the run cleanly if it cannot write.
@@ -618,14 +780,11 @@ class Runner:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             flushes += 1
             try:
-                self.recorder.flush()
+                await self._io_call(self.recorder.flush)
                 if flushes % DISK_CHECK_EVERY == 1:
-                    self.disk_bytes = self.recorder.disk_bytes()
+                    self.disk_bytes = await self._io_call(self.recorder.disk_bytes)
             except OSError as exc:
-                log.error("recording failed: %s", exc)
-                self.request_stop()
-                self.message = f"recording failed ({exc}); the run was stopped"
-                self.recording_error = str(exc)
+                self._recording_failed(exc)
                 return
 
     # ----------------------------------------------------------------- the run
@@ -654,33 +813,39 @@ class Runner:
             1 when one failed or is undecided, 3 when the run was stopped or broke.
         """
         from perfmon.engine.sampler import SystemSampler
-        from perfmon.engine.supervisor import Supervisor
 
-        supervisor = Supervisor(
-            log_dir=self.run_dir / "logs",
-            log_cap_bytes=self.campaign.log_cap_bytes,
-            sample_interval_s=self.campaign.sample_interval_s,
-            grace_s=self.campaign.grace_s,
-            on_samples=self._on_samples,
-            on_update=self._on_update,
-            default_timeout_s=self.campaign.timeout_s,
-            default_idle_timeout_s=self.campaign.idle_timeout_s,
+        supervisor = self.executor_factory(
+            ExecutorConfig(
+                log_dir=self.run_dir / "logs",
+                log_cap_bytes=self.campaign.log_cap_bytes,
+                sample_interval_s=self.campaign.sample_interval_s,
+                grace_s=self.campaign.grace_s,
+                default_timeout_s=self.campaign.timeout_s,
+                default_idle_timeout_s=self.campaign.idle_timeout_s,
+            ),
+            ExecutorCallbacks(on_samples=self._on_samples, on_update=self._on_update),
         )
         self._supervisor = supervisor
-        # The keeper (launch/reap/containment process) says which containment it got.
+        # The local keeper (launch/reap/containment process) says which containment it got.
         manifest = self._manifest()
-        try:
-            manifest["containment"] = await supervisor.start()
-        except OSError as exc:
-            log.error("cannot start the session keeper: %s", exc)
-            manifest["containment"] = f"none ({exc})"
+        start = getattr(supervisor, "start", None)
+        if start is not None:
+            try:
+                manifest["containment"] = await start()
+            except OSError as exc:
+                log.error("cannot start the session keeper: %s", exc)
+                manifest["containment"] = f"none ({exc})"
         self.recorder.write_manifest(manifest)
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL_S))
         sampler = SystemSampler(self.campaign.sample_interval_s, self._on_samples)
         background = [
-            asyncio.create_task(sampler.run(), name="system-sampler"),
             asyncio.create_task(self._tick(), name="snapshots"),
             asyncio.create_task(self._flush(), name="recorder-flush"),
+            asyncio.create_task(self.gate_worker.run(), name="gates"),
         ]
+        if self.sample_system:
+            background.append(asyncio.create_task(sampler.run(), name="system-sampler"))
         prof = self.campaign.profile
         if prof.duty_on_s is not None and prof.duty_period_s is not None:
             background.append(
@@ -701,14 +866,15 @@ class Runner:
                 if spec is None:
                     completed = True
                     break
-                self.live.add_session(spec)
+                self._mutate(self.live.add_session, spec)
+                self.gate_worker.note_sessions()
                 result = await supervisor.run_session(spec)
                 self._noise_update(result)  # no-op when on_update already closed the window
                 extra = self._session_samples(result)
                 if extra:
                     self._on_samples(extra)
-                self.recorder.session_finished(result)
-                self.live.update_session(result)
+                self._io_submit(self.recorder.session_finished, dataclasses.replace(result))
+                self._update_live(result)
                 for listener in list(self.session_listeners):
                     try:
                         listener(result)
@@ -721,7 +887,9 @@ class Runner:
         finally:
             with contextlib.suppress(Exception):
                 await supervisor.cancel_all()
-            supervisor.close()
+            close = getattr(supervisor, "close", None)  # the local keeper; not every executor
+            if close is not None:
+                close()
             sampler.stop()
             self.noise.close()
             for task in background:
@@ -729,12 +897,14 @@ class Runner:
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await self.gate_worker.close()
             # py-spy stops by itself once its session is gone; wait for the profiles.
             if self._profile_tasks:
                 await asyncio.wait(list(self._profile_tasks), timeout=10)
             for task in list(self._profile_tasks):
                 task.cancel()
             await self.profiler.close()
+            sys.setswitchinterval(switch_interval)
 
         return await self._finish(completed=completed and error is None)
 
@@ -751,7 +921,8 @@ class Runner:
         report_md: Path | None = None
         results: list[GateResult] = []
         try:
-            await asyncio.to_thread(self.recorder.close)
+            await self._io_drain()
+            await self._io_call(self.recorder.close)
             from perfmon.engine.flame_export import write_exports
 
             try:
@@ -789,6 +960,8 @@ class Runner:
         from perfmon.engine.recorder import secure_tree
 
         secure_tree(self.run_dir)  # files made while finishing get the run directory's modes
+        self._io.shutdown(wait=False)
+        self._snap_pool.shutdown(wait=False)
         return RunOutcome(
             verdict=v,
             exit_status=exit_status,
