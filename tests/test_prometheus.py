@@ -288,3 +288,29 @@ def test_a_bad_metrics_addr_exits_2_before_any_run(
     assert status == 2
     assert "--metrics-addr" in capsys.readouterr().err
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_the_grafana_dashboard_queries_only_series_the_endpoint_serves() -> None:
+    import json
+    import re
+
+    from prometheus_client import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    board = json.loads((Path(__file__).parent.parent / "docs/grafana-dashboard.json").read_text())
+    names = {
+        n
+        for p in board["panels"]
+        for t in p["targets"]
+        for n in re.findall(r"perfmon_[a-z_]+", t["expr"])
+    }
+    reg = CollectorRegistry(auto_describe=False)
+    c = SnapshotCollector()
+    c.publish(snapshot())
+    reg.register(c)
+    served = {
+        s.name
+        for f in text_string_to_metric_families(generate_latest(reg).decode())
+        for s in f.samples
+    }
+    assert names and names <= served, names - served
