@@ -307,6 +307,10 @@ class Runner:
             max_metric_name_bytes=campaign.max_metric_name_bytes,
         )
         self.recorder = Recorder(run_dir)
+        if executor_factory is local_executor and campaign.executor.kind == "ray":
+            from perfmon.engine.ray_executor import ray_executor_factory
+
+            executor_factory = ray_executor_factory(campaign.executor)  # [executor] kind = "ray"
         self.executor_factory = executor_factory
         self.sample_system = sample_system
         self._live_lock = threading.Lock()
