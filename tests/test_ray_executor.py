@@ -305,3 +305,47 @@ def test_executor_kind_ray_is_wired_into_the_runner(tmp_path: Path) -> None:
     ex = runner.executor_factory(config(tmp_path), Events().callbacks())
     assert isinstance(ex, RayExecutor) and ex.settings.placement_timeout_s == 5.0
     assert isinstance(ex, Executor)
+
+
+async def test_a_campaign_runs_on_ray_and_records_each_sessions_host(
+    cluster: Any, tmp_path: Path
+) -> None:
+    import json
+
+    from perfmon.engine.recorder import make_run_dir
+    from perfmon.engine.runner import Runner
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            [campaign]
+            name = "fleet"
+            sample_interval = "100ms"
+            [[workload]]
+            name = "w"
+            command = [{sys.executable!r}, "-c", "from perfmon import probe; probe.gauge('q', 1)"]
+            env = {{ PYTHONPATH = {os.environ.get("PYTHONPATH", "")!r} }}
+            [variant.baseline]
+            [variant.candidate]
+            [set.golden]
+            sessions = 2
+            [[gate]]
+            name = "Queue"
+            expr = "max(q) < 10"
+            [executor]
+            kind = "ray"
+            address = {cluster.address!r}
+            """
+        )
+    )
+    campaign = load_campaign(path)
+    runner = Runner(campaign, make_run_dir(tmp_path / "runs", "fleet", time.time()))
+    outcome = await asyncio.wait_for(runner.run(), timeout=120)
+    assert outcome.exit_status == 0, runner.message
+    rows = [
+        json.loads(line) for line in (outcome.run_dir / "sessions.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    assert all(r["host"] and "cores=" in r["host_fingerprint"] for r in rows)
+    assert len({r["host"] for r in rows}) == 1
