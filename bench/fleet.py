@@ -21,11 +21,13 @@ Ray (``--ray``): see ``ray_figures`` (needs ``pip install 'perfmon[ray]'``).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Figure, emit, median
@@ -180,9 +182,187 @@ def scrape_figures() -> None:
     )
 
 
+RAY_SESSIONS = 15
+LATENCY_CODE = """
+import time
+from perfmon import probe
+for i in range(60):
+    probe.gauge("sent_at_seconds", time.time())
+    probe.flush()
+    time.sleep(0.05)
+"""
+FLOOD_CODE = """
+from perfmon import probe
+for i in range({n}):
+    probe.observe("flood_seconds", i * 1e-6)
+"""
+FLOOD = 200_000
+SLEEP_CODE = "import time; time.sleep(120)"
+
+
+def _spec(i: int, code: str) -> Any:
+    return SessionSpec(
+        id=i,
+        workload="bench",
+        variant="baseline",
+        set_name="fleet",
+        index=i,
+        warmup=False,
+        argv=(sys.executable, "-c", code),
+        env=(("PYTHONPATH", os.environ.get("PYTHONPATH", "")),),
+        cwd="/tmp",
+        timeout_s=None,
+    )
+
+
 def ray_figures() -> None:
-    """The Ray executor's figures (see ``perfmon.engine.ray_executor``)."""
-    raise SystemExit("fleet bench: the Ray figures are not built yet")
+    """Local supervisor against the Ray executor on a local 2-node cluster, side by side:
+    dispatch overhead per session (run_session's elapsed time minus the session's own wall
+    time, ``/bin/true``, interleaved), sample latency workload -> daemon (a gauge carrying its
+    send time, 60 per session), probe throughput streamed back (``FLOOD`` observations as
+    fast as the probe emits them: samples received per second between the first and last
+    batch), and the time from ``kill -9`` of a session's Ray worker to ``LOST``."""
+    import asyncio
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from perfmon.core.campaign import ExecutorSettings
+    from perfmon.engine.executor import ExecutorCallbacks, ExecutorConfig, local_executor
+    from perfmon.engine.ray_executor import RayExecutor
+
+    mb = 1024 * 1024
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "object_store_memory": 80 * mb, "include_dashboard": False},
+    )
+    try:
+        cluster.add_node(num_cpus=1, object_store_memory=80 * mb)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        with tempfile.TemporaryDirectory() as d:
+            received: list[tuple[float, Any]] = []
+
+            def on_samples(batch: Any) -> None:
+                received.append((time.time(), batch))
+
+            cb = ExecutorCallbacks(on_samples, lambda r: None)
+            cfg = ExecutorConfig(
+                log_dir=Path(d), log_cap_bytes=1 << 20, sample_interval_s=0.25, grace_s=1.0
+            )
+            execs = {
+                "local": local_executor(cfg, cb),
+                "ray": RayExecutor(cfg, cb, ExecutorSettings(kind="ray")),
+            }
+            asyncio.run(_ray_bench(execs, received))
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def _values(batch: Any, name: str) -> Any:
+    """The values of metric ``name`` in a ``SampleBatch``."""
+    keys = [i for i, m in enumerate(batch.metrics) if m == name]
+    if not keys:
+        return []
+    import numpy as np
+
+    return batch.value[np.isin(batch.key, keys)]
+
+
+async def _ray_bench(execs: dict[str, Any], received: list[tuple[float, Any]]) -> None:
+    import asyncio
+
+    import numpy as np
+
+    await execs["ray"].run_session(_spec(10_000, "pass"))  # warm a worker up
+    overhead: dict[str, list[float]] = {k: [] for k in execs}
+    sid = 0
+    for _ in range(RAY_SESSIONS):
+        for kind, ex in execs.items():
+            sid += 1
+            t0 = time.perf_counter()
+            r = await ex.run_session(_spec(sid, "pass"))
+            overhead[kind].append(time.perf_counter() - t0 - (r.wall_s or 0.0))
+    lat: dict[str, list[float]] = {}
+    rate: dict[str, float] = {}
+    for kind, ex in execs.items():
+        received.clear()
+        sid += 1
+        await ex.run_session(_spec(sid, LATENCY_CODE))
+        lat[kind] = [t - float(v) for t, b in received for v in _values(b, "sent_at_seconds")]
+        received.clear()
+        sid += 1
+        await ex.run_session(_spec(sid, FLOOD_CODE.format(n=FLOOD)))
+        got = [(t, len(_values(b, "flood_seconds"))) for t, b in received]
+        got = [(t, n) for t, n in got if n]
+        n = sum(k for _, k in got)
+        span = max(got[-1][0] - got[0][0], 1e-3) if got else float("nan")
+        rate[kind] = n / span if n == FLOOD else float("nan")
+    lost: list[float] = []
+    ray_ex = execs["ray"]
+    for _ in range(3):
+        sid += 1
+        task = asyncio.create_task(ray_ex.run_session(_spec(sid, SLEEP_CODE)))
+        while sid not in ray_ex.worker_pids:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)
+        t0 = time.perf_counter()
+        os.kill(ray_ex.worker_pids[sid], 9)
+        r = await task
+        lost.append(time.perf_counter() - t0)
+        if r.status.value != "lost":
+            raise SystemExit(f"fleet bench: a killed worker gave {r.status}")
+    getattr(execs["local"], "close", lambda: None)()
+    lo, ra = median(overhead["local"]), median(overhead["ray"])
+    emit(
+        Figure(
+            "dispatch overhead per session, Ray / local",
+            ra / lo,
+            "x",
+            "",
+            None,
+            f"run_session elapsed minus the session's wall time, /bin/true-like `python -c pass`, "
+            f"{RAY_SESSIONS} sessions each, interleaved, medians",
+            f"local {lo * 1e3:.1f} ms, Ray {ra * 1e3:.1f} ms (+{(ra - lo) * 1e3:.1f} ms)",
+        )
+    )
+    for kind in execs:
+        p50, p95 = np.percentile(lat[kind], [50, 95]) if lat[kind] else (float("nan"),) * 2
+        emit(
+            Figure(
+                f"sample latency workload -> daemon, {kind}",
+                float(p50) * 1e3,
+                "ms (p50)",
+                "",
+                None,
+                "a gauge carrying its send time, flushed every 50 ms, 60 per session",
+                f"p95 {float(p95) * 1e3:.1f} ms over {len(lat[kind])} samples",
+            )
+        )
+    emit(
+        Figure(
+            "probe throughput streamed back, Ray / local",
+            rate["ray"] / rate["local"],
+            "x",
+            "",
+            None,
+            f"{FLOOD:,} probe.observe calls as fast as possible; samples received per second "
+            "between the first and the last batch",
+            f"local {rate['local'] / 1e6:.2f}M/s, Ray {rate['ray'] / 1e6:.2f}M/s",
+        )
+    )
+    emit(
+        Figure(
+            "time to detect a lost worker (kill -9 -> LOST)",
+            median(lost),
+            "s",
+            "",
+            None,
+            "SIGKILL of the Ray worker running a sleeping session, 3 times, median",
+            ", ".join(f"{x:.2f}s" for x in lost),
+        )
+    )
 
 
 def main() -> None:

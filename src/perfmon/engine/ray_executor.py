@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import os
 import platform
 import queue
@@ -144,58 +145,93 @@ def host_fingerprint() -> str:
 
 
 # ----------------------------------------------------------------------- the worker side
+class _WorkerSide:
+    """One per Ray worker process: an event loop in a thread that lives as long as the worker,
+    and a local ``Supervisor`` (with its keeper) per configuration, reused from session to
+    session as the daemon reuses its own. The keeper is forked from that thread, so its
+    ``PR_SET_PDEATHSIG`` (which fires when the forking *thread* ends) fires exactly when the
+    worker dies. A Ray worker runs one task at a time, so one session at a time uses it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="perfmon-ray-worker", daemon=True
+        )
+        self.thread.start()
+        self.out: queue.Queue[tuple[Any, ...]] | None = None
+        self.sups: dict[tuple[Any, ...], Any] = {}
+        self.log_dir = Path(tempfile.mkdtemp(prefix="perfmon-ray-"))
+
+    def _emit(self, item: tuple[Any, ...]) -> None:
+        out = self.out
+        if out is not None:
+            out.put(item)
+
+    def supervisor(self, cfg: dict[str, Any]) -> Any:
+        from perfmon.engine.supervisor import Supervisor
+
+        key = tuple(sorted(cfg.items()))
+        sup = self.sups.get(key)
+        if sup is None:
+            sup = self.sups[key] = Supervisor(
+                log_dir=self.log_dir,
+                log_cap_bytes=cfg["log_cap_bytes"],
+                sample_interval_s=cfg["sample_interval_s"],
+                grace_s=cfg["grace_s"],
+                on_samples=lambda b: self._emit(("samples", b)),
+                on_update=lambda r: self._emit(("update", copy.copy(r))),
+                default_timeout_s=cfg["default_timeout_s"],
+                default_idle_timeout_s=cfg["default_idle_timeout_s"],
+            )
+        return sup
+
+
+_WORKER: _WorkerSide | None = None
+_WORKER_LOCK = threading.Lock()
+
+
+def _worker_side() -> _WorkerSide:
+    global _WORKER
+    with _WORKER_LOCK:
+        if _WORKER is None:
+            _WORKER = _WorkerSide()
+        return _WORKER
+
+
+@functools.lru_cache(maxsize=1)
+def _hello_static() -> tuple[str, str]:
+    return socket.gethostname(), host_fingerprint()
+
+
 def _session_stream(spec: SessionSpec, cfg: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
     """The Ray task body: run ``spec`` with a local ``Supervisor`` on this node, yield the
     stream described in the module docstring."""
     _refuse_subreaper(os.environ, f"Ray node {socket.gethostname()}")
     import ray
 
-    from perfmon.engine.supervisor import Supervisor
-
-    out: queue.Queue[tuple[Any, ...]] = queue.Queue()
-    log_dir = Path(tempfile.mkdtemp(prefix="perfmon-ray-"))
-    sup_box: list[Supervisor] = []
-    loop_box: list[asyncio.AbstractEventLoop] = []
-
-    def run() -> None:
-        async def main() -> None:
-            sup = Supervisor(
-                log_dir=log_dir,
-                log_cap_bytes=cfg["log_cap_bytes"],
-                sample_interval_s=cfg["sample_interval_s"],
-                grace_s=cfg["grace_s"],
-                on_samples=lambda b: out.put(("samples", b)),
-                on_update=lambda r: out.put(("update", copy.copy(r))),
-                default_timeout_s=cfg["default_timeout_s"],
-                default_idle_timeout_s=cfg["default_idle_timeout_s"],
-            )
-            sup_box.append(sup)
-            loop_box.append(asyncio.get_running_loop())
-            try:
-                result = await sup.run_session(spec)
-            finally:
-                sup.close()
-            out.put(("result", result))
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # reported, never swallowed silently
-            out.put(("error", f"{type(exc).__name__}: {exc}"))
-
+    host, fingerprint = _hello_static()
     yield (
         "hello",
         {
-            "host": socket.gethostname(),
-            "fingerprint": host_fingerprint(),
+            "host": host,
+            "fingerprint": fingerprint,
             "node_id": ray.get_runtime_context().get_node_id(),
             "worker_pid": os.getpid(),
             "t": time.time(),
         },
     )
-    # The keeper is forked from this thread: it must outlive the session (PR_SET_PDEATHSIG
-    # fires when the forking *thread* ends).
-    thread = threading.Thread(target=run, name=f"perfmon-session-{spec.id}", daemon=True)
-    thread.start()
+    side = _worker_side()
+    out: queue.Queue[tuple[Any, ...]] = queue.Queue()
+    side.out = out
+    sup = side.supervisor(cfg)
+
+    async def run() -> None:
+        try:
+            out.put(("result", await sup.run_session(spec)))
+        except BaseException as exc:  # reported, never swallowed silently
+            out.put(("error", f"{type(exc).__name__}: {exc}"))
+
+    fut = asyncio.run_coroutine_threadsafe(run(), side.loop)
     sent = {"stdout": 0, "stderr": 0}
     cap = cfg["log_cap_bytes"]
     try:
@@ -204,28 +240,30 @@ def _session_stream(spec: SessionSpec, cfg: dict[str, Any]) -> Iterator[tuple[An
                 item = out.get(timeout=LOG_POLL_S)
             except queue.Empty:
                 item = None
-            if sup_box:
-                yield from _log_chunks(sup_box[0], spec.id, sent, cap)
+            if item is None or item[0] != "samples":
+                yield from _log_chunks(sup, spec.id, sent, cap)
             if item is None:
                 continue
             if item[0] in ("result", "error"):
-                thread.join(timeout=cfg["grace_s"] + 5)
-                if sup_box:
-                    yield from _log_chunks(sup_box[0], spec.id, sent, cap)
+                yield from _log_chunks(sup, spec.id, sent, cap)
                 yield item
                 return
             yield item
     except (KeyboardInterrupt, GeneratorExit):  # ray.cancel: end the session, then go
-        if sup_box and loop_box:
-            fut = asyncio.run_coroutine_threadsafe(sup_box[0].cancel_all(), loop_box[0])
-            with contextlib.suppress(Exception):
-                fut.result(timeout=cfg["grace_s"] + 5)
-        thread.join(timeout=cfg["grace_s"] + 5)
+        end = asyncio.run_coroutine_threadsafe(sup.cancel_all(), side.loop)
+        with contextlib.suppress(Exception):
+            end.result(timeout=cfg["grace_s"] + 5)
+        with contextlib.suppress(Exception):
+            fut.result(timeout=cfg["grace_s"] + 5)
+        # a cancelled supervisor cancels every later session: the next task gets a new one
+        side.sups.pop(tuple(sorted(cfg.items())), None)
+        side.loop.call_soon_threadsafe(sup.close)
         raise
     finally:
-        import shutil
-
-        shutil.rmtree(log_dir, ignore_errors=True)
+        side.out = None
+        for path in sup.log_paths(spec.id):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def _log_chunks(
