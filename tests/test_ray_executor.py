@@ -4,14 +4,15 @@ One node (the head) carries the custom resource ``canary_box`` and the label
 ``perfmon_host=box-a``; the other has neither. Each node declares one CPU, so a host runs one
 session at a time. The same contract tests run against the local supervisor and the Ray
 executor. These tests need the ``ray`` extra (``pip install 'perfmon[ray]'``) and are skipped,
-with that reason, without it. Starting the cluster takes ~10-30 s on a small machine, so they
-are ``slow``.
+with that reason, without it. Starting the cluster takes ~10-30 s on a small machine, so those
+tests are ``slow``; the campaign and wiring tests need neither Ray nor a cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 import textwrap
@@ -23,20 +24,16 @@ from typing import Any
 import psutil
 import pytest
 
-ray = pytest.importorskip(
-    "ray", reason="the Ray executor needs the ray extra: pip install 'perfmon[ray]'"
-)
-
-from perfmon.core.batch import SampleBatch  # noqa: E402
-from perfmon.core.campaign import ExecutorSettings, Placement, load_campaign  # noqa: E402
-from perfmon.core.model import SessionSpec, SessionStatus  # noqa: E402
-from perfmon.engine.executor import (  # noqa: E402
+from perfmon.core.batch import SampleBatch
+from perfmon.core.campaign import ExecutorSettings, Placement, load_campaign
+from perfmon.core.model import SessionSpec, SessionStatus
+from perfmon.engine.executor import (
     Executor,
     ExecutorCallbacks,
     ExecutorConfig,
     local_executor,
 )
-from perfmon.engine.ray_executor import (  # noqa: E402
+from perfmon.engine.ray_executor import (
     SUBREAPER_ENV,
     PlacementError,
     RayExecutor,
@@ -44,13 +41,14 @@ from perfmon.engine.ray_executor import (  # noqa: E402
     feasible_nodes,
 )
 
-pytestmark = pytest.mark.slow
+RAY_MISSING = "the Ray executor needs the ray extra: pip install 'perfmon[ray]'"
 
 MB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
+    ray = pytest.importorskip("ray", reason=RAY_MISSING)
     from ray.cluster_utils import Cluster
 
     c = Cluster(
@@ -135,7 +133,9 @@ EMIT = """
 
 
 # ------------------------------------------------------------------ the same contract
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["local", "ray"])
+@pytest.mark.slow
 async def test_contract_samples_arrive_while_the_session_runs(
     kind: str, cluster: Any, tmp_path: Path
 ) -> None:
@@ -159,7 +159,9 @@ async def test_contract_samples_arrive_while_the_session_runs(
         assert r.host and "cores=" in r.host_fingerprint
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["local", "ray"])
+@pytest.mark.slow
 async def test_contract_failures_get_their_own_status(
     kind: str, cluster: Any, tmp_path: Path
 ) -> None:
@@ -191,6 +193,7 @@ def workload_pids(marker: str) -> list[int]:
     ]
 
 
+@pytest.mark.slow
 async def test_kill_9_of_the_worker_gives_lost_no_retry_nothing_left(
     cluster: Any, tmp_path: Path
 ) -> None:
@@ -222,9 +225,12 @@ async def test_kill_9_of_the_worker_gives_lost_no_retry_nothing_left(
     assert workload_pids(marker) == [], "the workload outlived its Ray worker"
 
 
+@pytest.mark.slow
 async def test_placement_by_resource_and_label_and_impossible_placements(
     cluster: Any, tmp_path: Path
 ) -> None:
+    import ray
+
     head = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and "canary_box" in n["Resources"])
     settings = ExecutorSettings(
         kind="ray",
@@ -250,6 +256,7 @@ async def test_placement_by_resource_and_label_and_impossible_placements(
     assert feasible_nodes(Placement(num_gpus=1.0), ray.nodes()) == []
 
 
+@pytest.mark.slow
 async def test_baseline_and_candidate_pair_on_one_host(cluster: Any, tmp_path: Path) -> None:
     ev = Events()
     ex = RayExecutor(config(tmp_path), ev.callbacks(), ExecutorSettings(kind="ray"))
@@ -263,6 +270,7 @@ async def test_baseline_and_candidate_pair_on_one_host(cluster: Any, tmp_path: P
     assert len({ex.hosts[i] for i in (4, 5)}) == 1
 
 
+@pytest.mark.slow
 async def test_the_subreaper_setting_is_refused(
     cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -307,6 +315,7 @@ def test_executor_kind_ray_is_wired_into_the_runner(tmp_path: Path) -> None:
     assert isinstance(ex, Executor)
 
 
+@pytest.mark.slow
 async def test_a_campaign_runs_on_ray_and_records_each_sessions_host(
     cluster: Any, tmp_path: Path
 ) -> None:
@@ -349,3 +358,55 @@ async def test_a_campaign_runs_on_ray_and_records_each_sessions_host(
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
     assert all(r["host"] and "cores=" in r["host_fingerprint"] for r in rows)
     assert len({r["host"] for r in rows}) == 1
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('kind = "k8s"', "unknown executor 'k8s'"),
+        ('kind = "ray"\nretries = 3', "unknown key 'retries'"),
+        ('kind = "ray"\nplacement_timeout = "soon"', "placement_timeout"),
+        ('kind = "ray"\n[executor.placement.nosuch]\nnum_gpus = 1', "neither a workload"),
+        ('kind = "ray"\n[executor.placement.w]\nnum_gpus = -1', "num_gpus"),
+        ('kind = "ray"\n[executor.placement.w]\nresources = { box = 0 }', "resources"),
+        ('kind = "ray"\n[executor.placement.w]\nlabels = { host = 3 }', "labels"),
+        ("[executor.placement.w]\nnum_gpus = 1", 'placement needs kind = "ray"'),
+    ],
+)
+def test_bad_executor_tables_are_campaign_errors(tmp_path: Path, table: str, message: str) -> None:
+    from perfmon.core.campaign import CampaignError
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[campaign]\nname = "c"\n[[workload]]\nname = "w"\ncommand = ["true"]\n'
+        "[set.golden]\nsessions = 1\n[executor]\n" + table + "\n"
+    )
+    with pytest.raises(CampaignError, match=re.escape(message)) as info:
+        load_campaign(path)
+    assert "executor" in str(info.value)
+
+
+def test_the_local_executor_is_the_default(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[campaign]\nname = "c"\n[[workload]]\nname = "w"\ncommand = ["true"]\n'
+        "[set.golden]\nsessions = 1\n"
+    )
+    campaign = load_campaign(path)
+    assert campaign.executor == ExecutorSettings()
+    assert campaign.executor.kind == "local"
+
+
+def test_feasible_nodes_reads_total_resources_and_labels() -> None:
+    nodes = [
+        {"NodeID": "a", "Alive": True, "Resources": {"CPU": 1.0, "canary_box": 1.0},
+         "Labels": {"perfmon_host": "box-a"}},
+        {"NodeID": "b", "Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}, "Labels": {}},
+        {"NodeID": "c", "Alive": False, "Resources": {"CPU": 8.0, "GPU": 8.0}, "Labels": {}},
+    ]  # fmt: skip
+    assert feasible_nodes(Placement(), nodes) == ["a", "b"]
+    assert feasible_nodes(Placement(resources=(("canary_box", 1.0),)), nodes) == ["a"]
+    assert feasible_nodes(Placement(labels=(("perfmon_host", "box-a"),)), nodes) == ["a"]
+    assert feasible_nodes(Placement(num_gpus=1.0), nodes) == ["b"]
+    assert feasible_nodes(Placement(num_gpus=2.0), nodes) == []  # the dead node does not count
+    assert feasible_nodes(Placement(num_cpus=2.0), nodes) == ["b"]
