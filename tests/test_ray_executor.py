@@ -410,3 +410,49 @@ def test_feasible_nodes_reads_total_resources_and_labels() -> None:
     assert feasible_nodes(Placement(num_gpus=1.0), nodes) == ["b"]
     assert feasible_nodes(Placement(num_gpus=2.0), nodes) == []  # the dead node does not count
     assert feasible_nodes(Placement(num_cpus=2.0), nodes) == ["b"]
+
+
+@pytest.mark.slow
+async def test_cancel_all_ends_a_running_session_and_the_later_ones(
+    cluster: Any, tmp_path: Path
+) -> None:
+    ev = Events()
+    ex = RayExecutor(config(tmp_path), ev.callbacks(), ExecutorSettings(kind="ray"))
+    marker = f"perfmon-cancel-{os.getpid()}"
+    task = asyncio.create_task(ex.run_session(spec(0, f"import time  # {marker}\ntime.sleep(120)")))
+    deadline = time.monotonic() + 60
+    while not workload_pids(marker) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert workload_pids(marker)
+    await asyncio.wait_for(ex.cancel_all(), timeout=30)
+    r = await asyncio.wait_for(task, timeout=30)
+    assert r.status is SessionStatus.CANCELLED
+    assert (await ex.run_session(spec(1, "pass"))).status is SessionStatus.CANCELLED
+    deadline = time.monotonic() + 10
+    while workload_pids(marker) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert workload_pids(marker) == []
+
+
+@pytest.mark.slow
+async def test_sessions_on_hosts_of_different_fingerprints_are_refused(
+    cluster: Any, tmp_path: Path
+) -> None:
+    from perfmon.engine.ray_executor import MixedHostsError
+
+    ev = Events()
+    ex = RayExecutor(
+        config(tmp_path), ev.callbacks(), ExecutorSettings(kind="ray", pair_same_host=False)
+    )
+    assert (await ex.run_session(spec(0, "pass"))).status is SessionStatus.OK
+    key = ex._pair_key(spec(0, "pass"))
+    ex._fingerprints[key] = "cpu=other;cores=64"  # as if the first host were another kind
+    with pytest.raises(MixedHostsError, match="allow_mixed_hosts"):
+        await ex.run_session(spec(1, "pass"))
+    ok = RayExecutor(
+        config(tmp_path),
+        ev.callbacks(),
+        ExecutorSettings(kind="ray", pair_same_host=False, allow_mixed_hosts=True),
+    )
+    ok._fingerprints[key] = "cpu=other;cores=64"
+    assert (await ok.run_session(spec(2, "pass"))).status is SessionStatus.OK

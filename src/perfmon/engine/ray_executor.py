@@ -67,6 +67,7 @@ from perfmon.engine.executor import Executor, ExecutorCallbacks, ExecutorConfig,
 
 __all__ = [
     "SUBREAPER_ENV",
+    "MixedHostsError",
     "PlacementError",
     "RayExecutor",
     "RayExecutorError",
@@ -85,6 +86,11 @@ LOG_POLL_S = 0.2
 class RayExecutorError(RuntimeError):
     """The Ray executor cannot run sessions (Ray missing, cluster unreachable, a refused
     setting); the message says why and what to do."""
+
+
+class MixedHostsError(RayExecutorError):
+    """Sessions of one workload (and matrix point) ran on hosts of different fingerprints
+    while the campaign does not allow it (``[executor] allow_mixed_hosts``)."""
 
 
 class PlacementError(RayExecutorError):
@@ -334,6 +340,9 @@ class RayExecutor:
             ``SUBREAPER_ENV`` is set.
         PlacementError: no node can take a session's placement (now or within
             ``settings.placement_timeout_s``).
+        MixedHostsError: a session of a workload and matrix point landed on a host whose
+            fingerprint differs from its earlier sessions' (unless ``allow_mixed_hosts``);
+            that session is cancelled first.
     """
 
     def __init__(
@@ -351,6 +360,7 @@ class RayExecutor:
         self._cancelled = False
         self._running: dict[int, Any] = {}
         self._pins: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        self._fingerprints: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         self._task: Any = None
         self.hosts: dict[int, str] = {}
         """Session id -> the Ray node id it ran on (for tests and the report)."""
@@ -471,6 +481,19 @@ class RayExecutor:
                     self.worker_pids[spec.id] = int(info["worker_pid"])
                     if self.settings.pair_same_host:
                         self._pins.setdefault(self._pair_key(spec), str(info["node_id"]))
+                    first = self._fingerprints.setdefault(
+                        self._pair_key(spec), result.host_fingerprint
+                    )
+                    if first != result.host_fingerprint and not self.settings.allow_mixed_hosts:
+                        with contextlib.suppress(Exception):
+                            ray.cancel(gen, force=True)
+                        raise MixedHostsError(
+                            f"{spec.workload}/{spec.variant} landed on {result.host} "
+                            f"({result.host_fingerprint}), unlike its earlier sessions "
+                            f"({first}): comparing across different hosts is refused; pin "
+                            "the placement to one kind of host, or set [executor] "
+                            "allow_mixed_hosts = true"
+                        )
                 elif kind == "samples":
                     self.callbacks.on_samples(item[1])
                 elif kind in ("update", "result"):
