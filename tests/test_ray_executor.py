@@ -207,7 +207,8 @@ async def test_kill_9_of_the_worker_gives_lost_no_retry_nothing_left(
     """
     task = asyncio.create_task(ex.run_session(spec(0, code)))
     deadline = time.monotonic() + 60
-    while not workload_pids(marker) and time.monotonic() < deadline:
+    starts = tmp_path / "starts"
+    while not starts.exists() and time.monotonic() < deadline:  # it ran its first line
         await asyncio.sleep(0.05)
     assert workload_pids(marker), "the workload never started"
     worker = ex.worker_pids[0]
@@ -456,3 +457,25 @@ async def test_sessions_on_hosts_of_different_fingerprints_are_refused(
     )
     ok._fingerprints[key] = "cpu=other;cores=64"
     assert (await ok.run_session(spec(2, "pass"))).status is SessionStatus.OK
+
+
+@pytest.mark.slow
+def test_validate_rejects_an_impossible_placement_with_exit_2(
+    cluster: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from perfmon.cli import main
+
+    def campaign(placement: str) -> str:
+        path = tmp_path / "c.toml"
+        path.write_text(
+            '[campaign]\nname = "c"\n[[workload]]\nname = "w"\ncommand = ["true"]\n'
+            f'[set.golden]\nsessions = 1\n[executor]\nkind = "ray"\naddress = "{cluster.address}"\n'
+            f"[executor.placement.w]\n{placement}\n"
+        )
+        return str(path)
+
+    assert main(["validate", campaign("num_gpus = 1")]) == 2
+    err = capsys.readouterr().err
+    assert "no node of the cluster can run w/default" in err and "num_gpus=1" in err
+    assert main(["validate", campaign("resources = { canary_box = 1 }")]) == 0
+    assert "every placement has a node" in capsys.readouterr().out

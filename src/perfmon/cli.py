@@ -643,6 +643,27 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"  noise guard{where}: background CPU over {guard.limit:.0%} -> {action}")
     for g in campaign.gates:
         _say(f"  gate {g.name!r}: {g.expr}")
+    if campaign.executor.kind == "ray":
+        return _validate_ray(campaign)
+    return 0
+
+
+def _validate_ray(campaign: Campaign) -> int:
+    """``[executor] kind = "ray"``: check every placement against the cluster (exit 2 when
+    no node can take one; a cluster that cannot be reached is said, not an error)."""
+    from perfmon.engine.ray_executor import RayExecutorError, check_placements
+
+    pairs = [(w.name, v.name) for w in campaign.workloads for v in campaign.variants] or [
+        (w.name, "default") for w in campaign.workloads
+    ]
+    try:
+        problems = check_placements(campaign.executor, pairs)
+    except RayExecutorError as exc:
+        _say(f"  executor: ray at {campaign.executor.address!r}; placements not checked: {exc}")
+        return 0
+    if problems:
+        return _fail(f"{campaign.path}: " + "; ".join(problems))
+    _say(f"  executor: ray at {campaign.executor.address!r}; every placement has a node")
     return 0
 
 

@@ -71,6 +71,7 @@ __all__ = [
     "PlacementError",
     "RayExecutor",
     "RayExecutorError",
+    "check_placements",
     "feasible_nodes",
     "host_fingerprint",
     "ray_executor_factory",
@@ -323,6 +324,51 @@ def _describe(placement: Placement) -> str:
     parts += [f"{k}={v:g}" for k, v in placement.resources]
     parts += [f"label {k}={v}" for k, v in placement.labels]
     return ", ".join(parts)
+
+
+def check_placements(settings: ExecutorSettings, sessions: list[tuple[str, str]]) -> list[str]:
+    """Check every (workload, variant) placement against the cluster's alive nodes, for
+    ``perfmon validate``.
+
+    Args:
+        settings: the campaign's ``[executor]`` table (its ``address`` is connected to, and
+            disconnected from afterwards when this call made the connection).
+        sessions: the (workload, variant) pairs the campaign runs.
+
+    Returns:
+        One message per placement no node can take (empty: all can run).
+
+    Raises:
+        RayExecutorError: Ray is missing or the cluster cannot be reached.
+    """
+    _refuse_subreaper(os.environ, "this host")
+    try:
+        import ray as ray_module
+    except ImportError as exc:
+        raise RayExecutorError("Ray is not installed: pip install 'perfmon[ray]'") from exc
+    ray: Any = ray_module
+    connected_here = not ray.is_initialized()
+    if connected_here:
+        try:
+            ray.init(address=settings.address, log_to_driver=False, include_dashboard=False)
+        except Exception as exc:
+            raise RayExecutorError(
+                f"cannot reach the Ray cluster at {settings.address!r}: {exc}"
+            ) from exc
+    try:
+        nodes = ray.nodes()
+    finally:
+        if connected_here:
+            ray.shutdown()
+    out = []
+    for workload, variant in dict.fromkeys(sessions):
+        placement = settings.placement_for(workload, variant)
+        if not feasible_nodes(placement, nodes):
+            out.append(
+                f"[executor.placement]: no node of the cluster can run {workload}/{variant} "
+                f"({_describe(placement)})"
+            )
+    return out
 
 
 class RayExecutor:
