@@ -359,6 +359,8 @@ async def test_a_campaign_runs_on_ray_and_records_each_sessions_host(
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
     assert all(r["host"] and "cores=" in r["host_fingerprint"] for r in rows)
     assert len({r["host"] for r in rows}) == 1
+    report = (outcome.run_dir / "report.md").read_text()
+    assert "## Hosts" in report and "1 distinct host fingerprint" in report
 
 
 @pytest.mark.parametrize(
@@ -479,3 +481,29 @@ def test_validate_rejects_an_impossible_placement_with_exit_2(
     assert "no node of the cluster can run w/default" in err and "num_gpus=1" in err
     assert main(["validate", campaign("resources = { canary_box = 1 }")]) == 0
     assert "every placement has a node" in capsys.readouterr().out
+
+
+def test_the_report_has_a_section_per_host_only_when_hosts_were_recorded() -> None:
+    from perfmon.engine.report import hosts_lines, hosts_section
+
+    local = [{"id": 0, "status": "ok", "wall_s": 1.0, "workload": "w", "variant": "b"}]
+    assert hosts_section(local) is None and hosts_lines(None) == []
+    rows = [
+        {"id": i, "status": st, "wall_s": wall, "workload": "w", "variant": v, "params": {},
+         "host": h, "host_fingerprint": fp}
+        for i, (st, wall, v, h, fp) in enumerate([
+            ("ok", 1.0, "baseline", "a", "cpu=x"),
+            ("ok", 0.5, "candidate", "a", "cpu=x"),
+            ("ok", 2.0, "baseline", "b", "cpu=y"),
+            ("lost", None, "candidate", "b", "cpu=y"),
+        ])
+    ]  # fmt: skip
+    section = hosts_section(rows)
+    assert section is not None and section["fingerprints"] == 2
+    a, b = section["hosts"]
+    assert (a["host"], a["by_status"], len(a["groups"])) == ("a", {"ok": 2}, 2)
+    assert b["by_status"] == {"lost": 1, "ok": 1}
+    assert b["groups"][0]["wall_s"]["median"] == 2.0
+    text = "\n".join(hosts_lines(section))
+    assert "## Hosts" in text and "### a" in text and "`cpu=y`" in text
+    assert "mix instruments" in text
