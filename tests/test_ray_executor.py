@@ -507,3 +507,31 @@ def test_the_report_has_a_section_per_host_only_when_hosts_were_recorded() -> No
     text = "\n".join(hosts_lines(section))
     assert "## Hosts" in text and "### a" in text and "`cpu=y`" in text
     assert "mix instruments" in text
+
+
+@pytest.mark.slow
+async def test_an_impossible_placement_stops_the_run_at_once_with_why(
+    cluster: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from perfmon.engine.recorder import make_run_dir
+    from perfmon.engine.runner import Runner
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[campaign]\nname = "c"\n[[workload]]\nname = "w"\ncommand = ["true"]\n'
+        f'[set.golden]\nsessions = 3\n[executor]\nkind = "ray"\naddress = "{cluster.address}"\n'
+        "[executor.placement.w]\nnum_gpus = 1\n"
+    )
+    runner = Runner(load_campaign(path), make_run_dir(tmp_path / "runs", "c", time.time()))
+    t0 = time.monotonic()
+    outcome = await asyncio.wait_for(runner.run(), timeout=120)
+    assert outcome.exit_status == 3
+    # the runner logs why (its final message keeps only "run stopped before the end")
+    assert "no node of the Ray cluster can run w/default" in caplog.text
+    assert time.monotonic() - t0 < 60
+    rows = (
+        (outcome.run_dir / "sessions.jsonl").read_text()
+        if (outcome.run_dir / "sessions.jsonl").exists()
+        else ""
+    )
+    assert rows == ""  # nothing ran
