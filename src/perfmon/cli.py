@@ -141,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
             "sessions of the baseline variant (implies --headless)"
         ),
     )
+    run.add_argument(
+        "--metrics-addr",
+        metavar="[HOST:]PORT",
+        help=(
+            "serve Prometheus /metrics of the run there (e.g. 127.0.0.1:9464; a bare port "
+            "listens on 127.0.0.1; any other address is used as given, with a warning)"
+        ),
+    )
 
     attach = sub.add_parser(
         "attach",
@@ -229,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--socket", type=Path, required=True)
     daemon.add_argument("--snapshot-hz", type=float, default=4.0)
     daemon.add_argument("--set", dest="set_sizes", action="append", default=[])
+    daemon.add_argument("--metrics-addr")
     return parser
 
 
@@ -314,6 +323,9 @@ def _run(args: argparse.Namespace) -> int:
         from perfmon.engine.registry import checked_runtime_dir
 
         checked_runtime_dir()  # a hostile runtime directory: exit 2 before any run directory
+    metrics_error = _check_metrics_addr(getattr(args, "metrics_addr", None))
+    if metrics_error:
+        return _fail(metrics_error)
     runs_dir = _runs_dir(campaign, args.runs_dir)
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
@@ -333,8 +345,34 @@ def _run(args: argparse.Namespace) -> int:
     if args.headless:
         from perfmon.engine.headless import run_headless
 
-        return run_headless(campaign, run_dir, baseline_run=args.baseline_run)
+        return run_headless(
+            campaign,
+            run_dir,
+            baseline_run=args.baseline_run,
+            metrics_addr=getattr(args, "metrics_addr", None),
+        )
     return _run_with_viewer(args, run_dir)
+
+
+def _check_metrics_addr(text: str | None) -> str:
+    """Check ``--metrics-addr`` before anything runs: "" when fine (or not given), else the
+    error (an unparsable address, or one that cannot be bound now)."""
+    if text is None:
+        return ""
+    import socket
+
+    from perfmon.engine.prometheus import parse_metrics_addr
+
+    try:
+        addr = parse_metrics_addr(text)
+        infos = socket.getaddrinfo(addr.host, addr.port, type=socket.SOCK_STREAM)
+        family, _, _, _, sockaddr = infos[0]
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(sockaddr)
+    except (ValueError, OSError) as exc:
+        return f"--metrics-addr {text}: {exc}"
+    return ""
 
 
 def _spawn_daemon(
@@ -360,6 +398,11 @@ def _spawn_daemon(
                 "--snapshot-hz",
                 str(max(getattr(args, "refresh_hz", 4.0), 1.0)),
                 *(f"--set={size}" for size in getattr(args, "set_sizes", [])),
+                *(
+                    ["--metrics-addr", args.metrics_addr]
+                    if getattr(args, "metrics_addr", None)
+                    else []
+                ),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
@@ -608,6 +651,27 @@ def _validate(args: argparse.Namespace) -> int:
     if campaign.warnings:
         n = len(campaign.warnings)
         print(f"  {n} warning{'s' if n > 1 else ''} (the campaign can run)", file=sys.stderr)
+    if campaign.executor.kind == "ray":
+        return _validate_ray(campaign)
+    return 0
+
+
+def _validate_ray(campaign: Campaign) -> int:
+    """``[executor] kind = "ray"``: check every placement against the cluster (exit 2 when
+    no node can take one; a cluster that cannot be reached is said, not an error)."""
+    from perfmon.engine.ray_executor import RayExecutorError, check_placements
+
+    pairs = [(w.name, v.name) for w in campaign.workloads for v in campaign.variants] or [
+        (w.name, "default") for w in campaign.workloads
+    ]
+    try:
+        problems = check_placements(campaign.executor, pairs)
+    except RayExecutorError as exc:
+        _say(f"  executor: ray at {campaign.executor.address!r}; placements not checked: {exc}")
+        return 0
+    if problems:
+        return _fail(f"{campaign.path}: " + "; ".join(problems))
+    _say(f"  executor: ray at {campaign.executor.address!r}; every placement has a node")
     return 0
 
 
@@ -795,5 +859,6 @@ def _daemon(args: argparse.Namespace) -> int:
             args.socket,
             snapshot_hz=args.snapshot_hz,
             set_sizes=args.set_sizes,
+            metrics_addr=args.metrics_addr,
         )
     )

@@ -225,6 +225,8 @@ class Campaign:
     warnings: tuple[str, ...] = ()
     """Problems that do not stop a run but may leave it undecided, each ``FILE:LINE: KEY:
     MESSAGE`` (``perfmon validate`` prints them)."""
+    # Where sessions run: the local supervisor or a Ray cluster (issue 16).
+    executor: ExecutorSettings = field(default_factory=lambda: ExecutorSettings())
 
     @property
     def directory(self) -> Path:
@@ -326,7 +328,7 @@ _NOISE_KEYS = ("max_background_cpu", "on_noisy", "noisy_retries")
 _SET_KEYS = ("sessions", "duration", "warmup", "order", "seed", *_NOISE_KEYS)
 _GATE_KEYS = ("name", "expr", "window", "by")
 _PROFILE_KEYS = ("every", "duty", "rate", "nonblocking", "duration", "subprocesses")
-_TOP_KEYS = ("campaign", "workload", "variant", "set", "gate", "profile", "metric")
+_TOP_KEYS = ("campaign", "workload", "variant", "set", "gate", "profile", "metric", "executor")
 
 Section = tuple[str | int, ...]
 
@@ -681,6 +683,8 @@ def _parse_campaign(text: str, path: Path) -> Campaign:
     gates = _parse_gates(ctx, data, stats, directions)
     if "profile" in data:
         extra["profile"] = _parse_profile(ctx, data)
+    if "executor" in data:
+        extra["executor"] = _parse_executor(ctx, data, workloads, variants)
     campaign = Campaign(
         name=name,
         path=abs_path,
@@ -1332,3 +1336,138 @@ def override_sets(campaign: Campaign, overrides: Sequence[str]) -> Campaign:
     if small is not None:
         raise CampaignError(str(campaign.path), None, f"set.{small[0]}", f"--set: {small[1]}")
     return resized
+
+
+# --- [executor]: where sessions run (issue 16) ----------------------------------------------
+#
+#   [executor]   kind ("local" | "ray"), address (Ray: "auto", "ray://host:10001", "host:6379"),
+#                placement_timeout (how long a session may wait for a node; default 30s),
+#                pair_same_host (default true), allow_mixed_hosts (default false)
+#   [executor.placement.NAME]   NAME: a workload or a variant; resources = { canary_box = 1 },
+#                labels = { perfmon_host = "gpu-a" }, num_gpus = 1, num_cpus = 1
+
+EXECUTOR_KINDS = ("local", "ray")
+_EXECUTOR_KEYS = (
+    "kind",
+    "address",
+    "placement",
+    "placement_timeout",
+    "pair_same_host",
+    "allow_mixed_hosts",
+)
+_PLACEMENT_KEYS = ("resources", "labels", "num_gpus", "num_cpus")
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a session may run on a Ray cluster (``[executor.placement.NAME]``).
+
+    Attributes:
+        resources: custom Ray resources the session needs, ``(name, amount)`` pairs.
+        labels: node labels the node must carry (exact match), ``(key, value)`` pairs.
+        num_gpus: GPUs the session needs (0: none).
+        num_cpus: CPUs the session holds while it runs (default 1: with one CPU per node
+            declared, that is one session per host at a time).
+    """
+
+    resources: tuple[tuple[str, float], ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    num_gpus: float = 0.0
+    num_cpus: float = 1.0
+
+    def merged(self, other: Placement) -> Placement:
+        """This placement with ``other``'s entries added (``other`` wins on a clash)."""
+        return Placement(
+            resources=tuple({**dict(self.resources), **dict(other.resources)}.items()),
+            labels=tuple({**dict(self.labels), **dict(other.labels)}.items()),
+            num_gpus=max(self.num_gpus, other.num_gpus),
+            num_cpus=other.num_cpus if other != Placement() else self.num_cpus,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSettings:
+    """The ``[executor]`` table.
+
+    Attributes:
+        kind: ``"local"`` (default: the local supervisor) or ``"ray"``.
+        address: the Ray cluster's address (``ray.init(address=...)``; ``"auto"``: the
+            cluster this machine belongs to).
+        placement: per workload or variant name, its ``Placement``; a session's placement
+            is its workload's merged with its variant's.
+        placement_timeout_s: how long a session may wait for a node before the run stops with
+            a clear message, seconds.
+        pair_same_host: run every session of a workload (and matrix point) on the host where
+            its first session ran, so baseline and candidate share one instrument.
+        allow_mixed_hosts: allow statistics across hosts of different fingerprints.
+    """
+
+    kind: str = "local"
+    address: str = "auto"
+    placement: tuple[tuple[str, Placement], ...] = ()
+    placement_timeout_s: float = 30.0
+    pair_same_host: bool = True
+    allow_mixed_hosts: bool = False
+
+    def placement_for(self, workload: str, variant: str) -> Placement:
+        """The placement of a session of ``workload`` / ``variant``."""
+        by_name = dict(self.placement)
+        return by_name.get(workload, Placement()).merged(by_name.get(variant, Placement()))
+
+
+def _parse_executor(
+    ctx: _Context,
+    data: dict[str, Any],
+    workloads: Sequence[WorkloadConfig],
+    variants: Sequence[VariantConfig],
+) -> ExecutorSettings:
+    sec: Section = ("executor",)
+    table = ctx.table((), "executor", data["executor"])
+    ctx.keys(sec, table, _EXECUTOR_KEYS)
+    out: dict[str, Any] = {}
+    if "kind" in table:
+        kind = ctx.string(sec, "kind", table["kind"])
+        if kind not in EXECUTOR_KINDS:
+            raise ctx.error(sec, "kind", f"unknown executor {kind!r} (one of: local, ray)")
+        out["kind"] = kind
+    if "address" in table:
+        out["address"] = ctx.string(sec, "address", table["address"])
+    if "placement_timeout" in table:
+        out["placement_timeout_s"] = ctx.duration(
+            sec, "placement_timeout", table["placement_timeout"], positive=True
+        )
+    for key in ("pair_same_host", "allow_mixed_hosts"):
+        if key in table:
+            out[key] = ctx.boolean(sec, key, table[key])
+    if "placement" in table:
+        names = {w.name for w in workloads} | {v.name for v in variants}
+        pl = ctx.table(sec, "placement", table["placement"])
+        placements = []
+        for name, value in pl.items():
+            psec: Section = ("executor", "placement", name)
+            if name not in names:
+                raise ctx.error(
+                    psec, None, f"{name!r} is neither a workload nor a variant of this campaign"
+                )
+            t = ctx.table(("executor", "placement"), name, value)
+            ctx.keys(psec, t, _PLACEMENT_KEYS)
+            resources = []
+            for rname, amount in ctx.table(psec, "resources", t.get("resources", {})).items():
+                if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount <= 0:
+                    raise ctx.error(psec, "resources", f"{rname}: expected a positive number")
+                resources.append((str(rname), float(amount)))
+            labels = []
+            for lkey, lval in ctx.table(psec, "labels", t.get("labels", {})).items():
+                labels.append((str(lkey), ctx.string(psec, "labels", lval)))
+            amounts = {}
+            for key in ("num_gpus", "num_cpus"):
+                if key in t:
+                    v = t[key]
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                        raise ctx.error(psec, key, "expected a number >= 0")
+                    amounts[key] = float(v)
+            placements.append((name, Placement(tuple(resources), tuple(labels), **amounts)))
+        out["placement"] = tuple(placements)
+    if out.get("kind", "local") == "local" and "placement" in out:
+        raise ctx.error(sec, "placement", 'placement needs kind = "ray"')
+    return ExecutorSettings(**out)

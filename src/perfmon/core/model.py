@@ -110,6 +110,7 @@ class SessionStatus(enum.StrEnum):
     START_FAILED = "start_failed"  # the command could not be started
     CANCELLED = "cancelled"  # the run was stopped before or while this session ran
     NOISY = "noisy"  # exited 0 on a busy machine and was repeated (perfmon.core.noise)
+    LOST = "lost"  # its remote worker or node died (Ray executor); never re-run silently
 
     @property
     def finished(self) -> bool:
@@ -184,6 +185,9 @@ class SessionResult:
         error: a human-readable reason for START_FAILED, TIMEOUT and the like.
         extra: further per-session figures by name, as floats (e.g. the ``noise_*`` figures
             of ``perfmon.core.noise``: what else used the machine meanwhile).
+        host: the host the session ran on ("" for the local executor: the daemon's host).
+        host_fingerprint: what makes two hosts comparable instruments (CPU model, cores,
+            memory, kernel, GPU; ``perfmon.engine.ray_executor.host_fingerprint``), "" locally.
     """
 
     spec: SessionSpec
@@ -201,6 +205,9 @@ class SessionResult:
     samples: int = 0
     error: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    # Where it ran (the Ray executor, issue 16).
+    host: str = ""
+    host_fingerprint: str = ""
 
     @property
     def status_text(self) -> str:

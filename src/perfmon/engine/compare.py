@@ -170,9 +170,12 @@ def _row(
 def manifest_directions(manifest: Mapping[str, Any]) -> dict[str, str]:
     """Metric directions a run recorded: the campaign's ``[metric.X] better`` tables and the
     directions stored with its gates (``{}`` for runs recorded before issue 11)."""
-    campaign = manifest.get("campaign") or {}
+    campaign = manifest.get("campaign") if isinstance(manifest, Mapping) else None
+    if not isinstance(campaign, Mapping):  # a damaged manifest: no directions
+        return {}
     out: dict[str, str] = {}
-    for g in campaign.get("gates") or ():
+    gates = campaign.get("gates")
+    for g in gates if isinstance(gates, list) else ():
         if isinstance(g, Mapping) and isinstance(g.get("directions"), Mapping):
             out.update({str(k): str(v) for k, v in g["directions"].items()})
     if isinstance(campaign.get("directions"), Mapping):

@@ -228,6 +228,7 @@ async def serve(
     *,
     snapshot_hz: float = 4.0,
     set_sizes: list[str] | None = None,
+    metrics_addr: str | None = None,
 ) -> int:
     """Run a campaign behind a control socket until it ends; return the run's exit status.
 
@@ -246,6 +247,15 @@ async def serve(
     registry.register(runner.run_id, run_dir, sock, campaign.name)
     runner.snapshot_preparers.append(server.prepare)
     runner.snapshot_listeners.append(server.publish)
+    metrics = None
+    if metrics_addr is not None:  # ``perfmon run --metrics-addr``; checked by the CLI already
+        from perfmon.engine.prometheus import serve_metrics
+
+        try:
+            metrics = serve_metrics(runner.snapshot_listeners, metrics_addr)
+            log.info("serving %s", metrics.url)
+        except (OSError, ValueError) as exc:
+            log.error("--metrics-addr %s: %s (running without /metrics)", metrics_addr, exc)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.request_stop)
@@ -253,9 +263,13 @@ async def serve(
     try:
         outcome = await runner.run()
     except BaseException:
+        if metrics is not None:
+            metrics.close()
         registry.record_end(runner.run_id, exit_status=3, verdict="pending")
         await server.finish({"exit_status": 3, "verdict": "pending", "report": None})
         raise
+    if metrics is not None:
+        metrics.close()
     registry.record_end(runner.run_id, exit_status=outcome.exit_status, verdict=outcome.verdict)
     await server.finish(
         {

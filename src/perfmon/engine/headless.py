@@ -251,6 +251,7 @@ def run_headless(
     out: TextIO | None = None,
     baseline_run: Path | None = None,
     heartbeat_s: float = HEARTBEAT_S,
+    metrics_addr: str | None = None,
 ) -> int:
     """Run a campaign in the foreground with progress lines; return the exit status.
 
@@ -261,6 +262,8 @@ def run_headless(
         baseline_run: a recorded run whose sessions are the statistical gates' baseline side
             (``perfmon run --baseline-run``; see ``compare.apply_baseline_run``).
         heartbeat_s: the longest silence between progress lines, seconds.
+        metrics_addr: serve ``/metrics`` there (``perfmon.engine.prometheus``); None: no
+            endpoint. An address that cannot be bound returns 2 before anything runs.
     """
     stream = out if out is not None else sys.stdout
     runner = Runner(campaign, run_dir)
@@ -269,6 +272,16 @@ def run_headless(
     runner.session_listeners.append(printer.session)
     runner.snapshot_listeners.append(printer.snapshot)
     print(f"perfmon: running {campaign.name} into {run_dir}", file=stream, flush=True)
+    metrics = None
+    if metrics_addr is not None:
+        from perfmon.engine.prometheus import serve_metrics
+
+        try:
+            metrics = serve_metrics(runner.snapshot_listeners, metrics_addr)
+        except (OSError, ValueError) as exc:
+            print(f"perfmon: --metrics-addr {metrics_addr}: {exc}", file=sys.stderr, flush=True)
+            return 2
+        print(f"perfmon: serving {metrics.url}", file=stream, flush=True)
 
     async def main() -> tuple[RunOutcome, bool]:
         loop = asyncio.get_running_loop()
@@ -294,6 +307,10 @@ def run_headless(
         finally:
             ticker.cancel()
 
-    outcome, interrupted = asyncio.run(main())
+    try:
+        outcome, interrupted = asyncio.run(main())
+    finally:
+        if metrics is not None:
+            metrics.close()
     printer.final(outcome)
     return 3 if interrupted else outcome.exit_status

@@ -134,6 +134,9 @@ SESSIONS_SCHEMA = pa.schema(
         pa.field("samples", pa.int64()),
         pa.field("error", pa.string()),
         pa.field("extra", pa.map_(pa.string(), pa.float64())),
+        # Where the session ran (issue 16): "" for the daemon's own host.
+        pa.field("host", pa.string()),
+        pa.field("host_fingerprint", pa.string()),
     ],
     metadata={"perfmon.format": "sessions", "perfmon.version": "1"},
 )
@@ -331,6 +334,8 @@ def session_row(result: SessionResult) -> dict[str, Any]:
         "samples": result.samples,
         "error": result.error,
         "extra": {str(k): float(v) for k, v in result.extra.items()},
+        "host": result.host,
+        "host_fingerprint": result.host_fingerprint,
     }
     return row
 

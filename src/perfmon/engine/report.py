@@ -101,6 +101,81 @@ def describe(values: Sequence[float] | np.ndarray[Any, Any]) -> dict[str, Any]:
     }
 
 
+# --- per-host section (sessions on a Ray cluster, issue 16) ------------------------------
+def hosts_section(sessions: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Per host: its fingerprint, its sessions by status, and the wall time of its measured
+    sessions per workload/variant/params (``describe``). None when every session ran on the
+    daemon's own host (no ``host`` recorded), so local reports are unchanged.
+
+    Args:
+        sessions: ``sessions.jsonl`` rows (``host`` / ``host_fingerprint`` may be missing).
+
+    Returns:
+        ``{"hosts": [{"host", "fingerprints", "by_status", "groups": [{"workload",
+        "variant", "params", "wall_s": describe(...)}]}], "fingerprints": n}``.
+    """
+    if not any(s.get("host") for s in sessions):
+        return None
+    by_host: dict[str, list[Mapping[str, Any]]] = {}
+    for s in sessions:
+        by_host.setdefault(str(s.get("host") or "(not started)"), []).append(s)
+    hosts = []
+    for host, rows in sorted(by_host.items()):
+        walls: dict[tuple[str, str, str], list[float]] = {}
+        for s in rows:
+            if s.get("status") != "ok" or s.get("warmup") or s.get("wall_s") is None:
+                continue
+            key = (str(s.get("workload")), str(s.get("variant")), _params_text(s.get("params")))
+            walls.setdefault(key, []).append(float(s["wall_s"]))
+        hosts.append(
+            {
+                "host": host,
+                "fingerprints": sorted({str(s.get("host_fingerprint") or "") for s in rows} - {""}),
+                "by_status": dict(sorted(Counter(str(s.get("status")) for s in rows).items())),
+                "groups": [
+                    {"workload": w, "variant": v, "params": p, "wall_s": describe(vals)}
+                    for (w, v, p), vals in sorted(walls.items())
+                ],
+            }
+        )
+    prints = {f for h in hosts for f in h["fingerprints"]}
+    return {"hosts": hosts, "fingerprints": len(prints)}
+
+
+def hosts_lines(section: Mapping[str, Any] | None) -> list[str]:
+    """The report.md lines of ``hosts_section`` (none for a local run)."""
+    if not section:
+        return []
+    out = ["## Hosts", ""]
+    n = section["fingerprints"]
+    out.append(
+        f"{len(section['hosts'])} host(s), {n} distinct host fingerprint(s)"
+        + (": comparisons across them mix instruments." if n > 1 else ".")
+    )
+    out.append("")
+    for h in section["hosts"]:
+        out += [f"### {h['host']}", ""]
+        for fp in h["fingerprints"]:
+            out.append(f"- fingerprint: `{fp}`")
+        status = ", ".join(f"{k} {v}" for k, v in h["by_status"].items())
+        out += [f"- sessions: {status}", ""]
+        if h["groups"]:
+            out += _table(
+                ["Workload", "Variant", "Params", "n", "Median", "MAD", "p95", "Min", "Max"],
+                (
+                    [
+                        g["workload"],
+                        g["variant"],
+                        g["params"] or "–",
+                        *_stats_cells(g["wall_s"], Dimension.TIME),
+                    ]
+                    for g in h["groups"]
+                ),
+            )
+            out.append("")
+    return out
+
+
 def _params_text(params: dict[str, Any] | None) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
 
@@ -398,6 +473,7 @@ def build_report(
         "profiles": profiles,
         "comparison": _comparison(data),
         "metric_caps": _metric_caps(data),
+        "hosts": hosts_section(sessions),
     }
 
 
@@ -999,6 +1075,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         from perfmon.engine.flame_export import render_profiles_md
 
         out += render_profiles_md(report["profiles"])
+
+    out += hosts_lines(report.get("hosts"))
 
     rec = report["recording"]
     out += ["## Recording", ""]

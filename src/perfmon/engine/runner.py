@@ -325,6 +325,10 @@ class Runner:
             selections=live_selections(campaign.gates),
         )
         self.recorder = Recorder(run_dir)
+        if executor_factory is local_executor and campaign.executor.kind == "ray":
+            from perfmon.engine.ray_executor import ray_executor_factory
+
+            executor_factory = ray_executor_factory(campaign.executor)  # [executor] kind = "ray"
         self.executor_factory = executor_factory
         self.sample_system = sample_system
         self._live_lock = threading.Lock()
@@ -907,7 +911,9 @@ class Runner:
         finally:
             with contextlib.suppress(Exception):
                 await supervisor.cancel_all()
-            supervisor.close()
+            close = getattr(supervisor, "close", None)  # the local keeper; not every executor
+            if close is not None:
+                close()
             sampler.stop()
             self.noise.close()
             for task in background:

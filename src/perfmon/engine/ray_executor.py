@@ -1,0 +1,686 @@
+"""Sessions on a Ray cluster: ``[executor] kind = "ray"`` (the ``perfmon[ray]`` extra).
+
+``RayExecutor`` implements ``perfmon.engine.executor.Executor``. Each session is one Ray
+*streaming generator task* (``num_returns="streaming"``) that runs perfmon's own local
+``Supervisor`` on the node it was placed on -- the same keeper, process group, capped logs,
+probe channel and ``PR_SET_PDEATHSIG`` as a local run -- and yields one ordered stream back to
+the daemon:
+
+1. ``("hello", info)`` as soon as the task starts on its node: host name, host fingerprint,
+   Ray node id, worker pid and the worker's clock;
+2. ``("update", result)`` (the first one ``RUNNING``, with the session's start time) and
+   ``("samples", batch)`` while the session runs -- the decoded probe samples and RSS samples,
+   sent as they arrive, not at the end;
+3. ``("log", stream, bytes)`` chunks of the session's stdout/stderr, within the campaign's
+   ``log_cap`` per stream (the worker's copy is capped by its supervisor as well);
+4. once, ``("result", result)``.
+
+Traps handled (issue 16, each found by the prototypes):
+
+- *Retries stitch two executions into one stream.* Every task is submitted with
+  ``max_retries=0, retry_exceptions=False``: a session whose worker or node dies gets status
+  ``LOST`` (``perfmon.core.model.SessionStatus.LOST``) with the Ray error as its reason, and is
+  never re-run behind the runner's back.
+- *The workload survives kill -9 of its Ray worker.* The worker-side supervisor's keeper is
+  started from a thread that lives as long as the session, and sets ``PR_SET_PDEATHSIG``
+  (``perfmon.engine.keeper``): when the worker dies, the keeper gets SIGTERM and ends the
+  session's process group. ``tests/test_ray_executor.py`` kills a worker with SIGKILL and
+  checks that no workload process is left.
+- *``RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper``* makes the raylet reap
+  the worker's children, so ``os.wait4`` fails with ECHILD and the session's exit status, CPU
+  time and memory are lost: it is refused (``RayExecutorError``) on the daemon and on the
+  worker, with a message saying so.
+- *An impossible placement waits forever.* Before submitting, the placement is checked
+  against the alive nodes' total resources and labels (``feasible_nodes``); none: the run
+  stops with ``PlacementError`` naming what was asked. A feasible placement that still gets no
+  node within ``placement_timeout`` (the cluster is busy or a node went away) is cancelled and
+  stops the run the same way.
+
+Hosts: by default (``pair_same_host``) every session of a workload and matrix point runs on
+the node where its first session ran (``NodeAffinitySchedulingStrategy``, not soft), so a
+baseline and its candidate are measured on one instrument. With ``num_cpus = 1`` per session
+(the default placement) and nodes started with ``--num-cpus=1``, a host runs one session at a
+time. (The runner still asks for one session at a time, so sessions on different hosts do not
+yet overlap; see the module's closing note in docs/performance.md.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import functools
+import os
+import platform
+import queue
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from perfmon.core.campaign import ExecutorSettings, Placement
+from perfmon.core.model import SessionResult, SessionSpec, SessionStatus
+from perfmon.engine.executor import Executor, ExecutorCallbacks, ExecutorConfig, ExecutorFactory
+
+__all__ = [
+    "SUBREAPER_ENV",
+    "MixedHostsError",
+    "PlacementError",
+    "RayExecutor",
+    "RayExecutorError",
+    "check_placements",
+    "feasible_nodes",
+    "host_fingerprint",
+    "ray_executor_factory",
+]
+
+SUBREAPER_ENV = "RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper"
+"""Ray's setting that makes the raylet reap a worker's children (refused: see the module)."""
+
+LOG_POLL_S = 0.2
+"""How often the worker side forwards new log bytes, seconds."""
+
+
+class RayExecutorError(RuntimeError):
+    """The Ray executor cannot run sessions (Ray missing, cluster unreachable, a refused
+    setting); the message says why and what to do."""
+
+
+class MixedHostsError(RayExecutorError):
+    """Sessions of one workload (and matrix point) ran on hosts of different fingerprints
+    while the campaign does not allow it (``[executor] allow_mixed_hosts``)."""
+
+
+class PlacementError(RayExecutorError):
+    """No node of the cluster can take a session's placement (now, or within
+    ``placement_timeout``)."""
+
+
+def _subreaper_on(env: dict[str, str] | os._Environ[str]) -> bool:
+    return env.get(SUBREAPER_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _refuse_subreaper(env: dict[str, str] | os._Environ[str], where: str) -> None:
+    if _subreaper_on(env):
+        raise RayExecutorError(
+            f"{SUBREAPER_ENV} is set on {where}: the raylet would reap the session's "
+            "processes, so its exit status, CPU time and memory could not be measured "
+            f"(os.wait4 fails with ECHILD). Unset it (or set it to false) and start the "
+            "Ray node again."
+        )
+
+
+def host_fingerprint() -> str:
+    """What makes this host a comparable instrument: ``"cpu=<model>;cores=<n>;mem=<GiB>;
+    kernel=<release>;gpu=<models>"`` (GPU from ``nvidia-smi -L`` where present, else
+    ``none``). Two sessions are comparable like-for-like only on equal fingerprints."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gib = 0.0
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = int(line.split()[1]) / (1 << 20)
+                break
+    gpus = "none"
+    with contextlib.suppress(OSError, FileNotFoundError):
+        import subprocess
+
+        out = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=5, check=False
+        )
+        models = sorted(
+            {
+                ln.split(":", 1)[1].split("(")[0].strip()
+                for ln in out.stdout.splitlines()
+                if ":" in ln
+            }
+        )
+        if models:
+            gpus = ",".join(models)
+    return (
+        f"cpu={cpu};cores={os.cpu_count() or 0};mem={mem_gib:.0f}GiB;"
+        f"kernel={platform.release()};gpu={gpus}"
+    )
+
+
+# ----------------------------------------------------------------------- the worker side
+class _WorkerSide:
+    """One per Ray worker process: an event loop in a thread that lives as long as the worker,
+    and a local ``Supervisor`` (with its keeper) per configuration, reused from session to
+    session as the daemon reuses its own. The keeper is forked from that thread, so its
+    ``PR_SET_PDEATHSIG`` (which fires when the forking *thread* ends) fires exactly when the
+    worker dies. A Ray worker runs one task at a time, so one session at a time uses it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="perfmon-ray-worker", daemon=True
+        )
+        self.thread.start()
+        self.out: queue.Queue[tuple[Any, ...]] | None = None
+        self.sups: dict[tuple[Any, ...], Any] = {}
+        self.log_dir = Path(tempfile.mkdtemp(prefix="perfmon-ray-"))
+
+    def _emit(self, item: tuple[Any, ...]) -> None:
+        out = self.out
+        if out is not None:
+            out.put(item)
+
+    def supervisor(self, cfg: dict[str, Any]) -> Any:
+        from perfmon.engine.supervisor import Supervisor
+
+        key = tuple(sorted(cfg.items()))
+        sup = self.sups.get(key)
+        if sup is None:
+            sup = self.sups[key] = Supervisor(
+                log_dir=self.log_dir,
+                log_cap_bytes=cfg["log_cap_bytes"],
+                sample_interval_s=cfg["sample_interval_s"],
+                grace_s=cfg["grace_s"],
+                on_samples=lambda b: self._emit(("samples", b)),
+                on_update=lambda r: self._emit(("update", copy.copy(r))),
+                default_timeout_s=cfg["default_timeout_s"],
+                default_idle_timeout_s=cfg["default_idle_timeout_s"],
+            )
+        return sup
+
+
+_WORKER: _WorkerSide | None = None
+_WORKER_LOCK = threading.Lock()
+
+
+def _worker_side() -> _WorkerSide:
+    global _WORKER
+    with _WORKER_LOCK:
+        if _WORKER is None:
+            _WORKER = _WorkerSide()
+        return _WORKER
+
+
+@functools.lru_cache(maxsize=1)
+def _hello_static() -> tuple[str, str]:
+    return socket.gethostname(), host_fingerprint()
+
+
+def _session_stream(spec: SessionSpec, cfg: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
+    """The Ray task body: run ``spec`` with a local ``Supervisor`` on this node, yield the
+    stream described in the module docstring."""
+    _refuse_subreaper(os.environ, f"Ray node {socket.gethostname()}")
+    import ray
+
+    host, fingerprint = _hello_static()
+    yield (
+        "hello",
+        {
+            "host": host,
+            "fingerprint": fingerprint,
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "worker_pid": os.getpid(),
+            "t": time.time(),
+        },
+    )
+    side = _worker_side()
+    out: queue.Queue[tuple[Any, ...]] = queue.Queue()
+    side.out = out
+    sup = side.supervisor(cfg)
+
+    async def run() -> None:
+        try:
+            out.put(("result", await sup.run_session(spec)))
+        except BaseException as exc:  # reported, never swallowed silently
+            out.put(("error", f"{type(exc).__name__}: {exc}"))
+
+    fut = asyncio.run_coroutine_threadsafe(run(), side.loop)
+    sent = {"stdout": 0, "stderr": 0}
+    cap = cfg["log_cap_bytes"]
+    try:
+        while True:
+            try:
+                item = out.get(timeout=LOG_POLL_S)
+            except queue.Empty:
+                item = None
+            if item is None or item[0] != "samples":
+                yield from _log_chunks(sup, spec.id, sent, cap)
+            if item is None:
+                continue
+            if item[0] in ("result", "error"):
+                yield from _log_chunks(sup, spec.id, sent, cap)
+                yield item
+                return
+            yield item
+    except (KeyboardInterrupt, GeneratorExit):  # ray.cancel: end the session, then go
+        end = asyncio.run_coroutine_threadsafe(sup.cancel_all(), side.loop)
+        with contextlib.suppress(Exception):
+            end.result(timeout=cfg["grace_s"] + 5)
+        with contextlib.suppress(Exception):
+            fut.result(timeout=cfg["grace_s"] + 5)
+        # a cancelled supervisor cancels every later session: the next task gets a new one
+        side.sups.pop(tuple(sorted(cfg.items())), None)
+        side.loop.call_soon_threadsafe(sup.close)
+        raise
+    finally:
+        side.out = None
+        for path in sup.log_paths(spec.id):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _log_chunks(
+    sup: Any, session_id: int, sent: dict[str, int], cap: int
+) -> Iterator[tuple[Any, ...]]:
+    for stream, path in zip(("stdout", "stderr"), sup.log_paths(session_id), strict=True):
+        room = cap - sent[stream]
+        if room <= 0:
+            continue
+        try:
+            with open(path, "rb") as f:
+                f.seek(sent[stream])
+                data = f.read(min(room, 1 << 20))
+        except OSError:
+            continue
+        if data:
+            sent[stream] += len(data)
+            yield ("log", stream, data)
+
+
+# ----------------------------------------------------------------------- the daemon side
+def feasible_nodes(placement: Placement, nodes: list[dict[str, Any]]) -> list[str]:
+    """The ids of the alive nodes whose *total* resources and labels can take ``placement``.
+
+    Args:
+        placement: what a session asks for.
+        nodes: ``ray.nodes()`` (each with ``Alive``, ``NodeID``, ``Resources``, ``Labels``).
+
+    Returns:
+        Node ids, possibly empty (then no node will ever run the session).
+    """
+    need = {"CPU": placement.num_cpus, "GPU": placement.num_gpus, **dict(placement.resources)}
+    out = []
+    for node in nodes:
+        if not node.get("Alive"):
+            continue
+        have = node.get("Resources") or {}
+        labels = node.get("Labels") or {}
+        if any(amount > 0 and have.get(name, 0.0) < amount for name, amount in need.items()):
+            continue
+        if any(labels.get(k) != v for k, v in placement.labels):
+            continue
+        out.append(str(node["NodeID"]))
+    return out
+
+
+def _describe(placement: Placement) -> str:
+    parts = [f"num_cpus={placement.num_cpus:g}"]
+    if placement.num_gpus:
+        parts.append(f"num_gpus={placement.num_gpus:g}")
+    parts += [f"{k}={v:g}" for k, v in placement.resources]
+    parts += [f"label {k}={v}" for k, v in placement.labels]
+    return ", ".join(parts)
+
+
+def check_placements(settings: ExecutorSettings, sessions: list[tuple[str, str]]) -> list[str]:
+    """Check every (workload, variant) placement against the cluster's alive nodes, for
+    ``perfmon validate``.
+
+    Args:
+        settings: the campaign's ``[executor]`` table (its ``address`` is connected to, and
+            disconnected from afterwards when this call made the connection).
+        sessions: the (workload, variant) pairs the campaign runs.
+
+    Returns:
+        One message per placement no node can take (empty: all can run).
+
+    Raises:
+        RayExecutorError: Ray is missing or the cluster cannot be reached.
+    """
+    _refuse_subreaper(os.environ, "this host")
+    try:
+        import ray as ray_module
+    except ImportError as exc:
+        raise RayExecutorError("Ray is not installed: pip install 'perfmon[ray]'") from exc
+    ray: Any = ray_module
+    connected_here = not ray.is_initialized()
+    if connected_here:
+        try:
+            ray.init(address=settings.address, log_to_driver=False, include_dashboard=False)
+        except Exception as exc:
+            raise RayExecutorError(
+                f"cannot reach the Ray cluster at {settings.address!r}: {exc}"
+            ) from exc
+    try:
+        nodes = ray.nodes()
+    finally:
+        if connected_here:
+            ray.shutdown()
+    out = []
+    for workload, variant in dict.fromkeys(sessions):
+        placement = settings.placement_for(workload, variant)
+        if not feasible_nodes(placement, nodes):
+            out.append(
+                f"[executor.placement]: no node of the cluster can run {workload}/{variant} "
+                f"({_describe(placement)})"
+            )
+    return out
+
+
+class RayExecutor:
+    """Runs each session as a Ray task on the cluster (see the module docstring).
+
+    Args:
+        config: log directory and cap, sampling interval, grace, default limits.
+        callbacks: the runner's ``on_samples`` / ``on_update`` (called on the loop).
+        settings: the campaign's ``[executor]`` table (address, placements, timeouts).
+        init_kwargs: extra ``ray.init`` arguments (tests); Ray is initialised on the first
+            session unless it already is.
+
+    Raises (from ``run_session``, which stops the run with the message):
+        RayExecutorError: Ray is not installed, the cluster cannot be reached, or
+            ``SUBREAPER_ENV`` is set.
+        PlacementError: no node can take a session's placement (now or within
+            ``settings.placement_timeout_s``).
+        MixedHostsError: a session of a workload and matrix point landed on a host whose
+            fingerprint differs from its earlier sessions' (unless ``allow_mixed_hosts``);
+            that session is cancelled first.
+    """
+
+    def __init__(
+        self,
+        config: ExecutorConfig,
+        callbacks: ExecutorCallbacks,
+        settings: ExecutorSettings,
+        *,
+        init_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.callbacks = callbacks
+        self.settings = settings
+        self.init_kwargs = dict(init_kwargs or {})
+        self._cancelled = False
+        self._running: dict[int, Any] = {}
+        self._pins: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        self._fingerprints: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        self._task: Any = None
+        self.hosts: dict[int, str] = {}
+        """Session id -> the Ray node id it ran on (for tests and the report)."""
+        self.worker_pids: dict[int, int] = {}
+        """Session id -> the pid of the Ray worker running it (while it runs)."""
+
+    # -- Ray setup -------------------------------------------------------------------------
+    def _ray(self) -> Any:
+        _refuse_subreaper(os.environ, "the perfmon daemon's host")
+        try:
+            import ray
+        except ImportError as exc:
+            raise RayExecutorError(
+                "[executor] kind = \"ray\" needs Ray: pip install 'perfmon[ray]'"
+            ) from exc
+        if not ray.is_initialized():
+            try:
+                ray.init(
+                    address=self.settings.address,
+                    log_to_driver=False,
+                    include_dashboard=False,
+                    **self.init_kwargs,
+                )
+            except Exception as exc:
+                raise RayExecutorError(
+                    f"cannot reach the Ray cluster at {self.settings.address!r}: {exc}"
+                ) from exc
+        if self._task is None:
+            self._task = ray.remote(_session_stream)
+        return ray
+
+    def _options(self, ray: Any, spec: SessionSpec) -> tuple[dict[str, Any], Placement]:
+        placement = self.settings.placement_for(spec.workload, spec.variant)
+        nodes = feasible_nodes(placement, ray.nodes())
+        if not nodes:
+            raise PlacementError(
+                f"no node of the Ray cluster can run {spec.workload}/{spec.variant} "
+                f"({_describe(placement)}); check [executor.placement] and the nodes' "
+                "--resources / --labels / GPUs"
+            )
+        opts: dict[str, Any] = {
+            "num_returns": "streaming",
+            "max_retries": 0,
+            "retry_exceptions": False,
+            "num_cpus": placement.num_cpus,
+            "num_gpus": placement.num_gpus,
+        }
+        if placement.resources:
+            opts["resources"] = dict(placement.resources)
+        if placement.labels:
+            opts["label_selector"] = dict(placement.labels)
+        pin = self._pins.get(self._pair_key(spec)) if self.settings.pair_same_host else None
+        if pin is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(pin, soft=False)
+        return opts, placement
+
+    @staticmethod
+    def _pair_key(spec: SessionSpec) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return spec.workload, tuple(sorted((str(k), str(v)) for k, v in spec.params))
+
+    # -- Executor --------------------------------------------------------------------------
+    async def start(self) -> str:
+        """Nothing to start before the first session (Ray is initialised then).
+
+        Returns:
+            The containment, for the manifest: each session runs under perfmon's keeper on
+            its node (a child subreaper of the Ray worker, with PR_SET_PDEATHSIG).
+        """
+        return "ray: keeper-subreaper on each node"
+
+    async def run_session(self, spec: SessionSpec) -> SessionResult:
+        """Run ``spec`` on the cluster (see ``Executor.run_session``); a dead worker or node
+        gives ``LOST``."""
+        result = SessionResult(spec=spec)
+        if self._cancelled:
+            result.status = SessionStatus.CANCELLED
+            result.error = "the run was stopped"
+            self.callbacks.on_update(result)
+            return result
+        ray = self._ray()
+        opts, placement = self._options(ray, spec)
+        cfg = {
+            "log_cap_bytes": self.config.log_cap_bytes,
+            "sample_interval_s": self.config.sample_interval_s,
+            "grace_s": self.config.grace_s,
+            "default_timeout_s": self.config.default_timeout_s,
+            "default_idle_timeout_s": self.config.default_idle_timeout_s,
+        }
+        gen = self._task.options(**opts).remote(spec, cfg)
+        self._running[spec.id] = gen
+        logs = _LocalLogs(self.log_paths(spec.id), self.config.log_cap_bytes)
+        hello = False
+        try:
+            while True:
+                try:
+                    if hello:
+                        ref = await gen.__anext__()
+                    else:
+                        ref = await asyncio.wait_for(
+                            gen.__anext__(), timeout=self.settings.placement_timeout_s
+                        )
+                    item = await ref
+                except StopAsyncIteration:
+                    if not result.status.finished:
+                        result.status = SessionStatus.LOST
+                        result.error = "the Ray task ended without a result"
+                    break
+                except TimeoutError:
+                    with contextlib.suppress(Exception):
+                        ray.cancel(gen, force=True)
+                    raise PlacementError(
+                        f"{spec.workload}/{spec.variant} ({_describe(placement)}) got no node "
+                        f"within {self.settings.placement_timeout_s:g}s "
+                        "([executor] placement_timeout)"
+                    ) from None
+                kind = item[0]
+                if kind == "hello":
+                    hello = True
+                    info = item[1]
+                    result.host = str(info["host"])
+                    result.host_fingerprint = str(info["fingerprint"])
+                    result.extra["clock_offset_s"] = float(info["t"]) - time.time()
+                    result.extra["worker_pid"] = float(info["worker_pid"])
+                    self.hosts[spec.id] = str(info["node_id"])
+                    self.worker_pids[spec.id] = int(info["worker_pid"])
+                    if self.settings.pair_same_host:
+                        self._pins.setdefault(self._pair_key(spec), str(info["node_id"]))
+                    first = self._fingerprints.setdefault(
+                        self._pair_key(spec), result.host_fingerprint
+                    )
+                    if first != result.host_fingerprint and not self.settings.allow_mixed_hosts:
+                        with contextlib.suppress(Exception):
+                            ray.cancel(gen, force=True)
+                        raise MixedHostsError(
+                            f"{spec.workload}/{spec.variant} landed on {result.host} "
+                            f"({result.host_fingerprint}), unlike its earlier sessions "
+                            f"({first}): comparing across different hosts is refused; pin "
+                            "the placement to one kind of host, or set [executor] "
+                            "allow_mixed_hosts = true"
+                        )
+                elif kind == "samples":
+                    self.callbacks.on_samples(item[1])
+                elif kind in ("update", "result"):
+                    self._merge(result, item[1])
+                    if kind == "result" or not result.status.finished:
+                        self.callbacks.on_update(result)
+                    if kind == "result":
+                        break
+                elif kind == "log":
+                    logs.write(item[1], item[2])
+                elif kind == "error":
+                    result.status = SessionStatus.LOST
+                    result.error = f"the session's Ray task failed: {item[1]}"
+                    break
+        except (PlacementError, RayExecutorError):
+            raise
+        except Exception as exc:
+            result.status = SessionStatus.CANCELLED if self._cancelled else self._lost_status(exc)
+            result.error = (
+                "the run was stopped"
+                if self._cancelled
+                else f"lost: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            )
+        finally:
+            self._running.pop(spec.id, None)
+            self.worker_pids.pop(spec.id, None)
+            logs.close()
+        if result.status is not SessionStatus.OK and result.end_t is None:
+            result.end_t = time.time()
+        if result.status in (SessionStatus.LOST, SessionStatus.CANCELLED) or not hello:
+            self.callbacks.on_update(result)
+        return result
+
+    @staticmethod
+    def _lost_status(exc: BaseException) -> SessionStatus:
+        return SessionStatus.LOST
+
+    @staticmethod
+    def _merge(result: SessionResult, remote: SessionResult) -> None:
+        """Copy what the worker-side supervisor measured into the daemon's result (which
+        keeps its host fields)."""
+        for name in (
+            "status",
+            "exit_code",
+            "signal",
+            "start_t",
+            "end_t",
+            "wall_s",
+            "cpu_s",
+            "peak_rss_bytes",
+            "peak_pss_bytes",
+            "peak_uss_bytes",
+            "malformed",
+            "samples",
+            "error",
+        ):
+            setattr(result, name, getattr(remote, name))
+        result.extra.update(remote.extra)
+        result.extra["attempt"] = float(remote.spec.attempt)
+
+    async def cancel_all(self) -> None:
+        """Cancel every running session's task (the worker side ends its session: SIGTERM,
+        then SIGKILL after ``grace_s``); later sessions return ``CANCELLED``."""
+        self._cancelled = True
+        if not self._running:
+            return
+        import ray
+
+        for gen in list(self._running.values()):
+            with contextlib.suppress(Exception):
+                ray.cancel(gen)
+        deadline = time.monotonic() + self.config.grace_s + 10
+        while self._running and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for gen in list(self._running.values()):  # still there: kill its worker
+            with contextlib.suppress(Exception):
+                ray.cancel(gen, force=True)
+
+    def pid_of(self, session_id: int) -> int | None:
+        """None: a Ray session is not a local process (py-spy must run on its host)."""
+        return None
+
+    @property
+    def running(self) -> list[int]:
+        """Ids of the sessions running now."""
+        return list(self._running)
+
+    def log_paths(self, session_id: int) -> tuple[Path, Path]:
+        """The daemon-side copies of a session's stdout and stderr (streamed back, capped)."""
+        return (
+            self.config.log_dir / f"session-{session_id}.stdout.log",
+            self.config.log_dir / f"session-{session_id}.stderr.log",
+        )
+
+    def close(self) -> None:
+        """Nothing to stop: the cluster is the user's (perfmon never builds its own)."""
+
+
+class _LocalLogs:
+    """The daemon-side log files of one remote session, each capped."""
+
+    def __init__(self, paths: tuple[Path, Path], cap: int) -> None:
+        self.paths = dict(zip(("stdout", "stderr"), paths, strict=True))
+        self.cap = cap
+        self.files: dict[str, Any] = {}
+        self.written = {"stdout": 0, "stderr": 0}
+
+    def write(self, stream: str, data: bytes) -> None:
+        room = self.cap - self.written[stream]
+        if room <= 0:
+            return
+        f = self.files.get(stream)
+        if f is None:
+            self.paths[stream].parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.paths[stream], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            f = self.files[stream] = os.fdopen(fd, "wb")
+        chunk = data[:room]
+        f.write(chunk)
+        self.written[stream] += len(chunk)
+
+    def close(self) -> None:
+        for f in self.files.values():
+            with contextlib.suppress(OSError):
+                f.close()
+
+
+def ray_executor_factory(
+    settings: ExecutorSettings, *, init_kwargs: dict[str, Any] | None = None
+) -> ExecutorFactory:
+    """An ``ExecutorFactory`` for ``Runner(executor_factory=...)`` running on Ray."""
+
+    def factory(config: ExecutorConfig, callbacks: ExecutorCallbacks) -> Executor:
+        return RayExecutor(config, callbacks, settings, init_kwargs=init_kwargs)
+
+    return factory
