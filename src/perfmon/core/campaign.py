@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from perfmon.core.noise import ON_NOISY, NoiseGuard, parse_share
 from perfmon.core.stats import (
     BOOTSTRAP_METHODS,
+    INFERENCES,
     INTERVALS,
     MIN_SESSIONS_FLOOR,
     TESTS,
@@ -279,6 +280,7 @@ _CAMPAIGN_KEYS = (
     "idle_timeout",
     "min_sessions",
     "interval",
+    "inference",
 )
 _WORKLOAD_KEYS = ("name", "command", "env", "cwd", "timeout", "matrix", "shell", "idle_timeout")
 DEFAULT_TIMEOUT_S = 3600.0
@@ -918,6 +920,15 @@ def _parse_stats(ctx: _Context, sec: Section, camp: dict[str, Any]) -> StatsOpti
                 sec, "interval", f"unknown interval {interval!r} (use {' or '.join(INTERVALS)})"
             )
         opts["interval"] = interval
+    if "inference" in camp:
+        inference = ctx.string(sec, "inference", camp["inference"])
+        if inference not in INFERENCES:
+            raise ctx.error(
+                sec,
+                "inference",
+                f"unknown inference {inference!r} (use {' or '.join(INFERENCES)})",
+            )
+        opts["inference"] = inference
     return StatsOptions(**opts)
 
 

@@ -449,6 +449,9 @@ class VariantComparison(Expr):
                     )
                 )
                 continue
+            if self.options.inference == "anytime":
+                out.append(self._anytime(va, vb, group))
+                continue
             try:
                 c = compare(va, vb, self.options)
             except ValueError as exc:  # SampleTooSmall too: the reason gives the best level
@@ -458,9 +461,36 @@ class VariantComparison(Expr):
                 value, low, high = c.speedup, c.speedup_low, c.speedup_high
             else:
                 value, low, high = c.regression, c.regression_low, c.regression_high
-            text = f"{self.func} = {c.describe(self.func)}"
+            text = f"{self.func} = {c.describe(self.func)}, provisional until the planned n"
             out.append(Evaluation(value, n, text, ci_low=low, ci_high=high, label=group.label))
         return _combine(out, self.metric)
+
+    def _anytime(self, va: Sequence[float], vb: Sequence[float], group: SessionGroup) -> Evaluation:
+        """One group's anytime-valid evaluation (``perfmon.core.stats.anytime_ratio``).
+
+        The interval is a running-intersected confidence sequence, valid at every look, so a
+        state it decides (pass or fail) is never taken back by later sessions.
+        """
+        from perfmon.core.stats import anytime_ratio
+
+        n = len(va) + len(vb)
+        try:
+            r = anytime_ratio(va, vb, self.options.confidence)
+        except ValueError as exc:
+            return Evaluation(None, n, waiting=f"{group.label}: {exc}", label=group.label)
+        if math.isnan(r.speedup_low):
+            return Evaluation(
+                None,
+                n,
+                waiting=f"{group.label}: no shift fits the pairs (is the pairing broken?)",
+                label=group.label,
+            )
+        if self.func == "speedup":
+            value, low, high = r.speedup, r.speedup_low, r.speedup_high
+        else:
+            value, low, high = r.regression, r.regression_low, r.regression_high
+        text = f"{self.func} = {r.describe(self.func)}"
+        return Evaluation(value, n, text, ci_low=low, ci_high=high, label=group.label)
 
 
 _SPREAD_FUNCS = ("var", "std", "cv")
