@@ -20,11 +20,23 @@ A 72-hour soak at 4 Hz is a million samples per metric; the live state must not 
 Windowed reductions (``reduce(..., window_s=W)``) cover ``[end_t - W, end_t]`` where
 ``end_t`` defaults to the time of the latest sample. ``count``, ``sum``, ``min``, ``max`` and
 ``mean`` are exact over the buckets that *end* within the window (so at bucket granularity:
-the oldest bucket may start up to one bucket width before the window). ``median`` and
-``quantile`` use the reservoir entries whose time lies in the window: exact while the run
-is shorter than the reservoir, otherwise a uniform subsample of the window's samples whose
-size is about ``reservoir_size * W / run length``; the returned ``n`` is still the bucket
-count of the window. ``last`` is the latest value if it lies in the window.
+the oldest bucket may start up to one bucket width before the window) for a window the
+aggregate was not told about (or that began to be tracked after the window's start). For a
+window it tracks (``windows=`` or ``track_window``; a window asked for is tracked from then
+on), every reduction comes from a ring of
+``WINDOW_STEPS + 1`` time buckets ``W / WINDOW_STEPS`` wide, aligned to multiples of their
+width from t = 0 (``window_bounds``), each holding the exact count, sum, min and max and a
+mergeable DDSketch of its values (Masson, C., Rim, J. E. and Lee, H. K. (2019), "DDSketch: a
+fast and fully-mergeable quantile sketch with relative-error guarantees", PVLDB 12(12),
+2195-2205; the ``ddsketch`` library, relative accuracy ``SKETCH_ACCURACY``). The window is the
+``WINDOW_STEPS`` buckets ending with the one that holds ``end_t``: exactly ``W`` long, sliding
+in steps of ``W / WINDOW_STEPS``; its count is the true count of the samples in it, and its
+quantiles are those of the merged sketches, within ``SKETCH_ACCURACY`` (relative) of a sample
+value at the quantile's rank. ``perfmon.core.datasource`` cuts the recorded samples at the same
+bounds, so the live and the end-of-run values of one windowed quantity agree.
+Whole-run quantiles come from the reservoir while it holds every sample (exact), and from a
+whole-run DDSketch beyond that (relative error at most ``SKETCH_ACCURACY``, where a reservoir's
+subsample would give a random error). ``last`` is the latest value if it lies in the window.
 
 Two random generators, both seeded with ``seed`` so results are reproducible for a given
 order of calls: ``add`` draws from ``random.Random`` (cheap per call), ``add_many`` from
@@ -53,6 +65,127 @@ QUANTILE_METHOD: Final = "linear"
 """``numpy.quantile`` method used throughout perfmon: Hyndman & Fan (1996) type 7."""
 
 _F64 = npt.NDArray[np.float64]
+
+SKETCH_ACCURACY: Final = 0.005
+"""Relative accuracy of the DDSketches of quantiles (0.5%: a p95 within 1% of the exact one,
+with room for the difference between the sketch's rank and Hyndman & Fan's interpolation)."""
+
+WINDOW_STEPS: Final = 32
+"""Buckets per tracked window: the window slides in steps of 1/32 of its length."""
+
+
+def window_bounds(end_t: float, window_s: float) -> tuple[float, float]:
+    """The bounds ``[start, stop)`` of a tracked window ending at ``end_t``, Unix seconds.
+
+    The window is the ``WINDOW_STEPS`` buckets of width ``window_s / WINDOW_STEPS`` (aligned
+    to multiples of the width from t = 0) ending with the bucket that holds ``end_t``: exactly
+    ``window_s`` long. The live state and the recorded data source both cut here.
+    """
+    if not window_s > 0:
+        return end_t, math.nextafter(end_t, math.inf)  # a zero window: samples at end_t
+    width = window_s / WINDOW_STEPS
+    k = math.floor(end_t / width)
+    return (k - WINDOW_STEPS + 1) * width, (k + 1) * width
+
+
+def _new_sketch() -> object:
+    from ddsketch import DDSketch
+
+    return DDSketch(SKETCH_ACCURACY)
+
+
+def _sketch_add_many(sketch: object, v: _F64) -> None:
+    """Add values to a DDSketch in one call per sketch bin, not per value.
+
+    Values are grouped by the bin the sketch's logarithmic mapping puts them in (computed with
+    numpy from the mapping's public ``gamma``), and one member of each group is added with the
+    group's size as its weight: the sketch then holds the same bin counts as one ``add`` per
+    value (a value on a bin's edge may land in its neighbour: still within 2x the accuracy).
+    """
+    gamma = sketch._mapping.gamma  # type: ignore[attr-defined]
+    a = np.abs(v)
+    with np.errstate(divide="ignore"):
+        keys = np.ceil(np.log(np.where(a > 0, a, 1.0)) / math.log(gamma))
+    keys = np.where(a > 0, keys + 2.0**40, 0.0) * np.sign(v)
+    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    add = sketch.add  # type: ignore[attr-defined]
+    for i, c in zip(first.tolist(), counts.tolist(), strict=True):
+        add(float(v[i]), float(c))
+
+
+class _Bucket:
+    """One time bucket of a tracked window: exact count, sum, min, max and a sketch."""
+
+    __slots__ = ("count", "max", "min", "sketch", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+        self.sketch = _new_sketch()
+
+    def add_many(self, v: _F64) -> None:
+        self.count += int(v.size)
+        self.total += float(v.sum())
+        self.min = min(self.min, float(v.min()))
+        self.max = max(self.max, float(v.max()))
+        _sketch_add_many(self.sketch, v)
+
+
+class _WindowRing:
+    """The last ``WINDOW_STEPS + 1`` buckets of one window length (see the module docstring)."""
+
+    __slots__ = ("buckets", "since", "top", "width", "window_s")
+
+    def __init__(self, window_s: float, since: float) -> None:
+        self.window_s = window_s
+        self.since = since  # samples after this time are all in the ring
+        self.width = window_s / WINDOW_STEPS
+        self.buckets: dict[int, _Bucket] = {}
+        self.top = -(2**62)
+
+    def add_many(self, t: _F64, v: _F64) -> None:
+        keys = np.floor(t / self.width).astype(np.int64)
+        top = int(keys.max())
+        if top > self.top:
+            self.top = top
+            floor = top - WINDOW_STEPS
+            for k in [k for k in self.buckets if k < floor]:
+                del self.buckets[k]
+        floor = self.top - WINDOW_STEPS
+        for k in np.unique(keys).tolist():
+            if k < floor:
+                continue  # older than any window that can still be asked for
+            sel = keys == k
+            bucket = self.buckets.get(k)
+            if bucket is None:
+                bucket = self.buckets[k] = _Bucket()
+            bucket.add_many(v[sel] if not sel.all() else v)
+
+    def reduce(self, func: str, q: float | None, end_t: float) -> tuple[float | None, int]:
+        k_end = math.floor(end_t / self.width)
+        chosen = [
+            b for k, b in self.buckets.items() if k_end - WINDOW_STEPS < k <= k_end and b.count
+        ]
+        n = sum(b.count for b in chosen)
+        if n == 0:
+            return None, 0
+        if func in ("count", "sum"):
+            return float(sum(b.total for b in chosen)) if func == "sum" else float(n), n
+        if func == "mean":
+            return sum(b.total for b in chosen) / n, n
+        if func == "min":
+            return min(b.min for b in chosen), n
+        if func == "max":
+            return max(b.max for b in chosen), n
+        merged = _new_sketch()
+        for b in chosen:
+            merged.merge(b.sketch)  # type: ignore[attr-defined]
+        value = merged.get_quantile_value(_quantile_of(func, q))  # type: ignore[attr-defined]
+        lo = min(b.min for b in chosen)
+        hi = max(b.max for b in chosen)
+        return min(max(float(value), lo), hi), n
 
 
 def check_reduce_args(func: str, q: float | None, window_s: float | None) -> None:
@@ -103,6 +236,7 @@ class MetricAggregate:
         series_points: int = 120,
         seed: int = 0,
         initial_bucket_s: float = 0.5,
+        windows: Sequence[float] = (),
     ) -> None:
         if reservoir_size < 1:
             raise ValueError(f"reservoir_size must be >= 1, got {reservoir_size}")
@@ -132,6 +266,29 @@ class MetricAggregate:
         self._b_sum = np.zeros(series_points, dtype=np.float64)
         self._b_min = np.full(series_points, math.inf, dtype=np.float64)
         self._b_max = np.full(series_points, -math.inf, dtype=np.float64)
+        # Whole-run sketch (quantiles beyond the reservoir) and tracked windows.
+        self._sketch = _new_sketch()
+        self._windows: dict[float, _WindowRing] = {}
+        for w in windows:
+            self.track_window(w)
+
+    def track_window(self, window_s: float) -> None:
+        """Track a window of ``window_s`` seconds from now on (see the module docstring).
+
+        Raises:
+            ValueError: ``window_s <= 0``.
+        """
+        if not window_s > 0:
+            raise ValueError(f"window_s must be > 0, got {window_s!r}")
+        if window_s not in self._windows:
+            # Tracked from the next sample on: a window starting before then is answered the
+            # old way (bucket-granular counts, reservoir quantiles) until the ring covers it.
+            self._windows[float(window_s)] = _WindowRing(float(window_s), self._last_t)
+
+    @property
+    def windows(self) -> tuple[float, ...]:
+        """The window lengths tracked, seconds."""
+        return tuple(self._windows)
 
     # -- read-outs ---------------------------------------------------------------------
 
@@ -198,7 +355,13 @@ class MetricAggregate:
         filled = min(self._count, self.reservoir_size)
         if not filled:
             return math.nan
+        if self._count > self.reservoir_size:
+            return self._sketch_quantile(q)
         return float(np.quantile(self._res_v[:filled], q, method=QUANTILE_METHOD))
+
+    def _sketch_quantile(self, q: float) -> float:
+        value = self._sketch.get_quantile_value(q)  # type: ignore[attr-defined]
+        return min(max(float(value), self._min), self._max)
 
     def quantiles(self, qs: Sequence[float]) -> tuple[float, ...]:
         """Estimate several quantiles at once (one sort of the reservoir).
@@ -217,6 +380,8 @@ class MetricAggregate:
         filled = min(self._count, self.reservoir_size)
         if not filled:
             return tuple(math.nan for _ in qs)
+        if self._count > self.reservoir_size:
+            return tuple(self._sketch_quantile(q) for q in qs)
         est = np.quantile(
             self._res_v[:filled], np.asarray(qs, dtype=np.float64), method=QUANTILE_METHOD
         )
@@ -272,6 +437,11 @@ class MetricAggregate:
             if j < size:
                 self._res_v[j] = value
                 self._res_t[j] = t
+        one_t = np.array([t], dtype=np.float64)
+        one_v = np.array([value], dtype=np.float64)
+        self._sketch.add(value)  # type: ignore[attr-defined]
+        for ring in self._windows.values():
+            ring.add_many(one_t, one_v)
         i = self._bucket_index(t)
         self._b_count[i] += 1
         self._b_sum[i] += value
@@ -312,6 +482,9 @@ class MetricAggregate:
             self._last = float(v[n - 1 - i_last])
         self._reservoir_many(start, t, v)
         self._buckets_many(t, v)
+        _sketch_add_many(self._sketch, v)
+        for ring in self._windows.values():
+            ring.add_many(t, v)
 
     def _reservoir_many(self, start: int, t: _F64, v: _F64) -> None:
         size = self.reservoir_size
@@ -419,7 +592,15 @@ class MetricAggregate:
             return None, 0
         if window_s is None:
             return self._reduce_all(func, q)
-        return self._reduce_window(func, q, window_s, self._last_t if end_t is None else end_t)
+        end = self._last_t if end_t is None else end_t
+        ring = self._windows.get(float(window_s))
+        if ring is not None and window_bounds(end, window_s)[0] > ring.since:
+            if func == "last":
+                start, _ = window_bounds(end, window_s)
+                n = ring.reduce("count", None, end)[1]
+                return (self._last, n) if n and self._last_t >= start else (None, 0)
+            return ring.reduce(func, q, end)
+        return self._reduce_window(func, q, window_s, end)
 
     def _reduce_all(self, func: str, q: float | None) -> tuple[float | None, int]:
         n = self._count

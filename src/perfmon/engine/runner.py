@@ -265,6 +265,7 @@ class Runner:
             session_metrics={m for g in campaign.gates for m in g.gate.metrics},
             max_metrics=campaign.max_metrics,
             max_metric_name_bytes=campaign.max_metric_name_bytes,
+            windows={g.window_s for g in campaign.gates if g.window_s is not None},
         )
         self.recorder = Recorder(run_dir)
         self.state = RunState.STARTING
