@@ -113,6 +113,24 @@ def _sketch_add_many(sketch: object, v: _F64) -> None:
         add(float(v[i]), float(c))
 
 
+def _sketch_quantile(sketch: object, q: float, lo: float, hi: float) -> float:
+    """Hyndman & Fan type 7 on a sketch: the sketch's values at ranks ``floor(h)`` and
+    ``floor(h) + 1`` of ``h = q (n - 1)``, interpolated as ``numpy.quantile(method="linear")``
+    interpolates between order statistics (so one definition of a quantile is used live and at
+    the end of a run); held within the exact ``[lo, hi]``."""
+    n = int(sketch.count)  # type: ignore[attr-defined]
+    get = sketch.get_quantile_value  # type: ignore[attr-defined]
+    if n <= 1:
+        value = float(get(q))
+    else:
+        h = q * (n - 1)
+        k = math.floor(h)
+        below = float(get(k / (n - 1)))
+        above = float(get(min(k + 1, n - 1) / (n - 1))) if h > k else below
+        value = below + (h - k) * (above - below)
+    return min(max(value, lo), hi)
+
+
 class _Bucket:
     """One time bucket of a tracked window: exact count, sum, min, max and a sketch."""
 
@@ -182,10 +200,9 @@ class _WindowRing:
         merged = _new_sketch()
         for b in chosen:
             merged.merge(b.sketch)  # type: ignore[attr-defined]
-        value = merged.get_quantile_value(_quantile_of(func, q))  # type: ignore[attr-defined]
         lo = min(b.min for b in chosen)
         hi = max(b.max for b in chosen)
-        return min(max(float(value), lo), hi), n
+        return _sketch_quantile(merged, _quantile_of(func, q), lo, hi), n
 
 
 def check_reduce_args(func: str, q: float | None, window_s: float | None) -> None:
@@ -360,8 +377,7 @@ class MetricAggregate:
         return float(np.quantile(self._res_v[:filled], q, method=QUANTILE_METHOD))
 
     def _sketch_quantile(self, q: float) -> float:
-        value = self._sketch.get_quantile_value(q)  # type: ignore[attr-defined]
-        return min(max(float(value), self._min), self._max)
+        return _sketch_quantile(self._sketch, q, self._min, self._max)
 
     def quantiles(self, qs: Sequence[float]) -> tuple[float, ...]:
         """Estimate several quantiles at once (one sort of the reservoir).
