@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FUNCTIONS",
     "REDUCERS",
+    "VERDICT_RULE",
     "Evaluation",
     "Expr",
     "Gate",
@@ -965,6 +966,7 @@ class Gate:
             reason,
             ci_low=deciding.ci_low,
             ci_high=deciding.ci_high,
+            per_set=_per_set(judged),
         )
 
     def evaluate(
@@ -1008,6 +1010,44 @@ class Gate:
         return GateResult(
             name, self.expr, state, ev.value, ev.n, reason, ci_low=ev.ci_low, ci_high=ev.ci_high
         )
+
+
+VERDICT_RULE = (
+    "verdict: pass only if every gate passes in every set "
+    "(any fail: fail; else any pending: pending; else any inconclusive: inconclusive)"
+)
+"""The rule that makes a run's verdict from its gates and sets, written on the board and in
+the report (``verdict``; a gate judged per group of sessions takes its worst group)."""
+
+
+def _short(ev: Evaluation) -> str:
+    """A group's value for the board: ``"6.21 [5.71, 19.1]"``, ``"3.2"`` or ``"n = 3"``."""
+    if ev.value is None:
+        return f"n = {ev.n}"
+    if ev.ci_low is not None and ev.ci_high is not None:
+        return f"{ev.value:.3g} [{ev.ci_low:.3g}, {ev.ci_high:.3g}]"
+    return f"{ev.value:.3g}"
+
+
+def _per_set(judged: list[tuple[Evaluation, GateState]]) -> tuple[tuple[str, str, str], ...]:
+    """Each set's state over its groups (the worst, as ``verdict``), with the deciding group's
+    short value; a set none of whose groups has a session yet is ``"not started"``. The set is
+    a group label's first word (``SessionGroup.label``)."""
+    by_set: dict[str, list[tuple[Evaluation, GateState]]] = {}
+    for ev, st in judged:
+        by_set.setdefault(ev.label.split(" ", 1)[0] if ev.label else "", []).append((ev, st))
+    out: list[tuple[str, str, str]] = []
+    for name, items in by_set.items():
+        if all(ev.n == 0 for ev, _ in items):
+            out.append((name, "not started", ""))
+            continue
+        state = verdict([_STATE_ONLY[s] for _, s in items])
+        deciding = next(ev for ev, s in items if s is state)
+        text = _short(deciding)
+        if len(items) > 1:
+            text = f"{text} ({len(items)} groups)"
+        out.append((name, state.value, text))
+    return tuple(out)
 
 
 def parse_gate(expr: str, *, stats: StatsOptions | None = None) -> Gate:

@@ -238,6 +238,11 @@ class GateResult:
         n: the number of samples the value was computed from.
         reason: one line a person can read, e.g. ``"p95 = 131 over 4,812 samples, limit < 100"``.
         ci_low / ci_high: confidence interval of ``value`` where the gate is statistical.
+        per_set: for a gate judged per group of sessions, each set's own state, in the order
+            the sets first appear: ``((set, state, text), ...)`` with ``state`` a
+            ``GateState`` value or ``"not started"`` and ``text`` the set's value and interval
+            (``"6.21x [5.71, 19.1]"``) or what it waits for (``"n = 3/3"``). A set's decided
+            state stays visible when another set starts (issue 11, point 5).
     """
 
     name: str
@@ -248,3 +253,4 @@ class GateResult:
     reason: str
     ci_low: float | None = None
     ci_high: float | None = None
+    per_set: tuple[tuple[str, str, str], ...] = ()

@@ -223,7 +223,14 @@ class Snapshot:
                 for m in d.get("metrics", ())
             )
             d["gates"] = tuple(
-                GateResult(**{**g, "state": GateState(g["state"])}) for g in d.get("gates", ())
+                GateResult(
+                    **{
+                        **g,
+                        "state": GateState(g["state"]),
+                        "per_set": tuple(tuple(x) for x in g.get("per_set", ())),
+                    }
+                )
+                for g in d.get("gates", ())
             )
             return cls(**d)
         except (TypeError, KeyError) as exc:
