@@ -47,7 +47,7 @@ from perfmon.core.model import (
     SessionStatus,
 )
 from perfmon.core.noise import NOISE_ATTEMPT
-from perfmon.core.schedule import Scheduler
+from perfmon.core.schedule import Scheduler, set_decided
 from perfmon.core.snapshot import RunState, Snapshot
 from perfmon.core.stats import StatsOptions
 
@@ -710,6 +710,7 @@ class Runner:
                     self._on_samples(extra)
                 self.recorder.session_finished(result)
                 self.live.update_session(result)
+                self._stop_when_decided(result.spec)
                 for listener in list(self.session_listeners):
                     try:
                         listener(result)
@@ -738,6 +739,19 @@ class Runner:
             await self.profiler.close()
 
         return await self._finish(completed=completed and error is None)
+
+    def _stop_when_decided(self, spec: SessionSpec) -> None:
+        """End the session's set once every gate on it is decided (``stop_when = "decided"``).
+
+        Reads the gates as last evaluated by the snapshot loop (no evaluation on the session
+        path): a set may run a session or two past its decision, never fewer; the sequences
+        stay valid at any stopping time."""
+        s = next((x for x in self.campaign.sets if x.name == spec.set_name), None)
+        if s is None or s.stop_when != "decided" or spec.set_name in self.scheduler.ended:
+            return
+        if set_decided(self._gates, spec.set_name):
+            self.scheduler.end_set(spec.set_name)
+            self.message = f"set {spec.set_name} decided: ended early (stop_when = decided)"
 
     async def _finish(self, *, completed: bool) -> RunOutcome:
         """Close the recording, evaluate gates on it, write the report, publish the end."""
