@@ -131,6 +131,44 @@ def _sketch_quantile(sketch: object, q: float, lo: float, hi: float) -> float:
     return min(max(value, lo), hi)
 
 
+SKETCH_FLUSH: Final = 4096
+"""Values buffered before they are folded into a sketch in one pass (``_BufferedSketch``)."""
+
+
+class _BufferedSketch:
+    """A DDSketch fed in passes of up to ``SKETCH_FLUSH`` values: one ``add`` per bin per pass
+    instead of per batch, so a stream of small batches costs little more than a large one.
+    Reading it (``sketch``) folds the buffer in first, so what is read is always complete."""
+
+    __slots__ = ("_buffer", "_buffered", "_sketch")
+
+    def __init__(self) -> None:
+        self._sketch = _new_sketch()
+        self._buffer: list[_F64] = []
+        self._buffered = 0
+
+    def add_many(self, v: _F64) -> None:
+        # A copy: a view would keep the caller's whole batch alive until the next flush.
+        self._buffer.append(np.array(v, dtype=np.float64, copy=True))
+        self._buffered += int(v.size)
+        if self._buffered >= SKETCH_FLUSH:
+            self.flush()
+
+    def add(self, value: float) -> None:
+        self.add_many(np.array([value], dtype=np.float64))
+
+    def flush(self) -> None:
+        if self._buffered:
+            values = self._buffer[0] if len(self._buffer) == 1 else np.concatenate(self._buffer)
+            _sketch_add_many(self._sketch, values)
+            self._buffer = []
+            self._buffered = 0
+
+    def sketch(self) -> object:
+        self.flush()
+        return self._sketch
+
+
 class _Bucket:
     """One time bucket of a tracked window: exact count, sum, min, max and a sketch."""
 
@@ -141,14 +179,14 @@ class _Bucket:
         self.total = 0.0
         self.min = math.inf
         self.max = -math.inf
-        self.sketch = _new_sketch()
+        self.sketch = _BufferedSketch()
 
     def add_many(self, v: _F64) -> None:
         self.count += int(v.size)
         self.total += float(v.sum())
         self.min = min(self.min, float(v.min()))
         self.max = max(self.max, float(v.max()))
-        _sketch_add_many(self.sketch, v)
+        self.sketch.add_many(v)
 
 
 class _WindowRing:
@@ -171,6 +209,9 @@ class _WindowRing:
             floor = top - WINDOW_STEPS
             for k in [k for k in self.buckets if k < floor]:
                 del self.buckets[k]
+            for k, b in self.buckets.items():  # only the newest bucket keeps a buffer
+                if k < top:
+                    b.sketch.flush()
         floor = self.top - WINDOW_STEPS
         for k in np.unique(keys).tolist():
             if k < floor:
@@ -199,7 +240,7 @@ class _WindowRing:
             return max(b.max for b in chosen), n
         merged = _new_sketch()
         for b in chosen:
-            merged.merge(b.sketch)  # type: ignore[attr-defined]
+            merged.merge(b.sketch.sketch())  # type: ignore[attr-defined]
         lo = min(b.min for b in chosen)
         hi = max(b.max for b in chosen)
         return _sketch_quantile(merged, _quantile_of(func, q), lo, hi), n
@@ -284,7 +325,7 @@ class MetricAggregate:
         self._b_min = np.full(series_points, math.inf, dtype=np.float64)
         self._b_max = np.full(series_points, -math.inf, dtype=np.float64)
         # Whole-run sketch (quantiles beyond the reservoir) and tracked windows.
-        self._sketch = _new_sketch()
+        self._sketch = _BufferedSketch()
         self._windows: dict[float, _WindowRing] = {}
         for w in windows:
             self.track_window(w)
@@ -377,7 +418,7 @@ class MetricAggregate:
         return float(np.quantile(self._res_v[:filled], q, method=QUANTILE_METHOD))
 
     def _sketch_quantile(self, q: float) -> float:
-        return _sketch_quantile(self._sketch, q, self._min, self._max)
+        return _sketch_quantile(self._sketch.sketch(), q, self._min, self._max)
 
     def quantiles(self, qs: Sequence[float]) -> tuple[float, ...]:
         """Estimate several quantiles at once (one sort of the reservoir).
@@ -455,7 +496,7 @@ class MetricAggregate:
                 self._res_t[j] = t
         one_t = np.array([t], dtype=np.float64)
         one_v = np.array([value], dtype=np.float64)
-        self._sketch.add(value)  # type: ignore[attr-defined]
+        self._sketch.add_many(one_v)
         for ring in self._windows.values():
             ring.add_many(one_t, one_v)
         i = self._bucket_index(t)
@@ -498,7 +539,7 @@ class MetricAggregate:
             self._last = float(v[n - 1 - i_last])
         self._reservoir_many(start, t, v)
         self._buckets_many(t, v)
-        _sketch_add_many(self._sketch, v)
+        self._sketch.add_many(v)
         for ring in self._windows.values():
             ring.add_many(t, v)
 
