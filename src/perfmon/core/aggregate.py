@@ -98,18 +98,32 @@ def _sketch_add_many(sketch: object, v: _F64) -> None:
     """Add values to a DDSketch in one call per sketch bin, not per value.
 
     Values are grouped by the bin the sketch's logarithmic mapping puts them in (computed with
-    numpy from the mapping's public ``gamma``), and one member of each group is added with the
-    group's size as its weight: the sketch then holds the same bin counts as one ``add`` per
-    value (a value on a bin's edge may land in its neighbour: still within 2x the accuracy).
+    numpy from the mapping's public ``gamma``: ``ceil(log(x) / log(gamma))``), and one member
+    of each group is added with the group's size as its weight: the sketch then holds the same
+    bin counts as one ``add`` per value (a value on a bin's edge may land in its neighbour:
+    still within twice the accuracy). Positive values are counted with ``numpy.bincount``; a
+    batch with zeros or negative values takes the general path (``numpy.unique``).
     """
-    gamma = sketch._mapping.gamma  # type: ignore[attr-defined]
+    if not v.size:
+        return
+    mapping = sketch._mapping  # type: ignore[attr-defined]
+    add = sketch.add  # type: ignore[attr-defined]
+    log_gamma = math.log(mapping.gamma)
+    if float(v.min()) > mapping.min_possible:
+        keys = np.ceil(np.log(v) / log_gamma).astype(np.int64)
+        low = int(keys.min())
+        counts = np.bincount(keys - low)
+        first = np.full(counts.size, -1, dtype=np.int64)
+        first[(keys - low)[::-1]] = np.arange(v.size - 1, -1, -1)  # first member of each bin
+        for b in np.flatnonzero(counts).tolist():
+            add(float(v[first[b]]), float(counts[b]))
+        return
     a = np.abs(v)
     with np.errstate(divide="ignore"):
-        keys = np.ceil(np.log(np.where(a > 0, a, 1.0)) / math.log(gamma))
-    keys = np.where(a > 0, keys + 2.0**40, 0.0) * np.sign(v)
-    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
-    add = sketch.add  # type: ignore[attr-defined]
-    for i, c in zip(first.tolist(), counts.tolist(), strict=True):
+        signed = np.ceil(np.log(np.where(a > 0, a, 1.0)) / log_gamma)
+    signed = np.where(a > 0, signed + 2.0**40, 0.0) * np.sign(v)
+    _, idx, cnt = np.unique(signed, return_index=True, return_counts=True)
+    for i, c in zip(idx.tolist(), cnt.tolist(), strict=True):
         add(float(v[i]), float(c))
 
 
