@@ -119,3 +119,24 @@ def test_a_window_asked_late_is_answered_honestly_until_covered() -> None:
     assert agg.reduce("max", window_s=10.0) == (2.0, 10)
     with pytest.raises(ValueError, match="window_s"):
         agg.track_window(0.0)
+
+
+def test_the_numpy_sketch_answers_as_the_ddsketch_library_does() -> None:
+    from ddsketch import DDSketch
+
+    from perfmon.core.aggregate import _LogSketch
+
+    rng = np.random.default_rng(4)
+    v = np.concatenate([rng.lognormal(2.0, 1.0, 3000), -rng.lognormal(0.0, 0.5, 300), np.zeros(50)])
+    rng.shuffle(v)
+    ours = _LogSketch()
+    for part in np.array_split(v, 7):
+        half = _LogSketch()
+        half.add_many(part)
+        ours.merge(half)  # mergeable: the same as adding everything to one
+    ref = DDSketch(SKETCH_ACCURACY)
+    for x in v.tolist():
+        ref.add(x)
+    assert ours.count == ref.count
+    for q in (0.0, 0.01, 0.05, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0):
+        assert ours.quantile_value(q) == pytest.approx(ref.get_quantile_value(q), rel=1e-9)

@@ -28,7 +28,8 @@ on), every reduction comes from a ring of
 width from t = 0 (``window_bounds``), each holding the exact count, sum, min and max and a
 mergeable DDSketch of its values (Masson, C., Rim, J. E. and Lee, H. K. (2019), "DDSketch: a
 fast and fully-mergeable quantile sketch with relative-error guarantees", PVLDB 12(12),
-2195-2205; the ``ddsketch`` library, relative accuracy ``SKETCH_ACCURACY``). The window is the
+2195-2205; the ``ddsketch`` library's logarithmic mapping at relative accuracy
+``SKETCH_ACCURACY``, its bins counted with numpy, ``_LogSketch``). The window is the
 ``WINDOW_STEPS`` buckets ending with the one that holds ``end_t``: exactly ``W`` long, sliding
 in steps of ``W / WINDOW_STEPS``; its count is the true count of the samples in it, and its
 quantiles are those of the merged sketches, within ``SKETCH_ACCURACY`` (relative) of a sample
@@ -48,10 +49,11 @@ bucket.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -88,99 +90,129 @@ def window_bounds(end_t: float, window_s: float) -> tuple[float, float]:
     return (k - WINDOW_STEPS + 1) * width, (k + 1) * width
 
 
-def _new_sketch() -> object:
-    from ddsketch import DDSketch
+@functools.lru_cache(maxsize=1)
+def _mapping() -> Any:
+    """The ``ddsketch`` logarithmic key mapping at ``SKETCH_ACCURACY`` (imported on first use)."""
+    from ddsketch.mapping import LogarithmicMapping
 
-    return DDSketch(SKETCH_ACCURACY)
+    return LogarithmicMapping(SKETCH_ACCURACY)
 
 
-def _sketch_add_many(sketch: object, v: _F64) -> None:
-    """Add values to a DDSketch in one call per sketch bin, not per value.
+class _Bins:
+    """Dense counts of integer sketch keys from ``offset`` on (a numpy array that grows)."""
 
-    Values are grouped by the bin the sketch's logarithmic mapping puts them in (computed with
-    numpy from the mapping's public ``gamma``: ``ceil(log(x) / log(gamma))``), and one member
-    of each group is added with the group's size as its weight: the sketch then holds the same
-    bin counts as one ``add`` per value (a value on a bin's edge may land in its neighbour:
-    still within twice the accuracy). Positive values are counted with ``numpy.bincount``; a
-    batch with zeros or negative values takes the general path (``numpy.unique``).
+    __slots__ = ("counts", "offset")
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.offset = 0
+
+    def add_keys(self, keys: npt.NDArray[np.int64]) -> None:
+        if not keys.size:
+            return
+        low, high = int(keys.min()), int(keys.max())
+        self._cover(low, high)
+        self.counts += np.bincount(keys - self.offset, minlength=self.counts.size)
+
+    def merge(self, other: _Bins) -> None:
+        if not other.counts.size:
+            return
+        self._cover(other.offset, other.offset + other.counts.size - 1)
+        start = other.offset - self.offset
+        self.counts[start : start + other.counts.size] += other.counts
+
+    def _cover(self, low: int, high: int) -> None:
+        if not self.counts.size:
+            self.counts = np.zeros(high - low + 1, dtype=np.int64)
+            self.offset = low
+            return
+        top = self.offset + self.counts.size - 1
+        new_low, new_high = min(low, self.offset), max(high, top)
+        if new_low < self.offset or new_high > top:
+            grown = np.zeros(new_high - new_low + 1, dtype=np.int64)
+            grown[self.offset - new_low : self.offset - new_low + self.counts.size] = self.counts
+            self.counts, self.offset = grown, new_low
+
+    def key_at_rank(self, rank: float, lower: bool) -> int:
+        cum = np.cumsum(self.counts)
+        i = (
+            int(np.searchsorted(cum, rank, side="right"))
+            if lower
+            else int(np.searchsorted(cum, rank + 1.0, side="left"))
+        )
+        return self.offset + min(i, self.counts.size - 1)
+
+
+class _LogSketch:
+    """A DDSketch (Masson, Rim & Lee 2019) kept as numpy bin counts.
+
+    The bins are those of ``ddsketch``'s ``LogarithmicMapping`` at ``SKETCH_ACCURACY`` (key
+    ``ceil(log(x) / log(gamma))``, computed for a whole batch with numpy), so a batch costs a
+    few vectorised passes instead of one Python call per value; ``quantile_value`` follows
+    ``ddsketch.DDSketch.get_quantile_value`` (rank ``q (n - 1)``, the bin's representative
+    value ``mapping.value(key)``), which tests/test_windows.py checks against the library on
+    the same data. Mergeable: bin counts add.
     """
-    if not v.size:
-        return
-    mapping = sketch._mapping  # type: ignore[attr-defined]
-    add = sketch.add  # type: ignore[attr-defined]
-    log_gamma = math.log(mapping.gamma)
-    if float(v.min()) > mapping.min_possible:
-        keys = np.ceil(np.log(v) / log_gamma).astype(np.int64)
-        low = int(keys.min())
-        counts = np.bincount(keys - low)
-        first = np.full(counts.size, -1, dtype=np.int64)
-        first[(keys - low)[::-1]] = np.arange(v.size - 1, -1, -1)  # first member of each bin
-        for b in np.flatnonzero(counts).tolist():
-            add(float(v[first[b]]), float(counts[b]))
-        return
-    a = np.abs(v)
-    with np.errstate(divide="ignore"):
-        signed = np.ceil(np.log(np.where(a > 0, a, 1.0)) / log_gamma)
-    signed = np.where(a > 0, signed + 2.0**40, 0.0) * np.sign(v)
-    _, idx, cnt = np.unique(signed, return_index=True, return_counts=True)
-    for i, c in zip(idx.tolist(), cnt.tolist(), strict=True):
-        add(float(v[i]), float(c))
+
+    __slots__ = ("neg", "pos", "zero")
+
+    def __init__(self) -> None:
+        self.pos = _Bins()
+        self.neg = _Bins()
+        self.zero = 0
+
+    @property
+    def count(self) -> int:
+        return int(self.pos.counts.sum() + self.neg.counts.sum()) + self.zero
+
+    def add_many(self, v: _F64) -> None:
+        if not v.size:
+            return
+        mapping = _mapping()
+        tiny = mapping.min_possible
+        log_gamma = math.log(mapping.gamma)
+        pos = v[v > tiny]
+        neg = -v[v < -tiny]
+        self.zero += int(v.size - pos.size - neg.size)
+        for bins, part in ((self.pos, pos), (self.neg, neg)):
+            if part.size:
+                bins.add_keys(np.ceil(np.log(part) / log_gamma).astype(np.int64))
+
+    def merge(self, other: _LogSketch) -> None:
+        self.pos.merge(other.pos)
+        self.neg.merge(other.neg)
+        self.zero += other.zero
+
+    def quantile_value(self, q: float) -> float:
+        n = self.count
+        if n == 0:
+            return math.nan
+        mapping = _mapping()
+        rank = q * (n - 1)
+        n_neg = int(self.neg.counts.sum())
+        if rank < n_neg:
+            return -float(mapping.value(self.neg.key_at_rank(n_neg - rank - 1, lower=False)))
+        if rank < n_neg + self.zero:
+            return 0.0
+        return float(mapping.value(self.pos.key_at_rank(rank - self.zero - n_neg, lower=True)))
 
 
-def _sketch_quantile(sketch: object, q: float, lo: float, hi: float) -> float:
+def _sketch_quantile(sketch: _LogSketch, q: float, lo: float, hi: float) -> float:
     """Hyndman & Fan type 7 on a sketch: the sketch's values at ranks ``floor(h)`` and
     ``floor(h) + 1`` of ``h = q (n - 1)``, interpolated as ``numpy.quantile(method="linear")``
     interpolates between order statistics (so one definition of a quantile is used live and at
     the end of a run); held within the exact ``[lo, hi]``."""
-    n = int(sketch.count)  # type: ignore[attr-defined]
-    get = sketch.get_quantile_value  # type: ignore[attr-defined]
+    n = sketch.count
+    get = sketch.quantile_value
     if n <= 1:
-        value = float(get(q))
+        value = get(q)
     else:
         h = q * (n - 1)
         k = math.floor(h)
-        below = float(get(k / (n - 1)))
-        above = float(get(min(k + 1, n - 1) / (n - 1))) if h > k else below
+        below = get(k / (n - 1))
+        above = get(min(k + 1, n - 1) / (n - 1)) if h > k else below
         value = below + (h - k) * (above - below)
     return min(max(value, lo), hi)
-
-
-SKETCH_FLUSH: Final = 4096
-"""Values buffered before they are folded into a sketch in one pass (``_BufferedSketch``)."""
-
-
-class _BufferedSketch:
-    """A DDSketch fed in passes of up to ``SKETCH_FLUSH`` values: one ``add`` per bin per pass
-    instead of per batch, so a stream of small batches costs little more than a large one.
-    Reading it (``sketch``) folds the buffer in first, so what is read is always complete."""
-
-    __slots__ = ("_buffer", "_buffered", "_sketch")
-
-    def __init__(self) -> None:
-        self._sketch = _new_sketch()
-        self._buffer: list[_F64] = []
-        self._buffered = 0
-
-    def add_many(self, v: _F64) -> None:
-        # A copy: a view would keep the caller's whole batch alive until the next flush.
-        self._buffer.append(np.array(v, dtype=np.float64, copy=True))
-        self._buffered += int(v.size)
-        if self._buffered >= SKETCH_FLUSH:
-            self.flush()
-
-    def add(self, value: float) -> None:
-        self.add_many(np.array([value], dtype=np.float64))
-
-    def flush(self) -> None:
-        if self._buffered:
-            values = self._buffer[0] if len(self._buffer) == 1 else np.concatenate(self._buffer)
-            _sketch_add_many(self._sketch, values)
-            self._buffer = []
-            self._buffered = 0
-
-    def sketch(self) -> object:
-        self.flush()
-        return self._sketch
 
 
 class _Bucket:
@@ -193,7 +225,7 @@ class _Bucket:
         self.total = 0.0
         self.min = math.inf
         self.max = -math.inf
-        self.sketch = _BufferedSketch()
+        self.sketch = _LogSketch()
 
     def add_many(self, v: _F64) -> None:
         self.count += int(v.size)
@@ -223,9 +255,6 @@ class _WindowRing:
             floor = top - WINDOW_STEPS
             for k in [k for k in self.buckets if k < floor]:
                 del self.buckets[k]
-            for k, b in self.buckets.items():  # only the newest bucket keeps a buffer
-                if k < top:
-                    b.sketch.flush()
         floor = self.top - WINDOW_STEPS
         for k in np.unique(keys).tolist():
             if k < floor:
@@ -252,9 +281,9 @@ class _WindowRing:
             return min(b.min for b in chosen), n
         if func == "max":
             return max(b.max for b in chosen), n
-        merged = _new_sketch()
+        merged = _LogSketch()
         for b in chosen:
-            merged.merge(b.sketch.sketch())  # type: ignore[attr-defined]
+            merged.merge(b.sketch)
         lo = min(b.min for b in chosen)
         hi = max(b.max for b in chosen)
         return _sketch_quantile(merged, _quantile_of(func, q), lo, hi), n
@@ -339,7 +368,7 @@ class MetricAggregate:
         self._b_min = np.full(series_points, math.inf, dtype=np.float64)
         self._b_max = np.full(series_points, -math.inf, dtype=np.float64)
         # Whole-run sketch (quantiles beyond the reservoir) and tracked windows.
-        self._sketch = _BufferedSketch()
+        self._sketch = _LogSketch()
         self._windows: dict[float, _WindowRing] = {}
         for w in windows:
             self.track_window(w)
@@ -432,7 +461,7 @@ class MetricAggregate:
         return float(np.quantile(self._res_v[:filled], q, method=QUANTILE_METHOD))
 
     def _sketch_quantile(self, q: float) -> float:
-        return _sketch_quantile(self._sketch.sketch(), q, self._min, self._max)
+        return _sketch_quantile(self._sketch, q, self._min, self._max)
 
     def quantiles(self, qs: Sequence[float]) -> tuple[float, ...]:
         """Estimate several quantiles at once (one sort of the reservoir).
