@@ -476,7 +476,9 @@ class VariantComparison(Expr):
 
         n = len(va) + len(vb)
         try:
-            r = anytime_ratio(va, vb, self.options.confidence)
+            r = anytime_ratio(
+                va, vb, self.options.confidence, key=(self.metric, self.a, self.b, group)
+            )
         except ValueError as exc:
             return Evaluation(None, n, waiting=f"{group.label}: {exc}", label=group.label)
         if math.isnan(r.speedup_low):

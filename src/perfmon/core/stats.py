@@ -1216,8 +1216,10 @@ class AnytimeRatio:
         )
 
 
-_SEQ_CACHE: collections.OrderedDict[tuple[bytes, float], ShiftSequence] = collections.OrderedDict()
-_SEQ_CACHE_SIZE = 64
+_SEQ_CACHE: collections.OrderedDict[Any, tuple[bytes, int, ShiftSequence]] = (
+    collections.OrderedDict()
+)
+_SEQ_CACHE_SIZE = 256
 
 
 def _pairs_digest(d: Sequence[float], k: int) -> bytes:
@@ -1227,19 +1229,27 @@ def _pairs_digest(d: Sequence[float], k: int) -> bytes:
     return hashlib.blake2b(struct.pack(f"<Q{k}d", k, *d[:k]), digest_size=16).digest()
 
 
-def anytime_ratio(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> AnytimeRatio:
+def anytime_ratio(
+    a: Sequence[float],
+    b: Sequence[float],
+    confidence: float = 0.95,
+    *,
+    key: Any = None,
+) -> AnytimeRatio:
     """The ratio A / B with a confidence sequence valid whenever it is looked at.
 
     Sessions are paired in order (the i-th of A with the i-th of B: interleaved sets run them
     side by side); an unpaired last session waits for its partner. The sequence is
-    ``ShiftSequence`` over ``log a_i - log b_i``, exponentiated. Its sequences are kept between
-    calls (keyed by a digest of the pairs so far), so asking again after one more pair costs
-    one update, not a replay.
+    ``ShiftSequence`` over ``log a_i - log b_i``, exponentiated. With a ``key`` (a gate passes
+    its metric, variants and group) the sequence is kept between calls, one per key: when the
+    pairs extend those seen before, asking again after one more pair costs one update, not a
+    replay; otherwise it is rebuilt from the pairs given.
 
     Args:
         a: variant A's values (baseline), positive (times, sizes), in session order.
         b: variant B's values (candidate), positive, in session order.
         confidence: ``1 - alpha``, in (0, 1).
+        key: any hashable naming the sequence, or None to compute without keeping it.
 
     Returns:
         The ratio and its sequence; with no pairs yet, bounds ``(0, inf)``.
@@ -1258,19 +1268,21 @@ def anytime_ratio(a: Sequence[float], b: Sequence[float], confidence: float = 0.
     alpha = 1.0 - confidence
     seq: ShiftSequence | None = None
     start = 0
-    for back in range(0, min(k, 8) + 1):
-        key = (_pairs_digest(d, k - back), alpha)
-        found = _SEQ_CACHE.pop(key, None)
+    cache_key = None if key is None else (key, alpha)
+    if cache_key is not None:
+        found = _SEQ_CACHE.pop(cache_key, None)
         if found is not None:
-            seq, start = found, k - back
-            break
+            digest, seen, cached = found
+            if seen <= k and _pairs_digest(d, seen) == digest:
+                seq, start = cached, seen
     if seq is None:
         seq = ShiftSequence(alpha)
     for v in d[start:]:
         seq.update(v)
-    _SEQ_CACHE[(_pairs_digest(d, k), alpha)] = seq
-    while len(_SEQ_CACHE) > _SEQ_CACHE_SIZE:
-        _SEQ_CACHE.popitem(last=False)
+    if cache_key is not None:
+        _SEQ_CACHE[cache_key] = (_pairs_digest(d, k), k, seq)
+        while len(_SEQ_CACHE) > _SEQ_CACHE_SIZE:
+            _SEQ_CACHE.popitem(last=False)
     low, high = seq.interval() if k else (-math.inf, math.inf)
     est = seq.estimate() if k else math.nan
     return AnytimeRatio(
