@@ -34,6 +34,18 @@ Method.
    ``interleaved`` while a background load (two busy processes per core) starts
    half-way through the run. The figure is whether each run's 95% CI of the speedup covers 1.
 
+4. Anytime validity (issue 11): ``ANYTIME_SEQUENCES`` (1,000) A/A sequences of pairs from the
+   recorded pool, looked at after every pair from n = 3 to 50: the share in which
+   ``speedup >= 1.0`` or ``regression < 10%`` ever shows a wrong pass or fail with the betting
+   confidence sequence the live gates use (budget 5%), the same looks with the fixed-n exact
+   interval for contrast, and the cost: sessions per variant to decide a real 1.5x slowdown,
+   stopping at the first deciding look, against the planned n a fixed-n design needs for 80%
+   power; and the time of one look. ``--anytime`` runs this part alone (a few minutes).
+
+5. Windows (issue 11): a ``window = "5min"`` p95 over a simulated 72 h soak at 15.4 Hz
+   (4,608 samples a window), live against the exact p95 of the same window, every hour
+   (budget 1% relative); ``--windows`` runs this part alone.
+
 Run: ``.venv/bin/python bench/stats_honesty.py`` (all three parts, a few minutes on 2 cores),
 ``--table-only`` (part 1 on the recorded pool only, 1-3 minutes, the bootstraps dominate),
 ``--record PATH`` (run the A/A campaign that recorded the pool and write it to PATH).
@@ -43,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -471,20 +484,217 @@ def interleaving(tmp: Path) -> None:
         )
 
 
+ANYTIME_SEQUENCES = 1000
+ANYTIME_LOOKS = (3, 50)
+
+
+def _first_pair_at(pool: np.ndarray, rng: np.random.Generator, slowdown: float) -> np.ndarray:
+    """``ANYTIME_LOOKS[1]`` pairs (a, b): A's and B's times drawn from the pool, B's times
+    multiplied by ``slowdown``."""
+    n = ANYTIME_LOOKS[1]
+    return np.stack([rng.choice(pool, n), rng.choice(pool, n) * slowdown], axis=1)
+
+
+def anytime_table(pool: list[float], sims: int = ANYTIME_SEQUENCES) -> None:
+    """Part 4 (issue 11): looking after every pair, the anytime-valid sequence against the
+    fixed-n exact rank interval, and what it costs in sessions."""
+    from perfmon.core.stats import ShiftSequence
+
+    data = np.asarray(pool)
+    lo_n, hi_n = ANYTIME_LOOKS
+    thr_reg = np.log(1.0 / 1.10)  # regression < 10%: fails when the log ratio a/b is below it
+    rng = np.random.default_rng(4242)
+    ever_speedup = ever_regress = 0
+    updates = 0
+    t0 = time.perf_counter()
+    for _ in range(sims):
+        pairs = _first_pair_at(data, rng, 1.0)
+        seq = ShiftSequence(0.05)
+        wrong_s = wrong_r = False
+        for i, (a, b) in enumerate(pairs, start=1):
+            seq.update(float(np.log(a) - np.log(b)))
+            updates += 1
+            if i < lo_n:
+                continue
+            low, high = seq.interval()
+            wrong_s |= low > 0.0 or high < 0.0  # speedup >= 1.0 passes or fails
+            wrong_r |= high < thr_reg  # regression < 10% fails
+        ever_speedup += wrong_s
+        ever_regress += wrong_r
+    per_update = (time.perf_counter() - t0) / updates
+    for gate, ever in (("speedup >= 1.0", ever_speedup), ("regression < 10%", ever_regress)):
+        rate = ever / sims
+        emit(
+            Figure(
+                f"anytime CS, A/A looked at after every pair n = {lo_n}..{hi_n}: "
+                f"{gate} ever shows a wrong pass or fail",
+                rate,
+                "fraction",
+                budget="<= 0.05",
+                met=rate <= 0.05,
+                method=f"{sims} A/A sequences of pairs drawn from {len(pool)} recorded session "
+                "times; 95% betting confidence sequence (perfmon.core.stats.ShiftSequence)",
+                detail=f"{ever} of {sims}",
+            )
+        )
+    # The same looks with the fixed-n exact rank interval (what gates did before): fewer
+    # sequences, the exact interval costs more per look.
+    fixed_sims = max(sims // 4, 50)
+    rng = np.random.default_rng(4243)
+    ever_fixed = 0
+    for _ in range(fixed_sims):
+        pairs = _first_pair_at(data, rng, 1.0)
+        for i in range(max(lo_n, 5), hi_n + 1):
+            c = compare(pairs[:i, 0].tolist(), pairs[:i, 1].tolist(), StatsOptions())
+            if c.speedup_low > 1.0 or c.speedup_high < 1.0:
+                ever_fixed += 1
+                break
+    emit(
+        Figure(
+            f"fixed-n exact rank CI, A/A looked at after every pair n = 5..{hi_n}: "
+            "speedup >= 1.0 ever shows a wrong pass or fail",
+            ever_fixed / fixed_sims,
+            "fraction",
+            method=f"{fixed_sims} A/A sequences from the same pool; perfmon's fixed-n interval "
+            "(valid at one planned n) looked at every pair, for contrast",
+            detail=f"{ever_fixed} of {fixed_sims}",
+        )
+    )
+    # Power: sessions per variant to decide a real 1.5x slowdown (regression < 10% fails).
+    rng = np.random.default_rng(4244)
+    stops: list[int] = []
+    fixed_decided = {n: 0 for n in (5, 8, 10, 12, 15, 20, 30)}
+    power_sims = max(sims // 4, 50)
+    for _ in range(power_sims):
+        pairs = _first_pair_at(data, rng, 1.5)
+        seq = ShiftSequence(0.05)
+        stop = hi_n + 1
+        for i, (a, b) in enumerate(pairs, start=1):
+            seq.update(float(np.log(a) - np.log(b)))
+            if i >= 5 and seq.interval()[1] < thr_reg:
+                stop = i
+                break
+        stops.append(stop)
+        for n in fixed_decided:
+            c = compare(pairs[:n, 0].tolist(), pairs[:n, 1].tolist(), StatsOptions())
+            fixed_decided[n] += c.regression_low >= 0.10
+    fixed_80 = next((n for n, k in fixed_decided.items() if k / power_sims >= 0.8), math.inf)
+    for q in (50, 80):
+        emit(
+            Figure(
+                f"anytime CS: sessions per variant to decide a 1.5x slowdown, {q}th percentile",
+                float(np.percentile(stops, q)),
+                "sessions",
+                method=f"{power_sims} sequences, B's times x 1.5, regression < 10% must fail; "
+                f"stopped at the first look (from n = 5) that decides; {hi_n + 1} = undecided",
+                detail=f"decided by n = {hi_n} in {sum(s <= hi_n for s in stops)} of {power_sims}",
+            )
+        )
+    emit(
+        Figure(
+            "fixed-n exact rank CI: planned sessions per variant to decide a 1.5x slowdown in "
+            ">= 80% of campaigns",
+            float(fixed_80),
+            "sessions",
+            method="the same sequences, one look at the planned n",
+            detail=", ".join(f"n = {n}: {k}/{power_sims}" for n, k in fixed_decided.items()),
+        )
+    )
+    emit(
+        Figure(
+            "anytime CS: cost of one look (one new pair)",
+            per_update * 1e6,
+            "us",
+            method="mean over the A/A sequences above (one ShiftSequence.update + interval)",
+            detail=f"{updates} updates",
+        )
+    )
+
+
+def windowed_p95(hours: int = 72, hz: float = 4608 / 300) -> None:
+    """Part 5 (issue 11): a ``window = "5min"`` p95 over a simulated 72 h soak (time-compressed:
+    synthetic timestamps, ``hz`` samples per second, 4,608 per window as in the issue), live
+    against the exact type-7 p95 of the same window, checked every hour; the old path (a window
+    the aggregate does not track: reservoir quantiles) for contrast."""
+    from perfmon.core.aggregate import MetricAggregate, window_bounds
+    from perfmon.core.model import MetricKind
+
+    rng = np.random.default_rng(72)
+    t = np.arange(0.0, hours * 3600.0, 1.0 / hz) + 1.8e9
+    hour = (t - t[0]) / 3600.0
+    v = (40.0 + 2.0 * np.sin(hour / 6.0) + np.where(hour > hours - 2, 10.0, 0.0)) * rng.lognormal(
+        0.0, 0.15, t.size
+    )
+    tracked = MetricAggregate(MetricKind.GAUGE, windows=(300.0,))
+    old = MetricAggregate(MetricKind.GAUGE)
+    batch = 2048
+    per_hour = int(3600 * hz)
+    worst = worst_old = 0.0
+    ns: set[int] = set()
+    started = time.perf_counter()
+    next_check = per_hour
+    for i in range(0, t.size, batch):
+        tracked.add_many(t[i : i + batch], v[i : i + batch])
+        old.add_many(t[i : i + batch], v[i : i + batch])
+        done = min(i + batch, t.size)
+        if done < next_check and done < t.size:
+            continue
+        next_check += per_hour
+        end = float(t[done - 1])
+        low, high = window_bounds(end, 300.0)
+        lo_i, hi_i = np.searchsorted(t[:done], [low, high])
+        exact = float(np.quantile(v[lo_i:hi_i], 0.95))
+        value, n = tracked.reduce("quantile", q=0.95, window_s=300.0)
+        old_value, _ = old.reduce("quantile", q=0.95, window_s=300.0)
+        assert value is not None and n == hi_i - lo_i
+        ns.add(n)
+        worst = max(worst, abs(value / exact - 1.0))
+        if old_value is not None:
+            worst_old = max(worst_old, abs(old_value / exact - 1.0))
+    elapsed = time.perf_counter() - started
+    emit(
+        Figure(
+            "windowed p95 (5 min) over a simulated 72 h soak: worst relative error, live vs exact",
+            worst,
+            "fraction",
+            budget="<= 0.01",
+            met=worst <= 0.01,
+            method=f"{t.size:,} samples at {hz:.2f} Hz, checked every hour; per-bucket DDSketch "
+            "ring (perfmon.core.aggregate), type-7 exact p95 of the same window",
+            detail=f"window counts {min(ns)}..{max(ns)} (true counts); "
+            f"old reservoir path's worst error {worst_old:.3f}; fold time {elapsed:.1f} s "
+            "for both aggregates",
+        )
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the checks; print figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table-only", action="store_true", help="part 1 on the recorded pool")
     parser.add_argument("--record", type=Path, help="record the A/A pool to this JSON file")
     parser.add_argument("--simulations", type=int, default=SIMULATIONS)
+    parser.add_argument(
+        "--anytime", action="store_true", help="part 4 only: anytime-valid gates, looked at often"
+    )
+    parser.add_argument("--sequences", type=int, default=ANYTIME_SEQUENCES)
+    parser.add_argument("--windows", action="store_true", help="part 5 only: windowed p95")
     args = parser.parse_args(argv)
     if args.record:
         record_pool(args.record)
+        return 0
+    if args.anytime:
+        anytime_table(recorded_pool(), args.sequences)
+        return 0
+    if args.windows:
+        windowed_p95()
         return 0
     sims = args.simulations
     evaluation_cost()
     coverage_table(recorded_pool(), f"recorded session times ({DATA.name})", sims)
     power_table(recorded_pool(), sims)
+    anytime_table(recorded_pool(), args.sequences)
+    windowed_p95()
     if args.table_only:
         return 0
     with tempfile.TemporaryDirectory() as d:

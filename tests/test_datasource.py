@@ -57,7 +57,8 @@ def test_quantile_is_hyndman_fan_type_7() -> None:
 def test_window_uses_samples_since_now_minus_window() -> None:
     src = _source()
     assert src.now == 14.0
-    assert src.reduce("max", "depth", window_s=2.0) == (4.0, 3)  # t >= 12
+    # window_bounds(14, 2) = [12.0625, 14.0625): the live state's cut, steps of 2 s / 32
+    assert src.reduce("max", "depth", window_s=2.0) == (3.0, 2)
     assert src.reduce("count", "chunks_total", window_s=0.0) == (3.0, 1)
     # An explicit end of window: a metric that stopped reporting is empty in a short window.
     late = ArrayMetricSource(
@@ -94,7 +95,7 @@ def test_unsorted_input_is_sorted_and_last_is_latest() -> None:
         {"x": (MetricKind.GAUGE, np.array([3.0, 1.0, 2.0]), np.array([30.0, 10.0, 20.0]))}
     )
     assert src.reduce("last", "x") == (30.0, 3)
-    assert src.reduce("min", "x", window_s=1.0) == (20.0, 2)
+    assert src.reduce("min", "x", window_s=1.0) == (30.0, 1)  # [2.03125, 3.03125)
 
 
 def test_shape_mismatch_raises() -> None:

@@ -26,7 +26,8 @@ from perfmon.core.model import (
 from perfmon.core.schedule import Scheduler
 from perfmon.core.stats import StatsOptions, compare
 
-FAST = StatsOptions(resamples=1000, seed=3)
+# These tests check the fixed-n methods; tests/test_anytime.py checks the anytime default.
+FAST = StatsOptions(resamples=1000, seed=3, inference="fixed")
 
 
 def _spec(sid: int, variant: str, *, events: str = "128", warmup: bool = False) -> SessionSpec:
@@ -123,7 +124,7 @@ def test_speedup_passes_when_the_whole_interval_clears_it() -> None:
         assert r.n == 20
         assert f"95% ({expected.confidence:.1%}) exact rank CI (Hodges-Lehmann, log)" in r.reason
         assert "Mann-Whitney exact permutation (all 184,756 splits, ties) p < 0.0001" in r.reason
-        assert "n = 10/10, limit >= 1.4" in r.reason
+        assert "n = 10/10, provisional until the planned n, limit >= 1.4" in r.reason
         assert r.reason.startswith("speedup = 1.5")  # one group: not named
     fails = parse_gate("speedup(session_seconds, baseline, candidate) >= 2", stats=FAST)
     assert fails.evaluate(run.recorded(), "x").state is GateState.FAIL
@@ -179,7 +180,7 @@ def test_min_sessions_from_the_campaign_and_unattainable_levels_stay_pending() -
     gate = "speedup(session_seconds, baseline, candidate) >= 1.2"
     run = Run()
     _ab(run, BASE[:4], FASTER[:4])
-    four = StatsOptions(min_sessions=4)
+    four = StatsOptions(min_sessions=4, inference="fixed")
     for source in run.sources():
         assert parse_gate(gate).evaluate(source, "g").state is GateState.PENDING
         r = parse_gate(gate, stats=four).evaluate(source, "g")
@@ -188,10 +189,11 @@ def test_min_sessions_from_the_campaign_and_unattainable_levels_stay_pending() -
     three = Run()
     _ab(three, BASE[:3], FASTER[:3])
     for source in three.sources():
-        r = parse_gate(gate, stats=StatsOptions(min_sessions=3)).evaluate(source, "g")
+        fixed3 = StatsOptions(min_sessions=3, inference="fixed")
+        r = parse_gate(gate, stats=fixed3).evaluate(source, "g")
         assert r.state is GateState.PENDING
         assert "n = 3/3: an exact rank interval reaches at most 90.0% confidence" in r.reason
-        ninety = StatsOptions(min_sessions=3, confidence=0.9)
+        ninety = StatsOptions(min_sessions=3, confidence=0.9, inference="fixed")
         r = parse_gate(gate, stats=ninety).evaluate(source, "g")
         assert r.state is GateState.PASS and "90% exact rank CI" in r.reason
         assert "p = 0.1," in r.reason  # never below what 3 vs 3 can reach

@@ -301,6 +301,12 @@ def test_windows_end_at_the_latest_sample_of_any_metric() -> None:
     live.add_samples(Sample(float(t), 0, "new_bytes", 2.0) for t in range(100, 110))
     assert live.reduce("count", "old_bytes", window_s=30) == (None, 0)
     assert live.reduce("count", "new_bytes", window_s=30) == (10.0, 10)
+    # Windows the state was told about are exact from the first sample, with sketch quantiles.
+    told = LiveState(run_id="r", campaign="c", run_dir="/r", started_t=0.0, windows=(30.0,))
+    told.add_samples(Sample(float(t), 0, "new_bytes", float(t)) for t in range(100, 200))
+    assert told.reduce("count", "new_bytes", window_s=30) == (30.0, 30)  # t = 170 .. 199
+    value, n = told.reduce("quantile", "new_bytes", q=0.5, window_s=30)
+    assert n == 30 and value == pytest.approx(184.5, rel=0.01)
 
 
 def test_snapshot_rows_counts_and_json_round_trip() -> None:

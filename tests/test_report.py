@@ -234,6 +234,9 @@ def test_markdown_has_gate_table_and_numbers(synth_report: tuple[Synth, dict]) -
     assert "torch not installed" in md
     assert "scale=1.0" in md
     assert "[XXX]" not in md and "TODO" not in md
+    # Issue 11: the rule that makes the verdict, and which intervals the gates show.
+    assert "Rule: verdict: pass only if every gate passes in every set" in md
+    assert "anytime-valid confidence sequences" in md
     # Every table row has the same number of cells as its header.
     lines = md.splitlines()
     for i, line in enumerate(lines):

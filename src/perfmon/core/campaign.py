@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from perfmon.core.noise import ON_NOISY, NoiseGuard, parse_share
 from perfmon.core.stats import (
     BOOTSTRAP_METHODS,
+    INFERENCES,
     INTERVALS,
     MIN_SESSIONS_FLOOR,
     TESTS,
@@ -117,6 +118,9 @@ class SetConfig:
         noise: this set's noise guard when it sets one of ``max_background_cpu``,
             ``on_noisy``, ``noisy_retries`` (the others inherited from ``[campaign]``), else
             None (the campaign's guard applies).
+        stop_when: ``"planned"`` (default: run every planned session) or ``"decided"``: end
+            the set as soon as every gate on it is decided (pass or fail, from the anytime-valid
+            sequences; ``perfmon.core.schedule.set_decided``); the report says what it saved.
     """
 
     name: str
@@ -126,6 +130,7 @@ class SetConfig:
     order: str = "interleaved"
     seed: int = 0
     noise: NoiseGuard | None = None
+    stop_when: str = "planned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +302,7 @@ _CAMPAIGN_KEYS = (
     "idle_timeout",
     "min_sessions",
     "interval",
+    "inference",
 )
 _WORKLOAD_KEYS = (
     "name",
@@ -325,7 +331,9 @@ MAX_MATRIX_COMBINATIONS = 100_000
 
 _VARIANT_KEYS = ("env", "args")
 _NOISE_KEYS = ("max_background_cpu", "on_noisy", "noisy_retries")
-_SET_KEYS = ("sessions", "duration", "warmup", "order", "seed", *_NOISE_KEYS)
+_SET_KEYS = ("sessions", "duration", "warmup", "order", "seed", *_NOISE_KEYS, "stop_when")
+STOP_WHEN = ("planned", "decided")
+"""Values of a set's ``stop_when`` (``SetConfig.stop_when``)."""
 _GATE_KEYS = ("name", "expr", "window", "by")
 _PROFILE_KEYS = ("every", "duty", "rate", "nonblocking", "duration", "subprocesses")
 _TOP_KEYS = ("campaign", "workload", "variant", "set", "gate", "profile", "metric", "executor")
@@ -897,7 +905,18 @@ def _parse_sets(
         set_noise = None
         if any(k in s for k in _NOISE_KEYS):
             set_noise = _parse_noise(ctx, sec, s, noise or NoiseGuard())
-        result.append(SetConfig(name, sessions, duration, warmup, order, seed, set_noise))
+        stop_when = "planned"
+        if "stop_when" in s:
+            stop_when = ctx.string(sec, "stop_when", s["stop_when"])
+            if stop_when not in STOP_WHEN:
+                raise ctx.error(
+                    sec,
+                    "stop_when",
+                    f"unknown stop_when {stop_when!r} (use {' or '.join(STOP_WHEN)})",
+                )
+        result.append(
+            SetConfig(name, sessions, duration, warmup, order, seed, set_noise, stop_when)
+        )
     return tuple(result)
 
 
@@ -968,6 +987,15 @@ def _parse_stats(ctx: _Context, sec: Section, camp: dict[str, Any]) -> StatsOpti
                 sec, "interval", f"unknown interval {interval!r} (use {' or '.join(INTERVALS)})"
             )
         opts["interval"] = interval
+    if "inference" in camp:
+        inference = ctx.string(sec, "inference", camp["inference"])
+        if inference not in INFERENCES:
+            raise ctx.error(
+                sec,
+                "inference",
+                f"unknown inference {inference!r} (use {' or '.join(INFERENCES)})",
+            )
+        opts["inference"] = inference
     return StatsOptions(**opts)
 
 

@@ -190,8 +190,10 @@ class ArrayMetricSource:
     def values(
         self, metric: str, *, window_s: float | None = None, where: Selector = ()
     ) -> FloatArray:
-        """The metric's values in time order, optionally only those with ``t >= now - window_s``
-        and only those of sessions whose labels match ``where`` (``perfmon.core.labels``).
+        """The metric's values in time order, optionally only those of the window ending at
+        ``now`` (``perfmon.core.aggregate.window_bounds``: the last ``window_s`` seconds, cut at
+        steps of ``window_s / 32``, as the live state cuts them), and only those of sessions
+        whose labels match ``where`` (``perfmon.core.labels``).
 
         Returns:
             A 1-D float array (empty when the metric is unknown).
@@ -203,8 +205,13 @@ class ArrayMetricSource:
             return np.empty(0, dtype=np.float64)
         t, v = selected
         if window_s is not None and self.now is not None:
-            start = int(np.searchsorted(t, self.now - window_s, side="left"))
-            return v[start:]
+            # The live state's window bounds, so live and end-of-run values agree.
+            from perfmon.core.aggregate import window_bounds
+
+            low, high = window_bounds(self.now, window_s)
+            start = int(np.searchsorted(t, low, side="left"))
+            stop = int(np.searchsorted(t, high, side="left"))
+            return v[start:stop]
         return v
 
     def reduce(
@@ -225,7 +232,7 @@ class ArrayMetricSource:
             metric: metric name.
             q: quantile in [0, 1], required for ``quantile``; linear interpolation
                 (Hyndman & Fan type 7).
-            window_s: only samples with ``t >= now - window_s``.
+            window_s: only the samples of the window ending at ``now`` (see ``values``).
             where: label matchers; only samples of matching sessions (see ``values``).
 
         Returns:

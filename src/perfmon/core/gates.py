@@ -76,11 +76,12 @@ from perfmon.core.units import (
 
 if TYPE_CHECKING:
     from perfmon.core.campaign import GateConfig
-    from perfmon.core.stats import Comparison
+    from perfmon.core.stats import AnytimeRatio, Comparison
 
 __all__ = [
     "FUNCTIONS",
     "REDUCERS",
+    "VERDICT_RULE",
     "Evaluation",
     "Expr",
     "Gate",
@@ -519,18 +520,53 @@ class VariantComparison(Expr):
                     )
                 )
                 continue
+            if self.options.inference == "anytime":
+                out.append(self._anytime(va, vb, group))
+                continue
             try:
                 c = compare(va, vb, self.options)
             except ValueError as exc:  # SampleTooSmall too: the reason gives the best level
                 out.append(Evaluation(None, n, waiting=f"{group.label}: {exc}", label=group.label))
                 continue
             value, low, high = oriented(c, self.func, self.direction)
-            text = f"{self.func} = {describe_oriented(c, self.func, self.direction, self.metric)}"
+            text = (
+                f"{self.func} = {describe_oriented(c, self.func, self.direction, self.metric)}, "
+                "provisional until the planned n"
+            )
             out.append(Evaluation(value, n, text, ci_low=low, ci_high=high, label=group.label))
         return _combine(out, self.metric)
 
+    def _anytime(self, va: Sequence[float], vb: Sequence[float], group: SessionGroup) -> Evaluation:
+        """One group's anytime-valid evaluation (``perfmon.core.stats.anytime_ratio``).
 
-def oriented(c: Comparison, func: str, direction: str) -> tuple[float, float, float]:
+        The interval is a running-intersected confidence sequence, valid at every look, so a
+        state it decides (pass or fail) is never taken back by later sessions.
+        """
+        from perfmon.core.stats import anytime_ratio
+
+        n = len(va) + len(vb)
+        try:
+            r = anytime_ratio(
+                va,
+                vb,
+                self.options.confidence,
+                key=(self.metric, self.a, self.b, self.matchers, group),
+            )
+        except ValueError as exc:
+            return Evaluation(None, n, waiting=f"{group.label}: {exc}", label=group.label)
+        if math.isnan(r.speedup_low):
+            return Evaluation(
+                None,
+                n,
+                waiting=f"{group.label}: no shift fits the pairs (is the pairing broken?)",
+                label=group.label,
+            )
+        value, low, high = oriented(r, self.func, self.direction)
+        text = f"{self.func} = {describe_oriented(r, self.func, self.direction, self.metric)}"
+        return Evaluation(value, n, text, ci_low=low, ci_high=high, label=group.label)
+
+
+def oriented(c: Comparison | AnytimeRatio, func: str, direction: str) -> tuple[float, float, float]:
     """A comparison's value and interval in the metric's direction.
 
     ``perfmon.core.stats.compare`` estimates ``A / B`` (the Hodges-Lehmann ratio and its exact
@@ -560,7 +596,7 @@ def oriented(c: Comparison, func: str, direction: str) -> tuple[float, float, fl
     return c.regression, c.regression_low, c.regression_high
 
 
-def describe_change(c: Comparison, direction: str | None, metric: str) -> str:
+def describe_change(c: Comparison | AnytimeRatio, direction: str | None, metric: str) -> str:
     """B's change against A in the metric's terms, e.g. ``"1.23x slower"`` or ``"-18.5%, worse"``.
 
     Args:
@@ -581,7 +617,7 @@ def describe_change(c: Comparison, direction: str | None, metric: str) -> str:
     return f"{change:+.1%}, {good if better > 1 else bad}"
 
 
-def describe_oriented(c: Comparison, func: str, direction: str, metric: str) -> str:
+def describe_oriented(c: Comparison | AnytimeRatio, func: str, direction: str, metric: str) -> str:
     """``Comparison.describe`` in the metric's direction, with B's change in words.
 
     E.g. ``"0.815x [0.78, 0.85], 1.23x slower (-18.5%), 95% exact rank CI ..., n = 10/10"``.
@@ -1183,6 +1219,7 @@ class Gate:
             ci_low=deciding.ci_low,
             ci_high=deciding.ci_high,
             groups=groups,
+            per_set=_per_set(judged),
         )
 
     def _evaluate_by(
@@ -1291,6 +1328,44 @@ class Gate:
         return GateResult(
             name, self.expr, state, ev.value, ev.n, reason, ci_low=ev.ci_low, ci_high=ev.ci_high
         )
+
+
+VERDICT_RULE = (
+    "verdict: pass only if every gate passes in every set "
+    "(any fail: fail; else any pending: pending; else any inconclusive: inconclusive)"
+)
+"""The rule that makes a run's verdict from its gates and sets, written on the board and in
+the report (``verdict``; a gate judged per group of sessions takes its worst group)."""
+
+
+def _short(ev: Evaluation) -> str:
+    """A group's value for the board: ``"6.21 [5.71, 19.1]"``, ``"3.2"`` or ``"n = 3"``."""
+    if ev.value is None:
+        return f"n = {ev.n}"
+    if ev.ci_low is not None and ev.ci_high is not None:
+        return f"{ev.value:.3g} [{ev.ci_low:.3g}, {ev.ci_high:.3g}]"
+    return f"{ev.value:.3g}"
+
+
+def _per_set(judged: list[tuple[Evaluation, GateState]]) -> tuple[tuple[str, str, str], ...]:
+    """Each set's state over its groups (the worst, as ``verdict``), with the deciding group's
+    short value; a set none of whose groups has a session yet is ``"not started"``. The set is
+    a group label's first word (``SessionGroup.label``)."""
+    by_set: dict[str, list[tuple[Evaluation, GateState]]] = {}
+    for ev, st in judged:
+        by_set.setdefault(ev.label.split(" ", 1)[0] if ev.label else "", []).append((ev, st))
+    out: list[tuple[str, str, str]] = []
+    for name, items in by_set.items():
+        if all(ev.n == 0 for ev, _ in items):
+            out.append((name, "not started", ""))
+            continue
+        state = verdict([_STATE_ONLY[s] for _, s in items])
+        deciding = next(ev for ev, s in items if s is state)
+        text = _short(deciding)
+        if len(items) > 1:
+            text = f"{text} ({len(items)} groups)"
+        out.append((name, state.value, text))
+    return tuple(out)
 
 
 def parse_gate(

@@ -144,6 +144,10 @@ class LiveState:
             first kept; perfmon's own metrics (``PERFMON_METRICS``) and those in
             ``session_metrics`` (the gates' metrics) are always kept and not counted.
         max_metric_name_bytes: longest metric name kept, bytes (``MAX_METRIC_NAME_BYTES``).
+        windows: window lengths in seconds (the gates' ``window``) that every metric tracks
+            from its first sample, with exact counts and sketch quantiles
+            (``perfmon.core.aggregate.window_bounds``); another window is tracked from the
+            first time it is asked for, and its count says how much it covers.
 
     Name caps: ``add_batch`` drops the samples of names over either cap before anything is
     folded, counts them per session and per run (``dropped_samples``, ``dropped_names``, shown
@@ -168,8 +172,13 @@ class LiveState:
         max_metrics: int = MAX_METRICS,
         max_metric_name_bytes: int = MAX_METRIC_NAME_BYTES,
         selections: Iterable[tuple[str, Selector, Sequence[str]]] = (),
+        windows: Iterable[float] = (),
     ) -> None:
         self.run_id = run_id
+        # Window lengths (the gates' ``window``) every metric tracks from its first sample:
+        # exact counts, sketch quantiles (perfmon.core.aggregate). Others asked for are
+        # tracked from the moment they are first asked for.
+        self._windows: set[float] = {float(w) for w in windows}
         self.campaign = campaign
         self.run_dir = run_dir
         self.started_t = started_t
@@ -576,6 +585,7 @@ class LiveState:
                 reservoir_size=self.reservoir_size,
                 series_points=self.series_points,
                 seed=zlib.crc32(metric.encode()),  # stable across processes, unlike hash()
+                windows=tuple(self._windows),
             )
         agg.add_many(ts, vs)
         if agg.last_t > self._latest_t:
@@ -630,7 +640,8 @@ class LiveState:
             metric: metric name.
             q: quantile in [0, 1], for ``"quantile"``.
             window_s: only the last ``window_s`` seconds up to the latest sample seen by this
-                state (bucket granularity, see ``perfmon.core.aggregate``), or None.
+                state (``perfmon.core.aggregate.window_bounds``: exact counts, quantiles from
+                merged per-bucket DDSketches), or None.
 
         Returns:
             ``(value, n)``: value in the metric's unit and the number of samples it was
@@ -644,6 +655,10 @@ class LiveState:
         if agg is None:
             return None, 0
         end_t = self._latest_t if window_s is not None else None
+        if window_s is not None and float(window_s) not in self._windows:
+            self._windows.add(float(window_s))
+            for each in self._metrics.values():
+                each.track_window(window_s)
         return agg.reduce(func, q=q, window_s=window_s, end_t=end_t)
 
     def kind(self, metric: str) -> MetricKind | None:

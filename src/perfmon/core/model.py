@@ -251,6 +251,11 @@ class GateResult:
             (set, workload, matrix values) groups); empty otherwise. ``state`` is the worst
             of them (fail, then pending, then inconclusive, then pass), and ``value``/``n``/
             ``reason`` are the deciding group's.
+        per_set: for a gate judged per group of sessions, each set's own state, in the order
+            the sets first appear: ``((set, state, text), ...)`` with ``state`` a
+            ``GateState`` value or ``"not started"`` and ``text`` the set's value and interval
+            (``"6.21x [5.71, 19.1]"``) or what it waits for (``"n = 3/3"``). A set's decided
+            state stays visible when another set starts (issue 11, point 5).
     """
 
     name: str
@@ -262,6 +267,7 @@ class GateResult:
     ci_low: float | None = None
     ci_high: float | None = None
     groups: tuple[GroupResult, ...] = ()
+    per_set: tuple[tuple[str, str, str], ...] = ()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GateResult:
@@ -273,7 +279,8 @@ class GateResult:
         groups = tuple(
             GroupResult(**{**g, "state": GateState(g["state"])}) for g in d.get("groups") or ()
         )
-        return cls(**{**d, "state": GateState(d["state"]), "groups": groups})
+        per_set = tuple((str(s), str(st), str(t)) for s, st, t in d.get("per_set") or ())
+        return cls(**{**d, "state": GateState(d["state"]), "groups": groups, "per_set": per_set})
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,11 +32,11 @@ import re
 import shlex
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from perfmon.core.campaign import Campaign, SetConfig, VariantConfig, WorkloadConfig
-from perfmon.core.model import SessionSpec
+from perfmon.core.model import GateResult, GateState, SessionSpec
 
 _Combo = tuple[WorkloadConfig, tuple[tuple[str, str], ...]]
 
@@ -64,6 +64,34 @@ def substitute(arg: str, values: dict[str, str], *, quote: bool = False) -> str:
         return shlex.quote(value) if quote else value
 
     return pattern.sub(replace, arg)
+
+
+def set_decided(gates: Sequence[GateResult], set_name: str) -> bool:
+    """Whether every gate on a set is decided, for ``stop_when = "decided"``.
+
+    A gate judged per set (``GateResult.per_set``) must be ``pass`` or ``fail`` in this set; a
+    gate without per-set states (``max(rss_bytes)``, pooled over the run) must be pass or fail
+    as a whole. A gate whose reason says ``provisional`` (fixed-n inference) is not decided:
+    its interval is valid only at the planned n. No gates: nothing to decide, so False (the
+    set runs to its plan).
+
+    Args:
+        gates: the latest gate results, campaign order.
+        set_name: the set.
+    """
+    if not gates:
+        return False
+    decided = (GateState.PASS.value, GateState.FAIL.value)
+    for g in gates:
+        if "provisional" in g.reason:
+            return False
+        if g.per_set:
+            mine = [state for name, state, _ in g.per_set if name == set_name]
+            if not mine or mine[0] not in decided:
+                return False
+        elif g.state.value not in decided:
+            return False
+    return True
 
 
 class Scheduler:
@@ -95,6 +123,9 @@ class Scheduler:
         self._repeats: deque[SessionSpec] = deque()  # sessions to run again, first out first
         self.repeated = 0
         """Sessions handed out again by ``repeat`` (they add to ``planned_total``)."""
+        self.ended: dict[str, int] = {}
+        """Sets ended early (``end_set``) -> measured sessions handed out in them by then."""
+        self._measured: dict[str, int] = {}  # set name -> measured sessions handed out
 
     @property
     def planned_total(self) -> int | None:
@@ -134,6 +165,11 @@ class Scheduler:
         if spec is None:
             self._stopped = True
         return spec
+
+    def end_set(self, set_name: str) -> None:
+        """End a set now (``stop_when = "decided"``): none of its remaining sessions is handed
+        out; the next set, if any, starts. Sessions already handed out still run."""
+        self.ended.setdefault(set_name, self._measured.get(set_name, 0))
 
     def repeat(self, spec: SessionSpec) -> SessionSpec | None:
         """Schedule a session again, to run next (before the rest of the schedule).
@@ -176,9 +212,14 @@ class Scheduler:
             if s.warmup:
                 yield from self._block(s, combos, variants, s.warmup, warmup=True)
             if s.sessions is not None:
-                yield from self._block(s, combos, variants, s.sessions, warmup=False)
+                measured = self._block(s, combos, variants, s.sessions, warmup=False)
             else:
-                yield from self._duration(s, combos, variants)
+                measured = self._duration(s, combos, variants)
+            for spec in measured:
+                if s.name in self.ended:
+                    break
+                self._measured[s.name] = self._measured.get(s.name, 0) + 1
+                yield spec
 
     def _block(
         self,

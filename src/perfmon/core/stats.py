@@ -44,21 +44,27 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ANYTIME_GRID_HALF",
+    "ANYTIME_GRID_STEP",
     "BOOTSTRAP_METHODS",
+    "INFERENCES",
     "INTERVALS",
     "MIN_SESSIONS",
     "MIN_SESSIONS_FLOOR",
     "OUTLIER_Z",
     "TESTS",
+    "AnytimeRatio",
     "Comparison",
     "PValue",
     "RankInterval",
     "RankIntervalPlan",
     "SampleTooSmall",
     "SessionGroup",
+    "ShiftSequence",
     "StatsOptions",
     "Summary",
     "Trend",
+    "anytime_ratio",
     "compare",
     "format_level",
     "format_p",
@@ -112,6 +118,9 @@ class StatsOptions:
         min_sessions: sessions each side needs before a statistical gate or a comparison
             decides (``min_sessions``, default ``MIN_SESSIONS``, at least
             ``MIN_SESSIONS_FLOOR``).
+        inference: how live statistical gates decide (``inference``): ``"anytime"`` (default,
+            ``anytime_ratio``: a confidence sequence valid at every look) or ``"fixed"`` (the
+            fixed-n interval above, provisional until the set's planned n).
 
     ``resamples`` and ``seed`` also drive the Monte Carlo permutation test (ties, mid-size n).
 
@@ -126,8 +135,11 @@ class StatsOptions:
     method: str = "percentile"
     interval: str = "rank"
     min_sessions: int = MIN_SESSIONS
+    inference: str = "anytime"
 
     def __post_init__(self) -> None:
+        if self.inference not in ("anytime", "fixed"):
+            raise ValueError(f"unknown inference {self.inference!r} (use anytime or fixed)")
         if not 0.0 < self.confidence < 1.0:
             raise ValueError(f"confidence must be in (0, 1), got {self.confidence!r}")
         if self.test not in TESTS:
@@ -992,4 +1004,296 @@ def theil_sen(
         high=float(res.high_slope),
         n=n,
         span_s=float(span),
+    )
+
+
+# --- Anytime-valid inference (issue 11, point 3) ------------------------------------------------
+
+INFERENCES = ("anytime", "fixed")
+"""How a live statistical gate decides (campaign key ``inference``): ``"anytime"`` (default) from
+a confidence sequence valid at every look, ``"fixed"`` from the fixed-n exact rank interval,
+shown as provisional until the set's planned n."""
+
+ANYTIME_GRID_HALF = 5.0
+"""Half-width of the grid of log-ratios a confidence sequence is tracked on: ratios from
+exp(-5) = 0.0067 to exp(5) = 148. A bound beyond it is reported as 0 or infinity."""
+
+ANYTIME_GRID_STEP = 0.0025
+"""Step of that grid in log units (0.25% in the ratio); bounds are rounded outwards to it."""
+
+ANYTIME_BET_CAP = 0.75
+"""Truncation ``c`` of the bets (Waudby-Smith & Ramdas 2024 use 1/2 or 3/4): the bet on a value
+in [0, 1] with null mean 1/2 is at most ``c / (1/2) = 1.5``."""
+
+_ANYTIME_FIRST_SCALE = 0.05
+"""Scale (log units, about 5%) of the first differences' transform, before 3 differences give
+a robust one. Any positive value keeps the sequence valid; it only shapes its power."""
+
+
+def _sorted_median(v: Sequence[float]) -> float:
+    k = len(v)
+    return v[k // 2] if k % 2 else 0.5 * (v[k // 2 - 1] + v[k // 2])
+
+
+class ShiftSequence:
+    """A confidence sequence for the centre of symmetry of paired differences, by betting.
+
+    Each new pair gives one difference ``d_i = log a_i - log b_i`` (baseline over candidate, on
+    log times). For a candidate shift ``theta`` the bounded, odd transform
+    ``x_i(theta) = (1 + tanh((d_i - theta) / s_i)) / 2`` lies in (0, 1); when the ``d_i`` are
+    symmetric about ``theta`` (an A/A pair is exactly symmetric about 0: its two sessions are
+    exchangeable; with a shift on log scale ``d_i - theta`` is a difference of two exchangeable
+    values), ``E[x_i | past] = 1/2`` whatever the distribution's tails, because ``tanh`` is odd
+    and the scale ``s_i`` (1.4826 times the median absolute deviation of ``d_1 .. d_{i-1}``) is
+    predictable. The hedged capital process
+
+        K_t(theta) = 1/2 prod_{i<=t} (1 + l_i (x_i - 1/2)) + 1/2 prod_{i<=t} (1 - l_i (x_i - 1/2))
+
+    with the predictable plug-in bets ``l_i = min(c / (1/2), sqrt(2 log(2/alpha) /
+    (sigma2_{i-1} i log(1 + i))))`` and ``sigma2_t = (1/4 + sum_{j<=t} (x_j - mu_j)^2) / (t + 1)``,
+    ``mu_t = (1/2 + sum_{j<=t} x_j) / (t + 1)`` is then a nonnegative martingale with initial
+    value 1, so by Ville's inequality ``P(exists t: K_t(theta) >= 1/alpha) <= alpha``: the set of
+    ``theta`` whose capital has never reached ``1/alpha`` is a ``1 - alpha`` confidence sequence,
+    valid at every stopping time, and running-intersected (it only shrinks, so a decision made on
+    it is never taken back).
+
+    Sources: Waudby-Smith, I. and Ramdas, A. (2024), "Estimating means of bounded random
+    variables by betting", J. R. Statist. Soc. B 86(1), 1-27 (the hedged capital process,
+    section 4.2, and the predictable plug-in bets, eq. 26-27); Ville, J. (1939), "Etude critique
+    de la notion de collectif" (the maximal inequality); Shafer, G. (2021), "Testing by betting",
+    J. R. Statist. Soc. A 184(2), 407-431, and Ramdas, A., Grunwald, P., Vovk, V. and Shafer, G.
+    (2023), "Game-theoretic statistics and safe anytime-valid inference", Statist. Sci. 38(4),
+    576-601 (testing symmetry by betting on an odd, bounded function of the observations).
+
+    The grid of ``theta`` is ``[-ANYTIME_GRID_HALF, ANYTIME_GRID_HALF]`` in steps of
+    ``ANYTIME_GRID_STEP``; one update costs O(grid) (4,001 points: tens of microseconds) plus an
+    O(n) sorted insertion for the scale, whatever n.
+
+    Args:
+        alpha: 1 - the confidence level, in (0, 1).
+
+    Raises:
+        ValueError: for an ``alpha`` outside (0, 1).
+    """
+
+    def __init__(self, alpha: float = 0.05) -> None:
+        import numpy as np
+
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        self.alpha = alpha
+        steps = round(ANYTIME_GRID_HALF / ANYTIME_GRID_STEP)
+        self._grid = np.arange(-steps, steps + 1, dtype=np.float64) * ANYTIME_GRID_STEP
+        size = self._grid.size
+        # Only the grid points still in the set are tracked (an excluded point never returns):
+        # the work per update shrinks with the set.
+        self._theta = self._grid.copy()
+        self._index = np.arange(size)
+        self._log_plus = np.zeros(size)
+        self._log_minus = np.zeros(size)
+        self._sum_x = np.zeros(size)
+        self._sum_dev2 = np.zeros(size)
+        self._log_barrier = math.log(1.0 / alpha)
+        self._log_two_over_alpha = math.log(2.0 / alpha)
+        self._sorted: list[float] = []
+        self.n = 0
+
+    def _scale(self) -> float:
+        past = self._sorted
+        if len(past) < 3:
+            return _ANYTIME_FIRST_SCALE
+        med = _sorted_median(past)
+        mad = _sorted_median(sorted(abs(v - med) for v in past))
+        return max(1.4826 * mad, 1e-4)
+
+    def update(self, d: float) -> None:
+        """Add one paired difference ``d`` (log baseline - log candidate).
+
+        Raises:
+            ValueError: for a non-finite ``d``.
+        """
+        import bisect
+
+        import numpy as np
+
+        if not math.isfinite(d):
+            raise ValueError(f"a difference must be finite, got {d!r}")
+        t = self.n + 1
+        s = self._scale()
+        x = 0.5 * (1.0 + np.tanh((d - self._theta) / s))
+        # The bet uses only x_1 .. x_{t-1} (predictable): sigma2_{t-1} and mu_{t-1}.
+        sigma2 = (0.25 + self._sum_dev2) / t
+        lam = np.minimum(
+            ANYTIME_BET_CAP / 0.5,
+            np.sqrt(2.0 * self._log_two_over_alpha / (sigma2 * t * math.log(1.0 + t))),
+        )
+        centred = x - 0.5
+        self._log_plus += np.log1p(lam * centred)
+        self._log_minus += np.log1p(-lam * centred)
+        self._sum_x += x
+        mu = (0.5 + self._sum_x) / (t + 1)
+        self._sum_dev2 += (x - mu) ** 2
+        log_k = np.logaddexp(self._log_plus, self._log_minus) - math.log(2.0)
+        keep = log_k < self._log_barrier
+        # A set narrower than the grid step (e.g. a constant ratio, whose every difference is
+        # the same) would exclude every grid point; it is kept at the grid's resolution instead:
+        # the remaining points' neighbours bracket it (``interval`` rounds outwards).
+        if not keep.all() and keep.any():
+            self._theta = self._theta[keep]
+            self._index = self._index[keep]
+            self._log_plus = self._log_plus[keep]
+            self._log_minus = self._log_minus[keep]
+            self._sum_x = self._sum_x[keep]
+            self._sum_dev2 = self._sum_dev2[keep]
+        bisect.insort(self._sorted, d)
+        self.n = t
+
+    def interval(self) -> tuple[float, float]:
+        """The running-intersected confidence set's hull, in log units: ``(low, high)``.
+
+        Bounds are rounded outwards to the grid (one step beyond the outermost point kept);
+        ``-inf`` / ``inf`` where the set reaches the grid's edge. A set narrower than one step
+        is shown at the grid's resolution (two steps wide).
+        """
+        idx = self._index
+        if idx.size == 0:
+            return (math.nan, math.nan)
+        lo, hi = int(idx[0]), int(idx[-1])
+        last = self._grid.size - 1
+        low = -math.inf if lo == 0 else float(self._grid[lo - 1])
+        high = math.inf if hi == last else float(self._grid[hi + 1])
+        return (low, high)
+
+    def estimate(self) -> float:
+        """The median of the differences so far (log units), held inside the interval."""
+        if not self._sorted:
+            return math.nan
+        med = _sorted_median(self._sorted)
+        low, high = self.interval()
+        if math.isnan(low):
+            return med
+        return min(max(med, low), high)
+
+
+@dataclass(frozen=True, slots=True)
+class AnytimeRatio:
+    """A ratio A / B with its anytime-valid confidence sequence (``anytime_ratio``).
+
+    Attributes:
+        speedup / speedup_low / speedup_high: the ratio of the paired medians and its
+            running-intersected confidence sequence (0 or infinity beyond the grid).
+        regression / regression_low / regression_high: ``1 / speedup - 1`` and its bounds.
+        pairs: the number of pairs used (``min(len(a), len(b))``).
+        n_a / n_b: the values given per variant.
+        confidence: ``1 - alpha``, valid simultaneously at every n.
+        method: for people.
+    """
+
+    speedup: float
+    speedup_low: float
+    speedup_high: float
+    regression: float
+    regression_low: float
+    regression_high: float
+    pairs: int
+    n_a: int
+    n_b: int
+    confidence: float
+    method: str = "anytime-valid CS (betting, paired log ratio)"
+
+    def describe(self, func: str = "speedup") -> str:
+        """One line for people, e.g. ``"1.23x [1.05, 1.51] 95% anytime-valid CS (betting,
+        paired log ratio), 12 pairs, n = 12/12"``."""
+        if func == "regression":
+            shown = (
+                f"{self.regression:+.1%} [{self.regression_low:+.1%}, {self.regression_high:+.1%}]"
+            )
+        else:
+            shown = f"{self.speedup:.3g}x [{self.speedup_low:.3g}, {self.speedup_high:.3g}]"
+        return (
+            f"{shown} {format_level(self.confidence, self.confidence)} {self.method}, "
+            f"{self.pairs} pairs, n = {self.n_a}/{self.n_b}"
+        )
+
+
+_SEQ_CACHE: collections.OrderedDict[Any, tuple[bytes, int, ShiftSequence]] = (
+    collections.OrderedDict()
+)
+_SEQ_CACHE_SIZE = 256
+
+
+def _pairs_digest(d: Sequence[float], k: int) -> bytes:
+    import hashlib
+    import struct
+
+    return hashlib.blake2b(struct.pack(f"<Q{k}d", k, *d[:k]), digest_size=16).digest()
+
+
+def anytime_ratio(
+    a: Sequence[float],
+    b: Sequence[float],
+    confidence: float = 0.95,
+    *,
+    key: Any = None,
+) -> AnytimeRatio:
+    """The ratio A / B with a confidence sequence valid whenever it is looked at.
+
+    Sessions are paired in order (the i-th of A with the i-th of B: interleaved sets run them
+    side by side); an unpaired last session waits for its partner. The sequence is
+    ``ShiftSequence`` over ``log a_i - log b_i``, exponentiated. With a ``key`` (a gate passes
+    its metric, variants and group) the sequence is kept between calls, one per key: when the
+    pairs extend those seen before, asking again after one more pair costs one update, not a
+    replay; otherwise it is rebuilt from the pairs given.
+
+    Args:
+        a: variant A's values (baseline), positive (times, sizes), in session order.
+        b: variant B's values (candidate), positive, in session order.
+        confidence: ``1 - alpha``, in (0, 1).
+        key: any hashable naming the sequence, or None to compute without keeping it.
+
+    Returns:
+        The ratio and its sequence; with no pairs yet, bounds ``(0, inf)``.
+
+    Raises:
+        ValueError: for a value that is not positive and finite, or a confidence out of (0, 1).
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    k = min(len(a), len(b))
+    d: list[float] = []
+    for x, y in zip(a[:k], b[:k], strict=True):
+        if not (x > 0 and y > 0 and math.isfinite(x) and math.isfinite(y)):
+            raise ValueError(f"a ratio needs positive, finite values, got {x!r} and {y!r}")
+        d.append(math.log(x) - math.log(y))
+    alpha = 1.0 - confidence
+    seq: ShiftSequence | None = None
+    start = 0
+    cache_key = None if key is None else (key, alpha)
+    if cache_key is not None:
+        found = _SEQ_CACHE.pop(cache_key, None)
+        if found is not None:
+            digest, seen, cached = found
+            if seen <= k and _pairs_digest(d, seen) == digest:
+                seq, start = cached, seen
+    if seq is None:
+        seq = ShiftSequence(alpha)
+    for v in d[start:]:
+        seq.update(v)
+    if cache_key is not None:
+        _SEQ_CACHE[cache_key] = (_pairs_digest(d, k), k, seq)
+        while len(_SEQ_CACHE) > _SEQ_CACHE_SIZE:
+            _SEQ_CACHE.popitem(last=False)
+    low, high = seq.interval() if k else (-math.inf, math.inf)
+    est = seq.estimate() if k else math.nan
+    return AnytimeRatio(
+        speedup=math.exp(est),
+        speedup_low=math.exp(low),
+        speedup_high=math.exp(high),
+        regression=math.exp(-est) - 1.0,
+        regression_low=math.exp(-high) - 1.0,
+        regression_high=math.exp(-low) - 1.0,
+        pairs=k,
+        n_a=len(a),
+        n_b=len(b),
+        confidence=confidence,
     )

@@ -474,7 +474,128 @@ def build_report(
         "comparison": _comparison(data),
         "metric_caps": _metric_caps(data),
         "hosts": hosts_section(sessions),
+        # Issue 11 (points 3 and 5), in their own keys so other sections merge cleanly.
+        "verdict_rule": _verdict_rule(),
+        "inference": _inference(data),
+        "stop_when": _stop_when(data),
     }
+
+
+def _verdict_rule() -> str:
+    from perfmon.core.gates import VERDICT_RULE
+
+    return VERDICT_RULE
+
+
+def _measured_by_set(data: RunData) -> dict[str, list[Mapping[str, Any]]]:
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for s in data.sessions:
+        if not s.get("warmup"):
+            out.setdefault(str(s.get("set_name", "")), []).append(s)
+    return out
+
+
+def _campaign_sets(data: RunData) -> list[Mapping[str, Any]]:
+    campaign = data.manifest.get("campaign")
+    sets = campaign.get("sets") if isinstance(campaign, dict) else None
+    return [x for x in sets if isinstance(x, Mapping)] if isinstance(sets, list) else []
+
+
+def _inference(data: RunData) -> dict[str, Any]:
+    """Which intervals the statistical gates show, and whether they hold at this run's n.
+
+    ``anytime`` (default): confidence sequences, valid at the n shown whenever the run stopped.
+    ``fixed``: the exact fixed-n intervals, valid only at the planned n: the report says
+    whether every set ran its planned measured sessions (an early stop, by ``stop_when`` or an
+    interruption, leaves them without their stated level).
+    """
+    campaign = data.manifest.get("campaign")
+    stats = campaign.get("stats") if isinstance(campaign, dict) else None
+    method = str(stats.get("inference", "anytime")) if isinstance(stats, dict) else "anytime"
+    if method != "fixed":
+        return {
+            "method": "anytime",
+            "valid": True,
+            "line": "Statistical gates: anytime-valid confidence sequences (betting, "
+            "Waudby-Smith & Ramdas 2024, paired log ratio): valid at the n shown, however "
+            "the run stopped.",
+        }
+    measured = _measured_by_set(data)
+    short = []
+    for st in _campaign_sets(data):
+        sessions = _num(st.get("sessions"))
+        rows = measured.get(str(st.get("name")), [])
+        combos = {(r.get("workload"), str(r.get("params")), r.get("variant")) for r in rows}
+        if sessions is not None and len(rows) < sessions * max(1, len(combos)):
+            short.append(f"{st.get('name')} ({len(rows)} of {int(sessions * len(combos))})")
+    if short:
+        line = (
+            "Statistical gates: fixed-n exact rank intervals, valid only at the planned n; "
+            f"these sets stopped short of it: {', '.join(short)}: their intervals do not hold "
+            'their stated level (inference = "anytime" would).'
+        )
+    else:
+        line = (
+            "Statistical gates: fixed-n exact rank intervals, valid at the planned n, which "
+            "every set reached."
+        )
+    return {"method": "fixed", "valid": not short, "line": line}
+
+
+def _stop_when(data: RunData) -> list[dict[str, Any]]:
+    """Per set with ``stop_when = "decided"``: measured sessions planned and run, and what
+    stopping when decided saved (sessions, and seconds at the set's mean session wall time;
+    for a duration set, the planned duration less the time it ran)."""
+    measured = _measured_by_set(data)
+    out: list[dict[str, Any]] = []
+    for st in _campaign_sets(data):
+        if st.get("stop_when") != "decided":
+            continue
+        name = str(st.get("name"))
+        rows = measured.get(name, [])
+        walls = [float(w) for r in rows if (w := _num(r.get("wall_s"))) is not None]
+        mean_wall = sum(walls) / len(walls) if walls else None
+        combos = {(r.get("workload"), str(r.get("params")), r.get("variant")) for r in rows}
+        sessions = _num(st.get("sessions"))
+        duration = _num(st.get("duration_s"))
+        entry: dict[str, Any] = {"set": name, "ran": len(rows)}
+        if sessions is not None:
+            planned = int(sessions) * max(1, len(combos))
+            saved = max(0, planned - len(rows))
+            entry |= {
+                "planned": planned,
+                "sessions_saved": saved,
+                "seconds_saved": None if mean_wall is None else saved * mean_wall,
+            }
+        elif duration is not None:
+            starts = [float(x) for r in rows if (x := _num(r.get("start_t"))) is not None]
+            ends = [float(x) for r in rows if (x := _num(r.get("end_t"))) is not None]
+            ran_s = max(ends) - min(starts) if starts and ends else None
+            entry |= {
+                "planned_s": duration,
+                "seconds_saved": None if ran_s is None else max(0.0, duration - ran_s),
+            }
+        out.append(entry)
+    return out
+
+
+def _stop_when_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    out = []
+    for e in entries:
+        saved_s = e.get("seconds_saved")
+        time_text = "" if saved_s is None else f", about {format_duration(saved_s)}"
+        if "planned" in e:
+            out.append(
+                f"- Set {e['set']} stopped when decided: {e['ran']} of {e['planned']} planned "
+                f"measured sessions, {e['sessions_saved']} saved{time_text} "
+                "(at the set's mean session wall time)."
+            )
+        else:
+            out.append(
+                f"- Set {e['set']} stopped when decided after {e['ran']} measured sessions"
+                f"{time_text} before its planned duration."
+            )
+    return [*out, ""] if out else []
 
 
 def _metric_caps(data: RunData) -> dict[str, Any]:
@@ -747,6 +868,7 @@ def _gate_json(g: GateResult) -> dict[str, Any]:
             }
             for gr in g.groups
         ],
+        "per_set": [list(x) for x in g.per_set],
     }
 
 
@@ -948,6 +1070,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     out.append("")
 
     out += ["## Gates", ""]
+    if report.get("verdict_rule"):
+        out += [f"Rule: {report['verdict_rule']}.", ""]
+    if isinstance(report.get("inference"), Mapping):
+        out += [str(report["inference"]["line"]), ""]
+    out += _stop_when_lines(report.get("stop_when") or [])
     by_set = report.get("gates_by_set") or {}
     if by_set:
         out.append(

@@ -59,7 +59,7 @@ from perfmon.core.model import (
     SessionStatus,
 )
 from perfmon.core.noise import NOISE_ATTEMPT
-from perfmon.core.schedule import Scheduler
+from perfmon.core.schedule import Scheduler, set_decided
 from perfmon.core.snapshot import RunState, Snapshot
 from perfmon.core.stats import StatsOptions
 from perfmon.core.units import metric_direction
@@ -323,6 +323,7 @@ class Runner:
             max_metrics=campaign.max_metrics,
             max_metric_name_bytes=campaign.max_metric_name_bytes,
             selections=live_selections(campaign.gates),
+            windows={g.window_s for g in campaign.gates if g.window_s is not None},
         )
         self.recorder = Recorder(run_dir)
         if executor_factory is local_executor and campaign.executor.kind == "ray":
@@ -899,6 +900,7 @@ class Runner:
                     self._on_samples(extra)
                 self._io_submit(self.recorder.session_finished, dataclasses.replace(result))
                 self._update_live(result)
+                self._stop_when_decided(result.spec)
                 for listener in list(self.session_listeners):
                     try:
                         listener(result)
@@ -931,6 +933,19 @@ class Runner:
             sys.setswitchinterval(switch_interval)
 
         return await self._finish(completed=completed and error is None)
+
+    def _stop_when_decided(self, spec: SessionSpec) -> None:
+        """End the session's set once every gate on it is decided (``stop_when = "decided"``).
+
+        Reads the gates as last evaluated by the snapshot loop (no evaluation on the session
+        path): a set may run a session or two past its decision, never fewer; the sequences
+        stay valid at any stopping time."""
+        s = next((x for x in self.campaign.sets if x.name == spec.set_name), None)
+        if s is None or s.stop_when != "decided" or spec.set_name in self.scheduler.ended:
+            return
+        if set_decided(self._gates, spec.set_name):
+            self.scheduler.end_set(spec.set_name)
+            self.message = f"set {spec.set_name} decided: ended early (stop_when = decided)"
 
     async def _finish(self, *, completed: bool) -> RunOutcome:
         """Close the recording, evaluate gates on it, write the report, publish the end."""

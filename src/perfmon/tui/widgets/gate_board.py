@@ -1,4 +1,9 @@
-"""The gate board: one row per gate with a coloured state marker, its name and its reason line."""
+"""The gate board: one row per gate with a coloured state marker, its name and its reason line.
+
+A gate judged per set of sessions shows every set's state side by side before its reason
+(``golden ● pass 6.21 [5.71, 19.1] │ canary … pending n = 3``), so a set's decided state stays
+visible while another set runs; the subtitle counts the gates by state and writes the rule that
+makes the verdict."""
 
 from __future__ import annotations
 
@@ -16,6 +21,18 @@ GATE_MARKS: dict[GateState, tuple[str, str]] = {
     GateState.INCONCLUSIVE: ("? unsure", "warning"),
 }
 """Gate state -> (marker text, style role). The word is spelled out for colour-blind readers."""
+
+SET_MARKS: dict[str, str] = {
+    "pass": "●",
+    "fail": "✗",
+    "pending": "…",
+    "inconclusive": "?",
+    "not started": "○",
+}
+"""A set's state in a gate's per-set line (``GateResult.per_set``), before the word itself."""
+
+VERDICT_SHORT = "verdict: every gate must pass in every set"
+"""The verdict rule as the board's subtitle says it (``perfmon.core.gates.VERDICT_RULE``)."""
 
 BAR_WIDTH = 15
 """Characters of the interval bar shown before a statistical gate's reason."""
@@ -73,6 +90,16 @@ def group_summary(item: GateResult) -> str:
     return " · " + " · ".join(parts)
 
 
+def per_set_text(per_set: tuple[tuple[str, str, str], ...]) -> str:
+    """Each set's state side by side, e.g. ``"golden ● pass 6.21 [5.71, 19.1] │ canary …
+    pending n = 3"``; ``""`` for a gate not judged per set."""
+    parts = []
+    for name, state, text in per_set:
+        mark = SET_MARKS.get(state, "?")
+        parts.append(" ".join(p for p in (name, mark, state, text) if p))
+    return " │ ".join(parts)
+
+
 class GateBoard(KeyedTable[GateResult]):
     """Gates in campaign order, keyed by name. ``summary()`` counts them by state."""
 
@@ -104,6 +131,10 @@ class GateBoard(KeyedTable[GateResult]):
             bar = interval_bar(item.ci_low, item.ci_high, item.value, threshold, BAR_WIDTH)
             reason = f"{bar} {reason}"
         reason += group_summary(item)
+
+        if item.per_set:
+            # Every set's own state first: a set that passed stays visible while another runs.
+            reason = f"{per_set_text(item.per_set)} ─ {reason}"
         return (
             Cell(mark, role),
             Cell(item.name, "bold"),
@@ -112,7 +143,8 @@ class GateBoard(KeyedTable[GateResult]):
 
     @staticmethod
     def summary(gates: tuple[GateResult, ...]) -> str:
-        """Return e.g. ``"2 pass · 1 fail · 1 pending"`` (states with no gate left out)."""
+        """Return e.g. ``"2 pass · 1 fail · 1 pending · verdict: every gate must pass in
+        every set"`` (states with no gate left out; the rule that makes the verdict last)."""
         counts = Counter(g.state for g in gates)
         parts = [f"{counts[s]} {s.value}" for s in GATE_MARKS if counts[s]]
-        return " · ".join(parts) if parts else "none"
+        return " · ".join([*parts, VERDICT_SHORT]) if parts else "none"
