@@ -232,6 +232,10 @@ def test_report_has_tables_in_md_and_json(tmp_path: Path) -> None:
     md = render_markdown(report)
     assert "## Result tables" in md and "candidate vs baseline" in md
     assert "event_queue_depth (constant)" in md  # mean 4.5 in every session
+    from perfmon.engine import exporters
+
+    page = exporters.render("html", report, read_run(run))
+    assert ">Result tables</h2>" in page and "candidate vs baseline" in page
 
 
 def test_table_cap_names_what_was_left_out() -> None:
