@@ -3,6 +3,7 @@ efficiency, values and gate margins."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -155,7 +156,7 @@ def test_efficiency_with_a_workers_matrix() -> None:
     section = build_tables(_sessions(medians, n=10, key="workers"))
     (eff,) = _tables(section, "efficiency")
     rows = {r[1]: r for r in eff["rows"]}
-    assert rows["1"][3]["efficiency"] == pytest.approx(1.0, abs=0.03)
+    assert rows["1"][3]["text"] == "100% (reference)"
     assert rows["2"][3]["efficiency"] == pytest.approx(8.0 / 4.4 / 2, abs=0.03)
     assert rows["4"][3]["efficiency"] == pytest.approx(0.8, abs=0.03)
     assert rows["4"][3]["low"] <= rows["4"][3]["efficiency"] <= rows["4"][3]["high"]
@@ -210,12 +211,15 @@ def test_gate_margins() -> None:
         groups=(GroupResult("events=128", GateState.FAIL, 1.2, 10, "", 1.1, 1.3),),
     )  # fmt: skip
     ram = GateResult("RAM", "max(system_memory_percent) <= 70", GateState.PASS, 55.0, 9, "")
+    (top,) = gate_margins([dataclasses.replace(g, groups=())])
+    assert top["margin"] == pytest.approx(0.4)
+    assert top["worst_margin"] == pytest.approx(0.12)
+    assert top["text"] == "1.8 vs >= 1.4: margin +0.4 (interval low 1.52: +0.12)"
     m = gate_margins([g, ram])
-    assert m[0]["margin"] == pytest.approx(0.4)
-    assert m[0]["worst_margin"] == pytest.approx(0.12)
-    assert m[0]["text"] == "1.8 vs >= 1.4: margin +0.4 (interval low 1.52: +0.12)"
-    assert m[1]["group"] == "events=128" and m[1]["margin"] == pytest.approx(-0.2)
-    assert m[2]["margin"] == pytest.approx(15.0) and "worst" not in m[2]
+    assert len(m) == 2  # per group: one row per group, not the deciding one again
+    assert m[0]["group"] == "events=128" and m[0]["margin"] == pytest.approx(-0.2)
+    assert m[0]["worst_margin"] == pytest.approx(-0.3)  # interval low 1.1 vs >= 1.4
+    assert m[1]["margin"] == pytest.approx(15.0) and "worst" not in m[1]
 
 
 def test_report_has_tables_in_md_and_json(tmp_path: Path) -> None:

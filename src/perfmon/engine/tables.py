@@ -687,6 +687,10 @@ def _efficiency(
                 base = values(p0, v, "session_seconds")
                 for w, p in items:
                     xs = values(p, v, "session_seconds")
+                    if p == p0:  # the reference itself: 1x, 100% by definition
+                        ref = {"n": len(xs), "text": f"reference (n = {len(xs)})"}
+                        rows.append([v, f"{w:g}", ref, {"text": "100% (reference)"}])
+                        continue
                     cell = _ratio_cell(base, xs, "session_seconds", LOWER, options)
                     mult = w / w0
                     eff: dict[str, Any] = {"workers_multiple": mult}
@@ -751,8 +755,12 @@ def gate_margins(
         except ValueError:
             continue
         op, thr = parsed.op, float(parsed.threshold)
-        entries = [(None, g.value, g.ci_low, g.ci_high)]
-        entries += [(x.label, x.value, x.ci_low, x.ci_high) for x in getattr(g, "groups", ())]
+        groups = tuple(getattr(g, "groups", ()))
+        # A gate judged per group: one row per group (the gate's own value is its deciding
+        # group's, so it is not repeated).
+        entries = [(x.label, x.value, x.ci_low, x.ci_high) for x in groups] or [
+            (None, g.value, g.ci_low, g.ci_high)
+        ]
         for label, value, low, high in entries:
             row: dict[str, Any] = {"gate": g.name, "group": label, "op": op, "threshold": thr}
             if value is None:
@@ -763,12 +771,12 @@ def gate_margins(
             margin = value - thr if upward else thr - value
             worst = low if upward else high
             row.update(value=value, margin=margin)
-            text = f"{value:.4g} vs {op} {thr:.4g}: margin {margin:+.4g}"
+            text = f"{value:.4g} vs {op} {thr:.4g}: margin {margin:+.3g}"
             if worst is not None and math.isfinite(worst):
                 wm = worst - thr if upward else thr - worst
                 row.update(worst=worst, worst_margin=wm)
                 end = "low" if upward else "high"
-                text += f" (interval {end} {worst:.4g}: {wm:+.4g})"
+                text += f" (interval {end} {worst:.4g}: {wm:+.3g})"
             row["text"] = text
             out.append(row)
     return out
