@@ -273,7 +273,7 @@ def test_structure_errors(
             10,
             "workload[1].timout",
             "unknown key 'timout' (allowed: name, command, env, cwd, timeout, matrix, shell, "
-            "idle_timeout, metrics)",
+            "idle_timeout, metrics, units, units_metric, workers_key)",
         ),
         ("[[workload]]\nname = 'w'\ncommand = ['x']\n", 8, "workload[1].name", "duplicate"),
         ("[[workload]]\nname = 'a/b'\ncommand = ['x']\n", 8, "workload[1].name", "invalid name"),

@@ -532,6 +532,7 @@ def test_report_splits_metrics_by_workload_and_variant() -> None:
             "kind": ["histogram"] * 5 + ["gauge"],
         }
     )
+
     class Data:  # a RunData's batches, as the report reads them
         def batches(self):  # type: ignore[no-untyped-def]
             from perfmon.engine.recorder import _table_batches

@@ -85,6 +85,15 @@ class WorkloadConfig:
     metrics: tuple[str, ...] = ()
     """Metric names the workload declares it emits (``metrics = [...]``), so that
     ``perfmon validate`` can warn of gates on metrics nothing produces."""
+    # Result tables (issue 15): units of work and the worker-count matrix key.
+    units: str | None = None
+    """What one unit of work is called (``units = "backtests"``): throughput tables print
+    units per second; None: sessions per second, from ``session_seconds``."""
+    units_metric: str | None = None
+    """The metric holding each session's count of units of work (``units_metric``)."""
+    workers_key: str | None = None
+    """The matrix key that counts workers (``workers_key``; default ``workers`` when the
+    matrix has it): result tables print efficiency = speedup / workers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +236,11 @@ class Campaign:
     # Directions and validation warnings (issue 11).
     directions: dict[str, str] = field(default_factory=dict)
     """Metric name -> ``"lower"`` or ``"higher"``: the ``[metric.NAME] better`` tables."""
+    # Result tables (issue 15).
+    reference: str = "first"
+    """The reference variant of comparisons (``[campaign] reference``): ``"first"`` (the
+    default: every variant against the first), ``"previous"`` (cumulative layers: each variant
+    against the one before it, in campaign order) or a variant's name."""
     warnings: tuple[str, ...] = ()
     """Problems that do not stop a run but may leave it undecided, each ``FILE:LINE: KEY:
     MESSAGE`` (``perfmon validate`` prints them)."""
@@ -303,6 +317,7 @@ _CAMPAIGN_KEYS = (
     "min_sessions",
     "interval",
     "inference",
+    "reference",
 )
 _WORKLOAD_KEYS = (
     "name",
@@ -314,6 +329,9 @@ _WORKLOAD_KEYS = (
     "shell",
     "idle_timeout",
     "metrics",
+    "units",
+    "units_metric",
+    "workers_key",
 )
 DEFAULT_TIMEOUT_S = 3600.0
 """Wall-clock limit of a session when neither its workload nor the campaign sets one (1 h: far
@@ -689,6 +707,8 @@ def _parse_campaign(text: str, path: Path) -> Campaign:
     if directions:
         extra["directions"] = directions
     gates = _parse_gates(ctx, data, stats, directions)
+    if "reference" in camp:
+        extra["reference"] = _parse_reference(ctx, sec, camp["reference"], variants)
     if "profile" in data:
         extra["profile"] = _parse_profile(ctx, data)
     if "executor" in data:
@@ -829,10 +849,50 @@ def _parse_workloads(
         timeout = _limit(ctx, sec, "timeout", w["timeout"]) if "timeout" in w else None
         idle = _limit(ctx, sec, "idle_timeout", w["idle_timeout"]) if "idle_timeout" in w else None
         declared = ctx.strings(sec, "metrics", w["metrics"]) if "metrics" in w else ()
+        declared_tables = _parse_workload_tables(ctx, sec, w, matrix)
         result.append(
-            WorkloadConfig(name, command, env, cwd, timeout, matrix, shell, idle, declared)
+            WorkloadConfig(
+                name, command, env, cwd, timeout, matrix, shell, idle, declared, **declared_tables
+            )
         )
     return tuple(result)
+
+
+def _parse_workload_tables(
+    ctx: _Context, sec: Section, w: dict[str, Any], matrix: dict[str, tuple[str, ...]]
+) -> dict[str, Any]:
+    """A workload's ``units``, ``units_metric`` and ``workers_key`` (issue 15)."""
+    out: dict[str, Any] = {}
+    if "units" in w:
+        out["units"] = ctx.string(sec, "units", w["units"])
+    if "units_metric" in w:
+        out["units_metric"] = ctx.string(sec, "units_metric", w["units_metric"])
+        if "units" not in w:
+            raise ctx.error(sec, "units_metric", 'units_metric needs units (e.g. "backtests")')
+    if "workers_key" in w:
+        key = ctx.string(sec, "workers_key", w["workers_key"])
+        if key not in matrix:
+            raise ctx.error(
+                sec, "workers_key", f"{key!r} is not a matrix key (known: {', '.join(matrix)})"
+            )
+        out["workers_key"] = key
+    return out
+
+
+def _parse_reference(
+    ctx: _Context, sec: Section, value: object, variants: tuple[VariantConfig, ...]
+) -> str:
+    """``[campaign] reference``: ``"first"``, ``"previous"`` or a variant's name (issue 15)."""
+    ref = ctx.string(sec, "reference", value)
+    names = [v.name for v in variants]
+    if ref not in ("first", "previous") and ref not in names:
+        raise ctx.error(
+            sec,
+            "reference",
+            f'unknown reference {ref!r}: expected "first", "previous" or a variant '
+            f"({', '.join(names) or 'none declared'})",
+        )
+    return ref
 
 
 def _limit(ctx: _Context, sec: Section, key: str, value: object) -> float:

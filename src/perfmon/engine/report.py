@@ -478,6 +478,7 @@ def build_report(
         "verdict_rule": _verdict_rule(),
         "inference": _inference(data),
         "stop_when": _stop_when(data),
+        "tables": _tables(data, gate_results),
     }
 
 
@@ -909,6 +910,33 @@ def _comparison(data: RunData) -> dict[str, Any] | None:
         return None
 
 
+def _tables(data: RunData, gate_results: Sequence[GateResult]) -> dict[str, Any] | None:
+    """Result tables in the shape users publish (``perfmon.engine.tables``, issue 15)."""
+    from perfmon.engine.tables import tables_section
+
+    kinds: dict[str, str] = {}
+    for batch in data.batches():  # each metric's kind (dictionary codes: no per-row objects)
+        if not batch.num_rows:
+            continue
+        mcol, kcol = batch.column("metric"), batch.column("kind")
+        m_names, k_names = mcol.dictionary.to_pylist(), kcol.dictionary.to_pylist()
+        pairs = np.unique(
+            np.stack(
+                [
+                    mcol.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+                    kcol.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+                ]
+            ),
+            axis=1,
+        )
+        for mi, ki in pairs.T.tolist():
+            kinds[str(m_names[mi])] = str(k_names[ki])
+    try:
+        return tables_section(data, gate_results, kinds)
+    except ValueError:  # invalid statistical options stored in the manifest: no section
+        return None
+
+
 def _profiles_checked(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     """The profiles section and, when the run's profile files are damaged, a sentence saying so.
 
@@ -1197,6 +1225,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         from perfmon.engine.compare import render_comparison_md
 
         out += render_comparison_md(report["comparison"])
+
+    if report.get("tables"):
+        from perfmon.engine.tables import render_tables_md
+
+        out += render_tables_md(report["tables"])
 
     if report.get("profiles"):
         from perfmon.engine.flame_export import render_profiles_md

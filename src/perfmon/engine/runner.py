@@ -145,6 +145,7 @@ def campaign_to_json(campaign: Campaign) -> dict[str, Any]:
         "max_metrics": campaign.max_metrics,
         "max_metric_name_bytes": campaign.max_metric_name_bytes,
         "share": campaign.share,
+        "reference": campaign.reference,  # issue 15: the reference variant of comparisons
     }
 
 

@@ -274,6 +274,31 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[in
     return "".join(out)
 
 
+def _result_tables(report: Mapping[str, Any]) -> str:
+    """The report's ``tables`` section (``perfmon.engine.tables``, issue 15), cell texts only."""
+    section = report.get("tables") or {}
+    tables, margins = section.get("tables") or [], section.get("margins") or []
+    if not tables and not margins:
+        return "<p>No result tables: no measured session.</p>"
+
+    def text(c: Any) -> str:
+        return _e(c.get("text", "") if isinstance(c, Mapping) else c)
+
+    out = []
+    if margins:
+        out.append("<h3>Margin to each gate's threshold</h3>")
+        rows = [[text(m.get("gate", "")), text(m.get("group") or ""), text(m)] for m in margins]
+        out.append(_table(["Gate", "Group", "Margin"], rows, set()))
+    for t in tables:
+        out.append(f"<h3>{_e(t.get('title', ''))}</h3>")
+        rows = [[text(c) for c in row] for row in t.get("rows") or []]
+        out.append(_table([str(h) for h in t.get("header") or []], rows, set()))
+    left = section.get("left_out") or []
+    if left:
+        out.append(f'<p class="note">{len(left):,} more table(s) left out.</p>')
+    return "".join(out)
+
+
 def _state(state: Any) -> str:
     s = str(state)
     colour = _STATE_COLOUR.get(s, "#57606a")
@@ -529,6 +554,7 @@ def render_html(report: Mapping[str, Any], data: RunData) -> str:
                 ("distributions", "Distributions"),
                 ("time", "Over time"),
                 ("comparison", "Comparison"),
+                ("tables", "Result tables"),
                 ("flames", "Flame graphs"),
                 ("recording", "Recording"),
             )
@@ -599,6 +625,9 @@ def render_html(report: Mapping[str, Any], data: RunData) -> str:
 
     parts.append('<h2 id="comparison">Comparison</h2>')
     parts.append(_comparison(report))
+
+    parts.append('<h2 id="tables">Result tables</h2>')
+    parts.append(_result_tables(report))
 
     flames = _flames(data.run_dir)
     parts.append('<h2 id="flames">Flame graphs</h2>')
