@@ -137,7 +137,10 @@ async def test_flame_screen_shows_real_profiles_and_navigates(profiled_run: Snap
 
         panel = Color.parse(theme["panel"])
         red = Color.parse(theme["error"])
-        assert flame._colour(grew) == panel.blend(red, 0.25 + 0.75 * grew.delta / flame._biggest)
+        want = panel.blend(red, 0.25 + 0.75 * grew.delta / flame._biggest)
+        got = flame._colour(grew)
+        # the same blend; channels may differ by one from rounding the delta's float
+        assert all(abs(a - b) <= 1 for a, b in zip(got.rgb, want.rgb, strict=True)), (got, want)
         assert str(top.get_row_at(0)[2]).endswith("pp")  # type: ignore[attr-defined]
 
         screen.open_view("variant:baseline")

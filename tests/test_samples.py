@@ -326,10 +326,10 @@ def test_quickstart_campaign_is_well_formed() -> None:
     exprs = " ".join(g["expr"] for g in doc["gate"])
     # the streaming report's watch-limits, all of them
     for limit in (
-        "p95(event_queue_depth) < 100",
+        'p95(event_queue_depth{variant="monitored"}) < 100',
         "max(causal_trace_bytes) < 50MB",
         "< 0.10",
-        "p95(chunk_seconds) < 1ms",
+        'p95(chunk_seconds{variant="monitored"}) < 1ms',
         "p95(expert_selection_seconds) < 10us",
         "regression(chunk_seconds, baseline, monitored) < 5%",
     ):
