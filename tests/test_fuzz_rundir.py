@@ -353,7 +353,7 @@ def check_case(case: Case, base: Base, tmp: Path) -> str:
     return "damage found" if found else "not visible"
 
 
-N_CASES = 48  # 2 of each (kind, mutation); the slow test runs 720
+N_CASES = 48  # 2 of each (kind, mutation); the slow test runs 360
 
 
 @pytest.mark.parametrize("chunk", range(4))
@@ -367,10 +367,18 @@ def test_no_damaged_file_crashes_report(base: Base, tmp_path: Path, chunk: int) 
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)
-def test_no_damaged_file_crashes_report_many(base: Base, tmp_path: Path) -> None:
+@pytest.mark.timeout(1800)
+def test_no_damaged_file_crashes_report_many(
+    base: Base, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 360 cases (15 of each kind and mutation). report.md/json, csv and junit are written for
+    # each; the HTML report (matplotlib, ~1 s a report) is left to the default-size fuzz above,
+    # which renders it for all of its cases.
+    import perfmon.engine.exporters as exporters
+
+    monkeypatch.setattr(exporters, "DEFAULT_FORMATS", ("csv", "junit"))
     tally: dict[str, int] = {}
-    for case in make_cases(720, seed=SEED + 1):
+    for case in make_cases(360, seed=SEED + 1):
         what = check_case(case, base, tmp_path)
         tally[f"{case.kind} {what}"] = tally.get(f"{case.kind} {what}", 0) + 1
         shutil.rmtree(tmp_path / case.id)
