@@ -13,13 +13,15 @@ the whole interval is within the budget, ``missed`` when the whole interval is o
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+
+# One implementation of the median's order-statistic interval (Conover 1999, section 3.2).
+from perfmon.engine.tables import median_interval  # noqa: F401 - re-exported to the benches
 
 MET = "met"
 MISSED = "missed"
@@ -98,41 +100,6 @@ def judge(low: float, high: float, limit: float, *, level: float = 1.0, upper: b
     if low >= limit:
         return MET
     return MISSED if high < limit else NOT_SHOWN
-
-
-def median_interval(xs: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """Distribution-free confidence interval for the median from order statistics.
-
-    The interval ``[x_(k), x_(n+1-k)]`` covers the population median with probability
-    ``1 - 2 P(B <= k - 1)``, ``B ~ Binomial(n, 1/2)``, for any continuous distribution of
-    independent values (Conover, *Practical Nonparametric Statistics*, 3rd ed. 1999, section
-    3.2; Hollander, Wolfe & Chicken, *Nonparametric Statistical Methods*, 2014). ``k`` is the
-    largest rank whose exact coverage is at least ``level``.
-
-    Args:
-        xs: the values (at least 1).
-        level: the coverage wanted, in (0, 1).
-
-    Returns:
-        ``(low, high, coverage)``: the interval and its exact coverage, which is at least
-        ``level`` when ``n`` allows it; for small ``n`` (e.g. fewer than 6 values at 0.95)
-        the widest interval ``[min, max]`` and its coverage ``1 - 2^(1-n)``, below ``level``.
-
-    Raises:
-        ValueError: ``xs`` is empty.
-    """
-    x = sorted(xs)
-    n = len(x)
-    if n == 0:
-        raise ValueError("median_interval of no values")
-    k, coverage = 1, 1.0 - 2.0 * 0.5**n  # [min, max]
-    cdf = 0.5**n  # P(B <= j - 1), for j = 1
-    for j in range(1, n // 2 + 1):
-        cov = 1.0 - 2.0 * cdf
-        if cov >= level:
-            k, coverage = j, cov
-        cdf += math.comb(n, j) * 0.5**n
-    return x[k - 1], x[n - k], coverage
 
 
 def emit(fig: Figure) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -711,6 +712,14 @@ def _tiny_audit(tmp_path: Path) -> Path:
     text = text.replace('name = "tgat"\n', f'name = "tgat"\ncwd = "{SAMPLES}"\n')
     text = text.replace('name = "motif"\n', f'name = "motif"\ncwd = "{SAMPLES}"\n')
     text = text.replace("warmup = 1\n", "warmup = 0\n")
+    # One session per combination is below min_sessions, which perfmon refuses for a campaign
+    # with statistical gates (they could only end pending): the smoke run keeps each speedup
+    # gate's name but judges only that its sessions produced pass times.
+    text = re.sub(
+        r'expr = "speedup\(tgat_pass_seconds, baseline, (\w+)\) >= 1\.4"',
+        lambda m: f"expr = 'max(tgat_pass_seconds{{variant=\"{m.group(1)}\"}}) > 0'",
+        text,
+    )
     path = tmp_path / "audit.toml"
     path.write_text(text)
     return path
