@@ -40,6 +40,42 @@ _SEVERITY = {
 }
 
 
+def _select_metrics(
+    b: pa.RecordBatch, metrics: Collection[str] | None, codes: dict[str, int], dtype: Any
+) -> tuple[Any, Any] | None:
+    """The rows of a ``SAMPLES_SCHEMA`` batch whose metric is in ``metrics`` (None: all).
+
+    Args:
+        b: the batch (dictionary-encoded ``metric``).
+        metrics: the metric names to keep, or None for all.
+        codes: metric name -> run-wide code, extended in place with the batch's kept names.
+        dtype: the NumPy integer type of the returned codes.
+
+    Returns:
+        ``(mask, code)``: a boolean row mask and each kept row's run-wide metric code; None when
+        the batch keeps no row.
+    """
+    if not b.num_rows:
+        return None
+    mcol = b.column("metric")
+    names = [str(x) for x in mcol.dictionary.to_pylist()]
+    keep_name = np.array([metrics is None or n in metrics for n in names], dtype=bool)
+    if not keep_name.any():
+        return None
+    local = np.array(
+        [
+            codes.setdefault(n, len(codes)) if k else -1
+            for n, k in zip(names, keep_name, strict=True)
+        ],
+        dtype=dtype,
+    )
+    idx = mcol.indices.to_numpy(zero_copy_only=False)
+    mask = keep_name[idx]
+    if not mask.any():
+        return None
+    return mask, local[idx[mask]]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Columns:
     """A recorded samples table as numpy columns, sorted by (metric, t), built once per report.
@@ -104,26 +140,12 @@ class Columns:
         latest: dict[int, tuple[float, str]] = {}
         parts: list[tuple[Any, Any, Any, Any]] = []
         for b in batches:
-            if not b.num_rows:
+            selected = _select_metrics(b, metrics, codes, np.int32)
+            if selected is None:
                 continue
-            mcol, kcol = b.column("metric"), b.column("kind")
-            names = [str(x) for x in mcol.dictionary.to_pylist()]
-            keep_name = np.array([metrics is None or n in metrics for n in names], dtype=bool)
-            if not keep_name.any():
-                continue
-            local = np.array(
-                [
-                    codes.setdefault(n, len(codes)) if k else -1
-                    for n, k in zip(names, keep_name, strict=True)
-                ],
-                dtype=np.int32,
-            )
-            idx = mcol.indices.to_numpy(zero_copy_only=False)
-            mask = keep_name[idx]
-            if not mask.any():
-                continue
+            mask, code = selected
+            kcol = b.column("kind")
             t = b.column("t").to_numpy()[mask]
-            code = local[idx[mask]]
             kinds = [str(x) for x in kcol.dictionary.to_pylist()]
             kidx = kcol.indices.to_numpy(zero_copy_only=False)[mask]
             # each metric's latest kind: the kind of its sample with the largest t
@@ -214,25 +236,11 @@ def session_aggregates(
     g_lt = np.empty(0)
     g_lv = np.empty(0)
     for b in batches:
-        if not b.num_rows:
+        selected = _select_metrics(b, metrics, codes, np.int64)
+        if selected is None:
             continue
-        mcol, kcol = b.column("metric"), b.column("kind")
-        names = [str(x) for x in mcol.dictionary.to_pylist()]
-        keep_name = np.array([metrics is None or n in metrics for n in names], dtype=bool)
-        if not keep_name.any():
-            continue
-        local = np.array(
-            [
-                codes.setdefault(n, len(codes)) if k else -1
-                for n, k in zip(names, keep_name, strict=True)
-            ],
-            dtype=np.int64,
-        )
-        idx = mcol.indices.to_numpy(zero_copy_only=False)
-        mask = keep_name[idx]
-        if not mask.any():
-            continue
-        code = local[idx[mask]]
+        mask, code = selected
+        kcol = b.column("kind")
         sess = b.column("session").to_numpy()[mask].astype(np.int64)
         t = b.column("t").to_numpy()[mask]
         v = b.column("value").to_numpy()[mask]
