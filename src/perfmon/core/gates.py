@@ -43,7 +43,7 @@ import math
 import operator
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -1192,10 +1192,7 @@ class Gate:
             text = f"{deciding.label}: {text}"
         reason = f"{text}, limit {self.limit_text}"
         if len(judged) > 1:
-            counts: dict[GateState, int] = {}
-            for _, s in judged:
-                counts[s] = counts.get(s, 0) + 1
-            summary = ", ".join(f"{c} {s.value}" for s, c in counts.items())
+            summary = _state_counts(s for _, s in judged)
             reason = f"{reason} ({len(judged)} groups: {summary})"
         groups = tuple(
             GroupResult(
@@ -1251,10 +1248,7 @@ class Gate:
             results = silent
         state = verdict([r for _, r in results])
         label, deciding = next((lab, r) for lab, r in results if r.state is state)
-        counts: dict[GateState, int] = {}
-        for _, r in results:
-            counts[r.state] = counts.get(r.state, 0) + 1
-        summary = ", ".join(f"{c} {s.value}" for s, c in counts.items())
+        summary = _state_counts(r.state for _, r in results)
         reason = f"{label}: {deciding.reason} ({len(results)} groups by {', '.join(by)}: {summary})"
         groups = tuple(
             GroupResult(lab, r.state, r.value, r.n, r.reason, r.ci_low, r.ci_high)
@@ -1328,6 +1322,14 @@ class Gate:
         return GateResult(
             name, self.expr, state, ev.value, ev.n, reason, ci_low=ev.ci_low, ci_high=ev.ci_high
         )
+
+
+def _state_counts(states: Iterable[GateState]) -> str:
+    """How many groups are in each state, in first-seen order: ``"2 pass, 1 fail"``."""
+    counts: dict[GateState, int] = {}
+    for st in states:
+        counts[st] = counts.get(st, 0) + 1
+    return ", ".join(f"{c} {st.value}" for st, c in counts.items())
 
 
 VERDICT_RULE = (
