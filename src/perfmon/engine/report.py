@@ -206,46 +206,6 @@ def _session_groups(sessions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _metric_stats(samples: pa.Table, warmup_ids: Iterable[int]) -> list[dict[str, Any]]:
-    """Per metric statistics over every sample except those of warm-up sessions."""
-    warm = pa.array(sorted(set(warmup_ids)), pa.int32())
-    table = samples
-    if len(warm) and table.num_rows:
-        table = table.filter(pc.invert(pc.is_in(table.column("session"), value_set=warm)))
-    if table.num_rows == 0:
-        return []
-    encoded = pc.dictionary_encode(table.column("metric")).combine_chunks()
-    names = encoded.dictionary.to_pylist()
-    idx = encoded.indices.to_numpy(zero_copy_only=False)
-    t = table.column("t").to_numpy()
-    v = table.column("value").to_numpy()
-    kinds = table.column("kind")
-    order = np.lexsort((t, idx))  # by metric, then time (stable: recording order for ties)
-    idx_s = idx[order]
-    starts = np.flatnonzero(np.r_[True, idx_s[1:] != idx_s[:-1]])
-    ends = np.r_[starts[1:], idx_s.size]
-    out = []
-    for a, b in zip(starts, ends, strict=True):
-        rows = order[a:b]
-        vals = v[rows]
-        stats = describe(vals)
-        out.append(
-            {
-                "name": names[int(idx_s[a])],
-                "kind": kinds[int(rows[0])].as_py(),
-                "n": stats["n"],
-                "min": stats["min"],
-                "median": stats["median"],
-                "p95": stats["p95"],
-                "max": stats["max"],
-                "last": _num(vals[-1]),
-                "total": _num(vals.sum()),
-            }
-        )
-    out.sort(key=lambda m: m["name"])
-    return out
-
-
 def _recorded_metric_stats(data: RunData, warmup_ids: Iterable[int]) -> list[dict[str, Any]]:
     """Per metric statistics over every sample except those of warm-up sessions, read batch
     by batch in bounded memory, exact (``perfmon.engine.recorded.metric_summaries``)."""
