@@ -16,7 +16,7 @@ from perfmon.engine.profiler import find_py_spy, load_index
 from perfmon.engine.recorder import make_run_dir
 from perfmon.engine.runner import Runner
 from perfmon.tui.app import PerfmonApp
-from perfmon.tui.screens.flame import FlameScreen
+from perfmon.tui.screens.flame import FlameScreen, aggregate_view, diff_view
 from perfmon.tui.source import ScriptedSource, StaticSource, is_command
 from perfmon.tui.widgets.flame import FlameView, _laid_out
 
@@ -126,7 +126,7 @@ async def test_flame_screen_shows_real_profiles_and_navigates(profiled_run: Snap
         assert id(flame.selected) in flame.matches
 
         # The diff view: candidate against baseline.
-        screen.open_view("diff:baseline:candidate")
+        screen.open_view(diff_view("cpu", "baseline", "candidate"))
         await pilot.pause()
         assert isinstance(flame.root, DiffNode)
         grew = next(n for n in flame.root.walk() if n.name.startswith("fast_path"))
@@ -143,7 +143,7 @@ async def test_flame_screen_shows_real_profiles_and_navigates(profiled_run: Snap
         assert all(abs(a - b) <= 1 for a, b in zip(got.rgb, want.rgb, strict=True)), (got, want)
         assert str(top.get_row_at(0)[2]).endswith("pp")  # type: ignore[attr-defined]
 
-        screen.open_view("variant:baseline")
+        screen.open_view(aggregate_view("cpu", "baseline"))
         await pilot.pause()
         assert str(top.get_row_at(0)[2]).startswith(("slow_path", "<genexpr>"))  # type: ignore[attr-defined]
 

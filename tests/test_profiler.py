@@ -35,6 +35,7 @@ from perfmon.engine.profiler import (
     load_stacks,
 )
 from perfmon.engine.recorder import make_run_dir
+from perfmon.engine.replay import snapshot_from_run_dir
 from perfmon.engine.runner import Runner, parse_profile_command
 
 PY_SPY = find_py_spy()
@@ -283,13 +284,16 @@ async def test_runner_profiles_every_session_and_exports(tmp_path: Path) -> None
     assert [p["name"] for p in snap.extra["profiles"]] == [r.name for r in records]
 
     prof = run_dir / "profiles"
-    for name in ("variant-baseline", "variant-candidate"):
+    for name in ("variant-cpu--baseline", "variant-cpu--candidate"):
         assert (prof / f"{name}.collapsed").stat().st_size > 0
         assert (prof / f"{name}.svg").read_text().startswith("<svg")
         sc = json.loads((prof / f"{name}.speedscope.json").read_text())
         assert sc["profiles"][0]["type"] == "sampled"
         assert sum(sc["profiles"][0]["weights"]) == sc["profiles"][0]["endValue"] > 0
-    assert "<svg" in (prof / "diff-baseline-vs-candidate.svg").read_text()
+    assert "<svg" in (prof / "diff-cpu--baseline-vs-candidate.svg").read_text()
+    # A finished run replayed from its directory lists the same profiles for the flame screen.
+    replayed = snapshot_from_run_dir(run_dir)
+    assert [p["name"] for p in replayed.extra["profiles"]] == [r.name for r in records]
 
     section = profiles_section(run_dir)
     assert section["sampled_sessions"] == [0, 1]
@@ -299,7 +303,7 @@ async def test_runner_profiles_every_session_and_exports(tmp_path: Path) -> None
     changes = {c["name"].split(" ")[0]: c["delta_self"] for c in section["diffs"][0]["changes"]}
     assert changes["fast_path"] > 0.3
     report = (run_dir / "report.md").read_text()
-    assert "## Profiles (py-spy)" in report and "Top functions: baseline" in report
+    assert "## Profiles (py-spy)" in report and "Top functions: cpu/baseline" in report
     assert json.loads((run_dir / "report.json").read_text())["profiles"]["profiles"] == 2
 
 

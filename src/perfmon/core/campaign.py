@@ -166,7 +166,7 @@ class ProfileConfig:
     """When and how sessions are sampled with py-spy (the ``[profile]`` table).
 
     Attributes:
-        every: profile every k-th session (by session id: 1 profiles all), or None.
+        every: profile every k-th session of each (workload, variant) (1 profiles all), or None.
         duty_on_s / duty_period_s: a duty cycle, ``duty = "10s/5min"``: sample whatever session
             is running for ``duty_on_s`` every ``duty_period_s`` seconds; None when not set.
         rate_hz: py-spy's sampling rate, samples per second (default 100, py-spy's default).

@@ -39,6 +39,7 @@ ROOT_NAME = "all"
 ProcessFrames = Literal["keep", "merge", "drop"]
 
 _PROCESS_RE = re.compile(r'process \d+:"(.*)"\Z', re.DOTALL)
+_ANY_PROCESS_RE = re.compile(r'process (?:\d+:)?"(.*)"\Z', re.DOTALL)
 _COUNT_RE = re.compile(r"\s(\d+)\Z")
 _WS_RE = re.compile(r"\s+")
 PROCESS_NAME_CHARS = 80
@@ -270,6 +271,33 @@ class StackTree:
         ]
         return "".join(line + "\n" for line in lines)
 
+    def with_root(self, name: str) -> StackTree:
+        """A copy in which each stack's outermost process frame is called ``name``.
+
+        With py-spy's ``--subprocesses`` every stack of a session starts with the session's
+        own process frame, ``process PID:"CMDLINE"`` (``process "CMDLINE"`` once merged).
+        Variants that differ by their arguments then have different root frames, so their
+        trees share no path: the same hot function sits under two roots and a diff shows it
+        once as vanished and once as new (pyperformance's nbody: ``advance`` at -92.3 and
+        +89.5 points, while its self share changed by -2.9 points). Renaming the root process
+        frame (e.g. to the workload's name) makes the same function line up across variants.
+        Process frames deeper in a stack (the session's subprocesses) are left as they are;
+        stacks that do not start with a process frame are kept whole.
+
+        Args:
+            name: the new name of the root process frame, e.g. ``'process "nbody"'``.
+
+        Returns:
+            A new tree with the same samples (and ``malformed`` count).
+        """
+        out = StackTree()
+        out.malformed = self.malformed
+        for frames, count in self.stacks():
+            if frames and is_process_frame(frames[0]):
+                frames = (name, *frames[1:])
+            out.add_stack(frames, count)
+        return out
+
     def trimmed(self, first_frame_prefix: str) -> StackTree:
         """A copy without the frames above the first frame starting with ``first_frame_prefix``.
 
@@ -290,6 +318,21 @@ class StackTree:
                     break
             out.add_stack(frames, count)
         return out
+
+
+def is_process_frame(frame: str) -> bool:
+    """True for py-spy's process frames: ``process PID:"CMDLINE"``, or ``process "CMDLINE"``
+    once merged."""
+    return frame.startswith("process ") and _ANY_PROCESS_RE.match(frame) is not None
+
+
+def root_frame_name(workload: str) -> str:
+    """The root process frame of a workload's aggregated profiles: ``process "<workload>"``.
+
+    Args:
+        workload: the workload's name (as in the campaign).
+    """
+    return f'process "{workload}"' if workload else 'process "session"'
 
 
 def parse_collapsed(text: str, *, processes: ProcessFrames = "merge") -> StackTree:

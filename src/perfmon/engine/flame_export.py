@@ -1,20 +1,26 @@
 """Flame exports of a run's py-spy profiles: collapsed stacks, speedscope JSON, SVG flame graphs.
 
-``write_exports(run_dir)`` merges the run's profiles per variant (``perfmon.core.stacks``) and
-writes, under ``run_dir/profiles/``:
+``write_exports(run_dir)`` merges the run's profiles per workload and variant
+(``perfmon.core.stacks``; the root process frame renamed after the workload, so that variants
+differing by their arguments line up) and writes, under ``run_dir/profiles/``, for each
+workload ``W`` and variant ``V`` (``variant-<W>--<V>.*``):
 
-- ``variant-<V>.collapsed``: the variant's merged stacks (Brendan Gregg's collapsed format,
+- ``variant-<W>--<V>.collapsed``: the merged stacks (Brendan Gregg's collapsed format,
   readable by flamegraph.pl, speedscope, inferno);
-- ``variant-<V>.speedscope.json``: speedscope's file format
+- ``variant-<W>--<V>.speedscope.json``: speedscope's file format
   (https://github.com/jlfwong/speedscope/wiki/Importing-from-custom-sources and its schema
   https://www.speedscope.app/file-format-schema.json): one "sampled" profile whose samples are
   stacks of frame indices with a weight each; open it at https://www.speedscope.app;
-- ``variant-<V>.svg``: a flame graph (root at the bottom, width proportional to samples,
+- ``variant-<W>--<V>.svg``: a flame graph (root at the bottom, width proportional to samples,
   a ``<title>`` tooltip per frame), drawn here from the tree;
-- ``diff-<A>-vs-<B>.svg``: a differential flame graph of the baseline variant against each
-  other variant, sized by the mean share of samples and coloured by the change of share (red:
-  the candidate spends a larger share there, blue: smaller), after Gregg's differential flame
-  graphs (https://www.brendangregg.com/blog/2014-11-09/differential-flame-graphs.html).
+- ``diff-<W>--<A>-vs-<B>.svg``: a differential flame graph of the workload's baseline variant
+  against each other variant of the same workload, sized by the mean share of samples and
+  coloured by the change of share (red: the candidate spends a larger share there, blue:
+  smaller), after Gregg's differential flame graphs
+  (https://www.brendangregg.com/blog/2014-11-09/differential-flame-graphs.html).
+
+A workload without a name (profiles recorded before profiles named their workload) is written
+as ``variant-<V>.*`` and ``diff-<A>-vs-<B>.svg``.
 
 ``profiles_section(run_dir)`` is the report's view of the same data (top functions per variant,
 the biggest changes, the exports' paths); ``render_profiles_md`` renders it for report.md.
@@ -30,7 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from perfmon._version import __version__
-from perfmon.core.stacks import DiffNode, DiffTree, StackNode, StackTree, parse_collapsed
+from perfmon.core.stacks import (
+    DiffNode,
+    DiffTree,
+    StackNode,
+    StackTree,
+    parse_collapsed,
+    root_frame_name,
+)
 from perfmon.engine.profiler import PROFILES_DIR, ProfileRecord, load_index, load_stacks
 from perfmon.engine.recorder import atomic_write_text
 
@@ -51,19 +64,37 @@ def baseline_name(variants: list[str]) -> str | None:
     return "baseline" if "baseline" in variants else variants[0]
 
 
-def variant_trees(run_dir: Path) -> tuple[dict[str, StackTree], dict[str, list[ProfileRecord]]]:
-    """Merge a run's profiles per variant.
+GroupKey = tuple[str, str]
+"""``(workload, variant)``: profiles are merged and diffed per workload, never across them."""
+
+
+def group_label(key: GroupKey) -> str:
+    """``"workload/variant"`` (or the variant alone for a profile that names no workload)."""
+    workload, variant = key
+    return f"{workload}/{variant}" if workload else variant
+
+
+def variant_trees(
+    run_dir: Path,
+) -> tuple[dict[GroupKey, StackTree], dict[GroupKey, list[ProfileRecord]]]:
+    """Merge a run's profiles per (workload, variant).
+
+    Profiles of different workloads are never merged: a diff of merged workloads would show
+    partly which workloads happened to be profiled. Each stack's root process frame (the
+    session's command line, which differs between variants that differ by ``args``) is
+    renamed ``process "<workload>"`` (``StackTree.with_root``) so that the same function
+    lines up across variants.
 
     Args:
         run_dir: the run directory.
 
     Returns:
-        ``(trees, records)``: variant -> merged tree (process frames merged across sessions),
-        and variant -> the profiles that went into it, in recording order. Profiles whose
-        stacks file is missing are left out.
+        ``(trees, records)``: ``(workload, variant)`` -> merged tree, and the same key -> the
+        profiles that went into it, in recording order; keys in order of first appearance.
+        Profiles whose stacks file is missing or unreadable are left out.
     """
-    trees: dict[str, StackTree] = {}
-    used: dict[str, list[ProfileRecord]] = {}
+    trees: dict[GroupKey, StackTree] = {}
+    used: dict[GroupKey, list[ProfileRecord]] = {}
     for rec in load_index(run_dir):
         if not rec.ok:
             continue
@@ -71,10 +102,38 @@ def variant_trees(run_dir: Path) -> tuple[dict[str, StackTree], dict[str, list[P
             text = load_stacks(run_dir, rec.name)
         except (OSError, ValueError):
             continue
-        variant = rec.variant or "default"
-        trees.setdefault(variant, StackTree()).merge(parse_collapsed(text))
-        used.setdefault(variant, []).append(rec)
+        key = (rec.workload, rec.variant or "default")
+        tree = parse_collapsed(text).with_root(root_frame_name(rec.workload))
+        trees.setdefault(key, StackTree()).merge(tree)
+        used.setdefault(key, []).append(rec)
     return trees, used
+
+
+def diff_pairs(keys: list[GroupKey]) -> list[tuple[GroupKey, GroupKey]]:
+    """The diffs to draw: per workload, its baseline variant against each other variant.
+
+    Args:
+        keys: the ``(workload, variant)`` groups with stacks.
+
+    Returns:
+        ``(base, cand)`` pairs, workloads in order of first appearance; the baseline of a
+        workload is ``baseline_name`` of its variants.
+    """
+    by_workload: dict[str, list[str]] = {}
+    for workload, variant in keys:
+        by_workload.setdefault(workload, []).append(variant)
+    out = []
+    for workload, variants in by_workload.items():
+        base = baseline_name(sorted(variants))
+        for v in variants:
+            if base is not None and v != base:
+                out.append(((workload, base), (workload, v)))
+    return out
+
+
+def _stem(key: GroupKey) -> str:
+    workload, variant = key
+    return f"{_safe(workload)}--{_safe(variant)}" if workload else _safe(variant)
 
 
 def speedscope_json(tree: StackTree, name: str) -> dict[str, Any]:
@@ -215,7 +274,11 @@ def _safe(name: str) -> str:
 
 
 def write_exports(run_dir: Path) -> list[Path]:
-    """Write the per-variant and diff exports of a run's profiles (see the module docstring).
+    """Write the per-(workload, variant) and diff exports of a run's profiles.
+
+    Files (under ``profiles/``): ``variant-<W>--<V>.collapsed``, ``.speedscope.json`` and
+    ``.svg`` per workload ``W`` and variant ``V``, and ``diff-<W>--<A>-vs-<B>.svg`` per
+    workload and candidate variant ``B`` against its baseline ``A`` (see the module docstring).
 
     Args:
         run_dir: the run directory.
@@ -229,26 +292,28 @@ def write_exports(run_dir: Path) -> list[Path]:
     trees, _ = variant_trees(run_dir)
     out_dir = Path(run_dir) / PROFILES_DIR
     written: list[Path] = []
-    for variant, tree in trees.items():
-        stem = out_dir / f"variant-{_safe(variant)}"
+    for key, tree in trees.items():
+        label = group_label(key)
+        stem = out_dir / f"variant-{_stem(key)}"
         for suffix, text in (
             (".collapsed", tree.to_collapsed()),
-            (".speedscope.json", json.dumps(speedscope_json(tree, f"variant {variant}"))),
-            (".svg", flame_svg(tree, f"variant {variant}: {tree.total:,} samples")),
+            (".speedscope.json", json.dumps(speedscope_json(tree, label))),
+            (".svg", flame_svg(tree, f"{label}: {tree.total:,} samples")),
         ):
             path = stem.with_name(stem.name + suffix)
             atomic_write_text(path, text)
             written.append(path)
-    base = baseline_name(list(trees))
-    for variant, tree in trees.items():
-        if base is None or variant == base:
-            continue
-        diff = DiffTree(trees[base], tree)
-        path = out_dir / f"diff-{_safe(base)}-vs-{_safe(variant)}.svg"
-        title = f"{variant} vs {base}: red = larger share of samples, blue = smaller"
+    for base, cand in diff_pairs(list(trees)):
+        diff = DiffTree(trees[base], trees[cand])
+        path = out_dir / _diff_file(base, cand)
+        title = f"{group_label(cand)} vs {base[1]}: red = larger share of samples, blue = smaller"
         atomic_write_text(path, flame_svg(diff, title))
         written.append(path)
     return written
+
+
+def _diff_file(base: GroupKey, cand: GroupKey) -> str:
+    return f"diff-{_stem(base)}-vs-{_safe(cand[1])}.svg"
 
 
 def profiles_section(run_dir: Path, *, top: int = 10) -> dict[str, Any]:
@@ -261,20 +326,22 @@ def profiles_section(run_dir: Path, *, top: int = 10) -> dict[str, Any]:
     Returns:
         ``{"profiles", "failed", "sampled_sessions", "variants", "diffs"}``: the number of
         profiles, the failed ones' ``{name, session, message}``, the ids of sessions with
-        stacks (their timings include py-spy's overhead), per variant ``{variant, profiles,
-        samples, top: [{name, self_share, total_share}], exports: {collapsed, speedscope,
-        svg}}`` and per candidate ``{base, cand, svg, changes: [{name, base_self, cand_self,
-        delta_self}]}``. Export paths are relative to the run directory.
+        stacks (their timings include py-spy's overhead), per (workload, variant)
+        ``{workload, variant, profiles, samples, top: [{name, self_share, total_share}],
+        exports: {collapsed, speedscope, svg}}`` and per workload and candidate ``{workload,
+        base, cand, svg, changes: [{name, base_self, cand_self, delta_self}]}``. Export paths
+        are relative to the run directory.
     """
     records = load_index(run_dir)
     trees, used = variant_trees(run_dir)
     variants = []
-    for variant, tree in trees.items():
-        stem = f"{PROFILES_DIR}/variant-{_safe(variant)}"
+    for key, tree in trees.items():
+        stem = f"{PROFILES_DIR}/variant-{_stem(key)}"
         variants.append(
             {
-                "variant": variant,
-                "profiles": len(used.get(variant, [])),
+                "workload": key[0],
+                "variant": key[1],
+                "profiles": len(used.get(key, [])),
                 "samples": tree.total,
                 "top": [
                     {"name": f.name, "self_share": f.self_share, "total_share": f.total_share}
@@ -288,16 +355,14 @@ def profiles_section(run_dir: Path, *, top: int = 10) -> dict[str, Any]:
             }
         )
     diffs = []
-    base = baseline_name(list(trees))
-    for variant, tree in trees.items():
-        if base is None or variant == base:
-            continue
-        diff = DiffTree(trees[base], tree)
+    for base, cand in diff_pairs(list(trees)):
+        diff = DiffTree(trees[base], trees[cand])
         diffs.append(
             {
-                "base": base,
-                "cand": variant,
-                "svg": f"{PROFILES_DIR}/diff-{_safe(base)}-vs-{_safe(variant)}.svg",
+                "workload": base[0],
+                "base": base[1],
+                "cand": cand[1],
+                "svg": f"{PROFILES_DIR}/{_diff_file(base, cand)}",
                 "changes": [
                     {
                         "name": f.name,
@@ -350,9 +415,9 @@ def render_profiles_md(section: dict[str, Any]) -> list[str]:
     out.append("")
     for v in section["variants"]:
         ex = v["exports"]
+        label = group_label((v.get("workload", ""), v["variant"]))
         out += [
-            f"### Top functions: {v['variant']} "
-            f"({v['profiles']} profile(s), {v['samples']:,} samples)",
+            f"### Top functions: {label} ({v['profiles']} profile(s), {v['samples']:,} samples)",
             "",
             f"Exports: `{ex['collapsed']}`, `{ex['speedscope']}` (open in speedscope), "
             f"`{ex['svg']}`.",
@@ -365,8 +430,9 @@ def render_profiles_md(section: dict[str, Any]) -> list[str]:
             out.append(f"| `{name}` | {f['self_share']:.1%} | {f['total_share']:.1%} |")
         out.append("")
     for d in section["diffs"]:
+        where = f"{d['workload']}: " if d.get("workload") else ""
         out += [
-            f"### {d['cand']} vs {d['base']}: biggest changes of self share",
+            f"### {where}{d['cand']} vs {d['base']}: biggest changes of self share",
             "",
             f"Differential flame graph: `{d['svg']}` (red: larger share in {d['cand']}).",
             "",

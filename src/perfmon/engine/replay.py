@@ -3,11 +3,13 @@
 ``perfmon attach`` on a run whose daemon is gone replays the run directory through the same
 ``LiveState`` the daemon used (sessions from sessions.jsonl/Parquet, samples from Parquet or
 the surviving segments) and evaluates the gates on the full recorded data, so the viewer shows
-what was recorded, nothing else.
+what was recorded, nothing else, including the py-spy profiles (``profiles/index.jsonl``), so
+the flame screen of a finished run shows its flames.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +134,31 @@ def snapshot_from_run_dir(run_dir: Path) -> Snapshot:
     v = verdict(results).value if results else "pass"
     if gate_problem and not results:
         v = "pending"
-    return live.snapshot(
+    snap = live.snapshot(
         now=end_t, state=state, gates=results, verdict=v, message=message, sessions_total=None
     )
+    return with_recorded_profiles(snap, run_dir)
+
+
+def with_recorded_profiles(snap: Snapshot, run_dir: Path) -> Snapshot:
+    """``snap`` with ``extra["profiles"]`` filled from the run directory's profile index.
+
+    The viewer's flame screen lists the profiles of ``Snapshot.extra["profiles"]`` (the
+    runner fills it while the run goes on); a replayed run has them only in
+    ``profiles/index.jsonl``. Every recorded profile is listed (a torn or garbage line of the
+    index is skipped by ``load_index``), oldest first, and ``extra["profiling"]`` is empty.
+
+    Args:
+        snap: a snapshot rebuilt from the recording.
+        run_dir: its run directory.
+
+    Returns:
+        A new snapshot (``snap`` itself when no profile was recorded).
+    """
+    from perfmon.engine.profiler import load_index
+
+    records = load_index(run_dir)
+    if not records:
+        return snap
+    extra = {**snap.extra, "profiles": [r.to_dict() for r in records], "profiling": []}
+    return dataclasses.replace(snap, extra=extra)

@@ -380,6 +380,8 @@ class Runner:
         )
         self._profile_tasks: set[asyncio.Task[Any]] = set()
         self._scheduled_profiles: set[int] = set()
+        self._profile_counts: dict[tuple[str, str], int] = {}
+        """Sessions started so far per (workload, variant), for ``[profile] every``."""
         self._running_specs: dict[int, SessionSpec] = {}
         from perfmon.engine.events import GateChangeLog
 
@@ -514,7 +516,12 @@ class Runner:
         task.add_done_callback(done)
 
     def _maybe_schedule_profile(self, result: SessionResult) -> None:
-        """Start the campaign's ``every``-th session profile when such a session starts."""
+        """Start the campaign's ``every``-th session profile when such a session starts.
+
+        Sessions are counted per (workload, variant), so every variant is profiled alike
+        whatever the order: counting by session id, ``every = 2`` with an interleaved order
+        (baseline, candidate, baseline, ...) profiled only the candidate.
+        """
         sid = result.spec.id
         if result.status is SessionStatus.RUNNING:
             self._running_specs[sid] = result.spec
@@ -522,19 +529,20 @@ class Runner:
             self._running_specs.pop(sid, None)
             self._scheduled_profiles.discard(sid)
         every = self.campaign.profile.every
-        if (
-            not every
-            or result.status is not SessionStatus.RUNNING
-            or sid in self._scheduled_profiles
-            or (sid + 1) % every
-        ):
+        if not every or result.status is not SessionStatus.RUNNING:
+            return
+        if sid in self._scheduled_profiles:
             return
         self._scheduled_profiles.add(sid)
+        group = (result.spec.workload, result.spec.variant)
+        nth = self._profile_counts[group] = self._profile_counts.get(group, 0) + 1
+        if nth % every:
+            return
         pid = self._supervisor.pid_of(sid) if self._supervisor is not None else None
         if pid is None or self.profiler.busy(sid):
             return
-        nth = "every session" if every == 1 else f"every {every}th session"
-        self._start_profile(sid, pid, self.campaign.profile.duration_s, nth)
+        reason = "every session" if every == 1 else f"1 in {every} sessions of its variant"
+        self._start_profile(sid, pid, self.campaign.profile.duration_s, reason)
 
     async def _duty_cycle(self, on_s: float, period_s: float) -> None:
         """Sample the running session for ``on_s`` seconds every ``period_s`` seconds."""

@@ -1,7 +1,12 @@
 """The flame screen: py-spy profiles of the run, per session, per variant, and a diff.
 
-Left, the views: each profile taken (a session over a window of time), each variant's
-aggregate (its profiles merged), and each candidate variant against the baseline. Right, the
+Left, the views: each profile taken (a session over a window of time, named by its session,
+workload and variant), each (workload, variant) aggregate (its profiles merged), and, per
+workload, each candidate variant against the baseline. Profiles of different workloads are
+never merged: a diff across workloads would partly show which workloads got profiled. In
+aggregates and diffs each stack's root process frame (the session's command line, which differs
+between variants that differ by ``args``) is renamed after the workload
+(``StackTree.with_root``), so the same function lines up across variants. Right, the
 selected view as an icicle (``FlameView``), a line on the selected frame (its total and self
 share of samples, or both variants' shares and the change), and a table of the top functions
 (or of the biggest changes in a diff).
@@ -12,6 +17,7 @@ machine; which profiles exist comes from the snapshots (``Snapshot.extra["profil
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,7 +28,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from perfmon.core.stacks import DiffNode, DiffTree, StackTree, parse_collapsed
+from perfmon.core.stacks import DiffNode, DiffTree, StackTree, parse_collapsed, root_frame_name
 from perfmon.core.text import strip_terminal_escapes
 from perfmon.tui.widgets.flame import FlameNode, FlameView
 
@@ -47,22 +53,69 @@ def load_tree(run_dir: Path, name: str) -> StackTree:
     return parse_collapsed(text)
 
 
+def _variant(profile: dict[str, Any]) -> str:
+    return str(profile.get("variant") or "default")
+
+
+def group_label(workload: str, variant: str) -> str:
+    """``"workload/variant"``, or the variant alone when the profile names no workload."""
+    return f"{workload}/{variant}" if workload else variant
+
+
+def aggregate_view(workload: str, variant: str) -> str:
+    """The view id of a (workload, variant) aggregate (names may hold any character)."""
+    return "aggregate:" + json.dumps([workload, variant])
+
+
+def diff_view(workload: str, base: str, cand: str) -> str:
+    """The view id of a workload's ``cand`` variant against its ``base`` variant."""
+    return "diff:" + json.dumps([workload, base, cand])
+
+
+def parse_view(view_id: str) -> tuple[str, list[str]]:
+    """Split a view id into ``("aggregate" | "diff" | "profile", parts)``.
+
+    Raises:
+        ValueError: for an aggregate or diff id whose parts do not parse.
+    """
+    for kind, n in (("aggregate", 2), ("diff", 3)):
+        if view_id.startswith(kind + ":"):
+            parts = json.loads(view_id[len(kind) + 1 :])
+            if not (isinstance(parts, list) and len(parts) == n):
+                raise ValueError(f"bad view {view_id!r}")
+            return kind, [str(x) for x in parts]
+    return "profile", [view_id]
+
+
 class FlameScreen(Screen[None]):
     """Profiles of a run as icicle graphs; ``escape`` goes back to the run.
 
     Args:
         run_dir: the run directory (holding ``profiles/``).
         profiles: the profile records (``ProfileRecord.to_dict()`` dicts) known so far.
-        select: the view to open first: a profile name, ``"variant:<V>"``, or
-            ``"diff:<A>:<B>"`` (default: the newest profile with stacks).
+        select: the view to open first: a profile name, ``aggregate_view(workload, variant)``
+            or ``diff_view(workload, base, cand)`` (default: the newest profile with stacks).
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "Back", tooltip="Zoom out, or back to the run"),
-        Binding("slash", "search", "Search", key_display="/", tooltip="Find a function"),
-        Binding("n", "next_match", "Next match", tooltip="Select the next search match"),
-        Binding("r", "reload", "Reload", tooltip="Load profiles taken since"),
-        Binding("tab", "focus_next", "Panels", show=False),
+        Binding("escape", "back", "Back", id="back", tooltip="Zoom out, or back to the run"),
+        Binding(
+            "slash",
+            "search",
+            "Search",
+            id="flame.search",
+            key_display="/",
+            tooltip="Find a function",
+        ),
+        Binding(
+            "n",
+            "next_match",
+            "Next match",
+            id="flame.next-match",
+            tooltip="Select the next search match",
+        ),
+        Binding("r", "reload", "Reload", id="flame.reload", tooltip="Load profiles taken since"),
+        Binding("tab", "focus_next", "Panels", id="focus-next", show=False),
     ]
 
     DEFAULT_CSS = """
@@ -136,20 +189,27 @@ class FlameScreen(Screen[None]):
         usable = self._usable()
         options: list[Option] = []
         for p in reversed(usable):
-            # One line in the 30 columns the list has: session, variant, samples.
-            label = _short(
-                f"s{p['session']} {p.get('variant') or ''} · {p['samples']:,} samples", 30
-            )
+            # One line in the 30 columns the list has: session, workload/variant, samples.
+            where = group_label(str(p.get("workload") or ""), _variant(p))
+            label = _short(f"s{p['session']} {where} · {p['samples']:,}", 30)
             options.append(Option(label, id=p["name"]))
-        variants = sorted({p.get("variant") or "default" for p in usable})
-        for v in variants:
-            n = sum(1 for p in usable if (p.get("variant") or "default") == v)
-            options.append(Option(_short(f"all of {v} ({n})", 30), id=f"variant:{v}"))
-        if len(variants) > 1:
-            base = "baseline" if "baseline" in variants else variants[0]
-            for v in variants:
-                if v != base:
-                    options.append(Option(_short(f"diff {base} → {v}", 30), id=f"diff:{base}:{v}"))
+        groups: dict[str, dict[str, int]] = {}
+        for p in usable:
+            counts = groups.setdefault(str(p.get("workload") or ""), {})
+            counts[_variant(p)] = counts.get(_variant(p), 0) + 1
+        for workload in sorted(groups):
+            counts = groups[workload]
+            for v in sorted(counts):
+                label = _short(f"all {group_label(workload, v)} ({counts[v]})", 30)
+                options.append(Option(label, id=aggregate_view(workload, v)))
+            variants = sorted(counts)
+            if len(variants) > 1:
+                base = "baseline" if "baseline" in variants else variants[0]
+                for v in variants:
+                    if v != base:
+                        where = f"{workload}: " if workload else ""
+                        label = _short(f"diff {where}{base} → {v}", 30)
+                        options.append(Option(label, id=diff_view(workload, base, v)))
         failed = [p for p in self.profiles if p not in usable]
         views.add_options(options)
         views.border_subtitle = f"{len(usable)} ok, {len(failed)} failed"
@@ -175,26 +235,38 @@ class FlameScreen(Screen[None]):
             tree = self._cache[name] = load_tree(self.run_dir, name)
         return tree
 
-    def _variant_tree(self, variant: str) -> StackTree:
-        names = [p["name"] for p in self._usable() if (p.get("variant") or "default") == variant]
-        return StackTree.merged(self._profile_tree(n) for n in names)
+    def _aggregate_tree(self, workload: str, variant: str) -> StackTree:
+        """The profiles of one (workload, variant) merged, root frames named after the workload."""
+        root = root_frame_name(workload)
+        names = [
+            p["name"]
+            for p in self._usable()
+            if str(p.get("workload") or "") == workload and _variant(p) == variant
+        ]
+        return StackTree.merged(self._profile_tree(n).with_root(root) for n in names)
 
     def open_view(self, view_id: str) -> None:
-        """Show a view: a profile name, ``variant:<V>`` or ``diff:<A>:<B>``."""
+        """Show a view: a profile name, ``aggregate_view(...)`` or ``diff_view(...)``."""
         self.view_id = view_id
         flame = self.query_one(FlameView)
         try:
-            if view_id.startswith("variant:"):
-                v = view_id.split(":", 1)[1]
-                tree: StackTree | DiffTree = self._variant_tree(v)
-                title = f"variant {v}"
-            elif view_id.startswith("diff:"):
-                _, a, b = view_id.split(":", 2)
-                tree = DiffTree(self._variant_tree(a), self._variant_tree(b))
-                title = f"{b} vs {a}: red grew, green shrank (share of samples)"
+            kind, parts = parse_view(view_id)
+            if kind == "aggregate":
+                workload, v = parts
+                tree: StackTree | DiffTree = self._aggregate_tree(workload, v)
+                title = f"all of {group_label(workload, v)}"
+            elif kind == "diff":
+                workload, a, b = parts
+                tree = DiffTree(
+                    self._aggregate_tree(workload, a), self._aggregate_tree(workload, b)
+                )
+                where = f"{workload}: " if workload else ""
+                title = f"{where}{b} vs {a}: red grew, green shrank (share of samples)"
             else:
                 tree = self._profile_tree(view_id)
-                title = f"profile {view_id}"
+                p = next((p for p in self.profiles if p.get("name") == view_id), {})
+                where = group_label(str(p.get("workload") or ""), _variant(p))
+                title = f"profile {view_id} · session {p.get('session', '?')} · {where}"
         except (OSError, ValueError) as exc:
             self.stacks = None
             flame.show(None)
