@@ -82,7 +82,7 @@ async def test_gates_turn_green_and_red_live_and_q_writes_the_report(tmp_path: P
             board = app.query_one(GateBoard)
             assert board.row_count == 2
             assert app.query_one(SessionsTable).row_count >= 1
-            await pilot.press("q")
+            await pilot.press("q", "y")  # q asks, y confirms
             for _ in range(300):
                 if client.finished:
                     break

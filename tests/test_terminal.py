@@ -75,6 +75,8 @@ def test_viewer_in_tmux_shows_gates_and_q_stops_the_run_with_a_report(tmp_path: 
         assert "ticker" in screen
         assert "pass" in screen.lower() and "fail" in screen.lower(), screen
         tmux("-L", server, "send-keys", "-t", "t", "q")
+        wait_for(server, "t", "Stop run")  # q asks first
+        tmux("-L", server, "send-keys", "-t", "t", "y")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not status_file.exists():
             time.sleep(0.25)

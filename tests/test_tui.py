@@ -299,10 +299,13 @@ async def test_theme_change_restyles_cells() -> None:
 
 async def test_q_sends_stop_then_exits_when_finished() -> None:
     src = ScriptedSource(demo_script(3))
-    app = PerfmonApp(src)
+    app = PerfmonApp(src, keys=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot, app)
-        await pilot.press("q")
+        await pilot.press("q")  # asks first
+        await pilot.pause()
+        assert src.commands == []
+        await pilot.press("y")
         await pilot.pause()
         assert src.commands == ["stop"]
         assert app.is_running
@@ -316,9 +319,9 @@ async def test_q_sends_stop_then_exits_when_finished() -> None:
 
 async def test_second_q_quits_at_once() -> None:
     src = ScriptedSource(demo_script(3))
-    app = PerfmonApp(src)
+    app = PerfmonApp(src, keys=False)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("q")
+        await pilot.press("q", "y")
         await pilot.pause()
         assert app.is_running
         await pilot.press("q")
@@ -329,7 +332,7 @@ async def test_second_q_quits_at_once() -> None:
 
 async def test_finished_run_keeps_final_snapshot_and_q_quits() -> None:
     src = ScriptedSource([snapshot(6)])
-    app = PerfmonApp(src)
+    app = PerfmonApp(src, keys=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot, app)
         src.finish()

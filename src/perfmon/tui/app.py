@@ -8,18 +8,23 @@ nothing is rebuilt per tick and nothing redraws when no new snapshot arrived.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Container
 from textual.events import Resize
+from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Footer
 
 from perfmon.core.snapshot import RunState, Snapshot
 from perfmon.core.units import format_bytes
+from perfmon.tui.commands import PerfmonCommands
+from perfmon.tui.keymap import KeymapError, load_keymap
 from perfmon.tui.source import SnapshotSource
 from perfmon.tui.themes import ThemeError, register_themes
 from perfmon.tui.widgets.gate_board import GateBoard
@@ -48,6 +53,9 @@ class PerfmonApp(App[None]):
         refresh_hz: how many times a second the source is polled (> 0).
         theme: a perfmon theme (``perfmon-dark``, ``perfmon-light``) or a Textual theme name.
         mouse: enable mouse support when the app is run with ``run()``.
+        keys: the keys file remapping bindings by id (``perfmon.tui.keymap``): a path, None
+            for ``keymap.default_path()``, or False for none. A bad file is shown as an error
+            when the viewer starts, and the default keys are kept.
 
     Raises:
         ValueError: if ``refresh_hz`` <= 0 or the theme is unknown.
@@ -56,14 +64,40 @@ class PerfmonApp(App[None]):
 
     CSS_PATH = "perfmon.tcss"
     TITLE = "perfmon"
+    COMMANDS = App.COMMANDS | {PerfmonCommands}
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
             "q",
-            "quit_viewer",
-            "Quit",
-            id="quit",
-            tooltip="Stop the run (the report is written) and exit; press again to leave at once",
+            "stop",
+            "Stop",
+            id="stop",
+            tooltip="Stop the run (asks first; the report is written); once over, leave",
+        ),
+        Binding(
+            "ctrl+c",
+            "stop",
+            "Stop",
+            id="stop.ctrl-c",
+            show=False,
+            system=True,
+            tooltip="Like q: stop the run (asks first)",
+        ),
+        Binding(
+            "d",
+            "detach",
+            "Detach",
+            id="detach",
+            tooltip="Leave the viewer; the run goes on (perfmon attach comes back)",
+        ),
+        Binding(
+            "ctrl+q",
+            "detach",
+            "Detach",
+            id="detach.ctrl-q",
+            show=False,
+            priority=True,
+            tooltip="Like d: leave the viewer, the run goes on",
         ),
         Binding("e", "export", "Export", id="export", tooltip="Write the report now"),
         Binding("p", "pause", "Pause", id="pause", tooltip="Stop launching new sessions"),
@@ -104,6 +138,7 @@ class PerfmonApp(App[None]):
         refresh_hz: float = 4.0,
         theme: str = "perfmon-dark",
         mouse: bool = True,
+        keys: Path | Literal[False] | None = None,
     ) -> None:
         if not refresh_hz > 0:
             raise ValueError(f"refresh_hz must be > 0, got {refresh_hz}")
@@ -124,6 +159,11 @@ class PerfmonApp(App[None]):
         self._note_message = ""
         self._note_base = ""
         self._timer: Timer | None = None
+        self.keys_file = keys
+        self.keys_error = ""
+        """Why the keys file was refused ("" when it was used or there is none)."""
+        self.detached = False
+        """True once the viewer was left with ``detach`` (the run goes on)."""
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -145,6 +185,7 @@ class PerfmonApp(App[None]):
 
     def on_mount(self) -> None:
         """Show the current snapshot at once, then poll the source."""
+        self._load_keys()
         self._set_wide(self.size.width)
         self.poll()
         if not self.finished:
@@ -256,10 +297,32 @@ class PerfmonApp(App[None]):
             return None if self.finished else True
         return True
 
-    def action_quit_viewer(self) -> None:
-        """First q: ask the run to stop and wait for the report; second q (or run over): exit."""
+    def action_stop(self) -> None:
+        """Ask before stopping the run (``ConfirmStop``); once stopping or over, leave.
+
+        A read-only viewer (``perfmon attach`` without ``--control``) cannot stop the run: it
+        says so and how to leave.
+        """
         if self.stop_requested or self.finished:
             self.exit()
+            return
+        if getattr(self.source, "control", True) is False:
+            self.note("read-only viewer: d detaches; perfmon attach --control can stop the run")
+            return
+        from perfmon.tui.screens.confirm import ConfirmStop
+
+        if not isinstance(self.screen, ConfirmStop):
+            self.push_screen(ConfirmStop(self.snapshot), self._stop_chosen)
+
+    def _stop_chosen(self, choice: str | None) -> None:
+        if choice == "stop":
+            self.request_stop()
+        elif choice == "detach":
+            self.action_detach()
+
+    def request_stop(self) -> None:
+        """Ask the run to stop and wait for its report (then exit); exit if it cannot be asked."""
+        if self.stop_requested or self.finished:
             return
         if not self._send("stop"):
             self.exit()
@@ -269,6 +332,32 @@ class PerfmonApp(App[None]):
             self._timer = self.set_interval(1.0 / self.refresh_hz, self.poll)
         self._show_status()
         self.refresh_bindings()
+
+    def action_detach(self) -> None:
+        """Leave the viewer without stopping the run (it goes on; ``perfmon attach`` returns)."""
+        self.detached = not self.finished
+        self.exit()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Textual's palette commands without its "Quit" (perfmon's Detach and Stop replace it)."""
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":
+                yield command
+
+    def _load_keys(self) -> None:
+        """Apply the keys file (``perfmon.tui.keymap``); show why when it is refused."""
+        if self.keys_file is False:
+            return
+        try:
+            keymap = load_keymap(self.keys_file)
+        except KeymapError as exc:
+            self.keys_error = str(exc)
+            self.notify(
+                f"{exc}. Default keys kept.", title="keys file", severity="error", timeout=20
+            )
+            return
+        if keymap:
+            self.set_keymap(keymap)
 
     def action_export(self) -> None:
         """Ask the run to write its report now."""

@@ -15,8 +15,12 @@ HELP_TEXT = """\
 
 | key | what it does |
 |-----|--------------|
-| `q` | stop the run: the daemon ends the sessions and writes the report, then the viewer \
-exits. A second `q` leaves at once (the run goes on stopping). After the run, `q` just quits. |
+| `q` | stop the run. It asks first ("Stop run X? n sessions will be cancelled": `y` stop, \
+`n`/`escape` keep running, `d` detach); then the daemon ends the sessions and writes the \
+report, and the viewer exits. While stopping, `q` leaves at once (the run goes on stopping). \
+After the run, `q` just quits. `ctrl+c` does the same as `q`. |
+| `d` | detach: leave the viewer, the run goes on in the background; `perfmon attach` comes \
+back, `perfmon stop` stops it. `ctrl+q` does the same. |
 | `e` | write the report now, without stopping. |
 | `p` | pause launching new sessions / resume (running sessions go on). |
 | `f` | profile the selected session (or the running one) with py-spy for 5 s. |
@@ -28,7 +32,20 @@ with markers where gates changed state (coloured by the new state); left/right m
 cursor, `+`/`-` zoom in/out around it (a zoomed window is read from the recording), `0` shows \
 the whole run again, escape back. |
 | `tab` / `shift+tab` | move between the panels; arrows and page keys scroll the focused one. |
-| `?` | this help; `escape` closes it. |
+| `ctrl+p` | the command palette: every action above by name (stop, detach, export, pause, \
+profile now, flames, timeline, theme, help, ...), and the current screen's own. |
+| `?` | this help; `escape` (or `?`) closes it. |
+
+These keys mean the same on every screen: `q` stop (asks), `d` detach, `escape` back, `?` help.
+
+Keys can be remapped in `~/.config/perfmon/keys.toml` (`$XDG_CONFIG_HOME/perfmon/keys.toml`, or \
+the file named by `$PERFMON_KEYS`), by binding id (see the table at the end):
+
+```toml
+[keys]
+stop = "ctrl+x"
+"flame.search" = "f3"
+```
 
 ## Panels
 
@@ -44,18 +61,46 @@ the whole run again, escape back. |
 - **Metrics**: each metric's last value (Σ total for counters), p95, max, sample count n, and
   its trend over the whole run (each block is the mean of one time bucket).
 
-A viewer started by `perfmon attach` without `--control` is read-only: `q` just leaves, and
-`e`, `p` and `f` are refused by the daemon.
+A viewer started by `perfmon attach` without `--control` is read-only: `q` says so, `d`
+leaves, and `e`, `p` and `f` are refused by the daemon.
 """
 
 
+def bindings_table(keymap: dict[str, str] | None = None) -> str:
+    """A Markdown table of every binding id with its keys (after ``keymap``) and what it does.
+
+    Args:
+        keymap: the keymap in force (``App._keymap``); None for the default keys.
+    """
+    from perfmon.tui.keymap import describe, known_bindings
+
+    rows = [
+        "## Binding ids (for keys.toml)",
+        "",
+        "| id | keys | where | what |",
+        "|---|---|---|---|",
+    ]
+    for info in describe(known_bindings(), keymap or {}):
+        what = info.description.replace("|", "\\|")
+        rows.append(f"| `{info.id}` | `{info.keys}` | {info.scope} | {what} |")
+    return "\n".join(rows) + "\n"
+
+
 class HelpScreen(ModalScreen[None]):
-    """A modal listing the viewer's keys and what its panels show; escape, q or ? close it."""
+    """A modal listing the viewer's keys, the binding ids and what its panels show.
+
+    ``escape`` or ``?`` closes it (``q`` does not: it means "stop the run" everywhere else).
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss", "Close", id="help.close", tooltip="Close the help"),
-        Binding("q", "dismiss", "Close", show=False),
-        Binding("question_mark", "dismiss", "Close", show=False),
+        Binding(
+            "escape,question_mark",
+            "dismiss",
+            "Close",
+            id="help.close",
+            key_display="esc",
+            tooltip="Close the help",
+        ),
     ]
 
     DEFAULT_CSS = """
@@ -80,4 +125,5 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll() as scroll:
             scroll.border_title = "perfmon help"
             scroll.border_subtitle = "escape to close"
-            yield Markdown(HELP_TEXT)
+            keymap = dict(getattr(self.app, "_keymap", {}) or {})
+            yield Markdown(HELP_TEXT + "\n" + bindings_table(keymap))

@@ -91,20 +91,37 @@ class TimelineScreen(Screen[None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "Back", tooltip="Back to the run"),
-        Binding("left", "cursor(-1)", "Cursor", key_display="←/→", tooltip="Move the cursor"),
-        Binding("right", "cursor(1)", "Cursor", show=False),
-        Binding("shift+left", "cursor(-10)", "10 columns left", show=False),
-        Binding("shift+right", "cursor(10)", "10 columns right", show=False),
+        Binding("escape", "back", "Back", id="back", tooltip="Back to the run"),
+        Binding(
+            "left",
+            "cursor(-1)",
+            "Cursor",
+            id="timeline.left",
+            key_display="←/→",
+            tooltip="Move the cursor left",
+        ),
+        Binding(
+            "right",
+            "cursor(1)",
+            "Cursor",
+            id="timeline.right",
+            show=False,
+            tooltip="Move the cursor right",
+        ),
+        Binding("shift+left", "cursor(-10)", "10 columns left", id="timeline.left-10", show=False),
+        Binding(
+            "shift+right", "cursor(10)", "10 columns right", id="timeline.right-10", show=False
+        ),
         Binding(
             "plus,equals_sign",
             "zoom(0.5)",
             "Zoom in",
+            id="timeline.zoom-in",
             key_display="+",
             tooltip="Halve the window around the cursor (samples read from the recording)",
         ),
-        Binding("minus,underscore", "zoom(2)", "Zoom out", key_display="-"),
-        Binding("0", "whole", "Whole run", tooltip="Back to the whole run"),
+        Binding("minus,underscore", "zoom(2)", "Zoom out", id="timeline.zoom-out", key_display="-"),
+        Binding("0", "whole", "Whole run", id="timeline.whole", tooltip="Back to the whole run"),
     ]
 
     DEFAULT_CSS = """

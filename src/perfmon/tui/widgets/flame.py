@@ -75,12 +75,20 @@ class FlameView(Widget, can_focus=True):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("left", "move(-1)", "Prev frame", show=False),
-        Binding("right", "move(1)", "Next frame", show=False),
-        Binding("down", "into", "Into", tooltip="Select the largest callee"),
-        Binding("up", "out", "Out", tooltip="Select the caller"),
-        Binding("enter", "zoom", "Zoom", tooltip="Make the selected frame fill the width"),
-        Binding("backspace", "unzoom", "Unzoom", tooltip="Zoom back out one frame"),
+        Binding("left", "move(-1)", "Prev frame", id="flame.prev-frame", show=False),
+        Binding("right", "move(1)", "Next frame", id="flame.next-frame", show=False),
+        Binding("down", "into", "Into", id="flame.into", tooltip="Select the largest callee"),
+        Binding("up", "out", "Out", id="flame.out", tooltip="Select the caller"),
+        Binding(
+            "enter",
+            "zoom",
+            "Zoom",
+            id="flame.zoom",
+            tooltip="Make the selected frame fill the width",
+        ),
+        Binding(
+            "backspace", "unzoom", "Unzoom", id="flame.unzoom", tooltip="Zoom back out one frame"
+        ),
     ]
 
     DEFAULT_CSS = """
