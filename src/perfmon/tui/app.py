@@ -199,9 +199,13 @@ class PerfmonApp(App[None]):
         self.set_class(width >= WIDE_COLUMNS, "-wide")
 
     def run(self, **kwargs: Any) -> None:
-        """Run the app (``App.run``), with mouse support as chosen in the constructor."""
+        """Run the app (``App.run``), with mouse support as chosen in the constructor.
+
+        Returns what ``App.run`` returns (the value given to ``exit``: SVG screenshots of
+        ``pytest-textual-snapshot`` come back this way).
+        """
         kwargs.setdefault("mouse", self.mouse)
-        super().run(**kwargs)
+        return super().run(**kwargs)
 
     # -- polling ---------------------------------------------------------------------------
 

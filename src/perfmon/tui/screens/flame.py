@@ -110,28 +110,42 @@ class FlameScreen(Screen[None]):
         Binding(
             "n",
             "next_match",
-            "Next match",
+            "Next",
             id="flame.next-match",
             tooltip="Select the next search match",
         ),
-        Binding("r", "reload", "Reload", id="flame.reload", tooltip="Load profiles taken since"),
+        Binding(
+            "r",
+            "reload",
+            "Reload",
+            id="flame.reload",
+            show=False,
+            tooltip="Load profiles taken since",
+        ),
         Binding("tab", "focus_next", "Panels", id="focus-next", show=False),
     ]
 
     DEFAULT_CSS = """
     FlameScreen #flame-views {
-        width: 34;
+        width: 30%;
+        min-width: 24;
+        max-width: 40;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
         border: round $foreground-muted 50%;
         &:focus { border: round $primary; }
     }
     FlameScreen #flame-right { width: 1fr; }
     FlameScreen FlameView {
+        height: 2fr;
         border: round $foreground-muted 50%;
         &:focus { border: round $primary; }
     }
     FlameScreen #flame-detail { height: 2; padding: 0 1; color: $foreground; }
     FlameScreen #flame-top {
-        height: 12;
+        height: 1fr;
+        min-height: 5;
+        max-height: 14;
         border: round $foreground-muted 50%;
         &:focus { border: round $primary; }
     }
@@ -189,9 +203,9 @@ class FlameScreen(Screen[None]):
         usable = self._usable()
         options: list[Option] = []
         for p in reversed(usable):
-            # One line in the 30 columns the list has: session, workload/variant, samples.
+            # One line each (cut to the list's width): session, workload/variant, samples.
             where = group_label(str(p.get("workload") or ""), _variant(p))
-            label = _short(f"s{p['session']} {where} · {p['samples']:,}", 30)
+            label = _short(f"s{p['session']} {where} · {p['samples']:,}", 38)
             options.append(Option(label, id=p["name"]))
         groups: dict[str, dict[str, int]] = {}
         for p in usable:
@@ -200,7 +214,7 @@ class FlameScreen(Screen[None]):
         for workload in sorted(groups):
             counts = groups[workload]
             for v in sorted(counts):
-                label = _short(f"all {group_label(workload, v)} ({counts[v]})", 30)
+                label = _short(f"all {group_label(workload, v)} ({counts[v]})", 38)
                 options.append(Option(label, id=aggregate_view(workload, v)))
             variants = sorted(counts)
             if len(variants) > 1:
@@ -208,7 +222,7 @@ class FlameScreen(Screen[None]):
                 for v in variants:
                     if v != base:
                         where = f"{workload}: " if workload else ""
-                        label = _short(f"diff {where}{base} → {v}", 30)
+                        label = _short(f"diff {where}{base}→{v}", 38)
                         options.append(Option(label, id=diff_view(workload, base, v)))
         failed = [p for p in self.profiles if p not in usable]
         views.add_options(options)
@@ -296,7 +310,7 @@ class FlameScreen(Screen[None]):
                 )
         elif isinstance(tree, DiffTree):
             table.border_title = "Biggest changes (self share)"
-            table.add_columns("baseline", "candidate", "change", "function")
+            table.add_columns("base", "cand", "change", "function")
             for d in tree.top_changes(TOP_ROWS):
                 table.add_row(
                     f"{d.base_self:6.1%}",

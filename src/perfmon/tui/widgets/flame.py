@@ -77,8 +77,10 @@ class FlameView(Widget, can_focus=True):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("left", "move(-1)", "Prev frame", id="flame.prev-frame", show=False),
         Binding("right", "move(1)", "Next frame", id="flame.next-frame", show=False),
-        Binding("down", "into", "Into", id="flame.into", tooltip="Select the largest callee"),
-        Binding("up", "out", "Out", id="flame.out", tooltip="Select the caller"),
+        Binding(
+            "down", "into", "Into", id="flame.into", show=False, tooltip="Select the largest callee"
+        ),
+        Binding("up", "out", "Out", id="flame.out", show=False, tooltip="Select the caller"),
         Binding(
             "enter",
             "zoom",
@@ -87,7 +89,12 @@ class FlameView(Widget, can_focus=True):
             tooltip="Make the selected frame fill the width",
         ),
         Binding(
-            "backspace", "unzoom", "Unzoom", id="flame.unzoom", tooltip="Zoom back out one frame"
+            "backspace",
+            "unzoom",
+            "Unzoom",
+            id="flame.unzoom",
+            show=False,
+            tooltip="Zoom back out one frame",
         ),
     ]
 
