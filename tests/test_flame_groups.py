@@ -203,3 +203,72 @@ async def test_every_covers_each_variant_of_each_workload(
     # every 2nd session of each (workload, variant): 4 sessions each -> 2 profiles each
     assert sorted(set(groups)) == ["v/baseline", "v/candidate", "w/baseline", "w/candidate"]
     assert all(groups.count(g) == 2 for g in set(groups)), started
+
+
+ARGS_WORKLOAD = """
+import sys, time
+
+def slow_path(n):
+    return sum(i * i for i in range(n))
+
+def fast_path(n):
+    return sum(range(n))
+
+def main(seconds, impl):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        impl(2000)
+
+main(float(sys.argv[1]), slow_path if sys.argv[2] == "slow" else fast_path)
+"""
+
+ARGS_CAMPAIGN = """
+[campaign]
+name = "args"
+sample_interval = "100ms"
+
+[[workload]]
+name = "cpu"
+command = ["{python}", "SCRIPT", "1.0"]
+
+[variant.baseline]
+args = ["slow"]
+[variant.candidate]
+args = ["fast"]
+
+[set.golden]
+sessions = 2
+order = "interleaved"
+
+[profile]
+every = 2
+"""
+
+
+@pytest.mark.slow
+async def test_real_run_every_2_interleaved_profiles_both_variants_and_diff_lines_up(
+    tmp_path: Path,
+) -> None:
+    from perfmon.engine.profiler import find_py_spy, load_index
+
+    if find_py_spy() is None:
+        pytest.skip("py-spy is not installed")
+    script = tmp_path / "cpu_args.py"
+    script.write_text(ARGS_WORKLOAD)
+    path = tmp_path / "args.toml"
+    text = ARGS_CAMPAIGN.replace("SCRIPT", str(script))
+    path.write_text(text)
+    run_dir = make_run_dir(tmp_path / "runs", "args", time.time())
+    await Runner(parse_campaign(text, path), run_dir).run()
+    records = load_index(run_dir)
+    if records and not any(r.ok for r in records):
+        pytest.skip(f"py-spy could not sample here: {records[0].message}")
+    # sessions 0..3 run baseline, candidate, baseline, candidate: the 2nd of each is sampled
+    assert [(r.session, r.variant) for r in records] == [(2, "baseline"), (3, "candidate")]
+    trees, _ = variant_trees(run_dir)
+    base, cand = trees[("cpu", "baseline")], trees[("cpu", "candidate")]
+    # the command lines differ by their last argument; the roots are one frame all the same
+    assert list(base.root.children) == list(cand.root.children) == ['process "cpu"']
+    diff = DiffTree(base, cand)
+    mains = [n for n in diff.root.walk() if n.name.startswith("main ")]
+    assert len(mains) == 1 and abs(mains[0].delta) < 0.1

@@ -77,7 +77,7 @@ class ProfileRecord:
         session: session id; workload / variant / params / set_name: what the session ran.
         started_t: Unix seconds when sampling began; seconds: wall time sampled.
         rate_hz: samples per second asked of py-spy; nonblocking: ``--nonblocking`` was used.
-        reason: ``"on demand"``, ``"every 5th session"``, ``"duty 10s/300s"``.
+        reason: ``"on demand"``, ``"1 in 5 sessions of its variant"``, ``"duty 10s/300s"``.
         status: ``"ok"``, ``"partial"`` (the session ended while sampled: what was sampled is
             kept), ``"failed"`` (no stacks; ``message`` says why and what to do).
         samples: stack samples written (the sum of the collapsed counts); errors: py-spy's own
