@@ -24,7 +24,9 @@ back, `perfmon stop` stops it. `ctrl+q` does the same. |
 | `e` | write the report now, without stopping. |
 | `p` | pause launching new sessions / resume (running sessions go on). |
 | `f` | profile the selected session (or the running one) with py-spy for 5 s. |
-| `g` | open the flame screen: profiles, per-variant aggregates, baseline-vs-candidate diff. \
+| `g` | open the flame screen: each profile (session, workload/variant), each workload's \
+variants merged ("all tgat/baseline"), and per workload the baseline-vs-candidate diff; the \
+root process frame is named after the workload so the same function lines up across variants. \
 There: arrows move between frames (down/up into and out of a frame), enter/backspace zoom, \
 `/` search, `n` next match, `r` reload, escape back. |
 | `t` | open the timeline: the chosen metric over the whole run (up/down picks it), \
