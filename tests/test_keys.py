@@ -18,6 +18,7 @@ from perfmon.tui.keymap import (
     KEYS_ENV,
     KeymapError,
     default_path,
+    is_key_name,
     known_bindings,
     load_keymap,
     parse_keymap,
@@ -92,6 +93,8 @@ def test_parse_keymap_good_file_and_partners() -> None:
         ("[keys]\nstop = 3", 'stop: expected a key name such as "ctrl+x"'),
         ('[keys]\nstop = ""', "expected a key name"),
         ('[keys]\nstop = "ctrl x"', "'ctrl x' is not a key name"),
+        ('[keys]\nstop = "ctrl+esacpe"', "'ctrl+esacpe' is not a key name (examples:"),
+        ('[keys]\nstop = "cmd+x"', "'cmd+x' is not a key name"),
         ('stop = "x"', "put the bindings under [keys]"),
         ('keys = "x"', '"keys" must be a table'),
         ('[keys]\nstop = "e"', "key 'e' would do two things on the run screen: stop and export"),
@@ -105,6 +108,30 @@ def test_bad_keymaps_are_refused_with_a_clear_message(text: str, message: str) -
     with pytest.raises(KeymapError) as err:
         parse_keymap(text, "keys.toml")
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "ok"),
+    [
+        ("x", True),
+        ("X", True),
+        ("?", True),
+        ("ctrl+x", True),
+        ("ctrl+shift+f3", True),
+        ("question_mark", True),
+        ("slash", True),
+        ("plus", True),
+        ("equals_sign", True),
+        ("pageup", True),
+        ("escape", True),
+        ("esc", False),
+        ("ctrl+", False),
+        ("cmd+x", False),
+        ("<any>", False),
+    ],
+)
+def test_key_names(key: str, ok: bool) -> None:
+    assert is_key_name(key) is ok
 
 
 def test_remapping_away_removes_the_clash() -> None:

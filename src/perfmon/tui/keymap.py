@@ -156,6 +156,31 @@ def _normal(key: str) -> str:
     return _CHARACTERS.get(key, key)
 
 
+MODIFIERS = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
+
+
+def is_key_name(key: str) -> bool:
+    """True for a key Textual can bind: modifiers joined by ``+`` to one key, which is a
+    character (``a``, ``A``, ``?``), one of Textual's key names (``escape``, ``f3``,
+    ``pageup``) or a character's name (``question_mark``, ``slash``, ``plus``).
+
+    Args:
+        key: one key, e.g. ``"ctrl+shift+f3"``.
+    """
+    from textual.keys import REPLACED_KEYS, Keys, key_to_character
+
+    *mods, name = key.split("+")
+    if not name or any(m not in MODIFIERS for m in mods):
+        return False
+    if len(name) == 1 or name in REPLACED_KEYS:
+        return True
+    plain = {k.value for k in Keys if "+" not in k.value and not k.value.startswith("<")}
+    if name in plain:
+        return True
+    char = key_to_character(name)  # a printable character's name; "esc" names U+001B
+    return char is not None and char.isprintable()
+
+
 def parse_keymap(
     text: str,
     path: Path | str = "keys.toml",
@@ -208,9 +233,12 @@ def parse_keymap(
                 f"(several: comma-separated), got {value!r}"
             )
         parts = [p.strip() for p in value.split(",")]
-        bad = [p for p in parts if not _KEY_RE.match(p)]
+        bad = [p for p in parts if not (_KEY_RE.match(p) and is_key_name(p))]
         if bad:
-            raise KeymapError(f"{path}: [keys] {binding_id}: {bad[0]!r} is not a key name")
+            raise KeymapError(
+                f"{path}: [keys] {binding_id}: {bad[0]!r} is not a key name (examples: "
+                '"x", "X", "ctrl+x", "f3", "escape", "question_mark")'
+            )
         keymap[binding_id] = ",".join(parts)
     for group in TOGETHER:
         given = [i for i in sorted(group) if i in keymap]
@@ -277,6 +305,7 @@ __all__ = [
     "KeymapError",
     "default_path",
     "describe",
+    "is_key_name",
     "known_bindings",
     "load_keymap",
     "parse_keymap",
