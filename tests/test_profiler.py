@@ -37,6 +37,10 @@ from perfmon.engine.profiler import (
 from perfmon.engine.recorder import make_run_dir
 from perfmon.engine.replay import snapshot_from_run_dir
 from perfmon.engine.runner import Runner, parse_profile_command
+from perfmon.tui.app import PerfmonApp
+from perfmon.tui.screens.flame import FlameScreen
+from perfmon.tui.source import StaticSource
+from perfmon.tui.widgets.flame import FlameView
 
 PY_SPY = find_py_spy()
 needs_py_spy = pytest.mark.skipif(PY_SPY is None, reason="py-spy is not installed")
@@ -294,6 +298,14 @@ async def test_runner_profiles_every_session_and_exports(tmp_path: Path) -> None
     # A finished run replayed from its directory lists the same profiles for the flame screen.
     replayed = snapshot_from_run_dir(run_dir)
     assert [p["name"] for p in replayed.extra["profiles"]] == [r.name for r in records]
+    app = PerfmonApp(StaticSource(replayed), keys=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("g")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, FlameScreen) and screen.view_id == records[-1].name
+        root = screen.query_one(FlameView).root
+        assert root is not None and root.weight == records[-1].samples
 
     section = profiles_section(run_dir)
     assert section["sampled_sessions"] == [0, 1]
