@@ -747,7 +747,7 @@ def test_headless_audit_runs_one_length_per_session(tmp_path: Path) -> None:
     assert out.returncode in (0, 1), out.stdout + out.stderr  # a verdict, not an error
     (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
     report = json.loads((run_dir / "report.json").read_text())
-    lines = [line for line in out.stdout.splitlines() if line.startswith("[")]
+    lines = [line for line in out.stdout.splitlines() if re.match(r"\[\s*\d+/\d+\]", line)]
     # 2 sets x (5 variants x 2 lengths tgat + 5 variants motif) = 30 sessions, all ok
     assert len(lines) == 30, out.stdout
     assert all(" ok " in line for line in lines), out.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -117,7 +118,7 @@ def test_headless_run_passes_and_writes_a_report(tmp_path: Path) -> None:
     out = perfmon("run", str(path), "--headless")
     assert out.returncode == 0, out.stdout + out.stderr
     # one line per finished session: 2 variants x (1 warm-up + 2 measured)
-    assert sum(1 for line in out.stdout.splitlines() if line.startswith("[")) == 6
+    assert sum(1 for line in out.stdout.splitlines() if re.match(r"\[\s*\d+/\d+\]", line)) == 6
     assert "verdict: PASS" in out.stdout
     run_dir = only_run_dir(tmp_path)
     manifest = json.loads((run_dir / "manifest.json").read_text())
