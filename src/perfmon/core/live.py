@@ -1053,7 +1053,14 @@ def _summary(
         series_span_s=span_s,
         series_start_t=agg.series_start_t if series else 0.0,
         labels=tuple((k, _clean(v)) for k, v in labels),
+        series_gaps=_gaps_mask(agg.series_filled()) if series else "",
     )
+
+
+def _gaps_mask(filled: Sequence[bool]) -> str:
+    """``MetricSummary.series_gaps``: bit i set when bucket i got no sample ("" for none)."""
+    mask = sum(1 << i for i, f in enumerate(filled) if not f)
+    return f"{mask:x}" if mask else ""
 
 
 _UNSAFE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")

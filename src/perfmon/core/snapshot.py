@@ -118,6 +118,9 @@ class MetricSummary:
             bucket; ``series_span_s``: the wall-clock time the series covers, seconds.
         series_start_t: when the series' first bucket starts, Unix seconds (0.0 when unknown,
             e.g. from an older daemon).
+        series_gaps: the buckets of ``series`` that got no sample (they repeat the previous
+            mean), as a hexadecimal bit mask (bit i: bucket i is a gap); "" when every bucket
+            got one or when unknown (an older daemon). See ``series_filled``.
         labels: ``((label, value), ...)`` of a row of the metrics split by a label
             (``Snapshot.split_metrics``), e.g. ``(("variant", "candidate"),)``; () when the
             row pools every session.
@@ -137,6 +140,17 @@ class MetricSummary:
     series_span_s: float = 0.0
     series_start_t: float = 0.0
     labels: tuple[tuple[str, str], ...] = ()
+    series_gaps: str = ""
+
+    def series_filled(self) -> list[bool]:
+        """For each bucket of ``series``, whether it got a sample (``series_gaps``); every
+        bucket when the mask is empty or malformed."""
+        n = len(self.series)
+        try:
+            gaps = int(self.series_gaps, 16) if self.series_gaps else 0
+        except ValueError:
+            gaps = 0
+        return [not (gaps >> i) & 1 for i in range(n)]
 
     def display_name(self) -> str:
         """The name as PromQL writes a selection, e.g. ``session_seconds{variant="candidate"}``
