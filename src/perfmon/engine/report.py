@@ -33,7 +33,7 @@ from scipy.stats import median_abs_deviation
 
 from perfmon.core.model import Dimension, GateResult, GateState, metric_dimension
 from perfmon.core.text import strip_terminal_escapes
-from perfmon.core.units import format_duration, format_quantity
+from perfmon.core.units import format_duration, format_metric, format_quantity
 from perfmon.engine.recorder import RunData, atomic_write_text
 
 REPORT_FORMAT = "perfmon-report"
@@ -796,11 +796,10 @@ def _metrics_by_labels_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
     table = []
     for r in rows:
-        dim = metric_dimension(r["metric"])
         params = " ".join(f"{k}={v}" for k, v in (r.get("params") or {}).items())
         table.append(
             [r["metric"], r["workload"], r["variant"], params or "–", f"{r['n']:,}"]
-            + [_fmt(r[k], dim) for k in ("median", "p95", "max")]
+            + [_fmt_metric(r[k], r["metric"]) for k in ("median", "p95", "max")]
         )
     out += _table(["Metric", "Workload", "Variant", "Matrix", "n", "Median", "p95", "Max"], table)
     return [*out, ""]
@@ -995,6 +994,11 @@ def _fmt(value: float | None, dim: Dimension) -> str:
     return NO_DATA if value is None else format_quantity(value, dim)
 
 
+def _fmt_metric(value: float | None, metric: str) -> str:
+    """A value in its metric's unit, rates humanised (``format_metric``: ``92.7 MB/s``)."""
+    return NO_DATA if value is None else format_metric(value, metric)
+
+
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     lines = [
         "| " + " | ".join(header) + " |",
@@ -1154,11 +1158,16 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report["metrics"]:
         rows = []
         for m in report["metrics"]:
-            dim = metric_dimension(m["name"])
+            counter = m["kind"] == "counter"
+            # A counter's samples are increments: its total says what it counted, while the
+            # median, p95 and max of its increments (often 1) say nothing (issue 14).
             rows.append(
                 [m["name"], m["kind"], f"{m['n']:,}"]
-                + [_fmt(m[k], dim) for k in ("min", "median", "p95", "max", "last")]
-                + [_fmt(m["total"], dim) if m["kind"] == "counter" else "–"]
+                + [
+                    "–" if counter else _fmt_metric(m[k], m["name"])
+                    for k in ("min", "median", "p95", "max", "last")
+                ]
+                + [_fmt_metric(m["total"], m["name"]) if counter else "–"]
             )
         out += _table(["Metric", "Kind", "n", "Min", "Median", "p95", "Max", "Last", "Total"], rows)
     else:
