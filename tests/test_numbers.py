@@ -290,3 +290,27 @@ def test_report_comparison_marks_constant_rows(tmp_path: Path) -> None:
     rows = {r["metric"]: r for r in comparison_section(read_run(run))["rows"]}
     assert rows["event_queue_depth"]["constant"]  # 4.5 in every session of both sides
     assert not rows["session_seconds"]["constant"]
+
+
+def test_report_gate_table_shows_regressions_in_percent_and_rates_in_their_unit() -> None:
+    from perfmon.engine.report import _gate_table
+
+    def gate(expr: str, value: float, low: float, high: float) -> dict[str, object]:
+        return {
+            "name": "G", "expr": expr, "state": "fail", "value": value, "ci_low": low,
+            "ci_high": high, "n": 10, "reason": "r", "groups": [],
+        }  # fmt: skip
+
+    md = "\n".join(
+        _gate_table(
+            [
+                gate("regression(session_seconds, baseline, candidate) < 5%", 0.0834, 0.02, 0.15),
+                gate("speedup(session_seconds, baseline, candidate) >= 1.4", 1.39, 1.3, 1.51),
+                gate("min(read_bytes_per_second) > 50MB", 9.27e7, 9e7, 9.5e7),
+            ]
+        )
+    )
+    assert "| +8.34% | [+2.00%, +15.00%] |" in md
+    assert "0.0834" not in md
+    assert "| 1.39x | [1.3x, 1.51x] |" in md
+    assert "| 92.7 MB/s | [90 MB/s, 95 MB/s] |" in md

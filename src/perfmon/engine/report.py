@@ -22,7 +22,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -759,8 +759,9 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> list[str]:
         rows = []
         for g in gates:
             dim = _gate_dimension(g["expr"])
+            show = _gate_value_format(g["expr"])
             ci = (
-                f"[{_fmt(g['ci_low'], dim)}, {_fmt(g['ci_high'], dim)}]"
+                f"[{show(g['ci_low'])}, {show(g['ci_high'])}]"
                 if g["ci_low"] is not None or g["ci_high"] is not None
                 else "–"
             )
@@ -769,7 +770,7 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> list[str]:
                     g["name"],
                     f"`{g['expr']}`",
                     g["state"].upper(),
-                    _fmt(g["value"], dim),
+                    show(g["value"]),
                     ci,
                     f"{g['n']:,}",
                     g["reason"],
@@ -839,9 +840,10 @@ def _group_rows(g: Mapping[str, Any], dim: Dimension) -> list[list[str]]:
     groups = g.get("groups") or []
     if len(groups) < 2:
         return []
+    show = _gate_value_format(str(g.get("expr", "")))
     for gr in groups:
         ci = (
-            f"[{_fmt(gr['ci_low'], dim)}, {_fmt(gr['ci_high'], dim)}]"
+            f"[{show(gr['ci_low'])}, {show(gr['ci_high'])}]"
             if gr.get("ci_low") is not None or gr.get("ci_high") is not None
             else "–"
         )
@@ -850,7 +852,7 @@ def _group_rows(g: Mapping[str, Any], dim: Dimension) -> list[list[str]]:
                 f"↳ {gr['label']}",
                 "(group)",
                 str(gr["state"]).upper(),
-                _fmt(gr.get("value"), dim),
+                show(gr.get("value")),
                 ci,
                 f"{gr.get('n', 0):,}",
                 str(gr.get("reason", "")),
@@ -983,6 +985,27 @@ def _gate_dimension(expr: str) -> Dimension:
     if m and m.group(1) in _SAME_UNIT_FUNCS:
         return metric_dimension(m.group(2))
     return Dimension.NONE
+
+
+def _gate_value_format(expr: str) -> Callable[[float | None], str]:
+    """How a gate's value reads (issue 14): a regression as a signed percentage (``+8.34%``,
+    never the fraction 0.0834), a speedup as ``1.39x``, a reduction of a metric in its unit
+    (``format_metric``: ``92.7 MB/s``), anything else as ``format_quantity`` of its dimension."""
+    m = _GATE_ARG_RE.match(expr)
+    func, metric = (m.group(1), m.group(2)) if m else ("", "")
+
+    def show(value: float | None) -> str:
+        if value is None:
+            return NO_DATA
+        if func == "regression":
+            return f"{value:+.2%}"
+        if func == "speedup":
+            return f"{value:.3g}x"
+        if func in _SAME_UNIT_FUNCS:
+            return format_metric(value, metric)
+        return format_quantity(value, _gate_dimension(expr))
+
+    return show
 
 
 def _cell(x: Any) -> str:
