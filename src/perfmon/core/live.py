@@ -278,10 +278,13 @@ class LiveState:
         self._split_values: dict[int, str] = {}  # session -> its value of the split label
         self._split_value_ids: dict[str, int] = {}  # label value -> row id (queued samples)
         self._split_metric_ids: dict[str, int] = {}  # metric -> id (queued samples)
+        # Queued for the split: (label value id, or one per sample; the batch's metric ids by
+        # key; keys; times; values), folded by flush_split.
         self._split_pending: list[
             tuple[
-                npt.NDArray[np.int64],
-                npt.NDArray[np.int64],
+                int | npt.NDArray[np.int64],
+                list[int],
+                npt.NDArray[np.int32],
                 npt.NDArray[np.float64],
                 npt.NDArray[np.float64],
             ]
@@ -467,16 +470,17 @@ class LiveState:
 
         Folding on every batch would cost one ``MetricAggregate.add_many`` per (metric, label
         value) per batch, about as much again as the pooled fold; queued, they are folded a
-        few times a second (at each snapshot) in one sort and one call per row, so the ingest
+        few times a second (at each snapshot) in one radix sort and one call per row, so the ingest
         path only maps each batch's sessions to label values and metric names to row ids.
         """
         values = self._split_values
         ids = self._split_value_ids
+        vid: int | npt.NDArray[np.int64]
         if one_session:
             value = values.get(int(sessions[0]))
             if value is None:
                 return
-            vid = np.full(len(keys), ids.setdefault(value, len(ids)), dtype=np.int64)
+            vid = ids.setdefault(value, len(ids))  # expanded at the flush
         else:
             uniq, inverse = np.unique(sessions, return_inverse=True)
             per = np.array(
@@ -485,8 +489,8 @@ class LiveState:
             )
             vid = per[inverse]
         metric_ids = self._split_metric_ids
-        mid = np.array([metric_ids.setdefault(n, len(metric_ids)) for n in names], np.int64)
-        self._split_pending.append((vid, mid[keys], ts, vs))
+        mid = [metric_ids.setdefault(n, len(metric_ids)) for n in names]
+        self._split_pending.append((vid, mid, keys, ts, vs))
         self._split_pending_n += len(keys)
         if self._split_pending_n >= _SPLIT_PENDING_MAX:
             self.flush_split()
@@ -494,32 +498,51 @@ class LiveState:
     def flush_split(self) -> None:
         """Fold the samples queued for the split into its aggregates (``snapshot`` does it).
 
-        Within one row, samples keep their arrival order (a stable sort).
+        The queued batches are mapped to (label value, metric) rows with a few vectorised
+        operations over all of them; within one row, samples keep their arrival order.
         """
         pending = self._split_pending
         if not pending:
             return
         self._split_pending = []
         self._split_pending_n = 0
-        vid = np.concatenate([p[0] for p in pending])
-        mid = np.concatenate([p[1] for p in pending])
-        ts = np.concatenate([p[2] for p in pending])
-        vs = np.concatenate([p[3] for p in pending])
+        lengths = np.array([len(p[2]) for p in pending], dtype=np.int64)
+        if all(isinstance(p[0], int) for p in pending):
+            vid = np.repeat(np.array([p[0] for p in pending], dtype=np.int64), lengths)
+        else:
+            vid = np.concatenate(
+                [
+                    np.full(len(p[2]), p[0], np.int64) if isinstance(p[0], int) else p[0]
+                    for p in pending
+                ]
+            )
+        # Each batch's keys index its own names: offset them into one table of metric ids.
+        table = np.array([m for p in pending for m in p[1]], dtype=np.int64)
+        starts = np.cumsum([0] + [len(p[1]) for p in pending[:-1]], dtype=np.int64)
+        keys = np.concatenate([p[2] for p in pending]).astype(np.int64)
+        mid = table[keys + np.repeat(starts, lengths)]
+        ts = np.concatenate([p[3] for p in pending])
+        vs = np.concatenate([p[4] for p in pending])
         keep = vid >= 0
         if not keep.all():
             vid, mid, ts, vs = vid[keep], mid[keep], ts[keep], vs[keep]
+        if not len(vid):
+            return
         n_metrics = max(1, len(self._split_metric_ids))
         row = vid * n_metrics + mid
-        order = np.argsort(row, kind="stable")
-        row = row[order]
-        starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
-        ends = np.r_[starts[1:], len(row)]
         names = list(self._split_metric_ids)
         labels = list(self._split_value_ids)
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            v, m = divmod(int(row[start]), n_metrics)
-            sel = order[start:end]
-            self._fold_split_one(names[m], labels[v], ts[sel], vs[sel])
+        counts = np.bincount(row)
+        present = np.flatnonzero(counts)
+        # A stable sort keeps arrival order within a row; on 16-bit keys numpy's stable sort
+        # is a radix sort, linear in the samples (the usual case: few metrics and values).
+        small = row.astype(np.uint16) if len(counts) <= 1 << 16 else row
+        order = np.argsort(small, kind="stable")
+        ts, vs = ts[order], vs[order]
+        ends = np.cumsum(counts[present]).tolist()
+        for r, end, n in zip(present.tolist(), ends, counts[present].tolist(), strict=True):
+            v, m = divmod(r, n_metrics)
+            self._fold_split_one(names[m], labels[v], ts[end - n : end], vs[end - n : end])
 
     def _fold_split_one(
         self, name: str, value: str, ts: npt.NDArray[np.float64], vs: npt.NDArray[np.float64]
