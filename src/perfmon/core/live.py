@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import time
 import zlib
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -274,6 +275,9 @@ class LiveState:
         """From when the split's aggregates count samples, Unix seconds."""
         self.split_samples_dropped = 0
         """Samples not folded into the split because ``MAX_SPLIT_ROWS`` rows were full."""
+        self.split_work_s = 0.0
+        """CPU-clock seconds spent on the split (queueing and folding), over the run: what
+        showing a split costs the ingest path (``bench/ingest.py`` reports it)."""
         self._split: dict[tuple[str, str], MetricAggregate] = {}
         self._split_values: dict[int, str] = {}  # session -> its value of the split label
         self._split_value_ids: dict[str, int] = {}  # label value -> row id (queued samples)
@@ -435,6 +439,7 @@ class LiveState:
         self._split_pending = []
         self._split_pending_n = 0
         self.split_samples_dropped = 0
+        self.split_work_s = 0.0
         if label:
             for result in self._results.values():
                 if not result.spec.warmup:
@@ -473,6 +478,7 @@ class LiveState:
         few times a second (at each snapshot) in one radix sort and one call per row, so the ingest
         path only maps each batch's sessions to label values and metric names to row ids.
         """
+        t0 = time.perf_counter()
         values = self._split_values
         ids = self._split_value_ids
         vid: int | npt.NDArray[np.int64]
@@ -493,7 +499,8 @@ class LiveState:
         self._split_pending.append((vid, mid, keys, ts, vs))
         self._split_pending_n += len(keys)
         if self._split_pending_n >= _SPLIT_PENDING_MAX:
-            self.flush_split()
+            self._flush_split()
+        self.split_work_s += time.perf_counter() - t0
 
     def flush_split(self) -> None:
         """Fold the samples queued for the split into its aggregates (``snapshot`` does it).
@@ -501,6 +508,12 @@ class LiveState:
         The queued batches are mapped to (label value, metric) rows with a few vectorised
         operations over all of them; within one row, samples keep their arrival order.
         """
+        if self._split_pending:
+            t0 = time.perf_counter()
+            self._flush_split()
+            self.split_work_s += time.perf_counter() - t0
+
+    def _flush_split(self) -> None:
         pending = self._split_pending
         if not pending:
             return
