@@ -12,6 +12,13 @@ figure is the median over ``ROUNDS`` rounds, each with a fresh decoder, live sta
 The probe itself sends binary frames (protocol version 2): the same 400,000 values as the probe
 flushes them (``# PERFMON 2``, then per 100 ms flush one ``#B name kind count`` frame per metric,
 here 40 flushes of 10,000 samples), through the same columnar path, are a third figure.
+
+The metrics panel's split by a label (issue 11, ``LiveState.set_split``) folds each sample a
+second time while a viewer shows it (nothing is split, and nothing is paid, while no viewer
+asks for it). Its cost is measured on the live state alone, the one part it changes: the same
+decoded batches folded with and without the split by ``variant``, in paired rounds; the extra
+least time (least: the round least disturbed on a shared machine) is given as a share of the
+least time of one columnar ingest round.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Figure, emit, median
 from perfmon.core.live import LiveState
-from perfmon.core.model import MetricKind
+from perfmon.core.model import MetricKind, SessionSpec
 from perfmon.core.protocol import Decoder, encode_frame, encode_header
 from perfmon.engine.recorder import Recorder
 
@@ -42,6 +49,21 @@ NAMES = [
     "causal_trace_bytes",
     "cache_hit_ratio",
 ]
+
+
+SPEC = SessionSpec(
+    id=1,
+    workload="bench",
+    variant="candidate",
+    set_name="golden",
+    index=0,
+    warmup=False,
+    argv=("true",),
+    env=(),
+    cwd="/",
+    timeout_s=None,
+    params=(("events", "512"),),
+)
 
 
 def make_chunks() -> list[bytes]:
@@ -67,6 +89,7 @@ def make_frame_chunks(flushes: int = 40) -> list[bytes]:
 def run(chunks: list[bytes], columnar: bool, tmp: Path) -> float:
     dec = Decoder(1)
     live = LiveState(run_id="bench", campaign="bench", run_dir=str(tmp), started_t=0.0)
+    live.add_session(SPEC)  # the session the decoder's samples belong to
     rec = Recorder(Path(tempfile.mkdtemp(dir=tmp)))
     now = 1_764_000_000.0
     t0 = time.perf_counter()
@@ -137,6 +160,65 @@ def main() -> None:
             f"row path {median(rows) / 1e6:.2f}M samples/s",
         )
     )
+    plain_s, split_s, own_s = live_fold_seconds(chunks)
+    round_s = LINES / max(cols)  # the least time of one columnar ingest round
+    own = median(own_s) / round_s
+    emit(
+        Figure(
+            "split by a label: its own work, share of the ingest",
+            100.0 * own,
+            "%",
+            "<= 5",
+            own <= 0.05,
+            "LiveState.split_work_s (queueing and folding the split, timed inside the live "
+            "state) with set_split('variant') over the decoded batches, median of 9 rounds, "
+            "over the least time of one columnar ingest round",
+            f"{median(own_s) * 1e3:.0f} ms per {LINES:,} samples",
+        )
+    )
+    # End to end, indirect costs included: the least time of each (the round least
+    # disturbed by the other processes of a shared machine).
+    extra = (min(split_s) - min(plain_s)) / round_s
+    emit(
+        Figure(
+            "split by a label: live-state fold with / without, share of the ingest",
+            100.0 * extra,
+            "%",
+            "<= 5",
+            extra <= 0.05,
+            "LiveState.add_batch over the same decoded batches with and without "
+            "set_split('variant') (+ flush_split), 9 paired rounds; extra least time over "
+            "the least time of one columnar ingest round",
+            f"least {min(plain_s) * 1e3:.0f} ms unsplit, {min(split_s) * 1e3:.0f} ms split "
+            f"(medians {median(plain_s) * 1e3:.0f} / {median(split_s) * 1e3:.0f} ms)",
+        )
+    )
+
+
+def live_fold_seconds(
+    chunks: list[bytes], rounds: int = 9
+) -> tuple[list[float], list[float], list[float]]:
+    """Seconds to fold the decoded chunks into a fresh live state, unsplit and split by
+    variant, in paired rounds (the order alternating), and the split's own work per round."""
+    dec = Decoder(1)
+    batches = [dec.feed_batch(chunk, 1_764_000_000.0 + i * 0.1) for i, chunk in enumerate(chunks)]
+    plain: list[float] = []
+    split: list[float] = []
+    own: list[float] = []
+    for r in range(rounds):
+        for on in (False, True) if r % 2 == 0 else (True, False):
+            live = LiveState(run_id="bench", campaign="bench", run_dir="/", started_t=0.0)
+            live.add_session(SPEC)
+            if on:
+                live.set_split("variant", 0.0)
+            t0 = time.perf_counter()
+            for batch in batches:
+                live.add_batch(batch)
+            live.flush_split()
+            (split if on else plain).append(time.perf_counter() - t0)
+            if on:
+                own.append(live.split_work_s)
+    return plain, split, own
 
 
 if __name__ == "__main__":

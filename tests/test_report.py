@@ -222,8 +222,8 @@ def test_markdown_has_gate_table_and_numbers(synth_report: tuple[Synth, dict]) -
     assert "**Verdict: FAIL: 1 of 3 gates passed" in md
     assert "| Gate | Expression | State | Value | CI | n | Reason |" in md
     assert (
-        "| Performance | `speedup(session_seconds, baseline, candidate) >= 1.4` | PASS | 1.62 "
-        "| [1.5, 1.7] | 12 | speedup 1.62 (CI 1.5-1.7) over 12 sessions, limit >= 1.4 |"
+        "| Performance | `speedup(session_seconds, baseline, candidate) >= 1.4` | PASS | 1.62x "
+        "| [1.5x, 1.7x] | 12 | speedup 1.62 (CI 1.5-1.7) over 12 sessions, limit >= 1.4 |"
     ) in md
     assert "| Queue\\|depth | `p95(event_queue_depth) < 100` | FAIL | 131 | – | 4,812 |" in md
     assert "| RAM | `max(rss_bytes) <= 1GiB` | PENDING | no data | – | 0 | no samples yet |" in md

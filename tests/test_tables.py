@@ -44,7 +44,8 @@ def _tables(section: dict[str, Any], kind: str, metric: str | None = None) -> li
     return [
         t
         for t in section["tables"]
-        if t["kind"] == kind and (metric is None or t.get("metric") == metric)
+        if t["kind"] == kind
+        and (metric is None or t.get("metric") == metric or metric in t.get("metrics", ()))
     ]
 
 
@@ -102,7 +103,7 @@ def test_constants_and_one_off_values_are_values_not_ratios() -> None:
     assert not _tables(section, "ratio", "sdpa_max_abs_diff")
     assert not _tables(section, "ratio", "config_rows")
     (const,) = _tables(section, "values", "config_rows")
-    assert const["rows"][0][1]["text"] == "constant: 10,000"
+    assert const["rows"][0][0]["text"] == "constant: config_rows = 10,000"
     (parity,) = _tables(section, "values", "sdpa_max_abs_diff")
     assert "range" in parity["rows"][0][1]["text"]
     assert _tables(section, "ratio", "session_seconds")
@@ -113,8 +114,9 @@ def test_zero_spread_timing_is_constant_and_system_metrics_are_not_compared() ->
     for s in sessions:
         s.values["system_memory_percent"] = 40.0 + len(s.values)  # type: ignore[index]
     section = build_tables(sessions, directions={"system_memory_percent": "lower"})
-    assert _tables(section, "values", "chunk_seconds")[0]["rows"][0][1]["text"].startswith(
-        "constant: 250"
+    assert (
+        "chunk_seconds = 250 ms"
+        in _tables(section, "values", "chunk_seconds")[0]["rows"][0][0]["text"]
     )
     assert not _tables(section, "ratio", "system_memory_percent")
 
@@ -235,7 +237,7 @@ def test_report_has_tables_in_md_and_json(tmp_path: Path) -> None:
     assert _tables(section, "ratio", "session_seconds")
     md = render_markdown(report)
     assert "## Result tables" in md and "candidate vs baseline" in md
-    assert "event_queue_depth (constant)" in md  # mean 4.5 in every session
+    assert "constant: event_queue_depth = 4.5" in md  # mean 4.5 in every session
     from perfmon.engine import exporters
 
     page = exporters.render("html", report, read_run(run))
@@ -287,3 +289,25 @@ sessions = 5
         load_campaign(write(base.format(camp='reference = "L9"', wl="")))
     with pytest.raises(CampaignError, match="workers_key"):
         load_campaign(write(base.format(camp="", wl='workers_key = "threads"')))
+
+
+def test_constant_metrics_fold_into_one_line_per_set_and_workload() -> None:
+    """Constant metrics are one "constant: a = 1, b = 2" line, not a table (or a 1x [1, 1]
+    ratio) each (issue 14)."""
+    sessions = _sessions(
+        {("a", "1"): 1.0, ("b", "1"): 0.5},
+        extra={"config_rows": 10_000.0, "page_bytes": 4096.0, "read_bytes_per_second": 9.27e7},
+    )
+    section = build_tables(sessions)
+    values = [t for t in section["tables"] if t["kind"] == "values"]
+    (line,) = values
+    text = line["rows"][0][0]["text"]
+    assert text.startswith("constant: ")
+    assert "config_rows = 10,000" in text
+    assert "page_bytes = 4 KiB" in text
+    assert "read_bytes_per_second = 92.7 MB/s" in text  # a rate, humanised
+    assert sorted(line["metrics"]) == ["config_rows", "page_bytes", "read_bytes_per_second"]
+    assert line["rows"][0][0]["constants"]["page_bytes"] == 4096.0
+    assert not _tables(section, "ratio", "config_rows")
+    md = "\n".join(render_tables_md(section))
+    assert md.count("| constant: ") == 1 and "page_bytes = 4 KiB" in md

@@ -237,7 +237,7 @@ async def test_rows_appear_and_update_by_key() -> None:
         assert metrics.row_keys == [m.name for m in bigger.metrics]
         assert metrics.cell_text("rss_bytes", "last") == "169 MiB"
         assert metrics.cell_text("system_memory_percent", "max") == "44%"
-        assert metrics.cell_text("chunks_total", "last") == "Σ 20"
+        assert metrics.cell_text("chunks_total", "last") == "Σ 20 · 0.5/s"  # total and rate
         assert set(metrics.cell_text("session_seconds", "trend")) <= set(BLOCKS)
 
 

@@ -529,9 +529,8 @@ def _attach(args: argparse.Namespace) -> int:
 
 def _view_finished(args: argparse.Namespace, run_dir: Path) -> int:
     """Show a finished (or crashed) run from its recording."""
-    from perfmon.engine.replay import snapshot_from_run_dir
+    from perfmon.engine.replay import RecordedRunSource, snapshot_from_run_dir
     from perfmon.tui.app import PerfmonApp
-    from perfmon.tui.source import StaticSource
 
     try:
         snap = snapshot_from_run_dir(run_dir)
@@ -539,7 +538,7 @@ def _view_finished(args: argparse.Namespace, run_dir: Path) -> int:
         return _fail(f"{run_dir}: cannot read the run: {exc}")
     try:
         app = PerfmonApp(
-            StaticSource(snap),
+            RecordedRunSource(run_dir, snap),
             refresh_hz=args.refresh_hz,
             theme=args.theme,
             mouse=not args.no_mouse,

@@ -509,6 +509,11 @@ class MetricAggregate:
             out.append(prev)
         return tuple(out), n * self._width
 
+    def series_filled(self) -> tuple[bool, ...]:
+        """Which buckets of ``series`` got a sample (the others repeat the previous mean), so
+        that a chart can draw a one-off value as a point and a pause as a gap (issue 14)."""
+        return tuple(bool(c) for c in self._b_count[: self._used].tolist())
+
     # -- folding -----------------------------------------------------------------------
 
     def add(self, t: float, value: float) -> None:

@@ -68,6 +68,7 @@ from perfmon.core.stats import DEFAULT_OPTIONS, SessionGroup, StatsOptions
 from perfmon.core.units import (
     HIGHER,
     LOWER,
+    format_metric,
     format_quantity,
     judgement_words,
     metric_direction,
@@ -320,8 +321,15 @@ class Reduce(Expr):
             value, n = source.reduce(self.func, self.metric, q=self.q, window_s=window_s)
         if value is None or n == 0:
             return Evaluation(None, 0, missing=frozenset((self.metric,)))
-        shown = format_quantity(value, self.dimension)
+        shown = self.format_value(value)
         return Evaluation(value, n, f"{self.label} = {shown} over {_plural(n, 'sample')}")
+
+    def format_value(self, value: float) -> str:
+        """A value of this reduction for people, in the metric's unit (``format_metric``:
+        ``92.7 MB/s`` for a rate); ``count`` as a count."""
+        if self.func == "count":
+            return format_quantity(value, Dimension.COUNT)
+        return format_metric(value, self.metric)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1152,6 +1160,8 @@ class Gate:
         """The limit for people, e.g. ``"< 47.7 MiB (50MB)"`` or ``"< 100"``."""
         if isinstance(self.lhs, Slope):
             shown = self.lhs.format_rate(self.threshold)
+        elif isinstance(self.lhs, Reduce):
+            shown = self.lhs.format_value(self.threshold)
         else:
             shown = format_quantity(self.threshold, self.lhs.dimension)
         if shown != self.threshold_text:
@@ -1216,7 +1226,7 @@ class Gate:
             ci_low=deciding.ci_low,
             ci_high=deciding.ci_high,
             groups=groups,
-            per_set=_per_set(judged),
+            per_set=_per_set(judged, self.lhs),
         )
 
     def _evaluate_by(
@@ -1340,16 +1350,32 @@ VERDICT_RULE = (
 the report (``verdict``; a gate judged per group of sessions takes its worst group)."""
 
 
-def _short(ev: Evaluation) -> str:
-    """A group's value for the board: ``"6.21 [5.71, 19.1]"``, ``"3.2"`` or ``"n = 3"``."""
+def _short(ev: Evaluation, lhs: Expr | None = None) -> str:
+    """A group's value for the board, in the expression's terms: ``"6.21x [5.71, 19.1]"`` for
+    a speedup, ``"+8.34% [+2.1%, +14.6%]"`` for a regression (a relative change, never the
+    fraction 0.0834), ``"3.2 ms"`` for a metric's value, or ``"n = 3"``."""
     if ev.value is None:
         return f"n = {ev.n}"
+
+    def fmt(v: float) -> str:
+        if isinstance(lhs, VariantComparison):
+            return f"{v:+.1%}" if lhs.func == "regression" else f"{v:.3g}x"
+        if isinstance(lhs, Slope):
+            return lhs.format_rate(v)
+        if isinstance(lhs, Reduce):
+            return lhs.format_value(v)
+        if lhs is not None:
+            return format_quantity(v, lhs.dimension)
+        return f"{v:.3g}"
+
     if ev.ci_low is not None and ev.ci_high is not None:
-        return f"{ev.value:.3g} [{ev.ci_low:.3g}, {ev.ci_high:.3g}]"
-    return f"{ev.value:.3g}"
+        return f"{fmt(ev.value)} [{fmt(ev.ci_low)}, {fmt(ev.ci_high)}]"
+    return fmt(ev.value)
 
 
-def _per_set(judged: list[tuple[Evaluation, GateState]]) -> tuple[tuple[str, str, str], ...]:
+def _per_set(
+    judged: list[tuple[Evaluation, GateState]], lhs: Expr | None = None
+) -> tuple[tuple[str, str, str], ...]:
     """Each set's state over its groups (the worst, as ``verdict``), with the deciding group's
     short value; a set none of whose groups has a session yet is ``"not started"``. The set is
     a group label's first word (``SessionGroup.label``)."""
@@ -1363,7 +1389,7 @@ def _per_set(judged: list[tuple[Evaluation, GateState]]) -> tuple[tuple[str, str
             continue
         state = verdict([_STATE_ONLY[s] for _, s in items])
         deciding = next(ev for ev, s in items if s is state)
-        text = _short(deciding)
+        text = _short(deciding, lhs)
         if len(items) > 1:
             text = f"{text} ({len(items)} groups)"
         out.append((name, state.value, text))

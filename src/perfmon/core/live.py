@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import time
 import zlib
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -68,9 +69,12 @@ __all__ = [
     "DROPPED_SAMPLES_METRIC",
     "MAX_METRICS",
     "MAX_METRIC_NAME_BYTES",
+    "MAX_SPLIT_ROWS",
     "PERFMON_METRICS",
     "SNAPSHOT_MAX_METRICS",
+    "SPLIT_LABEL_RE",
     "LiveState",
+    "parse_split_command",
 ]
 
 MAX_METRICS = 1000
@@ -120,6 +124,34 @@ MAX_SELECTIONS = 1024
 """Most label-selection aggregates one live state keeps (a ``by`` gate over a large matrix
 makes one per value); samples of further selections are counted, not kept."""
 """Sessions whose labels the live state keeps for label selections (the latest scheduled)."""
+
+MAX_SPLIT_ROWS = 1024
+"""Most (metric, label value) aggregates the live split of the metrics panel keeps
+(``LiveState.set_split``); samples of further rows are counted in ``split_samples_dropped``."""
+
+_SPLIT_PENDING_MAX = 1 << 18
+"""Samples queued for the split before they are folded without waiting for a snapshot."""
+
+_SPLIT_SESSIONS_KEPT = 65_536
+"""Sessions whose value of the split label the live state keeps (the latest registered)."""
+
+SPLIT_LABEL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z")
+"""A label name the split accepts: ``variant``, ``workload``, ``set`` or a matrix key."""
+
+
+def parse_split_command(command: str) -> str:
+    """The label of a viewer's ``split [LABEL]`` command ("" for ``split``: no split).
+
+    Raises:
+        ValueError: if ``command`` is not ``split`` followed by at most one label name
+            (``SPLIT_LABEL_RE``).
+    """
+    if command == "split":
+        return ""
+    label = command[len("split ") :] if command.startswith("split ") else ""
+    if not SPLIT_LABEL_RE.match(label):
+        raise ValueError(f"expected 'split [LABEL]', got {command[:80]!r}")
+    return label
 
 
 class LiveState:
@@ -236,6 +268,32 @@ class LiveState:
         self.selection_samples_dropped = 0
         """Samples not folded into a label selection because ``MAX_SELECTIONS`` were full
         (the gates reading them stay pending live; the report judges them exactly)."""
+        # The metrics panel's split by one label (issue 11): see ``set_split``.
+        self.split_label = ""
+        """The label the metrics are split by ("" when none)."""
+        self.split_since_t = 0.0
+        """From when the split's aggregates count samples, Unix seconds."""
+        self.split_samples_dropped = 0
+        """Samples not folded into the split because ``MAX_SPLIT_ROWS`` rows were full."""
+        self.split_work_s = 0.0
+        """CPU-clock seconds spent on the split (queueing and folding), over the run: what
+        showing a split costs the ingest path (``bench/ingest.py`` reports it)."""
+        self._split: dict[tuple[str, str], MetricAggregate] = {}
+        self._split_values: dict[int, str] = {}  # session -> its value of the split label
+        self._split_value_ids: dict[str, int] = {}  # label value -> row id (queued samples)
+        self._split_metric_ids: dict[str, int] = {}  # metric -> id (queued samples)
+        # Queued for the split: (label value id, or one per sample; the batch's metric ids by
+        # key; keys; times; values), folded by flush_split.
+        self._split_pending: list[
+            tuple[
+                int | npt.NDArray[np.int64],
+                list[int],
+                npt.NDArray[np.int32],
+                npt.NDArray[np.float64],
+                npt.NDArray[np.float64],
+            ]
+        ] = []
+        self._split_pending_n = 0
 
     # -- feeding -----------------------------------------------------------------------
 
@@ -279,6 +337,8 @@ class LiveState:
         else:
             self._groups.setdefault(_group_of(spec), 0)
             self._variants.setdefault(spec.variant, None)
+            if self.split_label:
+                self._note_split_value(spec)
             if self._selections:
                 self._session_labels[spec.id] = session_labels(
                     variant=spec.variant,
@@ -345,6 +405,187 @@ class LiveState:
                         seed=zlib.crc32(name.encode()),
                     )
                 agg.add_many(ts, vs)
+
+    # -- the metrics panel's split by a label (issue 11) -----------------------------------
+
+    def set_split(self, label: str, now: float) -> None:
+        """Split the snapshot's metrics by one label from now on ("" for no split).
+
+        A viewer asks for it (the ``split LABEL`` command); the live state then folds each
+        measured session's samples also into one aggregate per (metric, the session's value of
+        ``label``), and every snapshot carries those rows (``Snapshot.split_metrics``). The
+        split counts samples from ``now`` on (``split_since_t``): the live state keeps no
+        samples to go back to (the recording does, and a finished run's replay splits all of
+        it). Nothing is folded while no split is asked for, so the ingest path pays for a split
+        only while one is shown, and for one label at a time: asking for another label (or
+        the same one again) starts afresh. Machine-wide samples (``SYSTEM_SESSION``) and
+        sessions without the label are not split (the panel shows their pooled row).
+
+        Args:
+            label: ``variant``, ``workload``, ``set``, a matrix key, or "" to stop splitting.
+            now: the time the split starts, Unix seconds.
+
+        Raises:
+            ValueError: if ``label`` is not a label name (``SPLIT_LABEL_RE``).
+        """
+        if label and not SPLIT_LABEL_RE.match(label):
+            raise ValueError(f"not a label name: {label[:80]!r}")
+        self.split_label = label
+        self.split_since_t = float(now) if label else 0.0
+        self._split = {}
+        self._split_values = {}
+        self._split_value_ids = {}
+        self._split_metric_ids = {}
+        self._split_pending = []
+        self._split_pending_n = 0
+        self.split_samples_dropped = 0
+        self.split_work_s = 0.0
+        if label:
+            for result in self._results.values():
+                if not result.spec.warmup:
+                    self._note_split_value(result.spec)
+
+    def _note_split_value(self, spec: SessionSpec) -> None:
+        """Remember a session's value of the split label (bounded: the latest sessions)."""
+        label = self.split_label
+        if label in ("variant", "workload", "set"):
+            value = {"variant": spec.variant, "workload": spec.workload, "set": spec.set_name}[
+                label
+            ]
+        else:
+            found = [str(v) for k, v in spec.params if k == label]
+            if not found:
+                return
+            value = found[0]
+        values = self._split_values
+        values[spec.id] = value
+        while len(values) > _SPLIT_SESSIONS_KEPT:
+            del values[next(iter(values))]
+
+    def _fold_split(
+        self,
+        names: Sequence[str],
+        sessions: npt.NDArray[np.int64],
+        keys: npt.NDArray[np.int32],
+        ts: npt.NDArray[np.float64],
+        vs: npt.NDArray[np.float64],
+        one_session: bool,
+    ) -> None:
+        """Queue measured samples for the split's aggregates (folded by ``flush_split``).
+
+        Folding on every batch would cost one ``MetricAggregate.add_many`` per (metric, label
+        value) per batch, about as much again as the pooled fold; queued, they are folded a
+        few times a second (at each snapshot) in one radix sort and one call per row, so the ingest
+        path only maps each batch's sessions to label values and metric names to row ids.
+        """
+        t0 = time.perf_counter()
+        values = self._split_values
+        ids = self._split_value_ids
+        vid: int | npt.NDArray[np.int64]
+        if one_session:
+            value = values.get(int(sessions[0]))
+            if value is None:
+                return
+            vid = ids.setdefault(value, len(ids))  # expanded at the flush
+        else:
+            uniq, inverse = np.unique(sessions, return_inverse=True)
+            per = np.array(
+                [ids.setdefault(values[s], len(ids)) if s in values else -1 for s in uniq.tolist()],
+                dtype=np.int64,
+            )
+            vid = per[inverse]
+        metric_ids = self._split_metric_ids
+        mid = [metric_ids.setdefault(n, len(metric_ids)) for n in names]
+        self._split_pending.append((vid, mid, keys, ts, vs))
+        self._split_pending_n += len(keys)
+        if self._split_pending_n >= _SPLIT_PENDING_MAX:
+            self._flush_split()
+        self.split_work_s += time.perf_counter() - t0
+
+    def flush_split(self) -> None:
+        """Fold the samples queued for the split into its aggregates (``snapshot`` does it).
+
+        The queued batches are mapped to (label value, metric) rows with a few vectorised
+        operations over all of them; within one row, samples keep their arrival order.
+        """
+        if self._split_pending:
+            t0 = time.perf_counter()
+            self._flush_split()
+            self.split_work_s += time.perf_counter() - t0
+
+    def _flush_split(self) -> None:
+        pending = self._split_pending
+        if not pending:
+            return
+        self._split_pending = []
+        self._split_pending_n = 0
+        lengths = np.array([len(p[2]) for p in pending], dtype=np.int64)
+        if all(isinstance(p[0], int) for p in pending):
+            vid = np.repeat(np.array([p[0] for p in pending], dtype=np.int64), lengths)
+        else:
+            vid = np.concatenate(
+                [
+                    np.full(len(p[2]), p[0], np.int64) if isinstance(p[0], int) else p[0]
+                    for p in pending
+                ]
+            )
+        # Each batch's keys index its own names: offset them into one table of metric ids.
+        table = np.array([m for p in pending for m in p[1]], dtype=np.int64)
+        starts = np.cumsum([0] + [len(p[1]) for p in pending[:-1]], dtype=np.int64)
+        keys = np.concatenate([p[2] for p in pending]).astype(np.int64)
+        mid = table[keys + np.repeat(starts, lengths)]
+        ts = np.concatenate([p[3] for p in pending])
+        vs = np.concatenate([p[4] for p in pending])
+        keep = vid >= 0
+        if not keep.all():
+            vid, mid, ts, vs = vid[keep], mid[keep], ts[keep], vs[keep]
+        if not len(vid):
+            return
+        n_metrics = max(1, len(self._split_metric_ids))
+        row = vid * n_metrics + mid
+        names = list(self._split_metric_ids)
+        labels = list(self._split_value_ids)
+        counts = np.bincount(row)
+        present = np.flatnonzero(counts)
+        # A stable sort keeps arrival order within a row; on 16-bit keys numpy's stable sort
+        # is a radix sort, linear in the samples (the usual case: few metrics and values).
+        small = row.astype(np.uint16) if len(counts) <= 1 << 16 else row
+        order = np.argsort(small, kind="stable")
+        ts, vs = ts[order], vs[order]
+        ends = np.cumsum(counts[present]).tolist()
+        for r, end, n in zip(present.tolist(), ends, counts[present].tolist(), strict=True):
+            v, m = divmod(r, n_metrics)
+            self._fold_split_one(names[m], labels[v], ts[end - n : end], vs[end - n : end])
+
+    def _fold_split_one(
+        self, name: str, value: str, ts: npt.NDArray[np.float64], vs: npt.NDArray[np.float64]
+    ) -> None:
+        agg = self._split.get((name, value))
+        if agg is None:
+            if len(self._split) >= MAX_SPLIT_ROWS:
+                self.split_samples_dropped += int(ts.size)
+                return
+            agg = self._split[(name, value)] = MetricAggregate(
+                self._kinds[name],
+                reservoir_size=self.reservoir_size,
+                series_points=self.series_points,
+                seed=zlib.crc32(f"{name}\0{value}".encode()),
+            )
+        agg.add_many(ts, vs)
+
+    def _split_summaries(self) -> tuple[MetricSummary, ...]:
+        """The split's rows for a snapshot: by metric (the snapshot's metrics first), then by
+        label value, at most ``SNAPSHOT_MAX_METRICS`` of them."""
+        if not self.split_label:
+            return ()
+        self.flush_split()
+        shown = set(self._snapshot_metrics())
+        keys = sorted(self._split, key=lambda k: (k[0] not in shown, k[0], k[1]))
+        label = self.split_label
+        return tuple(
+            _summary(name, self._split[(name, value)], ((label, value),))
+            for name, value in keys[:SNAPSHOT_MAX_METRICS]
+        )
 
     def _recount_malformed(self, sid: int) -> None:
         """Keep ``_malformed_total`` equal to the sum of every session's malformed count."""
@@ -556,7 +797,7 @@ class LiveState:
         elif self._warmup:
             keep = ~np.isin(sessions, np.fromiter(self._warmup, np.int64, len(self._warmup)))
             if not keep.all():
-                keys, ts, vs = keys[keep], ts[keep], vs[keep]
+                keys, ts, vs, sessions = keys[keep], ts[keep], vs[keep], sessions[keep]
                 if not len(keys):
                     return
         names = batch.metrics
@@ -564,6 +805,8 @@ class LiveState:
         groups: dict[str, list[int]] = {}
         for i, name in enumerate(names):
             groups.setdefault(name, []).append(i)
+        if self.split_label:
+            self._fold_split(batch.metrics, sessions, keys, ts, vs, one_session)
         if len(names) == 1:
             self._fold(names[0], ts, vs)
             return
@@ -756,6 +999,7 @@ class LiveState:
         Returns:
             The snapshot: sessions in id order, metrics sorted by name.
         """
+        self.flush_split()
         rows: list[SessionRow] = []
         for sid in sorted(self._results):
             r = self._results[sid]
@@ -781,28 +1025,7 @@ class LiveState:
                     dropped=self._session_dropped.get(sid, 0),
                 )
             )
-        metrics: list[MetricSummary] = []
-        for name in self._snapshot_metrics():
-            agg = self._metrics[name]
-            p50, p95 = agg.quantiles((0.5, 0.95))
-            series, span_s = agg.series()
-            metrics.append(
-                MetricSummary(
-                    name=name,
-                    kind=agg.kind.value,
-                    count=agg.count,
-                    total=agg.total,
-                    last=agg.last,
-                    min=agg.min,
-                    max=agg.max,
-                    mean=agg.mean,
-                    p50=p50,
-                    p95=p95,
-                    series=series,
-                    series_span_s=span_s,
-                    series_start_t=agg.series_start_t if series else 0.0,
-                )
-            )
+        metrics = [_summary(name, self._metrics[name]) for name in self._snapshot_metrics()]
         return Snapshot(
             version=SNAPSHOT_VERSION,
             run_id=self.run_id,
@@ -827,6 +1050,11 @@ class LiveState:
             dropped_names_capped=self.dropped_names_capped,
             max_metrics=self.max_metrics,
             max_metric_name_bytes=self.max_metric_name_bytes,
+            split_label=self.split_label,
+            split_since_t=self.split_since_t,
+            split_metrics=self._split_summaries(),
+            split_rows_total=len(self._split),
+            split_samples_dropped=self.split_samples_dropped,
         )
 
     def _snapshot_metrics(self) -> list[str]:
@@ -838,6 +1066,37 @@ class LiveState:
         first = [n for n in names if n in self._reserved]
         rest = [n for n in names if n not in self._reserved]
         return sorted((first + rest)[:SNAPSHOT_MAX_METRICS])
+
+
+def _summary(
+    name: str, agg: MetricAggregate, labels: tuple[tuple[str, str], ...] = ()
+) -> MetricSummary:
+    """A snapshot's summary of one aggregate (``labels``: the split's label and value)."""
+    p50, p95 = agg.quantiles((0.5, 0.95))
+    series, span_s = agg.series()
+    return MetricSummary(
+        name=name,
+        kind=agg.kind.value,
+        count=agg.count,
+        total=agg.total,
+        last=agg.last,
+        min=agg.min,
+        max=agg.max,
+        mean=agg.mean,
+        p50=p50,
+        p95=p95,
+        series=series,
+        series_span_s=span_s,
+        series_start_t=agg.series_start_t if series else 0.0,
+        labels=tuple((k, _clean(v)) for k, v in labels),
+        series_gaps=_gaps_mask(agg.series_filled()) if series else "",
+    )
+
+
+def _gaps_mask(filled: Sequence[bool]) -> str:
+    """``MetricSummary.series_gaps``: bit i set when bucket i got no sample ("" for none)."""
+    mask = sum(1 << i for i, f in enumerate(filled) if not f)
+    return f"{mask:x}" if mask else ""
 
 
 _UNSAFE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")

@@ -118,6 +118,12 @@ class MetricSummary:
             bucket; ``series_span_s``: the wall-clock time the series covers, seconds.
         series_start_t: when the series' first bucket starts, Unix seconds (0.0 when unknown,
             e.g. from an older daemon).
+        series_gaps: the buckets of ``series`` that got no sample (they repeat the previous
+            mean), as a hexadecimal bit mask (bit i: bucket i is a gap); "" when every bucket
+            got one or when unknown (an older daemon). See ``series_filled``.
+        labels: ``((label, value), ...)`` of a row of the metrics split by a label
+            (``Snapshot.split_metrics``), e.g. ``(("variant", "candidate"),)``; () when the
+            row pools every session.
     """
 
     name: str
@@ -133,6 +139,26 @@ class MetricSummary:
     series: tuple[float, ...] = ()
     series_span_s: float = 0.0
     series_start_t: float = 0.0
+    labels: tuple[tuple[str, str], ...] = ()
+    series_gaps: str = ""
+
+    def series_filled(self) -> list[bool]:
+        """For each bucket of ``series``, whether it got a sample (``series_gaps``); every
+        bucket when the mask is empty or malformed."""
+        n = len(self.series)
+        try:
+            gaps = int(self.series_gaps, 16) if self.series_gaps else 0
+        except ValueError:
+            gaps = 0
+        return [not (gaps >> i) & 1 for i in range(n)]
+
+    def display_name(self) -> str:
+        """The name as PromQL writes a selection, e.g. ``session_seconds{variant="candidate"}``
+        (the bare name when the row pools every session)."""
+        if not self.labels:
+            return self.name
+        inner = ", ".join(f'{k}="{v}"' for k, v in self.labels)
+        return f"{self.name}{{{inner}}}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +184,13 @@ class Snapshot:
             ``dropped_long_samples`` for names longer than ``max_metric_name_bytes``;
             ``dropped_names``: distinct names dropped (at least, when
             ``dropped_names_capped``); ``max_metrics`` / ``max_metric_name_bytes``: the caps.
+        split_label: the label the metrics are split by for the metrics panel ("" for none;
+            a viewer asks with the ``split LABEL`` command); ``split_since_t``: from when the
+            split counts samples, Unix seconds (the run's start for a replayed run);
+            ``split_metrics``: one summary per (metric, label value), each with its
+            ``labels``, at most ``perfmon.core.live.SNAPSHOT_MAX_METRICS`` of them, of
+            ``split_rows_total`` kept; ``split_samples_dropped``: samples not split because
+            ``perfmon.core.live.MAX_SPLIT_ROWS`` rows were full.
     """
 
     version: int
@@ -184,6 +217,12 @@ class Snapshot:
     dropped_names_capped: bool = False
     max_metrics: int = 0
     max_metric_name_bytes: int = 0
+    # -- the metrics split by a label (issue 11) --
+    split_label: str = ""
+    split_since_t: float = 0.0
+    split_metrics: tuple[MetricSummary, ...] = ()
+    split_rows_total: int = 0
+    split_samples_dropped: int = 0
 
     def dropped_text(self) -> str:
         """One line on what the metric-name caps dropped, or "" when nothing was, e.g.
@@ -218,11 +257,15 @@ class Snapshot:
         try:
             d = dict(data)
             d["sessions"] = tuple(SessionRow(**r) for r in d.get("sessions", ()))
-            d["metrics"] = tuple(
-                MetricSummary(**{**m, "series": tuple(m.get("series", ()))})
-                for m in d.get("metrics", ())
-            )
+            d["metrics"] = tuple(_summary_from_dict(m) for m in d.get("metrics", ()))
             d["gates"] = tuple(GateResult.from_dict(g) for g in d.get("gates", ()))
+            d["split_metrics"] = tuple(_summary_from_dict(m) for m in d.get("split_metrics", ()))
             return cls(**d)
         except (TypeError, KeyError) as exc:
             raise ValueError(f"malformed snapshot: {exc}") from exc
+
+
+def _summary_from_dict(m: dict[str, Any]) -> MetricSummary:
+    """A ``MetricSummary`` from its JSON form (lists back to tuples)."""
+    labels = tuple((str(k), str(v)) for k, v in m.get("labels", ()))
+    return MetricSummary(**{**m, "series": tuple(m.get("series", ())), "labels": labels})

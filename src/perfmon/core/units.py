@@ -188,9 +188,125 @@ def format_quantity(value: float | None, dimension: Dimension) -> str:
         return format_bytes(value)
     if dimension is Dimension.PERCENT:
         return f"{_sig(value)}%"
-    if dimension is Dimension.COUNT and float(value).is_integer():
+    if dimension is Dimension.COUNT and float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
+    if math.isfinite(value) and abs(value) >= 1e6:
+        return format_si(value)
     return _sig(value, 4) if abs(value) < 1 else _sig(value)
+
+
+# --- humanised rates and large numbers (issue 14) ----------------------------------------------
+
+_SI_PREFIXES: tuple[tuple[str, float], ...] = (
+    ("E", 1e18),
+    ("P", 1e15),
+    ("T", 1e12),
+    ("G", 1e9),
+    ("M", 1e6),
+    ("k", 1e3),
+)
+"""SI prefixes (BIPM, The International System of Units, 9th ed., 2019, table 7)."""
+
+
+def format_si(value: float, unit: str = "", *, min_prefix: float = 1e6) -> str:
+    """Format a number with an SI prefix, e.g. ``92.7 M``, ``92.7 MB/s``, ``1.2 k/s``.
+
+    Args:
+        value: the number, in ``unit``.
+        unit: the unit written after the prefix ("" for a bare number).
+        min_prefix: the smallest prefix used (1e3 gives ``k``; the default starts at ``M``,
+            so that numbers below a million keep their digits, e.g. ``412,000``).
+
+    Returns:
+        Three significant digits with the prefix, e.g. ``format_si(9.27e7, "B/s")`` gives
+        ``"92.7 MB/s"``; non-finite values as Python writes them.
+    """
+    if not math.isfinite(value):
+        return f"{value} {unit}".rstrip()
+    mag = abs(value)
+    for prefix, factor in _SI_PREFIXES:
+        if factor >= min_prefix and mag >= factor * 0.9995:
+            if mag / factor >= 999.5 and prefix == "E":
+                return f"{value:.3g} {unit}".rstrip()
+            return f"{_sig(value / factor)} {prefix}{unit}"
+    return f"{_sig(value)} {unit}".rstrip()
+
+
+_RATE_UNITS: tuple[tuple[str, str], ...] = (
+    ("_bytes_per_second", "B/s"),
+    ("_per_second", "/s"),
+    ("_per_sec", "/s"),
+    ("_per_s", "/s"),
+)
+
+
+def metric_rate_unit(name: str) -> str | None:
+    """The unit of a rate metric from its name's suffix, or None for a metric that is no rate.
+
+    Args:
+        name: a metric name, e.g. ``"parquet_read_bytes_per_second"``.
+
+    Returns:
+        ``"B/s"`` for ``*_bytes_per_second`` (Prometheus' base-unit naming,
+        https://prometheus.io/docs/practices/naming/), ``"/s"`` for other ``*_per_second``
+        (``_per_sec``, ``_per_s``) names, else None.
+    """
+    for suffix, unit in _RATE_UNITS:
+        if name.endswith(suffix):
+            return unit
+    return None
+
+
+def format_rate(value: float | None, unit: str = "/s") -> str:
+    """Format a rate with an SI prefix: ``92.7 MB/s``, ``12.3 k/s``, ``0.5/s``.
+
+    Args:
+        value: the rate in base units per second; None gives "–".
+        unit: ``"B/s"`` for bytes per second, ``"/s"`` for events per second.
+    """
+    if value is None:
+        return "–"
+    text = format_si(value, unit, min_prefix=1e3)
+    return text.replace(" /s", "/s")
+
+
+def format_metric(value: float | None, name: str) -> str:
+    """Format a value of metric ``name`` for people, in the unit its name gives.
+
+    Rates (``metric_rate_unit``) get an SI prefix and their unit (``92.7 MB/s``, never
+    ``9.27e+07``); every other metric goes through ``format_quantity`` with the dimension of
+    its suffix (``perfmon.core.model.metric_dimension``: ``1.3 ms``, ``48 MiB``, ``63.2%``).
+
+    Args:
+        value: the value in the metric's base unit; None gives "–".
+        name: the metric's name.
+    """
+    from perfmon.core.model import metric_dimension
+
+    if value is None:
+        return "–"
+    unit = metric_rate_unit(name)
+    if unit is not None:
+        return format_rate(value, unit)
+    return format_quantity(value, metric_dimension(name))
+
+
+def format_counter(total: float, span_s: float, name: str) -> str:
+    """A counter as people read it: its total and its rate, e.g. ``Σ 1,234 · 41.1/s``.
+
+    Args:
+        total: the sum of the counter's increments, in the metric's unit.
+        span_s: the seconds the increments were counted over (<= 0: no rate shown).
+        name: the metric's name (``*_bytes_total`` gives ``Σ 12 MiB · 3.1 MB/s``).
+    """
+    from perfmon.core.model import Dimension, metric_dimension
+
+    bytes_ = name.endswith(("_bytes_total", "_bytes"))
+    dim = Dimension.BYTES if bytes_ else metric_dimension(name)
+    text = f"Σ {format_quantity(total, dim)}"
+    if span_s > 0 and math.isfinite(span_s):
+        text += f" · {format_rate(total / span_s, 'B/s' if bytes_ else '/s')}"
+    return text
 
 
 # --- direction: is a metric better lower or higher? (issue 11) ---------------------------------

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perfmon.core.gates import describe_change
-from perfmon.core.model import metric_dimension
 from perfmon.core.stats import StatsOptions, compare, format_level, format_p, summarize
-from perfmon.core.units import HIGHER, LOWER, format_quantity, metric_direction
+from perfmon.core.units import HIGHER, LOWER, format_metric, metric_direction
 
 if TYPE_CHECKING:
     from perfmon.core.datasource import ArrayMetricSource
@@ -118,6 +117,7 @@ class ComparisonRow:
     note: str = ""
     direction: str | None = None
     judgement: str = ""
+    constant: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The row as JSON-ready data (NaN becomes null)."""
@@ -142,6 +142,7 @@ def _row(
     base = ComparisonRow(
         group, metric, a_label, b_label, sa.n, sb.n, sa.median, sb.median, sa.mad, sb.mad,
         sa.outliers, sb.outliers, direction=metric_direction(metric, directions),
+        constant=bool(a) and bool(b) and min(a) == max(a) == min(b) == max(b),
     )  # fmt: skip
     if sa.n < options.min_sessions or sb.n < options.min_sessions:
         return dataclasses.replace(
@@ -314,7 +315,20 @@ def compare_runs(
 def _q(value: float | None, metric: str) -> str:
     if value is None or not math.isfinite(value):
         return "-"
-    return format_quantity(value, metric_dimension(metric))
+    return format_metric(value, metric)
+
+
+def constant_line(rows: Sequence[ComparisonRow]) -> str:
+    """The rows of metrics that had one value in every session of both sides, as one line
+    (issue 14): ``"constant: golden tgat: a = 1, b = 4 KiB"``; "" when there are none. Such
+    rows have no spread to compare (their ratio would read ``1x [1, 1]``)."""
+    by_group: dict[str, list[str]] = {}
+    for r in rows:
+        if r.constant:
+            by_group.setdefault(r.group, []).append(f"{r.metric} = {_q(r.a_median, r.metric)}")
+    if not by_group:
+        return ""
+    return "constant: " + "; ".join(f"{g}: {', '.join(ms)}" for g, ms in by_group.items())
 
 
 def _cells(r: ComparisonRow, options: dict[str, Any]) -> list[str]:
@@ -375,7 +389,12 @@ def render_rows_markdown(
     header = _header(a, b, options)
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
+        if r.constant:
+            continue  # folded into one line below the table
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(r, options)) + " |")
+    folded = constant_line(rows)
+    if folded:
+        out += ["", folded]
     return [*out, ""]
 
 
@@ -385,10 +404,13 @@ def render_rows_text(
     """Rows as an aligned plain-text table for the terminal."""
     if not rows:
         return "Nothing to compare: no metric has sessions on both sides.\n"
-    table = [_header(a, b, options), *(_cells(r, options) for r in rows)]
+    table = [_header(a, b, options), *(_cells(r, options) for r in rows if not r.constant)]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    folded = constant_line(rows)
+    if folded:
+        lines.append(folded)
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 

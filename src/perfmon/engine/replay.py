@@ -10,11 +10,12 @@ the flame screen of a finished run shows its flames.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 from typing import Any
 
 from perfmon.core.gates import verdict
-from perfmon.core.live import LiveState
+from perfmon.core.live import LiveState, parse_split_command
 from perfmon.core.model import SessionResult, SessionSpec, SessionStatus
 from perfmon.core.snapshot import RunState, Snapshot
 
@@ -64,7 +65,7 @@ def _extra(value: Any) -> dict[str, float]:
     }
 
 
-def snapshot_from_run_dir(run_dir: Path) -> Snapshot:
+def snapshot_from_run_dir(run_dir: Path, *, split: str = "") -> Snapshot:
     """Build the final snapshot of a run from its run directory.
 
     Damaged files never raise: the recording is read with every batch validated
@@ -75,6 +76,8 @@ def snapshot_from_run_dir(run_dir: Path) -> Snapshot:
 
     Args:
         run_dir: a run directory (closed, still open, or left behind by a crash).
+        split: a label to split the metrics by (``perfmon.core.live.LiveState.set_split``),
+            over the whole recording; "" for none.
 
     Returns:
         A snapshot whose state is ``finished`` when the run has a report and ``failed``
@@ -82,6 +85,7 @@ def snapshot_from_run_dir(run_dir: Path) -> Snapshot:
 
     Raises:
         FileNotFoundError: if ``run_dir`` is not a directory.
+        ValueError: if ``split`` is not a label name.
     """
     from perfmon.engine.recorded import Columns, evaluate_recorded_safely, stored_stats_options
     from perfmon.engine.recorder import read_run, run_gates
@@ -101,6 +105,8 @@ def snapshot_from_run_dir(run_dir: Path) -> Snapshot:
         run_dir=str(run_dir),
         started_t=started,
     )
+    if split:
+        live.set_split(split, started)  # before the sessions: every one's value is known
     end_t = started
     skipped = 0
     for row in sorted(data.sessions, key=lambda r: int(r["id"])):
@@ -162,3 +168,89 @@ def with_recorded_profiles(snap: Snapshot, run_dir: Path) -> Snapshot:
         return snap
     extra = {**snap.extra, "profiles": [r.to_dict() for r in records], "profiling": []}
     return dataclasses.replace(snap, extra=extra)
+
+
+class RecordedRunSource:
+    """A finished (or crashed) run as a viewer's ``SnapshotSource``: its replayed snapshot.
+
+    The viewer's ``split LABEL`` command replays the recording again with the metrics split by
+    that label (``snapshot_from_run_dir(run_dir, split=LABEL)``), in a background thread so
+    the viewer stays responsive; ``latest`` gives the new snapshot once it is built. Other
+    commands raise ``ConnectionError``: the run has ended.
+
+    Args:
+        run_dir: the run directory.
+        snapshot: its snapshot already built (``snapshot_from_run_dir(run_dir)``), or None to
+            build it now.
+
+    Raises:
+        FileNotFoundError: if ``run_dir`` is not a directory (when ``snapshot`` is None).
+    """
+
+    def __init__(self, run_dir: Path, snapshot: Snapshot | None = None) -> None:
+        self.run_dir = run_dir
+        self._lock = threading.Lock()
+        self._latest = snapshot if snapshot is not None else snapshot_from_run_dir(run_dir)
+        self._wanted = self._latest.split_label
+        self._thread: threading.Thread | None = None
+        self.error = ""
+        """Why the latest split could not be built ("" when it could)."""
+
+    def latest(self) -> Snapshot | None:
+        """The snapshot shown: the latest one built."""
+        with self._lock:
+            return self._latest
+
+    @property
+    def finished(self) -> bool:
+        """Always True: a recorded run sends nothing more of its own."""
+        return True
+
+    @property
+    def busy(self) -> bool:
+        """True while a split is being replayed."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def send(self, command: str) -> None:
+        """Apply ``split [LABEL]``; any other command raises.
+
+        Raises:
+            ValueError: for a malformed split command.
+            ConnectionError: for any other command (the run has ended).
+        """
+        if not (command == "split" or command.startswith("split ")):
+            raise ConnectionError("the run has ended: only 'split LABEL' applies to a recording")
+        label = parse_split_command(command)
+        with self._lock:
+            self._wanted = label
+            if self._thread is not None and self._thread.is_alive():
+                return  # the running replay picks the newest wish up when it ends
+            self._thread = threading.Thread(target=self._replay, name="perfmon-split", daemon=True)
+            self._thread.start()
+
+    def _replay(self) -> None:
+        while True:
+            with self._lock:
+                label = self._wanted
+                if label == self._latest.split_label:
+                    return
+            try:
+                snap = snapshot_from_run_dir(self.run_dir, split=label)
+            except (OSError, ValueError) as exc:
+                with self._lock:
+                    self.error = f"cannot split by {label!r}: {exc}"
+                    self._wanted = self._latest.split_label
+                return
+            with self._lock:
+                self._latest = snap
+                self.error = ""
+
+    def join(self, timeout_s: float | None = None) -> None:
+        """Wait for a split being replayed (tests)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+
+    def close(self) -> None:
+        """Nothing to release (a replay thread in flight ends on its own)."""

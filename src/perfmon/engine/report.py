@@ -22,7 +22,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from scipy.stats import median_abs_deviation
 
 from perfmon.core.model import Dimension, GateResult, GateState, metric_dimension
 from perfmon.core.text import strip_terminal_escapes
-from perfmon.core.units import format_duration, format_quantity
+from perfmon.core.units import format_duration, format_metric, format_quantity
 from perfmon.engine.recorder import RunData, atomic_write_text
 
 REPORT_FORMAT = "perfmon-report"
@@ -759,8 +759,9 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> list[str]:
         rows = []
         for g in gates:
             dim = _gate_dimension(g["expr"])
+            show = _gate_value_format(g["expr"])
             ci = (
-                f"[{_fmt(g['ci_low'], dim)}, {_fmt(g['ci_high'], dim)}]"
+                f"[{show(g['ci_low'])}, {show(g['ci_high'])}]"
                 if g["ci_low"] is not None or g["ci_high"] is not None
                 else "–"
             )
@@ -769,7 +770,7 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> list[str]:
                     g["name"],
                     f"`{g['expr']}`",
                     g["state"].upper(),
-                    _fmt(g["value"], dim),
+                    show(g["value"]),
                     ci,
                     f"{g['n']:,}",
                     g["reason"],
@@ -796,11 +797,10 @@ def _metrics_by_labels_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
     table = []
     for r in rows:
-        dim = metric_dimension(r["metric"])
         params = " ".join(f"{k}={v}" for k, v in (r.get("params") or {}).items())
         table.append(
             [r["metric"], r["workload"], r["variant"], params or "–", f"{r['n']:,}"]
-            + [_fmt(r[k], dim) for k in ("median", "p95", "max")]
+            + [_fmt_metric(r[k], r["metric"]) for k in ("median", "p95", "max")]
         )
     out += _table(["Metric", "Workload", "Variant", "Matrix", "n", "Median", "p95", "Max"], table)
     return [*out, ""]
@@ -840,9 +840,10 @@ def _group_rows(g: Mapping[str, Any], dim: Dimension) -> list[list[str]]:
     groups = g.get("groups") or []
     if len(groups) < 2:
         return []
+    show = _gate_value_format(str(g.get("expr", "")))
     for gr in groups:
         ci = (
-            f"[{_fmt(gr['ci_low'], dim)}, {_fmt(gr['ci_high'], dim)}]"
+            f"[{show(gr['ci_low'])}, {show(gr['ci_high'])}]"
             if gr.get("ci_low") is not None or gr.get("ci_high") is not None
             else "–"
         )
@@ -851,7 +852,7 @@ def _group_rows(g: Mapping[str, Any], dim: Dimension) -> list[list[str]]:
                 f"↳ {gr['label']}",
                 "(group)",
                 str(gr["state"]).upper(),
-                _fmt(gr.get("value"), dim),
+                show(gr.get("value")),
                 ci,
                 f"{gr.get('n', 0):,}",
                 str(gr.get("reason", "")),
@@ -986,6 +987,27 @@ def _gate_dimension(expr: str) -> Dimension:
     return Dimension.NONE
 
 
+def _gate_value_format(expr: str) -> Callable[[float | None], str]:
+    """How a gate's value reads (issue 14): a regression as a signed percentage (``+8.34%``,
+    never the fraction 0.0834), a speedup as ``1.39x``, a reduction of a metric in its unit
+    (``format_metric``: ``92.7 MB/s``), anything else as ``format_quantity`` of its dimension."""
+    m = _GATE_ARG_RE.match(expr)
+    func, metric = (m.group(1), m.group(2)) if m else ("", "")
+
+    def show(value: float | None) -> str:
+        if value is None:
+            return NO_DATA
+        if func == "regression":
+            return f"{value:+.2%}"
+        if func == "speedup":
+            return f"{value:.3g}x"
+        if func in _SAME_UNIT_FUNCS:
+            return format_metric(value, metric)
+        return format_quantity(value, _gate_dimension(expr))
+
+    return show
+
+
 def _cell(x: Any) -> str:
     text = NO_DATA if x is None or x == "" else str(x)
     return text.replace("|", "\\|").replace("\n", " ").replace("\r", " ")
@@ -993,6 +1015,11 @@ def _cell(x: Any) -> str:
 
 def _fmt(value: float | None, dim: Dimension) -> str:
     return NO_DATA if value is None else format_quantity(value, dim)
+
+
+def _fmt_metric(value: float | None, metric: str) -> str:
+    """A value in its metric's unit, rates humanised (``format_metric``: ``92.7 MB/s``)."""
+    return NO_DATA if value is None else format_metric(value, metric)
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
@@ -1154,11 +1181,16 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report["metrics"]:
         rows = []
         for m in report["metrics"]:
-            dim = metric_dimension(m["name"])
+            counter = m["kind"] == "counter"
+            # A counter's samples are increments: its total says what it counted, while the
+            # median, p95 and max of its increments (often 1) say nothing (issue 14).
             rows.append(
                 [m["name"], m["kind"], f"{m['n']:,}"]
-                + [_fmt(m[k], dim) for k in ("min", "median", "p95", "max", "last")]
-                + [_fmt(m["total"], dim) if m["kind"] == "counter" else "–"]
+                + [
+                    "–" if counter else _fmt_metric(m[k], m["name"])
+                    for k in ("min", "median", "p95", "max", "last")
+                ]
+                + [_fmt_metric(m["total"], m["name"]) if counter else "–"]
             )
         out += _table(["Metric", "Kind", "n", "Min", "Median", "p95", "Max", "Last", "Total"], rows)
     else:

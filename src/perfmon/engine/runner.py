@@ -48,7 +48,7 @@ from perfmon._version import __version__
 from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import Campaign
 from perfmon.core.gates import live_selections, verdict
-from perfmon.core.live import LiveState
+from perfmon.core.live import LiveState, parse_split_command
 from perfmon.core.model import (
     GateResult,
     GateState,
@@ -441,12 +441,18 @@ class Runner:
         """Apply a viewer command: ``stop``, ``pause``, ``resume``, ``toggle-pause``, ``export``,
         ``profile [SESSION_ID [SECONDS]]`` (py-spy the session, default the running one, for
         ``profiler.DEFAULT_SECONDS``).
+        ``split [LABEL]`` splits the snapshot's metrics by a label (``LiveState.set_split``).
 
         Raises:
             ValueError: for an unknown command or a malformed ``profile`` command.
         """
         if command == "profile" or command.startswith("profile "):
             self.message = self.request_profile(*parse_profile_command(command))
+            return
+        if command == "split" or command.startswith("split "):
+            # The metrics panel's split by a label (issue 11): ``split LABEL``, ``split`` for
+            # none; checked here, applied in order with the ingest (LiveState.set_split).
+            self._mutate(self.live.set_split, parse_split_command(command), time.time())
             return
         if command == "stop":
             self.request_stop()

@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from perfmon.core.model import metric_dimension
 from perfmon.core.stats import (
     DEFAULT_OPTIONS,
     SampleTooSmall,
@@ -42,7 +41,7 @@ from perfmon.core.stats import (
     format_level,
     shift_interval,
 )
-from perfmon.core.units import HIGHER, LOWER, format_quantity, metric_direction
+from perfmon.core.units import HIGHER, LOWER, format_metric, metric_direction
 
 __all__ = [
     "MAX_TABLES",
@@ -123,7 +122,8 @@ def _median(xs: Sequence[float]) -> float:
 
 
 def _fmt(value: float, metric: str) -> str:
-    return format_quantity(value, metric_dimension(metric))
+    """A value in the metric's unit, rates humanised (``format_metric``: ``92.7 MB/s``)."""
+    return format_metric(value, metric)
 
 
 def _clean(x: float | None) -> float | None:
@@ -349,6 +349,7 @@ def build_tables(
         )
         where = f"{set_name} {workload}"
         meta = {"set": set_name, "workload": workload}
+        constants: list[tuple[str, float, int]] = []  # folded into one line (issue 14)
         col_labels = [_col_label(p) for p in cols]
 
         def values(
@@ -365,12 +366,7 @@ def build_tables(
                 continue
             direction = _comparable(metric, kinds.get(metric), directions)
             if min(every) == max(every):
-                candidates.append(
-                    (
-                        (4, metric),
-                        _const(where, meta, metric, every, len(every)),
-                    )
-                )
+                constants.append((metric, every[0], len(every)))
                 continue
             if direction is None:
                 candidates.append(
@@ -397,6 +393,8 @@ def build_tables(
                     ),
                 )
             )
+        if constants:
+            candidates.append(((4, "\x7fconstants"), _const(where, meta, constants)))
         spec = workloads.get(workload) or {}
         candidates.append(
             (
@@ -434,17 +432,31 @@ Values = Callable[[tuple[tuple[str, str], ...], str, str], list[float]]
 
 
 def _const(
-    where: str, meta: Mapping[str, Any], metric: str, every: Sequence[float], n: int
+    where: str, meta: Mapping[str, Any], constants: Sequence[tuple[str, float, int]]
 ) -> Callable[[], list[dict[str, Any]]]:
+    """Every metric that had one value in every session of a (set, workload), folded into one
+    line, ``constant: a = 1, b = 4 KiB, c = 0`` (issue 14): such a metric has no spread to
+    compare, and a table or a ``1x [1, 1]`` ratio per metric would bury the ones that do."""
+
     def make() -> list[dict[str, Any]]:
-        cell = {"constant": every[0], "n": n, "text": f"constant: {_fmt(every[0], metric)}"}
+        parts = [f"{metric} = {_fmt(value, metric)}" for metric, value, _ in constants]
+        cell = {
+            "constants": {metric: value for metric, value, _ in constants},
+            "n": {metric: n for metric, _, n in constants},
+            "text": "constant: " + ", ".join(parts),
+        }
+        names = ", ".join(metric for metric, _, _ in constants)
+        title = f"{where}: constant metrics ({names})"
+        if len(title) > 160:
+            title = f"{where}: {len(constants)} constant metrics"
         return [
             _table(
                 "values",
-                f"{where}: {metric} (constant)",
-                ["metric", "value"],
-                [[metric, cell]],
-                metric=metric,
+                title,
+                ["same value in every session"],
+                [[cell]],
+                metric=constants[0][0] if len(constants) == 1 else "",
+                metrics=[metric for metric, _, _ in constants],
                 **meta,
             )
         ]

@@ -28,7 +28,7 @@ from perfmon.tui.keymap import KeymapError, load_keymap
 from perfmon.tui.source import SnapshotSource
 from perfmon.tui.themes import ThemeError, register_themes
 from perfmon.tui.widgets.gate_board import GateBoard
-from perfmon.tui.widgets.metrics_table import MetricsTable
+from perfmon.tui.widgets.metrics_table import MetricsTable, split_subtitle
 from perfmon.tui.widgets.sessions_table import SessionsTable
 from perfmon.tui.widgets.status_bar import MessageLine, StatusBar
 
@@ -126,6 +126,14 @@ class PerfmonApp(App[None]):
             id="timeline",
             tooltip="A metric over the whole run, with zoom and gate changes",
         ),
+        # The metrics panel's split by a label (issue 11): action_split below.
+        Binding(
+            "l",
+            "split",
+            "Split",
+            id="split",
+            tooltip="Split the metrics by a label: none, variant, workload, set, each matrix key",
+        ),
     ]
 
     PROFILE_SECONDS = 5.0
@@ -164,6 +172,8 @@ class PerfmonApp(App[None]):
         """Why the keys file was refused ("" when it was used or there is none)."""
         self.detached = False
         """True once the viewer was left with ``detach`` (the run goes on)."""
+        self._split_wanted: str | None = None  # the split last asked for (issue 11)
+        self._split_timer: Timer | None = None
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -254,8 +264,8 @@ class PerfmonApp(App[None]):
         gates.sync(snapshot.gates)
         _set_subtitle(gates, GateBoard.summary(snapshot.gates))
         metrics = self.query_one(MetricsTable)
-        metrics.update_metrics(snapshot.metrics)
-        _set_subtitle(metrics, f"{len(snapshot.metrics)} metrics")
+        metrics.update_snapshot(snapshot)
+        _set_subtitle(metrics, split_subtitle(snapshot))
 
     def display_state(self) -> str | None:
         """The run state the status bar shows (overrides the snapshot's once stopping/ended)."""
@@ -421,7 +431,7 @@ class PerfmonApp(App[None]):
             metric = None
             if metrics.row_count and metrics.cursor_row >= 0:
                 key = metrics.coordinate_to_cell_key(metrics.cursor_coordinate).row_key.value
-                metric = str(key) if key is not None else None
+                metric = metrics.metric_of(str(key)) if key is not None else None
             self.push_screen(TimelineScreen(snap.run_dir, metric=metric))
 
     def action_help(self) -> None:
@@ -432,6 +442,48 @@ class PerfmonApp(App[None]):
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    # -- the metrics panel's split by a label (issue 11) -----------------------------------
+
+    def split_labels(self) -> list[str]:
+        """The labels the split cycles through: "" (none), ``variant``, ``workload``, ``set``,
+        then every matrix key of the snapshot's sessions, in order of appearance."""
+        labels = ["", "variant", "workload", "set"]
+        snap = self.snapshot
+        for row in snap.sessions if snap is not None else ():
+            for pair in row.params.split():
+                key = pair.partition("=")[0]
+                if key and key not in labels:
+                    labels.append(key)
+        return labels
+
+    def action_split(self) -> None:
+        """Split the metrics panel by the next label (see ``split_labels``)."""
+        labels = self.split_labels()
+        current = self._split_wanted
+        if current is None:
+            current = self.snapshot.split_label if self.snapshot is not None else ""
+        following = labels[(labels.index(current) + 1) % len(labels)] if current in labels else ""
+        if not self._send(f"split {following}".strip()):
+            return
+        self._split_wanted = following
+        self.note(f"metrics split by {following}" if following else "metrics not split")
+        if self.finished and self._split_timer is None:
+            # A recorded run replays the split in the background: look for it until it shows.
+            self._split_timer = self.set_interval(1.0 / self.refresh_hz, self._poll_split)
+
+    def _poll_split(self) -> None:
+        self.poll()
+        snap = self.snapshot
+        if snap is None or snap.split_label == self._split_wanted:
+            if self._split_timer is not None:
+                self._split_timer.stop()
+            self._split_timer = None
+            return
+        error = getattr(self.source, "error", "")
+        if error:
+            self.note(str(error))
+            self._split_wanted = snap.split_label
 
 
 __all__ = ["STOPPING_NOTE", "WIDE_COLUMNS", "PerfmonApp", "ThemeError"]

@@ -50,6 +50,11 @@ COMMANDS: tuple[PaletteCommand, ...] = (
     ),
     PaletteCommand("Flame graphs", "Profiles per workload and variant, and diffs", "flames"),
     PaletteCommand("Timeline", "A metric over the whole run, with gate changes", "timeline"),
+    PaletteCommand(
+        "Split metrics by label",
+        "Next split of the metrics panel: none, variant, workload, set, each matrix key",
+        "split",
+    ),
     PaletteCommand("Help", "Keys, binding ids and what the panels show", "help"),
     PaletteCommand("Back", "Back to the run screen", "back", "FlameScreen"),
     PaletteCommand("Find a function", "Search the flame graph by name", "search", "FlameScreen"),

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
+from perfmon.core.live import parse_split_command
 from perfmon.core.snapshot import Snapshot
 
 COMMANDS = ("stop", "pause", "resume", "export", "profile")
@@ -22,6 +23,8 @@ def is_command(command: str) -> bool:
     """True for one of ``COMMANDS``, or ``profile`` followed by a session id and seconds."""
     if command in COMMANDS:
         return True
+    if command == "split" or command.startswith("split "):
+        return is_split_command(command)
     parts = command.split()
     if len(parts) not in (2, 3) or parts[0] != "profile" or not parts[1].isdigit():
         return False
@@ -29,6 +32,16 @@ def is_command(command: str) -> bool:
         return len(parts) == 2 or float(parts[2]) > 0
     except ValueError:
         return False
+
+
+def is_split_command(command: str) -> bool:
+    """True for ``split`` (no split) or ``split LABEL``: the metrics panel's split by a label
+    (``perfmon.core.live.LiveState.set_split``)."""
+    try:
+        parse_split_command(command)
+    except ValueError:
+        return False
+    return True
 
 
 @runtime_checkable

@@ -50,6 +50,15 @@ def _num(x: Any) -> str:
     return f"{x:.4g}"
 
 
+def _value(x: Any, row: Mapping[str, Any]) -> str:
+    """A median in its metric's unit (``format_metric``: 1.5 ms, 92.7 MB/s), "–" if none."""
+    from perfmon.core.units import format_metric
+
+    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+        return "–"
+    return format_metric(float(x), str(row.get("metric")))
+
+
 def _gate_rows(gates: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     rows = []
     for g in gates:
@@ -131,6 +140,9 @@ def render_github(report: Mapping[str, Any]) -> str:
 
     comparison = report.get("comparison") or {}
     rows = comparison.get("rows") or []
+    # Metrics with one value in every session of both sides: one line, not 1x [1, 1] rows.
+    folded = [r for r in rows if r.get("constant")]
+    rows = [r for r in rows if not r.get("constant")]
     if rows:
         level = (comparison.get("options") or {}).get("confidence")
         level_text = f"{level:.0%} " if isinstance(level, int | float) else ""
@@ -141,8 +153,8 @@ def render_github(report: Mapping[str, Any]) -> str:
             [
                 [
                     r.get("group"), r.get("metric"), r.get("b_label"),
-                    f"{_num(r.get('a_median'))} (n={r.get('a_n')})",
-                    f"{_num(r.get('b_median'))} (n={r.get('b_n')})",
+                    f"{_value(r.get('a_median'), r)} (n={r.get('a_n')})",
+                    f"{_value(r.get('b_median'), r)} (n={r.get('b_n')})",
                     "–" if r.get("speedup") is None else
                     f"{_num(r['speedup'])}x [{_num(r.get('speedup_low'))}, "
                     f"{_num(r.get('speedup_high'))}]",
@@ -152,6 +164,10 @@ def render_github(report: Mapping[str, Any]) -> str:
                 for r in rows
             ],
         )  # fmt: skip
+    if folded:
+        out += ["", "constant: " + ", ".join(
+            f"{r.get('group')} {r.get('metric')} = {_value(r.get('a_median'), r)}" for r in folded
+        ), ""]  # fmt: skip
     text = "\n".join(out)
     data = text.encode("utf-8")
     if len(data) > MAX_BYTES:

@@ -139,11 +139,10 @@ def _unit_axis(ax: Any, metric: str) -> None:
     from matplotlib.ticker import FuncFormatter
 
     from perfmon.core.model import Dimension, metric_dimension
-    from perfmon.core.units import format_quantity
+    from perfmon.core.units import format_metric, metric_rate_unit
 
-    dim = metric_dimension(metric)
-    if dim is not Dimension.NONE:
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: format_quantity(y, dim)))
+    if metric_dimension(metric) is not Dimension.NONE or metric_rate_unit(metric) is not None:
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: format_metric(y, metric)))
 
 
 def _svg_img(fig: Any, alt: str) -> str:
@@ -417,12 +416,11 @@ def _time_series(data: RunData, report: Mapping[str, Any]) -> list[str]:
 
 def _q(value: Any, row: Mapping[str, Any]) -> str:
     """A median in its metric's unit (1.5 ms, 10.3 MiB), "–" when missing."""
-    from perfmon.core.model import metric_dimension
-    from perfmon.core.units import format_quantity
+    from perfmon.core.units import format_metric
 
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return "–"
-    return format_quantity(float(value), metric_dimension(str(row.get("metric"))))
+    return format_metric(float(value), str(row.get("metric")))
 
 
 def _comparison(report: Mapping[str, Any]) -> str:
@@ -430,6 +428,9 @@ def _comparison(report: Mapping[str, Any]) -> str:
     rows = section.get("rows") or []
     if not rows:
         return "<p>Nothing to compare: the run has one variant.</p>"
+    # Metrics with one value in every session of both sides: one line, not 1x [1, 1] rows.
+    folded = _constant_line(rows)
+    rows = [r for r in rows if not r.get("constant")]
     options = section.get("options") or {}
     level = options.get("confidence")
     level_text = f"{level:.0%} " if isinstance(level, int | float) else ""
@@ -465,7 +466,17 @@ def _comparison(report: Mapping[str, Any]) -> str:
          "Change", "p"],
         out_rows,
         {3, 4, 5, 6, 7},
-    )  # fmt: skip
+    ) + (f"<p>{_e(folded)}</p>" if folded else "")  # fmt: skip
+
+
+def _constant_line(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``perfmon.engine.compare.constant_line`` of the report's comparison rows."""
+    from perfmon.engine.compare import ComparisonRow, constant_line
+
+    try:
+        return constant_line([ComparisonRow(**r) for r in rows if r.get("constant")])
+    except TypeError:  # rows of another version: nothing folded
+        return ""
 
 
 def _flames(run_dir: Path) -> list[str]:

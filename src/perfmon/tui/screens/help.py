@@ -33,6 +33,10 @@ There: arrows move between frames (down/up into and out of a frame), enter/backs
 with markers where gates changed state (coloured by the new state); left/right move the \
 cursor, `+`/`-` zoom in/out around it (a zoomed window is read from the recording), `0` shows \
 the whole run again, escape back. |
+| `l` | split the metrics panel by a label: none, `variant`, `workload`, `set`, then each \
+matrix key, in turn; each metric then has one row per label value, e.g. \
+`session_seconds{variant="candidate"}`. A live run splits from the moment you ask (the \
+subtitle says since when); a finished run's whole recording is split. |
 | `tab` / `shift+tab` | move between the panels; arrows and page keys scroll the focused one. |
 | `ctrl+p` | the command palette: every action above by name (stop, detach, export, pause, \
 profile now, flames, timeline, theme, help, ...), and the current screen's own. |
@@ -60,11 +64,14 @@ stop = "ctrl+x"
   running session until you scroll; scroll to the end to follow again.
 - **Gates**: each gate's state (● pass, ✗ fail, … pending, ? inconclusive: the confidence
   interval still straddles the threshold) and the reason, with the measured value and sample count.
-- **Metrics**: each metric's last value (Σ total for counters), p95, max, sample count n, and
-  its trend over the whole run (each block is the mean of one time bucket).
+- **Metrics**: each metric's last value, p95, max, sample count n, and its trend over the
+  whole run (each block is the mean of one time bucket), in the metric's unit (`1.3 ms`,
+  `48 MiB`, `92.7 MB/s`). A counter shows its total and rate (`Σ 1,234 · 41.1/s`), a one-off
+  value its value alone; metrics with one value throughout are folded into one last
+  "(N constant)" line.
 
 A viewer started by `perfmon attach` without `--control` is read-only: `q` says so, `d`
-leaves, and `e`, `p` and `f` are refused by the daemon.
+leaves, and `e`, `p`, `f` and `l` are refused by the daemon.
 """
 
 

@@ -34,6 +34,7 @@ from perfmon.tui.widgets.timeline_chart import (
     TimelineChart,
     bucket_columns,
     marker_columns,
+    points_only,
 )
 
 MIN_WINDOW_S = 5.0
@@ -58,14 +59,18 @@ def series_points(metric: MetricSummary, started_t: float) -> tuple[list[float],
     """A snapshot metric's series as (seconds since the run started, bucket mean) points.
 
     Each point sits at its bucket's centre. Without ``series_start_t`` (an older daemon) the
-    series is taken to end at the metric's latest bucket, placed at the run's start.
+    series is taken to end at the metric's latest bucket, placed at the run's start. Buckets
+    that got no sample (``MetricSummary.series_gaps``) are left out: a pause is a gap, and a
+    value emitted once is one point, not a block over the time other workloads ran.
     """
     n = len(metric.series)
     if not n:
         return [], []
     width = metric.series_span_s / n
     start = metric.series_start_t - started_t if metric.series_start_t else 0.0
-    return [start + (i + 0.5) * width for i in range(n)], list(metric.series)
+    filled = metric.series_filled()
+    t = [start + (i + 0.5) * width for i in range(n) if filled[i]]
+    return t, [v for v, f in zip(metric.series, filled, strict=True) if f]
 
 
 def read_metric(run_dir: Path, metric: str, started_t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -279,6 +284,8 @@ class TimelineScreen(Screen[None]):
             cursor=cursor,
             dimension=metric_dimension(summary.name),
             empty_text=f"no samples of {summary.name} in this window",
+            points=points_only(summary),
+            metric=summary.name,
         )
         chart.border_title = summary.name
         view = "whole run" if self.window is None else "zoomed"

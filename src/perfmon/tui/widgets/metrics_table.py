@@ -1,26 +1,93 @@
-"""The metrics panel: one row per metric with last, p95, max, n and a sparkline of its series."""
+"""The metrics panel: one row per metric with last, p95, max, n and a sparkline of its series.
+
+Numbers are written for people (issue 14): every value in its metric's unit
+(``perfmon.core.units.format_metric``: ``1.3 ms``, ``48 MiB``, ``92.7 MB/s``); a counter shows
+its total and its rate over the time it was counted (``Σ 1,234 · 41.1/s``), not the p95 or
+maximum of its increments; a one-off value (one sample) shows that value alone. Metrics whose
+every sample had the same value are folded into one "constant" line at the end, so that they
+do not fill the panel with rows whose p95 and max repeat the last value.
+
+The panel can split every metric by a label (issue 11): with a snapshot split by ``variant``
+(``Snapshot.split_metrics``), each metric gets one row per value of the label, named as a
+PromQL selection, e.g. ``session_seconds{variant="candidate"}``; metrics that have no split
+rows (machine-wide ones) keep their pooled row.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
-from perfmon.core.model import MetricKind, metric_dimension
-from perfmon.core.snapshot import MetricSummary
-from perfmon.core.units import format_quantity
+from perfmon.core.model import MetricKind
+from perfmon.core.snapshot import MetricSummary, Snapshot
+from perfmon.core.units import format_counter, format_metric
 from perfmon.tui.widgets.keyed_table import Cell, Column, KeyedTable
 from perfmon.tui.widgets.sparkline import render_sparkline
 
 SPARK_MIN = 12
 """Narrowest sparkline drawn, in cells."""
 
+CONSTANT_KEY = "·constant"
+"""Row key of the folded line of constant metrics (no metric name starts with ``·``)."""
+
+CONSTANT_SHOWN = 6
+"""Most constant metrics named on the folded line; the rest are counted."""
+
+
+def is_constant(item: MetricSummary) -> bool:
+    """True for a metric with at least two samples that all had the same value (not a
+    counter: a counter's increments of 1 make a total that grows)."""
+    return item.count >= 2 and item.min == item.max and item.kind != MetricKind.COUNTER.value
+
+
+def counter_span_s(item: MetricSummary) -> float:
+    """The seconds a counter's increments were counted over (its series' span), 0 if unknown."""
+    return item.series_span_s if item.count >= 2 else 0.0
+
+
+def panel_rows(snapshot: Snapshot) -> list[MetricSummary]:
+    """The rows of the metrics panel for a snapshot: each metric (in snapshot order) as its
+    split rows when the snapshot is split and has any for it, else as its pooled row; split
+    rows of metrics the snapshot does not list come after."""
+    if not snapshot.split_label:
+        return list(snapshot.metrics)
+    by_metric: dict[str, list[MetricSummary]] = {}
+    for row in snapshot.split_metrics:
+        by_metric.setdefault(row.name, []).append(row)
+    out: list[MetricSummary] = []
+    for m in snapshot.metrics:
+        out.extend(by_metric.pop(m.name, []) or (m,))
+    for rows in by_metric.values():
+        out.extend(rows)
+    return out
+
+
+def split_subtitle(snapshot: Snapshot) -> str:
+    """The panel's subtitle: the number of metrics, and the split with since when it counts."""
+    text = f"{len(snapshot.metrics)} metrics"
+    if snapshot.split_label:
+        text += f" · by {snapshot.split_label}"
+        if snapshot.split_since_t > snapshot.started_t + 1.0:
+            since = snapshot.split_since_t - snapshot.started_t
+            from perfmon.core.units import format_duration
+
+            text += f" since +{format_duration(since)}"
+        shown = len(snapshot.split_metrics)
+        if snapshot.split_rows_total > shown:
+            text += f" ({shown} of {snapshot.split_rows_total:,} rows)"
+        if snapshot.split_samples_dropped:
+            text += f" · {snapshot.split_samples_dropped:,} samples over the row cap"
+    return text
+
 
 class MetricsTable(KeyedTable[MetricSummary]):
-    """Metrics in snapshot order (sorted by name), keyed by name.
+    """Metrics in snapshot order (sorted by name), keyed by name (with labels when split).
 
-    Values are formatted with their unit (``format_quantity`` with the dimension the name's
-    suffix gives). For counters, "last" shows the total (Σ) rather than the last increment.
-    The trend column's width follows the panel's width: the sparkline fills what the other
-    columns leave.
+    Values are formatted with their unit (``format_metric``). A counter's "last" shows its
+    total (Σ) and rate; its p95 and max, which would describe single increments, are blank.
+    A one-off value shows its value only. Constant metrics are folded into one line at the
+    end (``CONSTANT_KEY``). The trend column's width follows the panel's width: the sparkline
+    fills what the other columns leave.
     """
 
     COLUMNS: ClassVar[tuple[Column, ...]] = (
@@ -36,37 +103,72 @@ class MetricsTable(KeyedTable[MetricSummary]):
         super().__init__(id=id, classes=classes)
         self.spark_width = SPARK_MIN
         self._order: dict[str, int] = {}
+        self._names: dict[str, str] = {}
 
     def key_of(self, item: MetricSummary) -> str:
-        """Row key: the metric's name."""
-        return item.name
+        """Row key: the metric's name, with its labels when the panel is split."""
+        return item.display_name()
+
+    def metric_of(self, key: str) -> str | None:
+        """The metric name of a row key (None for the folded line of constants)."""
+        if key == CONSTANT_KEY:
+            return None
+        return self._names.get(key, key)
 
     def cells_of(self, item: MetricSummary) -> tuple[Cell, ...]:
         """Formatted values and the sparkline of the metric's series."""
-        dim = metric_dimension(item.name)
+        if item.name == CONSTANT_KEY:
+            text = item.kind
+            if len(text) > self.spark_width:
+                text = text[: max(1, self.spark_width - 1)] + "…"
+            return (
+                Cell(f"({item.count} constant)", "muted"),
+                Cell("", "", "right"),
+                Cell("", "", "right"),
+                Cell("", "", "right"),
+                Cell("", "muted", "right"),
+                Cell(text, "muted"),
+            )
 
         def fmt(value: float) -> str:
-            return format_quantity(value, dim)
+            return format_metric(value, item.name)
 
+        name = item.display_name()
         counter = item.kind == MetricKind.COUNTER.value
-        last = f"Σ {fmt(item.total)}" if counter else fmt(item.last)
+        if counter:
+            last, p95, high = format_counter(item.total, counter_span_s(item), item.name), "", ""
+        elif item.count == 1:
+            last, p95, high = fmt(item.last), "", ""
+        else:
+            last, p95, high = fmt(item.last), fmt(item.p95), fmt(item.max)
+        spark = render_sparkline(item.series, self.spark_width) if item.count > 1 else ""
         return (
-            Cell(item.name, "bold"),
+            Cell(name, "bold"),
             Cell(last, "", "right"),
-            Cell(fmt(item.p95), "", "right"),
-            Cell(fmt(item.max), "", "right"),
+            Cell(p95, "", "right"),
+            Cell(high, "", "right"),
             Cell(f"{item.count:,}", "muted", "right"),
-            Cell(render_sparkline(item.series, self.spark_width), "accent"),
+            Cell(spark, "accent"),
         )
 
-    def update_metrics(self, metrics: tuple[MetricSummary, ...]) -> None:
-        """Show the metrics of a snapshot, keeping the snapshot's order when new ones appear."""
-        order = {m.name: i for i, m in enumerate(metrics)}
-        added = self.sync(metrics)
+    def update_metrics(self, metrics: Sequence[MetricSummary]) -> None:
+        """Show metric rows (a snapshot's, or ``panel_rows``), keeping their order when new
+        ones appear; constant metrics are folded into one last line."""
+        shown = [m for m in metrics if not is_constant(m)]
+        constants = [m for m in metrics if is_constant(m)]
+        if constants:
+            shown.append(fold_constants(constants))
+        self._names = {m.display_name(): m.name for m in shown}
+        order = {m.display_name(): i for i, m in enumerate(shown)}
+        added = self.sync(shown)
         if added and order != self._order and len(self.rows) > 1:
-            self.sort("metric", key=lambda text: order.get(text.plain, len(order)))
+            self.sort("metric", key=lambda text: order.get(_key_of_text(text.plain), len(order)))
         self._order = order
         self.fit_sparkline()
+
+    def update_snapshot(self, snapshot: Snapshot) -> None:
+        """Show a snapshot's metrics, split by its label when it is split."""
+        self.update_metrics(panel_rows(snapshot))
 
     def on_resize(self) -> None:
         """Fit the sparklines to the new width."""
@@ -93,3 +195,31 @@ class MetricsTable(KeyedTable[MetricSummary]):
             self._cells[key] = cells
             if old[-1] != cells[-1]:
                 self.update_cell(key, "trend", self._cell_renderable(cells[-1]), update_width=True)
+
+
+def _key_of_text(text: str) -> str:
+    """The row key of a "metric" cell's text (the folded line's is "(N constant)": no metric
+    name starts with a parenthesis)."""
+    return CONSTANT_KEY if text.startswith("(") else text
+
+
+def fold_constants(constants: Sequence[MetricSummary]) -> MetricSummary:
+    """One summary standing for the folded line of constant metrics: its ``kind`` carries the
+    text ``name = value, ...`` (at most ``CONSTANT_SHOWN`` named, the rest counted) and its
+    ``count`` the number of metrics folded."""
+    parts = [f"{m.display_name()} = {format_metric(m.last, m.name)}" for m in constants]
+    text = ", ".join(parts[:CONSTANT_SHOWN])
+    if len(parts) > CONSTANT_SHOWN:
+        text += f", +{len(parts) - CONSTANT_SHOWN} more"
+    return MetricSummary(
+        name=CONSTANT_KEY,
+        kind=text,
+        count=len(constants),
+        total=0.0,
+        last=0.0,
+        min=0.0,
+        max=0.0,
+        mean=0.0,
+        p50=0.0,
+        p95=0.0,
+    )

@@ -4,8 +4,14 @@ Each column is a time bucket of the window, drawn as a bar up to the bucket's me
 eight Unicode lower-block elements (▁▂▃▄▅▆▇█, so a row holds eight levels), and a thin whisker
 (│) from the bar up to the bucket's maximum. Gate changes are vertical markers coloured by the
 gate's new state; the cursor column is highlighted. The value axis is labelled in the metric's
-unit (``perfmon.core.units.format_quantity``), the time axis in elapsed ``H:MM:SS`` since the
-run started. Colours come from theme variables through component classes.
+unit (``perfmon.core.units.format_metric``: ``92.7 MB/s``, ``1.3 ms``), the time axis in
+elapsed ``H:MM:SS`` since the run started. Colours come from theme variables through
+component classes.
+
+A metric of one-off values (``MetricKind.VALUE``: a parity diff, a compression ratio, one per
+session or one per run) is drawn as points (``points_only``): one ``POINT`` per column that
+got a value, at the value's height, and nothing where it got none, so a value emitted once is
+a point, not a bar over the time other workloads ran.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
-from perfmon.core.model import Dimension
-from perfmon.core.units import format_duration, format_quantity
+from perfmon.core.model import Dimension, MetricKind
+from perfmon.core.snapshot import MetricSummary
+from perfmon.core.units import format_duration, format_metric, format_quantity
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 """Lower-block elements U+2581..U+2588: one to eight eighths of a cell."""
@@ -38,6 +45,16 @@ TICK_STEPS_S = (
     1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
 )  # fmt: skip
 """Candidate spacings of time-axis ticks, seconds."""
+
+POINT = "●"
+"""The mark of a one-off value (points mode)."""
+
+
+def points_only(metric: MetricSummary) -> bool:
+    """True when a metric is drawn as points: one-off values (``MetricKind.VALUE``), or any
+    metric with a single sample."""
+    return metric.kind == MetricKind.VALUE.value or metric.count == 1
+
 
 STATE_CLASS = {
     "pass": "timeline--pass",
@@ -227,6 +244,8 @@ class TimelineChart(Widget):
         self.markers: dict[int, str] = {}
         self.cursor = 0
         self.dimension = Dimension.NONE
+        self.metric = ""
+        self.points = False
         self.empty_text = "no data"
         self._lines: list[Strip] | None = None
 
@@ -248,6 +267,8 @@ class TimelineChart(Widget):
         cursor: int = 0,
         dimension: Dimension = Dimension.NONE,
         empty_text: str = "no data",
+        points: bool = False,
+        metric: str = "",
     ) -> None:
         """Draw these columns.
 
@@ -257,11 +278,16 @@ class TimelineChart(Widget):
             cursor: the highlighted column.
             dimension: the metric's dimension, for the value labels.
             empty_text: what to say when there is no value to draw.
+            points: draw each column's value as a point, not a bar (``points_only``).
+            metric: the metric's name: when given, the value labels are in its unit
+                (``format_metric``, which knows rates), else in ``dimension``.
         """
         self.columns = columns
         self.markers = dict(markers or {})
         self.cursor = cursor
         self.dimension = dimension
+        self.metric = metric
+        self.points = points
         self.empty_text = empty_text
         self._lines = None
         self.refresh()
@@ -317,7 +343,7 @@ class TimelineChart(Widget):
         for r in range(rows):
             base = (rows - 1 - r) * 8  # eighths below this row
             if r in label_rows:
-                label = format_quantity(label_rows[r], self.dimension)[: GUTTER - 1]
+                label = self._label(label_rows[r])[: GUTTER - 1]
                 segs = [Segment(label.rjust(GUTTER - 1) + "┤", axis)]
             else:
                 segs = [Segment(" " * (GUTTER - 1) + "│", axis)]
@@ -326,6 +352,10 @@ class TimelineChart(Widget):
                 style = marker_styles.get(i, bar)
                 if mean_h[i] < 0:
                     ch = " "
+                elif self.points:
+                    # One point, in the row that holds the value (the top row also the top).
+                    top_row = r == 0 and mean_h[i] >= rows * 8
+                    ch = POINT if base <= mean_h[i] < base + 8 or top_row else " "
                 elif fill >= 1:
                     ch = BLOCKS[min(7, max(0, round(fill) - 1))] if fill < 8 else BLOCKS[7]
                 elif base == 0:
@@ -342,6 +372,12 @@ class TimelineChart(Widget):
             lines.append(Strip(segs, width).extend_cell_length(width))
         lines += self._axis(cols, n, width, axis, marker_styles)
         return lines
+
+    def _label(self, value: float) -> str:
+        """A value-axis label in the metric's unit."""
+        if self.metric:
+            return format_metric(value, self.metric)
+        return format_quantity(value, self.dimension)
 
     def _axis(
         self, cols: Columns, n: int, width: int, axis: Style, marker_styles: dict[int, Style]
