@@ -26,6 +26,7 @@ from perfmon.core.stats import SessionGroup, StatsOptions, anytime_ratio, compar
 from perfmon.engine.fake_executor import FakeExecutor, FakeSession
 from perfmon.engine.live_compare import build_panel, ratio_text, side_of
 from perfmon.engine.recorder import make_run_dir
+from perfmon.engine.replay import snapshot_from_run_dir
 from perfmon.engine.runner import Runner
 
 G1 = SessionGroup("golden", "w", (("n", "1"),))
@@ -272,6 +273,11 @@ async def test_a_fake_run_carries_the_panel_in_its_snapshots(tmp_path: Path) -> 
     assert runner.gate_worker.panel_evaluations >= 1
     # and the snapshot goes through the socket's strict JSON
     json.dumps(final.to_dict(), allow_nan=False)
+    # a finished run's replay (perfmon attach after the daemon is gone) shows it too
+    replayed = snapshot_from_run_dir(run_dir).comparison
+    assert replayed is not None
+    assert [r.params for r in replayed.rows_of("session_seconds")] == ["size=1", "size=2"]
+    assert replayed.rows_of("session_seconds")[0].ratios[0].text == rows[0].ratios[0].text
 
 
 async def test_the_panel_is_computed_only_when_a_session_finished(tmp_path: Path) -> None:
