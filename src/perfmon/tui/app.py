@@ -1,5 +1,13 @@
 """``PerfmonApp``: the Textual viewer of a run's snapshots.
 
+Layout. Four panels: sessions, gates, the comparison (each variant against the reference,
+``perfmon.tui.widgets.comparison``) and metrics. The screen gets classes by size
+(``layout_classes``): below ``SHORT_ROWS`` rows (``-short``, e.g. 80x24) the metrics panel
+is left out and the sessions panel shrinks, so the verdict (status bar), the gates and the
+comparison fit; from ``WIDE_COLUMNS`` columns (``-wide``) the panels sit side by side in two
+columns (sessions and the comparison left, gates and metrics right) and the charts (box plots,
+sparklines) grow with their panel.
+
 The app never owns the campaign. It polls a ``SnapshotSource`` at ``refresh_hz`` and, when the
 newest snapshot is a different object from the one shown, applies it to the panels inside one
 ``batch_update`` (memray's live TUI works the same way). Tables are updated by keyed diff, so
@@ -16,19 +24,31 @@ from textual.containers import Container
 from textual.events import Resize
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import Footer
+from textual.widgets import DataTable, Footer
 
 from perfmon.core.snapshot import RunState, Snapshot
 from perfmon.core.units import format_bytes
 from perfmon.tui.source import SnapshotSource
 from perfmon.tui.themes import ThemeError, register_themes
+from perfmon.tui.widgets.comparison import ComparisonTable, panel_subtitle
 from perfmon.tui.widgets.gate_board import GateBoard
 from perfmon.tui.widgets.metrics_table import MetricsTable
 from perfmon.tui.widgets.sessions_table import SessionsTable
 from perfmon.tui.widgets.status_bar import MessageLine, StatusBar
 
-WIDE_COLUMNS = 140
-"""From this terminal width on, sessions and gates sit side by side."""
+WIDE_COLUMNS = 160
+"""From this terminal width on, the panels sit side by side in two columns."""
+
+SHORT_ROWS = 30
+"""Below this terminal height the metrics panel is left out (the verdict, the gates and the
+comparison come first) and the sessions panel shrinks."""
+
+
+def layout_classes(width: int, height: int) -> dict[str, bool]:
+    """The screen's layout classes for a terminal of ``width`` x ``height`` cells:
+    ``{"-wide": ..., "-short": ...}`` (see the module docstring)."""
+    return {"-wide": width >= WIDE_COLUMNS, "-short": height < SHORT_ROWS}
+
 
 STOPPING_NOTE = "stopping… writing report"
 
@@ -92,6 +112,13 @@ class PerfmonApp(App[None]):
             id="timeline",
             tooltip="A metric over the whole run, with zoom and gate changes",
         ),
+        Binding(
+            "m",
+            "comparison_metric",
+            "Metric",
+            id="comparison.metric",
+            tooltip="Compare another per-session metric (session_seconds first)",
+        ),
     ]
 
     PROFILE_SECONDS = 5.0
@@ -124,6 +151,7 @@ class PerfmonApp(App[None]):
         self._note_message = ""
         self._note_base = ""
         self._timer: Timer | None = None
+        self._comparison_metric = ""
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -138,6 +166,9 @@ class PerfmonApp(App[None]):
             gates = GateBoard(id="gates")
             gates.border_title = "Gates"
             yield gates
+            comparison = ComparisonTable(id="comparison")
+            comparison.border_title = "Comparison"
+            yield comparison
             metrics = MetricsTable(id="metrics")
             metrics.border_title = "Metrics"
             yield metrics
@@ -145,22 +176,28 @@ class PerfmonApp(App[None]):
 
     def on_mount(self) -> None:
         """Show the current snapshot at once, then poll the source."""
-        self._set_wide(self.size.width)
+        self._set_layout(self.size.width, self.size.height)
         self.poll()
         if not self.finished:
             self._timer = self.set_interval(1.0 / self.refresh_hz, self.poll)
 
     def on_resize(self, event: Resize) -> None:
-        """Switch between the narrow (stacked) and wide (side by side) layouts."""
-        self._set_wide(event.size.width)
+        """Switch layouts by the terminal's size (``layout_classes``)."""
+        self._set_layout(event.size.width, event.size.height)
 
-    def _set_wide(self, width: int) -> None:
-        self.set_class(width >= WIDE_COLUMNS, "-wide")
+    def _set_layout(self, width: int, height: int) -> None:
+        for name, on in layout_classes(width, height).items():
+            self.set_class(on, name)
 
-    def run(self, **kwargs: Any) -> None:
-        """Run the app (``App.run``), with mouse support as chosen in the constructor."""
+    def run(self, **kwargs: Any) -> Any:
+        """Run the app (``App.run``), with mouse support as chosen in the constructor.
+
+        Returns:
+            What ``App.run`` returns (the value passed to ``exit``, e.g. pytest-textual-
+            snapshot's screenshot), None for the viewer itself.
+        """
         kwargs.setdefault("mouse", self.mouse)
-        super().run(**kwargs)
+        return super().run(**kwargs)
 
     # -- polling ---------------------------------------------------------------------------
 
@@ -209,6 +246,61 @@ class PerfmonApp(App[None]):
         metrics = self.query_one(MetricsTable)
         metrics.update_metrics(snapshot.metrics)
         _set_subtitle(metrics, f"{len(snapshot.metrics)} metrics")
+        self._show_comparison(snapshot)
+
+    # -- the comparison panel --------------------------------------------------------------
+
+    def comparison_metric(self) -> str:
+        """The metric the comparison panel shows: the one chosen with ``m`` if the panel
+        still has it, else the panel's first (``session_seconds``)."""
+        panel = self.snapshot.comparison if self.snapshot is not None else None
+        if panel is None or not panel.metrics:
+            return self._comparison_metric or "session_seconds"
+        if self._comparison_metric in panel.metrics:
+            return self._comparison_metric
+        return panel.metrics[0]
+
+    def _show_comparison(self, snapshot: Snapshot) -> None:
+        panel = snapshot.comparison
+        metric = self.comparison_metric()
+        table = self.query_one(ComparisonTable)
+        table.show(panel, metric)
+        _set_subtitle(table, panel_subtitle(panel, metric))
+        from perfmon.tui.screens.comparison import ComparisonScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, ComparisonScreen) and panel is not None:
+                screen.update_panel(panel)
+
+    def action_comparison_metric(self) -> None:
+        """Show the panel's next per-session metric (``session_seconds`` first)."""
+        panel = self.snapshot.comparison if self.snapshot is not None else None
+        if panel is None or len(panel.metrics) < 2:
+            self.note("the comparison has one metric only")
+            return
+        current = self.comparison_metric()
+        i = panel.metrics.index(current) if current in panel.metrics else -1
+        self._comparison_metric = panel.metrics[(i + 1) % len(panel.metrics)]
+        assert self.snapshot is not None
+        self._show_comparison(self.snapshot)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a comparison row opens it in detail."""
+        if not isinstance(event.data_table, ComparisonTable):
+            return
+        self.action_comparison_detail()
+
+    def action_comparison_detail(self) -> None:
+        """Open the comparison row under the cursor in detail (``ComparisonScreen``)."""
+        from perfmon.tui.screens.comparison import ComparisonScreen
+
+        panel = self.snapshot.comparison if self.snapshot is not None else None
+        row = self.query_one(ComparisonTable).row_at_cursor()
+        if panel is None or row is None:
+            self.note("no comparison yet: it needs two variants with finished sessions")
+            return
+        if not isinstance(self.screen, ComparisonScreen):
+            self.push_screen(ComparisonScreen(panel, row.key))
 
     def display_state(self) -> str | None:
         """The run state the status bar shows (overrides the snapshot's once stopping/ended)."""
@@ -339,4 +431,11 @@ class PerfmonApp(App[None]):
             self.push_screen(HelpScreen())
 
 
-__all__ = ["STOPPING_NOTE", "WIDE_COLUMNS", "PerfmonApp", "ThemeError"]
+__all__ = [
+    "SHORT_ROWS",
+    "STOPPING_NOTE",
+    "WIDE_COLUMNS",
+    "PerfmonApp",
+    "ThemeError",
+    "layout_classes",
+]
