@@ -8,7 +8,7 @@ import json
 import math
 import textwrap
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -306,3 +306,25 @@ async def test_the_panel_is_computed_only_when_a_session_finished(tmp_path: Path
     await runner.gate_worker.evaluate_now()
     assert len(calls) == 2
     await runner.gate_worker.close()
+
+
+def test_a_gate_with_an_unbounded_interval_still_crosses_the_socket() -> None:
+    from perfmon.core.model import GateResult, GateState, GroupResult
+
+    inf = math.inf
+    gate = GateResult(
+        "Overhead",
+        "regression(chunk_seconds, baseline, monitored) < 5%",
+        GateState.INCONCLUSIVE,
+        58.7,
+        10,
+        "regression = +5866% [-100.0%, +inf%]",
+        ci_low=-1.0,
+        ci_high=inf,
+        groups=(GroupResult("g", GateState.INCONCLUSIVE, 58.7, 10, "r", -1.0, inf),),
+    )
+    snap = replace(_snapshot(None), gates=(gate,))
+    wire = json.dumps(snap.to_dict(), allow_nan=False)
+    back = Snapshot.from_dict(json.loads(wire)).gates[0]
+    assert back.ci_high is None and back.ci_low == -1.0 and back.value == 58.7
+    assert back.groups[0].ci_high is None and back.reason == gate.reason

@@ -15,6 +15,7 @@ even when a workload emits 100,000 distinct names (tests/test_hostile.py measure
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -297,6 +298,17 @@ class ComparisonPanel:
             raise ValueError(f"malformed comparison panel: {exc}") from exc
 
 
+def _finite_fields(gate: dict[str, Any]) -> None:
+    """Set a gate dict's non-finite ``value``/``ci_low``/``ci_high`` (and its groups') to None."""
+    for key in ("value", "ci_low", "ci_high"):
+        v = gate.get(key)
+        if isinstance(v, float) and not math.isfinite(v):
+            gate[key] = None
+    for group in gate.get("groups") or ():
+        if isinstance(group, dict):
+            _finite_fields(group)
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """The state of a run at one moment.
@@ -367,8 +379,16 @@ class Snapshot:
         return max(0.0, self.now_t - self.started_t)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serialisable dict (the control socket's wire form)."""
-        return asdict(self)
+        """Return a JSON-serialisable dict (the control socket's wire form).
+
+        A gate's value or interval bound that is not finite (an anytime-valid sequence still
+        unbounded: ``[-100%, +inf%]``) is sent as None, since strict JSON has no infinity; its
+        reason still says it in words. Without this the run's final snapshot could not be sent.
+        """
+        out = asdict(self)
+        for gate in out.get("gates", ()):
+            _finite_fields(gate)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Snapshot:
