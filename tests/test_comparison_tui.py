@@ -169,3 +169,20 @@ async def test_200x50_puts_the_panels_side_by_side() -> None:
         assert metrics.x == gates.x
         # the box plots grew with the panel
         assert app.query_one(ComparisonTable).box_width > 20
+
+
+def test_ratio_cell_says_the_state_in_words_and_colours_the_direction() -> None:
+    from perfmon.core.snapshot import ComparisonRatio
+    from perfmon.tui.widgets.comparison import ratio_cell
+
+    better = ComparisonRatio("b", "a", "decided", "1.4x faster [1.3, 1.5]", 1.4, 1.3, 1.5)
+    assert ratio_cell(better, "session_seconds")[:2] == ("● 1.4x faster [1.3, 1.5]", "success")
+    worse = replace(better, text="2x slower [1.8, 2.2]", factor=0.5, low=0.45, high=0.55)
+    assert ratio_cell(worse, "session_seconds").role == "error"
+    open_ = replace(better, state="undecided", text="1.01x faster [0.9, 1.1]")
+    assert ratio_cell(open_, "session_seconds").text.endswith("(no clear change yet)")
+    assert ratio_cell(open_, "session_seconds", True).text.endswith("(no clear change)")
+    fixed = replace(better, state="provisional", p_value=0.0043)
+    cell = ratio_cell(fixed, "session_seconds")
+    assert cell.text == "~ 1.4x faster [1.3, 1.5] p = 0.0043 (provisional)"
+    assert cell.role == "warning"

@@ -264,7 +264,8 @@ class PerfmonApp(App[None]):
         panel = snapshot.comparison
         metric = self.comparison_metric()
         table = self.query_one(ComparisonTable)
-        table.show(panel, metric)
+        done = self.finished or snapshot.state in (RunState.FINISHED, RunState.FAILED)
+        table.show(panel, metric, done)
         _set_subtitle(table, panel_subtitle(panel, metric))
         from perfmon.tui.screens.comparison import ComparisonScreen
 

@@ -100,8 +100,9 @@ def group_label(row: ComparisonRow, with_set: bool, with_workload: bool = True) 
     return " ".join(parts)
 
 
-def ratio_cell(ratio: ComparisonRatio, metric: str) -> Cell:
-    """The change column for a candidate: marker, ratio text, p-value and state in words.
+def ratio_cell(ratio: ComparisonRatio, metric: str, finished: bool = False) -> Cell:
+    """The change column for a candidate: marker, ratio text, p-value and state in words
+    (an undecided ratio of a finished run is "no clear change", not "... yet").
 
     Colour: success for a decided improvement, error for a decided regression, warning while
     provisional, muted while pending or undecided.
@@ -113,6 +114,8 @@ def ratio_cell(ratio: ComparisonRatio, metric: str) -> Cell:
     if ratio.p_value is not None:
         text += f" {format_p(ratio.p_value)}"
     word = STATE_WORDS.get(ratio.state, ratio.state)
+    if finished and ratio.state == "undecided":
+        word = "no clear change"
     if word:
         text += f" ({word})"
     if ratio.state == "decided" and ratio.factor is not None:
@@ -133,6 +136,7 @@ class ComparisonItem(NamedTuple):
         row: the comparison row; ``side``: this variant's side.
         ratio: this variant against the reference, None for the reference itself.
         scale: the row's common scale ``(low, high)``.
+        finished: the run has ended (no more sessions will come).
     """
 
     key: str
@@ -141,14 +145,18 @@ class ComparisonItem(NamedTuple):
     side: ComparisonSide
     ratio: ComparisonRatio | None
     scale: tuple[float, float]
+    finished: bool = False
 
 
-def items_of(panel: ComparisonPanel | None, metric: str) -> list[ComparisonItem]:
+def items_of(
+    panel: ComparisonPanel | None, metric: str, finished: bool = False
+) -> list[ComparisonItem]:
     """The table's rows for one metric of a panel, in group order, the reference first.
 
     Args:
         panel: the snapshot's panel, or None (no rows).
         metric: which of ``panel.metrics`` to show.
+        finished: the run has ended.
     """
     if panel is None:
         return []
@@ -168,6 +176,7 @@ def items_of(panel: ComparisonPanel | None, metric: str) -> list[ComparisonItem]
                     side=side,
                     ratio=ratios.get(side.variant),
                     scale=scale,
+                    finished=finished,
                 )
             )
     return out
@@ -201,7 +210,7 @@ class ComparisonTable(KeyedTable[ComparisonItem]):
         if item.ratio is None:
             change = Cell("reference", "muted")
         else:
-            change = ratio_cell(item.ratio, item.row.metric)
+            change = ratio_cell(item.ratio, item.row.metric, item.finished)
         n = f"{side.n:,}"
         return (
             Cell(item.group, "bold"),
@@ -212,10 +221,11 @@ class ComparisonTable(KeyedTable[ComparisonItem]):
             Cell(box_plot(side, *item.scale, self.box_width), "accent"),
         )
 
-    def show(self, panel: ComparisonPanel | None, metric: str) -> None:
-        """Show one metric of a panel (rows of another metric shown before are removed)."""
+    def show(self, panel: ComparisonPanel | None, metric: str, finished: bool = False) -> None:
+        """Show one metric of a panel (rows of another metric shown before are removed);
+        ``finished``: the run has ended."""
         self.metric = metric
-        self.sync(items_of(panel, metric))
+        self.sync(items_of(panel, metric, finished))
         self.fit_box()
 
     def row_at_cursor(self) -> ComparisonRow | None:
