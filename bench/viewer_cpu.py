@@ -15,6 +15,15 @@ sessions) is measured over the same window for context, and the sample rate actu
 is read from the daemon's snapshots (``samples_total`` / ``now_t``) just before and after the
 window. The pane is captured at the end to check that the viewer shows the sessions table.
 
+The campaign has two variants (``baseline``, ``candidate``, interleaved), so the viewer shows
+the comparison panel (issue 14) for the per-session metrics of their 199 quick sessions.
+
+Before/after. ``python viewer_cpu.py --before SRC`` measures twice in one invocation: first
+with the perfmon source tree ``SRC`` (e.g. ``git archive <commit> src | tar -x -C /tmp/base``,
+then ``--before /tmp/base/src``) first on ``PYTHONPATH`` for the daemon and the viewer alike
+(an older viewer cannot read a newer daemon's snapshots), then with this checkout's; it reports
+both figures and their ratio (after / before), measured minutes apart on the same machine.
+
 ``python viewer_cpu.py --workload SESSIONS`` is the workload itself (the campaign's command).
 """
 
@@ -28,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import psutil
 
@@ -57,8 +67,14 @@ name = "flow"
 command = ["{{python}}", {script}, "--workload", "{sessions}"]
 timeout = "10min"
 
+[variant.baseline]
+env = {{ FLOW = "a" }}
+[variant.candidate]
+env = {{ FLOW = "b" }}
+
 [set.fill]
-sessions = {sessions}
+sessions = {per_variant}
+order = "interleaved"
 """
 
 
@@ -133,19 +149,31 @@ def _find_viewer(pane_pid: int, timeout_s: float = 15.0) -> psutil.Process:
     raise SystemExit("viewer_cpu bench: the viewer process did not start in tmux")
 
 
-def main() -> None:
-    if shutil.which("tmux") is None:
-        raise SystemExit("viewer_cpu bench: needs tmux")
+class Measured(NamedTuple):
+    viewer_pct: float
+    daemon_pct: float
+    rate: float
+    rows: int
+    fill_s: float
+    comparison: bool
+
+
+def measure(src: Path) -> Measured:
+    """One detached run and one viewer, both importing perfmon from ``src`` first."""
     with tempfile.TemporaryDirectory(prefix="perfmon-viewer-cpu-") as tmp_s:
         tmp = Path(tmp_s)
         runtime = tmp / "rt"
         runtime.mkdir(mode=0o700)
-        env = {**os.environ, "PERFMON_RUNTIME_DIR": str(runtime)}
+        pythonpath = os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]).rstrip(":")
+        env = {**os.environ, "PERFMON_RUNTIME_DIR": str(runtime), "PYTHONPATH": pythonpath}
         env.pop("PERFMON_FD", None)
         campaign = tmp / "viewer_cpu.toml"
         campaign.write_text(
             _CAMPAIGN.format(
-                runs=f'"{tmp / "runs"}"', script=f'"{Path(__file__).resolve()}"', sessions=SESSIONS
+                runs=f'"{tmp / "runs"}"',
+                script=f'"{Path(__file__).resolve()}"',
+                sessions=SESSIONS,
+                per_variant=SESSIONS // 2,
             )
         )
         out = _perfmon(env, "run", str(campaign), "--detach")
@@ -170,7 +198,8 @@ def main() -> None:
             subprocess.run(
                 [
                     "tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30",
-                    "env", f"PERFMON_RUNTIME_DIR={runtime}", perfmon_exe, "attach", run_id,
+                    "env", f"PERFMON_RUNTIME_DIR={runtime}", f"PYTHONPATH={pythonpath}",
+                    perfmon_exe, "attach", run_id,
                 ],
                 check=True,
             )  # fmt: skip
@@ -216,20 +245,49 @@ def main() -> None:
     if "Sessions" not in screen:
         raise SystemExit(f"viewer_cpu bench: the viewer did not show its tables:\n{screen}")
     wall = w1 - w0
-    viewer_pct = 100 * (v1 - v0) / wall
-    daemon_pct = 100 * (d1 - d0) / wall
-    rate = (s1.samples_total - s0.samples_total) / max(s1.now_t - s0.now_t, 1e-9)
+    return Measured(
+        viewer_pct=100 * (v1 - v0) / wall,
+        daemon_pct=100 * (d1 - d0) / wall,
+        rate=(s1.samples_total - s0.samples_total) / max(s1.now_t - s0.now_t, 1e-9),
+        rows=len(s1.sessions),
+        fill_s=fill_s,
+        comparison="Comparison" in screen,
+    )
+
+
+def _figure(name: str, m: Measured) -> Figure:
+    return Figure(
+        name,
+        m.viewer_pct,
+        "% of a core",
+        f"<= {BUDGET_PCT:g}%",
+        m.viewer_pct <= BUDGET_PCT,
+        f"real `perfmon attach` in tmux at 100x30, default 4 Hz refresh, psutil cpu_times "
+        f"delta over {MEASURE_S:g} s of wall time",
+        f"daemon {m.daemon_pct:.1f}% of a core in the same window; {m.rate:,.0f} samples/s "
+        f"flowing; {m.rows} session rows; table filled in {m.fill_s:.0f} s; comparison "
+        f"panel {'shown' if m.comparison else 'absent'}",
+    )
+
+
+def main(before: Path | None) -> None:
+    if shutil.which("tmux") is None:
+        raise SystemExit("viewer_cpu bench: needs tmux")
+    here = HERE.parent / "src"
+    if before is None:
+        emit(_figure("viewer CPU, 10k samples/s and 200 sessions", measure(here)))
+        return
+    old = measure(before)
+    new = measure(here)
+    emit(_figure(f"viewer CPU before ({before})", old))
+    emit(_figure("viewer CPU after (this checkout)", new))
     emit(
         Figure(
-            "viewer CPU, 10k samples/s and 200 sessions",
-            viewer_pct,
-            "% of a core",
-            f"<= {BUDGET_PCT:g}%",
-            viewer_pct <= BUDGET_PCT,
-            f"real `perfmon attach` in tmux at 100x30, default 4 Hz refresh, psutil cpu_times "
-            f"delta over {MEASURE_S:g} s of wall time",
-            f"daemon {daemon_pct:.1f}% of a core in the same window; {rate:,.0f} samples/s "
-            f"flowing; {len(s1.sessions)} session rows; table filled in {fill_s:.0f} s",
+            "viewer CPU after / before",
+            new.viewer_pct / max(old.viewer_pct, 1e-9),
+            "x",
+            method="the two figures above, measured one after the other in one invocation",
+            detail=f"{new.viewer_pct:.2f}% / {old.viewer_pct:.2f}% of a core",
         )
     )
 
@@ -237,5 +295,7 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--workload":
         workload(int(sys.argv[2]))
+    elif len(sys.argv) > 2 and sys.argv[1] == "--before":
+        main(Path(sys.argv[2]).resolve())
     else:
-        main()
+        main(None)

@@ -1,14 +1,17 @@
 """Regenerate docs/screenshot.svg: the viewer on a real run of samples/quickstart.toml.
 
 Starts the campaign daemon as ``perfmon run`` does, attaches the real viewer under Textual's
-Pilot at 100x30, waits until gates have been decided, and saves the screen as SVG.
+Pilot at 100x30, waits until the run has finished by itself (at most SECONDS), so that the
+screen shows the verdict and the comparison panel over every session of both variants, and
+saves the screen as SVG.
 
-Run: ``.venv/bin/python docs/screenshot.py [SECONDS]`` (default: 22 s into the run).
+Run: ``.venv/bin/python docs/screenshot.py [SECONDS]`` (default: at most 180 s).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import tempfile
@@ -50,9 +53,16 @@ async def main(seconds: float) -> None:
     app = PerfmonApp(client)
     try:
         async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause(seconds)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                await pilot.pause(0.5)
+                snap = app.snapshot
+                if snap is not None and snap.state in ("finished", "failed"):
+                    break
+            await pilot.pause(0.5)
             app.save_screenshot(str(REPO / "docs" / "screenshot.svg"))
-            client.send("stop")
+            with contextlib.suppress(OSError):  # ConnectionError: the run has ended already
+                client.send("stop")
     finally:
         client.wait_finished(120)
         client.close()
@@ -60,4 +70,4 @@ async def main(seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(float(sys.argv[1]) if len(sys.argv) > 1 else 22.0))
+    asyncio.run(main(float(sys.argv[1]) if len(sys.argv) > 1 else 180.0))

@@ -60,3 +60,17 @@ def test_quickstart_runs_end_to_end_with_a_truthful_report(tmp_path: Path) -> No
     assert (run_dir / "manifest.json").is_file()
     logs = sorted((run_dir / "logs").iterdir())
     assert len(logs) == 24  # stdout and stderr of 12 sessions
+    # issue 14: the viewer's comparison panel (here through attach's replay of the finished
+    # run): baseline against monitored on every session, for session_seconds and for the
+    # overhead gate's chunk_seconds
+    from perfmon.engine.replay import snapshot_from_run_dir
+
+    panel = snapshot_from_run_dir(run_dir).comparison
+    assert panel is not None and panel.metrics[0] == "session_seconds"
+    assert "chunk_seconds" in panel.metrics
+    for metric in ("session_seconds", "chunk_seconds"):
+        (row,) = panel.rows_of(metric)
+        assert [(s.variant, s.n) for s in row.sides] == [("baseline", 5), ("monitored", 5)]
+        (ratio,) = row.ratios
+        assert (ratio.variant, ratio.against) == ("monitored", "baseline")
+        assert ratio.state in ("decided", "undecided"), ratio

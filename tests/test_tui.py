@@ -408,7 +408,7 @@ async def test_tab_moves_focus_between_panels() -> None:
         for _ in range(3):
             await pilot.press("tab")
             seen.append(app.focused.id if app.focused else None)
-        assert seen == ["sessions", "gates", "metrics", "sessions"]
+        assert seen == ["sessions", "gates", "comparison", "metrics"]
 
 
 async def test_no_snapshot_yet_shows_waiting() -> None:

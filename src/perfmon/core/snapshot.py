@@ -15,12 +15,15 @@ even when a workload emits 100,000 distinct names (tests/test_hostile.py measure
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from perfmon.core.model import GateResult, GateState
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+"""Version 2 added ``Snapshot.comparison``; ``from_dict`` also reads version 1 (no panel)."""
+SNAPSHOT_VERSIONS_READ = (1, 2)
 SERIES_POINTS = 120
 
 
@@ -161,6 +164,177 @@ class MetricSummary:
         return f"{self.name}{{{inner}}}"
 
 
+# -- the comparison panel (issue 14, point 1) ---------------------------------------------------
+
+MAX_COMPARISON_ROWS = 48
+"""Most comparison rows one snapshot carries, over all its metrics (``ComparisonPanel.rows``):
+the default metric's rows first; the rest are counted in ``rows_total``."""
+
+MAX_COMPARISON_VALUES = 64
+"""Most per-session values one side of a comparison row carries (the latest, in session
+order); its n, median and quartiles are computed over all of its values."""
+
+
+@dataclass(frozen=True, slots=True)
+class ComparisonSide:
+    """One variant's per-session values in one comparison row.
+
+    Attributes:
+        variant: the variant's name.
+        n: measured sessions that finished OK (every one, not only those in ``values``).
+        median / q1 / q3 / low / high: its median, quartiles (linear interpolation, numpy's
+            default), minimum and maximum, in the metric's base unit; None when ``n`` is 0
+            (snapshots cross the socket as strict JSON: no NaN).
+        values: the latest at most ``MAX_COMPARISON_VALUES`` per-session values, in session
+            order (``n - len(values)`` older ones are not carried).
+        outliers: how many of all ``n`` values lie beyond 3 scaled MADs of the median
+            (``perfmon.core.stats.modified_z_scores``, |z| > 3).
+    """
+
+    variant: str
+    n: int
+    median: float | None
+    q1: float | None
+    q3: float | None
+    low: float | None
+    high: float | None
+    values: tuple[float, ...] = ()
+    outliers: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ComparisonSide:
+        """Inverse of ``dataclasses.asdict``. Raises TypeError/KeyError on a bad dict."""
+        return cls(**{**data, "values": tuple(float(v) for v in data.get("values", ()))})
+
+
+@dataclass(frozen=True, slots=True)
+class ComparisonRatio:
+    """A variant against the reference variant in one comparison row.
+
+    Attributes:
+        variant / against: the candidate and the reference (baseline) variant.
+        state: ``"pending"`` (not ``min_sessions`` per side yet, or no interval at this n),
+            ``"decided"`` (the interval excludes 1: the change is shown), ``"undecided"``
+            (it straddles 1), or ``"provisional"`` (fixed-n inference before the planned n:
+            the interval does not hold its level until then).
+        text: for people, e.g. ``"1.39x faster [1.30, 1.51]"`` or ``"3 of 5 sessions per
+            side"``.
+        factor / low / high: how many times better ``variant`` is than ``against`` in the
+            metric's direction (> 1: better) and its interval; None while pending, and a
+            bound None where the interval is unbounded (beyond the anytime grid).
+        level: the interval's confidence (its actual level for the exact rank interval).
+        p_value: the fixed-n test's two-sided p-value, or None (anytime-valid inference
+            reports no p-value: a fixed-n p-value does not hold its level when looked at
+            repeatedly).
+        method: how the interval (and p) were computed, for people.
+    """
+
+    variant: str
+    against: str
+    state: str
+    text: str
+    factor: float | None = None
+    low: float | None = None
+    high: float | None = None
+    level: float | None = None
+    p_value: float | None = None
+    method: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ComparisonRow:
+    """One (set, workload, matrix values) group of the comparison panel, for one metric.
+
+    Attributes:
+        key: a stable key (``metric|set|workload|params``).
+        metric: the per-session metric compared (``session_seconds`` by default).
+        set_name / workload / params: the group; ``params`` as ``"k=v k=v"`` ("" when none).
+        sides: each variant's values, the reference first.
+        ratios: each other variant against the reference.
+    """
+
+    key: str
+    metric: str
+    set_name: str
+    workload: str
+    params: str
+    sides: tuple[ComparisonSide, ...] = ()
+    ratios: tuple[ComparisonRatio, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ComparisonRow:
+        """Inverse of ``dataclasses.asdict``. Raises TypeError/KeyError on a bad dict."""
+        return cls(
+            **{
+                **data,
+                "sides": tuple(ComparisonSide.from_dict(s) for s in data.get("sides", ())),
+                "ratios": tuple(ComparisonRatio(**r) for r in data.get("ratios", ())),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ComparisonPanel:
+    """Baseline against candidate, per group and per-session metric (the viewer's panel).
+
+    Computed by the daemon off the sessions' path (``perfmon.engine.live_compare``) only when
+    a session finished, and bounded: at most ``MAX_COMPARISON_ROWS`` rows and
+    ``MAX_COMPARISON_VALUES`` values per side.
+
+    Attributes:
+        metrics: the per-session metrics compared, the default (``session_seconds``) first.
+        inference: ``"anytime"`` or ``"fixed"`` (the campaign's ``inference``).
+        confidence: the level asked for (``confidence``).
+        min_sessions: sessions per side before a ratio is shown.
+        rows: the rows, grouped by metric in ``metrics`` order.
+        rows_total: rows there were before the cap (``rows_total - len(rows)`` not carried).
+    """
+
+    metrics: tuple[str, ...] = ()
+    inference: str = "anytime"
+    confidence: float = 0.95
+    min_sessions: int = 5
+    rows: tuple[ComparisonRow, ...] = ()
+    rows_total: int = 0
+
+    def rows_of(self, metric: str) -> tuple[ComparisonRow, ...]:
+        """The rows of one metric, in group order."""
+        return tuple(r for r in self.rows if r.metric == metric)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (``from_dict`` reads it back)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ComparisonPanel:
+        """Build a panel from ``to_dict``'s output.
+
+        Raises:
+            ValueError: for a malformed dict.
+        """
+        try:
+            return cls(
+                **{
+                    **data,
+                    "metrics": tuple(data.get("metrics", ())),
+                    "rows": tuple(ComparisonRow.from_dict(r) for r in data.get("rows", ())),
+                }
+            )
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"malformed comparison panel: {exc}") from exc
+
+
+def _finite_fields(gate: dict[str, Any]) -> None:
+    """Set a gate dict's non-finite ``value``/``ci_low``/``ci_high`` (and its groups') to None."""
+    for key in ("value", "ci_low", "ci_high"):
+        v = gate.get(key)
+        if isinstance(v, float) and not math.isfinite(v):
+            gate[key] = None
+    for group in gate.get("groups") or ():
+        if isinstance(group, dict):
+            _finite_fields(group)
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """The state of a run at one moment.
@@ -223,6 +397,8 @@ class Snapshot:
     split_metrics: tuple[MetricSummary, ...] = ()
     split_rows_total: int = 0
     split_samples_dropped: int = 0
+    comparison: ComparisonPanel | None = None
+    """The comparison panel (version 2), None when not computed (older daemons, one variant)."""
 
     def dropped_text(self) -> str:
         """One line on what the metric-name caps dropped, or "" when nothing was, e.g.
@@ -242,20 +418,32 @@ class Snapshot:
         return max(0.0, self.now_t - self.started_t)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serialisable dict (the control socket's wire form)."""
-        return asdict(self)
+        """Return a JSON-serialisable dict (the control socket's wire form).
+
+        A gate's value or interval bound that is not finite (an anytime-valid sequence still
+        unbounded: ``[-100%, +inf%]``) is sent as None, since strict JSON has no infinity; its
+        reason still says it in words. Without this the run's final snapshot could not be sent.
+        """
+        out = asdict(self)
+        for gate in out.get("gates", ()):
+            _finite_fields(gate)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Snapshot:
         """Build a snapshot from ``to_dict``'s output.
 
         Raises:
-            ValueError: if the version is not ``SNAPSHOT_VERSION`` or a field is missing.
+            ValueError: if the version is not one of ``SNAPSHOT_VERSIONS_READ`` (a version 1
+                snapshot has no ``comparison``) or a field is missing.
         """
-        if data.get("version") != SNAPSHOT_VERSION:
+        if data.get("version") not in SNAPSHOT_VERSIONS_READ:
             raise ValueError(f"unsupported snapshot version {data.get('version')!r}")
         try:
             d = dict(data)
+            d["version"] = SNAPSHOT_VERSION
+            panel = d.get("comparison")
+            d["comparison"] = None if panel is None else ComparisonPanel.from_dict(panel)
             d["sessions"] = tuple(SessionRow(**r) for r in d.get("sessions", ()))
             d["metrics"] = tuple(_summary_from_dict(m) for m in d.get("metrics", ()))
             d["gates"] = tuple(GateResult.from_dict(g) for g in d.get("gates", ()))

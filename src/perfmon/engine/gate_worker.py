@@ -102,6 +102,10 @@ class GateWorker:
         cost_factor: the next evaluation waits at least this many times the last one's
             duration (bounds the worker's CPU share to ``1 / (1 + cost_factor)``).
         clock: a monotonic clock in seconds (tests pass a fake one).
+        panel: called in the worker thread with ``source`` after the gates, only when a
+            session was added or finished since its last call (its inputs are per-session
+            values); its return value is kept in ``panel_result`` (the comparison panel,
+            ``perfmon.engine.live_compare.build_panel``). None: no panel.
 
     Call ``note_sessions`` / ``note_samples`` on the loop when the live state changes, run
     ``run()`` as a task, read ``results`` (one per gate, campaign order) at any time, and
@@ -119,6 +123,7 @@ class GateWorker:
         interval_s: float = DEFAULT_INTERVAL_S,
         cost_factor: float = DEFAULT_COST_FACTOR,
         clock: Callable[[], float] = time.monotonic,
+        panel: Callable[[Any], Any] | None = None,
     ) -> None:
         if interval_s < 0 or cost_factor < 0:
             raise ValueError(
@@ -152,6 +157,12 @@ class GateWorker:
         """Wall time of the last evaluation, seconds."""
         self.busy_s = 0.0
         """CPU time of the worker thread spent evaluating, seconds, over the run."""
+        self.panel = panel
+        self.panel_result: Any = None
+        """The last ``panel(source)`` result (None before the first)."""
+        self._panel_key: int | None = None
+        self.panel_evaluations = 0
+        """Times ``panel`` was computed."""
 
     # -- change counters (called on the loop) ---------------------------------------------
 
@@ -180,8 +191,11 @@ class GateWorker:
 
     # -- evaluation -------------------------------------------------------------------------
 
-    def _evaluate(self, indices: list[int]) -> tuple[dict[int, GateResult], float, float]:
-        """Runs in the worker thread: evaluate the given gates, stop early when closing."""
+    def _evaluate(
+        self, indices: list[int], panel: bool = False
+    ) -> tuple[dict[int, GateResult], float, float]:
+        """Runs in the worker thread: evaluate the given gates (and the panel when ``panel``),
+        stop early when closing."""
         t0, c0 = time.perf_counter(), time.thread_time()
         out: dict[int, GateResult] = {}
         for i in indices:
@@ -195,6 +209,12 @@ class GateWorker:
                 out[i] = GateResult(
                     g.name, g.expr, GateState.PENDING, None, 0, f"could not be evaluated: {exc}"
                 )
+        if panel and self.panel is not None and not self._closing:
+            try:
+                self.panel_result = self.panel(self.source)
+                self.panel_evaluations += 1
+            except Exception:  # the panel is a view: it must never stop the gates or the run
+                log.exception("comparison panel could not be computed")
         return out, time.perf_counter() - t0, time.thread_time() - c0
 
     async def evaluate_now(self) -> int:
@@ -204,13 +224,15 @@ class GateWorker:
             The number of gates evaluated (0 when nothing changed).
         """
         indices = self.stale()
-        if not indices or self._closing:
+        panel_key = self._sessions_v
+        panel = self.panel is not None and self._panel_key != panel_key
+        if (not indices and not panel) or self._closing:
             return 0
         keys = {i: self._key(i) for i in indices}
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfmon-gates")
         loop = asyncio.get_running_loop()
-        fut = self._inflight = loop.run_in_executor(self._pool, self._evaluate, indices)
+        fut = self._inflight = loop.run_in_executor(self._pool, self._evaluate, indices, panel)
 
         def done(f: asyncio.Future[Any]) -> None:
             if self._inflight is f:
@@ -218,6 +240,8 @@ class GateWorker:
 
         fut.add_done_callback(done)
         results, wall, cpu = await asyncio.shield(fut)
+        if panel:
+            self._panel_key = panel_key
         for i, r in results.items():
             self.results[i] = r
             self._done_keys[i] = keys[i]
@@ -247,6 +271,7 @@ class GateWorker:
             "gate_evaluations": self.gate_evaluations,
             "last_s": self.last_duration_s,
             "busy_s": self.busy_s,
+            "panel_evaluations": self.panel_evaluations,
         }
 
     async def close(self) -> None:

@@ -9,15 +9,15 @@ the flame screen of a finished run shows its flames.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from perfmon.core.gates import verdict
 from perfmon.core.live import LiveState, parse_split_command
 from perfmon.core.model import SessionResult, SessionSpec, SessionStatus
-from perfmon.core.snapshot import RunState, Snapshot
+from perfmon.core.snapshot import ComparisonPanel, RunState, Snapshot
 
 
 def _spec(row: dict[str, Any]) -> SessionSpec:
@@ -143,6 +143,7 @@ def snapshot_from_run_dir(run_dir: Path, *, split: str = "") -> Snapshot:
     snap = live.snapshot(
         now=end_t, state=state, gates=results, verdict=v, message=message, sessions_total=None
     )
+    snap = replace(snap, comparison=_panel(live, campaign, gates, stats, has_report))
     return with_recorded_profiles(snap, run_dir)
 
 
@@ -167,7 +168,7 @@ def with_recorded_profiles(snap: Snapshot, run_dir: Path) -> Snapshot:
     if not records:
         return snap
     extra = {**snap.extra, "profiles": [r.to_dict() for r in records], "profiling": []}
-    return dataclasses.replace(snap, extra=extra)
+    return replace(snap, extra=extra)
 
 
 class RecordedRunSource:
@@ -254,3 +255,36 @@ class RecordedRunSource:
 
     def close(self) -> None:
         """Nothing to release (a replay thread in flight ends on its own)."""
+
+
+def _panel(
+    live: LiveState, campaign: Any, gates: list[dict[str, Any]], stats: Any, finished: bool
+) -> ComparisonPanel | None:
+    """The comparison panel of a recorded run (``perfmon.engine.live_compare``), from what its
+    manifest says (reference, directions, variants, sets); None when it cannot be built."""
+    from perfmon.core.gates import VariantComparison, parse_gate
+    from perfmon.engine.live_compare import build_panel, panel_metrics
+
+    camp = campaign if isinstance(campaign, dict) else {}
+    gated: list[str] = []
+    for g in gates:
+        try:
+            lhs = parse_gate(str(g.get("expr", ""))).lhs
+        except ValueError:
+            continue
+        if isinstance(lhs, VariantComparison):
+            gated.append(lhs.metric)
+    try:
+        directions = {str(k): str(v) for k, v in dict(camp.get("directions") or {}).items()}
+        variants = [str(v["name"]) for v in camp.get("variants") or () if isinstance(v, dict)]
+        return build_panel(
+            live,
+            metrics=panel_metrics(gated),
+            reference=str(camp.get("reference") or "first"),
+            directions=directions,
+            options=stats,
+            variant_order=variants,
+            finished=finished,
+        )
+    except (TypeError, ValueError, KeyError, AttributeError):  # a damaged manifest
+        return None

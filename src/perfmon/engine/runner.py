@@ -60,7 +60,7 @@ from perfmon.core.model import (
 )
 from perfmon.core.noise import NOISE_ATTEMPT
 from perfmon.core.schedule import Scheduler, set_decided
-from perfmon.core.snapshot import RunState, Snapshot
+from perfmon.core.snapshot import ComparisonPanel, RunState, Snapshot
 from perfmon.core.stats import StatsOptions
 from perfmon.core.units import metric_direction
 from perfmon.engine.executor import (
@@ -320,7 +320,8 @@ class Runner:
             campaign=campaign.name,
             run_dir=str(run_dir),
             started_t=self.started_t,
-            session_metrics={m for g in campaign.gates for m in g.gate.metrics},
+            session_metrics={m for g in campaign.gates for m in g.gate.metrics}
+            | set(self._panel_metrics()),
             max_metrics=campaign.max_metrics,
             max_metric_name_bytes=campaign.max_metric_name_bytes,
             selections=live_selections(campaign.gates),
@@ -342,7 +343,10 @@ class Runner:
             LockedSource(self.live, self._live_lock, before=self._apply_pending),
             interval_s=self.snapshot_interval_s if gate_interval_s is None else gate_interval_s,
             cost_factor=gate_cost_factor,
+            panel=self._panel,
         )
+        self._panel_final: ComparisonPanel | None = None
+        """The comparison panel computed once the run's sessions are all done."""
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfmon-recorder")
         """The recorder's writes, in order, off the loop (flushes, session rows, close)."""
         self._io_pending: set[asyncio.Future[Any]] = set()
@@ -740,6 +744,7 @@ class Runner:
             "gate_evaluation": self.gate_worker.stats(),
         }
         return {
+            "comparison": self._panel_final or self.gate_worker.panel_result,
             "state": self.state,
             "gates": gates,
             "verdict": v,
@@ -751,10 +756,39 @@ class Runner:
     def _build_snapshot(self, parts: dict[str, Any]) -> Snapshot:
         """Snapshot the live state with ``parts``; safe on any thread (takes the lock)."""
         extra = parts.pop("extra")
+        comparison = parts.pop("comparison", None)
         with self._live_lock:
             self._apply_pending()
             snap = self.live.snapshot(now=time.time(), **parts)
-        return dataclasses.replace(snap, extra={**snap.extra, **extra})
+        return dataclasses.replace(snap, extra={**snap.extra, **extra}, comparison=comparison)
+
+    # -- the comparison panel (perfmon.engine.live_compare) --------------------------------
+
+    def _panel_metrics(self) -> tuple[str, ...]:
+        """The panel's metrics: per-session timings, then the speedup/regression gates'."""
+        from perfmon.core.gates import VariantComparison
+        from perfmon.engine.live_compare import panel_metrics
+
+        gates = self.campaign.gates
+        return panel_metrics(
+            g.gate.lhs.metric for g in gates if isinstance(g.gate.lhs, VariantComparison)
+        )
+
+    def _panel(self, source: Any, finished: bool = False) -> ComparisonPanel | None:
+        """Build the comparison panel from ``source`` (in the gate worker's thread)."""
+        from perfmon.engine.live_compare import build_panel
+
+        camp = self.campaign
+        return build_panel(
+            source,
+            metrics=self._panel_metrics(),
+            reference=camp.reference,
+            directions=camp.directions,
+            options=camp.stats,
+            planned={s.name: s.sessions if s.duration_s is None else None for s in camp.sets},
+            variant_order=[v.name for v in camp.variants],
+            finished=finished,
+        )
 
     def _build_and_prepare(self, parts: dict[str, Any]) -> Snapshot:
         """In the snapshot thread: build the snapshot, then run the preparers on it."""
@@ -995,6 +1029,11 @@ class Runner:
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
+        try:  # every session is done: the panel over all of them, fixed-n ratios final
+            source = LockedSource(self.live, self._live_lock, before=self._apply_pending)
+            self._panel_final = await asyncio.to_thread(self._panel, source, completed)
+        except Exception:  # the panel is a view: it must not cost the run its end
+            log.exception("comparison panel could not be computed")
         self._gates = results or self._gates
         self._final_verdict = v
         if not completed:

@@ -1,5 +1,13 @@
 """``PerfmonApp``: the Textual viewer of a run's snapshots.
 
+Layout. Four panels: sessions, gates, the comparison (each variant against the reference,
+``perfmon.tui.widgets.comparison``) and metrics. The screen gets classes by size
+(``layout_classes``): below ``SHORT_ROWS`` rows (``-short``, e.g. 80x24) the metrics panel
+is left out and the sessions panel shrinks, so the verdict (status bar), the gates and the
+comparison fit; from ``WIDE_COLUMNS`` columns (``-wide``) the panels sit side by side in two
+columns (sessions and the comparison left, gates and metrics right) and the charts (box plots,
+sparklines) grow with their panel.
+
 The app never owns the campaign. It polls a ``SnapshotSource`` at ``refresh_hz`` and, when the
 newest snapshot is a different object from the one shown, applies it to the panels inside one
 ``batch_update`` (memray's live TUI works the same way). Tables are updated by keyed diff, so
@@ -19,7 +27,7 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import Footer
+from textual.widgets import DataTable, Footer
 
 from perfmon.core.snapshot import RunState, Snapshot
 from perfmon.core.units import format_bytes
@@ -27,13 +35,25 @@ from perfmon.tui.commands import PerfmonCommands
 from perfmon.tui.keymap import KeymapError, load_keymap
 from perfmon.tui.source import SnapshotSource
 from perfmon.tui.themes import ThemeError, register_themes
+from perfmon.tui.widgets.comparison import ComparisonTable, panel_subtitle
 from perfmon.tui.widgets.gate_board import GateBoard
 from perfmon.tui.widgets.metrics_table import MetricsTable, split_subtitle
 from perfmon.tui.widgets.sessions_table import SessionsTable
 from perfmon.tui.widgets.status_bar import MessageLine, StatusBar
 
-WIDE_COLUMNS = 140
-"""From this terminal width on, sessions and gates sit side by side."""
+WIDE_COLUMNS = 160
+"""From this terminal width on, the panels sit side by side in two columns."""
+
+SHORT_ROWS = 30
+"""Below this terminal height the metrics panel is left out (the verdict, the gates and the
+comparison come first) and the sessions panel shrinks."""
+
+
+def layout_classes(width: int, height: int) -> dict[str, bool]:
+    """The screen's layout classes for a terminal of ``width`` x ``height`` cells:
+    ``{"-wide": ..., "-short": ...}`` (see the module docstring)."""
+    return {"-wide": width >= WIDE_COLUMNS, "-short": height < SHORT_ROWS}
+
 
 STOPPING_NOTE = "stopping… writing report"
 
@@ -134,6 +154,13 @@ class PerfmonApp(App[None]):
             id="split",
             tooltip="Split the metrics by a label: none, variant, workload, set, each matrix key",
         ),
+        Binding(
+            "m",
+            "comparison_metric",
+            "Metric",
+            id="comparison.metric",
+            tooltip="Compare another per-session metric (session_seconds first)",
+        ),
     ]
 
     PROFILE_SECONDS = 5.0
@@ -174,6 +201,7 @@ class PerfmonApp(App[None]):
         """True once the viewer was left with ``detach`` (the run goes on)."""
         self._split_wanted: str | None = None  # the split last asked for (issue 11)
         self._split_timer: Timer | None = None
+        self._comparison_metric = ""
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -188,6 +216,9 @@ class PerfmonApp(App[None]):
             gates = GateBoard(id="gates")
             gates.border_title = "Gates"
             yield gates
+            comparison = ComparisonTable(id="comparison")
+            comparison.border_title = "Comparison"
+            yield comparison
             metrics = MetricsTable(id="metrics")
             metrics.border_title = "Metrics"
             yield metrics
@@ -198,23 +229,25 @@ class PerfmonApp(App[None]):
         # After the first frame: checking a keys file imports the screens (the timeline's numpy
         # is ~0.4 s of import, measured with python -X importtime).
         self.call_after_refresh(self._load_keys)
-        self._set_wide(self.size.width)
+        self._set_layout(self.size.width, self.size.height)
         self.poll()
         if not self.finished:
             self._timer = self.set_interval(1.0 / self.refresh_hz, self.poll)
 
     def on_resize(self, event: Resize) -> None:
-        """Switch between the narrow (stacked) and wide (side by side) layouts."""
-        self._set_wide(event.size.width)
+        """Switch layouts by the terminal's size (``layout_classes``)."""
+        self._set_layout(event.size.width, event.size.height)
 
-    def _set_wide(self, width: int) -> None:
-        self.set_class(width >= WIDE_COLUMNS, "-wide")
+    def _set_layout(self, width: int, height: int) -> None:
+        for name, on in layout_classes(width, height).items():
+            self.set_class(on, name)
 
-    def run(self, **kwargs: Any) -> None:
+    def run(self, **kwargs: Any) -> Any:
         """Run the app (``App.run``), with mouse support as chosen in the constructor.
 
-        Returns what ``App.run`` returns (the value given to ``exit``: SVG screenshots of
-        ``pytest-textual-snapshot`` come back this way).
+        Returns:
+            What ``App.run`` returns (the value passed to ``exit``, e.g. pytest-textual-
+            snapshot's screenshot), None for the viewer itself.
         """
         kwargs.setdefault("mouse", self.mouse)
         return super().run(**kwargs)
@@ -266,6 +299,62 @@ class PerfmonApp(App[None]):
         metrics = self.query_one(MetricsTable)
         metrics.update_snapshot(snapshot)
         _set_subtitle(metrics, split_subtitle(snapshot))
+        self._show_comparison(snapshot)
+
+    # -- the comparison panel --------------------------------------------------------------
+
+    def comparison_metric(self) -> str:
+        """The metric the comparison panel shows: the one chosen with ``m`` if the panel
+        still has it, else the panel's first (``session_seconds``)."""
+        panel = self.snapshot.comparison if self.snapshot is not None else None
+        if panel is None or not panel.metrics:
+            return self._comparison_metric or "session_seconds"
+        if self._comparison_metric in panel.metrics:
+            return self._comparison_metric
+        return panel.metrics[0]
+
+    def _show_comparison(self, snapshot: Snapshot) -> None:
+        panel = snapshot.comparison
+        metric = self.comparison_metric()
+        table = self.query_one(ComparisonTable)
+        done = self.finished or snapshot.state in (RunState.FINISHED, RunState.FAILED)
+        table.show(panel, metric, done)
+        _set_subtitle(table, panel_subtitle(panel, metric))
+        from perfmon.tui.screens.comparison import ComparisonScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, ComparisonScreen) and panel is not None:
+                screen.update_panel(panel)
+
+    def action_comparison_metric(self) -> None:
+        """Show the panel's next per-session metric (``session_seconds`` first)."""
+        panel = self.snapshot.comparison if self.snapshot is not None else None
+        if panel is None or len(panel.metrics) < 2:
+            self.note("the comparison has one metric only")
+            return
+        current = self.comparison_metric()
+        i = panel.metrics.index(current) if current in panel.metrics else -1
+        self._comparison_metric = panel.metrics[(i + 1) % len(panel.metrics)]
+        assert self.snapshot is not None
+        self._show_comparison(self.snapshot)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a comparison row opens it in detail."""
+        if not isinstance(event.data_table, ComparisonTable):
+            return
+        self.action_comparison_detail()
+
+    def action_comparison_detail(self) -> None:
+        """Open the comparison row under the cursor in detail (``ComparisonScreen``)."""
+        from perfmon.tui.screens.comparison import ComparisonScreen
+
+        panel = self.snapshot.comparison if self.snapshot is not None else None
+        row = self.query_one(ComparisonTable).row_at_cursor()
+        if panel is None or row is None:
+            self.note("no comparison yet: it needs two variants with finished sessions")
+            return
+        if not isinstance(self.screen, ComparisonScreen):
+            self.push_screen(ComparisonScreen(panel, row.key))
 
     def display_state(self) -> str | None:
         """The run state the status bar shows (overrides the snapshot's once stopping/ended)."""
@@ -486,4 +575,11 @@ class PerfmonApp(App[None]):
             self._split_wanted = snap.split_label
 
 
-__all__ = ["STOPPING_NOTE", "WIDE_COLUMNS", "PerfmonApp", "ThemeError"]
+__all__ = [
+    "SHORT_ROWS",
+    "STOPPING_NOTE",
+    "WIDE_COLUMNS",
+    "PerfmonApp",
+    "ThemeError",
+    "layout_classes",
+]

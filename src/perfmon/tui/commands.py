@@ -51,6 +51,16 @@ COMMANDS: tuple[PaletteCommand, ...] = (
     PaletteCommand("Flame graphs", "Profiles per workload and variant, and diffs", "flames"),
     PaletteCommand("Timeline", "A metric over the whole run, with gate changes", "timeline"),
     PaletteCommand(
+        "Comparison: next metric",
+        "Compare another per-session metric in the comparison panel",
+        "comparison_metric",
+    ),
+    PaletteCommand(
+        "Comparison in detail",
+        "The comparison row under the cursor: distributions, values in order, outliers",
+        "comparison_detail",
+    ),
+    PaletteCommand(
         "Split metrics by label",
         "Next split of the metrics panel: none, variant, workload, set, each matrix key",
         "split",

@@ -91,10 +91,12 @@ def scopes() -> dict[str, list[Binding]]:
 
     Returns:
         Screen name -> its bindings: ``run`` (the app's), ``flame`` (app + flame screen +
-        flame view), ``timeline`` (app + timeline screen), ``help`` and ``confirm`` (modal
+        flame view), ``timeline`` (app + timeline screen), ``comparison`` (app + the comparison
+        detail screen), ``help`` and ``confirm`` (modal
         screens: the app's bindings do not reach them).
     """
     from perfmon.tui.app import PerfmonApp
+    from perfmon.tui.screens.comparison import ComparisonScreen
     from perfmon.tui.screens.confirm import ConfirmStop
     from perfmon.tui.screens.flame import FlameScreen
     from perfmon.tui.screens.help import HelpScreen
@@ -112,6 +114,7 @@ def scopes() -> dict[str, list[Binding]]:
         "run": app,
         "flame": app + of(FlameScreen, FlameView),
         "timeline": app + of(TimelineScreen),
+        "comparison": app + of(ComparisonScreen),
         "help": of(HelpScreen),
         "confirm": of(ConfirmStop),
     }

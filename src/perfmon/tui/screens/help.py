@@ -37,6 +37,9 @@ the whole run again, escape back. |
 matrix key, in turn; each metric then has one row per label value, e.g. \
 `session_seconds{variant="candidate"}`. A live run splits from the moment you ask (the \
 subtitle says since when); a finished run's whole recording is split. |
+| `m` | compare another per-session metric in the comparison panel (`session_seconds` \
+first, then CPU seconds, peak RSS and the metrics of `speedup`/`regression` gates). |
+| `enter` | on a comparison row: that comparison in detail (escape back). |
 | `tab` / `shift+tab` | move between the panels; arrows and page keys scroll the focused one. |
 | `ctrl+p` | the command palette: every action above by name (stop, detach, export, pause, \
 profile now, flames, timeline, theme, help, ...), and the current screen's own. |
@@ -64,11 +67,28 @@ stop = "ctrl+x"
   running session until you scroll; scroll to the end to follow again.
 - **Gates**: each gate's state (● pass, ✗ fail, … pending, ? inconclusive: the confidence
   interval still straddles the threshold) and the reason, with the measured value and sample count.
+- **Comparison**: per workload and matrix value (and set), each variant's median with its n,
+  the change against the reference variant (`[campaign] reference`, the first by default) in
+  the metric's own direction with its interval (`1.42x faster [1.42, 1.51]`), and a box plot
+  of its sessions on a scale common to the group (`─` min to max, `▒` quartiles, `█` median).
+  `●` decided (the interval excludes 1), `?` no clear change yet, `~` provisional (fixed-n
+  inference before the planned n: its interval does not hold its level until then), `…`
+  waiting for `min_sessions` per side. With `inference = "anytime"` (the default) the interval
+  is a confidence sequence, valid whenever you look, and no p-value is shown (a fixed-n
+  p-value does not hold its level under repeated looks); with `inference = "fixed"` the
+  exact rank interval and the test's p-value are shown. The detail screen shows both
+  distributions, the per-session values in session order (drift shows as a slope) and the
+  outliers (`▲`: beyond 3 scaled MADs of the median).
 - **Metrics**: each metric's last value, p95, max, sample count n, and its trend over the
   whole run (each block is the mean of one time bucket), in the metric's unit (`1.3 ms`,
   `48 MiB`, `92.7 MB/s`). A counter shows its total and rate (`Σ 1,234 · 41.1/s`), a one-off
   value its value alone; metrics with one value throughout are folded into one last
   "(N constant)" line.
+
+
+**Layout.** Below 30 rows (e.g. 80x24) the metrics panel is left out so that the verdict, the
+gates and the comparison fit (`t` still opens any metric's timeline); from 160 columns the
+panels sit side by side and the charts grow with them.
 
 A viewer started by `perfmon attach` without `--control` is read-only: `q` says so, `d`
 leaves, and `e`, `p`, `f` and `l` are refused by the daemon.

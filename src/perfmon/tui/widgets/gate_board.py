@@ -106,7 +106,7 @@ class GateBoard(KeyedTable[GateResult]):
     COLUMNS: ClassVar[tuple[Column, ...]] = (
         Column("state", "state"),
         Column("gate", "gate"),
-        Column("reason", "reason"),
+        Column("reason", "reason", fit=True),
     )
 
     def key_of(self, item: GateResult) -> str:

@@ -53,12 +53,51 @@ class Cell(NamedTuple):
 
 
 class Column(NamedTuple):
-    """A column of a keyed table: its key, header label and fixed width (None: automatic)."""
+    """A column of a keyed table: its key, header label and fixed width (None: automatic).
+
+    ``fit``: the column takes the width the other columns leave (at least ``FIT_MIN``), and a
+    text wider than that is cut at the last space that fits, with ``…`` (``shorten``), so a
+    number is never cut in the middle at the panel's edge. At most one column fits.
+    """
 
     key: str
     label: str
     width: int | None = None
     justify: str = "left"
+    fit: bool = False
+
+
+FIT_MIN = 12
+"""Narrowest width a ``fit`` column is given, in cells."""
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` cells at the last space that fits, ending in ``…``.
+
+    A text that fits is returned as is; one with no space early enough is cut at ``width - 1``
+    cells (a single long word cannot be kept whole).
+
+    Args:
+        text: one line.
+        width: cells (>= 1).
+    """
+    if cell_len(text) <= width:
+        return text
+    room = width - 1  # for the ellipsis
+    cut = ""
+    for i, ch in enumerate(text):
+        if cell_len(text[: i + 1]) > room:
+            break
+        if ch == " ":
+            cut = text[:i]
+    if not cut.strip():
+        out = ""
+        for ch in text:
+            if cell_len(out + ch) > room:
+                break
+            out += ch
+        cut = out
+    return cut.rstrip(" ─│·,;:") + "…"
 
 
 class KeyedTable(DataTable[Text], Generic[T]):
@@ -99,6 +138,9 @@ class KeyedTable(DataTable[Text], Generic[T]):
         )
         self._style_generation = 0
         self._role_styles: dict[str, Style] = {}
+        self._fit_col = next((c for c in self.COLUMNS if c.fit), None)
+        self._fit_index = next((i for i, c in enumerate(self.COLUMNS) if c.fit), -1)
+        self._fit_width: int | None = None
 
     # -- to be defined by subclasses -------------------------------------------------------
 
@@ -168,7 +210,7 @@ class KeyedTable(DataTable[Text], Generic[T]):
             old_item = self._items.get(key)
             if old_item is not None and old_item == item:
                 continue
-            cells = self.cells_of(item)
+            cells = self._fitted(self.cells_of(item))
             self._items[key] = item
             old = self._cells.get(key)
             self._cells[key] = cells
@@ -195,7 +237,55 @@ class KeyedTable(DataTable[Text], Generic[T]):
             del self._items[key]
             del self._cells[key]
             self.remove_row(key)
+        if added and self._fit_col is not None:
+            self.fit_columns()
         return added
+
+    # -- the fit column ------------------------------------------------------------------
+
+    def _fitted(self, cells: tuple[Cell, ...]) -> tuple[Cell, ...]:
+        """``cells`` with the fit column's text shortened to its width (when known)."""
+        i, width = self._fit_index, self._fit_width
+        if i < 0 or width is None or i >= len(cells):
+            return cells
+        cell = cells[i]
+        short = shorten(cell.text, width)
+        if short == cell.text:
+            return cells
+        return (*cells[:i], cell._replace(text=short), *cells[i + 1 :])
+
+    def on_resize(self) -> None:
+        """Fit the fit column (if any) to the new width."""
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Give the fit column the width the other columns leave and re-cut its cells.
+
+        Does nothing without a fit column, before the table has a size, or when the width
+        did not change.
+        """
+        col = self._fit_col
+        if col is None or not self.size.width:
+            return
+        others = sum(
+            c.get_render_width(self) for k, c in self.columns.items() if k.value != col.key
+        )
+        room = self.scrollable_content_region.width - others - 2 * self.cell_padding
+        width = max(FIT_MIN, room)
+        if width == self._fit_width:
+            return
+        self._fit_width = width
+        column = self.columns.get(ColumnKey(col.key))
+        if column is not None:
+            column.auto_width = False
+            column.width = width
+        for key, item in self._items.items():
+            cells = self._fitted(self.cells_of(item))
+            if cells != self._cells[key]:
+                self._cells[key] = cells
+                self.update_cell(key, col.key, self._cell_renderable(cells[self._fit_index]))
+        self._require_update_dimensions = True
+        self.refresh()
 
     def _repaint_rows(self, keys: list[str]) -> None:
         """Repaint only the given rows, whose cell values were set in place.
