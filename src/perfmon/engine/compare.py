@@ -17,13 +17,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perfmon.core.gates import describe_change
+from perfmon.core.gates import describe_change, fill_variants
 from perfmon.core.model import metric_dimension
 from perfmon.core.stats import StatsOptions, compare, format_level, format_p, summarize
 from perfmon.core.units import HIGHER, LOWER, format_quantity, metric_direction
@@ -444,10 +443,6 @@ def to_json(rows: Sequence[ComparisonRow], meta: dict[str, Any]) -> str:
 
 # -- CI against a stored run: compare --fail-if and run --baseline-run -------------------------
 
-_OMITTED_VARIANTS_RE = re.compile(
-    r"^\s*(speedup|regression)\s*\(\s*([A-Za-z_:][A-Za-z0-9_:]*\s*(?:\{[^{}]*\})?)\s*\)"
-)
-
 BASE_LABEL = "baseline"
 """With variants omitted (``regression(session_seconds) > 5%``), BASE's sessions play this."""
 
@@ -534,11 +529,7 @@ def omit_variants(expr: str) -> tuple[str, bool]:
         ``(expression, rewritten)``: the expression with ``BASE_LABEL`` and ``NEW_LABEL``
         filled in when ``speedup``/``regression`` was written with a metric alone.
     """
-    m = _OMITTED_VARIANTS_RE.match(expr)
-    if m is None:
-        return expr, False
-    func, metric = m.group(1), m.group(2)
-    return f"{func}({metric}, {BASE_LABEL}, {NEW_LABEL}){expr[m.end() :]}", True
+    return fill_variants(expr, BASE_LABEL, NEW_LABEL)
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,7 +130,9 @@ class GateWorker:
         self.cost_factor = cost_factor
         self._clock = clock
         self.results: list[GateResult] = [
-            GateResult(g.name, g.expr, GateState.PENDING, None, 0, "waiting: not evaluated yet")
+            g.gate.annotate(
+                GateResult(g.name, g.expr, GateState.PENDING, None, 0, "waiting: not evaluated yet")
+            )
             for g in self.gates
         ]
         self._metrics = [tuple(sorted(g.gate.metrics)) for g in self.gates]
@@ -192,8 +194,10 @@ class GateWorker:
                 out[i] = evaluate_gates([g], self.source)[0]
             except Exception as exc:  # a broken gate must not stop the others or the run
                 log.exception("gate %s could not be evaluated", g.name)
-                out[i] = GateResult(
-                    g.name, g.expr, GateState.PENDING, None, 0, f"could not be evaluated: {exc}"
+                out[i] = g.gate.annotate(
+                    GateResult(
+                        g.name, g.expr, GateState.PENDING, None, 0, f"could not be evaluated: {exc}"
+                    )
                 )
         return out, time.perf_counter() - t0, time.thread_time() - c0
 

@@ -22,7 +22,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.stats import median_abs_deviation
 
+from perfmon.core.gates import format_gate_value
 from perfmon.core.model import Dimension, GateResult, GateState, metric_dimension
 from perfmon.core.text import strip_terminal_escapes
 from perfmon.core.units import format_duration, format_quantity
@@ -758,9 +759,9 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> list[str]:
     if gates:
         rows = []
         for g in gates:
-            dim = _gate_dimension(g["expr"])
+            fmt = _gate_fmt(g)
             ci = (
-                f"[{_fmt(g['ci_low'], dim)}, {_fmt(g['ci_high'], dim)}]"
+                f"[{fmt(g['ci_low'])}, {fmt(g['ci_high'])}]"
                 if g["ci_low"] is not None or g["ci_high"] is not None
                 else "–"
             )
@@ -769,13 +770,13 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> list[str]:
                     g["name"],
                     f"`{g['expr']}`",
                     g["state"].upper(),
-                    _fmt(g["value"], dim),
+                    fmt(g["value"]),
                     ci,
                     f"{g['n']:,}",
                     g["reason"],
                 ]
             )
-            rows += _group_rows(g, dim)
+            rows += _group_rows(g, fmt)
         out += _table(["Gate", "Expression", "State", "Value", "CI", "n", "Reason"], rows)
     else:
         out.append("No gates defined.")
@@ -830,10 +831,23 @@ def _gate_json(g: GateResult) -> dict[str, Any]:
             for gr in g.groups
         ],
         "per_set": [list(x) for x in g.per_set],
+        # The gate's grammar as its parser gave it (issue 12): exporters read the unit and
+        # the limit here and never parse "expr".
+        "op": g.op,
+        "threshold": _num(g.threshold),
+        "threshold_text": g.threshold_text,
+        "limit": g.limit,
+        "unit": g.unit,
+        "rate": g.rate,
+        "direction": g.direction,
+        "metrics": list(g.metrics),
+        "selections": [
+            {"metric": m, "matchers": [list(x) for x in matchers]} for m, matchers in g.selections
+        ],
     }
 
 
-def _group_rows(g: Mapping[str, Any], dim: Dimension) -> list[list[str]]:
+def _group_rows(g: Mapping[str, Any], fmt: Callable[[float | None], str]) -> list[list[str]]:
     """One indented table row per group of a gate judged per group (``by`` or per session
     group), so the report shows every group's value and state, not only the deciding one."""
     rows = []
@@ -842,7 +856,7 @@ def _group_rows(g: Mapping[str, Any], dim: Dimension) -> list[list[str]]:
         return []
     for gr in groups:
         ci = (
-            f"[{_fmt(gr['ci_low'], dim)}, {_fmt(gr['ci_high'], dim)}]"
+            f"[{fmt(gr['ci_low'])}, {fmt(gr['ci_high'])}]"
             if gr.get("ci_low") is not None or gr.get("ci_high") is not None
             else "–"
         )
@@ -851,7 +865,7 @@ def _group_rows(g: Mapping[str, Any], dim: Dimension) -> list[list[str]]:
                 f"↳ {gr['label']}",
                 "(group)",
                 str(gr["state"]).upper(),
-                _fmt(gr.get("value"), dim),
+                fmt(gr.get("value")),
                 ci,
                 f"{gr.get('n', 0):,}",
                 str(gr.get("reason", "")),
@@ -972,18 +986,17 @@ def _profiles(run_dir: Path) -> dict[str, Any] | None:
 
 # -- Markdown -----------------------------------------------------------------------------
 
-_GATE_ARG_RE = re.compile(r"\s*([a-z_0-9]+)\s*\(\s*([A-Za-z_:][A-Za-z0-9_:]*)")
-_SAME_UNIT_FUNCS = {"max", "min", "mean", "median", "last", "sum", "avg"} | {
-    f"p{q}" for q in range(1, 100)
-}
 
+def _gate_fmt(g: Mapping[str, Any]) -> Callable[[float | None], str]:
+    """How a gate's value, interval and threshold read, in the unit its parser gave
+    (``unit`` and ``rate`` of ``_gate_json``; ``perfmon.core.gates.format_gate_value``). A
+    report written before gates carried their unit shows plain numbers."""
+    unit, rate = str(g.get("unit") or ""), bool(g.get("rate"))
 
-def _gate_dimension(expr: str) -> Dimension:
-    """The dimension of a gate's value when it is that of its metric (``max(x_bytes)``)."""
-    m = _GATE_ARG_RE.match(expr)
-    if m and m.group(1) in _SAME_UNIT_FUNCS:
-        return metric_dimension(m.group(2))
-    return Dimension.NONE
+    def fmt(value: float | None) -> str:
+        return NO_DATA if value is None else format_gate_value(value, unit, rate)
+
+    return fmt
 
 
 def _cell(x: Any) -> str:

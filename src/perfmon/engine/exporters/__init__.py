@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perfmon.core.gates import format_gate_value
+
 if TYPE_CHECKING:
     from perfmon.engine.recorder import RunData
 
-__all__ = ["DEFAULT_FORMATS", "FILE_NAMES", "FORMATS", "render", "write_exports"]
+__all__ = ["DEFAULT_FORMATS", "FILE_NAMES", "FORMATS", "gate_quantity", "render", "write_exports"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,27 @@ FILE_NAMES = {
     "github": "report.github.md",
 }
 """The file each format is written to inside the run directory."""
+
+
+def gate_quantity(gate: Mapping[str, Any], x: Any) -> str:
+    """A gate's value, interval end or threshold from report.json, in the unit the gate's
+    parser gave it (its ``unit`` and ``rate``; ``perfmon.core.gates.format_gate_value``), so
+    that every format shows one gate alike and none parses its expression.
+
+    Args:
+        gate: one entry of the report's ``gates`` (or ``gates_by_set``) list.
+        x: the number, in the gate's base unit; anything else (None, NaN) reads ``"–"``.
+
+    Returns:
+        E.g. ``"1.3 ms"``, ``"48 MiB"``, ``"1.2 MiB/h"``; a gate without a unit (a report
+        written before gates carried one) gives the number to 4 significant digits.
+    """
+    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+        return "–"
+    unit = str(gate.get("unit") or "")
+    if not unit:
+        return f"{x:.4g}" if isinstance(x, float) else f"{x:,}"
+    return format_gate_value(float(x), unit, bool(gate.get("rate")))
 
 
 def render(fmt: str, report: Mapping[str, Any], data: RunData | None) -> str:

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from perfmon.engine.exporters import gate_quantity
+
 if TYPE_CHECKING:
     from perfmon.engine.recorder import RunData
 
@@ -311,7 +313,7 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for g in gates:
         ci = (
-            f"[{_fmt(g.get('ci_low'))}, {_fmt(g.get('ci_high'))}]"
+            f"[{gate_quantity(g, g.get('ci_low'))}, {gate_quantity(g, g.get('ci_high'))}]"
             if g.get("ci_low") is not None or g.get("ci_high") is not None
             else "–"
         )
@@ -320,7 +322,7 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> str:
                 _e(g.get("name")),
                 f"<code>{_e(g.get('expr'))}</code>",
                 _state(g.get("state")),
-                _e(_fmt(g.get("value"))),
+                _e(gate_quantity(g, g.get("value"))),
                 _e(ci),
                 _e(_fmt(g.get("n"))),
                 _e(g.get("reason")),
@@ -330,16 +332,12 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _gated_metrics(report: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Metric -> names of the gates reading it, in gate order."""
-    from perfmon.core.gates import GateSyntaxError, parse_gate
-
+    """Metric -> names of the gates reading it, in gate order (each gate's ``metrics``, as
+    its parser gave them)."""
     out: dict[str, list[str]] = {}
     for g in report.get("gates") or []:
-        try:
-            metrics = parse_gate(str(g.get("expr"))).metrics
-        except (GateSyntaxError, ValueError):
-            continue
-        for m in sorted(metrics):
+        metrics = g.get("metrics")
+        for m in sorted({str(m) for m in metrics} if isinstance(metrics, list) else ()):
             out.setdefault(m, []).append(str(g.get("name")))
     return out
 
