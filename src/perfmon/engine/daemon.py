@@ -11,7 +11,8 @@ Wire format: newline-delimited JSON, one object per line, UTF-8.
   ``perfmon.core.snapshot.Snapshot.to_dict``), and at the end
   ``{"type": "end", "exit_status": N, "verdict": "...", "report": "path or null"}``.
 - viewer -> daemon: first ``{"hello": {"control": true|false}}``, then commands
-  ``{"cmd": "stop" | "pause" | "resume" | "toggle-pause" | "export"}``. Viewers are read-only
+  ``{"cmd": "stop" | "pause" | "resume" | "toggle-pause" | "export" | "profile [ID [S]]"}``
+  (the grammar of ``perfmon.core.commands``). Viewers are read-only
   unless their hello asks for control (``perfmon run`` does; ``perfmon attach`` only with
   ``--control``); a refused or unknown command is answered ``{"type": "error", "message": ...}``.
 

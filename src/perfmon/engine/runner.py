@@ -47,6 +47,17 @@ from typing import Any
 from perfmon._version import __version__
 from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import Campaign
+from perfmon.core.commands import (
+    PROFILE_USAGE,
+    CommandError,
+    Export,
+    Pause,
+    Profile,
+    Resume,
+    Stop,
+    TogglePause,
+    parse_command,
+)
 from perfmon.core.gates import live_selections, verdict
 from perfmon.core.live import LiveState
 from perfmon.core.model import (
@@ -234,22 +245,17 @@ def write_run_report(
 
 
 def parse_profile_command(command: str) -> tuple[int | None, float | None]:
-    """Parse ``profile [SESSION_ID [SECONDS]]`` into ``(session_id, seconds)``.
+    """Parse ``profile [SESSION_ID [SECONDS]]`` into ``(session_id, seconds)``, with the one
+    command grammar (``perfmon.core.commands.parse_command``).
 
     Raises:
-        ValueError: if the arguments are not an integer id and a positive number of seconds.
+        perfmon.core.commands.CommandError: (a ValueError) if ``command`` is not a ``profile``
+            command of the grammar: an id of ASCII digits, seconds in (0, 3600].
     """
-    parts = command.split()
-    if not parts or parts[0] != "profile" or len(parts) > 3:
-        raise ValueError(f"expected 'profile [SESSION_ID [SECONDS]]', got {command!r}")
-    try:
-        sid = int(parts[1]) if len(parts) > 1 else None
-        seconds = float(parts[2]) if len(parts) > 2 else None
-    except ValueError:
-        raise ValueError(f"expected 'profile [SESSION_ID [SECONDS]]', got {command!r}") from None
-    if seconds is not None and not (0 < seconds <= 3600):
-        raise ValueError(f"profile seconds must be in (0, 3600], got {seconds:g}")
-    return sid, seconds
+    parsed = parse_command(command)
+    if not isinstance(parsed, Profile):
+        raise CommandError(f"expected {PROFILE_USAGE!r}, got {command.strip()[:80]!r}")
+    return parsed.session_id, parsed.seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,24 +446,28 @@ class Runner:
         ``profile [SESSION_ID [SECONDS]]`` (py-spy the session, default the running one, for
         ``profiler.DEFAULT_SECONDS``).
 
+        The text is read with the one command grammar (``perfmon.core.commands``), the
+        same the viewer checks before sending.
+
         Raises:
-            ValueError: for an unknown command or a malformed ``profile`` command.
+            perfmon.core.commands.CommandError: (a ValueError) for a command outside the
+                grammar.
         """
-        if command == "profile" or command.startswith("profile "):
-            self.message = self.request_profile(*parse_profile_command(command))
-            return
-        if command == "stop":
-            self.request_stop()
-        elif command == "pause":
-            self.pause()
-        elif command == "resume":
-            self.resume()
-        elif command == "toggle-pause":
-            self.resume() if self.state == RunState.PAUSED else self.pause()
-        elif command == "export":
-            asyncio.get_running_loop().create_task(self.export())
-        else:
-            raise ValueError(f"unknown command {command!r}")
+        match parse_command(command):
+            case Profile(session_id, seconds):
+                self.message = self.request_profile(session_id, seconds)
+            case Stop():
+                self.request_stop()
+            case Pause():
+                self.pause()
+            case Resume():
+                self.resume()
+            case TogglePause():
+                self.resume() if self.state == RunState.PAUSED else self.pause()
+            case Export():
+                asyncio.get_running_loop().create_task(self.export())
+            case other:  # a verb added to the grammar but not handled here
+                raise CommandError(f"command {str(other)!r} is not handled by this runner")
 
     # ----------------------------------------------------------------- profiling
     def request_profile(

@@ -11,24 +11,23 @@ import threading
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
+from perfmon.core.commands import VERBS, CommandError, parse_command
 from perfmon.core.snapshot import Snapshot
 
-COMMANDS = ("stop", "pause", "resume", "export", "profile")
-"""The commands a viewer sends to a run (see docs/protocol.md for the control socket);
-``profile`` may take arguments: ``profile [SESSION_ID [SECONDS]]``."""
+COMMANDS = VERBS
+"""The commands a viewer sends to a run (see docs/protocol.md for the control socket), by
+verb; ``profile`` may take arguments: ``profile [SESSION_ID [SECONDS]]``. The grammar is the
+core's (``perfmon.core.commands``), the one the runner applies."""
 
 
 def is_command(command: str) -> bool:
-    """True for one of ``COMMANDS``, or ``profile`` followed by a session id and seconds."""
-    if command in COMMANDS:
-        return True
-    parts = command.split()
-    if len(parts) not in (2, 3) or parts[0] != "profile" or not parts[1].isdigit():
-        return False
+    """True for a command of the grammar (``perfmon.core.commands.parse_command``): one of
+    ``COMMANDS``, or ``profile`` with a session id and seconds in (0, 3600]."""
     try:
-        return len(parts) == 2 or float(parts[2]) > 0
-    except ValueError:
+        parse_command(command)
+    except CommandError:
         return False
+    return True
 
 
 @runtime_checkable
@@ -104,11 +103,11 @@ class ScriptedSource:
         """Record a command.
 
         Raises:
-            ValueError: if the command is not one of ``COMMANDS``.
+            perfmon.core.commands.CommandError: (a ValueError) if the command is not in the
+                grammar; the message says what was expected.
             OSError: if the source was closed.
         """
-        if not is_command(command):
-            raise ValueError(f"unknown command {command!r} (known: {', '.join(COMMANDS)})")
+        parse_command(command)
         with self._lock:
             if self._closed:
                 raise OSError("source is closed")
