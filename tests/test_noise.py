@@ -256,7 +256,8 @@ def test_a_run_without_figures_says_not_measured() -> None:
 
 
 def test_damaged_rows_are_counted_not_a_traceback() -> None:
-    from perfmon.engine.report import _machine, _machine_lines
+    from perfmon.engine.report import _machine
+    from perfmon.engine.report_md import _machine_lines
 
     rows = [
         {"id": 1, "status": "ok", "extra": {NOISE_BUSY: "yes", NOISE_BACKGROUND_SHARE: "x"}},

@@ -73,7 +73,8 @@ from perfmon.core.noise import NOISE_ATTEMPT
 from perfmon.core.schedule import Scheduler, set_decided
 from perfmon.core.snapshot import RunState, Snapshot
 from perfmon.core.stats import StatsOptions
-from perfmon.core.units import metric_direction
+from perfmon.engine.compare import apply_baseline_run
+from perfmon.engine.events import GateChangeLog
 from perfmon.engine.executor import (
     Executor,
     ExecutorCallbacks,
@@ -81,7 +82,16 @@ from perfmon.engine.executor import (
     ExecutorFactory,
     local_executor,
 )
+from perfmon.engine.flame_export import write_exports
 from perfmon.engine.gate_worker import DEFAULT_COST_FACTOR, GateWorker, LockedSource
+from perfmon.engine.manifest import campaign_to_json, stats_options  # re-exported (issue 12)
+from perfmon.engine.noise import NoiseMeter
+from perfmon.engine.profiler import DEFAULT_SECONDS, SNAPSHOT_PROFILES, Profiler
+from perfmon.engine.provenance import collect_provenance
+from perfmon.engine.recorded import evaluate_recorded
+from perfmon.engine.recorder import Recorder, read_run, secure_tree
+from perfmon.engine.report import build_report, write_report
+from perfmon.engine.sampler import SystemSampler
 
 log = logging.getLogger(__name__)
 
@@ -101,77 +111,6 @@ matters while a second thread waits for the GIL, so it costs nothing otherwise."
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 """Exit statuses (design.md section 7)."""
-
-
-def campaign_to_json(campaign: Campaign) -> dict[str, Any]:
-    """Return the campaign as resolved, as plain JSON data, for the run's manifest.
-
-    Args:
-        campaign: a parsed campaign.
-
-    Returns:
-        A dict of lists, dicts, strings and numbers; gates appear as ``{name, expr, window_s}``.
-    """
-
-    def plain(obj: Any) -> Any:
-        if isinstance(obj, Path):
-            return str(obj)
-        if isinstance(obj, dict):
-            return {str(k): plain(v) for k, v in obj.items()}
-        if isinstance(obj, list | tuple):
-            return [plain(v) for v in obj]
-        return obj
-
-    return {
-        "name": campaign.name,
-        "path": str(campaign.path),
-        "sample_interval_s": campaign.sample_interval_s,
-        "grace_s": campaign.grace_s,
-        "timeout_s": campaign.timeout_s,
-        "idle_timeout_s": campaign.idle_timeout_s,
-        "log_cap_bytes": campaign.log_cap_bytes,
-        "workloads": [plain(dataclasses.asdict(w)) for w in campaign.workloads],
-        "variants": [plain(dataclasses.asdict(v)) for v in campaign.variants],
-        "sets": [plain(dataclasses.asdict(s)) for s in campaign.sets],
-        "directions": dict(campaign.directions),  # [metric.NAME] better (issue 11)
-        "gates": [
-            {
-                "name": g.name,
-                "expr": g.expr,
-                "window_s": g.window_s,
-                # Issue 11: the gate's by labels, and the directions of the metrics it reads
-                # (from [metric.X] better or their suffix), so reports re-judge it the same.
-                "by": list(g.by),
-                "directions": {
-                    m: d
-                    for m in sorted(g.gate.metrics)
-                    if (d := metric_direction(m, campaign.directions)) is not None
-                },
-            }
-            for g in campaign.gates
-        ],
-        "stats": dataclasses.asdict(campaign.stats),
-        "profile": plain(dataclasses.asdict(campaign.profile)),
-        "noise": dataclasses.asdict(campaign.noise),
-        "max_metrics": campaign.max_metrics,
-        "max_metric_name_bytes": campaign.max_metric_name_bytes,
-        "share": campaign.share,
-        "reference": campaign.reference,  # issue 15: the reference variant of comparisons
-    }
-
-
-def stats_options(campaign_json: dict[str, Any]) -> StatsOptions:
-    """The statistical options stored in a manifest's campaign (defaults where absent).
-
-    Args:
-        campaign_json: ``manifest["campaign"]`` (``campaign_to_json``'s output).
-
-    Raises:
-        ValueError: if the stored options are invalid.
-    """
-    stored = campaign_json.get("stats") or {}
-    known = {f.name for f in dataclasses.fields(StatsOptions)}
-    return StatsOptions(**{k: v for k, v in stored.items() if k in known})
 
 
 def evaluate_recorded_gates(
@@ -207,8 +146,6 @@ def evaluate_recorded_gates_by_set(
         ``(recorded, run_data)``: a ``perfmon.engine.recorded.RecordedGates`` and the
         ``RunData`` read.
     """
-    from perfmon.engine.recorded import evaluate_recorded
-    from perfmon.engine.recorder import read_run
 
     data = read_run(run_dir)
     if stats is None:
@@ -230,12 +167,9 @@ def write_run_report(
     Returns:
         ``(report_md_path, verdict, whole_run_gate_results)``.
     """
-    from perfmon.engine.report import build_report, write_report
 
     recorded, data = evaluate_recorded_gates_by_set(gates, run_dir)
     if baseline_run is not None:
-        from perfmon.engine.compare import apply_baseline_run
-
         stats = stats_options(data.manifest.get("campaign") or {})
         recorded = apply_baseline_run(gates, data, recorded, baseline_run, stats)
     v = verdict(recorded.run).value if recorded.run else GateState.PASS.value
@@ -313,7 +247,6 @@ class Runner:
         gate_interval_s: float | None = None,
         gate_cost_factor: float = DEFAULT_COST_FACTOR,
     ) -> None:
-        from perfmon.engine.recorder import Recorder
 
         self.campaign = campaign
         self.run_dir = run_dir
@@ -334,6 +267,7 @@ class Runner:
         )
         self.recorder = Recorder(run_dir)
         if executor_factory is local_executor and campaign.executor.kind == "ray":
+            # Lazy: Ray is an optional extra (``perfmon[ray]``); only a Ray campaign needs it.
             from perfmon.engine.ray_executor import ray_executor_factory
 
             executor_factory = ray_executor_factory(campaign.executor)  # [executor] kind = "ray"
@@ -375,7 +309,6 @@ class Runner:
         self.recording_error: str | None = None
         self.disk_bytes = 0
         """Bytes the run directory takes on disk, measured every few seconds."""
-        from perfmon.engine.profiler import Profiler
 
         prof = campaign.profile
         self.profiler = Profiler(
@@ -387,11 +320,9 @@ class Runner:
         self._profile_tasks: set[asyncio.Task[Any]] = set()
         self._scheduled_profiles: set[int] = set()
         self._running_specs: dict[int, SessionSpec] = {}
-        from perfmon.engine.events import GateChangeLog
 
         self.gate_changes = GateChangeLog(run_dir)
         """Gate state changes: appended to ``events.jsonl``, the latest kept for snapshots."""
-        from perfmon.engine.noise import NoiseMeter
 
         self.noise = NoiseMeter()
         """Reads the machine's noise around each session (``perfmon.core.noise``)."""
@@ -483,7 +414,6 @@ class Runner:
         Returns:
             A message for the viewer: what was started, or why nothing was.
         """
-        from perfmon.engine.profiler import DEFAULT_SECONDS
 
         sup = self._supervisor
         running = sup.running if sup is not None else []
@@ -766,7 +696,6 @@ class Runner:
         """What the viewer needs of the profiles: the latest records and the sessions sampled
         now (``Snapshot.extra["profiles"]`` / ``["profiling"]``); the stacks stay in the run
         directory, which the viewer reads."""
-        from perfmon.engine.profiler import SNAPSHOT_PROFILES
 
         return {
             "profiles": [r.to_dict() for r in self.profiler.records[-SNAPSHOT_PROFILES:]],
@@ -826,7 +755,6 @@ class Runner:
 
     # ----------------------------------------------------------------- the run
     def _manifest(self) -> dict[str, Any]:
-        from perfmon.engine.provenance import collect_provenance
 
         return {
             "format": "perfmon-run",
@@ -849,7 +777,6 @@ class Runner:
             The outcome; its exit status is 0 when every gate passes on the recorded data,
             1 when one failed or is undecided, 3 when the run was stopped or broke.
         """
-        from perfmon.engine.sampler import SystemSampler
 
         supervisor = self.executor_factory(
             ExecutorConfig(
@@ -973,7 +900,6 @@ class Runner:
         try:
             await self._io_drain()
             await self._io_call(self.recorder.close)
-            from perfmon.engine.flame_export import write_exports
 
             try:
                 await asyncio.to_thread(write_exports, self.run_dir)
@@ -1007,7 +933,6 @@ class Runner:
             self.message = f"recording failed ({self.recording_error}); run stopped. {self.message}"
         self._publish()
         self.gate_changes.close()
-        from perfmon.engine.recorder import secure_tree
 
         secure_tree(self.run_dir)  # files made while finishing get the run directory's modes
         self._io.shutdown(wait=False)

@@ -42,6 +42,8 @@ from perfmon.core.stats import (
     shift_interval,
 )
 from perfmon.core.units import HIGHER, LOWER, format_quantity, metric_direction
+from perfmon.engine.manifest import manifest_directions
+from perfmon.engine.recorded import session_aggregates, stored_stats_options
 
 __all__ = [
     "MAX_TABLES",
@@ -800,8 +802,6 @@ def tables_section(
     Raises:
         ValueError: for invalid statistical options stored in the manifest.
     """
-    from perfmon.engine.compare import manifest_directions
-    from perfmon.engine.recorded import session_aggregates, stored_stats_options
 
     if options is None:
         options, _ = stored_stats_options(data.manifest)

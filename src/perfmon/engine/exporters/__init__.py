@@ -19,13 +19,19 @@ returned, not raised.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perfmon.core.gates import format_gate_value
+from perfmon.engine.exporters.common import gate_quantity
+from perfmon.engine.exporters.csv_report import render_csv
+from perfmon.engine.exporters.github_summary import render_github
+from perfmon.engine.exporters.html_report import render_html
+from perfmon.engine.exporters.junit_report import render_junit
+from perfmon.engine.recorder import atomic_write_text, read_run
+from perfmon.engine.report_md import render_markdown
 
 if TYPE_CHECKING:
     from perfmon.engine.recorder import RunData
@@ -51,27 +57,6 @@ FILE_NAMES = {
 """The file each format is written to inside the run directory."""
 
 
-def gate_quantity(gate: Mapping[str, Any], x: Any) -> str:
-    """A gate's value, interval end or threshold from report.json, in the unit the gate's
-    parser gave it (its ``unit`` and ``rate``; ``perfmon.core.gates.format_gate_value``), so
-    that every format shows one gate alike and none parses its expression.
-
-    Args:
-        gate: one entry of the report's ``gates`` (or ``gates_by_set``) list.
-        x: the number, in the gate's base unit; anything else (None, NaN) reads ``"–"``.
-
-    Returns:
-        E.g. ``"1.3 ms"``, ``"48 MiB"``, ``"1.2 MiB/h"``; a gate without a unit (a report
-        written before gates carried one) gives the number to 4 significant digits.
-    """
-    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
-        return "–"
-    unit = str(gate.get("unit") or "")
-    if not unit:
-        return f"{x:.4g}" if isinstance(x, float) else f"{x:,}"
-    return format_gate_value(float(x), unit, bool(gate.get("rate")))
-
-
 def render(fmt: str, report: Mapping[str, Any], data: RunData | None) -> str:
     """Render one format as text.
 
@@ -89,31 +74,18 @@ def render(fmt: str, report: Mapping[str, Any], data: RunData | None) -> str:
         ImportError: for ``html`` when matplotlib is not installed.
     """
     if fmt == "json":
-        import json
-
         return json.dumps(report, indent=2, allow_nan=False) + "\n"
     if fmt == "md":
-        from perfmon.engine.report import render_markdown
-
         return render_markdown(dict(report))
     if fmt == "junit":
-        from perfmon.engine.exporters.junit_report import render_junit
-
         return render_junit(report)
     if fmt == "github":
-        from perfmon.engine.exporters.github_summary import render_github
-
         return render_github(report)
     if fmt in ("html", "csv"):
         if data is None:
-            from perfmon.engine.recorder import read_run
-
             data = read_run(Path(str(report["run_dir"])))
         if fmt == "csv":
-            from perfmon.engine.exporters.csv_report import render_csv
-
             return render_csv(report, data.sessions)
-        from perfmon.engine.exporters.html_report import render_html
 
         return render_html(report, data)
     raise ValueError(f"unknown report format {fmt!r} (known: {', '.join(FORMATS)})")
@@ -138,15 +110,12 @@ def write_exports(
         not be written (logged too; an older file of that format is removed, so that no stale
         report stays next to a new report.md). Never raises for one format's failure.
     """
-    from perfmon.engine.recorder import atomic_write_text
 
     written: list[Path] = []
     failed: dict[str, str] = {}
     for fmt in formats:
         try:
             if data is None and fmt in ("html", "csv"):
-                from perfmon.engine.recorder import read_run
-
                 data = read_run(run_dir)
             text = render(fmt, report, data)
             path = run_dir / FILE_NAMES[fmt]

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from perfmon.engine.exporters import gate_quantity
+from perfmon.engine.exporters.common import gate_quantity
 
 __all__ = ["MAX_BYTES", "MAX_ROWS", "render_github"]
 

@@ -15,6 +15,10 @@ Memory stays bounded on huge runs: time series are reduced to at most ``TIME_BUC
 (min, mean and max per bucket), distributions show at most ``POINTS_PER_BOX`` points per box
 (an evenly spaced subset of the sorted values; the box uses all of them), and at most
 ``MAX_METRIC_CHARTS`` metrics get charts.
+
+matplotlib is imported inside the functions that draw: it is an optional extra and takes about
+half a second to import, which ``perfmon report --format md`` and a run writing no HTML never
+pay.
 """
 
 from __future__ import annotations
@@ -29,8 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from perfmon.engine.exporters import gate_quantity
+from perfmon.core.model import Dimension, metric_dimension
+from perfmon.core.units import format_quantity
+from perfmon.engine.compare import SESSION_METRICS, source_from_run
+from perfmon.engine.exporters.common import gate_quantity
+from perfmon.engine.profiler import PROFILES_DIR
 
 if TYPE_CHECKING:
     from perfmon.engine.recorder import RunData
@@ -139,9 +149,6 @@ def _figure(width: float, height: float) -> Any:
 def _unit_axis(ax: Any, metric: str) -> None:
     """Tick labels in the metric's unit (``perfmon.core.units.format_quantity``: 1.5 ms, 2 MiB)."""
     from matplotlib.ticker import FuncFormatter
-
-    from perfmon.core.model import Dimension, metric_dimension
-    from perfmon.core.units import format_quantity
 
     dim = metric_dimension(metric)
     if dim is not Dimension.NONE:
@@ -343,7 +350,6 @@ def _gated_metrics(report: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 def _distributions(data: RunData) -> list[str]:
-    from perfmon.engine.compare import SESSION_METRICS, source_from_run
 
     source = source_from_run(data)
     variants = source.session_variants()
@@ -368,8 +374,6 @@ def _distributions(data: RunData) -> list[str]:
 
 
 def _time_series(data: RunData, report: Mapping[str, Any]) -> list[str]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     gated = _gated_metrics(report)
     if not gated or data.samples.num_rows == 0:
@@ -415,8 +419,6 @@ def _time_series(data: RunData, report: Mapping[str, Any]) -> list[str]:
 
 def _q(value: Any, row: Mapping[str, Any]) -> str:
     """A median in its metric's unit (1.5 ms, 10.3 MiB), "–" when missing."""
-    from perfmon.core.model import metric_dimension
-    from perfmon.core.units import format_quantity
 
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return "–"
@@ -467,7 +469,6 @@ def _comparison(report: Mapping[str, Any]) -> str:
 
 
 def _flames(run_dir: Path) -> list[str]:
-    from perfmon.engine.profiler import PROFILES_DIR
 
     folder = Path(run_dir) / PROFILES_DIR
     try:

@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from perfmon.engine.exporters import gate_quantity
+from perfmon.engine.exporters.common import gate_quantity
 
 __all__ = ["render_junit"]
 

@@ -74,12 +74,12 @@ def read_metric(run_dir: Path, metric: str, started_t: float) -> tuple[np.ndarra
     Raises:
         FileNotFoundError: if ``run_dir`` is not a directory.
     """
-    from perfmon.engine.recorded import Columns
-    from perfmon.engine.recorder import read_run
+    # Lazy: the engine's API imports pyarrow; the viewer starts without it (see its docstring).
+    from perfmon.engine.api import metric_samples
 
     # validated batch by batch; only this metric's samples are kept (sorted by time)
-    cols = Columns.from_batches(read_run(run_dir).batches(), {metric})
-    return cols.t - started_t, cols.value
+    t, value = metric_samples(run_dir, metric)
+    return t - started_t, value
 
 
 class TimelineScreen(Screen[None]):
@@ -219,7 +219,7 @@ class TimelineScreen(Screen[None]):
         if snap is not None and "gate_changes" in snap.extra:
             return list(snap.extra["gate_changes"])
         if self._file_changes is None:
-            from perfmon.engine.events import read_gate_changes
+            from perfmon.engine.api import read_gate_changes  # lazy, as in read_metric
 
             self._file_changes = read_gate_changes(self.run_dir)[0]
         return self._file_changes
