@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from perfmon.core.batch import SampleBatch
 from perfmon.core.gates import VERDICT_RULE, parse_gate
 from perfmon.core.live import LiveState
 from perfmon.core.model import (
@@ -47,7 +48,9 @@ class Sets:
         self.live.add_session(spec)
         if seconds is None:  # scheduled, not run yet
             return
-        self.live.add_samples([Sample(float(spec.id), spec.id, "session_seconds", seconds)])
+        self.live.add_batch(
+            SampleBatch.from_samples([Sample(float(spec.id), spec.id, "session_seconds", seconds)])
+        )
         self.live.update_session(SessionResult(spec=spec, status=SessionStatus.OK))
 
 

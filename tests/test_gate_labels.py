@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from perfmon.cli import main
+from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import CampaignError, parse_campaign
 from perfmon.core.datasource import ArrayMetricSource
 from perfmon.core.gates import (
@@ -86,7 +87,7 @@ class Run:
         )
         for spec in self.specs:
             live.add_session(spec)
-        live.add_samples(self.samples)
+        live.add_batch(SampleBatch.from_samples(self.samples))
         for spec in self.specs:
             live.update_session(SessionResult(spec=spec, status=SessionStatus.OK))
         return live

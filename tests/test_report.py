@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import median_abs_deviation
 
+from perfmon.core.batch import SampleBatch
 from perfmon.core.model import (
     GateResult,
     GateState,
@@ -127,7 +128,7 @@ class Synth:
             }
         )
         for i in range(0, len(self.samples), 50):
-            rec.add_samples(self.samples[i : i + 50])
+            rec.add_batch(SampleBatch.from_samples(self.samples[i : i + 50]))
             rec.flush()
         for r in self.results:
             rec.session_finished(r)

@@ -1,7 +1,7 @@
 """``LiveState``: a run's live state, folded from samples into bounded aggregates.
 
 The engine feeds it (``add_session`` when a session is scheduled, ``update_session`` as it
-runs and ends, ``add_samples`` with every decoded batch, ``add_malformed`` with dropped probe
+runs and ends, ``add_batch`` with every decoded batch, ``add_malformed`` with dropped probe
 lines), the gates read it through the ``perfmon.core.gates.MetricSource`` protocol (``reduce``
 and ``kind``, implemented structurally here), and a few times a second the engine takes an
 immutable ``Snapshot`` of it for viewers, headless progress and exporters.
@@ -24,7 +24,7 @@ Rules:
 - sliding windows (``reduce(..., window_s=W)``) end at the latest sample time seen by this
   state, so a metric that stopped reporting has no samples in a short window;
 - a session row's ``samples`` and ``malformed`` are the larger of what the engine reported in
-  the ``SessionResult`` and what was counted here through ``add_samples`` and
+  the ``SessionResult`` and what was counted here through ``add_batch`` and
   ``add_malformed``, so either way of reporting them (or both) gives the same numbers.
 """
 
@@ -415,14 +415,6 @@ class LiveState:
         """
         self._session_malformed[session] = self._session_malformed.get(session, 0) + n
         self._recount_malformed(session)
-
-    def add_samples(self, samples: Iterable[Sample]) -> None:
-        """Fold row samples in (converted to a ``SampleBatch``; see ``add_batch``).
-
-        Args:
-            samples: samples, in any order.
-        """
-        self.add_batch(SampleBatch.from_samples(samples))
 
     def add_batch(self, batch: SampleBatch) -> SampleBatch:
         """Fold a columnar batch of samples in (the ingest hot path).

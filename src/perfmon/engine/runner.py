@@ -71,7 +71,14 @@ from perfmon.core.model import (
 )
 from perfmon.core.noise import NOISE_ATTEMPT
 from perfmon.core.schedule import Scheduler, set_decided
-from perfmon.core.snapshot import RunState, Snapshot
+from perfmon.core.snapshot import (
+    GateChange,
+    GateEvaluationStats,
+    NoiseCounts,
+    ProfileEntry,
+    RunState,
+    Snapshot,
+)
 from perfmon.core.stats import StatsOptions
 from perfmon.engine.compare import apply_baseline_run
 from perfmon.engine.events import GateChangeLog
@@ -632,16 +639,16 @@ class Runner:
         )
         self.noise_counts["repeated"] += 1
 
-    def _noise_extra(self) -> dict[str, Any]:
-        """``Snapshot.extra["noise"]``: the counts so far, the default limit and how many
-        readings lacked ``/proc/stat``."""
-        return {
-            "noise": {
-                **self.noise_counts,
-                "limit": self.campaign.noise.limit,
-                "unavailable": self.noise.unavailable,
-            }
-        }
+    def _noise_counts(self) -> NoiseCounts:
+        """``Snapshot.noise``: the counts so far, the default limit and how many readings
+        lacked ``/proc/stat``."""
+        return NoiseCounts(
+            measured=self.noise_counts["measured"],
+            busy=self.noise_counts["busy"],
+            repeated=self.noise_counts["repeated"],
+            limit=self.campaign.noise.limit,
+            unavailable=self.noise.unavailable,
+        )
 
     # ----------------------------------------------------------------- snapshots
     def snapshot(self) -> Snapshot:
@@ -658,12 +665,12 @@ class Runner:
             v = self._final_verdict
         else:
             v = verdict(gates).value if gates else GateState.PASS.value
-        extra = {
-            **self._profile_extra(),
-            **self._noise_extra(),
+        typed = {
+            **self._profile_fields(),
+            "noise": self._noise_counts(),
             "disk_bytes": self.disk_bytes,
-            "gate_changes": list(self.gate_changes.recent),
-            "gate_evaluation": self.gate_worker.stats(),
+            "gate_changes": tuple(GateChange.from_dict(c) for c in self.gate_changes.recent),
+            "gate_evaluation": GateEvaluationStats.from_dict(self.gate_worker.stats()),
         }
         return {
             "state": self.state,
@@ -671,16 +678,16 @@ class Runner:
             "verdict": v,
             "message": self.message,
             "sessions_total": self.scheduler.planned_total,
-            "extra": extra,
+            "typed": typed,
         }
 
     def _build_snapshot(self, parts: dict[str, Any]) -> Snapshot:
         """Snapshot the live state with ``parts``; safe on any thread (takes the lock)."""
-        extra = parts.pop("extra")
+        typed = parts.pop("typed")
         with self._live_lock:
             self._apply_pending()
             snap = self.live.snapshot(now=time.time(), **parts)
-        return dataclasses.replace(snap, extra={**snap.extra, **extra})
+        return dataclasses.replace(snap, **typed)
 
     def _build_and_prepare(self, parts: dict[str, Any]) -> Snapshot:
         """In the snapshot thread: build the snapshot, then run the preparers on it."""
@@ -692,14 +699,16 @@ class Runner:
                 log.exception("snapshot preparer failed")
         return snap
 
-    def _profile_extra(self) -> dict[str, Any]:
+    def _profile_fields(self) -> dict[str, Any]:
         """What the viewer needs of the profiles: the latest records and the sessions sampled
-        now (``Snapshot.extra["profiles"]`` / ``["profiling"]``); the stacks stay in the run
-        directory, which the viewer reads."""
-
+        now (``Snapshot.profiles`` / ``profiling``); the stacks stay in the run directory,
+        which the viewer reads."""
         return {
-            "profiles": [r.to_dict() for r in self.profiler.records[-SNAPSHOT_PROFILES:]],
-            "profiling": sorted(self.profiler.active),
+            "profiles": tuple(
+                ProfileEntry.from_dict(r.to_dict())
+                for r in self.profiler.records[-SNAPSHOT_PROFILES:]
+            ),
+            "profiling": tuple(sorted(self.profiler.active)),
         }
 
     def _observe_gates(self) -> None:

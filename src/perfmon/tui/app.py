@@ -199,7 +199,7 @@ class PerfmonApp(App[None]):
         sessions = self.query_one(SessionsTable)
         sessions.update_sessions(snapshot.sessions)
         done = f"{snapshot.sessions_done:,}/{snapshot.sessions_total:,} done"
-        disk = snapshot.extra.get("disk_bytes")
+        disk = snapshot.disk_bytes
         if isinstance(disk, int | float) and disk > 0:
             done += f" · recorded {format_bytes(disk)} on disk"
         _set_subtitle(sessions, done)
@@ -311,7 +311,7 @@ class PerfmonApp(App[None]):
             self.note("no snapshot yet")
             return
         if not isinstance(self.screen, FlameScreen):
-            self.push_screen(FlameScreen(snap.run_dir, list(snap.extra.get("profiles", []))))
+            self.push_screen(FlameScreen(snap.run_dir, [p.to_dict() for p in snap.profiles]))
 
     def action_timeline(self) -> None:
         """Open the timeline screen (the metric selected in the metrics panel first)."""

@@ -6,7 +6,7 @@ downsampled series (``MetricSummary.series``: at most 120 bucket means), which c
 Zooming in (``+``) around the cursor reads that window's samples from the recording
 (``perfmon.engine.recorder.read_run`` on the run directory, which is on the viewer's machine)
 in a worker thread and reduces them to one min/max/mean per column; until they arrive the
-window is drawn from the series. Gate changes come from ``Snapshot.extra["gate_changes"]``
+window is drawn from the series. Gate changes come from ``Snapshot.gate_changes``
 (or, for a run recorded before they were published, from ``events.jsonl``).
 """
 
@@ -216,8 +216,8 @@ class TimelineScreen(Screen[None]):
     def gate_changes(self) -> list[dict[str, Any]]:
         """The gate changes known: the snapshot's, else those recorded in ``events.jsonl``."""
         snap = self.snapshot
-        if snap is not None and "gate_changes" in snap.extra:
-            return list(snap.extra["gate_changes"])
+        if snap is not None and snap.gate_changes is not None:
+            return [c.to_dict() for c in snap.gate_changes]
         if self._file_changes is None:
             from perfmon.engine.api import read_gate_changes  # lazy, as in read_metric
 
