@@ -349,6 +349,54 @@ def build_report(
     """
     sessions = data.sessions
     warmup_ids = [int(s["id"]) for s in sessions if s.get("warmup") and s.get("id") is not None]
+    excluded = warmup_ids + _noisy_ids(sessions)
+    timing = _timing(data)
+    gate_changes = _gate_changes(data.run_dir, timing["started_t"])
+    profiles, profiles_problem = _profiles_checked(data.run_dir)
+    return {
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
+        "run_id": data.manifest.get("run_id", data.run_dir.name),
+        "campaign": _campaign_name(data.manifest),
+        "run_dir": str(data.run_dir),
+        "verdict": verdict,
+        "verdict_line": _verdict_line(verdict, gate_results),
+        "machine": _machine(sessions),
+        "timing": timing,
+        "gates": [_gate_json(g) for g in gate_results],
+        "gate_changes": gate_changes,
+        "gates_by_set": {
+            name: [_gate_json(g) for g in results] for name, results in (set_results or {}).items()
+        },
+        "sessions": _sessions_section(sessions, len(warmup_ids)),
+        "metrics": _recorded_metric_stats(data, excluded),
+        "metrics_by_labels": _metric_stats_by_labels(data, sessions, excluded),
+        "malformed": _malformed_section(sessions),
+        "recording": _recording_section(data, gate_changes, profiles_problem),
+        "provenance": data.manifest.get("provenance"),
+        "method": dict(METHOD),
+        "profiles": profiles,
+        "comparison": _comparison(data),
+        "metric_caps": _metric_caps(data),
+        "hosts": hosts_section(sessions),
+        # Issue 11 (points 3 and 5), in their own keys so other sections merge cleanly.
+        "verdict_rule": _verdict_rule(),
+        "inference": _inference(data),
+        "stop_when": _stop_when(data),
+        "tables": _tables(data, gate_results),
+    }
+
+
+def _campaign_name(manifest: Mapping[str, Any]) -> str | None:
+    """The campaign's name as the manifest stores it (None when missing or malformed)."""
+    campaign = manifest.get("campaign")
+    name = campaign.get("name") if isinstance(campaign, dict) else campaign
+    return name if isinstance(name, str) else None
+
+
+def _sessions_section(sessions: Sequence[dict[str, Any]], warmups: int) -> dict[str, Any]:
+    """report.json's ``sessions``: counts by status, per-group statistics of the measured
+    sessions, and every session that did not end ok (or noisy)."""
     by_status = Counter(str(s.get("status", "unknown")) for s in sessions)
     failed = [
         {
@@ -366,7 +414,18 @@ def build_report(
         for s in sessions
         if s.get("status") not in ("ok", "noisy")
     ]
-    malformed_rows = [
+    return {
+        "total": len(sessions),
+        "warmup": warmups,
+        "by_status": dict(sorted(by_status.items())),
+        "groups": _session_groups(sessions),
+        "failed": failed,
+    }
+
+
+def _malformed_section(sessions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """report.json's ``malformed``: the total of malformed probe lines and who sent them."""
+    rows = [
         {
             "id": s.get("id"),
             "workload": s.get("workload"),
@@ -376,74 +435,33 @@ def build_report(
         for s in sessions
         if s.get("malformed")
     ]
-    campaign = data.manifest.get("campaign")
-    campaign_name = campaign.get("name") if isinstance(campaign, dict) else campaign
-    if not isinstance(campaign_name, str | None):
-        campaign_name = None
-    timing = _timing(data)
-    gate_changes = _gate_changes(data.run_dir, timing["started_t"])
+    return {"total": sum(r["malformed"] for r in rows), "sessions": rows}
+
+
+def _recording_section(
+    data: RunData, gate_changes: Mapping[str, Any], profiles_problem: str | None
+) -> dict[str, Any]:
+    """report.json's ``recording``: how the run's files read back, with every problem found
+    (the recorder's, a torn ``events.jsonl``, damaged profiles)."""
     problems, damage = list(data.problems), list(getattr(data, "damage", []))
     if gate_changes["dropped_lines"]:
         dropped = gate_changes["dropped_lines"]
         problems.append(f"events.jsonl: {dropped} undecodable line(s) skipped")
         damage.append(problems[-1])
-    profiles, profiles_problem = _profiles_checked(data.run_dir)
     if profiles_problem:
         problems.append(profiles_problem)
         damage.append(profiles_problem)
     return {
-        "format": REPORT_FORMAT,
-        "version": REPORT_VERSION,
-        "run_id": data.manifest.get("run_id", data.run_dir.name),
-        "campaign": campaign_name,
-        "run_dir": str(data.run_dir),
-        "verdict": verdict,
-        "verdict_line": _verdict_line(verdict, gate_results),
-        "machine": _machine(sessions),
-        "timing": timing,
-        "gates": [_gate_json(g) for g in gate_results],
-        "gate_changes": gate_changes,
-        "gates_by_set": {
-            name: [_gate_json(g) for g in results] for name, results in (set_results or {}).items()
-        },
-        "sessions": {
-            "total": len(sessions),
-            "warmup": len(warmup_ids),
-            "by_status": dict(sorted(by_status.items())),
-            "groups": _session_groups(sessions),
-            "failed": failed,
-        },
-        "metrics": _recorded_metric_stats(data, warmup_ids + _noisy_ids(sessions)),
-        "metrics_by_labels": _metric_stats_by_labels(
-            data, sessions, warmup_ids + _noisy_ids(sessions)
-        ),
-        "malformed": {
-            "total": sum(r["malformed"] for r in malformed_rows),
-            "sessions": malformed_rows,
-        },
-        "recording": {
-            "closed": data.closed,
-            "samples": data.num_samples,
-            "repaired_segments": data.repaired_segments,
-            "samples_dropped_bytes": data.samples_dropped_bytes,
-            "sessions_dropped_lines": data.sessions_dropped_lines,
-            "problems": problems,
-            "damage_found": bool(problems),
-            "data_lost": bool(damage),
-            "damaged_batches": int(getattr(data, "damaged_batches", 0)),
-            "samples_lost": int(getattr(data, "samples_lost", 0)),
-        },
-        "provenance": data.manifest.get("provenance"),
-        "method": dict(METHOD),
-        "profiles": profiles,
-        "comparison": _comparison(data),
-        "metric_caps": _metric_caps(data),
-        "hosts": hosts_section(sessions),
-        # Issue 11 (points 3 and 5), in their own keys so other sections merge cleanly.
-        "verdict_rule": _verdict_rule(),
-        "inference": _inference(data),
-        "stop_when": _stop_when(data),
-        "tables": _tables(data, gate_results),
+        "closed": data.closed,
+        "samples": data.num_samples,
+        "repaired_segments": data.repaired_segments,
+        "samples_dropped_bytes": data.samples_dropped_bytes,
+        "sessions_dropped_lines": data.sessions_dropped_lines,
+        "problems": problems,
+        "damage_found": bool(problems),
+        "data_lost": bool(damage),
+        "damaged_batches": int(getattr(data, "damaged_batches", 0)),
+        "samples_lost": int(getattr(data, "samples_lost", 0)),
     }
 
 

@@ -93,7 +93,7 @@ from perfmon.engine.flame_export import write_exports
 from perfmon.engine.gate_worker import DEFAULT_COST_FACTOR, GateWorker, LockedSource
 from perfmon.engine.manifest import campaign_to_json, stats_options  # re-exported (issue 12)
 from perfmon.engine.noise import NoiseMeter
-from perfmon.engine.profiler import DEFAULT_SECONDS, SNAPSHOT_PROFILES, Profiler
+from perfmon.engine.profiler import DEFAULT_SECONDS, SNAPSHOT_PROFILES, Profiler, ProfileRequest
 from perfmon.engine.provenance import collect_provenance
 from perfmon.engine.recorded import evaluate_recorded
 from perfmon.engine.recorder import Recorder, read_run, secure_tree
@@ -438,18 +438,14 @@ class Runner:
         return f"profiling session {session_id} with py-spy for {secs:g} s"
 
     def _start_profile(self, session_id: int, pid: int, seconds: float | None, reason: str) -> None:
-        spec = self._running_specs.get(session_id)
-
-        task = self.profiler.start(
+        request = ProfileRequest.for_session(
+            self._running_specs.get(session_id),
             session_id=session_id,
             pid=pid,
             seconds=seconds,
             reason=reason,
-            workload=spec.workload if spec else "",
-            variant=spec.variant if spec else "",
-            set_name=spec.set_name if spec else "",
-            params=" ".join(f"{k}={v}" for k, v in spec.params) if spec else "",
         )
+        task = self.profiler.start(request)
 
         def done(t: asyncio.Task[Any]) -> None:
             self._profile_tasks.discard(t)
