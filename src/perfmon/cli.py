@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
     """``perfmon run CAMPAIGN``: the live viewer, or ``--headless`` for CI."""
     run = sub.add_parser(
         "run",
@@ -164,7 +164,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
 
 
-def _add_attach(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_attach(sub: argparse._SubParsersAction[_Parser]) -> None:
     """``perfmon attach [RUN]``: the viewer on a running or finished run."""
     attach = sub.add_parser(
         "attach",
@@ -181,7 +181,7 @@ def _add_attach(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     attach.add_argument("--no-color", action="store_true", help="no colours in the viewer")
 
 
-def _add_ls_stop(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_ls_stop(sub: argparse._SubParsersAction[_Parser]) -> None:
     """``perfmon ls`` and ``perfmon stop [RUN]``."""
     sub.add_parser("ls", help="list runs: state, age, sessions, verdict")
 
@@ -189,7 +189,7 @@ def _add_ls_stop(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     stop.add_argument("run", nargs="?", help="run id, id prefix or run directory")
 
 
-def _add_validate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_validate(sub: argparse._SubParsersAction[_Parser]) -> None:
     """``perfmon validate CAMPAIGN``: check a campaign and list what it would run."""
     validate = sub.add_parser("validate", help="check a campaign file and list what it would run")
     validate.add_argument("campaign", help="the campaign file (TOML)")
@@ -203,7 +203,7 @@ def _add_validate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
 
 
-def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_report(sub: argparse._SubParsersAction[_Parser]) -> None:
     """``perfmon report RUN_DIR``: (re)write a run directory's report."""
     report = sub.add_parser("report", help="(re)write the report of a run directory")
     report.add_argument("run_dir", type=Path, help="a run directory (runs/<timestamp>-<campaign>)")
@@ -227,7 +227,7 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
 
 
-def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_compare(sub: argparse._SubParsersAction[_Parser]) -> None:
     """``perfmon compare RUN_A RUN_B``: two recorded runs, metric by metric."""
     cmp_ = sub.add_parser(
         "compare",
@@ -260,7 +260,7 @@ def _add_compare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     cmp_.add_argument("--interval", choices=("rank", "bootstrap"), help="CI method")
 
 
-def _add_daemon(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_daemon(sub: argparse._SubParsersAction[_Parser]) -> None:
     """``perfmon _daemon``: the background process that owns a run (hidden)."""
     daemon = sub.add_parser("_daemon", help=argparse.SUPPRESS)
     daemon.add_argument("campaign")
