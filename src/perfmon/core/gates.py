@@ -75,7 +75,6 @@ from perfmon.core.units import (
 )
 
 if TYPE_CHECKING:
-    from perfmon.core.campaign import GateConfig
     from perfmon.core.stats import AnytimeRatio, Comparison
 
 __all__ = [
@@ -133,6 +132,28 @@ class GateSyntaxError(ValueError):
         self.message = message
         self.column = column
         super().__init__(f"{message} (column {column})")
+
+
+class GateConfig(Protocol):
+    """A named gate as a campaign configures it (``perfmon.core.campaign.GateConfig``, which
+    imports this module: a protocol here keeps the two free of an import cycle).
+
+    Attributes:
+        name: the gate's name; gate: the parsed expression; window_s: the last seconds it
+            is judged over (None: the whole run); by: labels it is judged per group of.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def gate(self) -> Gate: ...
+
+    @property
+    def window_s(self) -> float | None: ...
+
+    @property
+    def by(self) -> tuple[str, ...]: ...
 
 
 class MetricSource(Protocol):
