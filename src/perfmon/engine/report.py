@@ -71,10 +71,14 @@ from perfmon.engine.recorder import (
     read_run,
     run_gates,
 )
-from perfmon.engine.report_md import (  # render_markdown: re-exported, it lived here before
+from perfmon.engine.report_md import (  # the public names re-exported: they lived here before
+    BUSY_SESSIONS_SHOWN,
+    GATE_CHANGES_SHOWN,
     MEMORY_NOTE,
+    NO_DATA,
     REPORT_FORMAT,
     REPORT_VERSION,
+    SESSIONS_SHOWN,
     hosts_lines,
     params_text,
     render_markdown,
@@ -82,10 +86,14 @@ from perfmon.engine.report_md import (  # render_markdown: re-exported, it lived
 from perfmon.engine.tables import tables_section
 
 __all__ = [
+    "BUSY_SESSIONS_SHOWN",
+    "GATE_CHANGES_SHOWN",
     "MEMORY_NOTE",
     "METHOD",
+    "NO_DATA",
     "REPORT_FORMAT",
     "REPORT_VERSION",
+    "SESSIONS_SHOWN",
     "NotARunDirectory",
     "build_report",
     "describe",
