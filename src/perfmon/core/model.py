@@ -256,15 +256,14 @@ class GateResult:
             ``GateState`` value or ``"not started"`` and ``text`` the set's value and interval
             (``"6.21x [5.71, 19.1]"``) or what it waits for (``"n = 3/3"``). A set's decided
             state stays visible when another set starts (issue 11, point 5).
-
-    The gate's grammar, filled where the gate is parsed and evaluated
-    (``perfmon.core.gates.Gate.annotate``), so that no reader parses ``expr`` again (issue 12):
-
-        op: the comparison, ``<``, ``<=``, ``>`` or ``>=`` ("" when unknown: a gate whose
-            expression did not parse, or a result from an older daemon).
+        op ... selections: the gate's grammar, filled where the gate is parsed and evaluated
+            (``perfmon.core.gates.Gate.annotate``), so that no reader parses ``expr`` again
+            (issue 12); their defaults mean unknown (a result built by hand, a gate whose
+            expression did not parse, or a result from an older daemon):
+        op: the comparison, ``<``, ``<=``, ``>`` or ``>=`` ("" when unknown).
         threshold: the limit in the value's base unit (None when unknown).
-        threshold_text: the limit as written, e.g. ``"50MB"``; ``limit``: the limit for
-            people, e.g. ``"< 47.7 MiB (50MB)"``.
+        threshold_text: the limit as written, e.g. ``"50MB"``.
+        limit: the limit for people, e.g. ``"< 47.7 MiB (50MB)"``.
         unit: the ``Dimension`` value of ``value``, ``ci_*`` and ``threshold`` (``"time"``,
             ``"bytes"``, ``"percent"``, ``"ratio"``, ``"count"``, ``"none"``; "" unknown).
         rate: True when they are that unit per second (``slope``).
