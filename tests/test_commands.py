@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from perfmon.core.commands import (
     TogglePause,
     parse_command,
 )
+from perfmon.engine.client import SocketClient
 from perfmon.engine.runner import parse_profile_command
 from perfmon.tui.source import COMMANDS, ScriptedSource, is_command
 
@@ -81,6 +83,8 @@ def test_the_grammar_rejects_with_a_clear_error(text: str) -> None:
         parse_profile_command(text)
     with pytest.raises(ValueError):
         ScriptedSource().send(text)
+    with pytest.raises(CommandError):  # the socket client refuses it before sending anything
+        SocketClient(Path("/nonexistent/perfmon.sock")).send(text)
 
 
 def test_errors_say_what_was_expected() -> None:
