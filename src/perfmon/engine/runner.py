@@ -80,7 +80,6 @@ from perfmon.core.snapshot import (
     Snapshot,
 )
 from perfmon.core.stats import StatsOptions
-from perfmon.engine.compare import apply_baseline_run
 from perfmon.engine.events import GateChangeLog
 from perfmon.engine.executor import (
     Executor,
@@ -97,7 +96,6 @@ from perfmon.engine.profiler import DEFAULT_SECONDS, SNAPSHOT_PROFILES, Profiler
 from perfmon.engine.provenance import collect_provenance
 from perfmon.engine.recorded import evaluate_recorded
 from perfmon.engine.recorder import Recorder, read_run, secure_tree
-from perfmon.engine.report import build_report, write_report
 from perfmon.engine.sampler import SystemSampler
 
 log = logging.getLogger(__name__)
@@ -174,6 +172,10 @@ def write_run_report(
     Returns:
         ``(report_md_path, verdict, whole_run_gate_results)``.
     """
+    # Lazy: the report and the comparisons import scipy.stats (about 1.5 s); the daemon must
+    # serve its first snapshot without waiting for what only the end of the run needs.
+    from perfmon.engine.compare import apply_baseline_run
+    from perfmon.engine.report import build_report, write_report
 
     recorded, data = evaluate_recorded_gates_by_set(gates, run_dir)
     if baseline_run is not None:
