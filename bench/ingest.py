@@ -4,8 +4,10 @@ Method. 400,000 probe lines as ``perfmon.probe`` writes them (``name value``, 8 
 interleaved, floats written with ``repr``) are cut into 64 KiB reads, as the supervisor reads a
 pipe. Each round times the columnar path the engine uses (``Decoder.feed_batch`` ->
 ``LiveState.add_batch`` -> ``Recorder.add_batch``, then one ``Recorder.flush`` writing the Arrow
-segment), and, as the baseline in the same run, the row path (``Decoder.feed`` -> lists of
-``Sample`` -> ``LiveState.add_samples`` -> ``Recorder.add_samples``). Rounds alternate; the
+segment), and, as the baseline in the same run, a row path: the decoded lines as lists of
+``Sample`` objects, handed over as ``SampleBatch.from_samples`` (what a caller holding rows
+pays; the row methods ``Decoder.feed``, ``LiveState.add_samples`` and ``Recorder.add_samples``
+are gone since issue 12). Rounds alternate; the
 figure is the median over ``ROUNDS`` rounds, each with a fresh decoder, live state and recorder
 (so it includes creating the aggregates and the segment file).
 
@@ -31,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Figure, emit, median
+from perfmon.core.batch import SampleBatch
 from perfmon.core.live import LiveState
 from perfmon.core.model import MetricKind, SessionSpec
 from perfmon.core.protocol import Decoder, encode_frame, encode_header
@@ -101,9 +104,9 @@ def run(chunks: list[bytes], columnar: bool, tmp: Path) -> float:
             rec.add_batch(batch)
             n += len(batch)
         else:
-            rows = dec.feed(chunk, now + i * 0.1)
-            live.add_samples(rows)
-            rec.add_samples(rows)
+            rows = list(dec.feed_batch(chunk, now + i * 0.1))
+            live.add_batch(SampleBatch.from_samples(rows))
+            rec.add_batch(SampleBatch.from_samples(rows))
             n += len(rows)
     rec.flush()
     dt = time.perf_counter() - t0
@@ -155,7 +158,7 @@ def main() -> None:
             "x",
             "",
             None,
-            "the same lines through Decoder.feed + add_samples (row Sample objects), "
+            "the same lines as row Sample objects through SampleBatch.from_samples, "
             "rounds interleaved",
             f"row path {median(rows) / 1e6:.2f}M samples/s",
         )

@@ -30,6 +30,7 @@ RUNS = 9
 FIRST_FRAME = """
 import asyncio, json, sys
 import perfmon.cli  # what `perfmon attach` imports before the viewer
+from perfmon.core.batch import SampleBatch
 from perfmon.core.snapshot import Snapshot
 import perfmon.engine.client  # the socket client the viewer reads snapshots with
 from perfmon.tui.app import PerfmonApp
@@ -49,14 +50,17 @@ asyncio.run(main())
 
 def snapshot_line() -> bytes:
     """The control socket's snapshot message of a run with 200 sessions and 20 metrics."""
+    from perfmon.core.batch import SampleBatch
     from perfmon.core.live import LiveState
     from perfmon.core.model import Sample, SessionSpec
 
     live = LiveState(run_id="bench", campaign="bench", run_dir="/tmp/bench", started_t=0.0)
     for i in range(200):
         live.add_session(SessionSpec(i, "w", "v", "golden", i, False, ("x",), (), "/", None))
-    live.add_samples(
-        Sample(float(t), t % 200, f"metric_{t % 20}_seconds", t * 0.001) for t in range(4000)
+    live.add_batch(
+        SampleBatch.from_samples(
+            Sample(float(t), t % 200, f"metric_{t % 20}_seconds", t * 0.001) for t in range(4000)
+        )
     )
     snap = live.snapshot(now=4000.0, state="running")
     return json.dumps({"type": "snapshot", "snapshot": snap.to_dict()}).encode()

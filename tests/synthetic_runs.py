@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from perfmon.core.batch import SampleBatch
 from perfmon.core.model import MetricKind, Sample, SessionResult, SessionSpec, SessionStatus
 from perfmon.engine.recorder import Recorder
 
@@ -74,13 +75,17 @@ def record_run(
                 for k in range(10)
             ]
             samples.append(Sample(t + wall, sid, "session_seconds", wall, MetricKind.VALUE))
-            rec.add_samples(samples)
+            rec.add_batch(SampleBatch.from_samples(samples))
             rec.session_finished(r)
             t += wall + 0.1
             sid += 1
     for r in extra_sessions:
         rec.session_finished(r)
-    rec.add_samples([Sample(t0 + k, -1, "system_memory_percent", 40.0 + k) for k in range(5)])
+    rec.add_batch(
+        SampleBatch.from_samples(
+            [Sample(t0 + k, -1, "system_memory_percent", 40.0 + k) for k in range(5)]
+        )
+    )
     rec.close()
     return run_dir
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from perfmon.core.batch import SampleBatch
 from perfmon.core.gates import VERDICT_RULE, parse_gate
 from perfmon.core.live import LiveState
 from perfmon.core.model import (
@@ -47,7 +48,9 @@ class Sets:
         self.live.add_session(spec)
         if seconds is None:  # scheduled, not run yet
             return
-        self.live.add_samples([Sample(float(spec.id), spec.id, "session_seconds", seconds)])
+        self.live.add_batch(
+            SampleBatch.from_samples([Sample(float(spec.id), spec.id, "session_seconds", seconds)])
+        )
         self.live.update_session(SessionResult(spec=spec, status=SessionStatus.OK))
 
 
@@ -122,7 +125,7 @@ async def test_the_board_shows_each_set_and_the_rule() -> None:
         for g in base.gates
     )
     app = PerfmonApp(ScriptedSource([dataclasses.replace(base, gates=gates)]))
-    async with app.run_test(size=(160, 30)) as pilot:
+    async with app.run_test(size=(150, 30)) as pilot:
         await settle(pilot, app)
         board = app.query_one(GateBoard)
         reason = board.cell_text("Performance", "reason")

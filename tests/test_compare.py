@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from perfmon.cli import main
+from perfmon.core.batch import SampleBatch
 from perfmon.core.model import MetricKind, Sample, SessionResult, SessionSpec, SessionStatus
 from perfmon.core.stats import StatsOptions, compare
 from perfmon.engine.compare import compare_runs, comparison_section, render_comparison_md
@@ -45,11 +46,13 @@ def _record(
                 params=(("events", events),),
             )
             value = warmup if i < 0 and warmup is not None else values[i]
-            rec.add_samples(
-                [
-                    Sample(float(sid), sid, "session_seconds", value, MetricKind.VALUE),
-                    Sample(float(sid), sid, "parity_abs_diff", 0.0, MetricKind.VALUE),
-                ]
+            rec.add_batch(
+                SampleBatch.from_samples(
+                    [
+                        Sample(float(sid), sid, "session_seconds", value, MetricKind.VALUE),
+                        Sample(float(sid), sid, "parity_abs_diff", 0.0, MetricKind.VALUE),
+                    ]
+                )
             )
             rec.session_finished(SessionResult(spec=spec, status=SessionStatus.OK, wall_s=value))
             sid += 1

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from perfmon.cli import main
+from perfmon.core.gates import parse_gate
 from perfmon.core.model import GateResult, GateState, SessionResult, SessionSpec, SessionStatus
 from perfmon.engine import exporters
 from perfmon.engine.exporters.csv_report import COLUMNS
@@ -35,6 +36,8 @@ GATES = [
     GateResult("Drift", "slope(rss_bytes) < 1MiB/h", GateState.INCONCLUSIVE, 0.5, 9,
                "slope straddles"),
 ]  # fmt: skip
+# As gates are evaluated: each result carries its parsed grammar (unit, limit, metrics).
+GATES = [parse_gate(g.expr).annotate(g) for g in GATES]
 
 
 def _crash(sid: int) -> SessionResult:

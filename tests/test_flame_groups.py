@@ -142,8 +142,8 @@ def test_replay_lists_the_recorded_profiles(tmp_path: Path) -> None:
     live = LiveState(run_id="r", campaign="c", run_dir=str(tmp_path), started_t=0.0)
     snap = live.snapshot(now=1.0, state=RunState.FINISHED)
     out = with_recorded_profiles(snap, tmp_path)
-    assert [p["name"] for p in out.extra["profiles"]] == ["s0000-p01", "s0001-p02", "s0002-p03"]
-    assert out.extra["profiles"][0]["workload"] == "nbody" and out.extra["profiling"] == []
+    assert [p.name for p in out.profiles] == ["s0000-p01", "s0001-p02", "s0002-p03"]
+    assert out.profiles[0].workload == "nbody" and out.profiling == ()
     empty = tmp_path / "empty"
     empty.mkdir()
     assert with_recorded_profiles(snap, empty) is snap

@@ -91,7 +91,7 @@ async def test_flame_screen_shows_real_profiles_and_navigates(profiled_run: Snap
         assert isinstance(screen, FlameScreen)
         flame = screen.query_one(FlameView)
         # Newest profile first: the candidate session's stacks, hot in fast_path.
-        assert screen.view_id == profiled_run.extra["profiles"][-1]["name"]
+        assert screen.view_id == profiled_run.profiles[-1].name
         assert isinstance(flame.root, StackNode) and flame.root.total > 20
         rows = flame.rows()
         assert rows[0][0][0] is flame.root and rows[0][0][1:] == (0, flame.size.width)

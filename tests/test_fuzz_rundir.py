@@ -35,6 +35,7 @@ import numpy as np
 import pytest
 
 from perfmon.cli import main
+from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import parse_campaign
 from perfmon.core.model import (
     GateResult,
@@ -131,7 +132,7 @@ def _record(run_dir: Path, *, close: bool) -> None:
         samples.append(Sample(start, -1, "system_memory_percent", 40.0 + sid))
         samples.append(Sample(start + 0.5, -1, "system_memory_percent", 41.0 + sid))
         samples.append(Sample(float(r.end_t or 0.0), sid, "session_seconds", float(r.wall_s or 0)))
-        rec.add_samples(samples)
+        rec.add_batch(SampleBatch.from_samples(samples))
         rec.flush()
         rec.session_finished(r)
         state = GateState.PASS if sid > 3 else GateState.PENDING

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from perfmon.cli import main
+from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import CampaignError, parse_campaign
 from perfmon.core.datasource import ArrayMetricSource
 from perfmon.core.gates import (
@@ -86,7 +87,7 @@ class Run:
         )
         for spec in self.specs:
             live.add_session(spec)
-        live.add_samples(self.samples)
+        live.add_batch(SampleBatch.from_samples(self.samples))
         for spec in self.specs:
             live.update_session(SessionResult(spec=spec, status=SessionStatus.OK))
         return live
@@ -496,7 +497,8 @@ def test_comparison_rows_judge_in_the_metric_direction() -> None:
 
 
 def test_report_lists_every_group_of_a_gate() -> None:
-    from perfmon.engine.report import _gate_json, _gate_table
+    from perfmon.engine.report import _gate_json
+    from perfmon.engine.report_md import _gate_table
 
     run = Run()
     for events, v in (("117", 0.5e-3), ("1024", 3e-3)):
@@ -516,7 +518,8 @@ def test_report_lists_every_group_of_a_gate() -> None:
 def test_report_splits_metrics_by_workload_and_variant() -> None:
     import pyarrow as pa
 
-    from perfmon.engine.report import _metric_stats_by_labels, _metrics_by_labels_lines
+    from perfmon.engine.report import _metric_stats_by_labels
+    from perfmon.engine.report_md import _metrics_by_labels_lines
 
     sessions = [
         {"id": 0, "workload": "w", "variant": "baseline", "params": {"events": "1"}},

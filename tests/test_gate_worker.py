@@ -191,7 +191,7 @@ async def test_a_slow_gate_does_not_block_the_loop_and_its_results_reach_snapsho
     assert max(gaps) < 0.3, sorted(gaps)[-5:]
     live = [s for s in snaps if s.state == RunState.RUNNING and s.gates]
     assert any(s.gates[0].state == GateState.PASS for s in live)
-    assert live[-1].extra["gate_evaluation"]["evaluations"] >= 1
+    assert live[-1].gate_evaluation is not None and live[-1].gate_evaluation.evaluations >= 1
 
 
 async def test_no_evaluation_while_nothing_changes(tmp_path: Path) -> None:

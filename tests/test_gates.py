@@ -233,6 +233,14 @@ def test_pass_fail_and_reason() -> None:
         31.0,
         4812,
         "p95 = 31 over 4,812 samples, limit < 100",
+        # The gate's grammar, as its parser gave it (issue 12).
+        op="<",
+        threshold=100.0,
+        threshold_text="100",
+        limit="< 100",
+        unit="none",
+        selections=(("event_queue_depth", ()),),
+        func="p95",
     )
     assert src.calls == [("quantile", "event_queue_depth", pytest.approx(0.95), None)]
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import CampaignError, SetConfig, parse_campaign
 from perfmon.core.datasource import ArrayMetricSource
 from perfmon.core.gates import GateSyntaxError, MetricSource, parse_gate
@@ -88,7 +89,7 @@ class Run:
         live = LiveState(run_id="r", campaign="c", run_dir="/r", started_t=0.0)
         for spec in self.specs:
             live.add_session(spec)
-        live.add_samples(self.samples)
+        live.add_batch(SampleBatch.from_samples(self.samples))
         for spec in self.specs:
             live.update_session(SessionResult(spec=spec, status=self.status[spec.id]))
         return live
@@ -277,7 +278,7 @@ def test_slope_in_units_per_hour() -> None:
         ]
         recorded = ArrayMetricSource.from_samples(samples)
         live = LiveState(run_id="r", campaign="c", run_dir="/r", started_t=0.0)
-        live.add_samples(samples)
+        live.add_batch(SampleBatch.from_samples(samples))
         for source in (recorded, live):
             r = gate.evaluate(source, "Leak")
             assert r.state is state, r.reason
@@ -319,11 +320,13 @@ def test_live_keeps_only_the_metrics_asked_for() -> None:
     )
     spec = _spec(0, "baseline")
     live.add_session(spec)
-    live.add_samples(
-        [
-            Sample(1.0, 0, "session_seconds", 2.0, MetricKind.VALUE),
-            Sample(1.0, 0, "queue_depth", 3.0),
-        ]
+    live.add_batch(
+        SampleBatch.from_samples(
+            [
+                Sample(1.0, 0, "session_seconds", 2.0, MetricKind.VALUE),
+                Sample(1.0, 0, "queue_depth", 3.0),
+            ]
+        )
     )
     live.update_session(SessionResult(spec=spec, status=SessionStatus.OK))
     assert live.session_values("session_seconds", None) == [2.0]

@@ -10,7 +10,10 @@ import json
 import pkgutil
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
+import grimp
 import pytest
 
 import perfmon
@@ -71,3 +74,44 @@ def test_version_is_quick_to_answer() -> None:
     )
     assert out.returncode == 0
     assert out.stdout.strip() == f"perfmon {perfmon.__version__}"
+
+
+TUI_DOORS = ("perfmon.engine.api", "perfmon.engine.client")
+"""The engine modules the TUI may import (pyproject.toml's import-linter contract says the
+same; this test keeps the two agreeing)."""
+
+
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    return grimp.build_graph("perfmon", cache_dir=None)  # TYPE_CHECKING imports count too
+
+
+def test_the_tui_reaches_the_engine_only_through_its_client_api(graph: grimp.ImportGraph) -> None:
+    bad = sorted(
+        (importer, imported)
+        for importer in graph.find_descendants("perfmon.tui") | {"perfmon.tui"}
+        for imported in graph.find_modules_directly_imported_by(importer)
+        if imported.startswith("perfmon.engine") and imported not in TUI_DOORS
+    )
+    assert not bad, f"the tui imports engine internals: {bad}"
+
+
+def test_no_import_cycles(graph: grimp.ImportGraph) -> None:
+    cycles = sorted(
+        (module, imported)
+        for module in graph.modules
+        if module.startswith("perfmon.")
+        for imported in graph.find_modules_directly_imported_by(module)
+        if imported.startswith("perfmon.")
+        and graph.chain_exists(importer=imported, imported=module)
+    )
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_import_linter_contracts_agree_with_these_tests() -> None:
+    config = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    contracts = {c["type"]: c for c in config["tool"]["importlinter"]["contracts"]}
+    assert contracts["layers"]["layers"] == ["perfmon.tui", "perfmon.engine", "perfmon.core"]
+    doors = {e.split(" -> ")[1] for e in contracts["forbidden"]["ignore_imports"]}
+    assert doors == set(TUI_DOORS)
+    assert "perfmon.engine" in contracts["acyclic_siblings"]["ancestors"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from perfmon.core.aggregate import MetricAggregate
+from perfmon.core.batch import SampleBatch
 from perfmon.core.datasource import ArrayMetricSource
 from perfmon.core.gates import MetricSource, parse_gate
 from perfmon.core.live import LiveState
@@ -226,7 +227,11 @@ def test_live_state_is_a_metric_source_for_gates() -> None:
     live = _live()
     source: MetricSource = live  # checked by mypy: structural conformance
     live.add_session(_spec(0))
-    live.add_samples(Sample(float(t), 0, "event_queue_depth", float(t)) for t in range(200))
+    live.add_batch(
+        SampleBatch.from_samples(
+            Sample(float(t), 0, "event_queue_depth", float(t)) for t in range(200)
+        )
+    )
     result = parse_gate("p95(event_queue_depth) < 100").evaluate(source, "Queue")
     assert result.state is GateState.FAIL
     assert result.value == pytest.approx(np.quantile(np.arange(200.0), 0.95))
@@ -246,7 +251,7 @@ def test_live_state_agrees_with_the_exact_source_below_the_reservoir_size() -> N
     ]
     live = _live()
     for lo in range(0, len(samples), 250):
-        live.add_samples(samples[lo : lo + 250])
+        live.add_batch(SampleBatch.from_samples(samples[lo : lo + 250]))
     exact = ArrayMetricSource.from_samples(samples)
     for metric in ("chunk_seconds", "chunks_total"):
         assert live.kind(metric) == exact.kind(metric)
@@ -267,13 +272,15 @@ def test_warmup_samples_are_counted_but_not_folded() -> None:
     live = _live()
     live.add_session(_spec(0, warmup=True))
     live.add_session(_spec(1))
-    live.add_samples(
-        [
-            Sample(1.0, 0, "session_seconds", 100.0, MetricKind.VALUE),  # cold start, warm-up
-            Sample(2.0, 1, "session_seconds", 2.0, MetricKind.VALUE),
-            Sample(3.0, 0, "warm_only_bytes", 5.0),
-            Sample(3.5, SYSTEM_SESSION, "system_memory_percent", 40.0),
-        ]
+    live.add_batch(
+        SampleBatch.from_samples(
+            [
+                Sample(1.0, 0, "session_seconds", 100.0, MetricKind.VALUE),  # cold start, warm-up
+                Sample(2.0, 1, "session_seconds", 2.0, MetricKind.VALUE),
+                Sample(3.0, 0, "warm_only_bytes", 5.0),
+                Sample(3.5, SYSTEM_SESSION, "system_memory_percent", 40.0),
+            ]
+        )
     )
     assert live.reduce("max", "session_seconds") == (2.0, 1)
     assert live.reduce("count", "session_seconds") == (1.0, 1)
@@ -288,8 +295,12 @@ def test_warmup_samples_are_counted_but_not_folded() -> None:
 
 def test_metric_kind_comes_from_the_first_sample() -> None:
     live = _live()
-    live.add_samples([Sample(0.0, 0, "chunks_total", 1.0, MetricKind.COUNTER)])
-    live.add_samples([Sample(1.0, 0, "chunks_total", 2.0, MetricKind.GAUGE)])
+    live.add_batch(
+        SampleBatch.from_samples([Sample(0.0, 0, "chunks_total", 1.0, MetricKind.COUNTER)])
+    )
+    live.add_batch(
+        SampleBatch.from_samples([Sample(1.0, 0, "chunks_total", 2.0, MetricKind.GAUGE)])
+    )
     assert live.kind("chunks_total") is MetricKind.COUNTER
     assert live.reduce("count", "chunks_total") == (3.0, 2)
     assert live.kind("never_seen") is None
@@ -297,13 +308,21 @@ def test_metric_kind_comes_from_the_first_sample() -> None:
 
 def test_windows_end_at_the_latest_sample_of_any_metric() -> None:
     live = _live()
-    live.add_samples(Sample(float(t), 0, "old_bytes", 1.0) for t in range(10))
-    live.add_samples(Sample(float(t), 0, "new_bytes", 2.0) for t in range(100, 110))
+    live.add_batch(
+        SampleBatch.from_samples(Sample(float(t), 0, "old_bytes", 1.0) for t in range(10))
+    )
+    live.add_batch(
+        SampleBatch.from_samples(Sample(float(t), 0, "new_bytes", 2.0) for t in range(100, 110))
+    )
     assert live.reduce("count", "old_bytes", window_s=30) == (None, 0)
     assert live.reduce("count", "new_bytes", window_s=30) == (10.0, 10)
     # Windows the state was told about are exact from the first sample, with sketch quantiles.
     told = LiveState(run_id="r", campaign="c", run_dir="/r", started_t=0.0, windows=(30.0,))
-    told.add_samples(Sample(float(t), 0, "new_bytes", float(t)) for t in range(100, 200))
+    told.add_batch(
+        SampleBatch.from_samples(
+            Sample(float(t), 0, "new_bytes", float(t)) for t in range(100, 200)
+        )
+    )
     assert told.reduce("count", "new_bytes", window_s=30) == (30.0, 30)  # t = 170 .. 199
     value, n = told.reduce("quantile", "new_bytes", q=0.5, window_s=30)
     assert n == 30 and value == pytest.approx(184.5, rel=0.01)
@@ -335,12 +354,14 @@ def test_snapshot_rows_counts_and_json_round_trip() -> None:
     )
     live.add_malformed(1, 5)
     live.add_malformed(42, 1)  # a session the table does not know still counts in the total
-    live.add_samples(
-        [
-            Sample(10.0 + i, 1, "chunk_seconds", 0.001 * (i + 1), MetricKind.HISTOGRAM)
-            for i in range(20)
-        ]
-        + [Sample(12.0, 2, "chunks_total", 1.0, MetricKind.COUNTER)]
+    live.add_batch(
+        SampleBatch.from_samples(
+            [
+                Sample(10.0 + i, 1, "chunk_seconds", 0.001 * (i + 1), MetricKind.HISTOGRAM)
+                for i in range(20)
+            ]
+            + [Sample(12.0, 2, "chunks_total", 1.0, MetricKind.COUNTER)]
+        )
     )
     gate = GateResult("Perf", "p95(chunk_seconds) < 1ms", GateState.FAIL, 0.019, 20, "p95 = 19 ms")
     snap = live.snapshot(now=40.0, state="running", gates=[gate], verdict="fail", message="hi")

@@ -35,7 +35,7 @@ from perfmon.core.noise import (
     summarize_noise,
 )
 from perfmon.core.schedule import Scheduler
-from perfmon.core.snapshot import Snapshot
+from perfmon.core.snapshot import NoiseCounts, Snapshot
 from perfmon.engine.headless import ProgressPrinter, run_headless
 from perfmon.engine.noise import NoiseMeter, ProcReader, read_noise
 from perfmon.engine.recorder import make_run_dir, read_run
@@ -256,7 +256,8 @@ def test_a_run_without_figures_says_not_measured() -> None:
 
 
 def test_damaged_rows_are_counted_not_a_traceback() -> None:
-    from perfmon.engine.report import _machine, _machine_lines
+    from perfmon.engine.report import _machine
+    from perfmon.engine.report_md import _machine_lines
 
     rows = [
         {"id": 1, "status": "ok", "extra": {NOISE_BUSY: "yes", NOISE_BACKGROUND_SHARE: "x"}},
@@ -494,7 +495,7 @@ def test_repeat_guard_reruns_busy_sessions_and_keeps_them_out_of_the_gates(
     assert all("repeated as session" in r["error"] for r in rows if r["status"] == "noisy")
     assert runner.scheduler.planned_total == 8
     assert runner.noise_counts == {"measured": 8, "busy": 8, "repeated": 4}
-    assert snaps[-1].extra["noise"]["busy"] == 8
+    assert snaps[-1].noise is not None and snaps[-1].noise.busy == 8
     report = json.loads((runner.run_dir / "report.json").read_text())
     assert report["machine"]["repeated"] == 4 and report["machine"]["kept_busy"] == 4
     assert report["machine"]["line"].startswith("Machine: BUSY — 8 of 8 sessions over 10%")
@@ -569,7 +570,7 @@ def test_the_viewer_marks_busy_sessions_and_counts_them() -> None:
         0,
         0,
         (row,),
-        extra={"noise": {"busy": 3, "measured": 4, "repeated": 0}},
+        noise=NoiseCounts(busy=3, measured=4, repeated=0),
     )
     assert "3 on a busy machine" in status_content(busy).plain
 

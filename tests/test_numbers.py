@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from textual.app import App, ComposeResult
 
+from perfmon.core.batch import SampleBatch
 from perfmon.core.gates import parse_gate
 from perfmon.core.live import LiveState
 from perfmon.core.model import (
@@ -101,7 +102,9 @@ def test_the_per_set_text_of_a_regression_gate_is_a_percentage() -> None:
             spec = _spec(sid, variant)
             live.add_session(spec)
             value = scale * float(rng.lognormal(0.0, 0.01))
-            live.add_samples([Sample(float(sid), sid, "session_seconds", value)])
+            live.add_batch(
+                SampleBatch.from_samples([Sample(float(sid), sid, "session_seconds", value)])
+            )
             live.update_session(SessionResult(spec=spec, status=SessionStatus.OK))
             sid += 1
     gate = parse_gate("regression(session_seconds, baseline, candidate) < 5%")
@@ -117,7 +120,7 @@ def test_gate_reason_of_a_rate_is_humanised() -> None:
     live = LiveState(run_id="r", campaign="c", run_dir="/r", started_t=0.0)
     spec = _spec(0, "baseline")
     live.add_session(spec)
-    live.add_samples([Sample(1.0, 0, "read_bytes_per_second", 9.27e7)])
+    live.add_batch(SampleBatch.from_samples([Sample(1.0, 0, "read_bytes_per_second", 9.27e7)]))
     result = parse_gate("min(read_bytes_per_second) > 50000000").evaluate(live, "Read")
     assert "min = 92.7 MB/s" in result.reason
     assert "> 50 MB/s" in result.reason
@@ -131,8 +134,12 @@ def test_series_gaps_ride_in_the_snapshot_and_the_timeline_skips_them() -> None:
     spec = _spec(0, "baseline")
     live.add_session(spec)
     # a one-off value at t = 0 and one at t = 7.5 s: the buckets between got nothing
-    live.add_samples([Sample(0.0, 0, "parity_diff", 1e-5, MetricKind.VALUE)])
-    live.add_samples([Sample(7.5, 0, "parity_diff", 2e-5, MetricKind.VALUE)])
+    live.add_batch(
+        SampleBatch.from_samples([Sample(0.0, 0, "parity_diff", 1e-5, MetricKind.VALUE)])
+    )
+    live.add_batch(
+        SampleBatch.from_samples([Sample(7.5, 0, "parity_diff", 2e-5, MetricKind.VALUE)])
+    )
     snap = live.snapshot(now=8.0, state="running")
     (m,) = snap.metrics
     filled = m.series_filled()
@@ -293,20 +300,22 @@ def test_report_comparison_marks_constant_rows(tmp_path: Path) -> None:
 
 
 def test_report_gate_table_shows_regressions_in_percent_and_rates_in_their_unit() -> None:
-    from perfmon.engine.report import _gate_table
+    from perfmon.core.gates import parse_gate
+    from perfmon.core.model import GateResult, GateState
+    from perfmon.engine.report import _gate_json
+    from perfmon.engine.report_md import _gate_table
 
     def gate(expr: str, value: float, low: float, high: float) -> dict[str, object]:
-        return {
-            "name": "G", "expr": expr, "state": "fail", "value": value, "ci_low": low,
-            "ci_high": high, "n": 10, "reason": "r", "groups": [],
-        }  # fmt: skip
+        # As the report writes it: the result annotated with the gate's grammar (issue 12).
+        result = GateResult("G", expr, GateState.FAIL, value, 10, "r", low, high)
+        return _gate_json(parse_gate(expr).annotate(result))
 
     md = "\n".join(
         _gate_table(
             [
                 gate("regression(session_seconds, baseline, candidate) < 5%", 0.0834, 0.02, 0.15),
                 gate("speedup(session_seconds, baseline, candidate) >= 1.4", 1.39, 1.3, 1.51),
-                gate("min(read_bytes_per_second) > 50MB", 9.27e7, 9e7, 9.5e7),
+                gate("min(read_bytes_per_second) > 5e7", 9.27e7, 9e7, 9.5e7),
             ]
         )
     )

@@ -71,7 +71,7 @@ def _decode(data: bytes) -> list[tuple[str, str, float]]:
     Fails if any part of the channel is malformed.
     """
     dec = Decoder(0)
-    samples = dec.feed(data, 0.0) + dec.close(0.0)
+    samples = list(dec.feed_batch(data, 0.0)) + list(dec.close_batch(0.0))
     assert dec.malformed == 0, dec.last_error
     return [(s.metric, s.kind.value, s.value) for s in samples]
 
@@ -336,7 +336,7 @@ def test_a_loop_of_bursts_and_long_gaps_is_delivered_at_the_next_burst() -> None
             assert ready, "iteration 2's samples did not arrive"
             chunk = os.read(r, 65536)
             received += chunk
-            seen += [(x.metric, x.value) for x in dec.feed(chunk, 0.0)]
+            seen += [(x.metric, x.value) for x in list(dec.feed_batch(chunk, 0.0))]
         assert proc.poll() is None, "the samples must arrive while the workload still runs"
         assert proc.stdin is not None
         proc.stdin.close()

@@ -285,7 +285,7 @@ async def test_runner_profiles_every_session_and_exports(tmp_path: Path) -> None
     assert {r.variant for r in records} == {"baseline", "candidate"}
     assert records[0].reason == "every session"
     snap = runner.snapshot()
-    assert [p["name"] for p in snap.extra["profiles"]] == [r.name for r in records]
+    assert [p.name for p in snap.profiles] == [r.name for r in records]
 
     prof = run_dir / "profiles"
     for name in ("variant-cpu--baseline", "variant-cpu--candidate"):
@@ -339,7 +339,7 @@ async def test_profile_command_on_the_running_session(tmp_path: Path) -> None:
     assert runner.message.startswith("profiling session 0 with py-spy for 5 s")
     runner.handle_command("profile 0 1")
     assert "already being sampled" in runner.message
-    assert runner.snapshot().extra["profiling"] == [0]
+    assert runner.snapshot().profiling == (0,)
     with pytest.raises(ValueError):
         runner.handle_command("profile zero")
     await task

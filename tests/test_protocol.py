@@ -25,8 +25,8 @@ NOW = 1000.0
 
 def decode(data: bytes, session: int = 7) -> tuple[list[Sample], Decoder]:
     dec = Decoder(session)
-    out = dec.feed(data, NOW)
-    out += dec.close(NOW)
+    out = list(dec.feed_batch(data, NOW))
+    out += list(dec.close_batch(NOW))
     return out, dec
 
 
@@ -81,9 +81,9 @@ def test_type_applies_to_later_samples_only() -> None:
 
 def test_kinds_are_per_session() -> None:
     a, b = Decoder(1), Decoder(2)
-    a.feed(b"# TYPE n_total counter\n", NOW)
-    assert b.feed(b"n_total 1\n", NOW)[0].kind is MetricKind.GAUGE
-    assert a.feed(b"n_total 1\n", NOW)[0].kind is MetricKind.COUNTER
+    list(a.feed_batch(b"# TYPE n_total counter\n", NOW))
+    assert next(iter(b.feed_batch(b"n_total 1\n", NOW))).kind is MetricKind.GAUGE
+    assert next(iter(a.feed_batch(b"n_total 1\n", NOW))).kind is MetricKind.COUNTER
 
 
 @pytest.mark.parametrize(
@@ -129,11 +129,11 @@ def test_line_of_exactly_max_line_bytes_is_accepted() -> None:
 
 def test_over_long_line_counted_once_across_many_feeds_and_not_buffered() -> None:
     dec = Decoder(1)
-    out = dec.feed(b"ok_a 1\nzz", NOW)
+    out = list(dec.feed_batch(b"ok_a 1\nzz", NOW))
     for _ in range(1000):
-        out += dec.feed(b"z" * 1000, NOW)
+        out += list(dec.feed_batch(b"z" * 1000, NOW))
         assert len(dec._buf) <= MAX_LINE
-    out += dec.feed(b"z 1\nok_b 2\n", NOW)
+    out += list(dec.feed_batch(b"z 1\nok_b 2\n", NOW))
     assert [s.metric for s in out] == ["ok_a", "ok_b"]
     assert dec.malformed == 1
     assert dec.last_error == f"line 2: longer than {MAX_LINE} bytes"
@@ -142,15 +142,15 @@ def test_over_long_line_counted_once_across_many_feeds_and_not_buffered() -> Non
 
 def test_unterminated_final_line_decoded_on_close() -> None:
     dec = Decoder(3)
-    assert dec.feed(b"a_bytes 5", NOW) == []
-    assert dec.close(NOW + 1) == [Sample(NOW + 1, 3, "a_bytes", 5.0)]
-    assert dec.close(NOW + 2) == []
+    assert list(dec.feed_batch(b"a_bytes 5", NOW)) == []
+    assert list(dec.close_batch(NOW + 1)) == [Sample(NOW + 1, 3, "a_bytes", 5.0)]
+    assert list(dec.close_batch(NOW + 2)) == []
 
 
 def test_partial_line_stamped_when_completed() -> None:
     dec = Decoder(3)
-    assert dec.feed(b"a_by", 1.0) == []
-    assert dec.feed(b"tes 5\n", 2.0) == [Sample(2.0, 3, "a_bytes", 5.0)]
+    assert list(dec.feed_batch(b"a_by", 1.0)) == []
+    assert list(dec.feed_batch(b"tes 5\n", 2.0)) == [Sample(2.0, 3, "a_bytes", 5.0)]
 
 
 @pytest.mark.parametrize(
@@ -205,9 +205,9 @@ def _decode_in_chunks(data: bytes, cuts: list[int]) -> tuple[list[Sample], int, 
     points = sorted({min(c, len(data)) for c in cuts})
     prev = 0
     for p in [*points, len(data)]:
-        out += dec.feed(data[prev:p], NOW)
+        out += list(dec.feed_batch(data[prev:p], NOW))
         prev = p
-    out += dec.close(NOW)
+    out += list(dec.close_batch(NOW))
     return out, dec.malformed, dec.last_error, dec.lines
 
 
@@ -305,8 +305,11 @@ def test_payload_bytes_that_look_like_text_are_never_read_as_lines() -> None:
 def test_frame_stamped_when_its_last_byte_arrives() -> None:
     dec = Decoder(1)
     data = b"# PERFMON 2\n" + _frame(b"x", b"gauge", 1.0, 2.0)
-    assert dec.feed(data[:-3], 1.0) == []
-    assert dec.feed(data[-3:], 2.0) == [Sample(2.0, 1, "x", 1.0), Sample(2.0, 1, "x", 2.0)]
+    assert list(dec.feed_batch(data[:-3], 1.0)) == []
+    assert list(dec.feed_batch(data[-3:], 2.0)) == [
+        Sample(2.0, 1, "x", 1.0),
+        Sample(2.0, 1, "x", 2.0),
+    ]
 
 
 def test_frames_only_after_version_2_header() -> None:
@@ -357,24 +360,24 @@ def test_unreadable_frame_count_poisons_the_channel(header: bytes) -> None:
 
 def test_frame_cut_short_by_the_end_of_the_channel() -> None:
     dec = Decoder(1)
-    assert dec.feed(b"# PERFMON 2\n" + _frame(b"x", b"gauge", 1.0, 2.0)[:-1], NOW) == []
-    assert dec.close(NOW) == []
+    assert list(dec.feed_batch(b"# PERFMON 2\n" + _frame(b"x", b"gauge", 1.0, 2.0)[:-1], NOW)) == []
+    assert list(dec.close_batch(NOW)) == []
     assert dec.malformed == 1
     assert dec.last_error == "line 2: frame cut short by the end of the channel"
 
 
 def test_over_long_frame_header_poisons_without_buffering_it() -> None:
     dec = Decoder(1)
-    dec.feed(b"# PERFMON 2\n#B ", NOW)
+    list(dec.feed_batch(b"# PERFMON 2\n#B ", NOW))
     for _ in range(10):
-        dec.feed(b"x" * 1000, NOW)
+        list(dec.feed_batch(b"x" * 1000, NOW))
         assert len(dec._buf) <= MAX_LINE
     assert dec.malformed == 1
     assert dec.last_error == (
         f"line 2: frame header longer than {MAX_LINE} bytes; framing lost, "
         "the rest of the channel is dropped"
     )
-    assert dec.feed(b" gauge 1\n" + b"\x00" * 8 + b"\nok 1\n", NOW) == []
+    assert list(dec.feed_batch(b" gauge 1\n" + b"\x00" * 8 + b"\nok 1\n", NOW)) == []
     assert dec.malformed == 3  # the payload's line and "ok 1": the channel is poisoned
 
 
@@ -437,13 +440,13 @@ def test_declared_names_are_bounded_in_bytes_and_long_names_are_not_cached() -> 
         b"# TYPE " + f"{i:05d}".encode().join([b"m", b"x" * (name_len - 6)]) + b" counter\n"
         for i in range(n)
     )
-    d.feed(data, 1.0)
+    list(d.feed_batch(data, 1.0))
     assert len(d.kinds) == MAX_DECLARED_BYTES // name_len
     assert d.malformed == n - len(d.kinds)
     assert "exceed" in d.last_error
     assert sum(map(len, d.kinds)) <= MAX_DECLARED_BYTES < per * n
     # Samples of a long name still decode (validated each time), but are not cached.
     long_name = "y" * (_CACHED_NAME_MAX + 1)
-    got = d.feed(f"{long_name} 1\n{long_name} 2\n".encode(), 2.0)
+    got = list(d.feed_batch(f"{long_name} 1\n{long_name} 2\n".encode(), 2.0))
     assert [s.value for s in got] == [1.0, 2.0]
     assert all(len(k) <= _CACHED_NAME_MAX for k in d._names)

@@ -15,6 +15,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
 
+from perfmon.core.batch import SampleBatch
 from perfmon.core.model import MetricKind, Sample, SessionResult, SessionSpec, SessionStatus
 from perfmon.engine.provenance import collect_provenance, git_info, package_versions
 from perfmon.engine.recorder import (
@@ -107,11 +108,11 @@ def test_roundtrip_open_then_closed(tmp_path: Path) -> None:
     s1 = make_samples(100, session=0)
     s2 = make_samples(50, session=1, start=T0 + 5)
     s2.append(Sample(T0 + 6, -1, "system_memory_percent", 42.5, MetricKind.GAUGE))
-    rec.add_samples(s1)
+    rec.add_batch(SampleBatch.from_samples(s1))
     assert rec.buffered == 100
     rec.flush()
     assert rec.buffered == 0
-    rec.add_samples(s2)
+    rec.add_batch(SampleBatch.from_samples(s2))
     rec.flush()
     rec.flush()  # nothing buffered: no empty batch
     rec.session_finished(make_result(0))
@@ -142,7 +143,7 @@ def test_roundtrip_open_then_closed(tmp_path: Path) -> None:
     rec.close()
     rec.close()  # idempotent
     with pytest.raises(RuntimeError):
-        rec.add_samples(s1)
+        rec.add_batch(SampleBatch.from_samples(s1))
     assert not (tmp_path / "samples").exists()
     closed = read_run(tmp_path)
     assert closed.closed
@@ -174,7 +175,7 @@ def test_segments_roll_and_compact(tmp_path: Path) -> None:
     for k in range(20):
         batch = make_samples(60, session=k % 3, start=T0 + k)
         written += batch
-        rec.add_samples(batch)
+        rec.add_batch(SampleBatch.from_samples(batch))
         rec.flush()
     segs = sorted((tmp_path / "samples").iterdir())
     assert len(segs) > 2
@@ -215,7 +216,7 @@ def test_torn_segment_tail_is_repaired_and_counted(tmp_path: Path) -> None:
     for k in range(4):
         batch = make_samples(25 + k, session=k, start=T0 + k)
         written += batch
-        rec.add_samples(batch)
+        rec.add_batch(SampleBatch.from_samples(batch))
         rec.flush()
     # Simulate kill -9: the recorder is never closed; the segment has no end-of-stream marker.
     seg = src / "samples" / "segment-000001.arrows"
@@ -265,7 +266,7 @@ def test_torn_sessions_line_and_garbage_never_crash(tmp_path: Path) -> None:
     assert len(data.problems) == 3
     # A resumed recorder numbers its segments after the existing ones, and close() repairs.
     rec2 = Recorder(tmp_path)
-    rec2.add_samples(make_samples(5))
+    rec2.add_batch(SampleBatch.from_samples(make_samples(5)))
     rec2.flush()
     assert (tmp_path / "samples" / "segment-000010.arrows").exists()
     rec2.close()
@@ -274,7 +275,7 @@ def test_torn_sessions_line_and_garbage_never_crash(tmp_path: Path) -> None:
 
 def test_corrupt_parquet_falls_back_to_segments(tmp_path: Path) -> None:
     rec = Recorder(tmp_path)
-    rec.add_samples(make_samples(9))
+    rec.add_batch(SampleBatch.from_samples(make_samples(9)))
     rec.flush()
     (tmp_path / "samples.parquet").write_bytes(b"PAR1 not really")
     data = read_run(tmp_path)
@@ -344,7 +345,7 @@ def test_overwritten_batch_is_skipped_counted_and_the_rest_read(tmp_path: Path) 
     """A batch whose bytes changed fails its CRC-32; the batches after it are still read."""
     rec = Recorder(tmp_path)
     for k in range(3):
-        rec.add_samples(make_samples(30, session=k, start=T0 + 100 * k))
+        rec.add_batch(SampleBatch.from_samples(make_samples(30, session=k, start=T0 + 100 * k)))
         rec.flush()
     seg = tmp_path / "samples" / "segment-000001.arrows"
     data = seg.read_bytes()
@@ -376,7 +377,7 @@ def test_compaction_keeps_the_segments_when_the_parquet_does_not_read_back(
 
     monkeypatch.setattr(recorder_mod, "_verify_parquet", damaged)
     rec = Recorder(tmp_path)
-    rec.add_samples(make_samples(12))
+    rec.add_batch(SampleBatch.from_samples(make_samples(12)))
     rec.flush()
     with pytest.raises(OSError, match="read back"):
         rec.close()
@@ -392,7 +393,7 @@ def test_compaction_verifies_by_reading_back(tmp_path: Path) -> None:
     from perfmon.engine.recorder import CompactionError, _verify_parquet
 
     rec = Recorder(tmp_path)
-    rec.add_samples(make_samples(40))
+    rec.add_batch(SampleBatch.from_samples(make_samples(40)))
     rec.close()
     path = tmp_path / "samples.parquet"
     _verify_parquet(path, 40)

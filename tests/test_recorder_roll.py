@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from perfmon.core.batch import SampleBatch
 from perfmon.core.model import MetricKind, Sample
 from perfmon.engine.recorder import Recorder, read_run
 
@@ -14,7 +15,9 @@ def test_segments_roll_every_hour_of_a_slow_soak(tmp_path: Path) -> None:
     for hour in range(3):
         for i in range(10):
             t = 1.7e9 + hour * 3600 + i
-            rec.add_samples([Sample(t, 0, "rss_bytes", float(i), MetricKind.GAUGE)])
+            rec.add_batch(
+                SampleBatch.from_samples([Sample(t, 0, "rss_bytes", float(i), MetricKind.GAUGE)])
+            )
             rec.flush()
             now[0] += 1.0
         now[0] += 3600.0

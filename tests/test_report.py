@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from scipy.stats import median_abs_deviation
 
+from perfmon.core.batch import SampleBatch
+from perfmon.core.gates import parse_gate
 from perfmon.core.model import (
     GateResult,
     GateState,
@@ -44,6 +46,9 @@ GATES = [
     ),
     GateResult("RAM", "max(rss_bytes) <= 1GiB", GateState.PENDING, None, 0, "no samples yet"),
 ]
+# As a run's gates come: annotated with their grammar by the parser (issue 12), which the
+# report reads for units and formats (a speedup reads 1.62x).
+GATES = [parse_gate(g.expr).annotate(g) for g in GATES]
 
 
 class Synth:
@@ -127,7 +132,7 @@ class Synth:
             }
         )
         for i in range(0, len(self.samples), 50):
-            rec.add_samples(self.samples[i : i + 50])
+            rec.add_batch(SampleBatch.from_samples(self.samples[i : i + 50]))
             rec.flush()
         for r in self.results:
             rec.session_finished(r)

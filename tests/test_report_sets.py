@@ -5,7 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from perfmon.engine.report import _inference, _stop_when, _stop_when_lines
+from perfmon.engine.report import _inference, _stop_when
+from perfmon.engine.report_md import _stop_when_lines
 
 
 def _data(inference: str, sets: list[dict[str, Any]], rows: list[dict[str, Any]]) -> Any:

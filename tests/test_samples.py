@@ -91,7 +91,7 @@ def run_with_probe(script: str, *args: str, **env: str) -> Channel:
         channel.header.append(data[: data.index(b"\n")].decode("ascii"))
     # The probe sends binary frames (protocol version 2): decode with perfmon's decoder.
     decoder = Decoder(0)
-    samples = decoder.feed(data, 0.0) + decoder.close(0.0)
+    samples = list(decoder.feed_batch(data, 0.0)) + list(decoder.close_batch(0.0))
     assert decoder.malformed == 0, decoder.last_error
     for sample in samples:
         channel.kinds[sample.metric] = sample.kind.value

@@ -16,6 +16,7 @@ import pytest
 from tests.test_tui import T0, snapshot
 from textual.pilot import Pilot
 
+from perfmon.core.snapshot import GateChange, ProfileEntry
 from perfmon.core.stacks import DiffNode
 from perfmon.engine.profiler import INDEX_FILE, PROFILES_DIR
 from perfmon.tui.app import PerfmonApp
@@ -106,7 +107,8 @@ def make_app(run_dir: Path) -> PerfmonApp:
         8,
         run_dir=str(run_dir),
         now_t=T0 + 120,
-        extra={"profiles": records, "profiling": [], "gate_changes": gate_changes()},
+        profiles=tuple(ProfileEntry.from_dict(r) for r in records),
+        gate_changes=tuple(GateChange.from_dict(c) for c in gate_changes()),
     )
     return PerfmonApp(StaticSource(snap), keys=False, theme="perfmon-dark")
 

@@ -211,8 +211,14 @@ def test_gate_margins() -> None:
         "Performance", "speedup(session_seconds, baseline, candidate) >= 1.4", GateState.PASS,
         1.80, 20, "", 1.52, 2.1,
         groups=(GroupResult("events=128", GateState.FAIL, 1.2, 10, "", 1.1, 1.3),),
+        op=">=", threshold=1.4,
     )  # fmt: skip
-    ram = GateResult("RAM", "max(system_memory_percent) <= 70", GateState.PASS, 55.0, 9, "")
+    ram = GateResult(
+        "RAM", "max(system_memory_percent) <= 70", GateState.PASS, 55.0, 9, "",
+        op="<=", threshold=70.0,
+    )  # fmt: skip
+    # The threshold is the result's, never parsed anew: a result without one has no margin.
+    assert gate_margins([dataclasses.replace(ram, op="", threshold=None)]) == []
     (top,) = gate_margins([dataclasses.replace(g, groups=())])
     assert top["margin"] == pytest.approx(0.4)
     assert top["worst_margin"] == pytest.approx(0.12)

@@ -14,9 +14,16 @@ from typing import Any
 import numpy as np
 import pytest
 
+from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import parse_campaign
 from perfmon.core.model import GateResult, GateState, MetricKind, Sample
-from perfmon.core.snapshot import SNAPSHOT_VERSION, MetricSummary, RunState, Snapshot
+from perfmon.core.snapshot import (
+    SNAPSHOT_VERSION,
+    GateChange,
+    MetricSummary,
+    RunState,
+    Snapshot,
+)
 from perfmon.engine.events import EVENTS_JSONL, GateChangeLog, read_gate_changes
 from perfmon.engine.recorder import Recorder, make_run_dir
 from perfmon.engine.report import render_markdown
@@ -186,7 +193,7 @@ def test_runner_records_a_gate_change_to_events_jsonl(real_run: tuple[Path, Snap
     started = json.loads((run_dir / "manifest.json").read_text())["started_t"]
     assert started <= parity[0]["t"] <= time.time()
     # Published in snapshots, and listed in the report.
-    assert last.extra["gate_changes"][0]["gate"] == "Parity"
+    assert last.gate_changes is not None and last.gate_changes[0].gate == "Parity"
     report = json.loads((run_dir / "report.json").read_text())
     assert report["gate_changes"]["changes"][0]["new"] == "pass"
     md = render_markdown(report)
@@ -235,7 +242,7 @@ def scripted_snapshot(
         metrics=tuple(metric(n, s) for n, s in sorted(metrics.items())),
         gates=(_gate("RAM", GateState.PASS),),
         verdict="pass",
-        extra={"gate_changes": changes},
+        gate_changes=tuple(GateChange.from_dict(c) for c in changes),
     )
 
 
@@ -316,8 +323,10 @@ async def test_zoom_reads_the_recorded_window(tmp_path: Path) -> None:
     rec.write_manifest({"format": "perfmon-run", "version": 1, "started_t": T0})
     values = [float(i) for i in range(200)]
     values[150] = 1000.0
-    rec.add_samples(
-        [Sample(T0 + i, -1, "load_ratio", v, MetricKind.GAUGE) for i, v in enumerate(values)]
+    rec.add_batch(
+        SampleBatch.from_samples(
+            [Sample(T0 + i, -1, "load_ratio", v, MetricKind.GAUGE) for i, v in enumerate(values)]
+        )
     )
     rec.flush()
     # The live series is coarse: 20 buckets of 10 s means (the spike is diluted).

@@ -521,7 +521,7 @@ async def test_same_snapshot_is_not_applied_again() -> None:
 
 
 async def test_sessions_panel_shows_the_recording_size() -> None:
-    src = ScriptedSource([dataclasses.replace(snapshot(3), extra={"disk_bytes": 3 * 2**20})])
+    src = ScriptedSource([dataclasses.replace(snapshot(3), disk_bytes=3 * 2**20)])
     app = PerfmonApp(src)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot, app)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from perfmon.core.aggregate import SKETCH_ACCURACY, MetricAggregate, window_bounds
+from perfmon.core.batch import SampleBatch
 from perfmon.core.datasource import ArrayMetricSource
 from perfmon.core.live import LiveState
 from perfmon.core.model import MetricKind, Sample
@@ -61,9 +62,11 @@ def test_live_windowed_p95_is_within_1pct_of_exact_over_a_72_hour_soak() -> None
 def test_the_live_state_tracks_the_gates_windows_from_the_first_sample() -> None:
     t, v = _soak(hours=1)
     live = LiveState(run_id="r", campaign="c", run_dir="/r", started_t=t[0], windows=(300.0,))
-    live.add_samples(
-        Sample(float(a), 0, "event_queue_depth", float(b), MetricKind.GAUGE)
-        for a, b in zip(t, v, strict=True)
+    live.add_batch(
+        SampleBatch.from_samples(
+            Sample(float(a), 0, "event_queue_depth", float(b), MetricKind.GAUGE)
+            for a, b in zip(t, v, strict=True)
+        )
     )
     low, high = window_bounds(float(t[-1]), 300.0)
     sel = v[(t >= low) & (t < high)]

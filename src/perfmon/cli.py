@@ -72,7 +72,8 @@ class _CampaignFailure(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser (exposed for tests and for ``--help``)."""
+    """Build the argument parser (exposed for tests and for ``--help``): the global options,
+    then one ``_add_*`` function per subcommand."""
     parser = _Parser(
         prog="perfmon",
         description=(
@@ -87,6 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"perfmon {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    _add_run(sub)
+    _add_attach(sub)
+    _add_ls_stop(sub)
+    _add_validate(sub)
+    _add_report(sub)
+    _add_compare(sub)
+    _add_daemon(sub)
+    return parser
+
+
+def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """``perfmon run CAMPAIGN``: the live viewer, or ``--headless`` for CI."""
     run = sub.add_parser(
         "run",
         help="run a campaign (with the live viewer, or --headless for CI)",
@@ -150,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
 
+
+def _add_attach(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """``perfmon attach [RUN]``: the viewer on a running or finished run."""
     attach = sub.add_parser(
         "attach",
         help="open the viewer on a running or finished run",
@@ -164,11 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
     attach.add_argument("--no-mouse", action="store_true", help="do not capture the mouse")
     attach.add_argument("--no-color", action="store_true", help="no colours in the viewer")
 
+
+def _add_ls_stop(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """``perfmon ls`` and ``perfmon stop [RUN]``."""
     sub.add_parser("ls", help="list runs: state, age, sessions, verdict")
 
     stop = sub.add_parser("stop", help="stop a running run gracefully (the report is written)")
     stop.add_argument("run", nargs="?", help="run id, id prefix or run directory")
 
+
+def _add_validate(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """``perfmon validate CAMPAIGN``: check a campaign and list what it would run."""
     validate = sub.add_parser("validate", help="check a campaign file and list what it would run")
     validate.add_argument("campaign", help="the campaign file (TOML)")
     validate.add_argument(
@@ -180,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="resize a set as perfmon run --set does",
     )
 
+
+def _add_report(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """``perfmon report RUN_DIR``: (re)write a run directory's report."""
     report = sub.add_parser("report", help="(re)write the report of a run directory")
     report.add_argument("run_dir", type=Path, help="a run directory (runs/<timestamp>-<campaign>)")
     report.add_argument(
@@ -201,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the (single) --format to FILE instead ('-': stdout)",
     )
 
+
+def _add_compare(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """``perfmon compare RUN_A RUN_B``: two recorded runs, metric by metric."""
     cmp_ = sub.add_parser(
         "compare",
         help="compare two recorded runs metric by metric (median, n, speedup with CI, p-value)",
@@ -231,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--min-sessions", type=int, help="sessions per side before a ratio")
     cmp_.add_argument("--interval", choices=("rank", "bootstrap"), help="CI method")
 
+
+def _add_daemon(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """``perfmon _daemon``: the background process that owns a run (hidden)."""
     daemon = sub.add_parser("_daemon", help=argparse.SUPPRESS)
     daemon.add_argument("campaign")
     daemon.add_argument("--run-dir", type=Path, required=True)
@@ -238,7 +269,6 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--snapshot-hz", type=float, default=4.0)
     daemon.add_argument("--set", dest="set_sizes", action="append", default=[])
     daemon.add_argument("--metrics-addr")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,7 +76,6 @@ from perfmon.core.units import (
 )
 
 if TYPE_CHECKING:
-    from perfmon.core.campaign import GateConfig
     from perfmon.core.stats import AnytimeRatio, Comparison
 
 __all__ = [
@@ -98,9 +97,12 @@ __all__ = [
     "describe_change",
     "describe_oriented",
     "evaluate_gates",
+    "fill_variants",
+    "format_gate_value",
     "live_selections",
     "oriented",
     "parse_gate",
+    "reads",
     "scope",
     "selections",
     "verdict",
@@ -131,6 +133,28 @@ class GateSyntaxError(ValueError):
         self.message = message
         self.column = column
         super().__init__(f"{message} (column {column})")
+
+
+class GateConfig(Protocol):
+    """A named gate as a campaign configures it (``perfmon.core.campaign.GateConfig``, which
+    imports this module: a protocol here keeps the two free of an import cycle).
+
+    Attributes:
+        name: the gate's name; gate: the parsed expression; window_s: the last seconds it
+            is judged over (None: the whole run); by: labels it is judged per group of.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def gate(self) -> Gate: ...
+
+    @property
+    def window_s(self) -> float | None: ...
+
+    @property
+    def by(self) -> tuple[str, ...]: ...
 
 
 class MetricSource(Protocol):
@@ -1149,6 +1173,27 @@ class Gate:
     threshold: float
     threshold_text: str
     lhs: Expr = field(compare=False)
+    direction: str = ""
+
+    def annotate(self, result: GateResult) -> GateResult:
+        """``result`` with this gate's grammar filled in: ``op``, ``threshold``,
+        ``threshold_text``, ``limit``, ``unit``, ``rate``, ``direction`` and ``selections``
+        (see ``perfmon.core.model.GateResult``), so that readers never parse ``expr``."""
+        return replace(
+            result,
+            op=self.op,
+            threshold=self.threshold,
+            threshold_text=self.threshold_text,
+            limit=self.limit_text,
+            unit=self.lhs.dimension.value,
+            rate=isinstance(self.lhs, Slope),
+            direction=self.direction,
+            selections=tuple(
+                (metric, tuple((m.label, m.op, m.value) for m in matchers))
+                for metric, matchers in reads(self.lhs)
+            ),
+            func=_func_of(self.lhs),
+        )
 
     @property
     def metrics(self) -> frozenset[str]:
@@ -1243,7 +1288,7 @@ class Gate:
             label = " ".join(f"{k}={v}" for k, v in combo)
             extra = tuple(Matcher(k, "=", v) for k, v in combo)
             scoped = replace(self, lhs=scope(self.lhs, extra))
-            r = scoped.evaluate(source, name, window_s=window_s)
+            r = scoped._evaluate(source, name, window_s, ())
             if (
                 r.reason.startswith("waiting for samples")
                 and _finished(source, combo)
@@ -1303,8 +1348,15 @@ class Gate:
             PENDING while a metric has no samples (or a ratio's denominator is 0), else PASS or
             FAIL by comparing the value with the threshold. Where the expression carries a
             confidence interval, PASS needs the whole interval on the passing side, FAIL the
-            whole interval on the failing side, and anything else is INCONCLUSIVE.
+            whole interval on the failing side, and anything else is INCONCLUSIVE. The
+            result carries the gate's grammar (``annotate``).
         """
+        return self.annotate(self._evaluate(source, name, window_s, by))
+
+    def _evaluate(
+        self, source: MetricSource, name: str, window_s: float | None, by: Sequence[str]
+    ) -> GateResult:
+        """``evaluate`` without the grammar fields."""
         if by:
             return self._evaluate_by(source, name, window_s, by)
         ev = self.lhs.evaluate(source, window_s)
@@ -1442,7 +1494,113 @@ def parse_gate(
         threshold = _threshold(lhs, text, pos)
     if not math.isfinite(threshold):
         raise GateSyntaxError(f"threshold {text!r} is not a finite number", pos + 1)
-    return Gate(expr, tok.text, threshold, text, lhs)
+    if isinstance(lhs, VariantComparison):
+        direction = lhs.direction
+    elif isinstance(lhs, Reduce | Spread | Slope):
+        direction = metric_direction(lhs.metric, directions) or ""
+    else:
+        direction = ""  # a ratio of two expressions: no one metric's direction
+    return Gate(expr, tok.text, threshold, text, lhs, direction)
+
+
+def fill_variants(expr: str, a: str, b: str) -> tuple[str, bool]:
+    """``regression(m) > 5%`` -> ``regression(m, A, B) > 5%``: ``speedup``/``regression``
+    written with a metric (and its matchers) alone get the variants ``a`` and ``b`` filled in,
+    as ``perfmon compare --fail-if`` writes them. Read with this module's tokenizer, so the
+    metric and matchers are those ``parse_gate`` would read.
+
+    Args:
+        expr: a gate expression.
+        a / b: the baseline's and the candidate's variant names.
+
+    Returns:
+        ``(expression, rewritten)``: ``expr`` unchanged and False when it is not such a call
+        (including when it does not parse: ``parse_gate`` then says why).
+    """
+    parser = _Parser(expr)
+    try:
+        func = parser.next()
+        if func.kind != "ident" or func.text not in ("speedup", "regression"):
+            return expr, False
+        parser.expect("(", f"after {func.text}")
+        start = parser.peek().pos
+        parser.selection(func.text)
+        close = parser.next()
+    except GateSyntaxError:
+        return expr, False
+    if close.kind != "punct" or close.text != ")":
+        return expr, False
+    inner = expr[start : close.pos].rstrip()
+    return f"{func.text}({inner}, {a}, {b}){expr[close.pos + 1 :]}", True
+
+
+_SAME_UNIT_FUNCS = frozenset(REDUCERS) - {"count"}
+"""Reductions whose value is in its metric's unit (``max(x_bytes)`` is bytes)."""
+
+
+def _func_of(expr: Expr) -> str:
+    """The function an expression's value comes from (``GateResult.func``)."""
+    if isinstance(expr, Reduce):
+        return expr.label if expr.func == "quantile" else expr.func
+    if isinstance(expr, VariantComparison | Spread):
+        return expr.func
+    if isinstance(expr, Ratio):
+        return "ratio"
+    if isinstance(expr, Slope):
+        return "slope"
+    return ""
+
+
+def format_gate_value(
+    value: float, unit: str, rate: bool = False, func: str = "", metric: str = ""
+) -> str:
+    """A gate's value, interval end or threshold for people, in the gate's unit.
+
+    Args:
+        value: in the gate's base unit (seconds, bytes, percent points, plain ratio), per
+            second when ``rate``.
+        unit: ``GateResult.unit``: a ``Dimension`` value, "" when unknown (shown as a plain
+            number).
+        rate: ``GateResult.rate``: shown per hour, as ``Slope.format_rate`` does
+            (``"1.2 MiB/h"``).
+        func: ``GateResult.func``: a ``regression`` reads as a signed percentage
+            (``"+8.34%"``), a ``speedup`` as a factor (``"1.39x"``), a reduction of a metric
+            in the metric's unit with rates humanised (``"92.7 MB/s"``; needs ``metric``).
+        metric: the metric the gate reads (``GateResult.metrics[0]``), "" when unknown.
+
+    Returns:
+        E.g. ``"1.3 ms"``, ``"48 MiB"``, ``"63.2%"``, ``"1.4"``, ``"1.2 MiB/h"``, ``"+8.34%"``,
+        ``"1.39x"``.
+    """
+    if func == "regression":
+        return f"{value:+.2%}"
+    if func == "speedup":
+        return f"{value:.3g}x"
+    try:
+        dim = Dimension(unit) if unit else Dimension.NONE
+    except ValueError:
+        dim = Dimension.NONE
+    if rate:
+        return f"{format_quantity(value * 3600.0, dim)}/h"
+    if metric and _func_base(func) in _SAME_UNIT_FUNCS:
+        return format_metric(value, metric)
+    return format_quantity(value, dim)
+
+
+def _func_base(func: str) -> str:
+    """A reduction's function from its label: ``p99.9`` and ``p95`` are quantiles."""
+    return "quantile" if re.fullmatch(r"p[0-9]+(?:\.[0-9]+)?", func) else func
+
+
+def reads(expr: Expr) -> list[tuple[str, Selector]]:
+    """Every ``(metric, matchers)`` an expression reads, in expression order (unlike
+    ``selections``, also those of statistical functions over session values); an expression
+    type added to ``FUNCTIONS`` from outside gives its ``metrics`` without matchers."""
+    if isinstance(expr, Ratio):
+        return reads(expr.num) + reads(expr.den)
+    if isinstance(expr, Reduce | VariantComparison | Spread | Slope):
+        return [(expr.metric, expr.matchers)]
+    return [(m, ()) for m in sorted(expr.metrics)]
 
 
 def evaluate_gates(gates: Sequence[GateConfig], source: MetricSource) -> list[GateResult]:

@@ -1,7 +1,7 @@
 """``LiveState``: a run's live state, folded from samples into bounded aggregates.
 
 The engine feeds it (``add_session`` when a session is scheduled, ``update_session`` as it
-runs and ends, ``add_samples`` with every decoded batch, ``add_malformed`` with dropped probe
+runs and ends, ``add_batch`` with every decoded batch, ``add_malformed`` with dropped probe
 lines), the gates read it through the ``perfmon.core.gates.MetricSource`` protocol (``reduce``
 and ``kind``, implemented structurally here), and a few times a second the engine takes an
 immutable ``Snapshot`` of it for viewers, headless progress and exporters.
@@ -24,7 +24,7 @@ Rules:
 - sliding windows (``reduce(..., window_s=W)``) end at the latest sample time seen by this
   state, so a metric that stopped reporting has no samples in a short window;
 - a session row's ``samples`` and ``malformed`` are the larger of what the engine reported in
-  the ``SessionResult`` and what was counted here through ``add_samples`` and
+  the ``SessionResult`` and what was counted here through ``add_batch`` and
   ``add_malformed``, so either way of reporting them (or both) gives the same numbers.
 """
 
@@ -43,6 +43,7 @@ import numpy.typing as npt
 
 from perfmon.core.aggregate import MetricAggregate, check_reduce_args
 from perfmon.core.batch import SampleBatch
+from perfmon.core.commands import SPLIT_LABEL_RE, CommandError, Split, parse_command
 from perfmon.core.labels import Matcher, Selector, canonical, selector_matches, session_labels
 from perfmon.core.model import (
     GateResult,
@@ -135,23 +136,19 @@ _SPLIT_PENDING_MAX = 1 << 18
 _SPLIT_SESSIONS_KEPT = 65_536
 """Sessions whose value of the split label the live state keeps (the latest registered)."""
 
-SPLIT_LABEL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z")
-"""A label name the split accepts: ``variant``, ``workload``, ``set`` or a matrix key."""
-
 
 def parse_split_command(command: str) -> str:
-    """The label of a viewer's ``split [LABEL]`` command ("" for ``split``: no split).
+    """The label of a viewer's ``split [LABEL]`` command ("" for ``split``: no split), read
+    with the one command grammar (``perfmon.core.commands``).
 
     Raises:
-        ValueError: if ``command`` is not ``split`` followed by at most one label name
-            (``SPLIT_LABEL_RE``).
+        ValueError: (``CommandError``) if ``command`` is not ``split`` followed by at most one
+            label name (``SPLIT_LABEL_RE``).
     """
-    if command == "split":
-        return ""
-    label = command[len("split ") :] if command.startswith("split ") else ""
-    if not SPLIT_LABEL_RE.match(label):
-        raise ValueError(f"expected 'split [LABEL]', got {command[:80]!r}")
-    return label
+    parsed = parse_command(command)
+    if not isinstance(parsed, Split):
+        raise CommandError(f"expected 'split [LABEL]', got {command[:80]!r}")
+    return parsed.label
 
 
 class LiveState:
@@ -656,14 +653,6 @@ class LiveState:
         """
         self._session_malformed[session] = self._session_malformed.get(session, 0) + n
         self._recount_malformed(session)
-
-    def add_samples(self, samples: Iterable[Sample]) -> None:
-        """Fold row samples in (converted to a ``SampleBatch``; see ``add_batch``).
-
-        Args:
-            samples: samples, in any order.
-        """
-        self.add_batch(SampleBatch.from_samples(samples))
 
     def add_batch(self, batch: SampleBatch) -> SampleBatch:
         """Fold a columnar batch of samples in (the ingest hot path).

@@ -256,6 +256,25 @@ class GateResult:
             ``GateState`` value or ``"not started"`` and ``text`` the set's value and interval
             (``"6.21x [5.71, 19.1]"``) or what it waits for (``"n = 3/3"``). A set's decided
             state stays visible when another set starts (issue 11, point 5).
+        op ... selections: the gate's grammar, filled where the gate is parsed and evaluated
+            (``perfmon.core.gates.Gate.annotate``), so that no reader parses ``expr`` again
+            (issue 12); their defaults mean unknown (a result built by hand, a gate whose
+            expression did not parse, or a result from an older daemon):
+        op: the comparison, ``<``, ``<=``, ``>`` or ``>=`` ("" when unknown).
+        threshold: the limit in the value's base unit (None when unknown).
+        threshold_text: the limit as written, e.g. ``"50MB"``.
+        limit: the limit for people, e.g. ``"< 47.7 MiB (50MB)"``.
+        unit: the ``Dimension`` value of ``value``, ``ci_*`` and ``threshold`` (``"time"``,
+            ``"bytes"``, ``"percent"``, ``"ratio"``, ``"count"``, ``"none"``; "" unknown).
+        rate: True when they are that unit per second (``slope``).
+        direction: whether the metric read is better ``"lower"`` or ``"higher"`` (its unit
+            suffix or the campaign's ``[metric.NAME] better``), "" when unknown or not one
+            metric (a ratio of two counts).
+        selections: every metric the gate reads with its label matchers, in expression
+            order: ``((metric, ((label, op, value), ...)), ...)``.
+        func: the function whose value is judged (``"p95"``, ``"max"``, ``"speedup"``,
+            ``"regression"``, ``"ratio"``, ``"slope"``, ``"cv"``, ...; "" when unknown): a
+            speedup reads ``1.39x`` and a regression ``+8.34%``, never the fraction.
     """
 
     name: str
@@ -268,6 +287,21 @@ class GateResult:
     ci_high: float | None = None
     groups: tuple[GroupResult, ...] = ()
     per_set: tuple[tuple[str, str, str], ...] = ()
+    # The gate's grammar (issue 12, point 1).
+    op: str = ""
+    threshold: float | None = None
+    threshold_text: str = ""
+    limit: str = ""
+    unit: str = ""
+    rate: bool = False
+    direction: str = ""
+    selections: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = ()
+    func: str = ""
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metric names the gate reads, sorted, each once."""
+        return tuple(sorted({m for m, _ in self.selections}))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GateResult:
@@ -280,7 +314,19 @@ class GateResult:
             GroupResult(**{**g, "state": GateState(g["state"])}) for g in d.get("groups") or ()
         )
         per_set = tuple((str(s), str(st), str(t)) for s, st, t in d.get("per_set") or ())
-        return cls(**{**d, "state": GateState(d["state"]), "groups": groups, "per_set": per_set})
+        selections = tuple(
+            (str(metric), tuple((str(k), str(op), str(v)) for k, op, v in matchers))
+            for metric, matchers in d.get("selections") or ()
+        )
+        return cls(
+            **{
+                **d,
+                "state": GateState(d["state"]),
+                "groups": groups,
+                "per_set": per_set,
+                "selections": selections,
+            }
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ channel has announced ``# PERFMON 2``, binary frames of raw float64 values::
 A line that does not parse is counted and dropped (``Decoder.malformed``), never raised: the
 decoder accepts any bytes in any chunking, and the chunking does not change what it decodes
 (except the receipt time given to samples without a timestamp, which is the ``now`` of the
-``feed`` call that completes the line or frame).
+``feed_batch`` call that completes the line or frame).
 
 Decisions where the spec leaves room (all documented here so the encoder can match):
 
@@ -41,8 +41,8 @@ Decisions where the spec leaves room (all documented here so the encoder can mat
 - field separators are ASCII whitespace (``bytes.split()``: space and tab, and also the
   vertical tab and form feed, which the spec does not mention and no emitter writes).
 
-Decoding returns a ``perfmon.core.batch.SampleBatch`` (columns) on the ingest path
-(``feed_batch``), or row ``Sample`` objects (``feed``) for convenience.
+Decoding returns a ``perfmon.core.batch.SampleBatch`` (columns: ``feed_batch``,
+``close_batch``); iterating it gives row ``Sample`` objects where those are handier.
 
 This module is pure: no I/O; NumPy is its only third-party import.
 """
@@ -56,7 +56,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from perfmon.core.batch import SampleBatch
-from perfmon.core.model import METRIC_NAME_RE, MetricKind, Sample
+from perfmon.core.model import METRIC_NAME_RE, MetricKind
 
 PROTOCOL_VERSION = 2
 """The protocol version this module speaks (``PERFMON_PROTOCOL`` in a workload's env)."""
@@ -227,20 +227,6 @@ class Decoder:
     def kinds(self) -> dict[str, MetricKind]:
         """The kinds declared so far with ``# TYPE`` (a copy), by metric name."""
         return dict(self._kinds)
-
-    def feed(self, data: bytes, now: float) -> list[Sample]:
-        """Decode the lines completed by ``data`` into row samples (see ``feed_batch``).
-
-        Args:
-            data: bytes read from the channel (any length, any split point).
-            now: wall-clock receipt time, Unix seconds, stamped on samples without a
-                timestamp.
-
-        Returns:
-            The samples of the lines completed by this feed, in order (possibly empty).
-            Never raises on any input.
-        """
-        return list(self.feed_batch(data, now))
 
     def feed_batch(self, data: bytes, now: float) -> SampleBatch:
         """Decode the lines completed by ``data`` into columns; buffer a partial trailing line.
@@ -456,19 +442,16 @@ class Decoder:
         if m:
             cols.add_block(np.full(m, now), np.full(m, cols.key(entry), np.int32), values)
 
-    def close(self, now: float) -> list[Sample]:
+    def close_batch(self, now: float) -> SampleBatch:
         """Decode a final line left without ``\\n`` when the channel ends.
 
         Args:
             now: wall-clock time, Unix seconds, for a sample without a timestamp.
 
         Returns:
-            The sample of that last line, if it is one (an empty list otherwise).
+            The sample of that last line, if it is one (an empty batch otherwise); a binary
+            frame cut short is counted malformed.
         """
-        return list(self.close_batch(now))
-
-    def close_batch(self, now: float) -> SampleBatch:
-        """As ``close``, as a ``SampleBatch``."""
         if self._need:
             _, lineno = self._frame
             self._need, self._payload = 0, []

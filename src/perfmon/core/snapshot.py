@@ -16,13 +16,16 @@ even when a workload emits 100,000 distinct names (tests/test_hostile.py measure
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from perfmon.core.model import GateResult, GateState
 
 SNAPSHOT_VERSION = 2
-"""Version 2 added ``Snapshot.comparison``; ``from_dict`` also reads version 1 (no panel)."""
+"""The snapshot's wire format. 2 (issues 12 and 14): typed ``profiles``, ``profiling``,
+``noise``, ``disk_bytes``, ``gate_changes`` and ``gate_evaluation`` fields instead of the
+``extra`` dict of version 1, and the ``comparison`` panel; ``Snapshot.from_dict`` still
+decodes version 1 (no panel)."""
 SNAPSHOT_VERSIONS_READ = (1, 2)
 SERIES_POINTS = 120
 
@@ -335,6 +338,153 @@ def _finite_fields(gate: dict[str, Any]) -> None:
             _finite_fields(group)
 
 
+def _known(cls: type[Any], data: Any) -> dict[str, Any]:
+    """``data``'s keys that are fields of ``cls`` (newer writers may add keys).
+
+    Raises:
+        TypeError: if ``data`` is not a mapping.
+    """
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} needs an object, got {type(data).__name__}")
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileEntry:
+    """One py-spy profile of one session, as the viewer sees it (the run's
+    ``perfmon.engine.profiler.ProfileRecord``, one line of ``profiles/index.jsonl``).
+
+    Attributes:
+        name: file stem, e.g. ``"s0007-p01"``; the stacks are ``profiles/<name>.collapsed``.
+        session: session id; workload / variant / params / set_name: what the session ran.
+        started_t: Unix seconds when sampling began; seconds: wall time sampled.
+        rate_hz: samples per second asked of py-spy; nonblocking: ``--nonblocking`` was used.
+        reason: why it was taken (``"on demand"``, ``"every 5th session"``).
+        status: ``"ok"``, ``"partial"`` or ``"failed"``; message: a sentence saying so.
+        samples: stack samples written; errors: samples py-spy could not take.
+        pyspy_cpu_s: CPU seconds py-spy itself used, None when unknown.
+    """
+
+    name: str
+    session: int
+    workload: str
+    variant: str
+    params: str
+    set_name: str
+    started_t: float
+    seconds: float
+    rate_hz: int
+    nonblocking: bool
+    reason: str
+    status: str
+    samples: int
+    errors: int
+    message: str
+    pyspy_cpu_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (the keys of ``profiles/index.jsonl``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProfileEntry:
+        """Inverse of ``to_dict``; unknown keys are ignored.
+
+        Raises:
+            TypeError: if ``data`` is not a dict or a field is missing.
+        """
+        return cls(**_known(cls, data))
+
+
+@dataclass(frozen=True, slots=True)
+class GateChange:
+    """A gate that changed state while the run was watched (one ``events.jsonl`` event).
+
+    Attributes:
+        t: when, Unix seconds; gate: its name; old / new: ``GateState`` values;
+        reason: the gate's reason line at the change.
+    """
+
+    t: float
+    gate: str
+    old: str
+    new: str
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data: ``{t, gate, old, new, reason}``."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateChange:
+        """Inverse of ``to_dict``; unknown keys are ignored.
+
+        Raises:
+            TypeError: if ``data`` is not a dict or a field is missing.
+        """
+        return cls(**_known(cls, data))
+
+
+@dataclass(frozen=True, slots=True)
+class NoiseCounts:
+    """How quiet the machine was so far (``perfmon.core.noise``).
+
+    Attributes:
+        measured: sessions with noise figures; busy: of them, run on a busy machine;
+        repeated: attempts the noise guard repeated; limit: the campaign's background-CPU
+        limit, a share in [0, 1] (None: unknown); unavailable: readings without
+        ``/proc/stat``.
+    """
+
+    measured: int = 0
+    busy: int = 0
+    repeated: int = 0
+    limit: float | None = None
+    unavailable: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NoiseCounts:
+        """Inverse of ``to_dict``; unknown keys are ignored, missing ones take defaults.
+
+        Raises:
+            TypeError: if ``data`` is not a dict.
+        """
+        return cls(**_known(cls, data))
+
+
+@dataclass(frozen=True, slots=True)
+class GateEvaluationStats:
+    """What evaluating the gates has cost so far (``perfmon.engine.gate_worker``).
+
+    Attributes:
+        evaluations: evaluation rounds; gate_evaluations: gates evaluated over them;
+        last_s: the last round's wall time, seconds; busy_s: CPU seconds spent in all.
+    """
+
+    evaluations: int = 0
+    gate_evaluations: int = 0
+    last_s: float = 0.0
+    busy_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateEvaluationStats:
+        """Inverse of ``to_dict``; unknown keys are ignored, missing ones take defaults.
+
+        Raises:
+            TypeError: if ``data`` is not a dict.
+        """
+        return cls(**_known(cls, data))
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """The state of a run at one moment.
@@ -352,6 +502,14 @@ class Snapshot:
         gates: the gate board, in campaign order.
         verdict: the run's verdict so far (``GateState`` value: pass only if every gate passes).
         message: the latest notable event, e.g. ``"report written to runs/.../report.md"``.
+        profiles: the latest py-spy profiles (at most
+            ``perfmon.engine.profiler.SNAPSHOT_PROFILES``); ``profiling``: the sessions being
+            sampled now.
+        noise: how quiet the machine was so far (None: not measured).
+        disk_bytes: bytes the run directory takes on disk (None: not measured yet).
+        gate_changes: the latest gate changes, oldest first (None: the snapshot does not carry
+            them, e.g. one rebuilt from a recording: read ``events.jsonl``).
+        gate_evaluation: what evaluating the gates has cost (None: not known).
         metrics_total: metrics kept by the run (``metrics`` may show fewer; -1: unknown, from
             an older daemon).
         dropped_samples: samples dropped by the metric-name caps over the run, of which
@@ -383,7 +541,6 @@ class Snapshot:
     gates: tuple[GateResult, ...] = ()
     verdict: str = GateState.PENDING.value
     message: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
     metrics_total: int = -1
     dropped_samples: int = 0
     dropped_long_samples: int = 0
@@ -399,6 +556,13 @@ class Snapshot:
     split_samples_dropped: int = 0
     comparison: ComparisonPanel | None = None
     """The comparison panel (version 2), None when not computed (older daemons, one variant)."""
+    # Typed run-side state (issue 12, point 6; the ``extra`` dict of version 1).
+    profiles: tuple[ProfileEntry, ...] = ()
+    profiling: tuple[int, ...] = ()
+    noise: NoiseCounts | None = None
+    disk_bytes: int | None = None
+    gate_changes: tuple[GateChange, ...] | None = None
+    gate_evaluation: GateEvaluationStats | None = None
 
     def dropped_text(self) -> str:
         """One line on what the metric-name caps dropped, or "" when nothing was, e.g.
@@ -431,16 +595,20 @@ class Snapshot:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Snapshot:
-        """Build a snapshot from ``to_dict``'s output.
+        """Build a snapshot from ``to_dict``'s output, of this version or of version 1 (whose
+        ``extra`` dict becomes the typed fields; keys it does not know are dropped).
 
         Raises:
             ValueError: if the version is not one of ``SNAPSHOT_VERSIONS_READ`` (a version 1
-                snapshot has no ``comparison``) or a field is missing.
+                snapshot has no ``comparison``), or a field is missing or malformed.
         """
-        if data.get("version") not in SNAPSHOT_VERSIONS_READ:
-            raise ValueError(f"unsupported snapshot version {data.get('version')!r}")
+        version = data.get("version")
+        if version not in SNAPSHOT_VERSIONS_READ:
+            raise ValueError(f"unsupported snapshot version {version!r}")
         try:
             d = dict(data)
+            if version == 1:
+                d.update(_typed_extra(d.pop("extra", None) or {}))
             d["version"] = SNAPSHOT_VERSION
             panel = d.get("comparison")
             d["comparison"] = None if panel is None else ComparisonPanel.from_dict(panel)
@@ -448,8 +616,9 @@ class Snapshot:
             d["metrics"] = tuple(_summary_from_dict(m) for m in d.get("metrics", ()))
             d["gates"] = tuple(GateResult.from_dict(g) for g in d.get("gates", ()))
             d["split_metrics"] = tuple(_summary_from_dict(m) for m in d.get("split_metrics", ()))
+            d.update(_typed_fields(d))
             return cls(**d)
-        except (TypeError, KeyError) as exc:
+        except (TypeError, KeyError, AttributeError) as exc:
             raise ValueError(f"malformed snapshot: {exc}") from exc
 
 
@@ -457,3 +626,29 @@ def _summary_from_dict(m: dict[str, Any]) -> MetricSummary:
     """A ``MetricSummary`` from its JSON form (lists back to tuples)."""
     labels = tuple((str(k), str(v)) for k, v in m.get("labels", ()))
     return MetricSummary(**{**m, "series": tuple(m.get("series", ())), "labels": labels})
+
+
+def _typed_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """The typed run-side fields of a version 2 wire dict, decoded."""
+    changes = d.get("gate_changes")
+    noise, evaluation = d.get("noise"), d.get("gate_evaluation")
+    return {
+        "profiles": tuple(ProfileEntry.from_dict(p) for p in d.get("profiles") or ()),
+        "profiling": tuple(int(s) for s in d.get("profiling") or ()),
+        "noise": None if noise is None else NoiseCounts.from_dict(noise),
+        "disk_bytes": None if d.get("disk_bytes") is None else int(d["disk_bytes"]),
+        "gate_changes": None
+        if changes is None
+        else tuple(GateChange.from_dict(c) for c in changes),
+        "gate_evaluation": None
+        if evaluation is None
+        else GateEvaluationStats.from_dict(evaluation),
+    }
+
+
+def _typed_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 snapshot's ``extra`` dict as version 2's wire keys (the same shapes)."""
+    if not isinstance(extra, dict):
+        raise TypeError(f"extra must be an object, got {type(extra).__name__}")
+    keys = ("profiles", "profiling", "noise", "disk_bytes", "gate_changes", "gate_evaluation")
+    return {k: extra[k] for k in keys if k in extra}

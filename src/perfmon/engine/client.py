@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from perfmon.core.commands import parse_command
 from perfmon.core.snapshot import Snapshot
 
 
@@ -139,12 +140,17 @@ class SocketClient:
             return self._latest
 
     def send(self, command: str) -> None:
-        """Send a command (``stop``, ``pause``, ``resume``, ``toggle-pause``, ``export``).
+        """Send a command (``stop``, ``pause``, ``resume``, ``toggle-pause``, ``export``,
+        ``profile [SESSION_ID [SECONDS]]``: the grammar of ``perfmon.core.commands``, which the
+        daemon's runner applies).
 
         Raises:
+            perfmon.core.commands.CommandError: (a ValueError) for a command outside the
+                grammar, before anything is sent.
             OSError: if the daemon cannot be reached (not connected, or the run has ended and
                 the connection closed); the viewer shows that in its message line.
         """
+        parse_command(command)
         sock = self._sock
         if sock is None or self._finished.is_set():
             raise ConnectionError("the run is no longer reachable (it has ended)")

@@ -15,17 +15,37 @@ group is compared on its own.
 from __future__ import annotations
 
 import dataclasses
+import dataclasses as dc
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perfmon.core.gates import describe_change
-from perfmon.core.stats import StatsOptions, compare, format_level, format_p, summarize
-from perfmon.core.units import HIGHER, LOWER, format_metric, metric_direction
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from perfmon.core.gates import VariantComparison, describe_change, fill_variants, parse_gate
+from perfmon.core.model import SYSTEM_SESSION, GateState
+from perfmon.core.stats import (
+    SessionGroup,
+    StatsOptions,
+    compare,
+    format_level,
+    format_p,
+    summarize,
+)
+from perfmon.core.units import HIGHER, format_metric, metric_direction
+from perfmon.engine.manifest import manifest_directions, stats_options
+from perfmon.engine.recorded import (
+    RecordedGates,
+    evaluate_recorded,
+    parse_stored_gate,
+    session_source,
+    stored_stats_options,
+)
+from perfmon.engine.recorder import read_run
 
 if TYPE_CHECKING:
     from perfmon.core.datasource import ArrayMetricSource
@@ -61,7 +81,6 @@ def source_from_run(data: RunData) -> ArrayMetricSource:
     Args:
         data: the run as ``perfmon.engine.recorder.read_run`` returns it.
     """
-    from perfmon.engine.recorded import session_source
 
     return session_source(data)
 
@@ -168,22 +187,6 @@ def _row(
     )
 
 
-def manifest_directions(manifest: Mapping[str, Any]) -> dict[str, str]:
-    """Metric directions a run recorded: the campaign's ``[metric.X] better`` tables and the
-    directions stored with its gates (``{}`` for runs recorded before issue 11)."""
-    campaign = manifest.get("campaign") if isinstance(manifest, Mapping) else None
-    if not isinstance(campaign, Mapping):  # a damaged manifest: no directions
-        return {}
-    out: dict[str, str] = {}
-    gates = campaign.get("gates")
-    for g in gates if isinstance(gates, list) else ():
-        if isinstance(g, Mapping) and isinstance(g.get("directions"), Mapping):
-            out.update({str(k): str(v) for k, v in g["directions"].items()})
-    if isinstance(campaign.get("directions"), Mapping):
-        out.update({str(k): str(v) for k, v in campaign["directions"].items()})
-    return {k: v for k, v in out.items() if v in (LOWER, HIGHER)}
-
-
 def _metrics(source: ArrayMetricSource) -> list[str]:
     names = [m for m in source.metric_names if source.session_values(m, None)]
     return sorted(names, key=lambda m: (m not in SESSION_METRICS, m))
@@ -200,7 +203,6 @@ def comparison_section(data: RunData, options: StatsOptions | None = None) -> di
         ``{"baseline": name, "options": {...}, "rows": [ComparisonRow.to_json(), ...]}``;
         no rows when the run has a single variant.
     """
-    from perfmon.engine.recorded import stored_stats_options
 
     if options is None:
         options, _ = stored_stats_options(data.manifest)  # a damaged manifest: the defaults
@@ -260,9 +262,6 @@ def compare_runs(
     Raises:
         FileNotFoundError: if a directory is not a run directory.
     """
-    from perfmon.core.stats import SessionGroup
-    from perfmon.engine.recorded import stored_stats_options
-    from perfmon.engine.recorder import read_run
 
     da, db = read_run(run_a), read_run(run_b)
     directions = {**manifest_directions(db.manifest), **manifest_directions(da.manifest)}
@@ -466,10 +465,6 @@ def to_json(rows: Sequence[ComparisonRow], meta: dict[str, Any]) -> str:
 
 # -- CI against a stored run: compare --fail-if and run --baseline-run -------------------------
 
-_OMITTED_VARIANTS_RE = re.compile(
-    r"^\s*(speedup|regression)\s*\(\s*([A-Za-z_:][A-Za-z0-9_:]*\s*(?:\{[^{}]*\})?)\s*\)"
-)
-
 BASE_LABEL = "baseline"
 """With variants omitted (``regression(session_seconds) > 5%``), BASE's sessions play this."""
 
@@ -480,10 +475,6 @@ NEW_LABEL = "candidate"
 def _shift_samples(table: Any, offset: int) -> Any:
     """Session samples of ``table`` with their session ids moved up by ``offset``; the
     machine-wide samples (``SYSTEM_SESSION``) are left out (they belong to the other run)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from perfmon.core.model import SYSTEM_SESSION
 
     if table.num_rows == 0:
         return table
@@ -514,10 +505,6 @@ def combine_runs(
     Returns:
         A ``RunData`` whose ``run_dir`` and ``manifest`` are NEW's.
     """
-    import dataclasses as dc
-
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     ids = [int(s["id"]) for s in new.sessions if isinstance(s.get("id"), int)]
     offset = (max(ids) + 1) if ids else 0
@@ -556,11 +543,7 @@ def omit_variants(expr: str) -> tuple[str, bool]:
         ``(expression, rewritten)``: the expression with ``BASE_LABEL`` and ``NEW_LABEL``
         filled in when ``speedup``/``regression`` was written with a metric alone.
     """
-    m = _OMITTED_VARIANTS_RE.match(expr)
-    if m is None:
-        return expr, False
-    func, metric = m.group(1), m.group(2)
-    return f"{func}({metric}, {BASE_LABEL}, {NEW_LABEL}){expr[m.end() :]}", True
+    return fill_variants(expr, BASE_LABEL, NEW_LABEL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,10 +596,6 @@ def judge_fail_if(
         perfmon.core.gates.GateSyntaxError: if a condition does not parse.
         FileNotFoundError: if a directory is not a run directory.
     """
-    from perfmon.core.gates import VariantComparison, parse_gate
-    from perfmon.core.model import GateState
-    from perfmon.engine.recorder import read_run
-    from perfmon.engine.runner import stats_options
 
     base, new = read_run(base_dir), read_run(new_dir)
     if options is None:
@@ -706,9 +685,6 @@ def apply_baseline_run(
         FileNotFoundError: if ``baseline_dir`` is not a run directory.
         perfmon.core.gates.GateSyntaxError: if a stored gate no longer parses.
     """
-    from perfmon.core.gates import VariantComparison
-    from perfmon.engine.recorded import RecordedGates, evaluate_recorded, parse_stored_gate
-    from perfmon.engine.recorder import read_run
 
     base = read_run(baseline_dir)
     run_id = base.manifest.get("run_id", baseline_dir.name)

@@ -11,7 +11,8 @@ Wire format: newline-delimited JSON, one object per line, UTF-8.
   ``perfmon.core.snapshot.Snapshot.to_dict``), and at the end
   ``{"type": "end", "exit_status": N, "verdict": "...", "report": "path or null"}``.
 - viewer -> daemon: first ``{"hello": {"control": true|false}}``, then commands
-  ``{"cmd": "stop" | "pause" | "resume" | "toggle-pause" | "export"}``. Viewers are read-only
+  ``{"cmd": "stop" | "pause" | "resume" | "toggle-pause" | "export" | "profile [ID [S]]"}``
+  (the grammar of ``perfmon.core.commands``). Viewers are read-only
   unless their hello asks for control (``perfmon run`` does; ``perfmon attach`` only with
   ``--control``); a refused or unknown command is answered ``{"type": "error", "message": ...}``.
 
@@ -32,12 +33,13 @@ import logging
 import os
 import signal
 import socket
-import stat
 import struct
 from pathlib import Path
 from typing import Any
 
 from perfmon.core.snapshot import Snapshot
+from perfmon.engine import registry
+from perfmon.engine.registry import runtime_dir  # re-exported: it lived here before issue 12
 
 log = logging.getLogger(__name__)
 
@@ -47,37 +49,6 @@ MAX_COMMAND_BYTES = 64 << 10
 READ_ONLY = "this viewer is read-only: attach with --control to pause, stop or profile"
 SUN_PATH_MAX = 107
 """Longest usable AF_UNIX path on Linux (sun_path is 108 bytes with the terminating NUL)."""
-
-
-def runtime_dir() -> Path:
-    """Return perfmon's per-user runtime directory, creating it 0700 if needed.
-
-    ``$PERFMON_RUNTIME_DIR`` when set (tests use it), else ``$XDG_RUNTIME_DIR/perfmon`` when
-    that variable names a directory, else ``/tmp/perfmon-<uid>`` (XDG Base Directory
-    Specification).
-
-    Raises:
-        PermissionError: if the directory exists but belongs to another user or is open to
-            others (someone could then connect to or replace our sockets).
-    """
-    override = os.environ.get("PERFMON_RUNTIME_DIR")
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    path = (
-        Path(override)
-        if override
-        else (
-            Path(base) / "perfmon"
-            if base and Path(base).is_dir()
-            else Path(f"/tmp/perfmon-{os.getuid()}")
-        )
-    )
-    path.mkdir(mode=0o700, exist_ok=True)
-    st = path.lstat()
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise PermissionError(f"{path} is not a directory owned by uid {os.getuid()}")
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        os.chmod(path, 0o700)
-    return path
 
 
 def socket_path(run_id: str) -> Path:
@@ -235,8 +206,9 @@ async def serve(
     SIGTERM and SIGINT stop the run cleanly (report written); SIGHUP is ignored, so the end of
     a terminal or SSH login does not end the run.
     """
+    # Lazy: the viewer's side of this module (``socket_path``, used by ``perfmon attach``)
+    # must not pay for the runner's imports (pyarrow, scipy) at start-up.
     from perfmon.core.campaign import load_campaign, override_sets
-    from perfmon.engine import registry
     from perfmon.engine.runner import Runner
 
     campaign = override_sets(load_campaign(campaign_path), set_sizes or [])

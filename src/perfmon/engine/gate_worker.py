@@ -135,7 +135,9 @@ class GateWorker:
         self.cost_factor = cost_factor
         self._clock = clock
         self.results: list[GateResult] = [
-            GateResult(g.name, g.expr, GateState.PENDING, None, 0, "waiting: not evaluated yet")
+            g.gate.annotate(
+                GateResult(g.name, g.expr, GateState.PENDING, None, 0, "waiting: not evaluated yet")
+            )
             for g in self.gates
         ]
         self._metrics = [tuple(sorted(g.gate.metrics)) for g in self.gates]
@@ -206,8 +208,10 @@ class GateWorker:
                 out[i] = evaluate_gates([g], self.source)[0]
             except Exception as exc:  # a broken gate must not stop the others or the run
                 log.exception("gate %s could not be evaluated", g.name)
-                out[i] = GateResult(
-                    g.name, g.expr, GateState.PENDING, None, 0, f"could not be evaluated: {exc}"
+                out[i] = g.gate.annotate(
+                    GateResult(
+                        g.name, g.expr, GateState.PENDING, None, 0, f"could not be evaluated: {exc}"
+                    )
                 )
         if panel and self.panel is not None and not self._closing:
             try:

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from perfmon.core.model import SessionSpec
 from perfmon.engine.recorder import atomic_write_text
 
 PROFILES_DIR = "profiles"
@@ -193,6 +194,58 @@ def _py_spy_errors(stderr: str) -> int:
     return int(word[0]) if word and word[0].isdigit() else 0
 
 
+@dataclass(frozen=True, slots=True)
+class ProfileRequest:
+    """One request to sample one session with py-spy: what ``Profiler.profile`` takes.
+
+    Attributes:
+        session_id: the session; pid: its process (the process group leader).
+        seconds: how long to sample (rounded up to whole seconds, py-spy's unit); None: until
+            the session exits.
+        reason: why (shown in the viewer and report): ``"on demand"``, ``"every 5th
+            session"``, ``"duty 10s/300s"``.
+        workload / variant / params / set_name: the session's description, stored with the
+            profile (``params`` as ``"k=v k=v"``).
+        rate_hz / nonblocking: override the profiler's defaults (None: keep them).
+    """
+
+    session_id: int
+    pid: int
+    seconds: float | None
+    reason: str
+    workload: str = ""
+    variant: str = ""
+    params: str = ""
+    set_name: str = ""
+    rate_hz: int | None = None
+    nonblocking: bool | None = None
+
+    @classmethod
+    def for_session(
+        cls,
+        spec: SessionSpec | None,
+        *,
+        session_id: int,
+        pid: int,
+        seconds: float | None,
+        reason: str,
+    ) -> ProfileRequest:
+        """A request describing the session by its spec (None: a session without one, which
+        is stored with an empty description)."""
+        if spec is None:
+            return cls(session_id, pid, seconds, reason)
+        return cls(
+            session_id,
+            pid,
+            seconds,
+            reason,
+            workload=spec.workload,
+            variant=spec.variant,
+            params=" ".join(f"{k}={v}" for k, v in spec.params),
+            set_name=spec.set_name,
+        )
+
+
 class Profiler:
     """Runs py-spy against sessions and records the profiles in ``run_dir/profiles/``.
 
@@ -231,48 +284,37 @@ class Profiler:
         """True while a profile of this session is being taken."""
         return session_id in self.active
 
-    def start(self, **kwargs: Any) -> asyncio.Task[ProfileRecord]:
-        """Start ``profile(**kwargs)`` as a task; the session counts as busy from now on.
+    def start(
+        self, request: ProfileRequest | None = None, /, **kwargs: Any
+    ) -> asyncio.Task[ProfileRecord]:
+        """Start ``profile(request)`` as a task; the session counts as busy from now on.
+
+        Args:
+            request: what to sample; or, instead, ``ProfileRequest``'s fields as keywords.
 
         Raises:
             RuntimeError: if that session is being profiled already.
+            TypeError: for both a request and keywords, or keywords ``ProfileRequest`` lacks.
         """
-        sid = int(kwargs["session_id"])
+        req = _request(request, kwargs)
+        sid = req.session_id
         if sid in self.active:
             raise RuntimeError(f"session {sid} is already being profiled")
         self.active[sid] = time.time()
         try:
-            return asyncio.get_running_loop().create_task(
-                self.profile(**kwargs, _claimed=True), name=f"profile-{sid}"
-            )
+            return asyncio.get_running_loop().create_task(self._claimed(req), name=f"profile-{sid}")
         except BaseException:
             self.active.pop(sid, None)
             raise
 
     async def profile(
-        self,
-        *,
-        session_id: int,
-        pid: int,
-        seconds: float | None,
-        reason: str,
-        workload: str = "",
-        variant: str = "",
-        params: str = "",
-        set_name: str = "",
-        rate_hz: int | None = None,
-        nonblocking: bool | None = None,
-        _claimed: bool = False,
+        self, request: ProfileRequest | None = None, /, **kwargs: Any
     ) -> ProfileRecord:
         """Sample one session with py-spy and record the result.
 
         Args:
-            session_id: the session; pid: its process (the process group leader).
-            seconds: how long to sample (rounded up to whole seconds, py-spy's unit); None:
-                until the session exits.
-            reason: why (shown in the viewer and report).
-            workload / variant / params / set_name: the session's description, stored with it.
-            rate_hz / nonblocking: override the profiler's defaults.
+            request: what to sample (``ProfileRequest``); or, instead, its fields as keywords
+                (``session_id=..., pid=..., seconds=..., reason=...``).
 
         Returns:
             The record (also appended to ``index.jsonl`` and ``records``). Never raises for
@@ -280,41 +322,24 @@ class Profiler:
 
         Raises:
             RuntimeError: if that session is being profiled already.
+            TypeError: for both a request and keywords, or keywords ``ProfileRequest`` lacks.
         """
-        if not _claimed:
-            if session_id in self.active:
-                raise RuntimeError(f"session {session_id} is already being profiled")
-            self.active[session_id] = time.time()
-        try:
-            return await self._profile(
-                session_id=session_id,
-                pid=pid,
-                seconds=seconds,
-                reason=reason,
-                workload=workload,
-                variant=variant,
-                params=params,
-                set_name=set_name,
-                rate_hz=rate_hz,
-                nonblocking=nonblocking,
-            )
-        finally:
-            self.active.pop(session_id, None)
+        req = _request(request, kwargs)
+        if req.session_id in self.active:
+            raise RuntimeError(f"session {req.session_id} is already being profiled")
+        self.active[req.session_id] = time.time()
+        return await self._claimed(req)
 
-    async def _profile(
-        self,
-        *,
-        session_id: int,
-        pid: int,
-        seconds: float | None,
-        reason: str,
-        workload: str,
-        variant: str,
-        params: str,
-        set_name: str,
-        rate_hz: int | None,
-        nonblocking: bool | None,
-    ) -> ProfileRecord:
+    async def _claimed(self, req: ProfileRequest) -> ProfileRecord:
+        """``_profile`` for a session already marked active; unmarks it at the end."""
+        try:
+            return await self._profile(req)
+        finally:
+            self.active.pop(req.session_id, None)
+
+    async def _profile(self, req: ProfileRequest) -> ProfileRecord:
+        session_id, pid, seconds, reason = req.session_id, req.pid, req.seconds, req.reason
+        rate_hz, nonblocking = req.rate_hz, req.nonblocking
         rate = rate_hz or self.rate_hz
         nb = self.nonblocking if nonblocking is None else nonblocking
         self._seq += 1
@@ -331,10 +356,10 @@ class Profiler:
             rec = ProfileRecord(
                 name=name,
                 session=session_id,
-                workload=workload,
-                variant=variant,
-                params=params,
-                set_name=set_name,
+                workload=req.workload,
+                variant=req.variant,
+                params=req.params,
+                set_name=req.set_name,
                 started_t=started,
                 seconds=round(time.time() - started, 3),
                 rate_hz=rate,
@@ -360,25 +385,7 @@ class Profiler:
         self.dir.mkdir(parents=True, exist_ok=True)
         out = self.dir / f"{name}.collapsed"
         tmp = self.dir / f".{name}.collapsed.tmp"
-        argv = [
-            self.py_spy,
-            "record",
-            "--pid",
-            str(pid),
-            "--format",
-            "raw",
-            "--function",
-            "--rate",
-            str(rate),
-            "--output",
-            str(tmp),
-        ]
-        if seconds is not None:
-            argv += ["--duration", str(max(1, math.ceil(seconds)))]
-        if self.subprocesses:
-            argv.append("--subprocesses")
-        if nb:
-            argv.append("--nonblocking")
+        argv = self._argv(self.py_spy, pid, seconds, rate, nb, tmp)
         proc: asyncio.subprocess.Process | None = None
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -444,6 +451,21 @@ class Profiler:
             return record("partial", samples, errors, f"{what}; the session ended while sampled")
         return record("ok", samples, errors, what)
 
+    def _argv(
+        self, py_spy: str, pid: int, seconds: float | None, rate: int, nb: bool, out: Path
+    ) -> list[str]:
+        """py-spy's command line: raw collapsed stacks of ``pid`` into ``out`` at ``rate`` Hz,
+        for ``seconds`` rounded up to whole seconds (None: until it exits)."""
+        argv = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--function"]
+        argv += ["--rate", str(rate), "--output", str(out)]
+        if seconds is not None:
+            argv += ["--duration", str(max(1, math.ceil(seconds)))]
+        if self.subprocesses:
+            argv.append("--subprocesses")
+        if nb:
+            argv.append("--nonblocking")
+        return argv
+
     async def close(self) -> None:
         """Kill the py-spy processes still running (their profiles end as failed/cancelled)."""
         for proc in list(self._procs):
@@ -459,6 +481,19 @@ class Profiler:
                 fh.write(json.dumps(rec.to_dict()) + "\n")
         except OSError:  # the record stays in memory; the run goes on
             pass
+
+
+def _request(request: ProfileRequest | None, kwargs: dict[str, Any]) -> ProfileRequest:
+    """The request given, or one built from ``ProfileRequest``'s fields as keywords.
+
+    Raises:
+        TypeError: for both, neither, or keywords ``ProfileRequest`` lacks.
+    """
+    if request is not None:
+        if kwargs:
+            raise TypeError("give a ProfileRequest or its fields as keywords, not both")
+        return request
+    return ProfileRequest(**kwargs)
 
 
 CPU_POLL_S = 0.2

@@ -58,7 +58,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from perfmon.core.batch import SampleBatch
-from perfmon.core.model import MetricKind, Sample, SessionResult
+from perfmon.core.model import MetricKind, SessionResult
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +350,7 @@ def _segment_paths(samples_dir: Path) -> list[Path]:
 class Recorder:
     """Writes one run directory: manifest, sessions and samples, durably.
 
-    Samples are buffered in memory as columns by ``add_samples`` and written as one Arrow
+    Samples are buffered in memory as columns by ``add_batch`` and written as one Arrow
     record batch per ``flush`` (the runner flushes at least once a second, which bounds what a
     ``kill -9`` can lose). Methods are thread-safe.
 
@@ -452,14 +452,6 @@ class Recorder:
             os.close(fd)
 
     # -- samples ---------------------------------------------------------------------------
-
-    def add_samples(self, samples: Sequence[Sample]) -> None:
-        """Buffer row samples in memory until the next ``flush`` (see ``add_batch``).
-
-        Raises:
-            RuntimeError: if the recorder is closed.
-        """
-        self.add_batch(SampleBatch.from_samples(samples))
 
     def add_batch(self, batch: SampleBatch) -> None:
         """Buffer a columnar batch of samples until the next ``flush`` (the ingest hot path).

@@ -21,12 +21,41 @@ from typing import Any
 
 import psutil
 
-from perfmon.engine.daemon import runtime_dir
-
 REGISTRY_VERSION = 1
 STALE_SOCKET_AGE_S = 10.0
 """A control socket nobody listens on is removed only once it is this old (seconds), so that a
 daemon between its ``bind`` and its ``listen`` never loses its socket."""
+
+
+def runtime_dir() -> Path:
+    """Return perfmon's per-user runtime directory, creating it 0700 if needed.
+
+    ``$PERFMON_RUNTIME_DIR`` when set (tests use it), else ``$XDG_RUNTIME_DIR/perfmon`` when
+    that variable names a directory, else ``/tmp/perfmon-<uid>`` (XDG Base Directory
+    Specification).
+
+    Raises:
+        PermissionError: if the directory exists but belongs to another user or is open to
+            others (someone could then connect to or replace our sockets).
+    """
+    override = os.environ.get("PERFMON_RUNTIME_DIR")
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    path = (
+        Path(override)
+        if override
+        else (
+            Path(base) / "perfmon"
+            if base and Path(base).is_dir()
+            else Path(f"/tmp/perfmon-{os.getuid()}")
+        )
+    )
+    path.mkdir(mode=0o700, exist_ok=True)
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise PermissionError(f"{path} is not a directory owned by uid {os.getuid()}")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return path
 
 
 class RuntimeDirError(Exception):

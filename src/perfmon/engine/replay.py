@@ -17,7 +17,7 @@ from typing import Any
 from perfmon.core.gates import verdict
 from perfmon.core.live import LiveState, parse_split_command
 from perfmon.core.model import SessionResult, SessionSpec, SessionStatus
-from perfmon.core.snapshot import ComparisonPanel, RunState, Snapshot
+from perfmon.core.snapshot import ComparisonPanel, ProfileEntry, RunState, Snapshot
 
 
 def _spec(row: dict[str, Any]) -> SessionSpec:
@@ -148,12 +148,12 @@ def snapshot_from_run_dir(run_dir: Path, *, split: str = "") -> Snapshot:
 
 
 def with_recorded_profiles(snap: Snapshot, run_dir: Path) -> Snapshot:
-    """``snap`` with ``extra["profiles"]`` filled from the run directory's profile index.
+    """``snap`` with ``profiles`` filled from the run directory's profile index.
 
-    The viewer's flame screen lists the profiles of ``Snapshot.extra["profiles"]`` (the
-    runner fills it while the run goes on); a replayed run has them only in
-    ``profiles/index.jsonl``. Every recorded profile is listed (a torn or garbage line of the
-    index is skipped by ``load_index``), oldest first, and ``extra["profiling"]`` is empty.
+    The viewer's flame screen lists the snapshot's ``profiles`` (the runner fills them while
+    the run goes on); a replayed run has them only in ``profiles/index.jsonl``. Every recorded
+    profile is listed (a torn or garbage line of the index is skipped by ``load_index``),
+    oldest first, and ``profiling`` is empty.
 
     Args:
         snap: a snapshot rebuilt from the recording.
@@ -167,8 +167,8 @@ def with_recorded_profiles(snap: Snapshot, run_dir: Path) -> Snapshot:
     records = load_index(run_dir)
     if not records:
         return snap
-    extra = {**snap.extra, "profiles": [r.to_dict() for r in records], "profiling": []}
-    return replace(snap, extra=extra)
+    profiles = tuple(ProfileEntry.from_dict(r.to_dict()) for r in records)
+    return replace(snap, profiles=profiles, profiling=())
 
 
 class RecordedRunSource:
@@ -262,15 +262,16 @@ def _panel(
 ) -> ComparisonPanel | None:
     """The comparison panel of a recorded run (``perfmon.engine.live_compare``), from what its
     manifest says (reference, directions, variants, sets); None when it cannot be built."""
-    from perfmon.core.gates import VariantComparison, parse_gate
+    from perfmon.core.gates import VariantComparison
     from perfmon.engine.live_compare import build_panel, panel_metrics
+    from perfmon.engine.recorded import parse_stored_gate
 
     camp = campaign if isinstance(campaign, dict) else {}
     gated: list[str] = []
     for g in gates:
         try:
-            lhs = parse_gate(str(g.get("expr", ""))).lhs
-        except ValueError:
+            lhs = parse_stored_gate(g, stats).lhs
+        except (ValueError, KeyError, TypeError):
             continue
         if isinstance(lhs, VariantComparison):
             gated.append(lhs.metric)

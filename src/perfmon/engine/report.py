@@ -22,7 +22,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +31,78 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.stats import median_abs_deviation
 
-from perfmon.core.model import Dimension, GateResult, GateState, metric_dimension
+from perfmon.core.gates import VERDICT_RULE
+from perfmon.core.gates import verdict as gates_verdict
+from perfmon.core.live import (
+    DROPPED_NAMES_EXACT,
+    DROPPED_NAMES_METRIC,
+    DROPPED_SAMPLES_METRIC,
+    MAX_METRIC_NAME_BYTES,
+    MAX_METRICS,
+)
+from perfmon.core.model import GateResult, GateState
+from perfmon.core.noise import (
+    NOISE_BACKGROUND_SHARE,
+    NOISE_BUSY,
+    NOISE_LIMIT,
+    NOISE_LOAD1,
+    NOISE_PERFMON_S,
+    NOISE_STEAL_SHARE,
+    NOISE_WINDOW_S,
+    summarize_noise,
+)
+from perfmon.core.snapshot import dropped_text
+from perfmon.core.stacks import parse_collapsed
 from perfmon.core.text import strip_terminal_escapes
-from perfmon.core.units import format_duration, format_metric, format_quantity
-from perfmon.engine.recorder import RunData, atomic_write_text
+from perfmon.engine.compare import comparison_section
+from perfmon.engine.events import read_gate_changes
+from perfmon.engine.exporters import DEFAULT_FORMATS, write_exports
+from perfmon.engine.flame_export import profiles_section
+from perfmon.engine.profiler import INDEX_FILE, PROFILES_DIR
+from perfmon.engine.recorded import evaluate_recorded_safely, metric_summaries, stored_stats_options
+from perfmon.engine.recorder import (
+    MANIFEST_NAME,
+    SAMPLES_DIR,
+    SAMPLES_PARQUET,
+    SESSIONS_JSONL,
+    SESSIONS_PARQUET,
+    RunData,
+    atomic_write_text,
+    read_run,
+    run_gates,
+)
+from perfmon.engine.report_md import (  # the public names re-exported: they lived here before
+    BUSY_SESSIONS_SHOWN,
+    GATE_CHANGES_SHOWN,
+    MEMORY_NOTE,
+    NO_DATA,
+    REPORT_FORMAT,
+    REPORT_VERSION,
+    SESSIONS_SHOWN,
+    hosts_lines,
+    params_text,
+    render_markdown,
+)
+from perfmon.engine.tables import tables_section
 
-REPORT_FORMAT = "perfmon-report"
-REPORT_VERSION = 1
-NO_DATA = "no data"
+__all__ = [
+    "BUSY_SESSIONS_SHOWN",
+    "GATE_CHANGES_SHOWN",
+    "MEMORY_NOTE",
+    "METHOD",
+    "NO_DATA",
+    "REPORT_FORMAT",
+    "REPORT_VERSION",
+    "SESSIONS_SHOWN",
+    "NotARunDirectory",
+    "build_report",
+    "describe",
+    "hosts_lines",
+    "hosts_section",
+    "render_markdown",
+    "report_run_dir",
+    "write_report",
+]
 
 METHOD = {
     "median": "numpy.median",
@@ -55,17 +119,6 @@ METHOD = {
     ),
 }
 
-MEMORY_NOTE = (
-    "Peak RSS is the sum of the resident set sizes of a session's process tree: pages shared "
-    "between its processes (a forked worker pool's copy-on-write heap, shared libraries) are "
-    "counted once per process, so for a multi-process session it overstates the footprint. "
-    "session_peak_pss_bytes (proportional set size: each shared page split among the processes "
-    "mapping it) and session_peak_uss_bytes (unique set size: pages private to each process), "
-    "in the metric table, do not double-count; they are read from /proc/<pid>/smaps_rollup "
-    "often in a session's first second, then at most once a second (less often for large trees, "
-    "so that reading stays under 1% of the wall time), so a spike between reads can be missed."
-)
-"""What the memory figures are (issue 10 point 6); in report.json as ``method.peak_rss_bytes``."""
 METHOD["peak_rss_bytes"] = MEMORY_NOTE
 
 
@@ -125,7 +178,7 @@ def hosts_section(sessions: Sequence[Mapping[str, Any]]) -> dict[str, Any] | Non
         for s in rows:
             if s.get("status") != "ok" or s.get("warmup") or s.get("wall_s") is None:
                 continue
-            key = (str(s.get("workload")), str(s.get("variant")), _params_text(s.get("params")))
+            key = (str(s.get("workload")), str(s.get("variant")), params_text(s.get("params")))
             walls.setdefault(key, []).append(float(s["wall_s"]))
         hosts.append(
             {
@@ -140,44 +193,6 @@ def hosts_section(sessions: Sequence[Mapping[str, Any]]) -> dict[str, Any] | Non
         )
     prints = {f for h in hosts for f in h["fingerprints"]}
     return {"hosts": hosts, "fingerprints": len(prints)}
-
-
-def hosts_lines(section: Mapping[str, Any] | None) -> list[str]:
-    """The report.md lines of ``hosts_section`` (none for a local run)."""
-    if not section:
-        return []
-    out = ["## Hosts", ""]
-    n = section["fingerprints"]
-    out.append(
-        f"{len(section['hosts'])} host(s), {n} distinct host fingerprint(s)"
-        + (": comparisons across them mix instruments." if n > 1 else ".")
-    )
-    out.append("")
-    for h in section["hosts"]:
-        out += [f"### {h['host']}", ""]
-        for fp in h["fingerprints"]:
-            out.append(f"- fingerprint: `{fp}`")
-        status = ", ".join(f"{k} {v}" for k, v in h["by_status"].items())
-        out += [f"- sessions: {status}", ""]
-        if h["groups"]:
-            out += _table(
-                ["Workload", "Variant", "Params", "n", "Median", "MAD", "p95", "Min", "Max"],
-                (
-                    [
-                        g["workload"],
-                        g["variant"],
-                        g["params"] or "–",
-                        *_stats_cells(g["wall_s"], Dimension.TIME),
-                    ]
-                    for g in h["groups"]
-                ),
-            )
-            out.append("")
-    return out
-
-
-def _params_text(params: dict[str, Any] | None) -> str:
-    return " ".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
 
 
 def _session_groups(sessions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -209,7 +224,6 @@ def _session_groups(sessions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _recorded_metric_stats(data: RunData, warmup_ids: Iterable[int]) -> list[dict[str, Any]]:
     """Per metric statistics over every sample except those of warm-up sessions, read batch
     by batch in bounded memory, exact (``perfmon.engine.recorded.metric_summaries``)."""
-    from perfmon.engine.recorded import metric_summaries
 
     return metric_summaries(data.batches, warmup_ids)
 
@@ -230,7 +244,6 @@ def _metric_stats_by_labels(
     for at most ``MAX_LABEL_GROUPS`` combinations. Only metrics that more than one label
     combination emitted are split.
     """
-    from perfmon.engine.recorded import metric_summaries
 
     skip = set(exclude)
     groups: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[int]] = {}
@@ -344,6 +357,54 @@ def build_report(
     """
     sessions = data.sessions
     warmup_ids = [int(s["id"]) for s in sessions if s.get("warmup") and s.get("id") is not None]
+    excluded = warmup_ids + _noisy_ids(sessions)
+    timing = _timing(data)
+    gate_changes = _gate_changes(data.run_dir, timing["started_t"])
+    profiles, profiles_problem = _profiles_checked(data.run_dir)
+    return {
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
+        "run_id": data.manifest.get("run_id", data.run_dir.name),
+        "campaign": _campaign_name(data.manifest),
+        "run_dir": str(data.run_dir),
+        "verdict": verdict,
+        "verdict_line": _verdict_line(verdict, gate_results),
+        "machine": _machine(sessions),
+        "timing": timing,
+        "gates": [_gate_json(g) for g in gate_results],
+        "gate_changes": gate_changes,
+        "gates_by_set": {
+            name: [_gate_json(g) for g in results] for name, results in (set_results or {}).items()
+        },
+        "sessions": _sessions_section(sessions, len(warmup_ids)),
+        "metrics": _recorded_metric_stats(data, excluded),
+        "metrics_by_labels": _metric_stats_by_labels(data, sessions, excluded),
+        "malformed": _malformed_section(sessions),
+        "recording": _recording_section(data, gate_changes, profiles_problem),
+        "provenance": data.manifest.get("provenance"),
+        "method": dict(METHOD),
+        "profiles": profiles,
+        "comparison": _comparison(data),
+        "metric_caps": _metric_caps(data),
+        "hosts": hosts_section(sessions),
+        # Issue 11 (points 3 and 5), in their own keys so other sections merge cleanly.
+        "verdict_rule": _verdict_rule(),
+        "inference": _inference(data),
+        "stop_when": _stop_when(data),
+        "tables": _tables(data, gate_results),
+    }
+
+
+def _campaign_name(manifest: Mapping[str, Any]) -> str | None:
+    """The campaign's name as the manifest stores it (None when missing or malformed)."""
+    campaign = manifest.get("campaign")
+    name = campaign.get("name") if isinstance(campaign, dict) else campaign
+    return name if isinstance(name, str) else None
+
+
+def _sessions_section(sessions: Sequence[dict[str, Any]], warmups: int) -> dict[str, Any]:
+    """report.json's ``sessions``: counts by status, per-group statistics of the measured
+    sessions, and every session that did not end ok (or noisy)."""
     by_status = Counter(str(s.get("status", "unknown")) for s in sessions)
     failed = [
         {
@@ -361,7 +422,18 @@ def build_report(
         for s in sessions
         if s.get("status") not in ("ok", "noisy")
     ]
-    malformed_rows = [
+    return {
+        "total": len(sessions),
+        "warmup": warmups,
+        "by_status": dict(sorted(by_status.items())),
+        "groups": _session_groups(sessions),
+        "failed": failed,
+    }
+
+
+def _malformed_section(sessions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """report.json's ``malformed``: the total of malformed probe lines and who sent them."""
+    rows = [
         {
             "id": s.get("id"),
             "workload": s.get("workload"),
@@ -371,79 +443,37 @@ def build_report(
         for s in sessions
         if s.get("malformed")
     ]
-    campaign = data.manifest.get("campaign")
-    campaign_name = campaign.get("name") if isinstance(campaign, dict) else campaign
-    if not isinstance(campaign_name, str | None):
-        campaign_name = None
-    timing = _timing(data)
-    gate_changes = _gate_changes(data.run_dir, timing["started_t"])
+    return {"total": sum(r["malformed"] for r in rows), "sessions": rows}
+
+
+def _recording_section(
+    data: RunData, gate_changes: Mapping[str, Any], profiles_problem: str | None
+) -> dict[str, Any]:
+    """report.json's ``recording``: how the run's files read back, with every problem found
+    (the recorder's, a torn ``events.jsonl``, damaged profiles)."""
     problems, damage = list(data.problems), list(getattr(data, "damage", []))
     if gate_changes["dropped_lines"]:
         dropped = gate_changes["dropped_lines"]
         problems.append(f"events.jsonl: {dropped} undecodable line(s) skipped")
         damage.append(problems[-1])
-    profiles, profiles_problem = _profiles_checked(data.run_dir)
     if profiles_problem:
         problems.append(profiles_problem)
         damage.append(profiles_problem)
     return {
-        "format": REPORT_FORMAT,
-        "version": REPORT_VERSION,
-        "run_id": data.manifest.get("run_id", data.run_dir.name),
-        "campaign": campaign_name,
-        "run_dir": str(data.run_dir),
-        "verdict": verdict,
-        "verdict_line": _verdict_line(verdict, gate_results),
-        "machine": _machine(sessions),
-        "timing": timing,
-        "gates": [_gate_json(g) for g in gate_results],
-        "gate_changes": gate_changes,
-        "gates_by_set": {
-            name: [_gate_json(g) for g in results] for name, results in (set_results or {}).items()
-        },
-        "sessions": {
-            "total": len(sessions),
-            "warmup": len(warmup_ids),
-            "by_status": dict(sorted(by_status.items())),
-            "groups": _session_groups(sessions),
-            "failed": failed,
-        },
-        "metrics": _recorded_metric_stats(data, warmup_ids + _noisy_ids(sessions)),
-        "metrics_by_labels": _metric_stats_by_labels(
-            data, sessions, warmup_ids + _noisy_ids(sessions)
-        ),
-        "malformed": {
-            "total": sum(r["malformed"] for r in malformed_rows),
-            "sessions": malformed_rows,
-        },
-        "recording": {
-            "closed": data.closed,
-            "samples": data.num_samples,
-            "repaired_segments": data.repaired_segments,
-            "samples_dropped_bytes": data.samples_dropped_bytes,
-            "sessions_dropped_lines": data.sessions_dropped_lines,
-            "problems": problems,
-            "damage_found": bool(problems),
-            "data_lost": bool(damage),
-            "damaged_batches": int(getattr(data, "damaged_batches", 0)),
-            "samples_lost": int(getattr(data, "samples_lost", 0)),
-        },
-        "provenance": data.manifest.get("provenance"),
-        "method": dict(METHOD),
-        "profiles": profiles,
-        "comparison": _comparison(data),
-        "metric_caps": _metric_caps(data),
-        "hosts": hosts_section(sessions),
-        # Issue 11 (points 3 and 5), in their own keys so other sections merge cleanly.
-        "verdict_rule": _verdict_rule(),
-        "inference": _inference(data),
-        "stop_when": _stop_when(data),
-        "tables": _tables(data, gate_results),
+        "closed": data.closed,
+        "samples": data.num_samples,
+        "repaired_segments": data.repaired_segments,
+        "samples_dropped_bytes": data.samples_dropped_bytes,
+        "sessions_dropped_lines": data.sessions_dropped_lines,
+        "problems": problems,
+        "damage_found": bool(problems),
+        "data_lost": bool(damage),
+        "damaged_batches": int(getattr(data, "damaged_batches", 0)),
+        "samples_lost": int(getattr(data, "samples_lost", 0)),
     }
 
 
 def _verdict_rule() -> str:
-    from perfmon.core.gates import VERDICT_RULE
 
     return VERDICT_RULE
 
@@ -540,37 +570,10 @@ def _stop_when(data: RunData) -> list[dict[str, Any]]:
     return out
 
 
-def _stop_when_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
-    out = []
-    for e in entries:
-        saved_s = e.get("seconds_saved")
-        time_text = "" if saved_s is None else f", about {format_duration(saved_s)}"
-        if "planned" in e:
-            out.append(
-                f"- Set {e['set']} stopped when decided: {e['ran']} of {e['planned']} planned "
-                f"measured sessions, {e['sessions_saved']} saved{time_text} "
-                "(at the set's mean session wall time)."
-            )
-        else:
-            out.append(
-                f"- Set {e['set']} stopped when decided after {e['ran']} measured sessions"
-                f"{time_text} before its planned duration."
-            )
-    return [*out, ""] if out else []
-
-
 def _metric_caps(data: RunData) -> dict[str, Any]:
     """What the metric-name caps dropped, from the overflow metrics in the recording (see
     ``perfmon.core.live``): ``{"dropped_samples", "dropped_names", "names_at_least",
     "max_metrics", "max_metric_name_bytes", "text"}``; zeros when nothing was dropped."""
-    from perfmon.core.live import (
-        DROPPED_NAMES_EXACT,
-        DROPPED_NAMES_METRIC,
-        DROPPED_SAMPLES_METRIC,
-        MAX_METRIC_NAME_BYTES,
-        MAX_METRICS,
-    )
-    from perfmon.core.snapshot import dropped_text
 
     dropped = names = 0
     # Batch by batch (bounded memory): only the two overflow metrics are read.
@@ -620,23 +623,9 @@ def _noisy_ids(sessions: Sequence[Mapping[str, Any]]) -> list[int]:
     ]
 
 
-BUSY_SESSIONS_SHOWN = 40
-"""report.md lists at most this many busy sessions (the busiest); report.json has all."""
-
-
 def _machine(sessions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """How quiet the machine was (``perfmon.core.noise.summarize_noise`` over the recorded
     session rows), with one entry per session flagged busy."""
-    from perfmon.core.noise import (
-        NOISE_BACKGROUND_SHARE,
-        NOISE_BUSY,
-        NOISE_LIMIT,
-        NOISE_LOAD1,
-        NOISE_PERFMON_S,
-        NOISE_STEAL_SHARE,
-        NOISE_WINDOW_S,
-        summarize_noise,
-    )
 
     def num(x: Any) -> float | None:  # a damaged row must not break the report
         if isinstance(x, bool) or not isinstance(x, int | float):
@@ -669,56 +658,8 @@ def _machine(sessions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {**summarize_noise(sessions).to_dict(), "busy_sessions": busy}
 
 
-def _machine_lines(machine: Mapping[str, Any] | None) -> list[str]:
-    """The "Machine" Markdown section: the busy sessions, busiest first."""
-    if not machine or not machine.get("busy_sessions"):
-        return []
-    rows = sorted(machine["busy_sessions"], key=lambda b: -(b["background_share"] or 0.0))
-    out = ["## Sessions on a busy machine", ""]
-    if len(rows) > BUSY_SESSIONS_SHOWN:
-        out += [f"The busiest {BUSY_SESSIONS_SHOWN} of {len(rows)} (all in report.json).", ""]
-        rows = rows[:BUSY_SESSIONS_SHOWN]
-
-    def pct(x: float | None) -> str:
-        return "–" if x is None else f"{x * 100:.1f}%"
-
-    out += _table(
-        (
-            "Session",
-            "Workload",
-            "Variant",
-            "Params",
-            "Background CPU",
-            "Limit",
-            "Steal",
-            "Load",
-            "Wall",
-            "CPU",
-            "Kept",
-        ),
-        (
-            [
-                b["id"],
-                b["workload"],
-                b["variant"],
-                _params_text(b["params"]) or "–",
-                pct(b["background_share"]),
-                pct(b["limit_share"]),
-                pct(b["steal_share"]),
-                "–" if b["load1"] is None else f"{b['load1']:.2f}",
-                _fmt(b["wall_s"], Dimension.TIME),
-                _fmt(b["cpu_s"], Dimension.TIME),
-                "no: repeated" if b["repeated"] else "yes",
-            ]
-            for b in rows
-        ),
-    )
-    return [*out, ""]
-
-
 def _gate_changes(run_dir: Path, started_t: float | None) -> dict[str, Any]:
     """The gate changes recorded in ``events.jsonl``, each with ``since_start_s``."""
-    from perfmon.engine.events import read_gate_changes
 
     changes, dropped = read_gate_changes(run_dir)
     t0 = started_t if started_t is not None else (changes[0]["t"] if changes else 0.0)
@@ -726,84 +667,6 @@ def _gate_changes(run_dir: Path, started_t: float | None) -> dict[str, Any]:
         "changes": [{**c, "since_start_s": c["t"] - t0} for c in changes],
         "dropped_lines": dropped,
     }
-
-
-GATE_CHANGES_SHOWN = 40
-"""The report.md lists at most this many gate changes (the latest); report.json has all."""
-
-
-def _gate_changes_lines(section: Mapping[str, Any] | None) -> list[str]:
-    """The "Gate changes" Markdown lines: time since start, gate, old -> new."""
-    changes = list((section or {}).get("changes") or [])
-    out = ["## Gate changes", ""]
-    if not changes:
-        return [*out, "No gate changed state while the run was watched live.", ""]
-    if len(changes) > GATE_CHANGES_SHOWN:
-        out += [f"The latest {GATE_CHANGES_SHOWN} of {len(changes)} (all in events.jsonl).", ""]
-        changes = changes[-GATE_CHANGES_SHOWN:]
-    rows = [
-        (format_duration(max(0.0, c["since_start_s"])), c["gate"], f"{c['old']} -> {c['new']}")
-        for c in changes
-    ]
-    out += _table(("since start", "gate", "change"), rows)
-    dropped = int((section or {}).get("dropped_lines") or 0)
-    if dropped:
-        out += ["", f"{dropped} undecodable line(s) of events.jsonl skipped (a torn tail)."]
-    return [*out, ""]
-
-
-def _gate_table(gates: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The gate table's Markdown lines (a "no gates" line when there are none)."""
-    out: list[str] = []
-    if gates:
-        rows = []
-        for g in gates:
-            dim = _gate_dimension(g["expr"])
-            show = _gate_value_format(g["expr"])
-            ci = (
-                f"[{show(g['ci_low'])}, {show(g['ci_high'])}]"
-                if g["ci_low"] is not None or g["ci_high"] is not None
-                else "–"
-            )
-            rows.append(
-                [
-                    g["name"],
-                    f"`{g['expr']}`",
-                    g["state"].upper(),
-                    show(g["value"]),
-                    ci,
-                    f"{g['n']:,}",
-                    g["reason"],
-                ]
-            )
-            rows += _group_rows(g, dim)
-        out += _table(["Gate", "Expression", "State", "Value", "CI", "n", "Reason"], rows)
-    else:
-        out.append("No gates defined.")
-    return out
-
-
-def _metrics_by_labels_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The "Metrics by workload and variant" Markdown section (empty when nothing splits)."""
-    if not rows:
-        return []
-    out = [
-        "## Metrics by workload and variant",
-        "",
-        "Each metric emitted under more than one label combination, split by the labels gates "
-        'select on (`{workload="...", variant="...", MATRIX_KEY="..."}`), over measured '
-        "sessions' samples.",
-        "",
-    ]
-    table = []
-    for r in rows:
-        params = " ".join(f"{k}={v}" for k, v in (r.get("params") or {}).items())
-        table.append(
-            [r["metric"], r["workload"], r["variant"], params or "–", f"{r['n']:,}"]
-            + [_fmt_metric(r[k], r["metric"]) for k in ("median", "p95", "max")]
-        )
-    out += _table(["Metric", "Workload", "Variant", "Matrix", "n", "Median", "p95", "Max"], table)
-    return [*out, ""]
 
 
 def _gate_json(g: GateResult) -> dict[str, Any]:
@@ -830,40 +693,25 @@ def _gate_json(g: GateResult) -> dict[str, Any]:
             for gr in g.groups
         ],
         "per_set": [list(x) for x in g.per_set],
+        # The gate's grammar as its parser gave it (issue 12): exporters read the unit and
+        # the limit here and never parse "expr".
+        "op": g.op,
+        "threshold": _num(g.threshold),
+        "threshold_text": g.threshold_text,
+        "limit": g.limit,
+        "unit": g.unit,
+        "rate": g.rate,
+        "direction": g.direction,
+        "func": g.func,
+        "metrics": list(g.metrics),
+        "selections": [
+            {"metric": m, "matchers": [list(x) for x in matchers]} for m, matchers in g.selections
+        ],
     }
-
-
-def _group_rows(g: Mapping[str, Any], dim: Dimension) -> list[list[str]]:
-    """One indented table row per group of a gate judged per group (``by`` or per session
-    group), so the report shows every group's value and state, not only the deciding one."""
-    rows = []
-    groups = g.get("groups") or []
-    if len(groups) < 2:
-        return []
-    show = _gate_value_format(str(g.get("expr", "")))
-    for gr in groups:
-        ci = (
-            f"[{show(gr['ci_low'])}, {show(gr['ci_high'])}]"
-            if gr.get("ci_low") is not None or gr.get("ci_high") is not None
-            else "–"
-        )
-        rows.append(
-            [
-                f"↳ {gr['label']}",
-                "(group)",
-                str(gr["state"]).upper(),
-                show(gr.get("value")),
-                ci,
-                f"{gr.get('n', 0):,}",
-                str(gr.get("reason", "")),
-            ]
-        )
-    return rows
 
 
 def _comparison(data: RunData) -> dict[str, Any] | None:
     """Variants compared per group (``perfmon.engine.compare.comparison_section``)."""
-    from perfmon.engine.compare import comparison_section
 
     try:
         return comparison_section(data)
@@ -873,7 +721,6 @@ def _comparison(data: RunData) -> dict[str, Any] | None:
 
 def _tables(data: RunData, gate_results: Sequence[GateResult]) -> dict[str, Any] | None:
     """Result tables in the shape users publish (``perfmon.engine.tables``, issue 15)."""
-    from perfmon.engine.tables import tables_section
 
     kinds: dict[str, str] = {}
     for batch in data.batches():  # each metric's kind (dictionary codes: no per-row objects)
@@ -904,7 +751,6 @@ def _profiles_checked(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]
     Profiles are read by ``perfmon.engine.profiler`` and ``flame_export``; a damaged index or
     stacks file can surface there as any exception, which costs the report only this section.
     """
-    from perfmon.engine.profiler import INDEX_FILE, PROFILES_DIR
 
     index = run_dir / PROFILES_DIR / INDEX_FILE
     bad_lines = 0
@@ -948,7 +794,6 @@ _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 def _collapsed_intact(path: Path) -> bool:
     """Whether a py-spy collapsed stacks file reads as py-spy writes it: UTF-8, no control
     characters, every line ``frames COUNT``, ending with a newline (a cut file does not)."""
-    from perfmon.core.stacks import parse_collapsed
 
     try:
         text = path.read_bytes().decode("utf-8")
@@ -963,7 +808,6 @@ def _collapsed_intact(path: Path) -> bool:
 
 def _profiles(run_dir: Path) -> dict[str, Any] | None:
     """The py-spy profiles section (``flame_export.profiles_section``), None if unreadable."""
-    from perfmon.engine.flame_export import profiles_section
 
     try:
         return profiles_section(run_dir)
@@ -972,364 +816,6 @@ def _profiles(run_dir: Path) -> dict[str, Any] | None:
 
 
 # -- Markdown -----------------------------------------------------------------------------
-
-_GATE_ARG_RE = re.compile(r"\s*([a-z_0-9]+)\s*\(\s*([A-Za-z_:][A-Za-z0-9_:]*)")
-_SAME_UNIT_FUNCS = {"max", "min", "mean", "median", "last", "sum", "avg"} | {
-    f"p{q}" for q in range(1, 100)
-}
-
-
-def _gate_dimension(expr: str) -> Dimension:
-    """The dimension of a gate's value when it is that of its metric (``max(x_bytes)``)."""
-    m = _GATE_ARG_RE.match(expr)
-    if m and m.group(1) in _SAME_UNIT_FUNCS:
-        return metric_dimension(m.group(2))
-    return Dimension.NONE
-
-
-def _gate_value_format(expr: str) -> Callable[[float | None], str]:
-    """How a gate's value reads (issue 14): a regression as a signed percentage (``+8.34%``,
-    never the fraction 0.0834), a speedup as ``1.39x``, a reduction of a metric in its unit
-    (``format_metric``: ``92.7 MB/s``), anything else as ``format_quantity`` of its dimension."""
-    m = _GATE_ARG_RE.match(expr)
-    func, metric = (m.group(1), m.group(2)) if m else ("", "")
-
-    def show(value: float | None) -> str:
-        if value is None:
-            return NO_DATA
-        if func == "regression":
-            return f"{value:+.2%}"
-        if func == "speedup":
-            return f"{value:.3g}x"
-        if func in _SAME_UNIT_FUNCS:
-            return format_metric(value, metric)
-        return format_quantity(value, _gate_dimension(expr))
-
-    return show
-
-
-def _cell(x: Any) -> str:
-    text = NO_DATA if x is None or x == "" else str(x)
-    return text.replace("|", "\\|").replace("\n", " ").replace("\r", " ")
-
-
-def _fmt(value: float | None, dim: Dimension) -> str:
-    return NO_DATA if value is None else format_quantity(value, dim)
-
-
-def _fmt_metric(value: float | None, metric: str) -> str:
-    """A value in its metric's unit, rates humanised (``format_metric``: ``92.7 MB/s``)."""
-    return NO_DATA if value is None else format_metric(value, metric)
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-    ]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return lines
-
-
-def _stats_cells(stats: dict[str, Any], dim: Dimension) -> list[str]:
-    return [str(stats["n"])] + [_fmt(stats[k], dim) for k in ("median", "mad", "p95", "min", "max")]
-
-
-SESSIONS_SHOWN = 200
-"""Most rows of a per-session table in report.md (failed sessions, malformed lines), so that a
-long soak's report stays readable and bounded; report.json keeps every row."""
-
-
-def _more_lines(total: int, what: str) -> list[str]:
-    """The note under a table cut at ``SESSIONS_SHOWN`` rows ([] when it was not cut)."""
-    if total <= SESSIONS_SHOWN:
-        return []
-    return ["", f"... and {total - SESSIONS_SHOWN:,} more {what} (every one is in report.json)."]
-
-
-def render_markdown(report: dict[str, Any]) -> str:
-    """Render ``build_report``'s dict as Markdown (plain pipe tables).
-
-    Args:
-        report: a ``perfmon-report`` version 1 dict.
-
-    Returns:
-        The Markdown text, ending with a newline.
-
-    Raises:
-        ValueError: if ``report`` is not a version 1 perfmon report.
-    """
-    if report.get("format") != REPORT_FORMAT or report.get("version") != REPORT_VERSION:
-        raise ValueError("not a perfmon-report version 1")
-    out: list[str] = []
-    title = report.get("campaign") or report.get("run_id")
-    out += [f"# perfmon report: {title}", ""]
-    out += [f"**Verdict: {report['verdict_line']}**", ""]
-    out += _damage_lines(report.get("recording") or {})
-    machine = report.get("machine")
-    if isinstance(machine, Mapping) and machine.get("line"):
-        out += [str(machine["line"]), ""]
-
-    timing = report["timing"]
-    out.append(f"- Run: `{report['run_id']}` in `{report['run_dir']}`")
-    out.append(f"- Started: {timing['started_utc'] or NO_DATA}")
-    out.append(
-        f"- Ended: {timing['ended_utc'] or NO_DATA}"
-        + (" (last recorded session or sample)" if timing["ended_utc"] else "")
-    )
-    duration = timing["duration_s"]
-    out.append(
-        f"- Duration: {NO_DATA if duration is None else format_duration(duration)}"
-        + ("" if duration is None else f" ({duration:.1f} s)")
-    )
-    out.append("")
-
-    out += ["## Gates", ""]
-    if report.get("verdict_rule"):
-        out += [f"Rule: {report['verdict_rule']}.", ""]
-    if isinstance(report.get("inference"), Mapping):
-        out += [str(report["inference"]["line"]), ""]
-    out += _stop_when_lines(report.get("stop_when") or [])
-    by_set = report.get("gates_by_set") or {}
-    if by_set:
-        out.append(
-            "Each set is judged on its own sessions (and the machine-wide samples recorded "
-            "while it ran); a gate's whole-run state is its worst state over the sets."
-        )
-        out.append("")
-    out += _gate_table(report["gates"])
-    for set_name, gates in by_set.items():
-        out += [f"### Set {set_name}", ""]
-        out += _gate_table(gates)
-    out.append("")
-    out += _gate_changes_lines(report.get("gate_changes"))
-
-    ses = report["sessions"]
-    out += ["## Sessions", ""]
-    if ses["total"]:
-        out.append(f"{ses['total']} sessions finished, {ses['warmup']} of them warm-ups.")
-        out.append("")
-        out += _table(["Status", "Sessions"], sorted(ses["by_status"].items()))
-    else:
-        out.append(f"Sessions: {NO_DATA}.")
-    out.append("")
-
-    stat_header = ["Workload", "Variant", "Params", "n", "Median", "MAD", "p95", "Min", "Max"]
-    for title_, key, dim in (
-        ("Wall time of measured sessions", "wall_s", Dimension.TIME),
-        ("Peak RSS of measured sessions", "peak_rss_bytes", Dimension.BYTES),
-    ):
-        out += [f"### {title_}", ""]
-        if ses["groups"]:
-            out += _table(
-                stat_header,
-                (
-                    [
-                        gr["workload"],
-                        gr["variant"],
-                        _params_text(gr["params"]) or "–",
-                        *_stats_cells(gr[key], dim),
-                    ]
-                    for gr in ses["groups"]
-                ),
-            )
-        else:
-            out.append(f"Measured sessions (status ok, not warm-up): {NO_DATA}.")
-        out.append("")
-        if key == "peak_rss_bytes":
-            out += [MEMORY_NOTE, ""]
-
-    out += ["### Failed sessions", ""]
-    if ses["failed"]:
-        out += _table(
-            ["Session", "Workload", "Variant", "Params", "Warm-up", "Status", "Error"],
-            (
-                [
-                    f["id"],
-                    f["workload"],
-                    f["variant"],
-                    _params_text(f["params"]) or "–",
-                    "yes" if f["warmup"] else "no",
-                    f["status_text"],
-                    f["error"] or "–",
-                ]
-                for f in ses["failed"][:SESSIONS_SHOWN]
-            ),
-        )
-        out += _more_lines(len(ses["failed"]), "failed sessions")
-    else:
-        out.append("None: every finished session exited with status ok.")
-    out.append("")
-
-    out += _machine_lines(report.get("machine"))
-
-    out += [
-        "## Metrics",
-        "",
-        "Samples of warm-up sessions and of repeated noisy attempts are excluded.",
-        "",
-    ]
-    caps = report.get("metric_caps") or {}
-    if caps.get("dropped_samples"):
-        out += [
-            f"**Metric-name caps: {caps['text']}.** At most {caps['max_metrics']:,} distinct "
-            f"names per run and {caps['max_metric_name_bytes']:,} bytes per name are kept "
-            "(`max_metrics`, `max_metric_name_bytes`); the counts are recorded as "
-            "`perfmon_dropped_samples_total` and `perfmon_dropped_metric_names`.",
-            "",
-        ]
-    if report["metrics"]:
-        rows = []
-        for m in report["metrics"]:
-            counter = m["kind"] == "counter"
-            # A counter's samples are increments: its total says what it counted, while the
-            # median, p95 and max of its increments (often 1) say nothing (issue 14).
-            rows.append(
-                [m["name"], m["kind"], f"{m['n']:,}"]
-                + [
-                    "–" if counter else _fmt_metric(m[k], m["name"])
-                    for k in ("min", "median", "p95", "max", "last")
-                ]
-                + [_fmt_metric(m["total"], m["name"]) if counter else "–"]
-            )
-        out += _table(["Metric", "Kind", "n", "Min", "Median", "p95", "Max", "Last", "Total"], rows)
-    else:
-        out.append(f"Metrics: {NO_DATA}.")
-    out.append("")
-    out += _metrics_by_labels_lines(report.get("metrics_by_labels") or [])
-
-    mal = report["malformed"]
-    out += ["## Malformed probe lines", ""]
-    out.append(f"Total: {mal['total']:,} line(s) dropped.")
-    if mal["sessions"]:
-        out.append("")
-        out += _table(
-            ["Session", "Workload", "Variant", "Malformed lines"],
-            (
-                [r["id"], r["workload"], r["variant"], f"{r['malformed']:,}"]
-                for r in mal["sessions"][:SESSIONS_SHOWN]
-            ),
-        )
-        out += _more_lines(len(mal["sessions"]), "sessions with malformed lines")
-    out.append("")
-
-    if report.get("comparison"):
-        from perfmon.engine.compare import render_comparison_md
-
-        out += render_comparison_md(report["comparison"])
-
-    if report.get("tables"):
-        from perfmon.engine.tables import render_tables_md
-
-        out += render_tables_md(report["tables"])
-
-    if report.get("profiles"):
-        from perfmon.engine.flame_export import render_profiles_md
-
-        out += render_profiles_md(report["profiles"])
-
-    out += hosts_lines(report.get("hosts"))
-
-    rec = report["recording"]
-    out += ["## Recording", ""]
-    out.append(
-        f"- {rec['samples']:,} samples, read from "
-        + ("samples.parquet (run closed)" if rec["closed"] else "segments (run not closed)")
-    )
-    out.append(
-        f"- Repaired segments: {rec['repaired_segments']}, "
-        f"{rec['samples_dropped_bytes']:,} bytes of torn tails dropped"
-    )
-    out.append(f"- Undecodable session lines dropped: {rec['sessions_dropped_lines']}")
-    for p in rec["problems"]:
-        out.append(f"- Problem: {p}")
-    if not rec["problems"]:
-        out.append("- No damage found.")
-    out.append("")
-
-    out += ["## Provenance", ""]
-    prov = report.get("provenance")
-    if isinstance(prov, dict) and prov:
-        out += _provenance_lines(prov)
-    else:
-        out.append(f"Provenance: {NO_DATA}.")
-    out.append("")
-
-    out += ["## Method", ""]
-    out += [f"- {k}: {v}" for k, v in report["method"].items()]
-    out.append("")
-    return "\n".join(out)
-
-
-def _damage_lines(rec: Mapping[str, Any]) -> list[str]:
-    """The "Damage found" section (nothing when the recording read back intact)."""
-    problems = list(rec.get("problems") or [])
-    if not problems:
-        return []
-    out = ["## Damage found", ""]
-    if rec.get("data_lost"):
-        out.append(
-            "Parts of this run's files were damaged or unreadable; what could not be read was "
-            "left out, so the numbers below cover only what was read, and the verdict cannot be "
-            "vouched for."
-        )
-    else:
-        out.append(
-            "A file ended in a torn tail, as a crash (kill -9) leaves it: at most the last "
-            "flush was lost; everything before it was read."
-        )
-    out.append("")
-    counts = [
-        f"{len(problems)} problem(s)",
-        f"{int(rec.get('damaged_batches') or 0):,} damaged batch(es) or row group(s) skipped",
-        f"{int(rec.get('samples_lost') or 0):,} samples known lost",
-        f"{int(rec.get('repaired_segments') or 0)} segment(s) repaired",
-        f"{int(rec.get('samples_dropped_bytes') or 0):,} bytes of segments dropped",
-        f"{int(rec.get('sessions_dropped_lines') or 0)} session line(s) dropped",
-    ]
-    out.append("- " + "; ".join(counts))
-    out += [f"- {_cell(p)}" for p in problems[:50]]
-    if len(problems) > 50:
-        out.append(f"- ... and {len(problems) - 50} more (all in report.json)")
-    return [*out, ""]
-
-
-def _provenance_lines(prov: dict[str, Any]) -> list[str]:
-    lines: list[str] = []
-    git = prov.get("git")
-    if isinstance(git, dict):
-        if git.get("commit"):
-            dirty = " (dirty work tree)" if git.get("dirty") else ""
-            lines.append(f"- Git commit: `{git['commit']}`{dirty}")
-        else:
-            lines.append("- Git commit: not a git repository, or git unavailable")
-    ram = prov.get("ram_total_bytes")
-    simple = [
-        ("perfmon", prov.get("perfmon_version")),
-        ("Host", prov.get("hostname")),
-        ("OS", prov.get("os")),
-        ("CPU", prov.get("cpu_model")),
-        (
-            "CPUs (logical / physical)",
-            f"{prov.get('cpu_count_logical')} / {prov.get('cpu_count_physical')}"
-            if "cpu_count_logical" in prov
-            else None,
-        ),
-        ("RAM", format_quantity(ram, Dimension.BYTES) if isinstance(ram, int | float) else None),
-        (
-            "Python",
-            f"{prov.get('python_version')} ({prov.get('python_implementation')})"
-            if prov.get("python_version")
-            else None,
-        ),
-        ("Started (UTC)", prov.get("started_utc")),
-    ]
-    lines += [f"- {k}: {v}" for k, v in simple if v not in (None, "")]
-    packages = prov.get("packages")
-    if isinstance(packages, dict) and packages:
-        listed = ", ".join(f"{k} {v or 'not installed'}" for k, v in packages.items())
-        lines.append(f"- Packages: {listed}")
-    return lines
 
 
 def write_report(
@@ -1366,7 +852,6 @@ def write_report(
     markdown = strip_terminal_escapes(render_markdown(report))
     atomic_write_text(json_path, text)
     atomic_write_text(md_path, markdown)
-    from perfmon.engine.exporters import DEFAULT_FORMATS, write_exports
 
     formats = DEFAULT_FORMATS if extra_formats is None else tuple(extra_formats)
     if formats:
@@ -1398,18 +883,6 @@ def report_run_dir(run_dir: Path) -> tuple[Path, str, dict[str, Any]]:
         NotARunDirectory: if ``run_dir`` is not a directory or holds no run file at all.
         OSError: if the report cannot be written.
     """
-    from perfmon.core.gates import verdict as gates_verdict
-    from perfmon.core.model import GateState
-    from perfmon.engine.recorded import evaluate_recorded_safely, stored_stats_options
-    from perfmon.engine.recorder import (
-        MANIFEST_NAME,
-        SAMPLES_DIR,
-        SAMPLES_PARQUET,
-        SESSIONS_JSONL,
-        SESSIONS_PARQUET,
-        read_run,
-        run_gates,
-    )
 
     names = (MANIFEST_NAME, SESSIONS_JSONL, SESSIONS_PARQUET, SAMPLES_PARQUET, SAMPLES_DIR)
     if not run_dir.is_dir() or not any((run_dir / n).exists() for n in names):

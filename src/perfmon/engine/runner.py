@@ -47,8 +47,20 @@ from typing import Any
 from perfmon._version import __version__
 from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import Campaign
+from perfmon.core.commands import (
+    PROFILE_USAGE,
+    CommandError,
+    Export,
+    Pause,
+    Profile,
+    Resume,
+    Split,
+    Stop,
+    TogglePause,
+    parse_command,
+)
 from perfmon.core.gates import live_selections, verdict
-from perfmon.core.live import LiveState, parse_split_command
+from perfmon.core.live import LiveState
 from perfmon.core.model import (
     GateResult,
     GateState,
@@ -60,9 +72,17 @@ from perfmon.core.model import (
 )
 from perfmon.core.noise import NOISE_ATTEMPT
 from perfmon.core.schedule import Scheduler, set_decided
-from perfmon.core.snapshot import ComparisonPanel, RunState, Snapshot
+from perfmon.core.snapshot import (
+    ComparisonPanel,
+    GateChange,
+    GateEvaluationStats,
+    NoiseCounts,
+    ProfileEntry,
+    RunState,
+    Snapshot,
+)
 from perfmon.core.stats import StatsOptions
-from perfmon.core.units import metric_direction
+from perfmon.engine.events import GateChangeLog
 from perfmon.engine.executor import (
     Executor,
     ExecutorCallbacks,
@@ -70,7 +90,15 @@ from perfmon.engine.executor import (
     ExecutorFactory,
     local_executor,
 )
+from perfmon.engine.flame_export import write_exports
 from perfmon.engine.gate_worker import DEFAULT_COST_FACTOR, GateWorker, LockedSource
+from perfmon.engine.manifest import campaign_to_json, stats_options  # re-exported (issue 12)
+from perfmon.engine.noise import NoiseMeter
+from perfmon.engine.profiler import DEFAULT_SECONDS, SNAPSHOT_PROFILES, Profiler, ProfileRequest
+from perfmon.engine.provenance import collect_provenance
+from perfmon.engine.recorded import evaluate_recorded
+from perfmon.engine.recorder import Recorder, read_run, secure_tree
+from perfmon.engine.sampler import SystemSampler
 
 log = logging.getLogger(__name__)
 
@@ -90,77 +118,6 @@ matters while a second thread waits for the GIL, so it costs nothing otherwise."
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 """Exit statuses (design.md section 7)."""
-
-
-def campaign_to_json(campaign: Campaign) -> dict[str, Any]:
-    """Return the campaign as resolved, as plain JSON data, for the run's manifest.
-
-    Args:
-        campaign: a parsed campaign.
-
-    Returns:
-        A dict of lists, dicts, strings and numbers; gates appear as ``{name, expr, window_s}``.
-    """
-
-    def plain(obj: Any) -> Any:
-        if isinstance(obj, Path):
-            return str(obj)
-        if isinstance(obj, dict):
-            return {str(k): plain(v) for k, v in obj.items()}
-        if isinstance(obj, list | tuple):
-            return [plain(v) for v in obj]
-        return obj
-
-    return {
-        "name": campaign.name,
-        "path": str(campaign.path),
-        "sample_interval_s": campaign.sample_interval_s,
-        "grace_s": campaign.grace_s,
-        "timeout_s": campaign.timeout_s,
-        "idle_timeout_s": campaign.idle_timeout_s,
-        "log_cap_bytes": campaign.log_cap_bytes,
-        "workloads": [plain(dataclasses.asdict(w)) for w in campaign.workloads],
-        "variants": [plain(dataclasses.asdict(v)) for v in campaign.variants],
-        "sets": [plain(dataclasses.asdict(s)) for s in campaign.sets],
-        "directions": dict(campaign.directions),  # [metric.NAME] better (issue 11)
-        "gates": [
-            {
-                "name": g.name,
-                "expr": g.expr,
-                "window_s": g.window_s,
-                # Issue 11: the gate's by labels, and the directions of the metrics it reads
-                # (from [metric.X] better or their suffix), so reports re-judge it the same.
-                "by": list(g.by),
-                "directions": {
-                    m: d
-                    for m in sorted(g.gate.metrics)
-                    if (d := metric_direction(m, campaign.directions)) is not None
-                },
-            }
-            for g in campaign.gates
-        ],
-        "stats": dataclasses.asdict(campaign.stats),
-        "profile": plain(dataclasses.asdict(campaign.profile)),
-        "noise": dataclasses.asdict(campaign.noise),
-        "max_metrics": campaign.max_metrics,
-        "max_metric_name_bytes": campaign.max_metric_name_bytes,
-        "share": campaign.share,
-        "reference": campaign.reference,  # issue 15: the reference variant of comparisons
-    }
-
-
-def stats_options(campaign_json: dict[str, Any]) -> StatsOptions:
-    """The statistical options stored in a manifest's campaign (defaults where absent).
-
-    Args:
-        campaign_json: ``manifest["campaign"]`` (``campaign_to_json``'s output).
-
-    Raises:
-        ValueError: if the stored options are invalid.
-    """
-    stored = campaign_json.get("stats") or {}
-    known = {f.name for f in dataclasses.fields(StatsOptions)}
-    return StatsOptions(**{k: v for k, v in stored.items() if k in known})
 
 
 def evaluate_recorded_gates(
@@ -196,8 +153,6 @@ def evaluate_recorded_gates_by_set(
         ``(recorded, run_data)``: a ``perfmon.engine.recorded.RecordedGates`` and the
         ``RunData`` read.
     """
-    from perfmon.engine.recorded import evaluate_recorded
-    from perfmon.engine.recorder import read_run
 
     data = read_run(run_dir)
     if stats is None:
@@ -219,12 +174,13 @@ def write_run_report(
     Returns:
         ``(report_md_path, verdict, whole_run_gate_results)``.
     """
+    # Lazy: the report and the comparisons import scipy.stats (about 1.5 s); the daemon must
+    # serve its first snapshot without waiting for what only the end of the run needs.
+    from perfmon.engine.compare import apply_baseline_run
     from perfmon.engine.report import build_report, write_report
 
     recorded, data = evaluate_recorded_gates_by_set(gates, run_dir)
     if baseline_run is not None:
-        from perfmon.engine.compare import apply_baseline_run
-
         stats = stats_options(data.manifest.get("campaign") or {})
         recorded = apply_baseline_run(gates, data, recorded, baseline_run, stats)
     v = verdict(recorded.run).value if recorded.run else GateState.PASS.value
@@ -234,22 +190,17 @@ def write_run_report(
 
 
 def parse_profile_command(command: str) -> tuple[int | None, float | None]:
-    """Parse ``profile [SESSION_ID [SECONDS]]`` into ``(session_id, seconds)``.
+    """Parse ``profile [SESSION_ID [SECONDS]]`` into ``(session_id, seconds)``, with the one
+    command grammar (``perfmon.core.commands.parse_command``).
 
     Raises:
-        ValueError: if the arguments are not an integer id and a positive number of seconds.
+        perfmon.core.commands.CommandError: (a ValueError) if ``command`` is not a ``profile``
+            command of the grammar: an id of ASCII digits, seconds in (0, 3600].
     """
-    parts = command.split()
-    if not parts or parts[0] != "profile" or len(parts) > 3:
-        raise ValueError(f"expected 'profile [SESSION_ID [SECONDS]]', got {command!r}")
-    try:
-        sid = int(parts[1]) if len(parts) > 1 else None
-        seconds = float(parts[2]) if len(parts) > 2 else None
-    except ValueError:
-        raise ValueError(f"expected 'profile [SESSION_ID [SECONDS]]', got {command!r}") from None
-    if seconds is not None and not (0 < seconds <= 3600):
-        raise ValueError(f"profile seconds must be in (0, 3600], got {seconds:g}")
-    return sid, seconds
+    parsed = parse_command(command)
+    if not isinstance(parsed, Profile):
+        raise CommandError(f"expected {PROFILE_USAGE!r}, got {command.strip()[:80]!r}")
+    return parsed.session_id, parsed.seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +258,6 @@ class Runner:
         gate_interval_s: float | None = None,
         gate_cost_factor: float = DEFAULT_COST_FACTOR,
     ) -> None:
-        from perfmon.engine.recorder import Recorder
 
         self.campaign = campaign
         self.run_dir = run_dir
@@ -329,6 +279,7 @@ class Runner:
         )
         self.recorder = Recorder(run_dir)
         if executor_factory is local_executor and campaign.executor.kind == "ray":
+            # Lazy: Ray is an optional extra (``perfmon[ray]``); only a Ray campaign needs it.
             from perfmon.engine.ray_executor import ray_executor_factory
 
             executor_factory = ray_executor_factory(campaign.executor)  # [executor] kind = "ray"
@@ -373,7 +324,6 @@ class Runner:
         self.recording_error: str | None = None
         self.disk_bytes = 0
         """Bytes the run directory takes on disk, measured every few seconds."""
-        from perfmon.engine.profiler import Profiler
 
         prof = campaign.profile
         self.profiler = Profiler(
@@ -387,11 +337,9 @@ class Runner:
         self._profile_counts: dict[tuple[str, str], int] = {}
         """Sessions started so far per (workload, variant), for ``[profile] every``."""
         self._running_specs: dict[int, SessionSpec] = {}
-        from perfmon.engine.events import GateChangeLog
 
         self.gate_changes = GateChangeLog(run_dir)
         """Gate state changes: appended to ``events.jsonl``, the latest kept for snapshots."""
-        from perfmon.engine.noise import NoiseMeter
 
         self.noise = NoiseMeter()
         """Reads the machine's noise around each session (``perfmon.core.noise``)."""
@@ -447,29 +395,32 @@ class Runner:
         ``profiler.DEFAULT_SECONDS``).
         ``split [LABEL]`` splits the snapshot's metrics by a label (``LiveState.set_split``).
 
+        The text is read with the one command grammar (``perfmon.core.commands``), the
+        same the viewer checks before sending.
+
         Raises:
-            ValueError: for an unknown command or a malformed ``profile`` command.
+            perfmon.core.commands.CommandError: (a ValueError) for a command outside the
+                grammar.
         """
-        if command == "profile" or command.startswith("profile "):
-            self.message = self.request_profile(*parse_profile_command(command))
-            return
-        if command == "split" or command.startswith("split "):
-            # The metrics panel's split by a label (issue 11): ``split LABEL``, ``split`` for
-            # none; checked here, applied in order with the ingest (LiveState.set_split).
-            self._mutate(self.live.set_split, parse_split_command(command), time.time())
-            return
-        if command == "stop":
-            self.request_stop()
-        elif command == "pause":
-            self.pause()
-        elif command == "resume":
-            self.resume()
-        elif command == "toggle-pause":
-            self.resume() if self.state == RunState.PAUSED else self.pause()
-        elif command == "export":
-            asyncio.get_running_loop().create_task(self.export())
-        else:
-            raise ValueError(f"unknown command {command!r}")
+        match parse_command(command):
+            case Profile(session_id, seconds):
+                self.message = self.request_profile(session_id, seconds)
+            case Split(label):
+                # The metrics panel's split by a label (issue 11): applied in order with the
+                # ingest (LiveState.set_split).
+                self._mutate(self.live.set_split, label, time.time())
+            case Stop():
+                self.request_stop()
+            case Pause():
+                self.pause()
+            case Resume():
+                self.resume()
+            case TogglePause():
+                self.resume() if self.state == RunState.PAUSED else self.pause()
+            case Export():
+                asyncio.get_running_loop().create_task(self.export())
+            case other:  # a verb added to the grammar but not handled here
+                raise CommandError(f"command {str(other)!r} is not handled by this runner")
 
     # ----------------------------------------------------------------- profiling
     def request_profile(
@@ -485,7 +436,6 @@ class Runner:
         Returns:
             A message for the viewer: what was started, or why nothing was.
         """
-        from perfmon.engine.profiler import DEFAULT_SECONDS
 
         sup = self._supervisor
         running = sup.running if sup is not None else []
@@ -503,18 +453,14 @@ class Runner:
         return f"profiling session {session_id} with py-spy for {secs:g} s"
 
     def _start_profile(self, session_id: int, pid: int, seconds: float | None, reason: str) -> None:
-        spec = self._running_specs.get(session_id)
-
-        task = self.profiler.start(
+        request = ProfileRequest.for_session(
+            self._running_specs.get(session_id),
             session_id=session_id,
             pid=pid,
             seconds=seconds,
             reason=reason,
-            workload=spec.workload if spec else "",
-            variant=spec.variant if spec else "",
-            set_name=spec.set_name if spec else "",
-            params=" ".join(f"{k}={v}" for k, v in spec.params) if spec else "",
         )
+        task = self.profiler.start(request)
 
         def done(t: asyncio.Task[Any]) -> None:
             self._profile_tasks.discard(t)
@@ -710,16 +656,16 @@ class Runner:
         )
         self.noise_counts["repeated"] += 1
 
-    def _noise_extra(self) -> dict[str, Any]:
-        """``Snapshot.extra["noise"]``: the counts so far, the default limit and how many
-        readings lacked ``/proc/stat``."""
-        return {
-            "noise": {
-                **self.noise_counts,
-                "limit": self.campaign.noise.limit,
-                "unavailable": self.noise.unavailable,
-            }
-        }
+    def _noise_counts(self) -> NoiseCounts:
+        """``Snapshot.noise``: the counts so far, the default limit and how many readings
+        lacked ``/proc/stat``."""
+        return NoiseCounts(
+            measured=self.noise_counts["measured"],
+            busy=self.noise_counts["busy"],
+            repeated=self.noise_counts["repeated"],
+            limit=self.campaign.noise.limit,
+            unavailable=self.noise.unavailable,
+        )
 
     # ----------------------------------------------------------------- snapshots
     def snapshot(self) -> Snapshot:
@@ -736,12 +682,12 @@ class Runner:
             v = self._final_verdict
         else:
             v = verdict(gates).value if gates else GateState.PASS.value
-        extra = {
-            **self._profile_extra(),
-            **self._noise_extra(),
+        typed = {
+            **self._profile_fields(),
+            "noise": self._noise_counts(),
             "disk_bytes": self.disk_bytes,
-            "gate_changes": list(self.gate_changes.recent),
-            "gate_evaluation": self.gate_worker.stats(),
+            "gate_changes": tuple(GateChange.from_dict(c) for c in self.gate_changes.recent),
+            "gate_evaluation": GateEvaluationStats.from_dict(self.gate_worker.stats()),
         }
         return {
             "comparison": self._panel_final or self.gate_worker.panel_result,
@@ -750,17 +696,17 @@ class Runner:
             "verdict": v,
             "message": self.message,
             "sessions_total": self.scheduler.planned_total,
-            "extra": extra,
+            "typed": typed,
         }
 
     def _build_snapshot(self, parts: dict[str, Any]) -> Snapshot:
         """Snapshot the live state with ``parts``; safe on any thread (takes the lock)."""
-        extra = parts.pop("extra")
+        typed = parts.pop("typed")
         comparison = parts.pop("comparison", None)
         with self._live_lock:
             self._apply_pending()
             snap = self.live.snapshot(now=time.time(), **parts)
-        return dataclasses.replace(snap, extra={**snap.extra, **extra}, comparison=comparison)
+        return dataclasses.replace(snap, **typed, comparison=comparison)
 
     # -- the comparison panel (perfmon.engine.live_compare) --------------------------------
 
@@ -800,15 +746,16 @@ class Runner:
                 log.exception("snapshot preparer failed")
         return snap
 
-    def _profile_extra(self) -> dict[str, Any]:
+    def _profile_fields(self) -> dict[str, Any]:
         """What the viewer needs of the profiles: the latest records and the sessions sampled
-        now (``Snapshot.extra["profiles"]`` / ``["profiling"]``); the stacks stay in the run
-        directory, which the viewer reads."""
-        from perfmon.engine.profiler import SNAPSHOT_PROFILES
-
+        now (``Snapshot.profiles`` / ``profiling``); the stacks stay in the run directory,
+        which the viewer reads."""
         return {
-            "profiles": [r.to_dict() for r in self.profiler.records[-SNAPSHOT_PROFILES:]],
-            "profiling": sorted(self.profiler.active),
+            "profiles": tuple(
+                ProfileEntry.from_dict(r.to_dict())
+                for r in self.profiler.records[-SNAPSHOT_PROFILES:]
+            ),
+            "profiling": tuple(sorted(self.profiler.active)),
         }
 
     def _observe_gates(self) -> None:
@@ -864,7 +811,6 @@ class Runner:
 
     # ----------------------------------------------------------------- the run
     def _manifest(self) -> dict[str, Any]:
-        from perfmon.engine.provenance import collect_provenance
 
         return {
             "format": "perfmon-run",
@@ -887,7 +833,6 @@ class Runner:
             The outcome; its exit status is 0 when every gate passes on the recorded data,
             1 when one failed or is undecided, 3 when the run was stopped or broke.
         """
-        from perfmon.engine.sampler import SystemSampler
 
         supervisor = self.executor_factory(
             ExecutorConfig(
@@ -1011,7 +956,6 @@ class Runner:
         try:
             await self._io_drain()
             await self._io_call(self.recorder.close)
-            from perfmon.engine.flame_export import write_exports
 
             try:
                 await asyncio.to_thread(write_exports, self.run_dir)
@@ -1050,7 +994,6 @@ class Runner:
             self.message = f"recording failed ({self.recording_error}); run stopped. {self.message}"
         self._publish()
         self.gate_changes.close()
-        from perfmon.engine.recorder import secure_tree
 
         secure_tree(self.run_dir)  # files made while finishing get the run directory's modes
         self._io.shutdown(wait=False)

@@ -27,7 +27,6 @@ never machine-wide ``system_*`` metrics.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,8 @@ from perfmon.core.stats import (
     shift_interval,
 )
 from perfmon.core.units import HIGHER, LOWER, format_metric, metric_direction
+from perfmon.engine.manifest import manifest_directions
+from perfmon.engine.recorded import session_aggregates, stored_stats_options
 
 __all__ = [
     "MAX_TABLES",
@@ -735,38 +736,32 @@ def _efficiency(
 # --- gate margins ------------------------------------------------------------------------------
 
 
-def gate_margins(
-    gates: Sequence[Any], parse: Callable[[str], Any] | None = None
-) -> list[dict[str, Any]]:
+def gate_margins(gates: Sequence[Any]) -> list[dict[str, Any]]:
     """The margin of each gate (and each of its groups) to its threshold.
 
-    The threshold comes from the gate's parsed expression (``perfmon.core.gates.parse_gate``:
-    ``op``, ``threshold`` in the left-hand side's base unit); nothing is parsed anew here.
+    The comparison and threshold are those the gate's result carries (``GateResult.op`` and
+    ``threshold``, in the value's base unit, filled where the gate was parsed and
+    evaluated); nothing is parsed here.
     The margin is positive when there is room: ``value - threshold`` for ``>``/``>=``,
     ``threshold - value`` for ``<``/``<=``; for a statistical gate the worst end of the
     interval (the low end for ``>=``, the high end for ``<=``) gets its own margin.
 
     Args:
-        gates: ``GateResult`` objects (``name``, ``expr``, ``value``, ``ci_low``, ``ci_high``,
-            ``groups``).
-        parse: expression -> an object with ``op`` and ``threshold`` (default ``parse_gate``).
+        gates: ``GateResult`` objects (``name``, ``op``, ``threshold``, ``value``,
+            ``ci_low``, ``ci_high``, ``groups``).
 
     Returns:
         One dict per gate or group: ``{"gate", "group", "op", "threshold", "value",
-        "margin", "worst", "worst_margin", "text"}``; gates whose expression cannot be parsed
-        are skipped.
+        "margin", "worst", "worst_margin", "text"}``; results without a threshold (a gate
+        whose expression did not parse, or one from a daemon older than issue 12) are
+        skipped.
     """
-    if parse is None:
-        from perfmon.core.gates import parse_gate
-
-        parse = parse_gate
     out = []
     for g in gates:
-        try:
-            parsed = parse(g.expr)
-        except ValueError:
+        op, threshold = getattr(g, "op", ""), getattr(g, "threshold", None)
+        if not op or threshold is None:
             continue
-        op, thr = parsed.op, float(parsed.threshold)
+        thr = float(threshold)
         groups = tuple(getattr(g, "groups", ()))
         # A gate judged per group: one row per group (the gate's own value is its deciding
         # group's, so it is not repeated).
@@ -819,8 +814,6 @@ def tables_section(
     Raises:
         ValueError: for invalid statistical options stored in the manifest.
     """
-    from perfmon.engine.compare import manifest_directions
-    from perfmon.engine.recorded import session_aggregates, stored_stats_options
 
     if options is None:
         options, _ = stored_stats_options(data.manifest)
@@ -863,12 +856,7 @@ def tables_section(
                 values,
             )
         )
-    gated: set[str] = set()
-    from perfmon.core.gates import parse_gate
-
-    for g in gate_results:
-        with contextlib.suppress(ValueError):
-            gated |= set(parse_gate(g.expr).metrics)
+    gated = {m for g in gate_results for m in g.metrics}
     section = build_tables(
         rows,
         kinds=kinds,

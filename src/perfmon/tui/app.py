@@ -32,7 +32,7 @@ from textual.widgets import DataTable, Footer
 from perfmon.core.snapshot import RunState, Snapshot
 from perfmon.core.units import format_bytes
 from perfmon.tui.commands import PerfmonCommands
-from perfmon.tui.keymap import KeymapError, load_keymap
+from perfmon.tui.keymap import KeymapError, load_keymap, set_scopes_provider
 from perfmon.tui.source import SnapshotSource
 from perfmon.tui.themes import ThemeError, register_themes
 from perfmon.tui.widgets.comparison import ComparisonTable, panel_subtitle
@@ -289,7 +289,7 @@ class PerfmonApp(App[None]):
         sessions = self.query_one(SessionsTable)
         sessions.update_sessions(snapshot.sessions)
         done = f"{snapshot.sessions_done:,}/{snapshot.sessions_total:,} done"
-        disk = snapshot.extra.get("disk_bytes")
+        disk = snapshot.disk_bytes
         if isinstance(disk, int | float) and disk > 0:
             done += f" · recorded {format_bytes(disk)} on disk"
         _set_subtitle(sessions, done)
@@ -505,7 +505,7 @@ class PerfmonApp(App[None]):
             self.note("no snapshot yet")
             return
         if not isinstance(self.screen, FlameScreen):
-            self.push_screen(FlameScreen(snap.run_dir, list(snap.extra.get("profiles", []))))
+            self.push_screen(FlameScreen(snap.run_dir, [p.to_dict() for p in snap.profiles]))
 
     def action_timeline(self) -> None:
         """Open the timeline screen (the metric selected in the metrics panel first)."""
@@ -574,6 +574,45 @@ class PerfmonApp(App[None]):
             self.note(str(error))
             self._split_wanted = snap.split_label
 
+
+def binding_scopes() -> dict[str, list[Binding]]:
+    """Each screen of the viewer with the bindings active on it (app-wide ones included).
+
+    Imports the screens (which the viewer otherwise imports only when opened), so it is
+    called only when a keys file exists or the help lists the ids. Registered with
+    ``perfmon.tui.keymap.set_scopes_provider`` when this module is imported.
+
+    Returns:
+        Screen name -> its bindings: ``run`` (the app's), ``flame`` (app + flame screen +
+        flame view), ``timeline`` (app + timeline screen), ``comparison`` (app + the
+        comparison detail screen), ``help`` and ``confirm`` (modal screens: the app's
+        bindings do not reach them).
+    """
+    from perfmon.tui.screens.comparison import ComparisonScreen
+    from perfmon.tui.screens.confirm import ConfirmStop
+    from perfmon.tui.screens.flame import FlameScreen
+    from perfmon.tui.screens.help import HelpScreen
+    from perfmon.tui.screens.timeline import TimelineScreen
+    from perfmon.tui.widgets.flame import FlameView
+
+    def of(*classes: type) -> list[Binding]:
+        out: list[Binding] = []
+        for cls in classes:
+            out += [b for b in getattr(cls, "BINDINGS", []) if isinstance(b, Binding)]
+        return out
+
+    app = of(PerfmonApp)
+    return {
+        "run": app,
+        "flame": app + of(FlameScreen, FlameView),
+        "timeline": app + of(TimelineScreen),
+        "comparison": app + of(ComparisonScreen),
+        "help": of(HelpScreen),
+        "confirm": of(ConfirmStop),
+    }
+
+
+set_scopes_provider(binding_scopes)
 
 __all__ = [
     "SHORT_ROWS",

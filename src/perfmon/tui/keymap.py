@@ -29,7 +29,7 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,41 +83,39 @@ def default_path(env: Mapping[str, str] | None = None) -> Path:
     return base / "perfmon" / "keys.toml"
 
 
-def scopes() -> dict[str, list[Binding]]:
-    """Each screen of the viewer with the bindings active on it (app-wide ones included).
+Scopes = Mapping[str, Sequence[Binding]]
+"""Each screen of the viewer by name, with the bindings active on it (app-wide ones included)."""
 
-    Imports the screens (which the viewer otherwise imports only when opened), so it is
-    called only when a keys file exists or the help lists the ids.
+_scopes_provider: Callable[[], Scopes] | None = None
+
+
+def set_scopes_provider(provider: Callable[[], Scopes]) -> None:
+    """Register where the viewer's bindings per screen come from (``perfmon.tui.app`` does,
+    with ``binding_scopes``): this module checks keys files against them without importing
+    the app and its screens, which import it (no import cycle).
+
+    Args:
+        provider: returns screen name -> its bindings (see ``scopes``).
+    """
+    global _scopes_provider
+    _scopes_provider = provider
+
+
+def scopes() -> Scopes:
+    """Each screen of the viewer with the bindings active on it (app-wide ones included), as
+    the registered provider gives them (``perfmon.tui.app.binding_scopes``).
 
     Returns:
-        Screen name -> its bindings: ``run`` (the app's), ``flame`` (app + flame screen +
-        flame view), ``timeline`` (app + timeline screen), ``comparison`` (app + the comparison
-        detail screen), ``help`` and ``confirm`` (modal
-        screens: the app's bindings do not reach them).
+        Screen name -> its bindings: ``run`` (the app's), ``flame``, ``timeline``,
+        ``comparison`` (app + the screen's own), ``help`` and ``confirm`` (modal screens: the
+        app's bindings do not reach them).
+
+    Raises:
+        RuntimeError: if no provider was registered (``perfmon.tui.app`` not imported).
     """
-    from perfmon.tui.app import PerfmonApp
-    from perfmon.tui.screens.comparison import ComparisonScreen
-    from perfmon.tui.screens.confirm import ConfirmStop
-    from perfmon.tui.screens.flame import FlameScreen
-    from perfmon.tui.screens.help import HelpScreen
-    from perfmon.tui.screens.timeline import TimelineScreen
-    from perfmon.tui.widgets.flame import FlameView
-
-    def of(*classes: type) -> list[Binding]:
-        out: list[Binding] = []
-        for cls in classes:
-            out += [b for b in getattr(cls, "BINDINGS", []) if isinstance(b, Binding)]
-        return out
-
-    app = of(PerfmonApp)
-    return {
-        "run": app,
-        "flame": app + of(FlameScreen, FlameView),
-        "timeline": app + of(TimelineScreen),
-        "comparison": app + of(ComparisonScreen),
-        "help": of(HelpScreen),
-        "confirm": of(ConfirmStop),
-    }
+    if _scopes_provider is None:
+        raise RuntimeError("no binding scopes registered: import perfmon.tui.app first")
+    return _scopes_provider()
 
 
 def known_bindings(screens: Mapping[str, Sequence[Binding]] | None = None) -> list[BindingInfo]:

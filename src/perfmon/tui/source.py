@@ -11,37 +11,33 @@ import threading
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
-from perfmon.core.live import parse_split_command
+from perfmon.core.commands import VERBS, CommandError, Split, parse_command
 from perfmon.core.snapshot import Snapshot
 
-COMMANDS = ("stop", "pause", "resume", "export", "profile")
-"""The commands a viewer sends to a run (see docs/protocol.md for the control socket);
-``profile`` may take arguments: ``profile [SESSION_ID [SECONDS]]``."""
+COMMANDS = VERBS
+"""The commands a viewer sends to a run (see docs/protocol.md for the control socket), by
+verb; ``profile`` may take arguments: ``profile [SESSION_ID [SECONDS]]``. The grammar is the
+core's (``perfmon.core.commands``), the one the runner applies."""
 
 
 def is_command(command: str) -> bool:
-    """True for one of ``COMMANDS``, or ``profile`` followed by a session id and seconds."""
-    if command in COMMANDS:
-        return True
-    if command == "split" or command.startswith("split "):
-        return is_split_command(command)
-    parts = command.split()
-    if len(parts) not in (2, 3) or parts[0] != "profile" or not parts[1].isdigit():
-        return False
+    """True for a command of the grammar (``perfmon.core.commands.parse_command``): one of
+    ``COMMANDS``, ``profile`` with a session id and seconds in (0, 3600], or ``split``
+    with at most one label name."""
     try:
-        return len(parts) == 2 or float(parts[2]) > 0
-    except ValueError:
+        parse_command(command)
+    except CommandError:
         return False
+    return True
 
 
 def is_split_command(command: str) -> bool:
     """True for ``split`` (no split) or ``split LABEL``: the metrics panel's split by a label
     (``perfmon.core.live.LiveState.set_split``)."""
     try:
-        parse_split_command(command)
-    except ValueError:
+        return isinstance(parse_command(command), Split)
+    except CommandError:
         return False
-    return True
 
 
 @runtime_checkable
@@ -117,11 +113,11 @@ class ScriptedSource:
         """Record a command.
 
         Raises:
-            ValueError: if the command is not one of ``COMMANDS``.
+            perfmon.core.commands.CommandError: (a ValueError) if the command is not in the
+                grammar; the message says what was expected.
             OSError: if the source was closed.
         """
-        if not is_command(command):
-            raise ValueError(f"unknown command {command!r} (known: {', '.join(COMMANDS)})")
+        parse_command(command)
         with self._lock:
             if self._closed:
                 raise OSError("source is closed")

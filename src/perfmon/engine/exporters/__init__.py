@@ -19,15 +19,24 @@ returned, not raised.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perfmon.engine.exporters.common import gate_quantity
+from perfmon.engine.exporters.csv_report import render_csv
+from perfmon.engine.exporters.github_summary import render_github
+from perfmon.engine.exporters.html_report import render_html
+from perfmon.engine.exporters.junit_report import render_junit
+from perfmon.engine.recorder import atomic_write_text, read_run
+from perfmon.engine.report_md import render_markdown
+
 if TYPE_CHECKING:
     from perfmon.engine.recorder import RunData
 
-__all__ = ["DEFAULT_FORMATS", "FILE_NAMES", "FORMATS", "render", "write_exports"]
+__all__ = ["DEFAULT_FORMATS", "FILE_NAMES", "FORMATS", "gate_quantity", "render", "write_exports"]
 
 log = logging.getLogger(__name__)
 
@@ -65,31 +74,18 @@ def render(fmt: str, report: Mapping[str, Any], data: RunData | None) -> str:
         ImportError: for ``html`` when matplotlib is not installed.
     """
     if fmt == "json":
-        import json
-
         return json.dumps(report, indent=2, allow_nan=False) + "\n"
     if fmt == "md":
-        from perfmon.engine.report import render_markdown
-
         return render_markdown(dict(report))
     if fmt == "junit":
-        from perfmon.engine.exporters.junit_report import render_junit
-
         return render_junit(report)
     if fmt == "github":
-        from perfmon.engine.exporters.github_summary import render_github
-
         return render_github(report)
     if fmt in ("html", "csv"):
         if data is None:
-            from perfmon.engine.recorder import read_run
-
             data = read_run(Path(str(report["run_dir"])))
         if fmt == "csv":
-            from perfmon.engine.exporters.csv_report import render_csv
-
             return render_csv(report, data.sessions)
-        from perfmon.engine.exporters.html_report import render_html
 
         return render_html(report, data)
     raise ValueError(f"unknown report format {fmt!r} (known: {', '.join(FORMATS)})")
@@ -114,15 +110,12 @@ def write_exports(
         not be written (logged too; an older file of that format is removed, so that no stale
         report stays next to a new report.md). Never raises for one format's failure.
     """
-    from perfmon.engine.recorder import atomic_write_text
 
     written: list[Path] = []
     failed: dict[str, str] = {}
     for fmt in formats:
         try:
             if data is None and fmt in ("html", "csv"):
-                from perfmon.engine.recorder import read_run
-
                 data = read_run(run_dir)
             text = render(fmt, report, data)
             path = run_dir / FILE_NAMES[fmt]

@@ -13,6 +13,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from perfmon.engine.exporters.common import gate_quantity
+
 __all__ = ["MAX_BYTES", "MAX_ROWS", "render_github"]
 
 MAX_ROWS = 50
@@ -64,7 +66,7 @@ def _gate_rows(gates: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     for g in gates:
         state = str(g.get("state"))
         ci = (
-            f"[{_num(g.get('ci_low'))}, {_num(g.get('ci_high'))}]"
+            f"[{gate_quantity(g, g.get('ci_low'))}, {gate_quantity(g, g.get('ci_high'))}]"
             if g.get("ci_low") is not None or g.get("ci_high") is not None
             else "–"
         )
@@ -73,7 +75,7 @@ def _gate_rows(gates: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
                 f"{_ICON.get(state, '')} {state.upper()}",
                 g.get("name"),
                 f"`{str(g.get('expr')).replace('`', '')}`",
-                _num(g.get("value")),
+                gate_quantity(g, g.get("value")),
                 ci,
                 g.get("n"),
                 g.get("reason"),

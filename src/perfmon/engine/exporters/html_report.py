@@ -15,6 +15,10 @@ Memory stays bounded on huge runs: time series are reduced to at most ``TIME_BUC
 (min, mean and max per bucket), distributions show at most ``POINTS_PER_BOX`` points per box
 (an evenly spaced subset of the sorted values; the box uses all of them), and at most
 ``MAX_METRIC_CHARTS`` metrics get charts.
+
+matplotlib is imported inside the functions that draw: it is an optional extra and takes about
+half a second to import, which ``perfmon report --format md`` and a run writing no HTML never
+pay.
 """
 
 from __future__ import annotations
@@ -29,6 +33,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from perfmon.core.model import Dimension, metric_dimension
+from perfmon.engine.compare import SESSION_METRICS, source_from_run
+from perfmon.engine.exporters.common import gate_quantity
+from perfmon.engine.profiler import PROFILES_DIR
 
 if TYPE_CHECKING:
     from perfmon.engine.recorder import RunData
@@ -138,7 +149,6 @@ def _unit_axis(ax: Any, metric: str) -> None:
     """Tick labels in the metric's unit (``perfmon.core.units.format_quantity``: 1.5 ms, 2 MiB)."""
     from matplotlib.ticker import FuncFormatter
 
-    from perfmon.core.model import Dimension, metric_dimension
     from perfmon.core.units import format_metric, metric_rate_unit
 
     if metric_dimension(metric) is not Dimension.NONE or metric_rate_unit(metric) is not None:
@@ -310,7 +320,7 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for g in gates:
         ci = (
-            f"[{_fmt(g.get('ci_low'))}, {_fmt(g.get('ci_high'))}]"
+            f"[{gate_quantity(g, g.get('ci_low'))}, {gate_quantity(g, g.get('ci_high'))}]"
             if g.get("ci_low") is not None or g.get("ci_high") is not None
             else "–"
         )
@@ -319,7 +329,7 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> str:
                 _e(g.get("name")),
                 f"<code>{_e(g.get('expr'))}</code>",
                 _state(g.get("state")),
-                _e(_fmt(g.get("value"))),
+                _e(gate_quantity(g, g.get("value"))),
                 _e(ci),
                 _e(_fmt(g.get("n"))),
                 _e(g.get("reason")),
@@ -329,22 +339,17 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _gated_metrics(report: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Metric -> names of the gates reading it, in gate order."""
-    from perfmon.core.gates import GateSyntaxError, parse_gate
-
+    """Metric -> names of the gates reading it, in gate order (each gate's ``metrics``, as
+    its parser gave them)."""
     out: dict[str, list[str]] = {}
     for g in report.get("gates") or []:
-        try:
-            metrics = parse_gate(str(g.get("expr"))).metrics
-        except (GateSyntaxError, ValueError):
-            continue
-        for m in sorted(metrics):
+        metrics = g.get("metrics")
+        for m in sorted({str(m) for m in metrics} if isinstance(metrics, list) else ()):
             out.setdefault(m, []).append(str(g.get("name")))
     return out
 
 
 def _distributions(data: RunData) -> list[str]:
-    from perfmon.engine.compare import SESSION_METRICS, source_from_run
 
     source = source_from_run(data)
     variants = source.session_variants()
@@ -369,8 +374,6 @@ def _distributions(data: RunData) -> list[str]:
 
 
 def _time_series(data: RunData, report: Mapping[str, Any]) -> list[str]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     gated = _gated_metrics(report)
     if not gated or data.samples.num_rows == 0:
@@ -480,7 +483,6 @@ def _constant_line(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _flames(run_dir: Path) -> list[str]:
-    from perfmon.engine.profiler import PROFILES_DIR
 
     folder = Path(run_dir) / PROFILES_DIR
     try:

@@ -25,6 +25,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from perfmon.engine.exporters.common import gate_quantity
+
 __all__ = ["render_junit"]
 
 _XML_BAD = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -38,9 +40,14 @@ def _details(g: Mapping[str, Any]) -> str:
     ci = ""
     if g.get("ci_low") is not None or g.get("ci_high") is not None:
         ci = f", interval [{g.get('ci_low')}, {g.get('ci_high')}]"
+    # The unit and limit as the gate's parser gave them (report.json's "unit" and "limit").
+    shown = ""
+    if g.get("unit") and g.get("value") is not None:
+        shown = f" ({gate_quantity(g, g.get('value'))})"
+    limit = f"\nlimit: {g.get('limit')}" if g.get("limit") else ""
     return (
         f"expression: {g.get('expr')}\nstate: {g.get('state')}\n"
-        f"value: {g.get('value')}{ci}, n = {g.get('n')}\nreason: {g.get('reason')}"
+        f"value: {g.get('value')}{shown}{ci}, n = {g.get('n')}{limit}\nreason: {g.get('reason')}"
     )
 
 

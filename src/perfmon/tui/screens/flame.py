@@ -12,7 +12,7 @@ share of samples, or both variants' shares and the change), and a table of the t
 (or of the biggest changes in a diff).
 
 The stacks are read from the run directory (``profiles/*.collapsed``), which is on the viewer's
-machine; which profiles exist comes from the snapshots (``Snapshot.extra["profiles"]``).
+machine; which profiles exist comes from the snapshots (``Snapshot.profiles``).
 """
 
 from __future__ import annotations
@@ -399,6 +399,6 @@ class FlameScreen(Screen[None]):
         """Take the profiles of the newest snapshot (profiles taken since the screen opened)."""
         snap = getattr(self.app, "snapshot", None)
         if snap is not None:
-            self.profiles = list(snap.extra.get("profiles", []))
+            self.profiles = [p.to_dict() for p in snap.profiles]
         self.want = self.view_id
         self._fill_views()

@@ -6,7 +6,7 @@ downsampled series (``MetricSummary.series``: at most 120 bucket means), which c
 Zooming in (``+``) around the cursor reads that window's samples from the recording
 (``perfmon.engine.recorder.read_run`` on the run directory, which is on the viewer's machine)
 in a worker thread and reduces them to one min/max/mean per column; until they arrive the
-window is drawn from the series. Gate changes come from ``Snapshot.extra["gate_changes"]``
+window is drawn from the series. Gate changes come from ``Snapshot.gate_changes``
 (or, for a run recorded before they were published, from ``events.jsonl``).
 """
 
@@ -79,12 +79,12 @@ def read_metric(run_dir: Path, metric: str, started_t: float) -> tuple[np.ndarra
     Raises:
         FileNotFoundError: if ``run_dir`` is not a directory.
     """
-    from perfmon.engine.recorded import Columns
-    from perfmon.engine.recorder import read_run
+    # Lazy: the engine's API imports pyarrow; the viewer starts without it (see its docstring).
+    from perfmon.engine.api import metric_samples
 
     # validated batch by batch; only this metric's samples are kept (sorted by time)
-    cols = Columns.from_batches(read_run(run_dir).batches(), {metric})
-    return cols.t - started_t, cols.value
+    t, value = metric_samples(run_dir, metric)
+    return t - started_t, value
 
 
 class TimelineScreen(Screen[None]):
@@ -238,10 +238,10 @@ class TimelineScreen(Screen[None]):
     def gate_changes(self) -> list[dict[str, Any]]:
         """The gate changes known: the snapshot's, else those recorded in ``events.jsonl``."""
         snap = self.snapshot
-        if snap is not None and "gate_changes" in snap.extra:
-            return list(snap.extra["gate_changes"])
+        if snap is not None and snap.gate_changes is not None:
+            return [c.to_dict() for c in snap.gate_changes]
         if self._file_changes is None:
-            from perfmon.engine.events import read_gate_changes
+            from perfmon.engine.api import read_gate_changes  # lazy, as in read_metric
 
             self._file_changes = read_gate_changes(self.run_dir)[0]
         return self._file_changes

@@ -7,7 +7,6 @@ makes the verdict."""
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from typing import ClassVar
 
@@ -36,17 +35,6 @@ VERDICT_SHORT = "verdict: every gate must pass in every set"
 
 BAR_WIDTH = 15
 """Characters of the interval bar shown before a statistical gate's reason."""
-
-
-@functools.lru_cache(maxsize=256)
-def _threshold(expr: str) -> float | None:
-    """The gate's threshold in base units (None if the expression does not parse)."""
-    from perfmon.core.gates import GateSyntaxError, parse_gate
-
-    try:
-        return parse_gate(expr).threshold
-    except GateSyntaxError:
-        return None
 
 
 def interval_bar(low: float, high: float, value: float, threshold: float, width: int = 15) -> str:
@@ -121,7 +109,7 @@ class GateBoard(KeyedTable[GateResult]):
         """
         mark, role = GATE_MARKS.get(item.state, ("?", "warning"))
         reason = item.reason or item.expr
-        threshold = _threshold(item.expr)
+        threshold = item.threshold  # as the gate's parser gave it: never parsed here
         if (
             item.ci_low is not None
             and item.ci_high is not None

@@ -100,9 +100,8 @@ def status_content(
 
 def _busy_parts(snapshot: Snapshot) -> list[str | tuple[str, str]]:
     """The "N on a busy machine" pill after the session count, when sessions ran on a busy
-    machine (``Snapshot.extra["noise"]``, see ``perfmon.core.noise``); else nothing."""
-    noise = snapshot.extra.get("noise")
-    busy = noise.get("busy", 0) if isinstance(noise, dict) else 0
+    machine (``Snapshot.noise``, see ``perfmon.core.noise``); else nothing."""
+    busy = snapshot.noise.busy if snapshot.noise is not None else 0
     if not isinstance(busy, int) or busy <= 0:
         return []
     return [" ", (f" {busy:,} on a busy machine ", "bold $background on $warning")]
