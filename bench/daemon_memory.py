@@ -189,7 +189,19 @@ def part_report(quick: bool, baseline: Path | None) -> None:
 # -- part 2 and 3: the real daemon -----------------------------------------------------------
 
 
-def _start(campaign: Path, runs: Path) -> tuple[psutil.Process, Path]:
+def _daemon_log(run_dir: Path) -> list[str]:
+    """The daemon's log lines naming its allocator and its heap trimming."""
+    try:
+        text = (run_dir / "daemon.log").read_text(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if "allocator" in line or "heap trim" in line]
+
+
+def _start(campaign: Path, runs: Path, allocator: str | None = None) -> tuple[psutil.Process, Path]:
+    env = _env()
+    if allocator is not None:  # the user's PYTHONMALLOC: perfmon leaves it as it is
+        env["PYTHONMALLOC"] = allocator
     out = subprocess.run(
         [
             sys.executable,
@@ -203,7 +215,7 @@ def _start(campaign: Path, runs: Path) -> tuple[psutil.Process, Path]:
         ],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=env,
         check=True,
     )
     run_id = re.search(r"started run (\S+)", out.stdout)
@@ -263,13 +275,15 @@ expr = "max(system_memory_percent) <= 99"
 """
 
 
-def part_sessions(quick: bool) -> None:
-    n = 3_000 if quick else 20_000
+def part_sessions(quick: bool, allocator: str | None = None, sessions: int | None = None) -> None:
+    n = sessions or (3_000 if quick else 20_000)
     with tempfile.TemporaryDirectory() as tmp:
         campaign = Path(tmp) / "sessions.toml"
         campaign.write_text(SESSIONS_TOML.replace("{sessions}", str(n // 2)))
-        proc, run_dir = _start(campaign, Path(tmp) / "runs")
+        proc, run_dir = _start(campaign, Path(tmp) / "runs", allocator)
         rows = _watch(proc, run_dir, 2.0)
+        for line in _daemon_log(run_dir):
+            print(f"  daemon.log: {line}")
     rows = [r for r in rows if r[1] > 0]
     for t, done, rss in rows[:: max(1, len(rows) // 15)]:
         print(f"  {t:7.1f} s  {done:>7,} sessions  daemon RSS {rss / MiB:7.1f} MiB")
@@ -288,7 +302,8 @@ def part_sessions(quick: bool) -> None:
             unit="bytes/session",
             budget="72 h extrapolation <= 5% of RSS",
             met=soak <= 0.05 * y[0],
-            method=f"real `perfmon run --detach` of {n:,} `true` sessions; least-squares slope "
+            method=f"real `perfmon run --detach` of {n:,} `true` sessions (PYTHONMALLOC="
+            f"{allocator or 'malloc, set by perfmon'}); least-squares slope "
             "of psutil RSS against sessions finished, past the first 20%",
             detail=f"RSS {y[0] / MiB:.1f} -> {y[-1] / MiB:.1f} MiB over sessions "
             f"{int(x[0]):,}-{int(x[-1]):,}; 72 h at one session / 4 s (64,800 sessions): "
@@ -325,15 +340,17 @@ expr = "max(flood_metric_0_seconds) < 10"
 """
 
 
-def part_flood(quick: bool) -> None:
+def part_flood(quick: bool, allocator: str | None = None) -> None:
     n = 2_000_000 if quick else 10_000_000
     with tempfile.TemporaryDirectory() as tmp:
         campaign = Path(tmp) / "flood.toml"
         campaign.write_text(
             FLOOD_TOML.replace("{python}", sys.executable).replace("{samples}", str(n))
         )
-        proc, run_dir = _start(campaign, Path(tmp) / "runs")
+        proc, run_dir = _start(campaign, Path(tmp) / "runs", allocator)
         rows = _watch(proc, run_dir, 1.0)
+        for line in _daemon_log(run_dir):
+            print(f"  daemon.log: {line}")
         from perfmon.engine.recorder import read_run
 
         data = read_run(run_dir)
@@ -358,6 +375,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a minute or two)")
     ap.add_argument("--part", type=int, choices=(1, 2, 3), action="append")
     ap.add_argument(
+        "--allocator",
+        help="parts 2 and 3: run the daemon with this PYTHONMALLOC (e.g. pymalloc, the "
+        "interpreter's default, for a before/after; default: perfmon's own choice, malloc)",
+    )
+    ap.add_argument("--sessions", type=int, help="part 2: this many sessions instead")
+    ap.add_argument(
         "--baseline-src",
         type=Path,
         help="part 1 also runs `perfmon report` from this source tree (e.g. an old checkout's "
@@ -370,10 +393,10 @@ def main() -> None:
         part_report(args.quick, args.baseline_src)
     if 2 in parts:
         print("2. daemon RSS over many short sessions")
-        part_sessions(args.quick)
+        part_sessions(args.quick, args.allocator, args.sessions)
     if 3 in parts:
         print("3. daemon through a flood of samples")
-        part_flood(args.quick)
+        part_flood(args.quick, args.allocator)
 
 
 if __name__ == "__main__":
