@@ -29,6 +29,8 @@ Run: ``PYTHONPATH=src .venv/bin/python bench/daemon_memory.py [--quick] [--part 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import os
 import re
 import subprocess
@@ -248,6 +250,31 @@ def _watch(proc: psutil.Process, run_dir: Path, every_s: float) -> list[tuple[fl
         time.sleep(every_s)
 
 
+def _session_timings(run_dir: Path) -> None:
+    """Median and p95 of the sessions' recorded wall time and of the gap between sessions:
+    what the daemon's own work (heap trims included) could do to the sessions."""
+    import json
+
+    rows = []
+    with open(run_dir / "sessions.jsonl", "rb") as f:
+        for line in f:
+            with contextlib.suppress(ValueError):
+                rows.append(json.loads(line))
+    rows = [r for r in rows if r.get("status") == "ok" and r.get("start_t") and r.get("end_t")]
+    rows.sort(key=lambda r: float(r["start_t"]))
+    wall = np.array([float(r["wall_s"]) for r in rows]) * 1e3
+    gap = np.array([float(b["start_t"]) - float(a["end_t"]) for a, b in itertools.pairwise(rows)])
+    gap *= 1e3
+    if len(gap) == 0:
+        return
+    print(
+        f"  sessions' wall time median {np.median(wall):.3f} ms, p95 "
+        f"{np.percentile(wall, 95):.3f} ms; gap end -> next start median {np.median(gap):.3f} "
+        f"ms, p95 {np.percentile(gap, 95):.3f} ms, p99 {np.percentile(gap, 99):.3f} ms "
+        f"({len(rows):,} sessions)"
+    )
+
+
 SESSIONS_TOML = """
 [campaign]
 name = "daemon-memory"
@@ -275,7 +302,12 @@ expr = "max(system_memory_percent) <= 99"
 """
 
 
-def part_sessions(quick: bool, allocator: str | None = None, sessions: int | None = None) -> None:
+def part_sessions(
+    quick: bool,
+    allocator: str | None = None,
+    sessions: int | None = None,
+    rows_out: Path | None = None,
+) -> None:
     n = sessions or (3_000 if quick else 20_000)
     with tempfile.TemporaryDirectory() as tmp:
         campaign = Path(tmp) / "sessions.toml"
@@ -284,6 +316,7 @@ def part_sessions(quick: bool, allocator: str | None = None, sessions: int | Non
         rows = _watch(proc, run_dir, 2.0)
         for line in _daemon_log(run_dir):
             print(f"  daemon.log: {line}")
+        _session_timings(run_dir)
     rows = [r for r in rows if r[1] > 0]
     for t, done, rss in rows[:: max(1, len(rows) // 15)]:
         print(f"  {t:7.1f} s  {done:>7,} sessions  daemon RSS {rss / MiB:7.1f} MiB")
@@ -291,9 +324,29 @@ def part_sessions(quick: bool, allocator: str | None = None, sessions: int | Non
     if len(warm) < 3:
         print("  too few readings past the warm-up")
         return
+    if rows_out is not None:
+        rows_out.write_text("".join(f"{t:.1f},{done},{rss}\n" for t, done, rss in rows))
+        print(f"  every reading (seconds, sessions, RSS bytes): {rows_out}")
     x = np.array([r[1] for r in warm], dtype=float)
     y = np.array([r[2] for r in warm], dtype=float)
     slope = float(np.polyfit(x, y, 1)[0])
+    # The floor: the lowest reading in each tenth of the sessions past the warm-up. Between two
+    # collections of cyclic garbage (and two heap trims) the RSS rises and falls back; what a
+    # run keeps is the floor's slope, which the sawtooth's phase at each reading cannot move.
+    edges = np.linspace(x[0], x[-1], 11)
+    fx, fy = [], []
+    for lo, hi in itertools.pairwise(edges):
+        sel = (x >= lo) & (x <= hi)
+        if sel.any():
+            i = int(np.argmin(np.where(sel, y, np.inf)))
+            fx.append(x[i])
+            fy.append(y[i])
+    floor = float(np.polyfit(fx, fy, 1)[0]) if len(fx) >= 3 else float("nan")
+    print(
+        "  floor (lowest reading per tenth of the sessions): "
+        + ", ".join(f"{int(a):,}: {b / MiB:.1f}" for a, b in zip(fx, fy, strict=True))
+        + f" MiB; slope {floor:,.0f} bytes/session, 72 h {floor * 64_800 / MiB:+.1f} MiB"
+    )
     soak = slope * 64_800
     emit(
         Figure(
@@ -307,7 +360,8 @@ def part_sessions(quick: bool, allocator: str | None = None, sessions: int | Non
             "of psutil RSS against sessions finished, past the first 20%",
             detail=f"RSS {y[0] / MiB:.1f} -> {y[-1] / MiB:.1f} MiB over sessions "
             f"{int(x[0]):,}-{int(x[-1]):,}; 72 h at one session / 4 s (64,800 sessions): "
-            f"{soak / MiB:+.1f} MiB",
+            f"{soak / MiB:+.1f} MiB; the floor's slope {floor:,.0f} bytes/session "
+            f"({floor * 64_800 / MiB:+.1f} MiB in 72 h)",
         )
     )
 
@@ -380,6 +434,7 @@ def main() -> None:
         "interpreter's default, for a before/after; default: perfmon's own choice, malloc)",
     )
     ap.add_argument("--sessions", type=int, help="part 2: this many sessions instead")
+    ap.add_argument("--rows", type=Path, help="part 2: write every reading to this CSV file")
     ap.add_argument(
         "--baseline-src",
         type=Path,
@@ -393,7 +448,7 @@ def main() -> None:
         part_report(args.quick, args.baseline_src)
     if 2 in parts:
         print("2. daemon RSS over many short sessions")
-        part_sessions(args.quick, args.allocator, args.sessions)
+        part_sessions(args.quick, args.allocator, args.sessions, args.rows)
     if 3 in parts:
         print("3. daemon through a flood of samples")
         part_flood(args.quick, args.allocator)
