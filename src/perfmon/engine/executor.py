@@ -186,11 +186,13 @@ class SessionChain:
     launch gap under 5 ms). Other executors run sessions one at a time as before (``enabled``
     is False and ``queue_next`` does nothing).
 
-    A session is queued only once the current one is known to have started (its ``RUNNING``
-    update, passed on by ``note_update``), so the keeper always sees the two requests in order
-    and never runs two sessions of a chain at once. ``withdraw`` takes the queued one back
-    (on pause) when the keeper has not started it; its task then returns a result whose
-    status is still ``PENDING`` and its spec goes to ``rerun``, to run first on resume. On
+    A session is queued only once the current one's request has gone to the executor
+    (``Supervisor.requested``) or, for an executor that cannot say, once it is known to have
+    started (its ``RUNNING`` update, passed on by ``note_update``), so the keeper always sees
+    the two requests in order and never runs two sessions of a chain at once. ``withdraw``
+    takes the queued one back (on pause) when the keeper has not started it; its task then
+    returns a result whose status is still ``PENDING`` and its spec goes to ``rerun``, to run
+    first on resume. On
     stop, the executor's ``cancel_all`` ends it (``CANCELLED``) and ``drain`` returns it.
 
     Used by ``perfmon.engine.runner.Runner.run`` on the event loop's thread only.
@@ -252,7 +254,12 @@ class SessionChain:
         if event is None or self._queued is not None or not allowed(spec):
             self._started.pop(spec.id, None)
             return False
-        if not event.is_set():
+        # An executor that says when a request is on its way (the local keeper reads its
+        # socket in order) lets the next one be queued at once, even behind a session too
+        # short for its start to be heard of before it ends; otherwise wait for the start.
+        await asyncio.sleep(0)  # `running` takes its first step: it sends its request there
+        requested = getattr(self.executor, "requested", None)
+        if not event.is_set() and not (requested is not None and requested(spec.id)):
             waiter = asyncio.ensure_future(event.wait())
             try:
                 await asyncio.wait({running, waiter}, return_when=asyncio.FIRST_COMPLETED)

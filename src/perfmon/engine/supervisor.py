@@ -388,6 +388,12 @@ class Supervisor:
     """``run_session`` takes ``after=`` (the keeper starts a queued session the moment the
     previous one has ended) and ``withdraw`` drops a queued one: the runner chains sessions."""
 
+    def requested(self, session_id: int) -> bool:
+        """True from the moment a session's spawn request has gone to the keeper until the
+        session has finished: a session asked for ``after=`` it is then started behind it
+        (or at once, if its start failed), never beside it."""
+        return session_id in self._running
+
     def withdraw(self, session_id: int) -> bool:
         """Ask the keeper to drop a session queued with ``after=`` that has not started.
 
