@@ -1,16 +1,20 @@
 """The daemon's heap trimming and allocator choice (issue 13: flat RSS per session).
 
 Pure tests of ``perfmon.engine.heap`` (a fake clock and a fake trim), one check that glibc's
-``malloc_trim`` is found where the C library is glibc, and one that a workload started by a
-daemon run with perfmon's ``PYTHONMALLOC`` does not inherit it.
+``malloc_trim`` is found where the C library is glibc, and one real ``perfmon run --detach``:
+the daemon runs on ``malloc`` and a workload it starts does not inherit ``PYTHONMALLOC``.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
+import textwrap
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +127,43 @@ def test_restore_defaults_to_this_process_environment(monkeypatch: pytest.Monkey
     monkeypatch.setenv(MALLOC_MARK, "1")
     assert restore_workload_environment()
     assert "PYTHONMALLOC" not in os.environ and MALLOC_MARK not in os.environ
+
+
+@pytest.mark.slow
+def test_the_real_daemon_runs_on_malloc_and_its_workloads_do_not(tmp_path: Path) -> None:
+    """``perfmon run --detach``: the daemon's log names its allocator and its trimming; the
+    workload's environment has no ``PYTHONMALLOC`` and no mark of perfmon's."""
+    campaign = tmp_path / "c.toml"
+    campaign.write_text(
+        textwrap.dedent(
+            """
+            [campaign]
+            name = "alloc"
+            [[workload]]
+            name = "env"
+            command = ["sh", "-c", "echo ${PYTHONMALLOC-unset} ${PERFMON_DAEMON_PYTHONMALLOC-0}"]
+            [set.one]
+            sessions = 1
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONMALLOC", MALLOC_MARK)}
+    runs = str(tmp_path / "runs")
+    out = subprocess.run(
+        [sys.executable, "-m", "perfmon", "run", str(campaign), "--detach", "--runs-dir", runs],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 0, out.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    deadline = time.monotonic() + 60
+    log = run_dir / "daemon.log"
+    while time.monotonic() < deadline and "heap trim" not in log.read_text():
+        time.sleep(0.1)
+    text = log.read_text()
+    assert "allocator: malloc (set by perfmon for the daemon)" in text
+    assert "heap trimmed" in text or "heap trimming unavailable" in text
+    assert (run_dir / "logs" / "session-0.stdout.log").read_text() == "unset 0\n"
