@@ -40,9 +40,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 TRIM_INTERVAL_S = 10.0
-"""Default seconds between two ``malloc_trim`` calls: at the ~2 KB/session the daemon's heap
-fragmented by and ~100 sessions/s (a campaign of ``true``), at most ~2 MB are held between two
-trims; each trim of the ~150 MB daemon took 1-3 ms (docs/performance.md)."""
+"""Default seconds between two ``malloc_trim`` calls. Between two trims the daemon's heap
+takes back its working set within seconds, so trimming more often returns little more; each
+trim of the ~105 MB daemon took a median 9-27 ms (longest 50-190 ms) on a loaded 2-core VM,
+i.e. ~0.1-0.3% of one core at this interval (docs/performance.md, issue 13)."""
 
 MALLOC_MARK = "PERFMON_DAEMON_PYTHONMALLOC"
 """Set beside ``PYTHONMALLOC=malloc`` by ``daemon_environment``: tells the daemon the variable
