@@ -29,6 +29,8 @@ Run: ``PYTHONPATH=src .venv/bin/python bench/daemon_memory.py [--quick] [--part 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import os
 import re
 import subprocess
@@ -189,7 +191,19 @@ def part_report(quick: bool, baseline: Path | None) -> None:
 # -- part 2 and 3: the real daemon -----------------------------------------------------------
 
 
-def _start(campaign: Path, runs: Path) -> tuple[psutil.Process, Path]:
+def _daemon_log(run_dir: Path) -> list[str]:
+    """The daemon's log lines naming its allocator and its heap trimming."""
+    try:
+        text = (run_dir / "daemon.log").read_text(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if "allocator" in line or "heap trim" in line]
+
+
+def _start(campaign: Path, runs: Path, allocator: str | None = None) -> tuple[psutil.Process, Path]:
+    env = _env()
+    if allocator is not None:  # the user's PYTHONMALLOC: perfmon leaves it as it is
+        env["PYTHONMALLOC"] = allocator
     out = subprocess.run(
         [
             sys.executable,
@@ -203,7 +217,7 @@ def _start(campaign: Path, runs: Path) -> tuple[psutil.Process, Path]:
         ],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=env,
         check=True,
     )
     run_id = re.search(r"started run (\S+)", out.stdout)
@@ -236,6 +250,31 @@ def _watch(proc: psutil.Process, run_dir: Path, every_s: float) -> list[tuple[fl
         time.sleep(every_s)
 
 
+def _session_timings(run_dir: Path) -> None:
+    """Median and p95 of the sessions' recorded wall time and of the gap between sessions:
+    what the daemon's own work (heap trims included) could do to the sessions."""
+    import json
+
+    rows = []
+    with open(run_dir / "sessions.jsonl", "rb") as f:
+        for line in f:
+            with contextlib.suppress(ValueError):
+                rows.append(json.loads(line))
+    rows = [r for r in rows if r.get("status") == "ok" and r.get("start_t") and r.get("end_t")]
+    rows.sort(key=lambda r: float(r["start_t"]))
+    wall = np.array([float(r["wall_s"]) for r in rows]) * 1e3
+    gap = np.array([float(b["start_t"]) - float(a["end_t"]) for a, b in itertools.pairwise(rows)])
+    gap *= 1e3
+    if len(gap) == 0:
+        return
+    print(
+        f"  sessions' wall time median {np.median(wall):.3f} ms, p95 "
+        f"{np.percentile(wall, 95):.3f} ms; gap end -> next start median {np.median(gap):.3f} "
+        f"ms, p95 {np.percentile(gap, 95):.3f} ms, p99 {np.percentile(gap, 99):.3f} ms "
+        f"({len(rows):,} sessions)"
+    )
+
+
 SESSIONS_TOML = """
 [campaign]
 name = "daemon-memory"
@@ -263,13 +302,21 @@ expr = "max(system_memory_percent) <= 99"
 """
 
 
-def part_sessions(quick: bool) -> None:
-    n = 3_000 if quick else 20_000
+def part_sessions(
+    quick: bool,
+    allocator: str | None = None,
+    sessions: int | None = None,
+    rows_out: Path | None = None,
+) -> None:
+    n = sessions or (3_000 if quick else 20_000)
     with tempfile.TemporaryDirectory() as tmp:
         campaign = Path(tmp) / "sessions.toml"
         campaign.write_text(SESSIONS_TOML.replace("{sessions}", str(n // 2)))
-        proc, run_dir = _start(campaign, Path(tmp) / "runs")
+        proc, run_dir = _start(campaign, Path(tmp) / "runs", allocator)
         rows = _watch(proc, run_dir, 2.0)
+        for line in _daemon_log(run_dir):
+            print(f"  daemon.log: {line}")
+        _session_timings(run_dir)
     rows = [r for r in rows if r[1] > 0]
     for t, done, rss in rows[:: max(1, len(rows) // 15)]:
         print(f"  {t:7.1f} s  {done:>7,} sessions  daemon RSS {rss / MiB:7.1f} MiB")
@@ -277,9 +324,29 @@ def part_sessions(quick: bool) -> None:
     if len(warm) < 3:
         print("  too few readings past the warm-up")
         return
+    if rows_out is not None:
+        rows_out.write_text("".join(f"{t:.1f},{done},{rss}\n" for t, done, rss in rows))
+        print(f"  every reading (seconds, sessions, RSS bytes): {rows_out}")
     x = np.array([r[1] for r in warm], dtype=float)
     y = np.array([r[2] for r in warm], dtype=float)
     slope = float(np.polyfit(x, y, 1)[0])
+    # The floor: the lowest reading in each tenth of the sessions past the warm-up. Between two
+    # collections of cyclic garbage (and two heap trims) the RSS rises and falls back; what a
+    # run keeps is the floor's slope, which the sawtooth's phase at each reading cannot move.
+    edges = np.linspace(x[0], x[-1], 11)
+    fx, fy = [], []
+    for lo, hi in itertools.pairwise(edges):
+        sel = (x >= lo) & (x <= hi)
+        if sel.any():
+            i = int(np.argmin(np.where(sel, y, np.inf)))
+            fx.append(x[i])
+            fy.append(y[i])
+    floor = float(np.polyfit(fx, fy, 1)[0]) if len(fx) >= 3 else float("nan")
+    print(
+        "  floor (lowest reading per tenth of the sessions): "
+        + ", ".join(f"{int(a):,}: {b / MiB:.1f}" for a, b in zip(fx, fy, strict=True))
+        + f" MiB; slope {floor:,.0f} bytes/session, 72 h {floor * 64_800 / MiB:+.1f} MiB"
+    )
     soak = slope * 64_800
     emit(
         Figure(
@@ -288,11 +355,13 @@ def part_sessions(quick: bool) -> None:
             unit="bytes/session",
             budget="72 h extrapolation <= 5% of RSS",
             met=soak <= 0.05 * y[0],
-            method=f"real `perfmon run --detach` of {n:,} `true` sessions; least-squares slope "
+            method=f"real `perfmon run --detach` of {n:,} `true` sessions (PYTHONMALLOC="
+            f"{allocator or 'malloc, set by perfmon'}); least-squares slope "
             "of psutil RSS against sessions finished, past the first 20%",
             detail=f"RSS {y[0] / MiB:.1f} -> {y[-1] / MiB:.1f} MiB over sessions "
             f"{int(x[0]):,}-{int(x[-1]):,}; 72 h at one session / 4 s (64,800 sessions): "
-            f"{soak / MiB:+.1f} MiB",
+            f"{soak / MiB:+.1f} MiB; the floor's slope {floor:,.0f} bytes/session "
+            f"({floor * 64_800 / MiB:+.1f} MiB in 72 h)",
         )
     )
 
@@ -325,15 +394,17 @@ expr = "max(flood_metric_0_seconds) < 10"
 """
 
 
-def part_flood(quick: bool) -> None:
+def part_flood(quick: bool, allocator: str | None = None) -> None:
     n = 2_000_000 if quick else 10_000_000
     with tempfile.TemporaryDirectory() as tmp:
         campaign = Path(tmp) / "flood.toml"
         campaign.write_text(
             FLOOD_TOML.replace("{python}", sys.executable).replace("{samples}", str(n))
         )
-        proc, run_dir = _start(campaign, Path(tmp) / "runs")
+        proc, run_dir = _start(campaign, Path(tmp) / "runs", allocator)
         rows = _watch(proc, run_dir, 1.0)
+        for line in _daemon_log(run_dir):
+            print(f"  daemon.log: {line}")
         from perfmon.engine.recorder import read_run
 
         data = read_run(run_dir)
@@ -358,6 +429,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a minute or two)")
     ap.add_argument("--part", type=int, choices=(1, 2, 3), action="append")
     ap.add_argument(
+        "--allocator",
+        help="parts 2 and 3: run the daemon with this PYTHONMALLOC (e.g. pymalloc, the "
+        "interpreter's default, for a before/after; default: perfmon's own choice, malloc)",
+    )
+    ap.add_argument("--sessions", type=int, help="part 2: this many sessions instead")
+    ap.add_argument("--rows", type=Path, help="part 2: write every reading to this CSV file")
+    ap.add_argument(
         "--baseline-src",
         type=Path,
         help="part 1 also runs `perfmon report` from this source tree (e.g. an old checkout's "
@@ -370,10 +448,10 @@ def main() -> None:
         part_report(args.quick, args.baseline_src)
     if 2 in parts:
         print("2. daemon RSS over many short sessions")
-        part_sessions(args.quick)
+        part_sessions(args.quick, args.allocator, args.sessions, args.rows)
     if 3 in parts:
         print("3. daemon through a flood of samples")
-        part_flood(args.quick)
+        part_flood(args.quick, args.allocator)
 
 
 if __name__ == "__main__":

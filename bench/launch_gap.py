@@ -61,8 +61,11 @@ def ms(xs: list[float]) -> str:
     return f"median {statistics.median(xs) * 1e3:7.3f} ms   p95 {pct(xs, 0.95) * 1e3:7.3f} ms"
 
 
-def perfmon_run(tmp: Path, name: str, command: list[str], runs: int) -> list[dict[str, object]]:
-    """Run a one-workload campaign headless; return its sessions.jsonl rows in order."""
+def perfmon_run(
+    tmp: Path, name: str, command: list[str], runs: int, src: Path | None = None
+) -> list[dict[str, object]]:
+    """Run a one-workload campaign headless (perfmon from ``src``, default this checkout's);
+    return its sessions.jsonl rows in order."""
     toml = tmp / f"{name}.toml"
     toml.write_text(
         f'[campaign]\nname = "{name}"\n\n'
@@ -84,7 +87,7 @@ def perfmon_run(tmp: Path, name: str, command: list[str], runs: int) -> list[dic
         check=False,
         stdout=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(HERE.parent / "src")},
+        env={**os.environ, "PYTHONPATH": str(src or HERE.parent / "src")},
     )
     (run_dir,) = [p for p in runs_dir.iterdir() if p.is_dir()]
     rows = [json.loads(line) for line in (run_dir / "sessions.jsonl").read_text().splitlines()]
@@ -165,6 +168,12 @@ def bare_true(runs: int) -> tuple[list[float], list[float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200, help="sessions per measurement")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also run perfmon from this source tree (e.g. an older checkout's src/) on the "
+        "same `stamp` campaign, right after this one, for a before/after in one run",
+    )
     args = parser.parse_args()
     n = args.runs
     print(f"machine: {machine()}")
@@ -183,6 +192,15 @@ def main() -> int:
         ]
         st = stamps(pm_file)
         pm_period = [b - a for a, b in itertools.pairwise(st)]
+        base_gap: list[float] = []
+        if args.baseline_src is not None:
+            base_rows = perfmon_run(
+                tmp, "base", [str(stamp), str(tmp / "base.stamps")], n, args.baseline_src
+            )
+            base_gap = [
+                float(b["start_t"]) - float(a["end_t"])  # type: ignore[arg-type]
+                for a, b in itertools.pairwise(base_rows)
+            ]
 
         # 2. hyperfine, stamp
         hf = shutil.which("hyperfine")
@@ -224,6 +242,8 @@ def main() -> int:
 
     print(f"\n{n} runs each")
     print(f"gap (end -> next start)   perfmon   {ms(pm_gap)}")
+    if base_gap:
+        print(f"                          perfmon from {args.baseline_src}  {ms(base_gap)}")
     if hf:
         print(f"                          hyperfine {ms(hf_gap)}  (period - its run time)")
     print(f"                          Supervisor, one after the other  {ms(sup_seq)}")
@@ -249,7 +269,12 @@ def main() -> int:
             "recorded end of a session of a C `stamp` program to the recorded start of the next, "
             f"{n} sessions, headless",
             f"p95 {pct(pm_gap, 0.95) * 1e3:.3f} ms"
-            + (f"; hyperfine gap median {statistics.median(hf_gap) * 1e3:.3f} ms" if hf else ""),
+            + (f"; hyperfine gap median {statistics.median(hf_gap) * 1e3:.3f} ms" if hf else "")
+            + (
+                f"; baseline source median {statistics.median(base_gap) * 1e3:.3f} ms"
+                if base_gap
+                else ""
+            ),
         )
     )
     chain = statistics.median(sup_chain)

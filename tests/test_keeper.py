@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -409,12 +410,19 @@ async def test_a_queued_session_starts_when_the_previous_one_ends(tmp_path: Path
     sup = supervisor(tmp_path)
     await sup.start()
     try:
-        first = asyncio.create_task(sup.run_session(spec(["sleep", "0.2"], id=1)))
+        first = asyncio.create_task(sup.run_session(spec(["sleep", "1"], id=1)))
         while sup.pid_of(1) is None:
             await asyncio.sleep(0.005)
         second = asyncio.create_task(sup.run_session(spec(["true"], id=2), after=1))
-        await asyncio.sleep(0.01)  # the request reaches the keeper
-        time.sleep(0.5)  # the daemon's loop is blocked past the first session's end
+        await asyncio.sleep(0)  # the request is sent while the first runs (for ~1 s more)
+        sent_t = time.time()
+        # The daemon's loop is blocked until the keeper has told it something: its first
+        # message after the first session's end is the second's "started" (it starts the
+        # successor before reporting the exit). No timed wait, so no flake under load; the
+        # 30 s bound only keeps a broken keeper from hanging the test.
+        assert sup._link is not None
+        select.select([sup._link.sock], [], [], 30)
+        unblocked_t = time.time()
         a, b = await first, await second
         third = asyncio.create_task(sup.run_session(spec(["sleep", "5"], id=3)))
         while sup.pid_of(3) is None:
@@ -427,7 +435,8 @@ async def test_a_queued_session_starts_when_the_previous_one_ends(tmp_path: Path
         sup.close()
     assert a.status is SessionStatus.OK and b.status is SessionStatus.OK
     assert a.end_t is not None and b.start_t is not None
-    assert 0 <= b.start_t - a.end_t < 0.1, b.start_t - a.end_t
+    # queued before the first ended; started after it ended, before the loop could ask for it
+    assert sent_t < a.end_t <= b.start_t <= unblocked_t, (sent_t, a.end_t, b.start_t, unblocked_t)
     assert c.status is SessionStatus.CANCELLED and d.status is SessionStatus.CANCELLED
     assert d.start_t is None
 

@@ -409,6 +409,7 @@ def _spawn_daemon(
     args: argparse.Namespace, run_dir: Path, sock: Path
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """Start the campaign daemon in its own session (immune to the terminal's SIGHUP)."""
+    from perfmon.engine.heap import daemon_environment
     from perfmon.engine.recorder import open_private
 
     daemon_log = run_dir / "daemon.log"
@@ -439,6 +440,7 @@ def _spawn_daemon(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            env=daemon_environment(os.environ),  # PYTHONMALLOC=malloc: see engine/heap.py
         )
     return proc, daemon_log
 

@@ -209,8 +209,13 @@ async def serve(
     # Lazy: the viewer's side of this module (``socket_path``, used by ``perfmon attach``)
     # must not pay for the runner's imports (pyarrow, scipy) at start-up.
     from perfmon.core.campaign import load_campaign, override_sets
+    from perfmon.engine.heap import HeapTrimmer, restore_workload_environment
     from perfmon.engine.runner import Runner
 
+    # Started with PYTHONMALLOC=malloc by `perfmon run` (perfmon.engine.heap): the workloads
+    # must not inherit it, so it leaves this process's environment before any session starts.
+    allocator = os.environ.get("PYTHONMALLOC", "pymalloc (default)")
+    ours = restore_workload_environment()
     campaign = override_sets(load_campaign(campaign_path), set_sizes or [])
     registry.remove_stale_sockets()  # sockets of daemons that died (kill -9) are left behind
     runner = Runner(campaign, run_dir, snapshot_hz=snapshot_hz)
@@ -219,6 +224,16 @@ async def serve(
     registry.register(runner.run_id, run_dir, sock, campaign.name)
     runner.snapshot_preparers.append(server.prepare)
     runner.snapshot_listeners.append(server.publish)
+    # Returns the heap's free pages to the system every few seconds, in the snapshot thread
+    # (off the event loop that launches and reaps sessions): the daemon's RSS stays flat.
+    trimmer = HeapTrimmer()
+
+    def trim(_snap: Snapshot) -> None:
+        trimmer.tick()
+
+    if trimmer.available:
+        runner.snapshot_preparers.append(trim)
+    log.info("allocator: %s%s", allocator, " (set by perfmon for the daemon)" if ours else "")
     metrics = None
     if metrics_addr is not None:  # ``perfmon run --metrics-addr``; checked by the CLI already
         from perfmon.engine.prometheus import serve_metrics
@@ -242,6 +257,7 @@ async def serve(
         raise
     if metrics is not None:
         metrics.close()
+    log.info("%s", trimmer.summary())
     registry.record_end(runner.run_id, exit_status=outcome.exit_status, verdict=outcome.verdict)
     await server.finish(
         {

@@ -34,19 +34,22 @@ checks the fake against it):
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from perfmon.core.batch import SampleBatch
-from perfmon.core.model import SessionResult, SessionSpec
+from perfmon.core.model import SessionResult, SessionSpec, SessionStatus
 
 __all__ = [
     "Executor",
     "ExecutorCallbacks",
     "ExecutorConfig",
     "ExecutorFactory",
+    "SessionChain",
     "local_executor",
 ]
 
@@ -172,3 +175,140 @@ def local_executor(config: ExecutorConfig, callbacks: ExecutorCallbacks) -> Exec
         default_timeout_s=config.default_timeout_s,
         default_idle_timeout_s=config.default_idle_timeout_s,
     )
+
+
+class SessionChain:
+    """Queues a run's next session in the executor while the current one runs.
+
+    With the local executor (``Supervisor.chains_sessions``), ``queue_next`` hands the next
+    session to the keeper with ``after=`` the running one: the keeper starts it the moment the
+    running one has ended and been cleared, with no round trip through the daemon (issue 13:
+    launch gap under 5 ms). Other executors run sessions one at a time as before (``enabled``
+    is False and ``queue_next`` does nothing).
+
+    A session is queued only once the current one's request has gone to the executor
+    (``Supervisor.requested``) or, for an executor that cannot say, once it is known to have
+    started (its ``RUNNING`` update, passed on by ``note_update``), so the keeper always sees
+    the two requests in order and never runs two sessions of a chain at once. ``withdraw``
+    takes the queued one back (on pause) when the keeper has not started it; its task then
+    returns a result whose status is still ``PENDING`` and its spec goes to ``rerun``, to run
+    first on resume. On
+    stop, the executor's ``cancel_all`` ends it (``CANCELLED``) and ``drain`` returns it.
+
+    Used by ``perfmon.engine.runner.Runner.run`` on the event loop's thread only.
+
+    Args:
+        executor: the run's executor.
+    """
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self.enabled = bool(getattr(executor, "chains_sessions", False))
+        """True when the executor takes ``after=`` and ``withdraw``."""
+        self.rerun: deque[SessionSpec] = deque()
+        """Sessions withdrawn before their start, to run first when the run goes on."""
+        self.chained = 0
+        """Sessions queued behind a running one."""
+        self.withdrawn = 0
+        """Queued sessions withdrawn before they started."""
+        self._queued: tuple[SessionSpec, asyncio.Task[SessionResult]] | None = None
+        self._started: dict[int, asyncio.Event] = {}
+
+    def launch(self, spec: SessionSpec) -> asyncio.Task[SessionResult]:
+        """Start a session now (no chaining); returns the task running it."""
+        if self.enabled:
+            self._started[spec.id] = asyncio.Event()
+        return asyncio.ensure_future(self.executor.run_session(spec))
+
+    def note_update(self, result: SessionResult) -> None:
+        """Pass on each ``on_update``: a session's start (or end) releases ``queue_next``."""
+        if result.status is not SessionStatus.PENDING:
+            event = self._started.get(result.spec.id)
+            if event is not None:
+                event.set()
+
+    async def queue_next(
+        self,
+        spec: SessionSpec,
+        running: asyncio.Task[SessionResult],
+        next_spec: Callable[[], SessionSpec | None],
+        allowed: Callable[[SessionSpec], bool],
+    ) -> bool:
+        """Queue the session after ``spec`` once ``spec`` has started.
+
+        Call it once per session handed out (``launch`` or ``take``), also when chaining is
+        not wanted: it forgets the session's start event.
+
+        Args:
+            spec: the session running (or about to) in ``running``.
+            running: its task (from ``launch`` or a previous ``take``).
+            next_spec: hands out the next session (called at most once, only when one will be
+                queued); None: nothing left to run.
+            allowed: ``allowed(spec)``, checked before and once ``spec`` has started; False
+                (paused, stopping, a set whose noise guard repeats sessions) queues nothing.
+
+        Returns:
+            True when a session was queued (``take`` returns it next).
+        """
+        event = self._started.get(spec.id)
+        if event is None or self._queued is not None or not allowed(spec):
+            self._started.pop(spec.id, None)
+            return False
+        # An executor that says when a request is on its way (the local keeper reads its
+        # socket in order) lets the next one be queued at once, even behind a session too
+        # short for its start to be heard of before it ends; otherwise wait for the start.
+        await asyncio.sleep(0)  # `running` takes its first step: it sends its request there
+        requested = getattr(self.executor, "requested", None)
+        if not event.is_set() and not (requested is not None and requested(spec.id)):
+            waiter = asyncio.ensure_future(event.wait())
+            try:
+                await asyncio.wait({running, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                self._started.pop(spec.id, None)
+        self._started.pop(spec.id, None)
+        if running.done() or not allowed(spec):
+            return False  # ended already: the next one starts as usual, without a chain
+        nxt = next_spec()
+        if nxt is None:
+            return False
+        self._started[nxt.id] = asyncio.Event()
+        run_session: Callable[..., Any] = self.executor.run_session
+        self._queued = (nxt, asyncio.ensure_future(run_session(nxt, after=spec.id)))
+        self.chained += 1
+        return True
+
+    def take(self) -> tuple[SessionSpec, asyncio.Task[SessionResult]] | None:
+        """The queued session and its task, handed over once (None when none is queued)."""
+        queued, self._queued = self._queued, None
+        return queued
+
+    def withdraw(self) -> bool:
+        """Ask the executor to drop the queued session if it has not started (on pause).
+
+        Returns:
+            True when the withdrawal was asked for (the keeper may still have started it; the
+            task's result says which: status ``PENDING`` means withdrawn).
+        """
+        if self._queued is None:
+            return False
+        withdraw = getattr(self.executor, "withdraw", None)
+        if withdraw is None or not withdraw(self._queued[0].id):
+            return False
+        self.withdrawn += 1
+        return True
+
+    async def drain(self) -> SessionResult | None:
+        """After the executor's ``cancel_all``: wait for the queued session's task and return
+        its result when it has a finished status (``CANCELLED`` before its start, or a
+        session that had started); None when nothing was queued or it was withdrawn."""
+        queued = self.take()
+        if queued is None:
+            return None
+        spec, task = queued
+        self._started.pop(spec.id, None)
+        await asyncio.wait({task})
+        if task.cancelled() or task.exception() is not None:
+            return None
+        result = task.result()
+        return result if result.status.finished else None

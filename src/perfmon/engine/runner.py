@@ -88,6 +88,7 @@ from perfmon.engine.executor import (
     ExecutorCallbacks,
     ExecutorConfig,
     ExecutorFactory,
+    SessionChain,
     local_executor,
 )
 from perfmon.engine.flame_export import write_exports
@@ -317,6 +318,8 @@ class Runner:
         self._resume = asyncio.Event()
         self._resume.set()
         self._supervisor: Executor | None = None
+        self._chain: SessionChain | None = None
+        """Queues the next session behind the running one (``perfmon.engine.executor``)."""
         self._gates: list[GateResult] = []
         self._last_snapshot: Snapshot | None = None
         self._export_lock = asyncio.Lock()
@@ -361,6 +364,8 @@ class Runner:
         """Launch no new session until ``resume``; the running session finishes normally."""
         if self.state == RunState.RUNNING:
             self._resume.clear()
+            if self._chain is not None:
+                self._chain.withdraw()  # the session queued behind the running one waits too
             self.state = RunState.PAUSED
             self.message = "paused: no new sessions will start (p to resume)"
 
@@ -546,6 +551,8 @@ class Runner:
         self.recorder.add_batch(self.live.add_batch(batch))
 
     def _on_update(self, result: SessionResult) -> None:
+        if self._chain is not None:
+            self._chain.note_update(result)
         # Noise first: it may turn the final result into NOISY (a repeated attempt).
         self._noise_update(result)
         self._update_live(result)
@@ -876,18 +883,25 @@ class Runner:
         self.message = f"running {self.campaign.name}"
         completed = False
         error: BaseException | None = None
+        chain = self._chain = SessionChain(supervisor)
         try:
             while not self._stop.is_set():
-                await self._resume.wait()
-                if self._stop.is_set():
-                    break
-                spec = self.scheduler.next_session()
-                if spec is None:
-                    completed = True
-                    break
-                self._mutate(self.live.add_session, spec)
-                self.gate_worker.note_sessions()
-                result = await supervisor.run_session(spec)
+                queued = chain.take()  # started by the keeper as the previous one ended
+                if queued is None:
+                    await self._resume.wait()
+                    if self._stop.is_set():
+                        break
+                    spec = self._hand_out()
+                    if spec is None:
+                        completed = True
+                        break
+                    queued = (spec, chain.launch(spec))
+                spec, running = queued
+                await chain.queue_next(spec, running, self._hand_out, self._may_chain)
+                result = await running
+                if not result.status.finished:  # withdrawn before its start (pause)
+                    chain.rerun.append(result.spec)
+                    continue
                 self._noise_update(result)  # no-op when on_update already closed the window
                 extra = self._session_samples(result)
                 if extra:
@@ -907,6 +921,10 @@ class Runner:
         finally:
             with contextlib.suppress(Exception):
                 await supervisor.cancel_all()
+            left = await chain.drain()  # queued behind the last one, cancelled by the stop
+            if left is not None:
+                self._io_submit(self.recorder.session_finished, dataclasses.replace(left))
+                self._update_live(left)
             close = getattr(supervisor, "close", None)  # the local keeper; not every executor
             if close is not None:
                 close()
@@ -927,6 +945,25 @@ class Runner:
             sys.setswitchinterval(switch_interval)
 
         return await self._finish(completed=completed and error is None)
+
+    def _hand_out(self) -> SessionSpec | None:
+        """The next session to run (one withdrawn on pause first), added to the live state."""
+        chain = self._chain
+        spec = chain.rerun.popleft() if chain is not None and chain.rerun else None
+        spec = spec or self.scheduler.next_session()
+        if spec is not None:
+            self._mutate(self.live.add_session, spec)
+            self.gate_worker.note_sessions()
+        return spec
+
+    def _may_chain(self, spec: SessionSpec) -> bool:
+        """Whether the session after ``spec`` may be queued behind it: not paused or stopping,
+        and ``spec``'s set does not repeat busy sessions (a repeat must run right after it)."""
+        return (
+            self._resume.is_set()
+            and not self._stop.is_set()
+            and self.campaign.noise_guard(spec.set_name).on_noisy != "repeat"
+        )
 
     def _stop_when_decided(self, spec: SessionSpec) -> None:
         """End the session's set once every gate on it is decided (``stop_when = "decided"``).

@@ -126,6 +126,7 @@ class _Running:
     parent_maxrss: int = 0  # the keeper's own ru_maxrss when it spawned the session, bytes
     timeout_s: float = 0.0  # the wall-clock limit in force, seconds (0: none)
     after: int | None = None  # start once this session has ended (keeper-side queue)
+    withdrawn: bool = False  # ``withdraw`` asked the keeper to drop it before its start
     last_active: float = 0.0  # monotonic time of the last output, probe data or CPU use
     idle_s: float = 0.0  # the idle limit that ended the session, seconds
 
@@ -383,6 +384,38 @@ class Supervisor:
             self._link.close()
             self._link = None
 
+    chains_sessions = True
+    """``run_session`` takes ``after=`` (the keeper starts a queued session the moment the
+    previous one has ended) and ``withdraw`` drops a queued one: the runner chains sessions."""
+
+    def requested(self, session_id: int) -> bool:
+        """True from the moment a session's spawn request has gone to the keeper until the
+        session has finished: a session asked for ``after=`` it is then started behind it
+        (or at once, if its start failed), never beside it."""
+        return session_id in self._running
+
+    def withdraw(self, session_id: int) -> bool:
+        """Ask the keeper to drop a session queued with ``after=`` that has not started.
+
+        Its ``run_session`` then returns the result with status still ``PENDING`` (no start,
+        no finished ``on_update``: it never ran) and ``error`` "withdrawn before start". The
+        keeper may have started it already (the request crossed the start): then it runs and
+        ends as usual, and the caller sees a normal result.
+
+        Args:
+            session_id: the session's ``spec.id``.
+
+        Returns:
+            True when the request was sent (the session was queued and not known started);
+            False when there is no such queued session.
+        """
+        run = self._running.get(session_id)
+        if run is None or run.pid is not None or run.started is None or run.started.done():
+            return False
+        run.withdrawn = True
+        self._send_cancel(run)
+        return True
+
     async def run_session(self, spec: SessionSpec, *, after: int | None = None) -> SessionResult:
         """Run one session to its end and return what was measured.
 
@@ -429,6 +462,9 @@ class Supervisor:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             run.logs = tuple(_CappedLog(p, self.log_cap_bytes) for p in self.log_paths(spec.id))
             msg = await run.started
+            if msg.get("ev") != "started" and run.withdrawn and not self._cancelled:
+                result.error = "withdrawn before start"  # status stays PENDING: it never ran
+                return result
             if msg.get("ev") != "started" and self._cancelled:
                 result.status = SessionStatus.CANCELLED
                 result.error = "run cancelled before the session started"
@@ -503,7 +539,8 @@ class Supervisor:
         return link
 
     def _on_keeper_message(self, msg: dict[str, Any]) -> None:
-        run = next((r for r in self._running.values() if r.spec.id == msg.get("id")), None)
+        sid = msg.get("id")
+        run = self._running.get(sid) if isinstance(sid, int) else None
         if run is None:  # a session abandoned by a cancelled task
             if msg.get("ev") == "started" and self._link is not None:
                 with contextlib.suppress(OSError):  # it started meanwhile: end it at once
