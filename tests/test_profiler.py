@@ -297,7 +297,7 @@ async def test_runner_profiles_every_session_and_exports(tmp_path: Path) -> None
     assert "<svg" in (prof / "diff-cpu--baseline-vs-candidate.svg").read_text()
     # A finished run replayed from its directory lists the same profiles for the flame screen.
     replayed = snapshot_from_run_dir(run_dir)
-    assert [p["name"] for p in replayed.extra["profiles"]] == [r.name for r in records]
+    assert [p.name for p in replayed.profiles] == [r.name for r in records]
     app = PerfmonApp(StaticSource(replayed), keys=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("g")
