@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from perfmon.core.stats import (
     DEFAULT_OPTIONS,
     SampleTooSmall,
@@ -102,17 +104,20 @@ def median_interval(xs: Sequence[float], level: float = 0.95) -> tuple[float, fl
     Raises:
         ValueError: ``xs`` is empty.
     """
+    from scipy.stats import binom  # lazy: scipy.stats costs ~1 s of import
+
     x = sorted(xs)
     n = len(x)
     if n == 0:
         raise ValueError("median_interval of no values")
-    k, coverage = 1, 1.0 - 2.0 * 0.5**n  # [min, max]
-    cdf = 0.5**n  # P(B <= j - 1), for j = 1
-    for j in range(1, n // 2 + 1):
-        cov = 1.0 - 2.0 * cdf
-        if cov >= level:
-            k, coverage = j, cov
-        cdf += math.comb(n, j) * 0.5**n
+    # Coverage of [x_(j), x_(n+1-j)] for j = 1 .. n // 2 (at least j = 1: [min, max]), with the
+    # binomial CDF in floating point (scipy), so that n in the tens of thousands neither
+    # overflows (math.comb(n, j) * 0.5**n does past n ~ 1,030) nor takes quadratic time.
+    j = np.arange(1, max(1, n // 2) + 1)
+    cov = 1.0 - 2.0 * binom.cdf(j - 1, n, 0.5)
+    ok = np.flatnonzero(cov >= level)
+    i = int(ok[-1]) if ok.size else 0  # coverage falls as j grows: the last j that holds
+    k, coverage = int(j[i]), float(cov[i])
     return x[k - 1], x[n - k], coverage
 
 
