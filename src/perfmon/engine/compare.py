@@ -18,7 +18,7 @@ import dataclasses
 import dataclasses as dc
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from perfmon.core.gates import VariantComparison, describe_change, fill_variants, parse_gate
-from perfmon.core.model import SYSTEM_SESSION, GateState
+from perfmon.core.model import GateState
 from perfmon.core.stats import (
     SessionGroup,
     StatsOptions,
@@ -472,17 +472,6 @@ NEW_LABEL = "candidate"
 """... and NEW's sessions play this."""
 
 
-def _shift_samples(table: Any, offset: int) -> Any:
-    """Session samples of ``table`` with their session ids moved up by ``offset``; the
-    machine-wide samples (``SYSTEM_SESSION``) are left out (they belong to the other run)."""
-
-    if table.num_rows == 0:
-        return table
-    part = table.filter(pc.not_equal(table.column("session"), SYSTEM_SESSION))
-    shifted = pc.add(part.column("session").cast(pa.int64()), offset).cast(pa.int32())
-    return part.set_column(part.schema.get_field_index("session"), "session", shifted)
-
-
 def combine_runs(
     base: RunData,
     new: RunData,
@@ -512,28 +501,46 @@ def combine_runs(
     if base_sessions is not None:
         kept = [s for s in kept if base_sessions(s)]
     keep_ids = pa.array(sorted(int(s["id"]) for s in kept), pa.int32())
-    base_samples = base.samples
-    if base_samples.num_rows:
-        base_samples = base_samples.filter(pc.is_in(base_samples.column("session"), keep_ids))
-    shifted = _shift_samples(base_samples, offset)
     rows = [{**s, "id": int(s["id"]) + offset} for s in kept]
     if relabel_base is not None:
         rows = [relabel_base(r) for r in rows]
     new_rows = list(new.sessions)
     if relabel_new is not None:
         new_rows = [relabel_new(r) for r in new_rows]
-    samples = new.samples
-    if shifted.num_rows:
-        samples = pa.concat_tables([samples, shifted.cast(samples.schema)])
-    ts = samples.column("t")
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        # NEW's samples, then BASE's kept sessions' samples moved above NEW's ids, one batch
+        # at a time from each run's files: memory does not grow with either recording.
+        yield from new.batches()
+        for batch in base.batches():
+            part = batch.filter(pc.is_in(batch.column("session"), value_set=keep_ids))
+            if part.num_rows:
+                yield _shift_batch(part, offset)
+
+    n, t_min, t_max = 0, None, None
+    for batch in batches():  # one pass for the count and the time range
+        if batch.num_rows:
+            n += batch.num_rows
+            lo, hi = pc.min_max(batch.column("t")).values()
+            t_min = lo.as_py() if t_min is None else min(t_min, lo.as_py())
+            t_max = hi.as_py() if t_max is None else max(t_max, hi.as_py())
     return dc.replace(
         new,
         sessions=new_rows + rows,
-        in_memory=samples,
-        num_samples=samples.num_rows,
-        t_min=pc.min(ts).as_py() if samples.num_rows else None,
-        t_max=pc.max(ts).as_py() if samples.num_rows else None,
+        in_memory=None,
+        batch_source=batches,
+        num_samples=n,
+        t_min=t_min,
+        t_max=t_max,
     )
+
+
+def _shift_batch(batch: pa.RecordBatch, offset: int) -> pa.RecordBatch:
+    """``batch`` with its session ids moved up by ``offset`` (machine-wide samples, which
+    belong to the other run, are filtered out before: they are not among the kept ids)."""
+    i = batch.schema.get_field_index("session")
+    shifted = pc.add(batch.column(i).cast(pa.int64()), offset).cast(pa.int32())
+    return batch.set_column(i, "session", shifted)
 
 
 def omit_variants(expr: str) -> tuple[str, bool]:

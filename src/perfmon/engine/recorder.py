@@ -1295,8 +1295,12 @@ class RunData:
     """Segment name -> batches read by ``read_run`` (None for a closed run)."""
     _table: pa.Table | None = field(default=None, repr=False)
     in_memory: pa.Table | None = field(default=None, repr=False)
-    """Samples held in memory (``READ_SCHEMA``) instead of read from ``run_dir``: runs combined
-    by ``perfmon.engine.compare.combine_runs``. None: read from the run directory."""
+    """Samples held in memory (``READ_SCHEMA``) instead of read from ``run_dir`` (tests and
+    small synthetic runs). None: read from the run directory."""
+    batch_source: Callable[[], Iterator[pa.RecordBatch]] | None = field(default=None, repr=False)
+    """Where ``batches()`` reads from instead of ``run_dir``: a function giving the samples
+    batch by batch (``SAMPLES_SCHEMA``), e.g. runs combined by
+    ``perfmon.engine.compare.combine_runs``, read from their directories one batch at a time."""
 
     @property
     def damage_found(self) -> bool:
@@ -1309,6 +1313,8 @@ class RunData:
         Memory: one segment or one Parquet row group at a time."""
         if self.in_memory is not None:
             return _table_batches(self.in_memory)
+        if self.batch_source is not None:
+            return self.batch_source()
         return iter_run_batches(self.run_dir, SampleDamage(), limits=self.limits)
 
     @property

@@ -134,6 +134,64 @@ def downsample(
     return t_mean, v_min[nonempty], v_mean, v_max[nonempty]
 
 
+class BucketedSeries:
+    """A time series reduced while it streams in: min/mean/max per equal-width time bucket.
+
+    The same reduction as ``downsample`` over a known time range, fed batch by batch, so that a
+    chart of a run of any length holds ``buckets`` numbers per series, never its samples
+    (issue 13: the report's memory must not grow with the recording).
+
+    Args:
+        lo / hi: the run's first and last sample time, Unix seconds (``RunData.t_min/t_max``).
+        buckets: equal-width buckets over ``[lo, hi]`` (>= 1).
+    """
+
+    def __init__(self, lo: float, hi: float, buckets: int = TIME_BUCKETS) -> None:
+        self.lo = lo
+        self.width = (hi - lo) / buckets or 1.0
+        self.buckets = buckets
+        self.count = np.zeros(buckets, np.int64)
+        self.t_sum = np.zeros(buckets)
+        self.v_sum = np.zeros(buckets)
+        self.v_min = np.full(buckets, np.inf)
+        self.v_max = np.full(buckets, -np.inf)
+        self._raw: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] | None = []
+        self._raw_n = 0
+
+    def add(self, t: np.ndarray[Any, Any], v: np.ndarray[Any, Any]) -> None:
+        """Fold samples in (seconds, values; non-finite ones are dropped)."""
+        t = np.asarray(t, dtype=np.float64)
+        v = np.asarray(v, dtype=np.float64)
+        keep = np.isfinite(t) & np.isfinite(v)
+        t, v = t[keep], v[keep]
+        if not t.size:
+            return
+        if self._raw is not None:  # a short series is drawn point by point, as downsample does
+            self._raw_n += t.size
+            self._raw = None if self._raw_n > self.buckets else [*self._raw, (t, v)]
+        idx = np.clip(((t - self.lo) / self.width).astype(np.int64), 0, self.buckets - 1)
+        self.count += np.bincount(idx, minlength=self.buckets)
+        self.t_sum += np.bincount(idx, weights=t, minlength=self.buckets)
+        self.v_sum += np.bincount(idx, weights=v, minlength=self.buckets)
+        np.minimum.at(self.v_min, idx, v)
+        np.maximum.at(self.v_max, idx, v)
+
+    def result(
+        self,
+    ) -> tuple[
+        np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]
+    ]:
+        """``(t_mean, v_min, v_mean, v_max)`` per non-empty bucket in time order; the points
+        themselves (min = mean = max) when there are no more than ``buckets``."""
+        if self._raw is not None:
+            t = np.concatenate([a for a, _ in self._raw]) if self._raw else np.zeros(0)
+            v = np.concatenate([b for _, b in self._raw]) if self._raw else np.zeros(0)
+            return downsample(t, v, self.buckets)
+        ok = self.count > 0
+        n = self.count[ok]
+        return self.t_sum[ok] / n, self.v_min[ok], self.v_sum[ok] / n, self.v_max[ok]
+
+
 # -- charts -------------------------------------------------------------------------------------
 
 
@@ -219,7 +277,7 @@ def _distribution_chart(
 def _time_chart(
     metric: str,
     t0: float,
-    series: Mapping[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]],
+    series: Mapping[str, BucketedSeries],
     changes: Sequence[Mapping[str, Any]],
 ) -> str:
     """A gated metric over time (bucketed min/mean/max), gate changes as vertical lines."""
@@ -228,9 +286,9 @@ def _time_chart(
     with mpl.rc_context({"text.parse_math": False}):
         fig = _figure(11.0, 3.2)
         ax = fig.add_subplot()
-        for i, (label, (t, v)) in enumerate(series.items()):
+        for i, (label, reduced) in enumerate(series.items()):
             colour = _VARIANT_COLOURS[i % len(_VARIANT_COLOURS)]
-            tm, vmin, vmean, vmax = downsample(t, v)
+            tm, vmin, vmean, vmax = reduced.result()
             x = tm - t0
             if x.size <= 2:
                 ax.plot(x, vmean, "o", color=colour, label=label)
@@ -374,13 +432,17 @@ def _distributions(data: RunData) -> list[str]:
 
 
 def _time_series(data: RunData, report: Mapping[str, Any]) -> list[str]:
+    """One chart per gated metric (at most ``MAX_METRIC_CHARTS``), one series per variant
+    (machine-wide samples as "machine"), warm-up sessions left out.
 
+    The recording is read batch by batch (``RunData.batches``) into ``BucketedSeries``: the
+    memory this takes is ``TIME_BUCKETS`` numbers per series, whatever the run's length.
+    """
     gated = _gated_metrics(report)
-    if not gated or data.samples.num_rows == 0:
+    if not gated or not data.num_samples or data.t_min is None or data.t_max is None:
         return []
     timing = report.get("timing") or {}
     changes = list((report.get("gate_changes") or {}).get("changes") or [])
-    table = data.samples
     variant_of = {
         int(s["id"]): str(s.get("variant", ""))
         for s in data.sessions
@@ -390,30 +452,37 @@ def _time_series(data: RunData, report: Mapping[str, Any]) -> list[str]:
         int(s["id"]) for s in data.sessions if s.get("warmup") and isinstance(s.get("id"), int)
     ]
     warm = pa.array(sorted(warm_ids), pa.int32())
-    charts = []
-    t0_default = None
-    for metric in list(gated)[:MAX_METRIC_CHARTS]:
-        part = table.filter(pc.equal(table.column("metric"), metric))
+    wanted = list(gated)[:MAX_METRIC_CHARTS]
+    wanted_set = pa.array(wanted, pa.string())
+    lo, hi = float(data.t_min), float(data.t_max)
+    series: dict[str, dict[str, BucketedSeries]] = {m: {} for m in wanted}
+    for batch in data.batches():
+        part = batch.filter(pc.is_in(batch.column("metric"), value_set=wanted_set))
         if len(warm) and part.num_rows:
             part = part.filter(pc.invert(pc.is_in(part.column("session"), value_set=warm)))
-        if part.num_rows == 0:
+        if not part.num_rows:
             continue
+        metric_col = part.column("metric").to_numpy(zero_copy_only=False).astype(str)
         t = part.column("t").to_numpy()
         v = part.column("value").to_numpy()
         sid = part.column("session").to_numpy().astype(np.int64)
-        if t0_default is None:
-            t0_default = float(np.min(t))
-        t0 = timing.get("started_t")
-        t0 = float(t0) if isinstance(t0, int | float) else t0_default
-        labels = np.array([variant_of.get(int(s), "machine") for s in np.unique(sid)])
-        uniq = np.unique(sid)
-        series: dict[str, tuple[Any, Any]] = {}
-        for label in dict.fromkeys(labels.tolist()):
-            ids = uniq[labels == label]
-            mask = np.isin(sid, ids)
-            series[label] = (t[mask], v[mask])
+        for metric in np.unique(metric_col).tolist():
+            in_metric = metric_col == metric
+            ms, mt, mv = sid[in_metric], t[in_metric], v[in_metric]
+            uniq = np.unique(ms)
+            labels = np.array([variant_of.get(int(x), "machine") for x in uniq])
+            for label in dict.fromkeys(labels.tolist()):
+                mask = np.isin(ms, uniq[labels == label])
+                acc = series[metric].setdefault(label, BucketedSeries(lo, hi))
+                acc.add(mt[mask], mv[mask])
+    t0 = timing.get("started_t")
+    t0 = float(t0) if isinstance(t0, int | float) else lo
+    charts = []
+    for metric in wanted:
+        if not series[metric]:
+            continue
         mine = [c for c in changes if c.get("gate") in gated[metric]]
-        charts.append(_time_chart(metric, t0, series, mine))
+        charts.append(_time_chart(metric, t0, series[metric], mine))
     return charts
 
 
