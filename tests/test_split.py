@@ -243,3 +243,36 @@ def test_display_name_of_a_pooled_row_is_its_name() -> None:
     m = MetricSummary("a", "gauge", 1, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
     assert m.display_name() == "a"
     assert dataclasses.replace(m, labels=(("set", "x"),)).display_name() == 'a{set="x"}'
+
+
+def test_the_daemon_stops_splitting_when_the_last_viewer_that_asked_leaves(
+    tmp_path: Path,
+) -> None:
+    from typing import Any
+
+    from perfmon.engine.daemon import ControlServer
+
+    class Runner:
+        def __init__(self) -> None:
+            self.commands: list[str] = []
+
+        def handle_command(self, command: str) -> None:
+            self.commands.append(command)
+
+    runner = Runner()
+    server = ControlServer(runner, tmp_path / "s.sock")
+    a: Any = object()
+    b: Any = object()
+    server._note_split(a, "split variant")
+    server._note_split(b, "split workload")  # one split, shared by the viewers
+    server._note_split(b, "pause")  # other commands change nothing
+    server._release_split(a)
+    assert runner.commands == []  # b still looks at it
+    server._release_split(b)
+    assert runner.commands == ["split"]  # nobody left: the ingest path stops splitting
+    server._release_split(b)
+    assert runner.commands == ["split"]
+    server._note_split(a, "split set")
+    server._note_split(a, "split")  # a viewer turned it off itself
+    server._release_split(a)
+    assert runner.commands == ["split"]

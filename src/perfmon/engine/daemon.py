@@ -37,6 +37,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from perfmon.core.commands import Split, parse_command
 from perfmon.core.snapshot import Snapshot
 from perfmon.engine import registry
 from perfmon.engine.registry import runtime_dir  # re-exported: it lived here before issue 12
@@ -88,6 +89,8 @@ class ControlServer:
         self.path = path
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._split_owners: set[asyncio.StreamWriter] = set()
+        """Viewers that asked for a split by a label (``split LABEL``) and are still connected."""
         self._last: bytes | None = None
         self._prepared: tuple[Snapshot, bytes] | None = None
         self.refused = 0
@@ -164,14 +167,37 @@ class ControlServer:
                     if not control:
                         writer.write(encode({"type": "error", "message": READ_ONLY}))
                         continue
-                    self.runner.handle_command(str(message["cmd"]))
+                    command = str(message["cmd"])
+                    self.runner.handle_command(command)
+                    self._note_split(writer, command)
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     writer.write(encode({"type": "error", "message": f"bad command: {exc}"}))
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass
         finally:
             self._writers.discard(writer)
+            self._release_split(writer)
             writer.close()
+
+    def _note_split(self, writer: asyncio.StreamWriter, command: str) -> None:
+        """Remember which viewers asked for the metrics' split by a label (issue 11): the
+        daemon splits only while one of them is connected."""
+        parsed = parse_command(command)
+        if isinstance(parsed, Split):
+            if parsed.label:
+                self._split_owners.add(writer)
+            else:
+                self._split_owners.clear()  # "split" alone: no split, for every viewer
+
+    def _release_split(self, writer: asyncio.StreamWriter) -> None:
+        """A viewer left: when it was the last one that asked for a split, stop splitting
+        (the split's bookkeeping is work on the ingest path that nobody looks at any more)."""
+        if writer not in self._split_owners:
+            return
+        self._split_owners.discard(writer)
+        if not self._split_owners:
+            with contextlib.suppress(ValueError, RuntimeError):
+                self.runner.handle_command("split")
 
     async def finish(self, end: dict[str, Any], *, linger_s: float = 2.0) -> None:
         """Send the final snapshot and an ``end`` message, give viewers ``linger_s`` to read it,
