@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from perfmon.core.model import GateState
 from perfmon.engine.client import SocketClient
 from perfmon.engine.daemon import socket_path
@@ -44,6 +46,7 @@ CAMPAIGN = textwrap.dedent(
 ).replace("TICKER", str(TICKER))
 
 
+@pytest.mark.slow
 async def test_gates_turn_green_and_red_live_and_q_writes_the_report(tmp_path: Path) -> None:
     campaign = tmp_path / "pilot.toml"
     campaign.write_text(CAMPAIGN)

@@ -28,6 +28,8 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(
     not HAS_TORCH, reason="torch is not installed (pip install -e '.[torch]')"
 )
+
+pytestmark = pytest.mark.slow  # real processes (see README: the fast suite)
 _OURS = ("PERFMON_", "TGAT_", "DAG_", "PARQUET_", "MOTIF_", "GRID_", "REGIME_", "PIPELINE_")
 
 TGAT_SMALL = ["--lengths", "9,33,40", "--dim", "16", "--heads", "2", "--time-dim", "8"]

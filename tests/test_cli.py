@@ -13,8 +13,11 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from perfmon.engine.client import SocketClient
+
+pytestmark = pytest.mark.slow  # real processes (see README: the fast suite)
 
 REPO = Path(__file__).resolve().parents[1]
 WORKLOADS = Path(__file__).resolve().parent / "workloads"

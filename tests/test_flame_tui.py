@@ -82,6 +82,7 @@ def profiled_run(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
     return runner.snapshot()
 
 
+@pytest.mark.slow
 async def test_flame_screen_shows_real_profiles_and_navigates(profiled_run: Snapshot) -> None:
     app = PerfmonApp(StaticSource(profiled_run))
     async with app.run_test(size=(120, 40)) as pilot:

@@ -357,7 +357,10 @@ def check_case(case: Case, base: Base, tmp: Path) -> str:
 N_CASES = 48  # 2 of each (kind, mutation); the slow test runs 360
 
 
-@pytest.mark.parametrize("chunk", range(4))
+# Chunk 0 (12 cases) in the fast suite; all four (48 cases) in the full one.
+@pytest.mark.parametrize(
+    "chunk", [0, *(pytest.param(i, marks=pytest.mark.slow) for i in (1, 2, 3))]
+)
 def test_no_damaged_file_crashes_report(base: Base, tmp_path: Path, chunk: int) -> None:
     cases = make_cases(N_CASES)[chunk::4]
     tally: dict[str, int] = {}
@@ -397,6 +400,7 @@ def _subprocess_report(run: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("mutation", MUTATIONS)
+@pytest.mark.slow
 def test_damaged_samples_in_a_subprocess_no_signal_no_traceback(
     base: Base, tmp_path: Path, mutation: str
 ) -> None:

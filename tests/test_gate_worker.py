@@ -194,6 +194,7 @@ async def test_a_slow_gate_does_not_block_the_loop_and_its_results_reach_snapsho
     assert live[-1].gate_evaluation is not None and live[-1].gate_evaluation.evaluations >= 1
 
 
+@pytest.mark.slow
 async def test_no_evaluation_while_nothing_changes(tmp_path: Path) -> None:
     runner = runner_for(tmp_path, QUEUE_GATE, queue_script(0.1), pace=1.0, sessions=4)
     task = asyncio.create_task(runner.run())

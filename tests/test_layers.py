@@ -61,6 +61,9 @@ def test_core_imports_no_engine_tui_or_heavy_library(module: str) -> None:
     assert not bad, f"{module} imports {sorted(bad)}"
 
 
+# A fresh interpreter per engine module (pyarrow, scipy: ~1 s each): in the full suite; the
+# import-linter contracts (pyproject.toml, `lint-imports` in CI) check the same statically.
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ENGINE_MODULES)
 def test_engine_imports_no_tui(module: str) -> None:
     loaded = _modules_after_import(module)

@@ -171,6 +171,7 @@ async def test_permission_denied_is_explained(tmp_path: Path) -> None:
 
 
 @needs_py_spy
+@pytest.mark.slow
 async def test_non_python_process(tmp_path: Path) -> None:
     proc = subprocess.Popen(["sleep", "30"])
     try:
@@ -197,6 +198,7 @@ async def test_process_gone_before_attach(tmp_path: Path) -> None:
 
 
 @needs_py_spy
+@pytest.mark.slow
 async def test_real_profile_of_a_cpu_bound_process(tmp_path: Path) -> None:
     proc = _spawn_cpu(tmp_path, 20)
     try:
@@ -225,6 +227,7 @@ async def test_real_profile_of_a_cpu_bound_process(tmp_path: Path) -> None:
 
 
 @needs_py_spy
+@pytest.mark.slow
 async def test_process_exits_while_sampled_keeps_the_stacks(tmp_path: Path) -> None:
     proc = _spawn_cpu(tmp_path, 1.5)
     try:
@@ -267,6 +270,7 @@ rate = 100
 
 
 @needs_py_spy
+@pytest.mark.slow
 async def test_runner_profiles_every_session_and_exports(tmp_path: Path) -> None:
     script = tmp_path / "cpu_work.py"
     script.write_text(WORKLOAD)
@@ -320,6 +324,7 @@ async def test_runner_profiles_every_session_and_exports(tmp_path: Path) -> None
 
 
 @needs_py_spy
+@pytest.mark.slow
 async def test_profile_command_on_the_running_session(tmp_path: Path) -> None:
     script = tmp_path / "cpu_work.py"
     script.write_text(WORKLOAD)

@@ -78,6 +78,7 @@ def test_a_set_keeps_its_sessions_and_the_system_samples_of_its_span() -> None:
     assert canary.reduce("max", "system_memory_percent") == (90.0, 1)
 
 
+@pytest.mark.slow
 def test_golden_and_canary_get_their_own_gate_results(tmp_path: Path) -> None:
     campaign = tmp_path / "sets.toml"
     campaign.write_text(

@@ -20,6 +20,8 @@ import pytest
 
 from perfmon.core.protocol import Decoder
 
+pytestmark = pytest.mark.slow  # real processes (see README: the fast suite)
+
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 PIPELINE = "streaming_pipeline.py"
 PARQUET = "parquet_io.py"

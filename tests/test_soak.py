@@ -23,6 +23,8 @@ from perfmon.engine.client import SocketClient
 from perfmon.engine.recorder import read_run
 from perfmon.engine.registry import find_run, list_runs
 
+pytestmark = pytest.mark.slow  # real processes (see README: the fast suite)
+
 WORKLOADS = Path(__file__).resolve().parent / "workloads"
 
 

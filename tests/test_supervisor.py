@@ -99,6 +99,7 @@ async def test_segfault_is_signal(tmp_path: Path) -> None:
     assert r.status_text == "SIGSEGV"
 
 
+@pytest.mark.slow
 async def test_timeout_kills_stubborn_group(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     pidfile = tmp_path / "pids"

@@ -184,6 +184,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Snapshot]:
     return run_dir, snaps[-1]
 
 
+@pytest.mark.slow
 def test_runner_records_a_gate_change_to_events_jsonl(real_run: tuple[Path, Snapshot]) -> None:
     run_dir, last = real_run
     lines = (run_dir / EVENTS_JSONL).read_text().splitlines()
