@@ -410,11 +410,16 @@ class KeyedTable(DataTable[Text], Generic[T]):
             if col.fit:
                 width = widths.get(col.key)
                 if width is not None:
-                    short = shorten(cell.text, width)
+                    short = self.shorten_text(col.key, cell.text, width)
                     if short != cell.text:
                         cell = cell._replace(text=short)
             out.append(cell)
         return tuple(out)
+
+    def shorten_text(self, column_key: str, text: str, width: int) -> str:
+        """A fit column's ``text`` cut to at most ``width`` cells (``shorten``); a subclass may
+        shorten its names its own way (it must return at most ``width`` cells)."""
+        return shorten(text, width)
 
     def on_resize(self) -> None:
         """Fit the columns to the new width."""

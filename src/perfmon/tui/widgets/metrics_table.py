@@ -15,13 +15,17 @@ rows (machine-wide ones) keep their pooled row.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import ClassVar
+
+from rich.cells import cell_len
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from perfmon.core.model import MetricKind
 from perfmon.core.snapshot import MetricSummary, Snapshot
 from perfmon.core.units import format_counter, format_metric
-from perfmon.tui.widgets.keyed_table import Cell, Column, KeyedTable
+from perfmon.tui.widgets.keyed_table import Cell, Column, KeyedTable, shorten
 from perfmon.tui.widgets.sparkline import render_sparkline
 
 SPARK_MIN = 12
@@ -114,6 +118,12 @@ class MetricsTable(KeyedTable[MetricSummary]):
         """The width of the sparklines in cells (the trend column's)."""
         return self.fill_width("trend")
 
+    def shorten_text(self, column_key: str, text: str, width: int) -> str:
+        """A split name keeps its label values when cut (``short_name``)."""
+        if column_key == "metric":
+            return short_name(text, width)
+        return super().shorten_text(column_key, text, width)
+
     def key_of(self, item: MetricSummary) -> str:
         """Row key: the metric's name, with its labels when the panel is split."""
         return item.display_name()
@@ -171,7 +181,12 @@ class MetricsTable(KeyedTable[MetricSummary]):
         order = {m.display_name(): i for i, m in enumerate(shown)}
         added = self.sync(shown)
         if added and order != self._order and len(self.rows) > 1:
-            self.sort("metric", key=lambda text: order.get(_key_of_text(text.plain), len(order)))
+            # By row key: the shown name may be shortened (``short_name``).
+            rank = {
+                id(self._data[RowKey(key)][ColumnKey("metric")]): order.get(key, len(order))
+                for key in self._cells
+            }
+            self.sort("metric", key=lambda text: rank.get(id(text), len(order)))
         self._order = order
 
     def update_snapshot(self, snapshot: Snapshot) -> None:
@@ -179,10 +194,36 @@ class MetricsTable(KeyedTable[MetricSummary]):
         self.update_metrics(panel_rows(snapshot))
 
 
-def _key_of_text(text: str) -> str:
-    """The row key of a "metric" cell's text (the folded line's is "(N constant)": no metric
-    name starts with a parenthesis)."""
-    return CONSTANT_KEY if text.startswith("(") else text
+_LABEL_VALUE = re.compile(r'="((?:[^"\\]|\\.)*)"')
+
+
+def short_name(text: str, width: int) -> str:
+    """A metric's display name cut to at most ``width`` cells so that split rows stay told
+    apart: ``name{k="v", ...}`` becomes ``name{v, ...}`` (label keys dropped), then
+    ``na…{v, ...}`` (the metric name cut), then ``na…{va…}`` (both cut).
+
+    Args:
+        text: ``MetricSummary.display_name()``.
+        width: cells (>= 1).
+    """
+    if cell_len(text) <= width:
+        return text
+    brace = text.find("{")
+    if brace <= 0 or not text.endswith("}"):
+        return shorten(text, width)
+    name = text[:brace]
+    values = "{" + ", ".join(_LABEL_VALUE.findall(text[brace:])) + "}"
+    if cell_len(name) + cell_len(values) <= width:
+        return name + values
+    room = width - cell_len(values)
+    if room >= 4:
+        return shorten(name, room - 1).rstrip("…_") + "…" + values
+    # The values alone are too wide: a third for the name, the rest for the values.
+    head = shorten(name, min(cell_len(name), max(4, width // 3)))
+    inner_room = width - cell_len(head) - 2
+    if inner_room < 2:
+        return shorten(name + values, width)
+    return head + "{" + shorten(values[1:-1], inner_room) + "}"
 
 
 def fold_constants(constants: Sequence[MetricSummary]) -> MetricSummary:
