@@ -11,17 +11,16 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from fixed_run import fixed_snapshot
 from tests.test_table_repaint import screen_lines
 from tests.test_tui import settle
 
+from fixed_run import fixed_snapshot
 from perfmon.tui.app import PerfmonApp
 from perfmon.tui.source import ScriptedSource
 from perfmon.tui.widgets.comparison import ComparisonTable
 from perfmon.tui.widgets.keyed_table import Column, KeyedTable, plan_columns, shorten
 from perfmon.tui.widgets.metrics_table import MetricsTable
 from perfmon.tui.widgets.sessions_table import SessionsTable
-
 
 COLS = (
     Column("id", "#"),
