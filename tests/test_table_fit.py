@@ -8,13 +8,11 @@ are the least important ones."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from tests.test_table_repaint import screen_lines
 from tests.test_tui import settle
 
-from fixed_run import fixed_snapshot
+from fit_run import hard_snapshot
 from perfmon.tui.app import PerfmonApp
 from perfmon.tui.source import ScriptedSource
 from perfmon.tui.widgets.comparison import ComparisonTable
@@ -65,23 +63,6 @@ def test_plan_shares_the_room_among_fit_columns_by_water_filling() -> None:
     # 30 cells less 4 of padding: x wants 5 (gets it), y gets the other 21 of its 40
     assert plan_columns(cols, [5, 40], available=30).widths == {"x": 5, "y": 21}
     assert plan_columns(cols, [30, 40], available=30).widths == {"x": 13, "y": 13}
-
-
-def hard_snapshot():
-    """The fixed audit with long params, big sample counts and metrics split by variant."""
-    base = fixed_snapshot()
-    sessions = tuple(
-        dataclasses.replace(
-            r, samples=1_220 + r.id, params=f"{r.params} heads=16 seq=4096 dtype=bfloat16"
-        )
-        for r in base.sessions
-    )
-    split = tuple(
-        dataclasses.replace(m, labels=(("variant", v),))
-        for m in base.metrics
-        for v in ("baseline", "candidate-with-flash-attention")
-    )
-    return dataclasses.replace(base, sessions=sessions, split_label="variant", split_metrics=split)
 
 
 def assert_nothing_cut(table: KeyedTable) -> None:
