@@ -146,5 +146,30 @@ async def test_hidden_columns_come_back_when_the_terminal_widens() -> None:
         assert_nothing_cut(sessions)
 
 
+@pytest.mark.slow
+async def test_a_rebuild_keeps_the_scroll_position() -> None:
+    app = PerfmonApp(ScriptedSource([hard_snapshot()]))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app)
+        sessions = app.query_one(SessionsTable)
+        # the user scrolled back to session 20 (the table stops following the newest)
+        sessions.scroll_to(y=20, animate=False, immediate=True)
+        sessions.follow = False
+        await settle(pilot, app)
+        assert sessions.scroll_y == 20 and sessions.hidden_columns == ()
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot, app)
+        assert sessions.hidden_columns == ("params",)
+        assert sessions.scroll_y == 20
+        shown = [line for line in screen_lines(sessions) if "tgat" in line]
+        assert shown and shown[0].split()[1] == "20", shown
+        assert_nothing_cut(sessions)
+        # following again, a rebuild keeps the newest session in view
+        sessions.follow = True
+        await pilot.resize_terminal(100, 30)
+        await settle(pilot, app)
+        assert sessions.hidden_columns == () and sessions.scroll_y == sessions.max_scroll_y
+
+
 def test_shorten_never_cuts_inside_a_word_when_a_space_fits() -> None:
     assert shorten("events=117 heads=16 seq=4096", 18) == "events=117…"

@@ -486,9 +486,19 @@ class KeyedTable(DataTable[Text], Generic[T]):
             cells = self._shown(self._raw[key])
             self._cells[key] = cells
             self.add_row(*(self._cell_renderable(c) for c in cells), key=key)
+        # Measure now (``DataTable`` does it on idle), so that the scroll position can be
+        # restored: until then the table's virtual size is that of an empty table.
+        self._require_update_dimensions = False
+        new_rows = self._new_rows.copy()
+        self._new_rows.clear()
+        self._update_dimensions(new_rows)
         if 0 <= cursor < len(order):
             self.move_cursor(row=cursor, animate=False, scroll=False)
         self.scroll_to(x=x, y=y, animate=False, immediate=True)
+        self.after_rebuild()
+
+    def after_rebuild(self) -> None:
+        """Called after the columns were rebuilt (a subclass may scroll to a row)."""
 
     def _show_hidden(self) -> None:
         """Name the hidden columns in the panel's title (``Sessions · hidden: set, params``)."""

@@ -108,6 +108,11 @@ class SessionsTable(KeyedTable[SessionRow]):
         if self.follow and target is not None:
             self.call_after_refresh(self._scroll_to_follow)
 
+    def after_rebuild(self) -> None:
+        """Keep following the newest running session after the columns were rebuilt."""
+        if self.follow and self._follow_key is not None:
+            self.call_after_refresh(self._scroll_to_follow)
+
     def _scroll_to_follow(self) -> None:
         key = self._follow_key
         if key is None or key not in self._cells:
