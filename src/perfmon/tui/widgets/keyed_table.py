@@ -13,6 +13,15 @@ re-measures the whole column whenever a value gets narrower. So a column here on
 cell is re-measured only when its text is wider than the column), a changed row repaints only
 that row, and the table keeps its own cache of rendered cells keyed by the cell's description,
 so an update re-renders only the cells that changed.
+
+No table cuts a number at the panel's edge, at any width (issue 14, point 2). Each column says
+how it gives way (``Column``: ``fit`` names shortened with ``…``, ``fill`` drawings that take
+the rest, ``priority`` for columns that may be hidden); ``plan_columns`` decides, on a resize
+or when a cell grows wider than the plan knew, which columns show and how wide the fit and fill
+columns are. Only when the set of shown columns changes are the DataTable's columns rebuilt
+from the kept items (``_rebuild``); the per-snapshot path (``sync``) compares and updates the
+shown cells as before, plus one ``cell_len`` per cell of a changed row. The hidden columns are
+named in the panel's title.
 """
 
 from __future__ import annotations
