@@ -31,6 +31,17 @@ def test_help_screen(snap_compare: Any, size: tuple[int, int]) -> None:
     assert snap_compare(APP, press=["question_mark"], terminal_size=size)
 
 
+SPLIT_APP = str(Path(__file__).parent / "snapshot_app_split.py")
+SPLIT_SIZES = [(80, 24), (100, 30), (160, 50), (200, 50)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", SPLIT_SIZES, ids=[f"{w}x{h}" for w, h in SPLIT_SIZES])
+def test_main_screen_split_long_names(snap_compare: Any, size: tuple[int, int]) -> None:
+    # no table cuts a number: long names are shortened with "…", columns hidden by priority
+    assert snap_compare(SPLIT_APP, terminal_size=size)
+
+
 @pytest.mark.slow
 def test_comparison_detail_screen(snap_compare: Any) -> None:
     # focus the comparison panel (sessions -> gates -> comparison), pick events=268's

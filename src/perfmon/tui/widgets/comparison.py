@@ -27,6 +27,10 @@ BOX_MIN = 6
 BOX_MAX = 60
 """Widest box plot drawn in the panel, in cells."""
 
+CHANGE_MIN = 22
+"""Narrowest the change column is cut to, in cells: the marker, the ratio and its interval
+(``● 1.23× [1.10, 1.40]``) still show whole; the p-value and the words are cut at a space."""
+
 STATE_MARKS: dict[str, str] = {
     "decided": "●",
     "undecided": "?",
@@ -186,18 +190,22 @@ class ComparisonTable(KeyedTable[ComparisonItem]):
     """The comparison panel's table (see the module docstring); ``show`` applies a panel."""
 
     COLUMNS: ClassVar[tuple[Column, ...]] = (
-        Column("group", "group"),
-        Column("variant", "variant"),
+        Column("group", "group", fit=True, min_width=10),
+        Column("variant", "variant", fit=True, min_width=9),
         Column("median", "median", justify="right"),
-        Column("n", "n", justify="right"),
-        Column("change", "vs reference"),
-        Column("dist", "dist"),
+        Column("n", "n", justify="right", priority=1),
+        Column("change", "vs reference", fit=True, min_width=CHANGE_MIN),
+        Column("dist", "dist", fill=True, min_width=BOX_MIN, max_width=BOX_MAX, priority=2),
     )
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self.box_width = BOX_MIN
         self.metric = ""
+
+    @property
+    def box_width(self) -> int:
+        """The width of the box plots in cells (the dist column's)."""
+        return self.fill_width("dist")
 
     def key_of(self, item: ComparisonItem) -> str:
         """Row key: the comparison row's key and the variant."""
@@ -226,7 +234,6 @@ class ComparisonTable(KeyedTable[ComparisonItem]):
         ``finished``: the run has ended."""
         self.metric = metric
         self.sync(items_of(panel, metric, finished))
-        self.fit_box()
 
     def row_at_cursor(self) -> ComparisonRow | None:
         """The comparison row of the cursor's line, or None."""
@@ -235,30 +242,6 @@ class ComparisonTable(KeyedTable[ComparisonItem]):
         key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
         item = self._items.get(str(key))
         return None if item is None else item.row
-
-    def on_resize(self) -> None:
-        """Fit the box plots to the new width."""
-        self.fit_box()
-
-    def fit_box(self) -> None:
-        """Give the distribution column the width the other columns leave (``BOX_MIN`` to
-        ``BOX_MAX``), and redraw the box plots when it changed."""
-        if not self.size.width:
-            return
-        others = sum(
-            col.get_render_width(self) for key, col in self.columns.items() if key.value != "dist"
-        )
-        room = self.scrollable_content_region.width - others - 2 * self.cell_padding
-        width = min(BOX_MAX, max(BOX_MIN, room))
-        if width == self.box_width:
-            return
-        self.box_width = width
-        for key, item in self._items.items():
-            cells = self.cells_of(item)
-            old = self._cells[key]
-            self._cells[key] = cells
-            if old[-1] != cells[-1]:
-                self.update_cell(key, "dist", self._cell_renderable(cells[-1]), update_width=True)
 
 
 def panel_subtitle(panel: ComparisonPanel | None, metric: str) -> str:

@@ -15,17 +15,24 @@ rows (machine-wide ones) keep their pooled row.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import ClassVar
+
+from rich.cells import cell_len
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from perfmon.core.model import MetricKind
 from perfmon.core.snapshot import MetricSummary, Snapshot
 from perfmon.core.units import format_counter, format_metric
-from perfmon.tui.widgets.keyed_table import Cell, Column, KeyedTable
+from perfmon.tui.widgets.keyed_table import Cell, Column, KeyedTable, shorten
 from perfmon.tui.widgets.sparkline import render_sparkline
 
 SPARK_MIN = 12
-"""Narrowest sparkline drawn, in cells."""
+"""Narrowest sparkline drawn, in cells (narrower, the trend column is hidden)."""
+
+METRIC_MIN = 24
+"""Narrowest the metric name column is cut to, in cells (room for ``name{variant="…``)."""
 
 CONSTANT_KEY = "·constant"
 """Row key of the folded line of constant metrics (no metric name starts with ``·``)."""
@@ -87,23 +94,35 @@ class MetricsTable(KeyedTable[MetricSummary]):
     total (Σ) and rate; its p95 and max, which would describe single increments, are blank.
     A one-off value shows its value only. Constant metrics are folded into one line at the
     end (``CONSTANT_KEY``). The trend column's width follows the panel's width: the sparkline
-    fills what the other columns leave.
+    fills what the other columns leave. In a narrow panel the names are shortened with "…"
+    (a split name keeps its metric and the start of its labels) and columns are hidden in
+    this order: n, trend, max, p95; the name and last value always show.
     """
 
     COLUMNS: ClassVar[tuple[Column, ...]] = (
-        Column("metric", "metric"),
+        Column("metric", "metric", fit=True, min_width=METRIC_MIN),
         Column("last", "last", justify="right"),
-        Column("p95", "p95", justify="right"),
-        Column("max", "max", justify="right"),
-        Column("n", "n", justify="right"),
-        Column("trend", "trend"),
+        Column("p95", "p95", justify="right", priority=4),
+        Column("max", "max", justify="right", priority=3),
+        Column("n", "n", justify="right", priority=1),
+        Column("trend", "trend", fill=True, min_width=SPARK_MIN, priority=2),
     )
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self.spark_width = SPARK_MIN
         self._order: dict[str, int] = {}
         self._names: dict[str, str] = {}
+
+    @property
+    def spark_width(self) -> int:
+        """The width of the sparklines in cells (the trend column's)."""
+        return self.fill_width("trend")
+
+    def shorten_text(self, column_key: str, text: str, width: int) -> str:
+        """A split name keeps its label values when cut (``short_name``)."""
+        if column_key == "metric":
+            return short_name(text, width)
+        return super().shorten_text(column_key, text, width)
 
     def key_of(self, item: MetricSummary) -> str:
         """Row key: the metric's name, with its labels when the panel is split."""
@@ -162,45 +181,49 @@ class MetricsTable(KeyedTable[MetricSummary]):
         order = {m.display_name(): i for i, m in enumerate(shown)}
         added = self.sync(shown)
         if added and order != self._order and len(self.rows) > 1:
-            self.sort("metric", key=lambda text: order.get(_key_of_text(text.plain), len(order)))
+            # By row key: the shown name may be shortened (``short_name``).
+            rank = {
+                id(self._data[RowKey(key)][ColumnKey("metric")]): order.get(key, len(order))
+                for key in self._cells
+            }
+            self.sort("metric", key=lambda text: rank.get(id(text), len(order)))
         self._order = order
-        self.fit_sparkline()
 
     def update_snapshot(self, snapshot: Snapshot) -> None:
         """Show a snapshot's metrics, split by its label when it is split."""
         self.update_metrics(panel_rows(snapshot))
 
-    def on_resize(self) -> None:
-        """Fit the sparklines to the new width."""
-        self.fit_sparkline()
 
-    def fit_sparkline(self) -> None:
-        """Give the trend column the width the other columns leave, and redraw the sparklines.
-
-        Does nothing before the table has a size, or when the width did not change.
-        """
-        if not self.size.width:
-            return
-        others = sum(
-            col.get_render_width(self) for key, col in self.columns.items() if key.value != "trend"
-        )
-        room = self.scrollable_content_region.width - others - 2 * self.cell_padding
-        width = max(SPARK_MIN, room)
-        if width == self.spark_width:
-            return
-        self.spark_width = width
-        for key, item in self._items.items():
-            cells = self.cells_of(item)
-            old = self._cells[key]
-            self._cells[key] = cells
-            if old[-1] != cells[-1]:
-                self.update_cell(key, "trend", self._cell_renderable(cells[-1]), update_width=True)
+_LABEL_VALUE = re.compile(r'="((?:[^"\\]|\\.)*)"')
 
 
-def _key_of_text(text: str) -> str:
-    """The row key of a "metric" cell's text (the folded line's is "(N constant)": no metric
-    name starts with a parenthesis)."""
-    return CONSTANT_KEY if text.startswith("(") else text
+def short_name(text: str, width: int) -> str:
+    """A metric's display name cut to at most ``width`` cells so that split rows stay told
+    apart: ``name{k="v", ...}`` becomes ``name{v, ...}`` (label keys dropped), then
+    ``na…{v, ...}`` (the metric name cut), then ``na…{va…}`` (both cut).
+
+    Args:
+        text: ``MetricSummary.display_name()``.
+        width: cells (>= 1).
+    """
+    if cell_len(text) <= width:
+        return text
+    brace = text.find("{")
+    if brace <= 0 or not text.endswith("}"):
+        return shorten(text, width)
+    name = text[:brace]
+    values = "{" + ", ".join(_LABEL_VALUE.findall(text[brace:])) + "}"
+    if cell_len(name) + cell_len(values) <= width:
+        return name + values
+    room = width - cell_len(values)
+    if room >= 4:
+        return shorten(name, room - 1).rstrip("…_") + "…" + values
+    # The values alone are too wide: a third for the name, the rest for the values.
+    head = shorten(name, min(cell_len(name), max(4, width // 3)))
+    inner_room = width - cell_len(head) - 2
+    if inner_room < 2:
+        return shorten(name + values, width)
+    return head + "{" + shorten(values[1:-1], inner_room) + "}"
 
 
 def fold_constants(constants: Sequence[MetricSummary]) -> MetricSummary:

@@ -30,20 +30,24 @@ def status_role(status: str) -> str:
 class SessionsTable(KeyedTable[SessionRow]):
     """Sessions in schedule order: id, workload, variant, set, params, status, wall, RSS, samples.
 
+    In a narrow panel the names (workload, variant, params, status) are shortened with "…"
+    and columns are hidden in this order: params, set, peak RSS, variant, samples; the id,
+    status and wall time always show.
+
     While the user has not scrolled away, the table keeps the newest running session in view
     ("follow"); scrolling back to that row (or the end) turns following on again.
     """
 
     COLUMNS: ClassVar[tuple[Column, ...]] = (
         Column("id", "#", justify="right"),
-        Column("workload", "workload"),
-        Column("variant", "variant"),
-        Column("set", "set"),
-        Column("params", "params"),
-        Column("status", "status"),
+        Column("workload", "workload", fit=True, min_width=10),
+        Column("variant", "variant", fit=True, min_width=9, priority=4),
+        Column("set", "set", priority=2),
+        Column("params", "params", fit=True, min_width=10, priority=1),
+        Column("status", "status", fit=True, min_width=10),
         Column("wall", "wall", justify="right"),
-        Column("rss", "peak RSS", justify="right"),
-        Column("samples", "samples", justify="right"),
+        Column("rss", "peak RSS", justify="right", priority=3),
+        Column("samples", "samples", justify="right", priority=5),
     )
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
@@ -102,6 +106,11 @@ class SessionsTable(KeyedTable[SessionRow]):
             self.follow = False
             self._auto_scroll_y = None
         if self.follow and target is not None:
+            self.call_after_refresh(self._scroll_to_follow)
+
+    def after_rebuild(self) -> None:
+        """Keep following the newest running session after the columns were rebuilt."""
+        if self.follow and self._follow_key is not None:
             self.call_after_refresh(self._scroll_to_follow)
 
     def _scroll_to_follow(self) -> None:
