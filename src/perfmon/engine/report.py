@@ -54,9 +54,10 @@ from perfmon.core.noise import (
 from perfmon.core.snapshot import dropped_text
 from perfmon.core.stacks import parse_collapsed
 from perfmon.core.text import strip_terminal_escapes
+from perfmon.engine import exporters
 from perfmon.engine.compare import comparison_section
 from perfmon.engine.events import read_gate_changes
-from perfmon.engine.exporters import DEFAULT_FORMATS, write_exports
+from perfmon.engine.exporters import write_exports
 from perfmon.engine.flame_export import profiles_section
 from perfmon.engine.profiler import INDEX_FILE, PROFILES_DIR
 from perfmon.engine.recorded import evaluate_recorded_safely, metric_summaries, stored_stats_options
@@ -853,7 +854,8 @@ def write_report(
     atomic_write_text(json_path, text)
     atomic_write_text(md_path, markdown)
 
-    formats = DEFAULT_FORMATS if extra_formats is None else tuple(extra_formats)
+    # Read at call time (not bound at import), so that a caller may narrow the defaults.
+    formats = exporters.DEFAULT_FORMATS if extra_formats is None else tuple(extra_formats)
     if formats:
         write_exports(run_dir, report, data, formats)
     return md_path, json_path
