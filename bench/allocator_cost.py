@@ -60,7 +60,7 @@ def child() -> None:
             warmup=False,
             argv=("true",),
             env=(),
-            cwd=None,
+            cwd="/tmp",
             timeout_s=None,
         )
         live.add_session(spec)

@@ -91,11 +91,11 @@ def make_run(run_dir: Path, n: int) -> None:
     while done < n:
         m = min(chunk, n - done)
         idx = np.arange(done, done + m)
-        sid = np.minimum(idx // per_session, SESSIONS - 1).astype(np.int64)
+        sids = np.minimum(idx // per_session, SESSIONS - 1).astype(np.int64)
         rec.add_batch(
             SampleBatch(
-                START_T + idx * 0.01,
-                sid,
+                np.asarray(START_T + idx * 0.01, dtype=np.float64),
+                sids,
                 (idx % METRICS).astype(np.int32),
                 rng.lognormal(0.0, 0.5, m),
                 names,
@@ -239,7 +239,7 @@ def _sessions_done(run_dir: Path) -> int:
 def _watch(proc: psutil.Process, run_dir: Path, every_s: float) -> list[tuple[float, int, int]]:
     """(seconds, sessions finished, RSS bytes) every ``every_s`` until the daemon exits."""
     t0 = time.monotonic()
-    rows = []
+    rows: list[tuple[float, int, int]] = []
     while True:
         try:
             rss = proc.memory_info().rss

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Figure, emit, median
-from perfmon.core.gates import live_selections, parse_gate
+from perfmon.core.gates import Reduce, live_selections, parse_gate
 from perfmon.core.live import LiveState
 from perfmon.core.model import MetricKind, SessionSpec
 from perfmon.core.protocol import Decoder, encode_frame, encode_header
@@ -77,7 +77,7 @@ def run(streams: list[bytes], selections: bool) -> float:
         campaign="bench",
         run_dir="/tmp",
         started_t=0.0,
-        selections=live_selections(GATES) if selections else (),  # type: ignore[arg-type]
+        selections=live_selections(GATES) if selections else (),
     )
     for sid, (variant, events) in enumerate(SESSIONS):
         live.add_session(
@@ -97,9 +97,10 @@ def run(streams: list[bytes], selections: bool) -> float:
     if n != LINES // FLUSHES // len(NAMES) * FLUSHES * len(NAMES):
         raise SystemExit(f"label bench: {n} samples")
     if selections:
-        value, count = live.reduce(
-            "quantile", "chunk_seconds", q=0.95, where=GATES[0].gate.lhs.matchers
-        )  # type: ignore[attr-defined]
+        lhs = GATES[0].gate.lhs
+        if not isinstance(lhs, Reduce):
+            raise SystemExit(f"label bench: {GATES[0].name!r} is not one reduction")
+        value, count = live.reduce("quantile", "chunk_seconds", q=0.95, where=lhs.matchers)
         if value is None or count != n // len(NAMES) // 2:
             raise SystemExit(f"label bench: candidate selection has {count} samples")
     return n / dt

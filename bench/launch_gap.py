@@ -91,7 +91,7 @@ def perfmon_run(
     )
     (run_dir,) = [p for p in runs_dir.iterdir() if p.is_dir()]
     rows = [json.loads(line) for line in (run_dir / "sessions.jsonl").read_text().splitlines()]
-    rows.sort(key=lambda r: int(r["id"]))  # type: ignore[call-overload]
+    rows.sort(key=lambda r: int(r["id"]))
     bad = [r for r in rows if r["status"] != "ok"]
     if bad:
         raise SystemExit(f"{len(bad)} session(s) of {name} did not end ok: {bad[0]['error']}")

@@ -129,7 +129,7 @@ def _snapshot(sock: Path):  # type: ignore[no-untyped-def]
 
 def _cpu(proc: psutil.Process) -> float:
     t = proc.cpu_times()
-    return t.user + t.system
+    return float(t.user + t.system)
 
 
 def _find_viewer(pane_pid: int, timeout_s: float = 15.0) -> psutil.Process:

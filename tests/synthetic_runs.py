@@ -6,7 +6,7 @@ Sessions are recorded through the real ``Recorder`` (no subprocess): each has a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ def record_run(
     workload: str = "tgat",
     set_name: str = "golden",
     params: tuple[tuple[str, str], ...] = (("events", "512"),),
-    gates: Sequence[dict[str, object]] = (),
+    gates: Sequence[Mapping[str, object]] = (),
     campaign: str = "audit",
     extra_sessions: Sequence[SessionResult] = (),
     t0: float = T0,

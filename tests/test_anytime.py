@@ -12,11 +12,11 @@ import math
 
 import numpy as np
 import pytest
-from tests.test_gates_stats import Run, _ab
 
 from perfmon.core.gates import parse_gate
 from perfmon.core.model import GateState
 from perfmon.core.stats import ShiftSequence, StatsOptions, anytime_ratio
+from test_gates_stats import Run, _ab
 
 
 def _aa_pool() -> np.ndarray:

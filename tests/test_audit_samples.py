@@ -238,7 +238,7 @@ def _tgat_outputs(tgat: ModuleType, options: list[str]) -> tuple[list[object], o
     )
     batches = tgat.make_batches(args, "cpu")
     with torch.inference_mode():
-        outs = []
+        outs: list[object] = []
         for b in batches:
             bias = tgat.attention_bias(layer, b, args)
             out = layer.forward(b.x, b.t, bias, args.attention)

@@ -114,9 +114,9 @@ def test_per_set_survives_the_snapshot_round_trip_and_shows_on_the_board() -> No
 async def test_the_board_shows_each_set_and_the_rule() -> None:
     import dataclasses
 
-    from tests.test_tui import ScriptedSource, settle, snapshot
-
     from perfmon.tui.app import PerfmonApp
+    from perfmon.tui.source import ScriptedSource
+    from test_tui import settle, snapshot
 
     base = snapshot(6)
     per_set = (("golden", "pass", "6.21 [5.71, 19.1]"), ("canary", "not started", ""))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -105,14 +106,15 @@ def test_the_text_round_trips() -> None:
 
 
 def test_typed_objects_check_themselves() -> None:
-    for bad in (
+    bads: tuple[Callable[[], Profile], ...] = (
         lambda: Profile(-1),
         lambda: Profile(None, 2.0),
         lambda: Profile(1, 0.0),
         lambda: Profile(1, math.inf),
         lambda: Profile(1, math.nan),
         lambda: Profile(1, PROFILE_MAX_SECONDS * 2),
-    ):
+    )
+    for bad in bads:
         with pytest.raises(CommandError):
             bad()
 

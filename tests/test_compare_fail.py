@@ -10,9 +10,10 @@ from perfmon.cli import main
 from perfmon.core.gates import GateSyntaxError
 from perfmon.core.model import GateState
 from perfmon.engine.compare import apply_baseline_run, judge_fail_if, omit_variants
+from perfmon.engine.manifest import stats_options
 from perfmon.engine.recorded import evaluate_recorded
 from perfmon.engine.recorder import read_run
-from perfmon.engine.runner import stats_options, write_run_report
+from perfmon.engine.runner import write_run_report
 from synthetic_runs import normal_walls, record_run
 
 N = 12

@@ -32,7 +32,8 @@ def _source() -> ArrayMetricSource:
     ],
 )
 def test_reductions(func: str, expected: float) -> None:
-    assert _source().reduce(func, "depth") == (pytest.approx(expected), 5)
+    want: tuple[object, int] = (pytest.approx(expected), 5)
+    assert _source().reduce(func, "depth") == want
 
 
 def test_count_of_a_counter_sums_increments() -> None:
@@ -45,7 +46,8 @@ def test_quantile_is_hyndman_fan_type_7() -> None:
     values = np.array([1.0, 2.0, 3.0, 4.0, 10.0])
     src = ArrayMetricSource({"x": (MetricKind.HISTOGRAM, np.arange(5.0), values)})
     # Type 7: h = (n - 1) q; 0.9 * 4 = 3.6 -> 4 + 0.6 * (10 - 4) = 7.6
-    assert src.reduce("quantile", "x", q=0.9) == (pytest.approx(7.6), 5)
+    want: tuple[object, int] = (pytest.approx(7.6), 5)
+    assert src.reduce("quantile", "x", q=0.9) == want
     assert src.reduce("quantile", "x", q=0.0) == (1.0, 5)
     assert src.reduce("quantile", "x", q=1.0) == (10.0, 5)
     with pytest.raises(ValueError, match="q in"):

@@ -90,7 +90,7 @@ def test_junit_has_a_testcase_per_gate_per_set(run: tuple[Path, dict[str, Any]])
     cases = root.findall("./testsuite/testcase")
     assert [c.get("name") for c in cases] == ["Speed", "Queue|depth", "RAM", "Drift"]
     assert root.get("tests") == "4" and root.get("failures") == "3"
-    kinds = {c.get("name"): (c.find("failure").get("type") if c.find("failure") is not None
+    kinds = {c.get("name"): (f.get("type") if (f := c.find("failure")) is not None
                              else None) for c in cases}  # fmt: skip
     assert kinds == {"Speed": None, "Queue|depth": "fail", "RAM": "pending",
                      "Drift": "inconclusive"}  # fmt: skip
@@ -109,7 +109,8 @@ def test_junit_survives_control_characters(run: tuple[Path, dict[str, Any]]) -> 
     _, report = run
     bad = dict(report, gates=[dict(report["gates"][1], name="q\x00\x1b[31m", reason="r\x07")])
     root = ET.fromstring(render_junit(bad))  # would raise on an invalid XML character
-    assert root.find("./testsuite/testcase").get("name").startswith("q")
+    case = root.find("./testsuite/testcase")
+    assert case is not None and (case.get("name") or "").startswith("q")
 
 
 def test_github_summary_escapes_and_caps(run: tuple[Path, dict[str, Any]]) -> None:
@@ -241,7 +242,10 @@ def test_damaged_session_rows_cost_a_section_never_the_report(
 
     run_dir, report = run
     data = read_run(run_dir)
-    damaged = [{"id": "x", "workload": 5, "params": [1], "wall_s": "fast"}, {"id": 3}]
+    damaged: list[dict[str, Any]] = [
+        {"id": "x", "workload": 5, "params": [1], "wall_s": "fast"},
+        {"id": 3},
+    ]
     bad = dataclasses.replace(data, sessions=[*data.sessions, *damaged])
     rows = list(csv.DictReader(io.StringIO(exporters.render("csv", report, bad))))
     assert rows[len(data.sessions)]["session_id"] == "" and rows[len(data.sessions)]["wall_s"] == ""

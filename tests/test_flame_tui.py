@@ -8,6 +8,7 @@ import textwrap
 import time
 
 import pytest
+from textual.widgets import DataTable
 
 from perfmon.core.campaign import parse_campaign
 from perfmon.core.snapshot import SessionRow, Snapshot
@@ -96,9 +97,9 @@ async def test_flame_screen_shows_real_profiles_and_navigates(profiled_run: Snap
         assert isinstance(flame.root, StackNode) and flame.root.total > 20
         rows = flame.rows()
         assert rows[0][0][0] is flame.root and rows[0][0][1:] == (0, flame.size.width)
-        top = screen.query_one("#flame-top")
-        assert top.row_count > 0  # type: ignore[attr-defined]
-        first = str(top.get_row_at(0)[2])  # type: ignore[attr-defined]
+        top = screen.query_one("#flame-top", DataTable)
+        assert top.row_count > 0
+        first = str(top.get_row_at(0)[2])
         assert first.startswith("fast_path")
 
         # Into the tree with down, out with up; enter zooms, backspace unzooms.
@@ -142,11 +143,11 @@ async def test_flame_screen_shows_real_profiles_and_navigates(profiled_run: Snap
         got = flame._colour(grew)
         # the same blend; channels may differ by one from rounding the delta's float
         assert all(abs(a - b) <= 1 for a, b in zip(got.rgb, want.rgb, strict=True)), (got, want)
-        assert str(top.get_row_at(0)[2]).endswith("pp")  # type: ignore[attr-defined]
+        assert str(top.get_row_at(0)[2]).endswith("pp")
 
         screen.open_view(aggregate_view("cpu", "baseline"))
         await pilot.pause()
-        assert str(top.get_row_at(0)[2]).startswith(("slow_path", "<genexpr>"))  # type: ignore[attr-defined]
+        assert str(top.get_row_at(0)[2]).startswith(("slow_path", "<genexpr>"))
 
         await pilot.press("escape")
         await pilot.pause()

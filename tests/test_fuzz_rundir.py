@@ -30,6 +30,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,8 +49,8 @@ from perfmon.core.model import (
 )
 from perfmon.engine import recorder as recorder_mod
 from perfmon.engine.events import GateChangeLog
+from perfmon.engine.manifest import campaign_to_json
 from perfmon.engine.recorder import Recorder, read_run
-from perfmon.engine.runner import campaign_to_json
 
 T0 = 1_764_000_000.0
 SEED = 20261201
@@ -209,7 +210,7 @@ class Outcome:
     stdout: str
     stderr: str
     markdown: str
-    report: dict
+    report: dict[str, Any]
 
 
 def _report(run_dir: Path) -> Outcome:

@@ -80,7 +80,8 @@ def test_evaluated_and_by_results_carry_the_grammar() -> None:
     src = FakeSource({("quantile", "chunk_seconds"): (0.0005, 40)})
     r = parse_gate("p99.9(chunk_seconds) < 1ms").evaluate(src, "Chunk")
     assert r.state is GateState.PASS
-    assert (r.unit, r.op, r.threshold) == ("time", "<", pytest.approx(0.001))
+    grammar: tuple[str, str, object] = ("time", "<", pytest.approx(0.001))
+    assert (r.unit, r.op, r.threshold) == grammar
 
 
 def test_format_gate_value() -> None:

@@ -195,7 +195,7 @@ def test_a_gate_scoped_to_the_candidate_passes_where_the_pool_fails() -> None:
     base = _Config("base", parse_gate('max(motif_lift_delta{variant!="candidate"}) < 0.05'))
     gates = [pooled, scoped, base]
     for source in run.sources(gates):
-        results = {r.name: r for r in evaluate_gates(gates, source)}  # type: ignore[arg-type]
+        results = {r.name: r for r in evaluate_gates(gates, source)}
         assert results["pool"].state is GateState.FAIL
         assert results["cand"].state is GateState.PASS, results["cand"].reason
         assert results["cand"].n == 12 and results["cand"].value == 0.0
@@ -210,7 +210,7 @@ def test_machine_wide_samples_carry_no_labels() -> None:
         _Config("b", parse_gate('max(system_memory_percent{variant!="baseline"}) < 70')),
     ]
     for source in run.sources(gates):
-        a, b = evaluate_gates(gates, source)  # type: ignore[arg-type]
+        a, b = evaluate_gates(gates, source)
         assert a.state is GateState.PENDING  # no sample matches
         assert b.state is GateState.PASS and b.value == 40.0
 
@@ -224,7 +224,7 @@ def test_by_groups_are_all_shown_and_the_worst_decides() -> None:
         "chunk", parse_gate('p95(chunk_seconds{variant="candidate"}) < 1ms'), by=("events",)
     )
     for source in run.sources([gate]):
-        (r,) = evaluate_gates([gate], source)  # type: ignore[list-item]
+        (r,) = evaluate_gates([gate], source)
         assert r.state is GateState.FAIL
         assert [(g.label, g.state) for g in r.groups] == [
             ("events=117", GateState.PASS),
@@ -262,7 +262,7 @@ def test_gate_result_groups_survive_the_snapshot_wire_form() -> None:
     for events in ("1", "2"):
         run.session("candidate", {"chunk_seconds": [1e-4]}, events=events)
     gate = _Config("g", parse_gate("max(chunk_seconds) < 1ms"), by=("events",))
-    (r,) = evaluate_gates([gate], run.recorded())  # type: ignore[list-item]
+    (r,) = evaluate_gates([gate], run.recorded())
     snap = run.live().snapshot(now=1.0, state="running", gates=(r,))
     back = Snapshot.from_dict(snap.to_dict()).gates[0]
     assert back == r and len(back.groups) == 2
@@ -308,7 +308,8 @@ def test_a_throughput_drop_fails_a_regression_gate() -> None:
     s = speed.evaluate(src, "read")
     assert s.state is GateState.FAIL
     assert s.value == pytest.approx(0.815, abs=0.02)  # B / A for a rate: < 1 is slower
-    assert s.ci_low is not None and s.ci_high is not None and s.ci_low <= s.value <= s.ci_high
+    assert s.ci_low is not None and s.ci_high is not None and s.value is not None
+    assert s.ci_low <= s.value <= s.ci_high
 
 
 def test_a_compression_ratio_improvement_passes_when_higher_is_better() -> None:
@@ -504,7 +505,7 @@ def test_report_lists_every_group_of_a_gate() -> None:
     for events, v in (("117", 0.5e-3), ("1024", 3e-3)):
         run.session("candidate", {"chunk_seconds": [v]}, events=events)
     gate = _Config("chunk", parse_gate("max(chunk_seconds) < 1ms"), by=("events",))
-    (r,) = evaluate_gates([gate], run.recorded())  # type: ignore[list-item]
+    (r,) = evaluate_gates([gate], run.recorded())
     js = _gate_json(r)
     assert [(g["label"], g["state"]) for g in js["groups"]] == [
         ("events=117", "pass"),
@@ -558,7 +559,7 @@ def test_gate_board_lists_every_group() -> None:
     for events, v in (("117", 0.5e-3), ("1024", 3e-3)):
         run.session("candidate", {"chunk_seconds": [v]}, events=events)
     gate = _Config("chunk", parse_gate("max(chunk_seconds) < 1ms"), by=("events",))
-    (r,) = evaluate_gates([gate], run.recorded())  # type: ignore[list-item]
+    (r,) = evaluate_gates([gate], run.recorded())
     assert group_summary(r) == " · events=117 pass (max = 500 µs) · events=1024 fail (max = 3 ms)"
 
 
@@ -597,7 +598,7 @@ def test_by_groups_whose_sessions_never_emit_the_metric_are_left_out() -> None:
     run.session("candidate", {"other_total": [1.0]}, workload="dag")
     gate = _Config("g", parse_gate("max(chunk_seconds) < 1ms"), by=("workload",))
     for source in run.sources([gate]):
-        (r,) = evaluate_gates([gate], source)  # type: ignore[list-item]
+        (r,) = evaluate_gates([gate], source)
         assert r.state is GateState.PASS, r.reason
         assert [g.label for g in r.groups] == ["workload=pipeline"]
 
@@ -621,5 +622,5 @@ def test_live_selection_aggregates_are_capped(monkeypatch: pytest.MonkeyPatch) -
     gate = _Config("g", parse_gate("max(chunk_seconds) < 1ms"), by=("events",))
     live = run.live([gate])
     assert live.selection_samples_dropped == 2
-    (r,) = evaluate_gates([gate], live)  # type: ignore[list-item]
+    (r,) = evaluate_gates([gate], live)
     assert [g.state for g in r.groups] == [GateState.PASS, GateState.PASS, GateState.PENDING]

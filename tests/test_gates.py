@@ -21,11 +21,17 @@ from perfmon.core.gates import (
     parse_gate,
     verdict,
 )
+from perfmon.core.labels import Selector
 from perfmon.core.model import Dimension, GateResult, GateState, MetricKind
+from perfmon.core.stats import SessionGroup
 
 
 class FakeSource:
-    """A MetricSource with canned reductions: (func, metric) -> (value, n)."""
+    """A MetricSource with canned reductions: (func, metric) -> (value, n).
+
+    It serves what threshold gates read (``reduce`` without label matchers, ``kind``); the
+    session-level methods that statistical gates read fail loudly if a test reaches them.
+    """
 
     def __init__(
         self,
@@ -37,13 +43,39 @@ class FakeSource:
         self.calls: list[tuple[str, str, float | None, float | None]] = []
 
     def reduce(
-        self, func: str, metric: str, *, q: float | None = None, window_s: float | None = None
+        self,
+        func: str,
+        metric: str,
+        *,
+        q: float | None = None,
+        window_s: float | None = None,
+        where: Selector = (),
     ) -> tuple[float | None, int]:
+        assert not where, "FakeSource serves no label matchers"
         self.calls.append((func, metric, q, window_s))
         return self.values.get((func, metric), (None, 0))
 
     def kind(self, metric: str) -> MetricKind | None:
         return self.kinds.get(metric)
+
+    def session_groups(self) -> list[SessionGroup]:
+        raise AssertionError("FakeSource has no sessions")
+
+    def session_variants(self) -> list[str]:
+        raise AssertionError("FakeSource has no sessions")
+
+    def finished_sessions(self, group: SessionGroup) -> int:
+        raise AssertionError("FakeSource has no sessions")
+
+    def session_values(
+        self, metric: str, variant: str | None, *, group: SessionGroup | None = None
+    ) -> list[float]:
+        raise AssertionError("FakeSource has no sessions")
+
+    def points(
+        self, metric: str, *, window_s: float | None = None, where: Selector = ()
+    ) -> tuple[list[float], list[float]]:
+        raise AssertionError("FakeSource has no time series")
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -242,7 +274,10 @@ def test_pass_fail_and_reason() -> None:
         selections=(("event_queue_depth", ()),),
         func="p95",
     )
-    assert src.calls == [("quantile", "event_queue_depth", pytest.approx(0.95), None)]
+    calls: list[tuple[str, str, object, None]] = [
+        ("quantile", "event_queue_depth", pytest.approx(0.95), None)
+    ]
+    assert src.calls == calls
 
     src = FakeSource({("quantile", "event_queue_depth"): (131.0, 4812)})
     result = parse_gate("p95(event_queue_depth) < 100").evaluate(src, "Queue depth")

@@ -237,8 +237,8 @@ def test_var_std_cv_across_sessions_per_variant() -> None:
         std = parse_gate("std(session_seconds) < 1ms").evaluate(source, "g")
         assert std.state is GateState.PASS and std.value == 0.0
         cv = parse_gate("cv(motif_delta_lift, baseline) < 50%").evaluate(source, "g")
-        b = lifts["baseline"]
-        assert cv.value == pytest.approx(np.std(b, ddof=1) / np.mean(b))
+        base = lifts["baseline"]
+        assert cv.value == pytest.approx(np.std(base, ddof=1) / np.mean(base))
     with pytest.raises(GateSyntaxError, match="threshold 5ms is time"):
         parse_gate("var(motif_delta_lift) < 5ms")
 

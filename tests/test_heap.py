@@ -38,7 +38,12 @@ class FakeClock:
 def test_the_trimmer_trims_once_per_interval_whatever_the_tick_rate() -> None:
     clock = FakeClock()
     calls: list[int] = []
-    trimmer = HeapTrimmer(10.0, trim=lambda pad: calls.append(pad) or 1, clock=clock)
+
+    def trim(pad: int) -> int:
+        calls.append(pad)
+        return 1
+
+    trimmer = HeapTrimmer(10.0, trim=trim, clock=clock)
     assert trimmer.available
     ticks = 0
     for _ in range(4 * 60 + 1):  # one minute of snapshots at 4 Hz, both ends included

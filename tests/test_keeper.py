@@ -72,7 +72,7 @@ def supervisor(tmp_path: Path, *, grace_s: float = 0.3) -> Supervisor:
 def alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie has finished running)."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -287,8 +287,7 @@ def test_stale_control_sockets_are_removed() -> None:
     """A dead daemon's socket (nobody listens) is removed; a live one and a fresh one stay."""
     import socket as socketlib
 
-    from perfmon.engine.daemon import runtime_dir
-    from perfmon.engine.registry import list_runs, remove_stale_sockets
+    from perfmon.engine.registry import list_runs, remove_stale_sockets, runtime_dir
 
     base = runtime_dir()
     dead, fresh, live = base / "dead-run.sock", base / "fresh-run.sock", base / "live-run.sock"

@@ -8,7 +8,6 @@ import pkgutil
 from pathlib import Path
 
 import pytest
-from tests.test_tui import demo_script, settle, snapshot
 from textual.binding import Binding
 
 import perfmon.tui
@@ -27,6 +26,7 @@ from perfmon.tui.screens.confirm import ConfirmStop, stop_question
 from perfmon.tui.screens.flame import FlameScreen
 from perfmon.tui.screens.help import HelpScreen, bindings_table
 from perfmon.tui.source import ScriptedSource, StaticSource
+from test_tui import demo_script, settle, snapshot
 
 
 def all_bindings() -> list[tuple[str, Binding]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -45,7 +46,7 @@ def _spec(sid: int, *, warmup: bool = False, variant: str = "baseline") -> Sessi
     )
 
 
-def _live(**kw: int) -> LiveState:
+def _live(**kw: Any) -> LiveState:
     return LiveState(
         run_id="20250101T000000Z-audit", campaign="audit", run_dir="/r", started_t=0.0, **kw
     )
@@ -85,7 +86,7 @@ def test_aggregate_is_exact_below_the_reservoir_size(batched: bool) -> None:
 def test_aggregate_quantiles_are_close_above_the_reservoir_size(batched: bool) -> None:
     rng = np.random.default_rng(2)
     values = rng.normal(10.0, 2.0, 60_000)
-    ts = np.arange(values.size) * 0.25
+    ts = np.arange(values.size, dtype=np.float64) * 0.25
     agg = MetricAggregate(MetricKind.GAUGE, reservoir_size=4096, seed=7)
     if batched:
         for lo in range(0, values.size, 5000):
@@ -151,7 +152,7 @@ def test_series_memory_is_bounded_over_a_72h_soak_at_4hz() -> None:
     n_total = int(72 * 3600 / step)
     chunk = 14_400  # one hour of samples per batch
     for lo in range(0, n_total, chunk):
-        ts = t0 + np.arange(lo, min(lo + chunk, n_total)) * step
+        ts = t0 + np.arange(lo, min(lo + chunk, n_total), dtype=np.float64) * step
         agg.add_many(ts, ts - t0)  # value = elapsed seconds
         series, span = agg.series()
         assert len(series) <= points

@@ -197,7 +197,7 @@ def test_the_guard_repeats_busy_ok_sessions_up_to_its_retries() -> None:
     assert not repeat.should_repeat(None, 0, ok=True)
     for bad in ({"on_noisy": "retry"}, {"retries": -1}, {"max_background_share": 1.5}):
         with pytest.raises(ValueError):
-            NoiseGuard(**bad)  # type: ignore[arg-type]
+            NoiseGuard(**bad)
 
 
 # --- the summary line --------------------------------------------------------------------------
@@ -249,7 +249,10 @@ def test_a_busy_run_says_busy_counts_repeats_and_what_was_kept() -> None:
 
 def test_a_run_without_figures_says_not_measured() -> None:
     assert summarize_noise([]).line() == "Machine: not measured"
-    rows = [{"id": 1, "extra": {NOISE_BACKGROUND_SHARE: "garbage"}}, {"id": 2, "extra": None}]
+    rows: list[dict[str, object]] = [
+        {"id": 1, "extra": {NOISE_BACKGROUND_SHARE: "garbage"}},
+        {"id": 2, "extra": None},
+    ]
     assert (
         summarize_noise(rows).line() == "Machine: not measured (2 sessions without noise figures)"
     )
@@ -259,7 +262,7 @@ def test_damaged_rows_are_counted_not_a_traceback() -> None:
     from perfmon.engine.report import _machine
     from perfmon.engine.report_md import _machine_lines
 
-    rows = [
+    rows: list[dict[str, object]] = [
         {"id": 1, "status": "ok", "extra": {NOISE_BUSY: "yes", NOISE_BACKGROUND_SHARE: "x"}},
         {"id": 2, "status": "ok", "extra": [1, 2]},
         {"id": 3, "status": "ok", "extra": {NOISE_BUSY: 1.0, NOISE_BACKGROUND_SHARE: 0.5}},

@@ -28,7 +28,7 @@ def _env(fd: int | None, **extra: str) -> dict[str, str]:
 
 
 def _read_until_eof(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         ready, _, _ = select.select([fd], [], [], _DEADLINE_S)
         assert ready, "probe channel produced nothing before the deadline"

@@ -488,7 +488,7 @@ def test_the_report_has_a_section_per_host_only_when_hosts_were_recorded() -> No
 
     local = [{"id": 0, "status": "ok", "wall_s": 1.0, "workload": "w", "variant": "b"}]
     assert hosts_section(local) is None and hosts_lines(None) == []
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"id": i, "status": st, "wall_s": wall, "workload": "w", "variant": v, "params": {},
          "host": h, "host_fingerprint": fp}
         for i, (st, wall, v, h, fp) in enumerate([

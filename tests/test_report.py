@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -141,7 +142,7 @@ class Synth:
 
 
 @pytest.fixture(params=[True, False], ids=["closed", "open"])
-def synth_report(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Synth, dict]:
+def synth_report(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Synth, dict[str, Any]]:
     synth = Synth()
     synth.record(tmp_path, close=request.param)
     data = read_run(tmp_path)
@@ -168,7 +169,7 @@ def test_describe_matches_numpy_scipy() -> None:
     }
 
 
-def test_report_sessions_and_metrics(synth_report: tuple[Synth, dict]) -> None:
+def test_report_sessions_and_metrics(synth_report: tuple[Synth, dict[str, Any]]) -> None:
     synth, rep = synth_report
     assert rep["format"] == "perfmon-report" and rep["version"] == 1
     assert rep["campaign"] == "attention-audit"
@@ -221,7 +222,7 @@ def test_report_sessions_and_metrics(synth_report: tuple[Synth, dict]) -> None:
     json.dumps(rep, allow_nan=False)
 
 
-def test_markdown_has_gate_table_and_numbers(synth_report: tuple[Synth, dict]) -> None:
+def test_markdown_has_gate_table_and_numbers(synth_report: tuple[Synth, dict[str, Any]]) -> None:
     _, rep = synth_report
     md = render_markdown(rep)
     assert "**Verdict: FAIL: 1 of 3 gates passed" in md

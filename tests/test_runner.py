@@ -104,7 +104,7 @@ async def test_a_failed_session_row_write_stops_the_run_like_a_full_disk(tmp_pat
     def session_finished(result: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    runner.recorder.session_finished = session_finished  # type: ignore[assignment,method-assign]
+    runner.recorder.session_finished = session_finished  # type: ignore[method-assign]
     outcome = await asyncio.wait_for(runner.run(), timeout=60)
     assert outcome.exit_status == EXIT_INCOMPLETE
     assert runner.recording_error is not None and "No space left" in runner.recording_error

@@ -60,8 +60,8 @@ def test_matrix_rounds_interleaved_and_blocked() -> None:
         (n1, "A", 1), (n1, "B", 1), (n2, "A", 1), (n2, "B", 1),
     ]  # fmt: skip
     c = _campaign((SetConfig("s", sessions=2, order="blocked"),), workloads=(w,))
-    got = [(s.params, s.variant) for s in _all(Scheduler(c, "py"))]
-    assert got == [(n1, "A"), (n1, "A"), (n1, "B"), (n1, "B"),
+    blocked = [(s.params, s.variant) for s in _all(Scheduler(c, "py"))]
+    assert blocked == [(n1, "A"), (n1, "A"), (n1, "B"), (n1, "B"),
                    (n2, "A"), (n2, "A"), (n2, "B"), (n2, "B")]  # fmt: skip
 
 

@@ -230,7 +230,7 @@ async def test_an_executor_without_after_runs_sessions_one_by_one(tmp_path: Path
         warmup=False,
         argv=("true",),
         env=(),
-        cwd=None,
+        cwd="/tmp",
         timeout_s=None,
     )
     task = chain.launch(spec)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.test_tui import T0, snapshot
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from perfmon.core.snapshot import GateChange, ProfileEntry
 from perfmon.core.stacks import DiffNode
@@ -23,6 +23,7 @@ from perfmon.tui.app import PerfmonApp
 from perfmon.tui.screens.flame import FlameScreen, aggregate_view, diff_view
 from perfmon.tui.source import StaticSource
 from perfmon.tui.widgets.flame import FlameView
+from test_tui import T0, snapshot
 
 SIZES = [(80, 24), (100, 30), (200, 50)]
 
@@ -165,10 +166,10 @@ async def test_flame_views_are_per_workload_and_the_diff_lines_up(tmp_path: Path
         edges = [n for n in root.walk() if n.name.startswith("build_edges")]
         assert len(edges) == 1 and edges[0].delta > 0  # a larger share of a faster run
         assert "compress" not in {n.name.split(" ")[0] for n in root.walk()}
-        top = screen.query_one("#flame-top")
+        top = screen.query_one("#flame-top", DataTable)
         changes = {
             str(top.get_row_at(i)[3]): str(top.get_row_at(i)[2]) for i in range(top.row_count)
-        }  # type: ignore[attr-defined]
+        }
         assert changes["matmul (functional.py:10)"] == "-62.0pp"
         # the aggregate of one workload's variant holds only its own profiles
         screen.open_view(aggregate_view("tgat", "baseline"))

@@ -37,7 +37,9 @@ def _live() -> LiveState:
     return LiveState(run_id="r", campaign="c", run_dir="/r", started_t=0.0)
 
 
-def _samples(sid: int, values: list[float], name: str = "chunk_seconds", t0: float = 1.0):
+def _samples(
+    sid: int, values: list[float], name: str = "chunk_seconds", t0: float = 1.0
+) -> list[Sample]:
     return [Sample(t0 + i, sid, name, v, MetricKind.GAUGE) for i, v in enumerate(values)]
 
 

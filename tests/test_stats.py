@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 from scipy import stats as sps
 
 from perfmon.core.stats import (
@@ -76,10 +77,14 @@ def test_bootstrap_ci_equals_scipy_with_the_same_seed(method: str) -> None:
     )
     c = compare(A.tolist(), B.tolist(), opts)
 
-    def ratio(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    def ratio(
+        x: NDArray[np.float64], y: NDArray[np.float64], axis: int = -1
+    ) -> NDArray[np.float64]:
         return np.median(x, axis=axis) / np.median(y, axis=axis)
 
-    def change(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    def change(
+        x: NDArray[np.float64], y: NDArray[np.float64], axis: int = -1
+    ) -> NDArray[np.float64]:
         return np.median(y, axis=axis) / np.median(x, axis=axis) - 1
 
     for stat, low, high in (

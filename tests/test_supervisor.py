@@ -12,7 +12,8 @@ import psutil
 import pytest
 
 from perfmon.core.model import MetricKind, Sample, SessionResult, SessionSpec, SessionStatus
-from perfmon.engine.supervisor import Supervisor, strip_terminal_escapes
+from perfmon.core.text import strip_terminal_escapes
+from perfmon.engine.supervisor import Supervisor
 
 WORKLOADS = Path(__file__).parent / "workloads"
 PY = sys.executable

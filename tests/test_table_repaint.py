@@ -4,8 +4,8 @@ must still follow every update (values in place, growing cells, new rows, re-sor
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
-from tests.test_tui import settle, snapshot
 from textual.geometry import Region
 
 from perfmon.tui.app import PerfmonApp
@@ -13,15 +13,16 @@ from perfmon.tui.source import ScriptedSource
 from perfmon.tui.widgets.keyed_table import KeyedTable
 from perfmon.tui.widgets.metrics_table import MetricsTable
 from perfmon.tui.widgets.sessions_table import SessionsTable
+from test_tui import settle, snapshot
 
 
-def screen_lines(table: KeyedTable) -> list[str]:
+def screen_lines(table: KeyedTable[Any]) -> list[str]:
     """The table's lines as the compositor gets them (through the widget's line cache)."""
     width, height = table.size
     return [strip.text for strip in table.render_lines(Region(0, 0, width, height))]
 
 
-def line_of(table: KeyedTable, needle: str) -> str:
+def line_of(table: KeyedTable[Any], needle: str) -> str:
     lines = [line for line in screen_lines(table) if needle in line]
     assert len(lines) == 1, (needle, screen_lines(table))
     return lines[0]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.color import Color
+from textual.pilot import Pilot
 from textual.theme import Theme
 
 from perfmon.core.model import GateResult, GateState, MetricKind
@@ -16,6 +19,7 @@ from perfmon.tui.screens.help import HelpScreen
 from perfmon.tui.source import ScriptedSource, SnapshotSource, StaticSource
 from perfmon.tui.themes import ThemeError, load_theme_file, load_themes, theme_from_dict, themes_dir
 from perfmon.tui.widgets.gate_board import GateBoard
+from perfmon.tui.widgets.keyed_table import KeyedTable
 from perfmon.tui.widgets.metrics_table import MetricsTable
 from perfmon.tui.widgets.sessions_table import SessionsTable
 from perfmon.tui.widgets.sparkline import BLOCKS, render_sparkline, resample
@@ -28,7 +32,12 @@ CAMPAIGN = "attention-audit"
 
 
 def session(
-    i: int, status: str = "pending", *, wall: float | None = None, rss: int | None = None, **kw
+    i: int,
+    status: str = "pending",
+    *,
+    wall: float | None = None,
+    rss: int | None = None,
+    **kw: object,
 ) -> SessionRow:
     """A session row of the attention audit: interleaved baseline/candidate, golden set."""
     defaults = dict(
@@ -78,7 +87,7 @@ def gate(name: str, state: GateState, reason: str = "", expr: str = "") -> GateR
     )  # fmt: skip
 
 
-def snapshot(step: int, *, total: int = 12, **kw) -> Snapshot:
+def snapshot(step: int, *, total: int = 12, **kw: object) -> Snapshot:
     """The run after ``step`` sessions finished: session ``step`` running, the rest pending."""
     rows = []
     for i in range(total):
@@ -152,15 +161,16 @@ def demo_script(steps: int = 9) -> list[Snapshot]:
     return [snapshot(s) for s in range(steps)]
 
 
-def close_to(color, hex_color: str | None) -> bool:
+def close_to(color: Color | None, hex_color: str | None) -> bool:
     """True if a Rich colour is within 3/255 per channel of ``hex_color`` (Textual blends text
     colours by the theme's text alpha, which moves them by a unit or two)."""
+    assert color is not None and color.triplet is not None
     assert hex_color is not None
     want = bytes.fromhex(hex_color.lstrip("#"))
     return all(abs(a - b) <= 3 for a, b in zip(color.triplet, want, strict=True))
 
 
-async def settle(pilot, app: PerfmonApp) -> None:
+async def settle(pilot: Pilot[None], app: PerfmonApp) -> None:
     """Poll the source now and let the screen refresh."""
     app.poll()
     await pilot.pause()
@@ -294,7 +304,9 @@ async def test_theme_change_restyles_cells() -> None:
         await pilot.pause()
         light_red = board.get_cell("RAM", "state").style.color  # type: ignore[union-attr]
         assert dark_red != light_red
-        assert close_to(light_red, app.get_theme("perfmon-light").error)
+        light = app.get_theme("perfmon-light")
+        assert light is not None
+        assert close_to(light_red, light.error)
 
 
 async def test_q_sends_stop_then_exits_when_finished() -> None:
@@ -499,7 +511,7 @@ async def test_same_snapshot_is_not_applied_again() -> None:
     app = PerfmonApp(src)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot, app)
-        tables = [
+        tables: list[KeyedTable[Any]] = [
             app.query_one(SessionsTable),
             app.query_one(GateBoard),
             app.query_one(MetricsTable),
@@ -512,7 +524,9 @@ async def test_same_snapshot_is_not_applied_again() -> None:
         assert [t._update_count for t in tables] == counts
         assert status._last is shown
         # An equal snapshot in a new object changes no cell either.
-        src.push(dataclasses.replace(src.latest()))  # type: ignore[arg-type]
+        latest = src.latest()
+        assert latest is not None
+        src.push(dataclasses.replace(latest))
         await settle(pilot, app)
         assert [t._update_count for t in tables] == counts
         src.advance()
