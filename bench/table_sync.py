@@ -41,13 +41,12 @@ ROUNDS = 4
 
 async def _measure() -> dict[str, float]:
     sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
-    from tests.test_tui import settle
-
     from fixed_run import fixed_snapshot
     from perfmon.tui.app import PerfmonApp
     from perfmon.tui.source import ScriptedSource
     from perfmon.tui.widgets.metrics_table import MetricsTable
     from perfmon.tui.widgets.sessions_table import SessionsTable
+    from test_tui import settle
 
     snap = fixed_snapshot()
     app = PerfmonApp(ScriptedSource([snap]))

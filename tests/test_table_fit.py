@@ -8,9 +8,9 @@ are the least important ones."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from tests.test_table_repaint import screen_lines
-from tests.test_tui import settle
 
 from fit_run import hard_snapshot
 from perfmon.tui.app import PerfmonApp
@@ -19,6 +19,8 @@ from perfmon.tui.widgets.comparison import ComparisonTable
 from perfmon.tui.widgets.keyed_table import Column, KeyedTable, plan_columns, shorten
 from perfmon.tui.widgets.metrics_table import MetricsTable
 from perfmon.tui.widgets.sessions_table import SessionsTable
+from test_table_repaint import screen_lines
+from test_tui import settle
 
 COLS = (
     Column("id", "#"),
@@ -65,7 +67,7 @@ def test_plan_shares_the_room_among_fit_columns_by_water_filling() -> None:
     assert plan_columns(cols, [30, 40], available=30).widths == {"x": 13, "y": 13}
 
 
-def assert_nothing_cut(table: KeyedTable) -> None:
+def assert_nothing_cut(table: KeyedTable[Any]) -> None:
     """Every shown cell whole on its line; shortened names end in "…"; no sideways scroll."""
     region = table.scrollable_content_region
     assert table.virtual_size.width <= region.width, (table.id, table.virtual_size, region)
@@ -113,7 +115,7 @@ async def test_no_table_cuts_a_number_at_any_size(size: tuple[int, int]) -> None
             app.query_one(MetricsTable),
             app.query_one(ComparisonTable),
         )
-        hidden = []
+        hidden: list[tuple[str, ...] | None] = []
         for table in tables:
             if not table.display or not table.size.height:
                 hidden.append(None)
@@ -159,7 +161,8 @@ async def test_a_rebuild_keeps_the_scroll_position() -> None:
         assert sessions.scroll_y == 20 and sessions.hidden_columns == ()
         await pilot.resize_terminal(80, 24)
         await settle(pilot, app)
-        assert sessions.hidden_columns == ("params",)
+        after: tuple[str, ...] = tuple(sessions.hidden_columns)  # read again after the resize
+        assert after == ("params",)
         assert sessions.scroll_y == 20
         shown = [line for line in screen_lines(sessions) if "tgat" in line]
         assert shown and shown[0].split()[1] == "20", shown
