@@ -30,11 +30,12 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from perfmon.core.model import SessionSpec
+from perfmon.core.snapshot import ProfileEntry
 from perfmon.engine.recorder import atomic_write_text
 
 PROFILES_DIR = "profiles"
@@ -70,8 +71,10 @@ def find_py_spy() -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class ProfileRecord:
-    """One py-spy profile of one session (one line of ``profiles/index.jsonl``).
+class ProfileRecord(ProfileEntry):
+    """One py-spy profile of one session (one line of ``profiles/index.jsonl``): the
+    snapshot's ``perfmon.core.snapshot.ProfileEntry`` (the same fields, one definition), with
+    what the engine needs of it.
 
     Attributes:
         name: file stem, e.g. ``"s0007-p01"``; the stacks are ``profiles/<name>.collapsed``.
@@ -89,31 +92,10 @@ class ProfileRecord:
             could not be read. This is the cost of sampling on the machine, shown beside it.
     """
 
-    name: str
-    session: int
-    workload: str
-    variant: str
-    params: str
-    set_name: str
-    started_t: float
-    seconds: float
-    rate_hz: int
-    nonblocking: bool
-    reason: str
-    status: str
-    samples: int
-    errors: int
-    message: str
-    pyspy_cpu_s: float | None = None
-
     @property
     def ok(self) -> bool:
         """True when the profile holds stacks (status ok or partial)."""
         return self.status in ("ok", "partial") and self.samples > 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON data."""
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProfileRecord:
