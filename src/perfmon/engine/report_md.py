@@ -519,7 +519,8 @@ def _covered(tables: Any) -> tuple[set[tuple[str, str, str]], set[tuple[str, str
         places.add(where)
         if t.get("kind") not in TABLE_KINDS_COVERING:
             continue
-        names = t.get("metrics") if isinstance(t.get("metrics"), list) else [t.get("metric")]
+        listed_metrics = t.get("metrics")
+        names: list[Any] = listed_metrics if isinstance(listed_metrics, list) else [t.get("metric")]
         shown.update((*where, str(m)) for m in names if m)
     return shown, places
 
