@@ -137,3 +137,19 @@ def test_fixed_inference_is_labelled_provisional() -> None:
     )
     assert r.state is GateState.PASS
     assert "provisional until the planned n" in r.reason
+
+
+def test_oriented_rate_with_an_unbounded_sequence_does_not_divide_by_zero() -> None:
+    """A higher-is-better metric whose confidence sequence still reaches 0 (5 pairs, parquet
+    throughput) turns into a speedup interval reaching infinity, not a ZeroDivisionError."""
+    import math
+
+    from perfmon.core.gates import oriented
+    from perfmon.core.stats import AnytimeRatio
+
+    r = AnytimeRatio(1.25, 0.0, math.inf, -0.2, -1.0, math.inf, 5, 5, 5, 0.95)
+    f, lo, hi = oriented(r, "speedup", "higher")
+    assert f == 0.8
+    assert lo == 0.0
+    assert hi == math.inf
+    assert oriented(r, "regression", "higher") == (0.2, -math.inf, 1.0)

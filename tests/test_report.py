@@ -295,3 +295,69 @@ def test_write_report_atomic(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     with pytest.raises(ValueError):
         render_markdown({"format": "other"})
+
+
+def _comparison_row_line(row: dict) -> str:
+    """The start of a row of the old comparison table (``render_rows_markdown``)."""
+    return f"| {row['group']} | {row['metric']} |"
+
+
+def test_markdown_shows_each_comparison_once(synth_report: tuple[Synth, dict]) -> None:
+    """Issue 15: with result tables, report.md does not repeat their comparisons as the old
+    one-row-per-metric-x-group-x-variant table; report.json keeps every row."""
+    _, rep = synth_report
+    rows = rep["comparison"]["rows"]
+    assert {r["metric"] for r in rows} == {"chunk_seconds", "chunks_total"}
+    md = render_markdown(rep)
+    assert "## Result tables" in md
+    assert f"The result tables below show {len(rows)} of the run's {len(rows)} comparison" in md
+    assert "report.json keeps every row under `comparison`" in md
+    assert "## Comparison: metrics the result tables do not show" not in md
+    assert _comparison_row_line(rows[0]) not in md
+    assert "constant: golden tgat events=512: chunks_total = 20" not in md  # the old fold
+    # ... and each is shown by the tables: chunk_seconds' ratio pivot, chunks_total's value
+    ratio = md.split("### golden tgat: chunk_seconds, ratio against the reference")[1]
+    assert "| candidate vs baseline | " in ratio.split("###")[0]
+    assert "x slower [" in ratio.split("###")[0] or "x faster [" in ratio.split("###")[0]
+    assert "constant: chunks_total = 20" in md
+
+
+def test_markdown_keeps_the_rows_the_tables_do_not_show(synth_report: tuple[Synth, dict]) -> None:
+    _, rep = synth_report
+    rows = rep["comparison"]["rows"]
+    tables = dict(rep["tables"])
+    # as when MAX_TABLES leaves chunk_seconds' tables out: its rows stay in the old shape
+    tables["tables"] = [t for t in tables["tables"] if t.get("metric") != "chunk_seconds"]
+    md = render_markdown(dict(rep, tables=tables))
+    kept = [r for r in rows if r["metric"] == "chunk_seconds"]
+    assert kept
+    assert "## Comparison: metrics the result tables do not show" in md
+    assert f"show {len(rows) - len(kept)} of the run's {len(rows)} comparison rows" in md
+    assert _comparison_row_line(kept[0]) in md
+    assert "constant: golden tgat events=512: chunks_total = 20" not in md
+    # without result tables (a report of an older version) the old section is whole
+    old = render_markdown(dict(rep, tables=None))
+    assert "The result tables below show" not in old
+    assert _comparison_row_line(kept[0]) in old
+    assert "constant: golden tgat events=512: chunks_total = 20" in old
+    # a damaged tables entry covers nothing and costs nothing
+    from perfmon.engine.report_md import comparison_beside_tables
+
+    damaged = dict(rep, tables={"tables": [5, {"kind": "ratio"}, {"kind": "ratio", "set": 1}]})
+    assert comparison_beside_tables(damaged) == (rows, 0)
+    assert comparison_beside_tables(dict(rep, comparison={"rows": "x"})) == ([], 0)
+
+
+def test_html_comparison_shows_each_comparison_once(synth_report: tuple[Synth, dict]) -> None:
+    from perfmon.engine.exporters.html_report import _comparison
+
+    _, rep = synth_report
+    rows = rep["comparison"]["rows"]
+    page = _comparison(rep)
+    assert f"show {len(rows)} of the run's {len(rows)} comparison rows" in page
+    assert "<table" not in page
+    tables = dict(rep["tables"])
+    tables["tables"] = [t for t in tables["tables"] if t.get("metric") != "chunk_seconds"]
+    page = _comparison(dict(rep, tables=tables))
+    assert "<table" in page and ">chunk_seconds<" in page and "chunks_total = 20" not in page
+    assert "<table" in _comparison(dict(rep, tables=None))

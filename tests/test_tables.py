@@ -258,6 +258,20 @@ def test_table_cap_names_what_was_left_out() -> None:
     assert "more table(s) left out" in "\n".join(render_tables_md(section))
 
 
+def test_a_gated_one_off_value_is_never_left_out() -> None:
+    """A parity gate's values (a one-off metric) come first, like every gated metric's tables:
+    the cap leaves out ungated timings before it (a 5-variant audit hit the cap)."""
+    extra = {f"m{i}_seconds": 1.0 for i in range(3)}
+    sessions = _sessions({("a", "1"): 1.0, ("b", "1"): 0.5}, extra=extra)
+    for i, s in enumerate(sessions):
+        s.values["parity_abs_diff"] = 1e-6 * (1 + i)  # type: ignore[index]
+    kinds = {"parity_abs_diff": "value"}
+    section = build_tables(sessions, kinds=kinds, gated=["parity_abs_diff"], max_tables=2)
+    assert _tables(section, "values", "parity_abs_diff")
+    ungated = build_tables(sessions, kinds=kinds, max_tables=2)
+    assert not _tables(ungated, "values", "parity_abs_diff")
+
+
 def test_campaign_reference_and_units(tmp_path: Path) -> None:
     def write(text: str) -> Path:
         p = tmp_path / "c.toml"

@@ -598,6 +598,14 @@ class VariantComparison(Expr):
         return Evaluation(value, n, text, ci_low=low, ci_high=high, label=group.label)
 
 
+def _recip(x: float) -> float:
+    """``1 / x`` on the extended positive axis: an anytime-valid interval's bound of 0 (or
+    inf) on a ratio, ``A / B`` turned into ``B / A``, is inf (or 0), not a ZeroDivisionError."""
+    if x == 0:
+        return math.inf
+    return 1.0 / x
+
+
 def oriented(c: Comparison | AnytimeRatio, func: str, direction: str) -> tuple[float, float, float]:
     """A comparison's value and interval in the metric's direction.
 
@@ -621,7 +629,7 @@ def oriented(c: Comparison | AnytimeRatio, func: str, direction: str) -> tuple[f
     """
     if direction == HIGHER:
         if func == "speedup":
-            return 1.0 / c.speedup, 1.0 / c.speedup_high, 1.0 / c.speedup_low
+            return _recip(c.speedup), _recip(c.speedup_high), _recip(c.speedup_low)
         return -c.regression, -c.regression_high, -c.regression_low
     if func == "speedup":
         return c.speedup, c.speedup_low, c.speedup_high

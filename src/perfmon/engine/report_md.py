@@ -501,9 +501,86 @@ def _malformed_lines(report: Mapping[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+TABLE_KINDS_COVERING = ("ratio", "values")
+"""Result-table kinds that show a metric's comparison across variants: its ratio pivot, or its
+values (one-off, direction-less and constant metrics, which are shown as values, not ratios)."""
+
+
+def _covered(tables: Any) -> tuple[set[tuple[str, str, str]], set[tuple[str, str]]]:
+    """``(set, workload, metric)`` shown by a covering result table, and the (set, workload)
+    pairs that have any table (a damaged ``tables`` entry covers nothing)."""
+    shown: set[tuple[str, str, str]] = set()
+    places: set[tuple[str, str]] = set()
+    listed = tables.get("tables") if isinstance(tables, Mapping) else None
+    for t in listed if isinstance(listed, list) else ():
+        if not isinstance(t, Mapping):
+            continue
+        where = (str(t.get("set", "")), str(t.get("workload", "")))
+        places.add(where)
+        if t.get("kind") not in TABLE_KINDS_COVERING:
+            continue
+        listed_metrics = t.get("metrics")
+        names: list[Any] = listed_metrics if isinstance(listed_metrics, list) else [t.get("metric")]
+        shown.update((*where, str(m)) for m in names if m)
+    return shown, places
+
+
+def comparison_beside_tables(report: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    """The comparison rows (``report["comparison"]["rows"]``) that the result tables do not show.
+
+    The result tables (``perfmon.engine.tables``) give every variant x matrix value of a metric
+    its ratio (or, for one-off and direction-less metrics, its values) in one pivot; the old
+    comparison rows, one per metric x group x variant against the first variant, repeat them.
+    A row is shown by the tables when a ``ratio`` or ``values`` table of the row's set,
+    workload and metric is in ``report["tables"]`` (tables left out by ``MAX_TABLES`` show
+    nothing, so their rows stay). report.json keeps every row; ``perfmon compare`` is unchanged.
+
+    Args:
+        report: ``build_report``'s dict (``comparison`` and ``tables`` may be absent).
+
+    Returns:
+        ``(rows the tables do not show, how many rows they do show)``.
+    """
+    section = report.get("comparison")
+    rows = section.get("rows") if isinstance(section, Mapping) else None
+    if not isinstance(rows, list):
+        return [], 0
+    shown, places = _covered(report.get("tables"))
+    if not shown:
+        return list(rows), 0
+    keep: list[dict[str, Any]] = []
+    for r in rows:
+        group, metric = str(r.get("group", "")), str(r.get("metric", ""))
+        hit = any(
+            (s, w, metric) in shown and (group == f"{s} {w}" or group.startswith(f"{s} {w} "))
+            for s, w in places
+        )
+        if not hit:
+            keep.append(r)
+    return keep, len(rows) - len(keep)
+
+
 def _comparison_lines(report: Mapping[str, Any]) -> list[str]:
-    """``## Comparison`` (``perfmon.engine.compare.render_comparison_md``), when there is one."""
-    return render_comparison_md(report["comparison"]) if report.get("comparison") else []
+    """``## Comparison`` (``perfmon.engine.compare.render_comparison_md``), when there is one,
+    folded to the metrics the result tables do not show (``comparison_beside_tables``)."""
+    section = report.get("comparison")
+    if not section:
+        return []
+    rows, shown = comparison_beside_tables(report)
+    if not shown:
+        return render_comparison_md(section)
+    where = (
+        f"The result tables below show {shown:,} of the run's {shown + len(rows):,} comparison "
+        "rows (each variant against "
+        f"`{section.get('baseline') or 'the first variant'}` per set, workload, matrix value and "
+        "metric); report.json keeps every row under `comparison`, and `perfmon compare` prints "
+        "them in this shape."
+    )
+    if not rows:
+        return ["## Comparison", "", where, ""]
+    out = render_comparison_md({**section, "rows": rows})
+    out[0] = "## Comparison: metrics the result tables do not show"
+    return [out[0], "", where, *out[1:]]
 
 
 def _tables_lines(report: Mapping[str, Any]) -> list[str]:

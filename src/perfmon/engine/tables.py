@@ -377,7 +377,7 @@ def build_tables(
             if direction is None:
                 candidates.append(
                     (
-                        (5, metric),
+                        (0, metric) if metric in gated_set else (5, metric),  # a parity gate's
                         _values_table(where, meta, metric, cols, col_labels, variants, values),
                     )
                 )

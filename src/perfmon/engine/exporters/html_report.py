@@ -496,10 +496,23 @@ def _q(value: Any, row: Mapping[str, Any]) -> str:
 
 
 def _comparison(report: Mapping[str, Any]) -> str:
+    from perfmon.engine.report_md import comparison_beside_tables
+
     section = report.get("comparison") or {}
     rows = section.get("rows") or []
     if not rows:
         return "<p>Nothing to compare: the run has one variant.</p>"
+    # The result tables show most comparisons as pivots: only the rest in this shape.
+    rows, shown = comparison_beside_tables(report)
+    note = (
+        f"<p>The result tables below show {shown:,} of the run's {shown + len(rows):,} "
+        "comparison rows; report.json keeps every row under <code>comparison</code>, and "
+        "<code>perfmon compare</code> prints them.</p>"
+        if shown
+        else ""
+    )
+    if not rows:
+        return note
     # Metrics with one value in every session of both sides: one line, not 1x [1, 1] rows.
     folded = _constant_line(rows)
     rows = [r for r in rows if not r.get("constant")]
@@ -527,11 +540,15 @@ def _comparison(report: Mapping[str, Any]) -> str:
                 _e(_fmt(r.get("p_value"))),
             ]
         )
-    head = (
+    how = (
+        "the Hodges-Lehmann ratio with its exact rank (Moses) interval"
+        if options.get("interval", "bootstrap") == "rank"
+        else "median(baseline) / median(variant) with its bootstrap interval "
+        f"({_e(options.get('method'))}, {_e(options.get('resamples'))} resamples)"
+    )
+    head = note + (
         f"<p>Each variant against <code>{_e(section.get('baseline'))}</code>; speedup = "
-        "median(baseline) / median(variant) with its bootstrap interval "
-        f"({_e(options.get('method'))}, {_e(options.get('resamples'))} resamples), "
-        f"p: {_e(options.get('test'))}.</p>"
+        f"{how}, in the metric's direction; p: {_e(options.get('test'))}.</p>"
     )
     return head + _table(
         ["Group", "Metric", "Variant", "Baseline median", "Median", f"Speedup {level_text}CI",
