@@ -297,12 +297,12 @@ def test_write_report_atomic(tmp_path: Path) -> None:
         render_markdown({"format": "other"})
 
 
-def _comparison_row_line(row: dict) -> str:
+def _comparison_row_line(row: dict[str, Any]) -> str:
     """The start of a row of the old comparison table (``render_rows_markdown``)."""
     return f"| {row['group']} | {row['metric']} |"
 
 
-def test_markdown_shows_each_comparison_once(synth_report: tuple[Synth, dict]) -> None:
+def test_markdown_shows_each_comparison_once(synth_report: tuple[Synth, dict[str, Any]]) -> None:
     """Issue 15: with result tables, report.md does not repeat their comparisons as the old
     one-row-per-metric-x-group-x-variant table; report.json keeps every row."""
     _, rep = synth_report
@@ -322,7 +322,7 @@ def test_markdown_shows_each_comparison_once(synth_report: tuple[Synth, dict]) -
     assert "constant: chunks_total = 20" in md
 
 
-def test_markdown_keeps_the_rows_the_tables_do_not_show(synth_report: tuple[Synth, dict]) -> None:
+def test_markdown_keeps_the_rows_the_tables_do_not_show(synth_report: tuple[Synth, dict[str, Any]]) -> None:
     _, rep = synth_report
     rows = rep["comparison"]["rows"]
     tables = dict(rep["tables"])
@@ -348,7 +348,7 @@ def test_markdown_keeps_the_rows_the_tables_do_not_show(synth_report: tuple[Synt
     assert comparison_beside_tables(dict(rep, comparison={"rows": "x"})) == ([], 0)
 
 
-def test_html_comparison_shows_each_comparison_once(synth_report: tuple[Synth, dict]) -> None:
+def test_html_comparison_shows_each_comparison_once(synth_report: tuple[Synth, dict[str, Any]]) -> None:
     from perfmon.engine.exporters.html_report import _comparison
 
     _, rep = synth_report
