@@ -322,7 +322,9 @@ def test_markdown_shows_each_comparison_once(synth_report: tuple[Synth, dict[str
     assert "constant: chunks_total = 20" in md
 
 
-def test_markdown_keeps_the_rows_the_tables_do_not_show(synth_report: tuple[Synth, dict[str, Any]]) -> None:
+def test_markdown_keeps_the_rows_the_tables_do_not_show(
+    synth_report: tuple[Synth, dict[str, Any]],
+) -> None:
     _, rep = synth_report
     rows = rep["comparison"]["rows"]
     tables = dict(rep["tables"])
@@ -348,7 +350,9 @@ def test_markdown_keeps_the_rows_the_tables_do_not_show(synth_report: tuple[Synt
     assert comparison_beside_tables(dict(rep, comparison={"rows": "x"})) == ([], 0)
 
 
-def test_html_comparison_shows_each_comparison_once(synth_report: tuple[Synth, dict[str, Any]]) -> None:
+def test_html_comparison_shows_each_comparison_once(
+    synth_report: tuple[Synth, dict[str, Any]],
+) -> None:
     from perfmon.engine.exporters.html_report import _comparison
 
     _, rep = synth_report
