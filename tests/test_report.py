@@ -365,3 +365,16 @@ def test_html_comparison_shows_each_comparison_once(
     page = _comparison(dict(rep, tables=tables))
     assert "<table" in page and ">chunk_seconds<" in page and "chunks_total = 20" not in page
     assert "<table" in _comparison(dict(rep, tables=None))
+
+
+def test_an_unbounded_gate_interval_reads_infinity_not_no_data() -> None:
+    from perfmon.engine.report_md import _gate_table
+
+    gate = {
+        "name": "Speedup", "expr": "speedup(x_seconds, a, b) >= 1.4", "state": "inconclusive",
+        "value": 1.84, "ci_low": 0.0, "ci_high": None, "n": 10, "reason": "r", "groups": [],
+        "func": "speedup", "unit": "ratio", "metrics": ["x_seconds"],
+    }  # fmt: skip
+    md = "\n".join(_gate_table([gate]))
+    assert "| 1.84x | [0x, ∞] |" in md
+    assert "no data]" not in md

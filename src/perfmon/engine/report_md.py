@@ -197,7 +197,7 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> list[str]:
         for g in gates:
             fmt = _gate_fmt(g)
             ci = (
-                f"[{fmt(g['ci_low'])}, {fmt(g['ci_high'])}]"
+                _interval(g.get("ci_low"), g.get("ci_high"), fmt)
                 if g["ci_low"] is not None or g["ci_high"] is not None
                 else "–"
             )
@@ -251,7 +251,7 @@ def _group_rows(g: Mapping[str, Any], fmt: Callable[[float | None], str]) -> lis
         return []
     for gr in groups:
         ci = (
-            f"[{fmt(gr['ci_low'])}, {fmt(gr['ci_high'])}]"
+            _interval(gr.get("ci_low"), gr.get("ci_high"), fmt)
             if gr.get("ci_low") is not None or gr.get("ci_high") is not None
             else "–"
         )
@@ -290,6 +290,15 @@ def _cell(x: Any) -> str:
 
 def _fmt(value: float | None, dim: Dimension) -> str:
     return NO_DATA if value is None else format_quantity(value, dim)
+
+
+def _interval(low: Any, high: Any, fmt: Callable[[float | None], str]) -> str:
+    """A gate's interval, ``[1.3x, 1.5x]``. A bound that JSON could not carry (an anytime-valid
+    sequence still unbounded: report.json stores it as null beside a finite other bound) reads
+    ``-∞`` / ``∞``, not "no data"."""
+    lo = "-∞" if low is None else fmt(low)
+    hi = "∞" if high is None else fmt(high)
+    return f"[{lo}, {hi}]"
 
 
 def _fmt_metric(value: float | None, metric: str) -> str:
