@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from perfmon.core.gates import parse_gate
 from perfmon.core.model import GateResult, GateState, MetricKind
 from perfmon.core.snapshot import (
     SNAPSHOT_VERSION,
@@ -166,6 +167,9 @@ def fixed_snapshot(sessions: int = SESSIONS) -> Snapshot:
             "slope 0.8 MiB/h [-0.3, 1.9], limit < 1MiB/h",
         ),
     )
+    # As a run's gates come: annotated with their grammar (threshold, unit, ...) by the
+    # parser (issue 12), which the board reads for its margin plot.
+    gates = tuple(parse_gate(g.expr).annotate(g) for g in gates)
     total = len(rows)
     return Snapshot(
         version=SNAPSHOT_VERSION,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from perfmon.core.gates import parse_gate
 from perfmon.core.model import GateResult, GateState
 from perfmon.engine.exporters import render
 from perfmon.engine.recorder import read_run
@@ -68,6 +69,9 @@ def test_report_html_renders_without_console_errors(tmp_path: Path) -> None:
                    GateState.PASS, 1.6, 16, "speedup = 1.6x", 1.5, 1.7),
         GateResult("Queue", "max(event_queue_depth) < 5", GateState.FAIL, 9.0, 160, "max = 9"),
     ]  # fmt: skip
+    # As a run's gates come: annotated with their grammar (the metrics they read, whose time
+    # series the report charts), by the parser.
+    gates = [parse_gate(g.expr).annotate(g) for g in gates]
     data = read_run(run_dir)
     page = run_dir / "report.html"
     page.write_text(render("html", build_report(data, gates, verdict="fail"), data))
