@@ -169,7 +169,7 @@ def fixed_snapshot(sessions: int = SESSIONS) -> Snapshot:
     )
     # As a run's gates come: annotated with their grammar (threshold, unit, ...) by the
     # parser (issue 12), which the board reads for its margin plot.
-    gates = tuple(parse_gate(g.expr).annotate(g) for g in gates)
+    annotated = tuple(parse_gate(g.expr).annotate(g) for g in gates)
     total = len(rows)
     return Snapshot(
         version=SNAPSHOT_VERSION,
@@ -185,7 +185,7 @@ def fixed_snapshot(sessions: int = SESSIONS) -> Snapshot:
         malformed_total=0,
         sessions=tuple(rows),
         metrics=metrics,
-        gates=gates,
+        gates=annotated,
         verdict=GateState.FAIL.value,
         message="session 80 finished: tgat candidate events=1024",
         comparison=fixed_panel(sessions),

@@ -427,7 +427,8 @@ async def test_a_queued_session_starts_when_the_previous_one_ends(tmp_path: Path
         while sup.pid_of(3) is None:
             await asyncio.sleep(0.005)
         queued = asyncio.create_task(sup.run_session(spec(["true"], id=4), after=3))
-        await asyncio.sleep(0.05)
+        while not sup.requested(4):  # its request is with the keeper, behind session 3
+            await asyncio.sleep(0.005)
         await sup.cancel_all()
         c, d = await third, await queued
     finally:

@@ -512,9 +512,13 @@ class Supervisor:
         not run (they return ``CANCELLED`` at once)."""
         self._cancelled = True
         runs = list(self._running.values())
+        # Queued sessions first: the keeper reads its messages in order, so each queued
+        # session is dropped before the one it waits for is signalled (else that one's exit
+        # could start it in between).
         for run in runs:
             if run.pid is None:  # queued in the keeper, not started: drop it
                 self._send_cancel(run)
+        for run in runs:
             self._terminate(run, SessionStatus.CANCELLED)
         for run in runs:
             await run.finished.wait()
