@@ -94,3 +94,30 @@ def normal_walls(median: float, n: int, spread: float = 0.01, seed: int = 1) -> 
     """``n`` positive wall times around ``median`` (relative spread ``spread``)."""
     rng = np.random.default_rng(seed)
     return [float(median * (1.0 + spread * x)) for x in rng.standard_normal(n)]
+
+
+def session_spec(
+    sid: int,
+    variant: str = "baseline",
+    *,
+    workload: str = "tgat",
+    set_name: str = "golden",
+    warmup: bool = False,
+    params: Sequence[tuple[str, str]] = (),
+) -> SessionSpec:
+    """A session spec for tests of the live state, the report and the viewer: session ``sid``
+    (also its index) of ``workload`` x ``variant`` in ``set_name``, running ``true`` (nothing
+    here starts it)."""
+    return SessionSpec(
+        id=sid,
+        workload=workload,
+        variant=variant,
+        set_name=set_name,
+        index=sid,
+        warmup=warmup,
+        argv=("true",),
+        env=(),
+        cwd="/tmp",
+        timeout_s=None,
+        params=tuple(params),
+    )

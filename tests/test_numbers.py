@@ -39,6 +39,7 @@ from perfmon.tui.widgets.timeline_chart import (
     bucket_columns,
     points_only,
 )
+from synthetic_runs import session_spec
 
 # -- units ---------------------------------------------------------------------------------
 
@@ -78,19 +79,7 @@ def test_counters_read_as_total_and_rate() -> None:
 
 
 def _spec(sid: int, variant: str, set_name: str = "golden") -> SessionSpec:
-    return SessionSpec(
-        id=sid,
-        workload="w",
-        variant=variant,
-        set_name=set_name,
-        index=sid,
-        warmup=False,
-        argv=("true",),
-        env=(),
-        cwd="/tmp",
-        timeout_s=None,
-        params=(),
-    )
+    return session_spec(sid, variant, workload="w", set_name=set_name)
 
 
 def test_the_per_set_text_of_a_regression_gate_is_a_percentage() -> None:

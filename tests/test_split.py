@@ -14,23 +14,11 @@ from perfmon.core.live import MAX_SPLIT_ROWS, LiveState, parse_split_command
 from perfmon.core.model import SYSTEM_SESSION, MetricKind, Sample, SessionSpec
 from perfmon.core.snapshot import Snapshot
 from perfmon.tui.source import ScriptedSource, is_command
-from synthetic_runs import record_run
+from synthetic_runs import record_run, session_spec
 
 
 def _spec(sid: int, variant: str, *, events: str = "512", warmup: bool = False) -> SessionSpec:
-    return SessionSpec(
-        id=sid,
-        workload="tgat",
-        variant=variant,
-        set_name="golden",
-        index=sid,
-        warmup=warmup,
-        argv=("python", "-c", "pass"),
-        env=(),
-        cwd="/tmp",
-        timeout_s=None,
-        params=(("events", events),),
-    )
+    return session_spec(sid, variant, warmup=warmup, params=(("events", events),))
 
 
 def _live() -> LiveState:
