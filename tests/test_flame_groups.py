@@ -271,4 +271,9 @@ async def test_real_run_every_2_interleaved_profiles_both_variants_and_diff_line
     assert list(base.root.children) == list(cand.root.children) == ['process "cpu"']
     diff = DiffTree(base, cand)
     mains = [n for n in diff.root.walk() if n.name.startswith("main ")]
-    assert len(mains) == 1 and abs(mains[0].delta) < 0.1
+    # One frame carries the hot function in both variants, with a small change (unaligned
+    # roots showed it twice, at -92 and +89 points). py-spy may also catch `main` on another
+    # path now and then (a stray sample): such a node is small, and no node swings far.
+    top = max(mains, key=lambda n: n.base + n.cand)
+    assert top.base > 0.5 and top.cand > 0.5 and abs(top.delta) < 0.1, mains
+    assert all(abs(n.delta) < 0.1 for n in mains), mains
