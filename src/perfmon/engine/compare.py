@@ -508,22 +508,25 @@ def combine_runs(
     if relabel_new is not None:
         new_rows = [relabel_new(r) for r in new_rows]
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        # NEW's samples, then BASE's kept sessions' samples moved above NEW's ids, one batch
-        # at a time from each run's files: memory does not grow with either recording.
-        yield from new.batches()
+    def kept_base() -> Iterator[pa.RecordBatch]:
         for batch in base.batches():
             part = batch.filter(pc.is_in(batch.column("session"), value_set=keep_ids))
             if part.num_rows:
                 yield _shift_batch(part, offset)
 
-    n, t_min, t_max = 0, None, None
-    for batch in batches():  # one pass for the count and the time range
-        if batch.num_rows:
-            n += batch.num_rows
-            lo, hi = pc.min_max(batch.column("t")).values()
-            t_min = lo.as_py() if t_min is None else min(t_min, lo.as_py())
-            t_max = hi.as_py() if t_max is None else max(t_max, hi.as_py())
+    def batches() -> Iterator[pa.RecordBatch]:
+        # NEW's samples, then BASE's kept sessions' samples moved above NEW's ids, one batch
+        # at a time from each run's files: memory does not grow with either recording.
+        yield from new.batches()
+        yield from kept_base()
+
+    # NEW's count and time range are known (read_run); BASE's kept part takes one pass.
+    n, t_min, t_max = new.num_samples, new.t_min, new.t_max
+    for batch in kept_base():
+        n += batch.num_rows
+        lo, hi = (x.as_py() for x in pc.min_max(batch.column("t")).values())
+        t_min = lo if t_min is None else min(t_min, lo)
+        t_max = hi if t_max is None else max(t_max, hi)
     return dc.replace(
         new,
         sessions=new_rows + rows,

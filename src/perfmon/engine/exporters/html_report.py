@@ -116,22 +116,11 @@ def downsample(
     v = np.asarray(v, dtype=np.float64)
     keep = np.isfinite(t) & np.isfinite(v)
     t, v = t[keep], v[keep]
-    order = np.argsort(t, kind="stable")
-    t, v = t[order], v[order]
-    if t.size <= buckets:
+    if not t.size:
         return t, v, v, v
-    lo, hi = float(t[0]), float(t[-1])
-    width = (hi - lo) / buckets or 1.0
-    idx = np.minimum(((t - lo) / width).astype(np.int64), buckets - 1)
-    counts = np.bincount(idx, minlength=buckets)
-    nonempty = counts > 0
-    t_mean = np.bincount(idx, weights=t, minlength=buckets)[nonempty] / counts[nonempty]
-    v_mean = np.bincount(idx, weights=v, minlength=buckets)[nonempty] / counts[nonempty]
-    v_min = np.full(buckets, np.inf)
-    v_max = np.full(buckets, -np.inf)
-    np.minimum.at(v_min, idx, v)
-    np.maximum.at(v_max, idx, v)
-    return t_mean, v_min[nonempty], v_mean, v_max[nonempty]
+    acc = BucketedSeries(float(t.min()), float(t.max()), buckets)
+    acc.add(t, v)
+    return acc.result()
 
 
 class BucketedSeries:
@@ -186,7 +175,8 @@ class BucketedSeries:
         if self._raw is not None:
             t = np.concatenate([a for a, _ in self._raw]) if self._raw else np.zeros(0)
             v = np.concatenate([b for _, b in self._raw]) if self._raw else np.zeros(0)
-            return downsample(t, v, self.buckets)
+            order = np.argsort(t, kind="stable")
+            return t[order], v[order], v[order], v[order]
         ok = self.count > 0
         n = self.count[ok]
         return self.t_sum[ok] / n, self.v_min[ok], self.v_sum[ok] / n, self.v_max[ok]
