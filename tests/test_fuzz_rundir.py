@@ -378,19 +378,24 @@ def test_no_damaged_file_crashes_report(
     assert tally.get("damage found", 0) > len(cases) // 3, tally
 
 
+MANY_CASES = 360  # 15 of each kind and mutation
+MANY_CHUNKS = 4  # tests of their own, so that parallel workers share the 360 cases
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
+@pytest.mark.parametrize("chunk", range(MANY_CHUNKS))
 def test_no_damaged_file_crashes_report_many(
-    base: Base, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    base: Base, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
-    # 360 cases (15 of each kind and mutation). report.md/json, csv and junit are written for
-    # each; the HTML report (matplotlib, ~1 s a report) is left to the default-size fuzz above,
-    # which renders it for all of its cases.
+    # 360 cases in all (15 of each kind and mutation), a quarter per chunk. report.md/json,
+    # csv and junit are written for each; the HTML report (matplotlib, ~1 s a report) is left
+    # to the default-size fuzz above, which renders it for all of its cases.
     import perfmon.engine.exporters as exporters
 
     monkeypatch.setattr(exporters, "DEFAULT_FORMATS", ("csv", "junit"))
     tally: dict[str, int] = {}
-    for case in make_cases(360, seed=SEED + 1):
+    for case in make_cases(MANY_CASES, seed=SEED + 1)[chunk::MANY_CHUNKS]:
         what = check_case(case, base, tmp_path)
         tally[f"{case.kind} {what}"] = tally.get(f"{case.kind} {what}", 0) + 1
         shutil.rmtree(tmp_path / case.id)

@@ -54,6 +54,7 @@ def _run(campaign_path: Path, tmp_path: Path) -> tuple[Runner, list[Snapshot], o
 
 
 @pytest.mark.slow
+@pytest.mark.quiet  # compares two sessions' wall times
 def test_100000_metric_names_are_bounded_counted_and_do_not_inflate_timing(
     tmp_path: Path,
 ) -> None:

@@ -648,6 +648,7 @@ def _real_campaign(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.quiet  # spins every CPU on purpose: the other tests' noise
 @pytest.mark.skipif(not Path("/proc/stat").exists(), reason="Linux /proc only")
 def test_a_busy_machine_is_flagged_live_and_in_the_report(tmp_path: Path, spinners: None) -> None:
     campaign = load_campaign(_real_campaign(tmp_path))

@@ -45,6 +45,10 @@ RAY_MISSING = "the Ray executor needs the ray extra: pip install 'perfmon[ray]'"
 
 MB = 1024 * 1024
 
+# One Ray cluster per worker that runs these tests (a module fixture, ~10 s to start): under
+# `--dist loadgroup` they all go to one worker.
+pytestmark = pytest.mark.xdist_group("ray-cluster")
+
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
