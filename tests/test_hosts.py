@@ -19,7 +19,9 @@ from typing import Any
 
 from perfmon.core.campaign import load_campaign
 from perfmon.core.model import GateState, SessionSpec
+from perfmon.core.snapshot import Snapshot
 from perfmon.engine.fake_executor import FakeExecutor, FakeSample, FakeSession
+from perfmon.engine.headless import format_gate_table
 from perfmon.engine.manifest import stats_options
 from perfmon.engine.recorded import (
     allows_mixed_hosts,
@@ -30,6 +32,7 @@ from perfmon.engine.recorded import (
 )
 from perfmon.engine.recorder import make_run_dir, read_run
 from perfmon.engine.runner import EXIT_FAIL, EXIT_PASS, Runner
+from perfmon.tui.widgets.gate_board import per_set_text
 
 FP_1 = "cpu=Xeon 8480;cores=2;mem=16GiB;kernel=6.8;gpu="
 FP_2 = "cpu=EPYC 9654;cores=2;mem=16GiB;kernel=6.8;gpu="
@@ -95,11 +98,27 @@ def script(place: Placer, *, slow_on: str = "") -> Callable[[SessionSpec], FakeS
     return make
 
 
-def run(tmp_path: Path, make: Callable[[SessionSpec], FakeSession], **kw: Any) -> Any:
+def run(
+    tmp_path: Path,
+    make: Callable[[SessionSpec], FakeSession],
+    *,
+    pace: float = 0.0,
+    snapshots: list[Snapshot] | None = None,
+    **kw: Any,
+) -> Any:
     campaign = load_campaign(write_campaign(tmp_path, **kw))
     run_dir = make_run_dir(tmp_path / "runs", campaign.name, time.time())
-    factory = FakeExecutor.factory(make)
-    runner = Runner(campaign, run_dir, executor_factory=factory, sample_system=False)
+    factory = FakeExecutor.factory(make, pace=pace)
+    runner = Runner(
+        campaign,
+        run_dir,
+        executor_factory=factory,
+        sample_system=False,
+        snapshot_hz=50.0,
+        gate_interval_s=0.0,
+    )
+    if snapshots is not None:
+        runner.snapshot_listeners.append(snapshots.append)
     return asyncio.run(runner.run())
 
 
@@ -131,6 +150,14 @@ def test_two_hosts_one_passing_one_failing_fail_the_run_and_both_are_shown(
     md = (outcome.run_dir / "report.md").read_text()
     assert "### Set golden on host gpu-a" in md and "### Set golden on host gpu-b" in md
     assert "judged on its own host's sessions" in md
+    assert "every gate passes in every set on every host" in md
+    # The headless log and the board show both hosts' groups under the gate.
+    table = format_gate_table(outcome.gates).splitlines()
+    assert table[2].startswith("Speed") and "FAIL" in table[2]
+    assert table[3].split() == ["golden", "@", "gpu-a", "pass", *texts["golden @ gpu-a"].split()]
+    assert table[4].split()[:4] == ["golden", "@", "gpu-b", "fail"]
+    board = per_set_text(speed.per_set)
+    assert board.startswith("golden @ gpu-a ● pass 1.98x [") and "│ golden @ gpu-b ✗ fail" in board
 
 
 def test_hosts_of_one_fingerprint_are_still_judged_apart(tmp_path: Path) -> None:
@@ -157,6 +184,7 @@ def test_one_host_looks_exactly_as_a_local_run(tmp_path: Path) -> None:
     assert local.exit_status == ray_one.exit_status == EXIT_PASS
     assert _gate_fields(local.gates) == _gate_fields(ray_one.gates)
     assert [g.per_set for g in local.gates] == [g.per_set for g in ray_one.gates]
+    assert format_gate_table(local.gates) == format_gate_table(ray_one.gates)
     for outcome in (local, ray_one):
         report = json.loads((outcome.run_dir / "report.json").read_text())
         assert report["gates_by_set"] == {} and report["gate_groups"] == "set"
@@ -222,3 +250,30 @@ def test_groups_split_each_set_by_host_and_leave_out_sessions_that_reached_no_ho
     assert allows_mixed_hosts({"campaign": {"executor": {"allow_mixed_hosts": True}}})
     assert not allows_mixed_hosts({"campaign": {"executor": "garbage"}})
     assert not allows_mixed_hosts([])
+
+
+def test_live_gates_over_several_hosts_wait_for_the_per_host_verdict(tmp_path: Path) -> None:
+    """The live state pools hosts, so a live gate over two hosts is shown pending (its pooled
+    figure in the reason), never pass or fail; the end of the run shows every host's group."""
+    snapshots: list[Snapshot] = []
+    outcome = run(
+        tmp_path, script(alternate, slow_on="gpu-b"), sessions=20, pace=0.01, snapshots=snapshots
+    )
+    assert outcome.exit_status == EXIT_FAIL
+    live = [s for s in snapshots if s.state == "running" and s.sessions_done >= 4]
+    assert live, "no snapshot while two hosts had sessions"
+    for snap in live:
+        for g in snap.gates:
+            assert g.state is GateState.PENDING and g.per_set == ()
+            assert g.reason.startswith("pooled over 2 hosts live, judged per host when the run")
+    final = snapshots[-1]
+    assert final.verdict == "fail"
+    assert [name for name, _, _ in final.gates[1].per_set] == ["golden @ gpu-a", "golden @ gpu-b"]
+
+
+def test_live_gates_on_one_host_are_not_marked(tmp_path: Path) -> None:
+    snapshots: list[Snapshot] = []
+    run(tmp_path, script(lambda pair: ("gpu-a", FP_1)), sessions=5, pace=0.01, snapshots=snapshots)
+    queue = [s.gates[1] for s in snapshots if s.state == "running" and s.sessions_done >= 2]
+    assert queue and all(g.state is GateState.PASS for g in queue)
+    assert all("pooled" not in g.reason for g in queue)

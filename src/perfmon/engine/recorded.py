@@ -481,8 +481,39 @@ def judged_per_host(sessions: Sequence[Mapping[str, Any]], allow_mixed_hosts: bo
     opt in to pooling them (``allow_mixed_hosts``)."""
     if allow_mixed_hosts:
         return False
-    hosts = host_fingerprints(sessions)
-    return len(hosts) > 1 or any(len(fps) > 1 for fps in hosts.values())
+    return pools_hosts(host_fingerprints(sessions))
+
+
+def pools_hosts(hosts: Mapping[str, Collection[str]]) -> bool:
+    """Whether statistics over sessions of these hosts would pool different instruments:
+    more than one host, or one host under more than one fingerprint.
+
+    Args:
+        hosts: host -> its fingerprints (as ``host_fingerprints`` gives, or a runner's live
+            record of them).
+    """
+    return len(hosts) > 1 or any(len(set(fps) - {""}) > 1 for fps in hosts.values())
+
+
+def pooled_live(result: GateResult, hosts: int) -> GateResult:
+    """A live gate result over sessions of several hosts, marked for what it is.
+
+    The live state folds every session into one set of aggregates, so a live gate pools the
+    hosts, which the run's statistics never do (``evaluate_recorded`` judges each host
+    apart). Such a result is shown ``pending``, its pooled figure in the reason, until the
+    run ends and the per-host results replace it; so neither the board nor ``stop_when =
+    "decided"`` acts on a pooled number.
+
+    Args:
+        result: the live result.
+        hosts: how many hosts the live state has seen.
+    """
+    reason = (
+        f"pooled over {hosts} hosts live, judged per host when the run ends: {result.reason}"
+        if hosts > 1
+        else f"one host under several fingerprints, judged when the run ends: {result.reason}"
+    )
+    return dataclasses.replace(result, state=GateState.PENDING, reason=reason, per_set=())
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
