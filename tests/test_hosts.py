@@ -17,9 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from perfmon.cli import main
 from perfmon.core.campaign import load_campaign
 from perfmon.core.model import GateState, SessionSpec
 from perfmon.core.snapshot import Snapshot
+from perfmon.engine.compare import MixedHostsRefused, apply_baseline_run, compare_runs
 from perfmon.engine.fake_executor import FakeExecutor, FakeSample, FakeSession
 from perfmon.engine.headless import format_gate_table
 from perfmon.engine.manifest import stats_options
@@ -277,3 +281,76 @@ def test_live_gates_on_one_host_are_not_marked(tmp_path: Path) -> None:
     queue = [s.gates[1] for s in snapshots if s.state == "running" and s.sessions_done >= 2]
     assert queue and all(g.state is GateState.PASS for g in queue)
     assert all("pooled" not in g.reason for g in queue)
+
+
+def test_the_reports_comparison_compares_each_host_apart(tmp_path: Path) -> None:
+    outcome = run(tmp_path, script(alternate, slow_on="gpu-b"), sessions=10)
+    report = json.loads((outcome.run_dir / "report.json").read_text())
+    rows = [r for r in report["comparison"]["rows"] if r["metric"] == "session_seconds"]
+    assert [r["group"] for r in rows] == ["golden @ gpu-a kernel", "golden @ gpu-b kernel"]
+    assert [(r["a_n"], r["b_n"]) for r in rows] == [(5, 5), (5, 5)]
+    assert rows[0]["speedup"] > 1.9 and rows[1]["speedup"] < 0.7  # never the pooled median
+
+
+def _two_runs(tmp_path: Path, fp_b: str, *, executor: str = "") -> tuple[Path, Path]:
+    a = run(tmp_path / "a", script(lambda pair: ("gpu-a", FP_1)), sessions=5).run_dir
+    b = run(tmp_path / "b", script(lambda pair: ("gpu-b", fp_b)), sessions=5, executor=executor)
+    return a, b.run_dir
+
+
+def test_compare_refuses_runs_of_different_fingerprints_unless_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = _two_runs(tmp_path, FP_2)
+    with pytest.raises(MixedHostsRefused, match="2 different host fingerprints"):
+        compare_runs(a, b)
+    assert main(["compare", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert "refused" in err and "--allow-mixed-hosts" in err and "Traceback" not in err
+    expr = "regression(session_seconds) > 5%"
+    assert main(["compare", str(a), str(b), "--fail-if", expr]) == 2
+    assert main(["compare", str(a), str(b), "--allow-mixed-hosts"]) == 0
+    rows, _ = compare_runs(a, b, allow_mixed_hosts=True)
+    assert rows
+
+
+def test_compare_takes_runs_of_one_fingerprint_on_different_hosts(tmp_path: Path) -> None:
+    a, b = _two_runs(tmp_path, FP_1)
+    rows, _ = compare_runs(a, b)
+    assert any(r.metric == "session_seconds" for r in rows)
+
+
+def test_compare_takes_runs_when_a_campaign_opted_in(tmp_path: Path) -> None:
+    a, b = _two_runs(tmp_path, FP_2, executor="[executor]\nallow_mixed_hosts = true")
+    rows, _ = compare_runs(a, b)
+    assert rows
+
+
+def test_a_baseline_run_on_another_kind_of_host_is_refused(tmp_path: Path) -> None:
+    a, b = _two_runs(tmp_path, FP_2)
+    data = read_run(b)
+    gates = data.manifest["campaign"]["gates"]
+    stats = stats_options(data.manifest["campaign"])
+    recorded = evaluate_recorded(gates, data, stats)
+    again = apply_baseline_run(gates, data, recorded, a, stats)
+    speed = again.run[0]
+    assert speed.state is GateState.PENDING and speed.value is None
+    assert "refused: the runs' sessions ran under 2 different host fingerprints" in speed.reason
+    assert again.run[1] == recorded.run[1]  # a gate on this run's data alone is kept
+
+
+def test_a_baseline_run_is_compared_with_each_host_of_this_run(tmp_path: Path) -> None:
+    base = run(tmp_path / "a", script(lambda pair: ("gpu-c", FP_1)), sessions=10).run_dir
+    new = run(tmp_path / "b", script(alternate, slow_on="gpu-b"), sessions=20).run_dir
+    data = read_run(new)
+    gates = data.manifest["campaign"]["gates"]
+    stats = stats_options(data.manifest["campaign"])
+    recorded = evaluate_recorded(gates, data, stats)
+    again = apply_baseline_run(gates, data, recorded, base, stats)
+    assert again.per_host and list(again.per_set) == ["golden @ gpu-a", "golden @ gpu-b"]
+    a_host, b_host = again.per_set["golden @ gpu-a"][0], again.per_set["golden @ gpu-b"][0]
+    assert a_host.reason.startswith("baseline ") and b_host.reason.startswith("baseline ")
+    assert a_host.state is GateState.PASS and b_host.state is GateState.FAIL
+    speed = again.run[0]
+    assert speed.state is GateState.FAIL and speed.reason.startswith("[golden @ gpu-b] baseline")
+    assert [state for _, state, _ in speed.per_set] == ["pass", "fail"]

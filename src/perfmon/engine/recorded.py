@@ -718,24 +718,41 @@ def evaluate_recorded(
             cols, group.rows, keep_sessions=group.ids, system_span=span, now=now
         )
         per_set[group.name] = evaluate_gates(configs, source)
-    run: list[GateResult] = []
-    for i, config in enumerate(configs):
-        worst_set, worst = max(
-            ((name, results[i]) for name, results in per_set.items()),
-            key=lambda item: _SEVERITY.get(item[1].state, 0),
-        )
-        run_result = dataclasses.replace(worst, reason=f"[{worst_set}] {worst.reason}")
-        if per_host:
-            # The board shows every (set, host) group of the gate on its line.
-            run_result = dataclasses.replace(
-                run_result,
-                per_set=tuple(
-                    (name, results[i].state.value, short_value(config.gate, results[i]))
-                    for name, results in per_set.items()
-                ),
-            )
-        run.append(run_result)
+    run = [
+        worst_of_groups(per_set, i, config.gate, per_host=per_host)
+        for i, config in enumerate(configs)
+    ]
     return RecordedGates(run=run, per_set=per_set, per_host=per_host)
+
+
+def worst_of_groups(
+    per_set: Mapping[str, Sequence[GateResult]], i: int, gate: Any, *, per_host: bool
+) -> GateResult:
+    """Gate ``i``'s whole-run result from its groups' results: the worst group's (fail, then
+    pending, then inconclusive, then pass), its reason prefixed with the group's name; with
+    ``per_host``, ``per_set`` lists every (set, host) group's state and value, for the board.
+
+    Args:
+        per_set: group name -> one result per gate (``RecordedGates.per_set``), not empty.
+        i: the gate's position.
+        gate: the parsed gate (``perfmon.core.gates.Gate``), for the groups' short values.
+        per_host: the groups are (set, host) pairs.
+    """
+    worst_set, worst = max(
+        ((name, results[i]) for name, results in per_set.items()),
+        key=lambda item: _SEVERITY.get(item[1].state, 0),
+    )
+    result = dataclasses.replace(worst, reason=f"[{worst_set}] {worst.reason}")
+    if per_host:
+        # The board shows every (set, host) group of the gate on its line.
+        result = dataclasses.replace(
+            result,
+            per_set=tuple(
+                (name, results[i].state.value, short_value(gate, results[i]))
+                for name, results in per_set.items()
+            ),
+        )
+    return result
 
 
 def _refused(config: GateConfig, group: GateGroup) -> GateResult:
