@@ -155,6 +155,8 @@ def test_two_hosts_one_passing_one_failing_fail_the_run_and_both_are_shown(
     assert "### Set golden on host gpu-a" in md and "### Set golden on host gpu-b" in md
     assert "judged on its own host's sessions" in md
     assert "every gate passes in every set on every host" in md
+    html = (outcome.run_dir / "report.html").read_text()
+    assert "<h3>Set golden on host gpu-a</h3>" in html and "on host gpu-b</h3>" in html
     # The headless log and the board show both hosts' groups under the gate.
     table = format_gate_table(outcome.gates).splitlines()
     assert table[2].startswith("Speed") and "FAIL" in table[2]

@@ -324,6 +324,7 @@ class Runner:
         # Issue 16: host -> its fingerprints, from the sessions' first updates (live gates pool
         # hosts; with several, they are marked pending until the per-host report judges them).
         self._hosts: dict[str, set[str]] = {}
+        self._marked: tuple[tuple[GateResult, ...], int, list[GateResult]] = ((), 0, [])
         self._last_snapshot: Snapshot | None = None
         self._export_lock = asyncio.Lock()
         self._final_verdict: str | None = None
@@ -774,8 +775,21 @@ class Runner:
         if self._final_verdict is None:
             self._gates = list(self.gate_worker.results)
             if not self.campaign.executor.allow_mixed_hosts and pools_hosts(self._hosts):
-                self._gates = [pooled_live(g, len(self._hosts)) for g in self._gates]
+                self._gates = self._pooled_live(self._gates)
         self.gate_changes.observe(self._gates, time.time())
+
+    def _pooled_live(self, results: list[GateResult]) -> list[GateResult]:
+        """The live results marked as pooled over hosts (``pooled_live``), re-marked only when
+        a result or the number of hosts changed (this runs on the loop, every snapshot)."""
+        seen, hosts, marked = self._marked
+        if hosts != len(self._hosts) or len(seen) != len(results):
+            changed = True
+        else:
+            changed = any(a is not b for a, b in zip(seen, results, strict=True))
+        if changed:
+            marked = [pooled_live(g, len(self._hosts)) for g in results]
+            self._marked = (tuple(results), len(self._hosts), marked)
+        return list(marked)
 
     def _publish(self) -> None:
         """Publish a snapshot built on the loop (at the end of the run, when timing no longer
