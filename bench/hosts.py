@@ -21,6 +21,7 @@ Usage: ``PYTHONPATH=src .venv/bin/python bench/hosts.py [--calls N] [--reps R]``
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import tempfile
 import textwrap
@@ -110,7 +111,7 @@ def main() -> None:
             order = ("local", "host") if rep % 2 == 0 else ("host", "local")
             for which in order:
                 result = local if which == "local" else remote
-                upd[which].append(_time(lambda r=result: runner._on_update(r), args.calls))
+                upd[which].append(_time(functools.partial(runner._on_update, result), args.calls))
             runner._hosts.clear()
             obs["one host"].append(_time(runner._observe_gates, args.calls // 10))
             runner._hosts.update({"gpu-a": {"x"}, "gpu-b": {"x"}})
