@@ -356,3 +356,19 @@ def test_a_baseline_run_is_compared_with_each_host_of_this_run(tmp_path: Path) -
     speed = again.run[0]
     assert speed.state is GateState.FAIL and speed.reason.startswith("[golden @ gpu-b] baseline")
     assert [state for _, state, _ in speed.per_set] == ["pass", "fail"]
+
+
+def test_perfmon_report_of_a_finished_run_groups_by_host_from_the_recording(
+    tmp_path: Path,
+) -> None:
+    """Host and fingerprint are in the recording: the report is rebuilt without the cluster."""
+    outcome = run(tmp_path, script(alternate, slow_on="gpu-b"), sessions=20)
+    rows = [json.loads(x) for x in (outcome.run_dir / "sessions.jsonl").read_text().splitlines()]
+    assert {(r["host"], r["host_fingerprint"]) for r in rows} == {("gpu-a", FP_1), ("gpu-b", FP_1)}
+    first = json.loads((outcome.run_dir / "report.json").read_text())
+    for name in ("report.json", "report.md", "report.html"):
+        (outcome.run_dir / name).unlink()
+    assert main(["report", str(outcome.run_dir)]) == 0  # written from an intact recording
+    again = json.loads((outcome.run_dir / "report.json").read_text())
+    assert again["gates_by_set"] == first["gates_by_set"]
+    assert again["verdict"] == "fail" and again["gate_groups"] == "set and host"
