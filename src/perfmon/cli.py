@@ -258,6 +258,11 @@ def _add_compare(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     cmp_.add_argument("--min-sessions", type=int, help="sessions per side before a ratio")
     cmp_.add_argument("--interval", choices=("rank", "bootstrap"), help="CI method")
+    cmp_.add_argument(
+        "--allow-mixed-hosts",
+        action="store_true",
+        help="compare runs recorded under different host fingerprints (refused by default)",
+    )
 
 
 def _add_daemon(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -827,9 +832,16 @@ def _compare(args: argparse.Namespace) -> int:
         options = dataclasses.replace(options, **overrides)
     except (OSError, ValueError) as exc:
         return _fail(f"compare: {exc}")
+    from perfmon.engine.compare import MixedHostsRefused
+
     if args.fail_if:
         return _compare_fail_if(args, options)
-    rows, meta = compare_runs(args.run_a, args.run_b, options)
+    try:
+        rows, meta = compare_runs(
+            args.run_a, args.run_b, options, allow_mixed_hosts=args.allow_mixed_hosts
+        )
+    except MixedHostsRefused as exc:
+        return _fail(f"compare: {exc}")
     if args.format == "json":
         print(json.dumps({**meta, "rows": [r.to_json() for r in rows]}, indent=2))
     elif args.format == "markdown":
@@ -853,12 +865,20 @@ def _compare(args: argparse.Namespace) -> int:
 def _compare_fail_if(args: argparse.Namespace, options: Any) -> int:
     """``perfmon compare A B --fail-if EXPR``: 1 when the data shows a condition, else 0."""
     from perfmon.core.gates import GateSyntaxError
-    from perfmon.engine.compare import judge_fail_if
+    from perfmon.engine.compare import MixedHostsRefused, judge_fail_if
 
     try:
-        results = judge_fail_if(args.run_a, args.run_b, args.fail_if, options)
+        results = judge_fail_if(
+            args.run_a,
+            args.run_b,
+            args.fail_if,
+            options,
+            allow_mixed_hosts=args.allow_mixed_hosts,
+        )
     except GateSyntaxError as exc:
         return _fail(f"--fail-if: {exc}")
+    except MixedHostsRefused as exc:
+        return _fail(f"compare: {exc}")
     print(f"A (baseline): {args.run_a}\nB (candidate): {args.run_b}")
     shown = False
     for r in results:

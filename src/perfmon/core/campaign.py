@@ -1487,7 +1487,11 @@ class ExecutorSettings:
             a clear message, seconds.
         pair_same_host: run every session of a workload (and matrix point) on the host where
             its first session ran, so baseline and candidate share one instrument.
-        allow_mixed_hosts: allow statistics across hosts of different fingerprints.
+        allow_mixed_hosts: pool the sessions of different hosts (of any fingerprint) in
+            gates, result tables and comparisons, and let the Ray executor place a workload's
+            sessions on hosts of different fingerprints. False (the default): a run on several
+            hosts is judged per host (``perfmon.engine.recorded``), and comparing runs of
+            different fingerprints is refused.
     """
 
     kind: str = "local"

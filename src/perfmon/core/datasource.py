@@ -94,6 +94,18 @@ class ArrayMetricSource:
                 latest = last if latest is None else max(latest, last)
         self.now = now if now is not None else latest
 
+    def with_sessions(self, sessions: Sequence[Mapping[str, Any]]) -> ArrayMetricSource:
+        """This source's samples (shared, not copied) over another sessions table: its
+        per-session questions (``session_values``, ``session_groups``, ...) then see only
+        ``sessions`` (e.g. one host's, issue 16).
+
+        Args:
+            sessions: session rows, as for the constructor.
+        """
+        other = ArrayMetricSource({}, now=self.now, sessions=sessions)
+        other._data, other._sids = self._data, self._sids
+        return other
+
     @classmethod
     def from_samples(
         cls,

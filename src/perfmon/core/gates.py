@@ -105,6 +105,7 @@ __all__ = [
     "reads",
     "scope",
     "selections",
+    "short_value",
     "verdict",
 ]
 
@@ -1431,6 +1432,18 @@ def _short(ev: Evaluation, lhs: Expr | None = None) -> str:
     if ev.ci_low is not None and ev.ci_high is not None:
         return f"{fmt(ev.value)} [{fmt(ev.ci_low)}, {fmt(ev.ci_high)}]"
     return fmt(ev.value)
+
+
+def short_value(gate: Gate, result: GateResult) -> str:
+    """A result's value for the board's per-group line, in the gate's terms (``_short``):
+    ``"6.21x [5.71, 19.1]"``, ``"3.2 ms"``, or ``"n = 3"`` while it has no value.
+
+    Args:
+        gate: the parsed gate the result is of.
+        result: one evaluation's result of it.
+    """
+    ev = Evaluation(result.value, result.n, ci_low=result.ci_low, ci_high=result.ci_high)
+    return _short(ev, gate.lhs)
 
 
 def _per_set(

@@ -255,7 +255,8 @@ class GateResult:
             the sets first appear: ``((set, state, text), ...)`` with ``state`` a
             ``GateState`` value or ``"not started"`` and ``text`` the set's value and interval
             (``"6.21x [5.71, 19.1]"``) or what it waits for (``"n = 3/3"``). A set's decided
-            state stays visible when another set starts (issue 11, point 5).
+            state stays visible when another set starts (issue 11, point 5). In a recorded
+            run judged per host (issue 16), each (set, host) group: ``"golden @ gpu-a"``.
         op ... selections: the gate's grammar, filled where the gate is parsed and evaluated
             (``perfmon.core.gates.Gate.annotate``), so that no reader parses ``expr`` again
             (issue 12); their defaults mean unknown (a result built by hand, a gate whose

@@ -9,7 +9,11 @@ p-value of the configured test with its method, and outlier counts (modified z-s
 Iglewicz & Hoaglin). Below ``min_sessions`` per side, or where the interval cannot reach the
 asked level at the n there is (3 vs 3 at 95%), a row says so instead of showing a ratio.
 Nothing is pooled across workloads, matrix values or sets: each (set, workload, matrix values)
-group is compared on its own.
+group is compared on its own. Nor across hosts (issue 16): within a run judged per host
+(``perfmon.engine.recorded.judged_per_host``) each host's sessions are compared among
+themselves (``"golden @ gpu-a kernel"``); two runs, or a run and its ``--baseline-run``, whose
+sessions ran under different host fingerprints are not compared at all unless asked
+(``MixedHostsRefused``): a ratio between two different machines measures the machines.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from perfmon.core.gates import VariantComparison, describe_change, fill_variants, parse_gate
-from perfmon.core.model import GateState
+from perfmon.core.model import GateResult, GateState
 from perfmon.core.stats import (
     SessionGroup,
     StatsOptions,
@@ -39,11 +43,18 @@ from perfmon.core.stats import (
 from perfmon.core.units import HIGHER, format_metric, metric_direction
 from perfmon.engine.manifest import manifest_directions, stats_options
 from perfmon.engine.recorded import (
+    HOST_SEPARATOR,
     RecordedGates,
+    allows_mixed_hosts,
     evaluate_recorded,
+    host_fingerprints,
+    judged_per_host,
     parse_stored_gate,
+    session_host,
     session_source,
+    set_spans,
     stored_stats_options,
+    worst_of_groups,
 )
 from perfmon.engine.recorder import read_run
 
@@ -54,10 +65,12 @@ if TYPE_CHECKING:
 __all__ = [
     "ComparisonRow",
     "FailIfResult",
+    "MixedHostsRefused",
     "apply_baseline_run",
     "combine_runs",
     "compare_runs",
     "comparison_section",
+    "cross_run_refusal",
     "judge_fail_if",
     "omit_variants",
     "render_comparison_md",
@@ -83,6 +96,44 @@ def source_from_run(data: RunData) -> ArrayMetricSource:
     """
 
     return session_source(data)
+
+
+class MixedHostsRefused(ValueError):
+    """Two recorded runs' sessions ran under different host fingerprints and nothing allowed
+    comparing them (``--allow-mixed-hosts``, or ``[executor] allow_mixed_hosts = true`` in
+    either run's campaign). The message names the fingerprints and the way to allow it."""
+
+
+def _fingerprints(data: RunData) -> list[str]:
+    return list(
+        dict.fromkeys(fp for fps in host_fingerprints(data.sessions).values() for fp in fps)
+    )
+
+
+def cross_run_refusal(base: RunData, new: RunData, *, allow: bool = False) -> str | None:
+    """Why two runs' sessions may not be compared, or None when they may.
+
+    They may not when both recorded host fingerprints (sessions on a Ray cluster) and, taken
+    together, more than one, unless ``allow`` or either run's campaign opted in
+    (``allows_mixed_hosts``). Runs that recorded none (the local executor) are not judged
+    here: their machines are in each manifest's provenance.
+
+    Args:
+        base / new: the runs (``read_run``).
+        allow: the user allowed it (``perfmon compare --allow-mixed-hosts``).
+    """
+    fa, fb = _fingerprints(base), _fingerprints(new)
+    prints = list(dict.fromkeys(fa + fb))
+    if not fa or not fb or len(prints) <= 1:
+        return None
+    if allow or allows_mixed_hosts(base.manifest) or allows_mixed_hosts(new.manifest):
+        return None
+    return (
+        f"refused: the runs' sessions ran under {len(prints)} different host fingerprints "
+        f"(A: {'; '.join(fa)} | B: {'; '.join(fb)}); a ratio between different machines "
+        "measures the machines. Pass --allow-mixed-hosts (or record with [executor] "
+        "allow_mixed_hosts = true) to compare them anyway"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,23 +261,41 @@ def comparison_section(data: RunData, options: StatsOptions | None = None) -> di
     directions = manifest_directions(data.manifest)
     variants = source.session_variants()
     rows: list[ComparisonRow] = []
+    refused: list[str] = []
+    # Issue 16: a run judged per host compares each host's sessions among themselves.
+    if judged_per_host(data.sessions, allows_mixed_hosts(data.manifest)):
+        parts = []
+        for host, prints in host_fingerprints(data.sessions).items():
+            if len(prints) > 1:
+                refused.append(
+                    f"host {host}: refused, its sessions ran under {len(prints)} host "
+                    f"fingerprints ({'; '.join(prints)})"
+                )
+                continue
+            mine = [s for s in data.sessions if session_host(s) == host]
+            parts.append((f"{HOST_SEPARATOR}{host}", source.with_sessions(mine)))
+    else:
+        parts = [("", source)]
     if len(variants) >= 2:
         base = variants[0]
         metrics = _metrics(source)
-        for group in source.session_groups():
-            for metric in metrics:
-                a = source.session_values(metric, base, group=group)
-                for other in variants[1:]:
-                    b = source.session_values(metric, other, group=group)
-                    if a or b:
-                        rows.append(
-                            _row(group.label, metric, base, other, a, b, options, directions)
-                        )
-    return {
+        for at, part in parts:
+            for group in part.session_groups():
+                label = dc.replace(group, set_name=f"{group.set_name}{at}").label
+                for metric in metrics:
+                    a = part.session_values(metric, base, group=group)
+                    for other in variants[1:]:
+                        b = part.session_values(metric, other, group=group)
+                        if a or b:
+                            rows.append(_row(label, metric, base, other, a, b, options, directions))
+    section: dict[str, Any] = {
         "baseline": variants[0] if variants else None,
         "options": _options_json(options),
         "rows": [r.to_json() for r in rows],
     }
+    if refused:
+        section["refused"] = refused
+    return section
 
 
 def _options_json(options: StatsOptions) -> dict[str, Any]:
@@ -242,7 +311,11 @@ def _options_json(options: StatsOptions) -> dict[str, Any]:
 
 
 def compare_runs(
-    run_a: Path, run_b: Path, options: StatsOptions | None = None
+    run_a: Path,
+    run_b: Path,
+    options: StatsOptions | None = None,
+    *,
+    allow_mixed_hosts: bool = False,
 ) -> tuple[list[ComparisonRow], dict[str, Any]]:
     """Compare two recorded runs metric by metric, per (workload, matrix values, variant).
 
@@ -252,6 +325,7 @@ def compare_runs(
         run_a: the reference run directory (A).
         run_b: the run compared with it (B); ``speedup`` > 1 means B is faster.
         options: statistical options (default: those stored in run A's manifest).
+        allow_mixed_hosts: compare runs recorded under different host fingerprints.
 
     Returns:
         ``(rows, meta)``: one row per metric and group found in both runs; ``meta`` names the
@@ -261,9 +335,14 @@ def compare_runs(
 
     Raises:
         FileNotFoundError: if a directory is not a run directory.
+        MixedHostsRefused: the runs ran under different host fingerprints
+            (``cross_run_refusal``) and ``allow_mixed_hosts`` is False.
     """
 
     da, db = read_run(run_a), read_run(run_b)
+    refusal = cross_run_refusal(da, db, allow=allow_mixed_hosts)
+    if refusal is not None:
+        raise MixedHostsRefused(refusal)
     directions = {**manifest_directions(db.manifest), **manifest_directions(da.manifest)}
     if options is None:
         options, _ = stored_stats_options(da.manifest)
@@ -447,14 +526,17 @@ def _method_line(options: dict[str, Any]) -> str:
 
 def render_comparison_md(section: dict[str, Any]) -> list[str]:
     """The report's ``## Comparison`` section as Markdown lines (empty with one variant)."""
-    if not section or not section.get("rows"):
+    if not section or not (section.get("rows") or section.get("refused")):
         return []
     rows = [ComparisonRow(**r) for r in section["rows"]]
     baseline = section.get("baseline") or "A"
     out = ["## Comparison", "", f"Each variant against `{baseline}`, per set, workload and "]
     out[-1] += "matrix value. " + _method_line(section["options"])
     out.append("")
-    out += render_rows_markdown(rows, section["options"], a="baseline", b="variant")
+    for line in section.get("refused") or ():
+        out += [f"- {line}", ""]
+    if rows:
+        out += render_rows_markdown(rows, section["options"], a="baseline", b="variant")
     return out
 
 
@@ -574,7 +656,12 @@ class FailIfResult:
 
 
 def judge_fail_if(
-    base_dir: Path, new_dir: Path, exprs: Sequence[str], options: StatsOptions | None = None
+    base_dir: Path,
+    new_dir: Path,
+    exprs: Sequence[str],
+    options: StatsOptions | None = None,
+    *,
+    allow_mixed_hosts: bool = False,
 ) -> list[FailIfResult]:
     """Judge ``perfmon compare BASE NEW --fail-if EXPR`` conditions.
 
@@ -598,6 +685,7 @@ def judge_fail_if(
         base_dir / new_dir: the run directories.
         exprs: the conditions.
         options: statistical options (default: those stored in BASE's manifest).
+        allow_mixed_hosts: compare runs recorded under different host fingerprints.
 
     Returns:
         One ``FailIfResult`` per condition, in order.
@@ -605,9 +693,14 @@ def judge_fail_if(
     Raises:
         perfmon.core.gates.GateSyntaxError: if a condition does not parse.
         FileNotFoundError: if a directory is not a run directory.
+        MixedHostsRefused: the runs ran under different host fingerprints
+            (``cross_run_refusal``) and ``allow_mixed_hosts`` is False.
     """
 
     base, new = read_run(base_dir), read_run(new_dir)
+    refusal = cross_run_refusal(base, new, allow=allow_mixed_hosts)
+    if refusal is not None:
+        raise MixedHostsRefused(refusal)
     if options is None:
         options = stats_options(base.manifest.get("campaign") or {})
     gates = []
@@ -698,26 +791,54 @@ def apply_baseline_run(
 
     base = read_run(baseline_dir)
     run_id = base.manifest.get("run_id", baseline_dir.name)
+    refusal = cross_run_refusal(base, data)
     sets = {str(s.get("set_name")) for s in data.sessions}
     run = list(recorded.run)
     per_set = {k: list(v) for k, v in recorded.per_set.items()}
+
+    def mark(result: Any) -> Any:
+        return dataclasses.replace(result, reason=f"baseline {run_id}: {result.reason}")
+
     for i, g in enumerate(gates):
-        lhs = parse_stored_gate(g, stats).lhs
-        if not isinstance(lhs, VariantComparison):
+        gate = parse_stored_gate(g, stats)
+        if not isinstance(gate.lhs, VariantComparison):
             continue
-        a = lhs.a
-        combined = combine_runs(
-            base,
-            dataclasses.replace(data, sessions=[s for s in data.sessions if s.get("variant") != a]),
-            base_sessions=lambda s, a=a: s.get("variant") == a and str(s.get("set_name")) in sets,
-        )
-        again = evaluate_recorded([g], combined, stats)
-
-        def mark(result: Any) -> Any:
-            return dataclasses.replace(result, reason=f"baseline {run_id}: {result.reason}")
-
-        run[i] = mark(again.run[0])
-        for name, results in again.per_set.items():
-            if name in per_set:
-                per_set[name][i] = mark(results[0])
-    return RecordedGates(run=run, per_set=per_set)
+        a = gate.lhs.a
+        if refusal is not None:  # issue 16: never a ratio between different machines
+            pending = GateResult(str(g["name"]), str(g["expr"]), GateState.PENDING, None, 0, "")
+            run[i] = mark(dataclasses.replace(gate.annotate(pending), reason=refusal))
+            for results in per_set.values():
+                results[i] = run[i]
+            continue
+        # Per host when this run is judged per host: each host's candidate sessions against
+        # the recorded run's baseline sessions (one host fingerprint, checked above).
+        hosts = list(host_fingerprints(data.sessions)) if recorded.per_host else [None]
+        for host in hosts:
+            mine = [
+                s
+                for s in data.sessions
+                if s.get("variant") != a and (host is None or session_host(s) == host)
+            ]
+            combined = combine_runs(
+                base,
+                dataclasses.replace(data, sessions=mine),
+                base_sessions=lambda s, a=a: (
+                    s.get("variant") == a and str(s.get("set_name")) in sets
+                ),
+                relabel_base=None if host is None else (lambda r, h=host: {**r, "host": h}),
+            )
+            again = evaluate_recorded([g], combined, stats, allow_mixed_hosts=True)
+            at = "" if host is None else f"{HOST_SEPARATOR}{host}"
+            if host is None:
+                run[i] = mark(again.run[0])
+            if again.per_set:
+                for name, results in again.per_set.items():
+                    if f"{name}{at}" in per_set:
+                        per_set[f"{name}{at}"][i] = mark(results[0])
+            elif host is not None:
+                only = next(iter(set_spans(combined.sessions)), "")
+                if f"{only}{at}" in per_set:
+                    per_set[f"{only}{at}"][i] = mark(again.run[0])
+        if recorded.per_host:
+            run[i] = worst_of_groups(per_set, i, gate, per_host=True)
+    return RecordedGates(run=run, per_set=per_set, per_host=recorded.per_host)

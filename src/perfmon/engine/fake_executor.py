@@ -96,6 +96,8 @@ class FakeSession:
             ``sample_interval_s``, as the supervisor does.
         samples: probe samples it emits, at offsets from its start.
         malformed: probe lines it sends that cannot be decoded.
+        host / host_fingerprint: where it ran, set on the result as it starts, the way the
+            Ray executor's first message sets them ("": the daemon's own host).
     """
 
     wall_s: float = 1.0
@@ -108,6 +110,8 @@ class FakeSession:
     peak_rss_bytes: int | None = None
     samples: tuple[FakeSample, ...] = field(default=())
     malformed: int = 0
+    host: str = ""
+    host_fingerprint: str = ""
 
 
 Script = (
@@ -259,6 +263,7 @@ class FakeExecutor:
         self.clock.advance(self.gap_s)
         start = self.clock.now()
         result.start_t = start
+        result.host, result.host_fingerprint = script.host, script.host_fingerprint
         if script.start_error is not None:
             result.status = SessionStatus.START_FAILED
             what = spec.argv[0] if spec.argv else "command"

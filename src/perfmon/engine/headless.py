@@ -27,6 +27,7 @@ from perfmon.core.noise import NOISE_BACKGROUND_SHARE, NOISE_BUSY, NOISE_LIMIT
 from perfmon.core.snapshot import Snapshot
 from perfmon.core.text import strip_terminal_escapes
 from perfmon.core.units import format_bytes, format_duration, format_seconds
+from perfmon.engine.recorded import HOST_SEPARATOR
 from perfmon.engine.runner import Runner, RunOutcome
 
 HEARTBEAT_S = 30.0
@@ -229,7 +230,9 @@ def _machine_line(run_dir: Path) -> str:
 def format_gate_table(gates: tuple[GateResult, ...] | list[GateResult]) -> str:
     """Format gates as a plain-text table (gate, state, expression, reason), for logs and CI.
 
-    The reason already carries the measured value with its unit and sample count.
+    The reason already carries the measured value with its unit and sample count. A gate of
+    a run judged per host (issue 16) is followed by one line per (set, host) group, so every
+    host's state is in the log: ``    golden @ gpu-a  pass  1.98x [1.93x, 2.01x]``.
     """
     if not gates:
         return "no gates in this campaign"
@@ -241,6 +244,11 @@ def format_gate_table(gates: tuple[GateResult, ...] | list[GateResult]) -> str:
         lines.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
         if i == 0:
             lines.append("-" * len(lines[0]))
+            continue
+        hosts = [p for p in gates[i - 1].per_set if HOST_SEPARATOR in p[0]]
+        width = max((len(name) for name, _, _ in hosts), default=0)
+        for name, state, text in hosts:
+            lines.append(f"    {name:<{width}}  {state:<12}  {text}".rstrip())
     return "\n".join(lines)
 
 

@@ -77,6 +77,13 @@ def campaign_to_json(campaign: Campaign) -> dict[str, Any]:
         "max_metric_name_bytes": campaign.max_metric_name_bytes,
         "share": campaign.share,
         "reference": campaign.reference,  # issue 15: the reference variant of comparisons
+        # Issue 16: where sessions ran, and whether statistics may pool hosts (reports of a
+        # finished run group by host without the cluster).
+        "executor": {
+            "kind": campaign.executor.kind,
+            "pair_same_host": campaign.executor.pair_same_host,
+            "allow_mixed_hosts": campaign.executor.allow_mixed_hosts,
+        },
     }
 
 

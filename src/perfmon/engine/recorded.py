@@ -9,10 +9,17 @@ soak records tens of millions), and evaluates the campaign's gates:
   results). A set's data is the samples of its measured sessions plus the machine-wide samples
   (``system_memory_percent``, ...) recorded between its first session's start and its last
   session's end;
-- for the **run**: when the campaign has one set, its results; with several, each gate's worst
-  state over the sets (fail, then pending, then inconclusive, then pass, the order of
-  ``perfmon.core.gates.verdict``), its reason prefixed with that set's name. So the run passes
-  only if every gate passes in every set.
+- per **host** (issue 16, point 3), when the run's sessions ran on more than one host (a Ray
+  cluster) and the campaign did not pool them (``[executor] allow_mixed_hosts``): each
+  (set, host) pair is a group judged on that host's sessions only, so a baseline/candidate
+  comparison is only ever between sessions of one host, and a host whose sessions carry more
+  than one host fingerprint (two machines behind one name, a machine changed mid-run) is
+  refused: its gates stay ``pending`` with a reason saying why, never a pooled number. A run
+  on one host (every local run) has no host groups and is judged exactly as before;
+- for the **run**: when there is one group, its results; with several, each gate's worst
+  state over the groups (fail, then pending, then inconclusive, then pass, the order of
+  ``perfmon.core.gates.verdict``), its reason prefixed with that group's name. So the run
+  passes only if every gate passes in every set on every host.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import pyarrow.compute as pc
 from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import GateConfig
 from perfmon.core.datasource import ArrayMetricSource
-from perfmon.core.gates import evaluate_gates, parse_gate
+from perfmon.core.gates import evaluate_gates, parse_gate, short_value
 from perfmon.core.model import SYSTEM_SESSION, GateResult, GateState, MetricKind
 from perfmon.core.stats import StatsOptions
 
@@ -426,18 +433,155 @@ def set_spans(sessions: Sequence[Mapping[str, Any]]) -> dict[str, tuple[set[int]
     return spans
 
 
+HOST_SEPARATOR = " @ "
+"""Between a set's name and a host's in a (set, host) group's name: ``"golden @ gpu-a"``."""
+
+
+def session_host(row: Mapping[str, Any]) -> str:
+    """The host a ``sessions.jsonl`` row ran on ("" when it recorded none: the local executor,
+    or a Ray session that never reached a node)."""
+    return str(row.get("host") or "")
+
+
+def host_fingerprints(sessions: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Each host sessions ran on, with its distinct host fingerprints.
+
+    Args:
+        sessions: ``sessions.jsonl`` rows (``host`` / ``host_fingerprint`` may be missing).
+
+    Returns:
+        host -> its fingerprints in order of first appearance ("" left out), hosts in order of
+        their first session; rows that recorded no host are left out, so a local run gives
+        ``{}``.
+    """
+    out: dict[str, list[str]] = {}
+    for s in sessions:
+        host = session_host(s)
+        if not host:
+            continue
+        prints = out.setdefault(host, [])
+        fp = str(s.get("host_fingerprint") or "")
+        if fp and fp not in prints:
+            prints.append(fp)
+    return out
+
+
+def allows_mixed_hosts(manifest: Any) -> bool:
+    """Whether a run's campaign pooled sessions of different hosts (``[executor]
+    allow_mixed_hosts = true``, as stored in ``manifest.json``); False for a manifest that
+    does not say (a local run, an older run, a damaged manifest)."""
+    campaign = manifest.get("campaign") if isinstance(manifest, Mapping) else None
+    executor = campaign.get("executor") if isinstance(campaign, Mapping) else None
+    return isinstance(executor, Mapping) and executor.get("allow_mixed_hosts") is True
+
+
+def judged_per_host(sessions: Sequence[Mapping[str, Any]], allow_mixed_hosts: bool) -> bool:
+    """Whether a run's statistics and gates are computed per host: its sessions ran on more
+    than one host, or on one host under more than one fingerprint, and the campaign did not
+    opt in to pooling them (``allow_mixed_hosts``)."""
+    if allow_mixed_hosts:
+        return False
+    return pools_hosts(host_fingerprints(sessions))
+
+
+def pools_hosts(hosts: Mapping[str, Collection[str]]) -> bool:
+    """Whether statistics over sessions of these hosts would pool different instruments:
+    more than one host, or one host under more than one fingerprint.
+
+    Args:
+        hosts: host -> its fingerprints (as ``host_fingerprints`` gives, or a runner's live
+            record of them).
+    """
+    return len(hosts) > 1 or any(len(set(fps) - {""}) > 1 for fps in hosts.values())
+
+
+def pooled_live(result: GateResult, hosts: int) -> GateResult:
+    """A live gate result over sessions of several hosts, marked for what it is.
+
+    The live state folds every session into one set of aggregates, so a live gate pools the
+    hosts, which the run's statistics never do (``evaluate_recorded`` judges each host
+    apart). Such a result is shown ``pending``, its pooled figure in the reason, until the
+    run ends and the per-host results replace it; so neither the board nor ``stop_when =
+    "decided"`` acts on a pooled number.
+
+    Args:
+        result: the live result.
+        hosts: how many hosts the live state has seen.
+    """
+    reason = (
+        f"pooled over {hosts} hosts live, judged per host when the run ends: {result.reason}"
+        if hosts > 1
+        else f"one host under several fingerprints, judged when the run ends: {result.reason}"
+    )
+    return dataclasses.replace(result, state=GateState.PENDING, reason=reason, per_set=())
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GateGroup:
+    """Sessions whose gates are judged together: one set, or one set on one host.
+
+    Attributes:
+        name: the set's name, or ``"SET @ HOST"`` when the run is judged per host.
+        ids: its measured session ids (warm-ups left out).
+        start / end: its first session's start and last session's end, Unix seconds
+            (``inf`` / ``-inf`` when no session started).
+        host: the host ("" when the run is not judged per host).
+        fingerprints: the host's distinct fingerprints over the group's sessions.
+        rows: the group's ``sessions.jsonl`` rows (every row when not judged per host).
+    """
+
+    name: str
+    ids: set[int]
+    start: float
+    end: float
+    host: str = ""
+    fingerprints: tuple[str, ...] = ()
+    rows: tuple[Mapping[str, Any], ...] = ()
+
+
+def gate_groups(sessions: Sequence[Mapping[str, Any]], *, per_host: bool) -> list[GateGroup]:
+    """The groups a run's gates are judged in, in run order: one per set, or with
+    ``per_host`` one per (set, host) pair that has sessions; rows that recorded no host (never
+    reached a node) then belong to no group.
+
+    Args:
+        sessions: ``sessions.jsonl`` rows.
+        per_host: split each set by host (``judged_per_host``).
+    """
+    if not per_host:
+        return [
+            GateGroup(name, ids, start, end, rows=tuple(sessions))
+            for name, (ids, start, end) in set_spans(sessions).items()
+        ]
+    by_key: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for s in sorted(sessions, key=lambda r: int(r["id"])):
+        host = session_host(s)
+        if host:
+            by_key.setdefault((str(s.get("set_name") or "default"), host), []).append(s)
+    out = []
+    for (set_name, host), rows in by_key.items():
+        ((ids, start, end),) = set_spans(rows).values()
+        prints = host_fingerprints(rows).get(host, [])
+        name = f"{set_name}{HOST_SEPARATOR}{host}"
+        out.append(GateGroup(name, ids, start, end, host, tuple(prints), tuple(rows)))
+    return out
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class RecordedGates:
     """Gate results on recorded data.
 
     Attributes:
         run: one result per gate for the whole run (see the module docstring).
-        per_set: set name -> one result per gate, in run order; empty when the run has one
-            set (then ``run`` is that set's results).
+        per_set: group name -> one result per gate, in run order; empty when the run has one
+            group (then ``run`` is that group's results). A group is a set, or, when the run
+            is judged per host (``per_host``), a set on one host (``"golden @ gpu-a"``).
+        per_host: whether the groups are (set, host) pairs.
     """
 
     run: list[GateResult]
     per_set: dict[str, list[GateResult]]
+    per_host: bool = False
 
 
 def parse_stored_gate(g: Mapping[str, Any], stats: StatsOptions) -> Any:
@@ -529,46 +673,99 @@ def evaluate_recorded_safely(
     return RecordedGates(
         run=merge(recorded.run),
         per_set={name: merge(results) for name, results in recorded.per_set.items()},
+        per_host=recorded.per_host,
     )
 
 
 def evaluate_recorded(
-    gates: Sequence[Mapping[str, Any]], data: Any, stats: StatsOptions
+    gates: Sequence[Mapping[str, Any]],
+    data: Any,
+    stats: StatsOptions,
+    *,
+    allow_mixed_hosts: bool | None = None,
 ) -> RecordedGates:
-    """Evaluate gates on a run's recorded data, per set and for the whole run.
+    """Evaluate gates on a run's recorded data, per set (and host) and for the whole run.
 
     Args:
         gates: ``[{name, expr, window_s}]`` as stored in the manifest.
         data: a ``perfmon.engine.recorder.RunData``.
         stats: statistical options (confidence level, test, bootstrap).
+        allow_mixed_hosts: pool the sessions of different hosts (None: as the run's manifest
+            says, ``allows_mixed_hosts``).
 
     Raises:
         perfmon.core.gates.GateSyntaxError: if a stored gate no longer parses.
     """
     configs = _configs(gates, stats)
-    spans = set_spans(data.sessions)
+    if allow_mixed_hosts is None:
+        allow_mixed_hosts = allows_mixed_hosts(getattr(data, "manifest", None))
+    per_host = judged_per_host(data.sessions, allow_mixed_hosts)
+    groups = gate_groups(data.sessions, per_host=per_host)
     cols = gate_columns(configs, data)
     t_max = getattr(data, "t_max", None)
-    if len(spans) <= 1:
+    if len(groups) <= 1 and not per_host:
         source = source_from_table(cols, data.sessions, now=t_max)
         return RecordedGates(run=evaluate_gates(configs, source), per_set={})
     per_set: dict[str, list[GateResult]] = {}
-    for name, (ids, start, end) in spans.items():
-        span = (start, end) if start <= end else None
-        # a set's windows end where the set ended (its last session), the recording's end at most
-        now = min(end, t_max) if span is not None and t_max is not None else t_max
+    for group in groups:
+        if len(group.fingerprints) > 1:
+            per_set[group.name] = [_refused(c, group) for c in configs]
+            continue
+        span = (group.start, group.end) if group.start <= group.end else None
+        # a group's windows end where it ended (its last session), the recording's end at most
+        now = min(group.end, t_max) if span is not None and t_max is not None else t_max
         source = source_from_table(
-            cols, data.sessions, keep_sessions=ids, system_span=span, now=now
+            cols, group.rows, keep_sessions=group.ids, system_span=span, now=now
         )
-        per_set[name] = evaluate_gates(configs, source)
-    run: list[GateResult] = []
-    for i, _config in enumerate(configs):
-        worst_set, worst = max(
-            ((name, results[i]) for name, results in per_set.items()),
-            key=lambda item: _SEVERITY.get(item[1].state, 0),
+        per_set[group.name] = evaluate_gates(configs, source)
+    run = [
+        worst_of_groups(per_set, i, config.gate, per_host=per_host)
+        for i, config in enumerate(configs)
+    ]
+    return RecordedGates(run=run, per_set=per_set, per_host=per_host)
+
+
+def worst_of_groups(
+    per_set: Mapping[str, Sequence[GateResult]], i: int, gate: Any, *, per_host: bool
+) -> GateResult:
+    """Gate ``i``'s whole-run result from its groups' results: the worst group's (fail, then
+    pending, then inconclusive, then pass), its reason prefixed with the group's name; with
+    ``per_host``, ``per_set`` lists every (set, host) group's state and value, for the board.
+
+    Args:
+        per_set: group name -> one result per gate (``RecordedGates.per_set``), not empty.
+        i: the gate's position.
+        gate: the parsed gate (``perfmon.core.gates.Gate``), for the groups' short values.
+        per_host: the groups are (set, host) pairs.
+    """
+    worst_set, worst = max(
+        ((name, results[i]) for name, results in per_set.items()),
+        key=lambda item: _SEVERITY.get(item[1].state, 0),
+    )
+    result = dataclasses.replace(worst, reason=f"[{worst_set}] {worst.reason}")
+    if per_host:
+        # The board shows every (set, host) group of the gate on its line.
+        result = dataclasses.replace(
+            result,
+            per_set=tuple(
+                (name, results[i].state.value, short_value(gate, results[i]))
+                for name, results in per_set.items()
+            ),
         )
-        run.append(dataclasses.replace(worst, reason=f"[{worst_set}] {worst.reason}"))
-    return RecordedGates(run=run, per_set=per_set)
+    return result
+
+
+def _refused(config: GateConfig, group: GateGroup) -> GateResult:
+    """A gate of a group whose host ran under several fingerprints: pending, saying why."""
+    prints = "; ".join(group.fingerprints)
+    reason = (
+        f"refused: sessions on {group.host} ran under {len(group.fingerprints)} host "
+        f"fingerprints ({prints}); comparing across them mixes instruments "
+        "([executor] allow_mixed_hosts = true pools them)"
+    )
+    return config.gate.annotate(
+        GateResult(config.name, config.expr, GateState.PENDING, None, 0, reason)
+    )
 
 
 # -- exact per-metric summaries in bounded memory --------------------------------------------

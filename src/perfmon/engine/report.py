@@ -60,7 +60,14 @@ from perfmon.engine.events import read_gate_changes
 from perfmon.engine.exporters import write_exports
 from perfmon.engine.flame_export import profiles_section
 from perfmon.engine.profiler import INDEX_FILE, PROFILES_DIR
-from perfmon.engine.recorded import evaluate_recorded_safely, metric_summaries, stored_stats_options
+from perfmon.engine.recorded import (
+    allows_mixed_hosts,
+    evaluate_recorded_safely,
+    host_fingerprints,
+    judged_per_host,
+    metric_summaries,
+    stored_stats_options,
+)
 from perfmon.engine.recorder import (
     MANIFEST_NAME,
     SAMPLES_DIR,
@@ -156,17 +163,22 @@ def describe(values: Sequence[float] | np.ndarray[Any, Any]) -> dict[str, Any]:
 
 
 # --- per-host section (sessions on a Ray cluster, issue 16) ------------------------------
-def hosts_section(sessions: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def hosts_section(
+    sessions: Sequence[Mapping[str, Any]], *, pooled: bool = False
+) -> dict[str, Any] | None:
     """Per host: its fingerprint, its sessions by status, and the wall time of its measured
     sessions per workload/variant/params (``describe``). None when every session ran on the
     daemon's own host (no ``host`` recorded), so local reports are unchanged.
 
     Args:
         sessions: ``sessions.jsonl`` rows (``host`` / ``host_fingerprint`` may be missing).
+        pooled: the campaign pooled hosts (``[executor] allow_mixed_hosts = true``).
 
     Returns:
         ``{"hosts": [{"host", "fingerprints", "by_status", "groups": [{"workload",
-        "variant", "params", "wall_s": describe(...)}]}], "fingerprints": n}``.
+        "variant", "params", "wall_s": describe(...)}]}], "fingerprints": n, "per_host":
+        whether gates and tables were judged per host, "pooled": whether several hosts were
+        pooled because the campaign opted in}``.
     """
     if not any(s.get("host") for s in sessions):
         return None
@@ -193,7 +205,12 @@ def hosts_section(sessions: Sequence[Mapping[str, Any]]) -> dict[str, Any] | Non
             }
         )
     prints = {f for h in hosts for f in h["fingerprints"]}
-    return {"hosts": hosts, "fingerprints": len(prints)}
+    return {
+        "hosts": hosts,
+        "fingerprints": len(prints),
+        "per_host": judged_per_host(sessions, pooled),
+        "pooled": pooled and len(host_fingerprints(sessions)) > 1,
+    }
 
 
 def _session_groups(sessions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -347,8 +364,9 @@ def build_report(
         gate_results: the gates as evaluated by the runner on the full recorded data, in
             campaign order.
         verdict: the run's verdict (a ``GateState`` value: pass only if every gate passes).
-        set_results: per-set gate results (set name -> results in campaign order) when the
-            run has several sets; rendered as one gate table per set.
+        set_results: per-group gate results (group name -> results in campaign order) when
+            the run has several sets, or sessions on several hosts (``"golden @ gpu-a"``:
+            ``perfmon.engine.recorded.gate_groups``); rendered as one gate table per group.
 
     Returns:
         A JSON-ready dict ``{"format": "perfmon-report", "version": 1, "run_id", "campaign",
@@ -361,6 +379,8 @@ def build_report(
     excluded = warmup_ids + _noisy_ids(sessions)
     timing = _timing(data)
     gate_changes = _gate_changes(data.run_dir, timing["started_t"])
+    pooled = allows_mixed_hosts(data.manifest)
+    per_host = judged_per_host(sessions, pooled)
     profiles, profiles_problem = _profiles_checked(data.run_dir)
     return {
         "format": REPORT_FORMAT,
@@ -377,6 +397,8 @@ def build_report(
         "gates_by_set": {
             name: [_gate_json(g) for g in results] for name, results in (set_results or {}).items()
         },
+        # Issue 16: "set and host" when gates_by_set's groups are sets on one host each.
+        "gate_groups": "set and host" if per_host else "set",
         "sessions": _sessions_section(sessions, len(warmup_ids)),
         "metrics": _recorded_metric_stats(data, excluded),
         "metrics_by_labels": _metric_stats_by_labels(data, sessions, excluded),
@@ -387,9 +409,9 @@ def build_report(
         "profiles": profiles,
         "comparison": _comparison(data),
         "metric_caps": _metric_caps(data),
-        "hosts": hosts_section(sessions),
+        "hosts": hosts_section(sessions, pooled=pooled),
         # Issue 11 (points 3 and 5), in their own keys so other sections merge cleanly.
-        "verdict_rule": _verdict_rule(),
+        "verdict_rule": _verdict_rule(per_host),
         "inference": _inference(data),
         "stop_when": _stop_when(data),
         "tables": _tables(data, gate_results),
@@ -474,8 +496,10 @@ def _recording_section(
     }
 
 
-def _verdict_rule() -> str:
-
+def _verdict_rule(per_host: bool = False) -> str:
+    """The verdict's rule as the report states it; a run judged per host adds its hosts."""
+    if per_host:
+        return VERDICT_RULE.replace("in every set", "in every set on every host", 1)
     return VERDICT_RULE
 
 

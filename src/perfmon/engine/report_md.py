@@ -22,6 +22,7 @@ from perfmon.core.model import Dimension
 from perfmon.core.units import format_duration, format_metric, format_quantity
 from perfmon.engine.compare import render_comparison_md
 from perfmon.engine.flame_export import render_profiles_md
+from perfmon.engine.recorded import HOST_SEPARATOR
 from perfmon.engine.tables import render_tables_md
 
 __all__ = [
@@ -68,6 +69,19 @@ def hosts_lines(section: Mapping[str, Any] | None) -> list[str]:
         + (": comparisons across them mix instruments." if n > 1 else ".")
     )
     out.append("")
+    if section.get("pooled"):
+        out += [
+            f"Gates and result tables pooled over {len(section['hosts'])} hosts with {n} "
+            "distinct fingerprints, as the campaign asked (`[executor] allow_mixed_hosts = "
+            "true`): their numbers mix instruments.",
+            "",
+        ]
+    elif section.get("per_host"):
+        out += [
+            "Gates and result tables are judged per host (each set on each host); comparisons "
+            "never pool sessions of different hosts.",
+            "",
+        ]
     for h in section["hosts"]:
         out += [f"### {h['host']}", ""]
         for fp in h["fingerprints"]:
@@ -365,7 +379,16 @@ def _gates_lines(report: Mapping[str, Any]) -> list[str]:
         out += [str(report["inference"]["line"]), ""]
     out += _stop_when_lines(report.get("stop_when") or [])
     by_set = report.get("gates_by_set") or {}
-    if by_set:
+    per_host = report.get("gate_groups") == "set and host"
+    if per_host:
+        out.append(
+            "Sessions ran on several hosts: each set is judged on its own host's sessions "
+            "(a baseline/candidate comparison only between sessions of one host, and the "
+            "machine-wide samples recorded while they ran); a gate's whole-run state is its "
+            "worst state over the sets and hosts."
+        )
+        out.append("")
+    elif by_set:
         out.append(
             "Each set is judged on its own sessions (and the machine-wide samples recorded "
             "while it ran); a gate's whole-run state is its worst state over the sets."
@@ -373,7 +396,11 @@ def _gates_lines(report: Mapping[str, Any]) -> list[str]:
         out.append("")
     out += _gate_table(report["gates"])
     for set_name, gates in by_set.items():
-        out += [f"### Set {set_name}", ""]
+        if per_host and HOST_SEPARATOR in set_name:
+            name, host = set_name.split(HOST_SEPARATOR, 1)
+            out += [f"### Set {name} on host {host}", ""]
+        else:
+            out += [f"### Set {set_name}", ""]
         out += _gate_table(gates)
     out.append("")
     return out + _gate_changes_lines(report.get("gate_changes"))

@@ -97,7 +97,7 @@ from perfmon.engine.manifest import campaign_to_json, stats_options  # re-export
 from perfmon.engine.noise import NoiseMeter
 from perfmon.engine.profiler import DEFAULT_SECONDS, SNAPSHOT_PROFILES, Profiler, ProfileRequest
 from perfmon.engine.provenance import collect_provenance
-from perfmon.engine.recorded import evaluate_recorded
+from perfmon.engine.recorded import evaluate_recorded, pooled_live, pools_hosts
 from perfmon.engine.recorder import Recorder, read_run, secure_tree
 from perfmon.engine.sampler import SystemSampler
 
@@ -321,6 +321,10 @@ class Runner:
         self._chain: SessionChain | None = None
         """Queues the next session behind the running one (``perfmon.engine.executor``)."""
         self._gates: list[GateResult] = []
+        # Issue 16: host -> its fingerprints, from the sessions' first updates (live gates pool
+        # hosts; with several, they are marked pending until the per-host report judges them).
+        self._hosts: dict[str, set[str]] = {}
+        self._marked: tuple[tuple[GateResult, ...], int, list[GateResult]] = ((), 0, [])
         self._last_snapshot: Snapshot | None = None
         self._export_lock = asyncio.Lock()
         self._final_verdict: str | None = None
@@ -553,6 +557,8 @@ class Runner:
     def _on_update(self, result: SessionResult) -> None:
         if self._chain is not None:
             self._chain.note_update(result)
+        if result.host:
+            self._hosts.setdefault(result.host, set()).add(result.host_fingerprint)
         # Noise first: it may turn the final result into NOISY (a repeated attempt).
         self._noise_update(result)
         self._update_live(result)
@@ -768,7 +774,22 @@ class Runner:
     def _observe_gates(self) -> None:
         if self._final_verdict is None:
             self._gates = list(self.gate_worker.results)
+            if not self.campaign.executor.allow_mixed_hosts and pools_hosts(self._hosts):
+                self._gates = self._pooled_live(self._gates)
         self.gate_changes.observe(self._gates, time.time())
+
+    def _pooled_live(self, results: list[GateResult]) -> list[GateResult]:
+        """The live results marked as pooled over hosts (``pooled_live``), re-marked only when
+        a result or the number of hosts changed (this runs on the loop, every snapshot)."""
+        seen, hosts, marked = self._marked
+        if hosts != len(self._hosts) or len(seen) != len(results):
+            changed = True
+        else:
+            changed = any(a is not b for a, b in zip(seen, results, strict=True))
+        if changed:
+            marked = [pooled_live(g, len(self._hosts)) for g in results]
+            self._marked = (tuple(results), len(self._hosts), marked)
+        return list(marked)
 
     def _publish(self) -> None:
         """Publish a snapshot built on the loop (at the end of the run, when timing no longer

@@ -44,7 +44,15 @@ from perfmon.core.stats import (
 )
 from perfmon.core.units import HIGHER, LOWER, format_metric, metric_direction
 from perfmon.engine.manifest import manifest_directions
-from perfmon.engine.recorded import session_aggregates, stored_stats_options
+from perfmon.engine.recorded import (
+    HOST_SEPARATOR,
+    allows_mixed_hosts,
+    host_fingerprints,
+    judged_per_host,
+    session_aggregates,
+    session_host,
+    stored_stats_options,
+)
 
 __all__ = [
     "MAX_TABLES",
@@ -842,9 +850,15 @@ def tables_section(
     per_metric: dict[str, dict[int, float]] = {}
     for metric, (sids, _, vals) in session_aggregates(data.batches()).items():
         per_metric[metric] = dict(zip(sids.tolist(), vals.tolist(), strict=True))
+    # Issue 16: on several hosts, each set on each host is its own table group; a host whose
+    # sessions ran under several fingerprints gets no table (its numbers would pool them).
+    per_host = judged_per_host(data.sessions, allows_mixed_hosts(data.manifest))
+    refused = {h for h, fps in host_fingerprints(data.sessions).items() if len(fps) > 1}
     rows = []
     for s in data.sessions:
         if s.get("warmup") or s.get("status") != "ok" or s.get("id") is None:
+            continue
+        if per_host and (not session_host(s) or session_host(s) in refused):
             continue
         try:
             sid = int(s["id"])
@@ -852,9 +866,10 @@ def tables_section(
             continue
         params = s.get("params") if isinstance(s.get("params"), Mapping) else {}
         values = {m: d[sid] for m, d in per_metric.items() if sid in d}
+        set_name = str(s.get("set_name", ""))
         rows.append(
             SessionValues(
-                str(s.get("set_name", "")),
+                f"{set_name}{HOST_SEPARATOR}{session_host(s)}" if per_host else set_name,
                 str(s.get("workload", "")),
                 str(s.get("variant", "")),
                 tuple((str(k), str(v)) for k, v in params.items()),
@@ -873,6 +888,13 @@ def tables_section(
         options=options,
     )
     section["margins"] = gate_margins(gate_results)
+    if per_host:
+        section["left_out"] += [
+            f"host {h}: refused, its sessions ran under {len(fps)} host fingerprints "
+            "([executor] allow_mixed_hosts = true pools them)"
+            for h, fps in host_fingerprints(data.sessions).items()
+            if h in refused
+        ]
     return section
 
 

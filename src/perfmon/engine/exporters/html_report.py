@@ -653,8 +653,11 @@ def render_html(report: Mapping[str, Any], data: RunData) -> str:
 
     parts.append('<h2 id="gates">Gates</h2>')
     parts.append(_gate_table(report.get("gates") or []))
+    per_host = report.get("gate_groups") == "set and host"  # issue 16: "golden @ gpu-a"
     for set_name, gates in (report.get("gates_by_set") or {}).items():
-        parts.append(f"<h3>Set {_e(set_name)}</h3>")
+        name, _, host = str(set_name).partition(" @ ") if per_host else (set_name, "", "")
+        where = f" on host {_e(host)}" if host else ""
+        parts.append(f"<h3>Set {_e(name)}{where}</h3>")
         parts.append(_gate_table(gates))
     changes = list((report.get("gate_changes") or {}).get("changes") or [])
     parts.append("<h3>Gate changes</h3>")

@@ -1,0 +1,374 @@
+"""Statistics and gates per host (issue 16, point 3): a run whose sessions ran on several hosts
+is judged per (set, host) group, combined like sets (worst state, every group shown); one host
+looks exactly as a local run; a host under several fingerprints is refused unless the campaign
+pools hosts (``[executor] allow_mixed_hosts = true``).
+
+All on the scripted ``FakeExecutor``: each fake session says which host it ran on and with what
+fingerprint, as the Ray executor's first message does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from perfmon.cli import main
+from perfmon.core.campaign import load_campaign
+from perfmon.core.model import GateState, SessionSpec
+from perfmon.core.snapshot import Snapshot
+from perfmon.engine.compare import MixedHostsRefused, apply_baseline_run, compare_runs
+from perfmon.engine.fake_executor import FakeExecutor, FakeSample, FakeSession
+from perfmon.engine.headless import format_gate_table
+from perfmon.engine.manifest import stats_options
+from perfmon.engine.recorded import (
+    allows_mixed_hosts,
+    evaluate_recorded,
+    gate_groups,
+    host_fingerprints,
+    judged_per_host,
+)
+from perfmon.engine.recorder import make_run_dir, read_run
+from perfmon.engine.runner import EXIT_FAIL, EXIT_PASS, Runner
+from perfmon.tui.widgets.gate_board import per_set_text
+
+FP_1 = "cpu=Xeon 8480;cores=2;mem=16GiB;kernel=6.8;gpu="
+FP_2 = "cpu=EPYC 9654;cores=2;mem=16GiB;kernel=6.8;gpu="
+
+GATES = """
+[[gate]]
+name = "Speed"
+expr = "speedup(session_seconds, baseline, candidate) >= 1.2"
+[[gate]]
+name = "Queue"
+expr = "max(event_queue_depth) < 100"
+"""
+
+
+def write_campaign(tmp_path: Path, *, executor: str = "", sessions: int = 10) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "c.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            [campaign]
+            name = "fleet"
+            sample_interval = "50ms"
+            [[workload]]
+            name = "kernel"
+            command = ["kernel"]
+            [variant.baseline]
+            [variant.candidate]
+            [set.golden]
+            sessions = {sessions}
+            order = "interleaved"
+            {executor}
+            """
+        )
+        + GATES
+    )
+    return path
+
+
+Placer = Callable[[int], tuple[str, str]]
+"""Pair index (0, 1, ...) -> (host, fingerprint) of that baseline/candidate pair."""
+
+
+def script(place: Placer, *, slow_on: str = "") -> Callable[[SessionSpec], FakeSession]:
+    """Baseline 2 s, candidate 1 s (2x faster), except on host ``slow_on`` where the
+    candidate takes 3 s (1.5x slower); a little spread so that no two sessions tie."""
+
+    def make(spec: SessionSpec) -> FakeSession:
+        host, fp = place(spec.index)
+        wiggle = 0.01 * (spec.index % 7)
+        if spec.variant == "baseline":
+            wall = 2.0 + wiggle
+        else:
+            wall = (3.0 if slow_on and host == slow_on else 1.0) + wiggle
+        return FakeSession(
+            wall_s=wall,
+            cpu_s=0.01,
+            samples=(FakeSample(0.1, "event_queue_depth", 3.0),),
+            host=host,
+            host_fingerprint=fp,
+        )
+
+    return make
+
+
+def run(
+    tmp_path: Path,
+    make: Callable[[SessionSpec], FakeSession],
+    *,
+    pace: float = 0.0,
+    snapshots: list[Snapshot] | None = None,
+    **kw: Any,
+) -> Any:
+    campaign = load_campaign(write_campaign(tmp_path, **kw))
+    run_dir = make_run_dir(tmp_path / "runs", campaign.name, time.time())
+    factory = FakeExecutor.factory(make, pace=pace)
+    runner = Runner(
+        campaign,
+        run_dir,
+        executor_factory=factory,
+        sample_system=False,
+        snapshot_hz=50.0,
+        gate_interval_s=0.0,
+    )
+    if snapshots is not None:
+        runner.snapshot_listeners.append(snapshots.append)
+    return asyncio.run(runner.run())
+
+
+def alternate(pair: int) -> tuple[str, str]:
+    return ("gpu-a", FP_1) if pair % 2 == 0 else ("gpu-b", FP_1)
+
+
+def test_two_hosts_one_passing_one_failing_fail_the_run_and_both_are_shown(
+    tmp_path: Path,
+) -> None:
+    outcome = run(tmp_path, script(alternate, slow_on="gpu-b"), sessions=20)
+    assert outcome.exit_status == EXIT_FAIL and outcome.verdict == "fail"
+    speed = outcome.gates[0]
+    assert speed.state is GateState.FAIL and speed.reason.startswith("[golden @ gpu-b]")
+    shown = {name: state for name, state, _ in speed.per_set}
+    assert shown == {"golden @ gpu-a": "pass", "golden @ gpu-b": "fail"}
+    texts = dict((name, text) for name, _, text in speed.per_set)
+    assert texts["golden @ gpu-a"].startswith("1.98x [")
+    assert texts["golden @ gpu-b"].startswith("0.67x [")
+    report = json.loads((outcome.run_dir / "report.json").read_text())
+    assert report["gate_groups"] == "set and host"
+    by_group = report["gates_by_set"]
+    assert list(by_group) == ["golden @ gpu-a", "golden @ gpu-b"]
+    assert [g["state"] for g in by_group["golden @ gpu-a"]] == ["pass", "pass"]
+    assert [g["state"] for g in by_group["golden @ gpu-b"]] == ["fail", "pass"]
+    # Each host's speedup compares only its own sessions: 10 pairs each, 2x and 1/1.5x.
+    assert by_group["golden @ gpu-a"][0]["value"] > 1.9
+    assert 0.6 < by_group["golden @ gpu-b"][0]["value"] < 0.7
+    md = (outcome.run_dir / "report.md").read_text()
+    assert "### Set golden on host gpu-a" in md and "### Set golden on host gpu-b" in md
+    assert "judged on its own host's sessions" in md
+    assert "every gate passes in every set on every host" in md
+    html = (outcome.run_dir / "report.html").read_text()
+    assert "<h3>Set golden on host gpu-a</h3>" in html and "on host gpu-b</h3>" in html
+    # The headless log and the board show both hosts' groups under the gate.
+    table = format_gate_table(outcome.gates).splitlines()
+    assert table[2].startswith("Speed") and "FAIL" in table[2]
+    assert table[3].split() == ["golden", "@", "gpu-a", "pass", *texts["golden @ gpu-a"].split()]
+    assert table[4].split()[:4] == ["golden", "@", "gpu-b", "fail"]
+    board = per_set_text(speed.per_set)
+    assert board.startswith("golden @ gpu-a ● pass 1.98x [") and "│ golden @ gpu-b ✗ fail" in board
+
+
+def test_hosts_of_one_fingerprint_are_still_judged_apart(tmp_path: Path) -> None:
+    """Pooled, host B's slow candidate would hide under host A's fast one (median of all)."""
+    outcome = run(tmp_path, script(alternate, slow_on="gpu-b"), sessions=20)
+    data = read_run(outcome.run_dir)
+    assert host_fingerprints(data.sessions) == {"gpu-a": [FP_1], "gpu-b": [FP_1]}
+    assert judged_per_host(data.sessions, allow_mixed_hosts=False)
+    stats = stats_options(data.manifest["campaign"])
+    pooled = evaluate_recorded(
+        data.manifest["campaign"]["gates"], data, stats, allow_mixed_hosts=True
+    )
+    assert pooled.per_set == {} and not pooled.per_host  # one group: as a local run
+    assert pooled.run[0].state is not GateState.FAIL
+
+
+def _gate_fields(results: Any) -> list[tuple[Any, ...]]:
+    return [(g.name, g.state, g.value, g.ci_low, g.ci_high, g.n, g.reason) for g in results]
+
+
+def test_one_host_looks_exactly_as_a_local_run(tmp_path: Path) -> None:
+    local = run(tmp_path / "local", script(lambda pair: ("", "")))
+    ray_one = run(tmp_path / "one", script(lambda pair: ("gpu-a", FP_1)))
+    assert local.exit_status == ray_one.exit_status == EXIT_PASS
+    assert _gate_fields(local.gates) == _gate_fields(ray_one.gates)
+    assert [g.per_set for g in local.gates] == [g.per_set for g in ray_one.gates]
+    assert format_gate_table(local.gates) == format_gate_table(ray_one.gates)
+    for outcome in (local, ray_one):
+        report = json.loads((outcome.run_dir / "report.json").read_text())
+        assert report["gates_by_set"] == {} and report["gate_groups"] == "set"
+        md = (outcome.run_dir / "report.md").read_text()
+        assert " @ " not in md and "on host" not in md
+    local_report = json.loads((local.run_dir / "report.json").read_text())
+    ray_report = json.loads((ray_one.run_dir / "report.json").read_text())
+    assert local_report["gates"] == ray_report["gates"]
+    assert local_report["tables"]["tables"] == ray_report["tables"]["tables"]
+
+
+def test_a_host_under_two_fingerprints_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    def changed(pair: int) -> tuple[str, str]:
+        return ("gpu-a", FP_1 if pair < 3 else FP_2)
+
+    outcome = run(tmp_path, script(changed))
+    assert outcome.exit_status == EXIT_FAIL and outcome.verdict == "pending"
+    for g in outcome.gates:
+        assert g.state is GateState.PENDING and g.value is None
+        assert "refused: sessions on gpu-a ran under 2 host fingerprints" in g.reason
+        assert "allow_mixed_hosts = true" in g.reason
+    md = (outcome.run_dir / "report.md").read_text()
+    assert "refused: sessions on gpu-a" in md
+    report = json.loads((outcome.run_dir / "report.json").read_text())
+    tables = report["tables"]
+    assert tables["tables"] == []  # no pooled number across fingerprints
+    assert any("refused" in x for x in tables["left_out"])
+
+
+def test_mixed_fingerprints_are_pooled_when_the_campaign_opts_in(tmp_path: Path) -> None:
+    def two_kinds(pair: int) -> tuple[str, str]:
+        return ("gpu-a", FP_1) if pair % 2 == 0 else ("gpu-b", FP_2)
+
+    opt_in = "[executor]\nallow_mixed_hosts = true"
+    outcome = run(tmp_path, script(two_kinds), executor=opt_in)
+    assert outcome.exit_status == EXIT_PASS
+    data = read_run(outcome.run_dir)
+    assert allows_mixed_hosts(data.manifest)
+    assert not judged_per_host(data.sessions, allows_mixed_hosts(data.manifest))
+    assert all(name == "golden" for g in outcome.gates for name, _, _ in g.per_set)
+    report = json.loads((outcome.run_dir / "report.json").read_text())
+    assert report["gates_by_set"] == {} and report["gate_groups"] == "set"
+    md = (outcome.run_dir / "report.md").read_text()
+    assert "pooled over 2 hosts with 2 distinct fingerprints" in md
+
+
+def test_groups_split_each_set_by_host_and_leave_out_sessions_that_reached_no_host() -> None:
+    rows = [
+        {"id": 0, "set_name": "golden", "host": "a", "host_fingerprint": FP_1, "start_t": 1.0},
+        {"id": 1, "set_name": "golden", "host": "b", "host_fingerprint": FP_1, "start_t": 2.0},
+        {"id": 2, "set_name": "canary", "host": "a", "host_fingerprint": FP_1, "end_t": 9.0},
+        {"id": 3, "set_name": "canary", "host": "", "status": "lost"},
+        {"id": 4, "set_name": "golden", "host": "a", "warmup": True},
+    ]
+    groups = gate_groups(rows, per_host=True)
+    assert [(g.name, g.ids, g.host) for g in groups] == [
+        ("golden @ a", {0}, "a"),
+        ("golden @ b", {1}, "b"),
+        ("canary @ a", {2}, "a"),
+    ]
+    assert [len(g.rows) for g in groups] == [2, 1, 1]  # the warm-up's row belongs, unmeasured
+    assert [g.name for g in gate_groups(rows, per_host=False)] == ["golden", "canary"]
+    assert allows_mixed_hosts({"campaign": {"executor": {"allow_mixed_hosts": True}}})
+    assert not allows_mixed_hosts({"campaign": {"executor": "garbage"}})
+    assert not allows_mixed_hosts([])
+
+
+def test_live_gates_over_several_hosts_wait_for_the_per_host_verdict(tmp_path: Path) -> None:
+    """The live state pools hosts, so a live gate over two hosts is shown pending (its pooled
+    figure in the reason), never pass or fail; the end of the run shows every host's group."""
+    snapshots: list[Snapshot] = []
+    outcome = run(
+        tmp_path, script(alternate, slow_on="gpu-b"), sessions=20, pace=0.01, snapshots=snapshots
+    )
+    assert outcome.exit_status == EXIT_FAIL
+    live = [s for s in snapshots if s.state == "running" and s.sessions_done >= 4]
+    assert live, "no snapshot while two hosts had sessions"
+    for snap in live:
+        for g in snap.gates:
+            assert g.state is GateState.PENDING and g.per_set == ()
+            assert g.reason.startswith("pooled over 2 hosts live, judged per host when the run")
+    final = snapshots[-1]
+    assert final.verdict == "fail"
+    assert [name for name, _, _ in final.gates[1].per_set] == ["golden @ gpu-a", "golden @ gpu-b"]
+
+
+def test_live_gates_on_one_host_are_not_marked(tmp_path: Path) -> None:
+    snapshots: list[Snapshot] = []
+    run(tmp_path, script(lambda pair: ("gpu-a", FP_1)), sessions=5, pace=0.01, snapshots=snapshots)
+    queue = [s.gates[1] for s in snapshots if s.state == "running" and s.sessions_done >= 2]
+    assert queue and all(g.state is GateState.PASS for g in queue)
+    assert all("pooled" not in g.reason for g in queue)
+
+
+def test_the_reports_comparison_compares_each_host_apart(tmp_path: Path) -> None:
+    outcome = run(tmp_path, script(alternate, slow_on="gpu-b"), sessions=10)
+    report = json.loads((outcome.run_dir / "report.json").read_text())
+    rows = [r for r in report["comparison"]["rows"] if r["metric"] == "session_seconds"]
+    assert [r["group"] for r in rows] == ["golden @ gpu-a kernel", "golden @ gpu-b kernel"]
+    assert [(r["a_n"], r["b_n"]) for r in rows] == [(5, 5), (5, 5)]
+    assert rows[0]["speedup"] > 1.9 and rows[1]["speedup"] < 0.7  # never the pooled median
+
+
+def _two_runs(tmp_path: Path, fp_b: str, *, executor: str = "") -> tuple[Path, Path]:
+    a = run(tmp_path / "a", script(lambda pair: ("gpu-a", FP_1)), sessions=5).run_dir
+    b = run(tmp_path / "b", script(lambda pair: ("gpu-b", fp_b)), sessions=5, executor=executor)
+    return a, b.run_dir
+
+
+def test_compare_refuses_runs_of_different_fingerprints_unless_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = _two_runs(tmp_path, FP_2)
+    with pytest.raises(MixedHostsRefused, match="2 different host fingerprints"):
+        compare_runs(a, b)
+    assert main(["compare", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert "refused" in err and "--allow-mixed-hosts" in err and "Traceback" not in err
+    expr = "regression(session_seconds) > 5%"
+    assert main(["compare", str(a), str(b), "--fail-if", expr]) == 2
+    assert main(["compare", str(a), str(b), "--allow-mixed-hosts"]) == 0
+    rows, _ = compare_runs(a, b, allow_mixed_hosts=True)
+    assert rows
+
+
+def test_compare_takes_runs_of_one_fingerprint_on_different_hosts(tmp_path: Path) -> None:
+    a, b = _two_runs(tmp_path, FP_1)
+    rows, _ = compare_runs(a, b)
+    assert any(r.metric == "session_seconds" for r in rows)
+
+
+def test_compare_takes_runs_when_a_campaign_opted_in(tmp_path: Path) -> None:
+    a, b = _two_runs(tmp_path, FP_2, executor="[executor]\nallow_mixed_hosts = true")
+    rows, _ = compare_runs(a, b)
+    assert rows
+
+
+def test_a_baseline_run_on_another_kind_of_host_is_refused(tmp_path: Path) -> None:
+    a, b = _two_runs(tmp_path, FP_2)
+    data = read_run(b)
+    gates = data.manifest["campaign"]["gates"]
+    stats = stats_options(data.manifest["campaign"])
+    recorded = evaluate_recorded(gates, data, stats)
+    again = apply_baseline_run(gates, data, recorded, a, stats)
+    speed = again.run[0]
+    assert speed.state is GateState.PENDING and speed.value is None
+    assert "refused: the runs' sessions ran under 2 different host fingerprints" in speed.reason
+    assert again.run[1] == recorded.run[1]  # a gate on this run's data alone is kept
+
+
+def test_a_baseline_run_is_compared_with_each_host_of_this_run(tmp_path: Path) -> None:
+    base = run(tmp_path / "a", script(lambda pair: ("gpu-c", FP_1)), sessions=10).run_dir
+    new = run(tmp_path / "b", script(alternate, slow_on="gpu-b"), sessions=20).run_dir
+    data = read_run(new)
+    gates = data.manifest["campaign"]["gates"]
+    stats = stats_options(data.manifest["campaign"])
+    recorded = evaluate_recorded(gates, data, stats)
+    again = apply_baseline_run(gates, data, recorded, base, stats)
+    assert again.per_host and list(again.per_set) == ["golden @ gpu-a", "golden @ gpu-b"]
+    a_host, b_host = again.per_set["golden @ gpu-a"][0], again.per_set["golden @ gpu-b"][0]
+    assert a_host.reason.startswith("baseline ") and b_host.reason.startswith("baseline ")
+    assert a_host.state is GateState.PASS and b_host.state is GateState.FAIL
+    speed = again.run[0]
+    assert speed.state is GateState.FAIL and speed.reason.startswith("[golden @ gpu-b] baseline")
+    assert [state for _, state, _ in speed.per_set] == ["pass", "fail"]
+
+
+def test_perfmon_report_of_a_finished_run_groups_by_host_from_the_recording(
+    tmp_path: Path,
+) -> None:
+    """Host and fingerprint are in the recording: the report is rebuilt without the cluster."""
+    outcome = run(tmp_path, script(alternate, slow_on="gpu-b"), sessions=20)
+    rows = [json.loads(x) for x in (outcome.run_dir / "sessions.jsonl").read_text().splitlines()]
+    assert {(r["host"], r["host_fingerprint"]) for r in rows} == {("gpu-a", FP_1), ("gpu-b", FP_1)}
+    first = json.loads((outcome.run_dir / "report.json").read_text())
+    for name in ("report.json", "report.md", "report.html"):
+        (outcome.run_dir / name).unlink()
+    assert main(["report", str(outcome.run_dir)]) == 0  # written from an intact recording
+    again = json.loads((outcome.run_dir / "report.json").read_text())
+    assert again["gates_by_set"] == first["gates_by_set"]
+    assert again["verdict"] == "fail" and again["gate_groups"] == "set and host"
