@@ -451,7 +451,7 @@ def test_without_the_endpoint_nothing_is_grouped(tmp_path: Path) -> None:
     runner = _run_groups(tmp_path, track=False)
     snap = runner.snapshot()
     assert snap.group_metrics == () and snap.group_rows_max == 0 and snap.group_since_t == 0
-    assert runner.live.groups_work_s == 0.0
+    assert runner.live.groups_work_s == (0.0, 0.0)
     fams = {f.name: f for f in text_string_to_metric_families(_served(snap))}
     # served pooled, without labels, as before
     assert [s.labels for s in fams["event_queue_depth"].samples] == [{}]

@@ -119,8 +119,11 @@ class GroupedAggregates:
         """Distinct rows refused by the cap (exact up to ``ROWS_DROPPED_EXACT``)."""
         self.rows_dropped_capped = False
         """True once more than ``ROWS_DROPPED_EXACT`` distinct rows were refused."""
-        self.work_s = 0.0
-        """CPU-clock seconds spent queueing and folding: what the rows cost the ingest path."""
+        self.queue_s = 0.0
+        """Seconds (``time.perf_counter``) spent queueing samples: the ingest path's share."""
+        self.flush_s = 0.0
+        """Seconds spent folding queued samples into rows (at each snapshot, in the thread
+        that takes it, or on the ingest path when ``PENDING_MAX`` samples are queued)."""
         self._session_vid: dict[int, int] = {}  # session -> label-value id (the latest)
         self._value_ids: dict[Labels, int] = {}  # label values -> id (interned)
         self._values: list[Labels] = []  # id -> label values
@@ -168,7 +171,7 @@ class GroupedAggregates:
         if one_session:
             found = known.get(int(sessions[0]))
             if found is None:
-                self.work_s += time.perf_counter() - t0
+                self.queue_s += time.perf_counter() - t0
                 return
             vid = found  # expanded at the flush
         else:
@@ -181,15 +184,23 @@ class GroupedAggregates:
         self._pending.append((vid, mid, keys, ts, vs))
         self._pending_n += len(keys)
         if self._pending_n >= PENDING_MAX:
+            t1 = time.perf_counter()
             self._flush()
-        self.work_s += time.perf_counter() - t0
+            self.flush_s += time.perf_counter() - t1
+            t0 += time.perf_counter() - t1
+        self.queue_s += time.perf_counter() - t0
 
     def flush(self) -> None:
         """Fold the queued samples into their rows; within a row, in arrival order."""
         if self._pending:
             t0 = time.perf_counter()
             self._flush()
-            self.work_s += time.perf_counter() - t0
+            self.flush_s += time.perf_counter() - t0
+
+    @property
+    def work_s(self) -> float:
+        """Seconds spent queueing and folding: what the rows cost in all."""
+        return self.queue_s + self.flush_s
 
     def _flush(self) -> None:
         pending = self._pending

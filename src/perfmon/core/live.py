@@ -512,10 +512,12 @@ class LiveState:
                 self._groups_agg.note_session(result.spec)
 
     @property
-    def groups_work_s(self) -> float:
-        """CPU-clock seconds spent on the groups (queueing and folding) since
-        ``track_groups``: what the Prometheus endpoint costs the ingest path."""
-        return 0.0 if self._groups_agg is None else self._groups_agg.work_s
+    def groups_work_s(self) -> tuple[float, float]:
+        """Seconds (``time.perf_counter``) spent on the groups since ``track_groups``:
+        ``(queueing on the ingest path, folding at the snapshots)``, what the Prometheus
+        endpoint costs the live state (``bench/fleet.py --scrape`` reports it)."""
+        g = self._groups_agg
+        return (0.0, 0.0) if g is None else (g.queue_s, g.flush_s)
 
     def _recount_malformed(self, sid: int) -> None:
         """Keep ``_malformed_total`` equal to the sum of every session's malformed count."""
