@@ -82,6 +82,7 @@ def ingest_round(
     rec = Recorder(Path(tempfile.mkdtemp(dir=tmp)))
     now = 1_764_000_000.0
     t0 = time.perf_counter()
+    c0 = time.thread_time()
     n = 0
     for i, chunk in enumerate(chunks):
         batch = dec.feed_batch(chunk, now + i * 0.1)
@@ -94,10 +95,16 @@ def ingest_round(
                 collector.publish(snap)
     rec.flush()
     dt = time.perf_counter() - t0
+    _CPU.append(time.thread_time() - c0)
     rec.close()
     if n != LINES:
         raise SystemExit(f"fleet bench: {n} samples")
     return n / dt, live
+
+
+_CPU: list[float] = []
+"""CPU seconds of the ingesting thread in each ``ingest_round`` (``time.thread_time``): on
+a loaded machine, what the round itself computed, without the waits for a core."""
 
 
 def served_snapshot(tmp: Path) -> Snapshot:
@@ -138,6 +145,7 @@ def scrape_figures() -> None:
     chunks = make_chunks()
     rates: dict[str, list[float]] = {"off": [], "idle": [], "hammer": []}
     own: list[tuple[float, float]] = []
+    cpu: dict[str, list[float]] = {"off": [], "idle": [], "hammer": []}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         snap = served_snapshot(tmp)
@@ -159,6 +167,7 @@ def scrape_figures() -> None:
             for cond in order[r % 3 :] + order[: r % 3]:  # rotated: no condition always first
                 if cond == "off":
                     rates["off"].append(ingest_round(chunks, tmp, groups=False)[0])
+                    cpu["off"].append(_CPU[-1])
                     continue
                 collector = SnapshotCollector()
                 server = MetricsServer(parse_metrics_addr("127.0.0.1:0"), collector)
@@ -166,6 +175,7 @@ def scrape_figures() -> None:
                     if cond == "idle":
                         rate, live = ingest_round(chunks, tmp, groups=True, collector=collector)
                         rates["idle"].append(rate)
+                        cpu["idle"].append(_CPU[-1])
                         # shares of the round: queueing (ingest path), folding (snapshots)
                         queue_s, fold_s = live.groups_work_s
                         own.append((queue_s * rate / LINES, fold_s * rate / LINES))
@@ -183,6 +193,7 @@ def scrape_figures() -> None:
                             ingest_round(chunks, tmp, groups=True, collector=collector)[0]
                         )
                         scrapes.append(collector.scrapes - before)
+                        cpu["hammer"].append(_CPU[-1])
                     finally:
                         hammer.kill()
                         hammer.wait()
@@ -231,6 +242,30 @@ def scrape_figures() -> None:
                     if num == "hammer"
                     else ""
                 ),
+                low=low,
+                high=high,
+                level=level,
+            )
+        )
+    for num, den, what in (
+        ("idle", "off", "with /metrics on, not scraped / off"),
+        ("hammer", "idle", "while /metrics is scraped back to back / on, not scraped"),
+    ):
+        ratios = [a / b for a, b in zip(cpu[num], cpu[den], strict=True)]
+        low, high, level = median_interval(ratios)
+        emit(
+            Figure(
+                f"ingest thread CPU {what}",
+                median(ratios),
+                "x",
+                "",
+                None,
+                "time.thread_time of the ingesting thread over a round (decode, live state "
+                "with its snapshots, recorder), paired per round, median of the ratios and "
+                "its order-statistic interval: the work the ingest path itself does, without "
+                "the waits for a core or for the interpreter",
+                f"{num} {median(cpu[num]) * 1e3:.0f} ms, {den} {median(cpu[den]) * 1e3:.0f} ms "
+                "of CPU per round (medians)",
                 low=low,
                 high=high,
                 level=level,

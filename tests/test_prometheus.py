@@ -314,16 +314,39 @@ def test_the_grafana_dashboard_queries_only_series_the_endpoint_serves() -> None
         for t in p["targets"]
         for n in re.findall(r"perfmon_[a-z_]+", t["expr"])
     }
-    reg = CollectorRegistry(auto_describe=False)
-    c = SnapshotCollector()
-    c.publish(snapshot())
-    reg.register(c)
-    served = {
-        s.name
-        for f in text_string_to_metric_families(generate_latest(reg).decode())
-        for s in f.samples
-    }
+    live = LiveState(run_id="r", campaign="c", run_dir="/r", started_t=0.0)
+    live.track_groups(now=0.0)
+    live.add_session(_spec(0, "baseline"))
+    live.add_batch(_batch([(0, "chunks_total", 1.0), (0, "queue_depth", 2.0)]))
+    grouped = live.snapshot(now=1.0, state="running")
+    served = set()
+    for snap in (snapshot(), grouped):
+        reg = CollectorRegistry(auto_describe=False)
+        c = SnapshotCollector()
+        c.publish(snap)
+        reg.register(c)
+        text = generate_latest(reg).decode()
+        served |= {s.name for f in text_string_to_metric_families(text) for s in f.samples}
     assert names and names <= served, names - served
+    assert "perfmon_workload_series_dropped" in names
+    # workload/variant/set variables, and the workload metric panels filter by them
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    for label in ("workload", "variant", "set"):
+        assert variables[label]["query"].startswith("label_values(perfmon_sessions")
+        assert variables[label]["multi"] and variables[label]["includeAll"]
+    assert variables["metric"]["query"].startswith("label_values(")
+    metric_panels = [p for p in board["panels"] if p.get("repeat") == "metric"]
+    assert len(metric_panels) == 3
+    for p in metric_panels:
+        expr = p["targets"][0]["expr"]
+        for matcher in ('workload=~"$workload"', 'variant=~"$variant"', 'set=~"$set"'):
+            assert matcher in expr, (p["title"], expr)
+    # the variable's regex keeps workload metrics and drops perfmon's own and summary parts
+    keep = re.compile(variables["metric"]["regex"].strip("/"))
+    for name in ("chunks_total", "queue_depth", "chunk_seconds"):
+        assert keep.match(name), name
+    for name in ("perfmon_sessions", "chunk_seconds_count", "chunk_seconds_sum"):
+        assert not keep.match(name), name
 
 
 # -- workload metrics per workload/variant/set (issue 16 point 5) ------------------------------

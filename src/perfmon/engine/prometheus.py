@@ -31,12 +31,23 @@ never a per-session label, so cardinality does not grow with the number of sessi
 - per workload/variant/set, the session-level measurements of finished ``ok`` sessions as
   summaries: ``perfmon_session_seconds``, ``perfmon_session_cpu_seconds``,
   ``perfmon_session_peak_rss_bytes`` (``_count`` / ``_sum``);
-- each workload metric of the snapshot under its own name (a ``perfmon_`` name of the workload
-  is skipped, names are sanitised to ``[a-zA-Z_:][a-zA-Z0-9_:]*``): a counter as
-  ``<name>_total``, a gauge as its last value, a timing/histogram/value as a summary with
-  ``quantile="0.5"`` and ``"0.95"`` (the snapshot's bounded-reservoir estimates), ``_count``
-  and ``_sum``. The snapshot aggregates workload metrics per name over the run, so these carry
-  no workload/variant/set labels (``perfmon_session_*`` do).
+- each workload metric per workload/variant/set (``Snapshot.group_metrics``: the live state
+  keeps them only while the endpoint is on, ``LiveState.track_groups``, which ``serve_metrics``
+  asks for), under its own name: a counter as ``<name>_total`` (the sum of its increments), a
+  gauge as its last value, a histogram or one-off value as a summary with
+  ``quantile="0.5"`` and ``"0.95"`` (the snapshot's estimates: exact up to the group's
+  reservoir, DDSketch beyond), ``_count`` and ``_sum``. Names are made valid
+  (``[a-zA-Z_:][a-zA-Z0-9_:]*``), a ``perfmon_`` name of the workload is skipped, and units
+  become base units (``prom_name``: ``_ms`` -> ``_seconds``, ``_percent`` -> ``_ratio``, with
+  the values converted; the OpenMetrics ``UNIT`` says so). A metric of the snapshot without
+  any group row (machine-wide samples such as ``system_cpu_percent``, a metric whose every
+  group is over the cap, or every metric when the snapshot has no groups) is served pooled
+  over the run, without labels. Two names that map to one Prometheus
+  name: the first (by name) is served, the other counted in
+  ``perfmon_workload_metrics_clashing``;
+- what the groups' cap left out: ``perfmon_workload_series`` (rows served),
+  ``perfmon_workload_series_max``, ``perfmon_workload_series_dropped`` (distinct rows over
+  the cap) and ``perfmon_workload_series_dropped_samples_total``.
 """
 
 from __future__ import annotations
