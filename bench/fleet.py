@@ -3,17 +3,24 @@
 
 Scrape (``--scrape``, the default). The ingest path of ``bench/ingest.py`` (probe lines in
 64 KiB reads -> ``Decoder.feed_batch`` -> ``LiveState.add_batch`` -> ``Recorder.add_batch``,
-one flush) is timed in rounds, interleaved, under three conditions in the same run:
+one flush), with a snapshot every ``SNAP_EVERY`` reads in every condition (the runner takes
+them at 4 Hz whether or not anyone serves them; here they run inline, so what building them
+costs is in the figures), is timed in rounds, interleaved, under three conditions in the
+same run:
 
-- ``off``: no endpoint;
-- ``idle``: ``MetricsServer`` listening, the snapshot published, nobody scraping;
-- ``hammer``: a client *process* scraping ``/metrics`` back to back (hundreds of times more
-  often than Prometheus' usual 15 s), so the endpoint's thread (collect + text encoding)
-  competes with ingest for the interpreter all the time.
+- ``off``: no endpoint: the live state keeps no per-group aggregates;
+- ``idle`` (on, not scraped): the live state keeps each metric per workload/variant/set
+  (``LiveState.track_groups``, what ``--metrics-addr`` asks for: queued on the ingest path,
+  folded and summarised at each snapshot), ``MetricsServer`` listens and every snapshot is
+  published to it; nobody scrapes;
+- ``hammer``: as ``idle``, and a client *process* scraping ``/metrics`` back to back
+  (hundreds of times more often than Prometheus' usual 15 s), so the endpoint's thread
+  (collect + text encoding) competes with ingest for the interpreter all the time.
 
-The figures are each condition's median rate over ``off``'s (1.0: no cost). The snapshot
-served is a real one of the live state after a full round (8 metrics, 200 session rows,
-4 gates), and the cost of one scrape (collect + encode) is measured alone.
+The figures are each condition's median rate over ``off``'s (1.0: no cost), the groups' own
+work (``LiveState.groups_work_s``) as a share of the round, and the cost of one scrape
+(collect + encode) alone, of a snapshot with 64 (metric, workload, variant, set) rows, 200
+session rows and 4 gates.
 
 Ray (``--ray``): see ``ray_figures`` (needs ``pip install 'perfmon[ray]'``).
 """
@@ -30,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Figure, emit, median
-from ingest import LINES, make_chunks
+from _common import Figure, emit, median, median_interval
+from ingest import LINES, NAMES, SPEC, make_chunks
 from perfmon.core.live import LiveState
 from perfmon.core.model import GateResult, GateState, SessionSpec
 from perfmon.core.protocol import Decoder
@@ -39,7 +46,7 @@ from perfmon.core.snapshot import Snapshot
 from perfmon.engine.prometheus import MetricsServer, SnapshotCollector, parse_metrics_addr
 from perfmon.engine.recorder import Recorder
 
-ROUNDS = 5
+SCRAPE_ROUNDS = 9
 
 _HAMMER = """
 import sys, urllib.request
@@ -54,44 +61,75 @@ while True:
 """
 
 
-def ingest_round(chunks: list[bytes], tmp: Path) -> tuple[float, LiveState]:
-    """One round of the columnar ingest path; returns samples/s and the live state."""
+SNAP_EVERY = 32
+"""Chunks between two snapshots in a round (about 5 per round: the runner snapshots at 4 Hz
+and a round lasts about a second on this machine)."""
+
+
+def ingest_round(
+    chunks: list[bytes], tmp: Path, *, groups: bool, collector: SnapshotCollector | None = None
+) -> tuple[float, LiveState]:
+    """One round of the columnar ingest path, a snapshot every ``SNAP_EVERY`` chunks (in
+    every condition, as the runner takes them whether or not anyone serves them), handed to
+    ``collector`` when there is one; ``groups``: the live state keeps each metric per
+    workload/variant/set, as it does when ``--metrics-addr`` is given. Returns samples/s
+    and the live state."""
     dec = Decoder(1)
     live = LiveState(run_id="bench", campaign="bench", run_dir=str(tmp), started_t=0.0)
+    live.add_session(SPEC)  # the session the decoder's samples belong to
+    if groups:
+        live.track_groups(0.0)
     rec = Recorder(Path(tempfile.mkdtemp(dir=tmp)))
     now = 1_764_000_000.0
     t0 = time.perf_counter()
+    c0 = time.thread_time()
     n = 0
     for i, chunk in enumerate(chunks):
         batch = dec.feed_batch(chunk, now + i * 0.1)
         live.add_batch(batch)
         rec.add_batch(batch)
         n += len(batch)
+        if i % SNAP_EVERY == SNAP_EVERY - 1:
+            snap = live.snapshot(now=now + i * 0.1, state="running")
+            if collector is not None:
+                collector.publish(snap)
     rec.flush()
     dt = time.perf_counter() - t0
+    _CPU.append(time.thread_time() - c0)
     rec.close()
     if n != LINES:
         raise SystemExit(f"fleet bench: {n} samples")
     return n / dt, live
 
 
-def served_snapshot(live: LiveState) -> Snapshot:
-    """A realistic snapshot: the live state of a round, 200 sessions, 4 gates."""
+_CPU: list[float] = []
+"""CPU seconds of the ingesting thread in each ``ingest_round`` (``time.thread_time``): on
+a loaded machine, what the round itself computed, without the waits for a core."""
+
+
+def served_snapshot(tmp: Path) -> Snapshot:
+    """A realistic snapshot to scrape: 200 sessions over 2 workloads x 2 variants x 2 sets,
+    each with 50 samples of the 8 metrics of the ingest bench (64 (metric, group) rows), and
+    4 gates."""
+    live = LiveState(run_id="bench", campaign="bench", run_dir=str(tmp), started_t=0.0)
+    live.track_groups(0.0)
     for i in range(200):
-        live.add_session(
-            SessionSpec(
-                id=i + 10,
-                workload="tgat",
-                variant="baseline" if i % 2 else "candidate",
-                set_name="canary",
-                index=i,
-                warmup=False,
-                argv=("x",),
-                env=(),
-                cwd="/",
-                timeout_s=None,
-            )
+        spec = SessionSpec(
+            id=i + 10,
+            workload=("tgat", "dag")[i % 2],
+            variant=("baseline", "candidate")[(i // 2) % 2],
+            set_name=("golden", "canary")[(i // 4) % 2],
+            index=i,
+            warmup=False,
+            argv=("x",),
+            env=(),
+            cwd="/",
+            timeout_s=None,
         )
+        live.add_session(spec)
+        dec = Decoder(spec.id)
+        text = "".join(f"{NAMES[k % 8]} {k * 0.5!r}\n" for k in range(400)).encode()
+        live.add_batch(dec.feed_batch(text, 1_764_000_000.0 + i))
     gates = tuple(
         GateResult(f"g{i}", "max(x) < 1", GateState.PASS, 0.5, 100, "ok", 0.4, 0.6)
         for i in range(4)
@@ -100,17 +138,20 @@ def served_snapshot(live: LiveState) -> Snapshot:
 
 
 def scrape_figures() -> None:
+    """Ingest with the endpoint off, on but not scraped, and scraped back to back, in
+    interleaved rounds; the groups' own work; the cost of one scrape."""
+    from prometheus_client import generate_latest
+
     chunks = make_chunks()
     rates: dict[str, list[float]] = {"off": [], "idle": [], "hammer": []}
+    own: list[tuple[float, float]] = []
+    cpu: dict[str, list[float]] = {"off": [], "idle": [], "hammer": []}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        _, live = ingest_round(chunks, tmp)
-        snap = served_snapshot(live)
+        snap = served_snapshot(tmp)
         collector = SnapshotCollector()
         collector.publish(snap)
         # the cost of one scrape, alone
-        from prometheus_client import generate_latest
-
         server = MetricsServer(parse_metrics_addr("127.0.0.1:0"), collector)
         body = generate_latest(server.registry)
         times = []
@@ -121,53 +162,131 @@ def scrape_figures() -> None:
         scrape_s = median(times)
         server.close()
         scrapes: list[int] = []
-        for _ in range(ROUNDS):
-            rates["off"].append(ingest_round(chunks, tmp)[0])
-            server = MetricsServer(parse_metrics_addr("127.0.0.1:0"), collector)
-            try:
-                rates["idle"].append(ingest_round(chunks, tmp)[0])
-                hammer = subprocess.Popen(
-                    [sys.executable, "-c", _HAMMER, server.url],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL,
-                )
+        for r in range(SCRAPE_ROUNDS):
+            order = ("off", "idle", "hammer")
+            for cond in order[r % 3 :] + order[: r % 3]:  # rotated: no condition always first
+                if cond == "off":
+                    rates["off"].append(ingest_round(chunks, tmp, groups=False)[0])
+                    cpu["off"].append(_CPU[-1])
+                    continue
+                collector = SnapshotCollector()
+                server = MetricsServer(parse_metrics_addr("127.0.0.1:0"), collector)
                 try:
-                    assert hammer.stdout is not None
-                    hammer.stdout.readline()  # 50 scrapes done: it is hammering
-                    before = collector.scrapes
-                    rates["hammer"].append(ingest_round(chunks, tmp)[0])
-                    scrapes.append(collector.scrapes - before)
+                    if cond == "idle":
+                        rate, live = ingest_round(chunks, tmp, groups=True, collector=collector)
+                        rates["idle"].append(rate)
+                        cpu["idle"].append(_CPU[-1])
+                        # shares of the round: queueing (ingest path), folding (snapshots)
+                        queue_s, fold_s = live.groups_work_s
+                        own.append((queue_s * rate / LINES, fold_s * rate / LINES))
+                        continue
+                    hammer = subprocess.Popen(
+                        [sys.executable, "-c", _HAMMER, server.url],
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.DEVNULL,
+                    )
+                    try:
+                        assert hammer.stdout is not None
+                        hammer.stdout.readline()  # 50 scrapes done: it is hammering
+                        before = collector.scrapes
+                        rates["hammer"].append(
+                            ingest_round(chunks, tmp, groups=True, collector=collector)[0]
+                        )
+                        scrapes.append(collector.scrapes - before)
+                        cpu["hammer"].append(_CPU[-1])
+                    finally:
+                        hammer.kill()
+                        hammer.wait()
                 finally:
-                    hammer.kill()
-                    hammer.wait()
-            finally:
-                server.close()
+                    server.close()
     off = median(rates["off"])
-    emit(
-        Figure(
-            "ingest with /metrics idle / without",
-            median(rates["idle"]) / off,
-            "x",
-            "",
-            None,
-            f"{LINES:,} probe lines through the columnar ingest path, {ROUNDS} interleaved "
-            "rounds per condition, medians",
-            f"off {off / 1e6:.2f}M/s, idle {median(rates['idle']) / 1e6:.2f}M/s",
-        )
-    )
-    emit(
-        Figure(
-            "ingest while /metrics is scraped back to back / without",
-            median(rates["hammer"]) / off,
-            "x",
-            "",
-            None,
-            "a client process scraping continuously (Prometheus scrapes every 15 s); the "
+
+    def paired(num: str, den: str) -> tuple[float, float, float, float]:
+        """Median of the per-round ratios num/den and its order-statistic interval."""
+        ratios = [a / b for a, b in zip(rates[num], rates[den], strict=True)]
+        low, high, level = median_interval(ratios)
+        return median(ratios), low, high, level
+
+    for num, den, name, method in (
+        (
+            "idle",
+            "off",
+            "ingest with /metrics on, not scraped / off",
+            "on: the live state keeps each metric per workload/variant/set (track_groups), "
+            "the server listens, each snapshot is published to it",
+        ),
+        (
+            "hammer",
+            "idle",
+            "ingest while /metrics is scraped back to back / on, not scraped",
+            "a client process scraping continuously (Prometheus scrapes every 15 s): the "
             "endpoint thread competes with ingest for the interpreter",
-            f"hammer {median(rates['hammer']) / 1e6:.2f}M/s; scrapes served during each "
-            f"hammered round: {', '.join(map(str, scrapes))}",
+        ),
+        ("hammer", "off", "ingest while /metrics is scraped back to back / off", "both"),
+    ):
+        value, low, high, level = paired(num, den)
+        emit(
+            Figure(
+                name,
+                value,
+                "x",
+                "",
+                None,
+                f"{LINES:,} probe lines through the columnar ingest path with a snapshot every "
+                f"{SNAP_EVERY} reads; {SCRAPE_ROUNDS} rounds, conditions rotated within each; "
+                f"median of the per-round ratios, order-statistic interval; {method}",
+                f"{num} {median(rates[num]) / 1e6:.2f}M/s, {den} {median(rates[den]) / 1e6:.2f}"
+                f"M/s (off {off / 1e6:.2f}M/s)"
+                + (
+                    f"; scrapes served per hammered round: {', '.join(map(str, scrapes))}"
+                    if num == "hammer"
+                    else ""
+                ),
+                low=low,
+                high=high,
+                level=level,
+            )
         )
-    )
+    for num, den, what in (
+        ("idle", "off", "with /metrics on, not scraped / off"),
+        ("hammer", "idle", "while /metrics is scraped back to back / on, not scraped"),
+    ):
+        ratios = [a / b for a, b in zip(cpu[num], cpu[den], strict=True)]
+        low, high, level = median_interval(ratios)
+        emit(
+            Figure(
+                f"ingest thread CPU {what}",
+                median(ratios),
+                "x",
+                "",
+                None,
+                "time.thread_time of the ingesting thread over a round (decode, live state "
+                "with its snapshots, recorder), paired per round, median of the ratios and "
+                "its order-statistic interval: the work the ingest path itself does, without "
+                "the waits for a core or for the interpreter",
+                f"{num} {median(cpu[num]) * 1e3:.0f} ms, {den} {median(cpu[den]) * 1e3:.0f} ms "
+                "of CPU per round (medians)",
+                low=low,
+                high=high,
+                level=level,
+            )
+        )
+    for i, (what, where) in enumerate(
+        (("queueing", "on the ingest path"), ("folding", "at the snapshots, in their thread"))
+    ):
+        shares = [o[i] for o in own]
+        emit(
+            Figure(
+                f"per-group aggregates: {what} {where}, share of the ingest",
+                100.0 * median(shares),
+                "%",
+                "",
+                None,
+                "LiveState.groups_work_s (timed inside the live state) over the round's time, "
+                "endpoint on, median over the rounds",
+                ", ".join(f"{100 * x:.2f}%" for x in shares),
+            )
+        )
     emit(
         Figure(
             "one scrape (collect + encode), served snapshot",
@@ -176,6 +295,7 @@ def scrape_figures() -> None:
             "",
             None,
             f"generate_latest over a snapshot of {len(snap.metrics)} metrics, "
+            f"{len(snap.group_metrics)} (metric, workload, variant, set) rows, "
             f"{len(snap.sessions)} session rows, {len(snap.gates)} gates; median of 50",
             f"{len(body):,} bytes of text",
         )

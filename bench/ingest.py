@@ -196,13 +196,46 @@ def main() -> None:
             f"(medians {median(plain_s) * 1e3:.0f} / {median(split_s) * 1e3:.0f} ms)",
         )
     )
+    # The Prometheus endpoint's per-(metric, workload, variant, set) aggregates: the same
+    # machinery, one row per metric here (one session), smaller reservoirs, no series.
+    plain_g, groups_s, own_g = live_fold_seconds(chunks, mode="groups")
+    emit(
+        Figure(
+            "/metrics groups: their own work, share of the ingest",
+            100.0 * median(own_g) / round_s,
+            "%",
+            "",
+            None,
+            "LiveState.groups_work_s (queueing and folding, timed inside the live state) with "
+            "track_groups over the decoded batches, median of 9 rounds, over the least time "
+            "of one columnar ingest round; nothing is grouped without --metrics-addr",
+            f"{median(own_g) * 1e3:.0f} ms per {LINES:,} samples",
+        )
+    )
+    extra_g = (min(groups_s) - min(plain_g)) / round_s
+    emit(
+        Figure(
+            "/metrics groups: live-state fold with / without, share of the ingest",
+            100.0 * extra_g,
+            "%",
+            "",
+            None,
+            "LiveState.add_batch over the same decoded batches with and without track_groups "
+            "(+ the fold at the snapshot), 9 paired rounds; extra least time over the least "
+            "time of one columnar ingest round",
+            f"least {min(plain_g) * 1e3:.0f} ms without, {min(groups_s) * 1e3:.0f} ms with "
+            f"(medians {median(plain_g) * 1e3:.0f} / {median(groups_s) * 1e3:.0f} ms)",
+        )
+    )
 
 
 def live_fold_seconds(
-    chunks: list[bytes], rounds: int = 9
+    chunks: list[bytes], rounds: int = 9, mode: str = "split"
 ) -> tuple[list[float], list[float], list[float]]:
-    """Seconds to fold the decoded chunks into a fresh live state, unsplit and split by
-    variant, in paired rounds (the order alternating), and the split's own work per round."""
+    """Seconds to fold the decoded chunks into a fresh live state, without and with the
+    split by variant (``mode="split"``) or the per-group aggregates of the Prometheus
+    endpoint (``mode="groups"``, ``LiveState.track_groups``), in paired rounds (the order
+    alternating), and their own work per round."""
     dec = Decoder(1)
     batches = [dec.feed_batch(chunk, 1_764_000_000.0 + i * 0.1) for i, chunk in enumerate(chunks)]
     plain: list[float] = []
@@ -212,15 +245,17 @@ def live_fold_seconds(
         for on in (False, True) if r % 2 == 0 else (True, False):
             live = LiveState(run_id="bench", campaign="bench", run_dir="/", started_t=0.0)
             live.add_session(SPEC)
-            if on:
+            if on and mode == "split":
                 live.set_split("variant", 0.0)
+            elif on:
+                live.track_groups(0.0)
             t0 = time.perf_counter()
             for batch in batches:
                 live.add_batch(batch)
             live.flush_split()
             (split if on else plain).append(time.perf_counter() - t0)
             if on:
-                own.append(live.split_work_s)
+                own.append(live.split_work_s if mode == "split" else sum(live.groups_work_s))
     return plain, split, own
 
 

@@ -49,7 +49,7 @@ def _wire(snap: Snapshot) -> dict[str, Any]:
 
 
 def test_the_version_is_bumped() -> None:
-    assert SNAPSHOT_VERSION == 2
+    assert SNAPSHOT_VERSION == 3
     assert "extra" not in {f.name for f in dataclasses.fields(Snapshot)}
 
 
@@ -74,6 +74,16 @@ def test_defaults_say_what_is_not_known() -> None:
     assert back.noise is None and back.disk_bytes is None and back.gate_evaluation is None
     assert back.gate_changes is None  # not carried: a viewer reads events.jsonl
     assert Snapshot.from_dict(_wire(_snapshot(gate_changes=()))).gate_changes == ()
+
+
+def test_version_2_snapshots_still_decode_without_groups() -> None:
+    v2 = _wire(_snapshot())
+    v2["version"] = 2
+    for key in [k for k in v2 if k.startswith("group_")]:
+        del v2[key]  # version 2 has no group fields
+    snap = Snapshot.from_dict(v2)
+    assert snap.version == SNAPSHOT_VERSION
+    assert (snap.group_metrics, snap.group_since_t, snap.group_rows_max) == ((), 0.0, 0)
 
 
 def test_version_1_snapshots_still_decode() -> None:
@@ -105,7 +115,7 @@ def test_version_1_snapshots_still_decode() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        {"version": 3},
+        {"version": 4},
         {"version": None},
         {"version": 1, "extra": ["not", "a", "dict"]},
         {"version": 2, "profiles": [{"name": "x"}]},  # a profile missing its fields

@@ -139,7 +139,7 @@ def test_split_costs_nothing_while_not_asked_for() -> None:
     ts = np.arange(1000, dtype=np.float64)
     batch = SampleBatch.from_samples(_samples(0, list(ts)))
     live.add_batch(batch)
-    assert live._split == {} and live._split_values == {}
+    assert live._split is None and live._groups_agg is None
 
 
 def test_runner_applies_split_in_order_with_ingest(tmp_path: Path) -> None:

@@ -33,10 +33,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import time
 import zlib
 from collections import deque
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +44,7 @@ import numpy.typing as npt
 from perfmon.core.aggregate import MetricAggregate, check_reduce_args
 from perfmon.core.batch import SampleBatch
 from perfmon.core.commands import SPLIT_LABEL_RE, CommandError, Split, parse_command
+from perfmon.core.grouping import GroupedAggregates, Labels
 from perfmon.core.labels import Matcher, Selector, canonical, selector_matches, session_labels
 from perfmon.core.model import (
     GateResult,
@@ -68,6 +69,8 @@ __all__ = [
     "DROPPED_NAMES_EXACT",
     "DROPPED_NAMES_METRIC",
     "DROPPED_SAMPLES_METRIC",
+    "GROUP_RESERVOIR",
+    "MAX_GROUP_ROWS",
     "MAX_METRICS",
     "MAX_METRIC_NAME_BYTES",
     "MAX_SPLIT_ROWS",
@@ -130,11 +133,14 @@ MAX_SPLIT_ROWS = 1024
 """Most (metric, label value) aggregates the live split of the metrics panel keeps
 (``LiveState.set_split``); samples of further rows are counted in ``split_samples_dropped``."""
 
-_SPLIT_PENDING_MAX = 1 << 18
-"""Samples queued for the split before they are folded without waiting for a snapshot."""
+MAX_GROUP_ROWS = 512
+"""Default cap on the (metric, workload, variant, set) aggregates kept for the Prometheus
+endpoint (``LiveState.track_groups``); samples of further rows are counted, not kept."""
 
-_SPLIT_SESSIONS_KEPT = 65_536
-"""Sessions whose value of the split label the live state keeps (the latest registered)."""
+GROUP_RESERVOIR = 256
+"""Reservoir size of a group's aggregate: its p50/p95 are exact up to this many samples and
+DDSketch estimates beyond (``perfmon.core.aggregate``), as for the pooled aggregates past
+theirs; 256 keeps ``MAX_GROUP_ROWS`` rows within a few MB."""
 
 
 def parse_split_command(command: str) -> str:
@@ -173,6 +179,8 @@ class LiveState:
             first kept; perfmon's own metrics (``PERFMON_METRICS``) and those in
             ``session_metrics`` (the gates' metrics) are always kept and not counted.
         max_metric_name_bytes: longest metric name kept, bytes (``MAX_METRIC_NAME_BYTES``).
+        max_group_rows: most (metric, workload, variant, set) aggregates kept once
+            ``track_groups`` is asked for (default ``MAX_GROUP_ROWS``).
         windows: window lengths in seconds (the gates' ``window``) that every metric tracks
             from its first sample, with exact counts and sketch quantiles
             (``perfmon.core.aggregate.window_bounds``); another window is tracked from the
@@ -202,6 +210,7 @@ class LiveState:
         max_metric_name_bytes: int = MAX_METRIC_NAME_BYTES,
         selections: Iterable[tuple[str, Selector, Sequence[str]]] = (),
         windows: Iterable[float] = (),
+        max_group_rows: int = MAX_GROUP_ROWS,
     ) -> None:
         self.run_id = run_id
         # Window lengths (the gates' ``window``) every metric tracks from its first sample:
@@ -270,27 +279,11 @@ class LiveState:
         """The label the metrics are split by ("" when none)."""
         self.split_since_t = 0.0
         """From when the split's aggregates count samples, Unix seconds."""
-        self.split_samples_dropped = 0
-        """Samples not folded into the split because ``MAX_SPLIT_ROWS`` rows were full."""
-        self.split_work_s = 0.0
-        """CPU-clock seconds spent on the split (queueing and folding), over the run: what
-        showing a split costs the ingest path (``bench/ingest.py`` reports it)."""
-        self._split: dict[tuple[str, str], MetricAggregate] = {}
-        self._split_values: dict[int, str] = {}  # session -> its value of the split label
-        self._split_value_ids: dict[str, int] = {}  # label value -> row id (queued samples)
-        self._split_metric_ids: dict[str, int] = {}  # metric -> id (queued samples)
-        # Queued for the split: (label value id, or one per sample; the batch's metric ids by
-        # key; keys; times; values), folded by flush_split.
-        self._split_pending: list[
-            tuple[
-                int | npt.NDArray[np.int64],
-                list[int],
-                npt.NDArray[np.int32],
-                npt.NDArray[np.float64],
-                npt.NDArray[np.float64],
-            ]
-        ] = []
-        self._split_pending_n = 0
+        self._split: GroupedAggregates | None = None  # rows (metric, label value)
+        # Each metric per (workload, variant, set), for Prometheus (issue 16): see
+        # ``track_groups``; None (and nothing paid) unless the endpoint asks for it.
+        self.max_group_rows = max_group_rows
+        self._groups_agg: GroupedAggregates | None = None
 
     # -- feeding -----------------------------------------------------------------------
 
@@ -334,8 +327,10 @@ class LiveState:
         else:
             self._groups.setdefault(_group_of(spec), 0)
             self._variants.setdefault(spec.variant, None)
-            if self.split_label:
-                self._note_split_value(spec)
+            if self._split is not None:
+                self._split.note_session(spec)
+            if self._groups_agg is not None:
+                self._groups_agg.note_session(spec)
             if self._selections:
                 self._session_labels[spec.id] = session_labels(
                     variant=spec.variant,
@@ -429,160 +424,100 @@ class LiveState:
             raise ValueError(f"not a label name: {label[:80]!r}")
         self.split_label = label
         self.split_since_t = float(now) if label else 0.0
-        self._split = {}
-        self._split_values = {}
-        self._split_value_ids = {}
-        self._split_metric_ids = {}
-        self._split_pending = []
-        self._split_pending_n = 0
-        self.split_samples_dropped = 0
-        self.split_work_s = 0.0
+        self._split = None
         if label:
+            self._split = GroupedAggregates(
+                self._split_labels,
+                self._kinds,
+                max_rows=MAX_SPLIT_ROWS,
+                reservoir_size=self.reservoir_size,
+                series_points=self.series_points,
+                since_t=now,
+            )
             for result in self._results.values():
                 if not result.spec.warmup:
-                    self._note_split_value(result.spec)
+                    self._split.note_session(result.spec)
 
-    def _note_split_value(self, spec: SessionSpec) -> None:
-        """Remember a session's value of the split label (bounded: the latest sessions)."""
+    def _split_labels(self, spec: SessionSpec) -> Labels | None:
+        """A session's value of the split label, as a row's labels (None: it has none)."""
         label = self.split_label
         if label in ("variant", "workload", "set"):
             value = {"variant": spec.variant, "workload": spec.workload, "set": spec.set_name}[
                 label
             ]
-        else:
-            found = [str(v) for k, v in spec.params if k == label]
-            if not found:
-                return
-            value = found[0]
-        values = self._split_values
-        values[spec.id] = value
-        while len(values) > _SPLIT_SESSIONS_KEPT:
-            del values[next(iter(values))]
-
-    def _fold_split(
-        self,
-        names: Sequence[str],
-        sessions: npt.NDArray[np.int64],
-        keys: npt.NDArray[np.int32],
-        ts: npt.NDArray[np.float64],
-        vs: npt.NDArray[np.float64],
-        one_session: bool,
-    ) -> None:
-        """Queue measured samples for the split's aggregates (folded by ``flush_split``).
-
-        Folding on every batch would cost one ``MetricAggregate.add_many`` per (metric, label
-        value) per batch, about as much again as the pooled fold; queued, they are folded a
-        few times a second (at each snapshot) in one radix sort and one call per row, so the ingest
-        path only maps each batch's sessions to label values and metric names to row ids.
-        """
-        t0 = time.perf_counter()
-        values = self._split_values
-        ids = self._split_value_ids
-        vid: int | npt.NDArray[np.int64]
-        if one_session:
-            value = values.get(int(sessions[0]))
-            if value is None:
-                return
-            vid = ids.setdefault(value, len(ids))  # expanded at the flush
-        else:
-            uniq, inverse = np.unique(sessions, return_inverse=True)
-            per = np.array(
-                [ids.setdefault(values[s], len(ids)) if s in values else -1 for s in uniq.tolist()],
-                dtype=np.int64,
-            )
-            vid = per[inverse]
-        metric_ids = self._split_metric_ids
-        mid = [metric_ids.setdefault(n, len(metric_ids)) for n in names]
-        self._split_pending.append((vid, mid, keys, ts, vs))
-        self._split_pending_n += len(keys)
-        if self._split_pending_n >= _SPLIT_PENDING_MAX:
-            self._flush_split()
-        self.split_work_s += time.perf_counter() - t0
+            return ((label, value),)
+        found = [str(v) for k, v in spec.params if k == label]
+        return ((label, found[0]),) if found else None
 
     def flush_split(self) -> None:
-        """Fold the samples queued for the split into its aggregates (``snapshot`` does it).
+        """Fold the samples queued for the split and the groups into their aggregates
+        (``snapshot`` does it; ``perfmon.core.grouping.GroupedAggregates.flush``)."""
+        if self._split is not None:
+            self._split.flush()
+        if self._groups_agg is not None:
+            self._groups_agg.flush()
 
-        The queued batches are mapped to (label value, metric) rows with a few vectorised
-        operations over all of them; within one row, samples keep their arrival order.
-        """
-        if self._split_pending:
-            t0 = time.perf_counter()
-            self._flush_split()
-            self.split_work_s += time.perf_counter() - t0
+    @property
+    def split_samples_dropped(self) -> int:
+        """Samples not folded into the split because ``MAX_SPLIT_ROWS`` rows were full."""
+        return 0 if self._split is None else self._split.samples_dropped
 
-    def _flush_split(self) -> None:
-        pending = self._split_pending
-        if not pending:
-            return
-        self._split_pending = []
-        self._split_pending_n = 0
-        lengths = np.array([len(p[2]) for p in pending], dtype=np.int64)
-        if all(isinstance(p[0], int) for p in pending):
-            vid = np.repeat(np.array([p[0] for p in pending], dtype=np.int64), lengths)
-        else:
-            vid = np.concatenate(
-                [
-                    np.full(len(p[2]), p[0], np.int64) if isinstance(p[0], int) else p[0]
-                    for p in pending
-                ]
-            )
-        # Each batch's keys index its own names: offset them into one table of metric ids.
-        table = np.array([m for p in pending for m in p[1]], dtype=np.int64)
-        starts = np.cumsum([0] + [len(p[1]) for p in pending[:-1]], dtype=np.int64)
-        keys = np.concatenate([p[2] for p in pending]).astype(np.int64)
-        mid = table[keys + np.repeat(starts, lengths)]
-        ts = np.concatenate([p[3] for p in pending])
-        vs = np.concatenate([p[4] for p in pending])
-        keep = vid >= 0
-        if not keep.all():
-            vid, mid, ts, vs = vid[keep], mid[keep], ts[keep], vs[keep]
-        if not len(vid):
-            return
-        n_metrics = max(1, len(self._split_metric_ids))
-        row = vid * n_metrics + mid
-        names = list(self._split_metric_ids)
-        labels = list(self._split_value_ids)
-        counts = np.bincount(row)
-        present = np.flatnonzero(counts)
-        # A stable sort keeps arrival order within a row; on 16-bit keys numpy's stable sort
-        # is a radix sort, linear in the samples (the usual case: few metrics and values).
-        small = row.astype(np.uint16) if len(counts) <= 1 << 16 else row
-        order = np.argsort(small, kind="stable")
-        ts, vs = ts[order], vs[order]
-        ends = np.cumsum(counts[present]).tolist()
-        for r, end, n in zip(present.tolist(), ends, counts[present].tolist(), strict=True):
-            v, m = divmod(r, n_metrics)
-            self._fold_split_one(names[m], labels[v], ts[end - n : end], vs[end - n : end])
-
-    def _fold_split_one(
-        self, name: str, value: str, ts: npt.NDArray[np.float64], vs: npt.NDArray[np.float64]
-    ) -> None:
-        agg = self._split.get((name, value))
-        if agg is None:
-            if len(self._split) >= MAX_SPLIT_ROWS:
-                self.split_samples_dropped += int(ts.size)
-                return
-            agg = self._split[(name, value)] = MetricAggregate(
-                self._kinds[name],
-                reservoir_size=self.reservoir_size,
-                series_points=self.series_points,
-                seed=zlib.crc32(f"{name}\0{value}".encode()),
-            )
-        agg.add_many(ts, vs)
+    @property
+    def split_work_s(self) -> float:
+        """CPU-clock seconds spent on the split (queueing and folding) since it was asked
+        for: what showing a split costs the ingest path (``bench/ingest.py`` reports it)."""
+        return 0.0 if self._split is None else self._split.work_s
 
     def _split_summaries(self) -> tuple[MetricSummary, ...]:
         """The split's rows for a snapshot: by metric (the snapshot's metrics first), then by
         label value, at most ``SNAPSHOT_MAX_METRICS`` of them."""
-        if not self.split_label:
+        if self._split is None:
             return ()
-        self.flush_split()
+        self._split.flush()
         shown = set(self._snapshot_metrics())
-        keys = sorted(self._split, key=lambda k: (k[0] not in shown, k[0], k[1]))
-        label = self.split_label
-        return tuple(
-            _summary(name, self._split[(name, value)], ((label, value),))
-            for name, value in keys[:SNAPSHOT_MAX_METRICS]
+        keys = sorted(self._split.rows, key=lambda k: (k[0] not in shown, k[0], k[1]))
+        return self._split.summaries(_summary, keys[:SNAPSHOT_MAX_METRICS])
+
+    # -- workload metrics per workload/variant/set (issue 16 point 5: Prometheus) ----------
+
+    def track_groups(self, now: float) -> None:
+        """Keep each metric also per (workload, variant, set) from now on (idempotent).
+
+        The Prometheus endpoint (``perfmon run --metrics-addr``) asks for it before the run
+        starts; nothing is grouped otherwise, so without the endpoint the ingest path costs
+        what it did. The rows are ``perfmon.core.grouping.GroupedAggregates`` (the split's
+        machinery): at most ``max_group_rows`` of them (and those of the gates' metrics and
+        perfmon's own, which a flood cannot push out), each with a ``GROUP_RESERVOIR``-value
+        reservoir and no series, folded at each snapshot; a snapshot carries every row
+        (``Snapshot.group_metrics``, without series) and what the cap refused.
+        Machine-wide samples (``SYSTEM_SESSION``) and warm-ups are not grouped.
+
+        Args:
+            now: from when the groups count samples, Unix seconds.
+        """
+        if self._groups_agg is not None:
+            return
+        self._groups_agg = GroupedAggregates(
+            _group_labels,
+            self._kinds,
+            max_rows=self.max_group_rows,
+            reservoir_size=min(self.reservoir_size, GROUP_RESERVOIR),
+            series_points=2,
+            since_t=now,
+            keep=self._reserved - _OVERFLOW,
+            skip=_OVERFLOW,
         )
+        for result in self._results.values():
+            if not result.spec.warmup:
+                self._groups_agg.note_session(result.spec)
+
+    @property
+    def groups_work_s(self) -> tuple[float, float]:
+        """Seconds (``time.perf_counter``) spent on the groups since ``track_groups``:
+        ``(queueing on the ingest path, folding at the snapshots)``, what the Prometheus
+        endpoint costs the live state (``bench/fleet.py --scrape`` reports it)."""
+        g = self._groups_agg
+        return (0.0, 0.0) if g is None else (g.queue_s, g.flush_s)
 
     def _recount_malformed(self, sid: int) -> None:
         """Keep ``_malformed_total`` equal to the sum of every session's malformed count."""
@@ -794,8 +729,10 @@ class LiveState:
         groups: dict[str, list[int]] = {}
         for i, name in enumerate(names):
             groups.setdefault(name, []).append(i)
-        if self.split_label:
-            self._fold_split(batch.metrics, sessions, keys, ts, vs, one_session)
+        if self._split is not None:
+            self._split.queue(batch.metrics, sessions, keys, ts, vs, one_session)
+        if self._groups_agg is not None:
+            self._groups_agg.queue(batch.metrics, sessions, keys, ts, vs, one_session)
         if len(names) == 1:
             self._fold(names[0], ts, vs)
             return
@@ -1042,9 +979,24 @@ class LiveState:
             split_label=self.split_label,
             split_since_t=self.split_since_t,
             split_metrics=self._split_summaries(),
-            split_rows_total=len(self._split),
+            split_rows_total=0 if self._split is None else len(self._split.rows),
             split_samples_dropped=self.split_samples_dropped,
+            **self._group_fields(),
         )
+
+    def _group_fields(self) -> dict[str, Any]:
+        """The snapshot's ``group_*`` fields (empty while no groups are tracked)."""
+        groups = self._groups_agg
+        if groups is None:
+            return {}
+        return {
+            "group_since_t": groups.since_t,
+            "group_metrics": groups.summaries(_group_summary),
+            "group_rows_max": groups.max_rows,
+            "group_rows_dropped": groups.rows_dropped,
+            "group_rows_dropped_capped": groups.rows_dropped_capped,
+            "group_samples_dropped": groups.samples_dropped,
+        }
 
     def _snapshot_metrics(self) -> list[str]:
         """The metrics a snapshot carries, sorted by name: all of them when they fit in
@@ -1080,6 +1032,30 @@ def _summary(
         labels=tuple((k, _clean(v)) for k, v in labels),
         series_gaps=_gaps_mask(agg.series_filled()) if series else "",
     )
+
+
+def _group_summary(name: str, agg: MetricAggregate, labels: Labels) -> MetricSummary:
+    """A group's summary for ``Snapshot.group_metrics``: as ``_summary``, without the series
+    (the exporter serves the latest values; the series stay the pooled rows')."""
+    p50, p95 = agg.quantiles((0.5, 0.95))
+    return MetricSummary(
+        name=name,
+        kind=agg.kind.value,
+        count=agg.count,
+        total=agg.total,
+        last=agg.last,
+        min=agg.min,
+        max=agg.max,
+        mean=agg.mean,
+        p50=p50,
+        p95=p95,
+        labels=tuple((k, _clean(v)) for k, v in labels),
+    )
+
+
+def _group_labels(spec: SessionSpec) -> Labels:
+    """A session's (workload, variant, set) labels, the Prometheus endpoint's groups."""
+    return (("workload", spec.workload), ("variant", spec.variant), ("set", spec.set_name))
 
 
 def _gaps_mask(filled: Sequence[bool]) -> str:

@@ -21,12 +21,13 @@ from typing import Any
 
 from perfmon.core.model import GateResult, GateState
 
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 """The snapshot's wire format. 2 (issues 12 and 14): typed ``profiles``, ``profiling``,
 ``noise``, ``disk_bytes``, ``gate_changes`` and ``gate_evaluation`` fields instead of the
-``extra`` dict of version 1, and the ``comparison`` panel; ``Snapshot.from_dict`` still
-decodes version 1 (no panel)."""
-SNAPSHOT_VERSIONS_READ = (1, 2)
+``extra`` dict of version 1, and the ``comparison`` panel. 3 (issue 16): the ``group_*``
+fields (each metric per workload/variant/set, for the Prometheus endpoint).
+``Snapshot.from_dict`` still decodes versions 1 (no panel) and 2 (no groups)."""
+SNAPSHOT_VERSIONS_READ = (1, 2, 3)
 SERIES_POINTS = 120
 
 
@@ -523,6 +524,14 @@ class Snapshot:
             ``labels``, at most ``perfmon.core.live.SNAPSHOT_MAX_METRICS`` of them, of
             ``split_rows_total`` kept; ``split_samples_dropped``: samples not split because
             ``perfmon.core.live.MAX_SPLIT_ROWS`` rows were full.
+        group_since_t: from when each metric is also kept per (workload, variant, set),
+            Unix seconds; 0.0 when it is not (only the Prometheus endpoint asks for it,
+            ``perfmon.core.live.LiveState.track_groups``).
+        group_metrics: one summary per (metric, workload, variant, set), sorted, each with
+            its ``labels`` ``(("workload", w), ("variant", v), ("set", s))`` and no series;
+            at most ``group_rows_max`` of them (every row kept: bounded by the cap).
+        group_rows_dropped: distinct (metric, group) rows refused by that cap (at least,
+            when ``group_rows_dropped_capped``); ``group_samples_dropped``: their samples.
     """
 
     version: int
@@ -554,6 +563,13 @@ class Snapshot:
     split_metrics: tuple[MetricSummary, ...] = ()
     split_rows_total: int = 0
     split_samples_dropped: int = 0
+    # -- each metric per workload/variant/set, for Prometheus (issue 16, version 3) --
+    group_since_t: float = 0.0
+    group_metrics: tuple[MetricSummary, ...] = ()
+    group_rows_max: int = 0
+    group_rows_dropped: int = 0
+    group_rows_dropped_capped: bool = False
+    group_samples_dropped: int = 0
     comparison: ComparisonPanel | None = None
     """The comparison panel (version 2), None when not computed (older daemons, one variant)."""
     # Typed run-side state (issue 12, point 6; the ``extra`` dict of version 1).
@@ -616,6 +632,7 @@ class Snapshot:
             d["metrics"] = tuple(_summary_from_dict(m) for m in d.get("metrics", ()))
             d["gates"] = tuple(GateResult.from_dict(g) for g in d.get("gates", ()))
             d["split_metrics"] = tuple(_summary_from_dict(m) for m in d.get("split_metrics", ()))
+            d["group_metrics"] = tuple(_summary_from_dict(m) for m in d.get("group_metrics", ()))
             d.update(_typed_fields(d))
             return cls(**d)
         except (TypeError, KeyError, AttributeError) as exc:

@@ -265,7 +265,9 @@ async def serve(
         from perfmon.engine.prometheus import serve_metrics
 
         try:
-            metrics = serve_metrics(runner.snapshot_listeners, metrics_addr)
+            metrics = serve_metrics(
+                runner.snapshot_listeners, metrics_addr, track_groups=runner.track_groups
+            )
             log.info("serving %s", metrics.url)
         except (OSError, ValueError) as exc:
             log.error("--metrics-addr %s: %s (running without /metrics)", metrics_addr, exc)

@@ -285,7 +285,9 @@ def run_headless(
         from perfmon.engine.prometheus import serve_metrics
 
         try:
-            metrics = serve_metrics(runner.snapshot_listeners, metrics_addr)
+            metrics = serve_metrics(
+                runner.snapshot_listeners, metrics_addr, track_groups=runner.track_groups
+            )
         except (OSError, ValueError) as exc:
             print(f"perfmon: --metrics-addr {metrics_addr}: {exc}", file=sys.stderr, flush=True)
             return 2

@@ -31,12 +31,23 @@ never a per-session label, so cardinality does not grow with the number of sessi
 - per workload/variant/set, the session-level measurements of finished ``ok`` sessions as
   summaries: ``perfmon_session_seconds``, ``perfmon_session_cpu_seconds``,
   ``perfmon_session_peak_rss_bytes`` (``_count`` / ``_sum``);
-- each workload metric of the snapshot under its own name (a ``perfmon_`` name of the workload
-  is skipped, names are sanitised to ``[a-zA-Z_:][a-zA-Z0-9_:]*``): a counter as
-  ``<name>_total``, a gauge as its last value, a timing/histogram/value as a summary with
-  ``quantile="0.5"`` and ``"0.95"`` (the snapshot's bounded-reservoir estimates), ``_count``
-  and ``_sum``. The snapshot aggregates workload metrics per name over the run, so these carry
-  no workload/variant/set labels (``perfmon_session_*`` do).
+- each workload metric per workload/variant/set (``Snapshot.group_metrics``: the live state
+  keeps them only while the endpoint is on, ``LiveState.track_groups``, which ``serve_metrics``
+  asks for), under its own name: a counter as ``<name>_total`` (the sum of its increments), a
+  gauge as its last value, a histogram or one-off value as a summary with
+  ``quantile="0.5"`` and ``"0.95"`` (the snapshot's estimates: exact up to the group's
+  reservoir, DDSketch beyond), ``_count`` and ``_sum``. Names are made valid
+  (``[a-zA-Z_:][a-zA-Z0-9_:]*``), a ``perfmon_`` name of the workload is skipped, and units
+  become base units (``prom_name``: ``_ms`` -> ``_seconds``, ``_percent`` -> ``_ratio``, with
+  the values converted; the OpenMetrics ``UNIT`` says so). A metric of the snapshot without
+  any group row (machine-wide samples such as ``system_cpu_percent``, a metric whose every
+  group is over the cap, or every metric when the snapshot has no groups) is served pooled
+  over the run, without labels. Two names that map to one Prometheus
+  name: the first (by name) is served, the other counted in
+  ``perfmon_workload_metrics_clashing``;
+- what the groups' cap left out: ``perfmon_workload_series`` (rows served),
+  ``perfmon_workload_series_max``, ``perfmon_workload_series_dropped`` (distinct rows over
+  the cap) and ``perfmon_workload_series_dropped_samples_total``.
 """
 
 from __future__ import annotations
@@ -59,14 +70,16 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from perfmon.core.model import GateState
-from perfmon.core.snapshot import Snapshot
+from perfmon.core.snapshot import MetricSummary, Snapshot
 
 __all__ = [
     "DEFAULT_PORT",
     "MetricsAddress",
     "MetricsServer",
+    "PromName",
     "SnapshotCollector",
     "parse_metrics_addr",
+    "prom_name",
     "serve_metrics",
 ]
 
@@ -85,16 +98,6 @@ _SESSION_VALUES = (
         "Peak RSS of finished ok sessions' process trees, bytes.",
     ),
 )
-
-
-def _metric_name(name: str) -> str | None:
-    """A Prometheus-valid name for a workload metric, or None to skip it (perfmon's own)."""
-    clean = _NAME_BAD.sub("_", name)
-    if not clean or clean[0].isdigit():
-        clean = "_" + clean
-    if clean.startswith("perfmon_"):
-        return None
-    return clean
 
 
 class SnapshotCollector(Collector):
@@ -230,23 +233,148 @@ def _session_families(snap: Snapshot) -> Iterator[Metric]:
         yield fam
 
 
+_UNIT_SUFFIXES: tuple[tuple[str, str, float, str], ...] = (
+    # (suffix, base-unit suffix, factor to the base unit, OpenMetrics unit)
+    ("_seconds", "_seconds", 1.0, "seconds"),
+    ("_milliseconds", "_seconds", 1e-3, "seconds"),
+    ("_ms", "_seconds", 1e-3, "seconds"),
+    ("_microseconds", "_seconds", 1e-6, "seconds"),
+    ("_us", "_seconds", 1e-6, "seconds"),
+    ("_nanoseconds", "_seconds", 1e-9, "seconds"),
+    ("_ns", "_seconds", 1e-9, "seconds"),
+    ("_bytes", "_bytes", 1.0, "bytes"),
+    ("_percent", "_ratio", 1e-2, "ratio"),
+    ("_ratio", "_ratio", 1.0, "ratio"),
+)
+"""Unit suffixes of workload metric names and their Prometheus base units: seconds, bytes,
+and ratios (0-1) rather than percentages (https://prometheus.io/docs/practices/naming/
+#base-units)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PromName:
+    """How one workload metric is exported.
+
+    Attributes:
+        name: the family name: valid (``[a-zA-Z_:][a-zA-Z0-9_:]*``), in base units, without
+            the ``_total`` a counter's sample gets.
+        factor: multiplies the metric's values into the base unit (1e-3 for ``_ms``).
+        unit: the OpenMetrics unit (``"seconds"``, ``"bytes"``, ``"ratio"``) or "".
+    """
+
+    name: str
+    factor: float
+    unit: str
+
+
+def prom_name(name: str, kind: str) -> PromName | None:
+    """The Prometheus name of a workload metric, or None for one to skip (a ``perfmon_``
+    name: a workload cannot pose as perfmon's own series).
+
+    Characters outside ``[a-zA-Z0-9_:]`` become ``_`` (a leading digit gets a ``_`` before
+    it); a counter's ``_total`` is taken off (prometheus_client puts it on the sample); a
+    unit suffix becomes its base unit (``_UNIT_SUFFIXES``: ``chunk_ms`` -> ``chunk_seconds``
+    with ``factor`` 1e-3, ``cpu_percent`` -> ``cpu_ratio`` with 1e-2).
+
+    Args:
+        name: the metric's name as the workload sent it.
+        kind: its ``MetricKind`` value.
+    """
+    clean = _NAME_BAD.sub("_", name)
+    if not clean or clean[0].isdigit():
+        clean = "_" + clean
+    if clean.startswith("perfmon_"):
+        return None
+    total = kind == "counter" and clean.endswith("_total") and len(clean) > len("_total")
+    base = clean[: -len("_total")] if total else clean
+    for suffix, unit_suffix, factor, unit in _UNIT_SUFFIXES:
+        if base.endswith(suffix) and len(base) > len(suffix):
+            return PromName(base[: -len(suffix)] + unit_suffix, factor, unit)
+    return PromName(base, 1.0, "")
+
+
+_LABELS = ("workload", "variant", "set")
+_SAMPLE_SUFFIXES = {"counter": ("_total",), "gauge": ("",), "summary": ("", "_count", "_sum")}
+
+
 def _workload_families(snap: Snapshot) -> Iterator[Metric]:
-    for m in snap.metrics:
-        name = _metric_name(m.name)
-        if name is None:
+    """Each workload metric per workload/variant/set (``Snapshot.group_metrics``) with its
+    Prometheus type; a metric without groups (machine-wide samples, or a snapshot without
+    groups) pooled, without labels."""
+    grouped: dict[str, list[MetricSummary]] = {}
+    for m in snap.group_metrics:
+        grouped.setdefault(m.name, []).append(m)
+    rows: list[tuple[str, list[MetricSummary]]] = list(grouped.items())
+    rows += [(m.name, [m]) for m in snap.metrics if m.name not in grouped]
+    used: set[str] = set()
+    clashes = 0
+    for raw, summaries in sorted(rows, key=lambda r: r[0]):
+        kind = summaries[0].kind
+        pn = prom_name(raw, kind)
+        if pn is None:
             continue
-        doc = f"Workload metric {m.name} ({m.kind}), over the run so far."
-        if m.kind == "counter":
-            yield CounterMetricFamily(name, doc, value=float(m.total))
-        elif m.kind == "gauge":
-            yield GaugeMetricFamily(name, doc, value=float(m.last))
+        typ = kind if kind in ("counter", "gauge") else "summary"
+        names = [pn.name + suffix for suffix in _SAMPLE_SUFFIXES[typ]]
+        if any(n in used for n in (pn.name, *names)):
+            clashes += 1  # two workload names map to one Prometheus name: the first wins
+            continue
+        used.update((pn.name, *names))
+        yield _family(raw, pn, typ, summaries)
+    if snap.group_rows_max:
+        yield from _group_cap_families(snap, clashes)
+
+
+def _family(raw: str, pn: PromName, typ: str, rows: list[MetricSummary]) -> Metric:
+    """One workload metric's family: a counter's total, a gauge's last value, or a summary's
+    p50/p95 (the snapshot's reservoir/sketch estimates), count and sum, per row's labels."""
+    kind = rows[0].kind
+    scope = "per workload/variant/set" if rows[0].labels else "over every session"
+    doc = f"Workload metric {raw} ({kind}), {scope}, since the run started."
+    if pn.factor != 1.0:
+        doc += f" Converted to base units (x{pn.factor:g})."
+    fam = Metric(pn.name, doc, typ, unit=pn.unit)
+    f = pn.factor
+    for m in rows:
+        labels = {k: v for k, v in m.labels if k in _LABELS}
+        if typ == "counter":
+            fam.add_sample(pn.name + "_total", labels, float(m.total) * f)
+        elif typ == "gauge":
+            fam.add_sample(pn.name, labels, float(m.last) * f)
         else:
-            fam = Metric(name, doc, "summary")
-            fam.add_sample(name, {"quantile": "0.5"}, float(m.p50))
-            fam.add_sample(name, {"quantile": "0.95"}, float(m.p95))
-            fam.add_sample(name + "_count", {}, float(m.count))
-            fam.add_sample(name + "_sum", {}, float(m.total))
-            yield fam
+            fam.add_sample(pn.name, {**labels, "quantile": "0.5"}, float(m.p50) * f)
+            fam.add_sample(pn.name, {**labels, "quantile": "0.95"}, float(m.p95) * f)
+            fam.add_sample(pn.name + "_count", labels, float(m.count))
+            fam.add_sample(pn.name + "_sum", labels, float(m.total) * f)
+    return fam
+
+
+def _group_cap_families(snap: Snapshot, clashes: int) -> Iterator[Metric]:
+    """What the per-group rows' cap (and name clashes) left out, in perfmon's own series."""
+    for name, doc, value in (
+        (
+            "perfmon_workload_series",
+            "(metric, workload, variant, set) rows kept for /metrics.",
+            len(snap.group_metrics),
+        ),
+        ("perfmon_workload_series_max", "The cap on those rows.", snap.group_rows_max),
+        (
+            "perfmon_workload_series_dropped",
+            "Distinct (metric, workload, variant, set) rows over the cap, not exported"
+            + (" (at least)." if snap.group_rows_dropped_capped else "."),
+            snap.group_rows_dropped,
+        ),
+        (
+            "perfmon_workload_metrics_clashing",
+            "Workload metrics not exported because another one has the same Prometheus name.",
+            clashes,
+        ),
+    ):
+        yield GaugeMetricFamily(name, doc, value=float(value))
+    yield CounterMetricFamily(
+        "perfmon_workload_series_dropped_samples",
+        "Samples of rows over the cap (counted, not exported; the recording has them).",
+        value=float(snap.group_samples_dropped),
+    )
 
 
 # ---------------------------------------------------------------------- address and server
@@ -360,6 +488,7 @@ def serve_metrics(
     addr: str | MetricsAddress,
     *,
     warn: TextIO | None = None,
+    track_groups: Callable[[], Any] | None = None,
 ) -> MetricsServer:
     """Start ``/metrics`` for a run: ``serve_metrics(runner.snapshot_listeners, "127.0.0.1:9464")``.
 
@@ -368,6 +497,9 @@ def serve_metrics(
             listener): the collector's ``publish`` is added to it.
         addr: the ``--metrics-addr`` text or a parsed address.
         warn: where the warning for a non-loopback address goes (default stderr).
+        track_groups: called once the endpoint listens, to have the live state keep each
+            metric per workload/variant/set (``perfmon.engine.runner.Runner.track_groups``);
+            without it the workload metrics are served pooled, without labels.
 
     Returns:
         The running server (call ``close`` at the end of the run).
@@ -385,6 +517,8 @@ def serve_metrics(
             flush=True,
         )
     server = MetricsServer(a)
+    if track_groups is not None:
+        track_groups()
     if isinstance(add_listener, list):
         add_listener.append(server.collector.publish)
     else:

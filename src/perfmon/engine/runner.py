@@ -432,6 +432,12 @@ class Runner:
                 raise CommandError(f"command {str(other)!r} is not handled by this runner")
 
     # ----------------------------------------------------------------- profiling
+    def track_groups(self) -> None:
+        """Have the live state keep each metric also per (workload, variant, set), for the
+        Prometheus endpoint (``LiveState.track_groups``; applied in order with the ingest).
+        Only ``--metrics-addr`` asks for it: without it the ingest path does not group."""
+        self._mutate(self.live.track_groups, time.time())
+
     def request_profile(
         self, session_id: int | None = None, seconds: float | None = None, *, reason: str = ""
     ) -> str:
