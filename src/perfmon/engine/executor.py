@@ -1,10 +1,10 @@
 """The executor interface: one seam between the runner and wherever sessions run.
 
-The runner asks an executor to run one ``SessionSpec`` at a time and hears back through two
+The runner asks an executor to run each ``SessionSpec`` and hears back through two
 callbacks; it never learns whether the session was a local subprocess (``local_executor``,
 the ``perfmon.engine.supervisor.Supervisor``), a scripted session on a fake clock
-(``perfmon.engine.fake_executor.FakeExecutor``, for tests), or, later, a task on a Ray
-cluster (the fleet issue builds its executor on this same interface).
+(``perfmon.engine.fake_executor.FakeExecutor``, for tests), or a task on a Ray cluster
+(``perfmon.engine.ray_executor.RayExecutor``).
 
 Per session, an executor delivers an ordered stream, all on the event loop's thread:
 
