@@ -154,7 +154,7 @@ async def test_sessions_on_two_hosts_overlap_and_never_two_on_one_host(tmp_path:
     assert len(recorded) == 16 and {r["status"] for r in recorded} == {"ok"}
     assert sorted(r["id"] for r in recorded) == list(range(16))  # none lost, none twice
     # each workload on one host (baseline and candidate together), the two on different hosts
-    host_of = {r["workload"]: set() for r in recorded}
+    host_of: dict[str, set[str]] = {r["workload"]: set() for r in recorded}
     for r in recorded:
         host_of[r["workload"]].add(r["host"])
     assert host_of == {"w0": {"h1"}, "w1": {"h2"}}

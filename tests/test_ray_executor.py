@@ -582,7 +582,8 @@ async def test_two_pinned_workloads_overlap_on_two_nodes_one_at_a_time_on_each(
 
     assert overlap(a0, b0) and overlap(a1, b1)  # two hosts side by side
     assert not overlap(a0, a1) and not overlap(b0, b1)  # one at a time on a host
-    assert a0.end_t <= a1.start_t and b0.end_t <= b1.start_t  # in hand-out order
+    assert a0.end_t is not None and a1.start_t is not None and a0.end_t <= a1.start_t
+    assert b0.end_t is not None and b1.start_t is not None and b0.end_t <= b1.start_t
     assert elapsed < 4 * 1.5  # less than the four sessions back to back
     assert not any(ex.slots.busy.values())
 
