@@ -22,7 +22,8 @@ work (``LiveState.groups_work_s``) as a share of the round, and the cost of one 
 (collect + encode) alone, of a snapshot with 64 (metric, workload, variant, set) rows, 200
 session rows and 4 gates.
 
-Ray (``--ray``): see ``ray_figures`` (needs ``pip install 'perfmon[ray]'``).
+Ray (``--ray``): see ``ray_figures`` (needs ``pip install 'perfmon[ray]'``), including the
+node-death and the concurrency figures (``node_death_figure``, ``concurrency_figure``).
 """
 
 from __future__ import annotations
@@ -354,7 +355,12 @@ def ray_figures() -> None:
     mb = 1024 * 1024
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 1, "object_store_memory": 80 * mb, "include_dashboard": False},
+        head_node_args={
+            "num_cpus": 1,
+            "object_store_memory": 80 * mb,
+            "include_dashboard": False,
+            "resources": {"box_a": 1},
+        },
     )
     try:
         cluster.add_node(num_cpus=1, object_store_memory=80 * mb)
@@ -375,6 +381,8 @@ def ray_figures() -> None:
                 "ray": RayExecutor(cfg, cb, ExecutorSettings(kind="ray")),
             }
             asyncio.run(_ray_bench(execs, received))
+            concurrency_figure(cluster, Path(d))
+            node_death_figure(cluster, Path(d))
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -480,6 +488,168 @@ async def _ray_bench(execs: dict[str, Any], received: list[tuple[float, Any]]) -
             "",
             None,
             "SIGKILL of the Ray worker running a sleeping session, 3 times, median",
+            ", ".join(f"{x:.2f}s" for x in lost),
+        )
+    )
+
+
+CONC_SESSIONS = 3
+"""Sessions per workload and variant in the concurrency figure (2 workloads x 2 variants)."""
+CONC_SLEEP_S = 0.3
+CONC_ROUNDS = 2
+
+
+def _fleet_campaign(path: Path, address: str, *, one_node: bool) -> Path:
+    """Two workloads, baseline and candidate, ``CONC_SESSIONS`` each, on the Ray cluster at
+    ``address``; with ``one_node`` both are placed on the head (resource ``box_a``)."""
+    pin = (
+        "[executor.placement.a]\nresources = { box_a = 1 }\n"
+        "[executor.placement.b]\nresources = { box_a = 1 }\n"
+        if one_node
+        else ""
+    )
+    code = f"import time; time.sleep({CONC_SLEEP_S})"
+    workloads = "".join(
+        f'[[workload]]\nname = "{w}"\ncommand = [{sys.executable!r}, "-c", "{code}"]\n'
+        for w in ("a", "b")
+    )
+    path.write_text(
+        '[campaign]\nname = "fleet"\nsample_interval = "100ms"\n'
+        + workloads
+        + "[variant.baseline]\n[variant.candidate]\n"
+        + f"[set.golden]\nsessions = {CONC_SESSIONS}\n"
+        + f'[executor]\nkind = "ray"\naddress = "{address}"\n'
+        + pin
+    )
+    return path
+
+
+def concurrency_figure(cluster: Any, tmp: Path) -> None:
+    """Wall time of one campaign (2 workloads x 2 variants x ``CONC_SESSIONS`` sessions of
+    ``CONC_SLEEP_S`` s) through the whole runner on the 2-node cluster: spread over both
+    nodes (the default placement: each workload pinned to its own node) against both pinned
+    to one node, ``CONC_ROUNDS`` interleaved rounds each, medians."""
+    import asyncio
+    import json
+
+    from perfmon.core.campaign import load_campaign
+    from perfmon.engine.recorder import make_run_dir
+    from perfmon.engine.runner import Runner
+
+    walls: dict[str, list[float]] = {"two": [], "one": []}
+    session_s: dict[str, list[float]] = {"two": [], "one": []}
+    hosts: dict[str, set[str]] = {"two": set(), "one": set()}
+    n = 0
+    for r in range(CONC_ROUNDS):
+        for kind in ("two", "one"):
+            path = _fleet_campaign(
+                tmp / f"fleet-{kind}-{r}.toml", cluster.address, one_node=kind == "one"
+            )
+            campaign = load_campaign(path)
+            runner = Runner(
+                campaign,
+                make_run_dir(tmp / "runs", f"fleet-{kind}", time.time()),
+                sample_system=False,
+            )
+            t0 = time.perf_counter()
+            outcome = asyncio.run(runner.run())
+            walls[kind].append(time.perf_counter() - t0)
+            rows = [
+                json.loads(line)
+                for line in (outcome.run_dir / "sessions.jsonl").read_text().splitlines()
+            ]
+            if {row["status"] for row in rows} != {"ok"}:
+                raise SystemExit(f"fleet bench: sessions {[row['status'] for row in rows]}")
+            n = len(rows)
+            session_s[kind].append(sum(row["wall_s"] for row in rows))
+            hosts[kind] |= {row["host"] for row in rows}
+    two, one = median(walls["two"]), median(walls["one"])
+    emit(
+        Figure(
+            "campaign wall time on two nodes / one node",
+            two / one,
+            "x",
+            "",
+            None,
+            f"{n} sessions (2 workloads x 2 variants x {CONC_SESSIONS}, `time.sleep"
+            f"({CONC_SLEEP_S})`) through the runner, {CONC_ROUNDS} interleaved rounds, medians",
+            f"two nodes {two:.2f} s, one node {one:.2f} s; sessions' own wall time "
+            f"{median(session_s['two']):.2f} / {median(session_s['one']):.2f} s; per-session "
+            f"overhead {(one - median(session_s['one'])) / n * 1e3:.0f} ms on one node",
+        )
+    )
+
+
+NODE_DEATHS = 3
+
+
+def _pids(marker: str) -> list[int]:
+    import psutil
+
+    return [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if any(marker in (a or "") for a in (p.info["cmdline"] or []))
+    ]
+
+
+async def _kill_a_node(cluster: Any, cfg: Any, k: int) -> float:
+    """Add a node, run a sleeping session on it, remove the node; seconds to ``LOST``."""
+    import asyncio
+
+    from perfmon.core.campaign import ExecutorSettings, Placement
+    from perfmon.engine.executor import ExecutorCallbacks
+    from perfmon.engine.ray_executor import RayExecutor
+
+    node = cluster.add_node(
+        num_cpus=1, object_store_memory=80 * 1024 * 1024, resources={f"victim{k}": 1}
+    )
+    cluster.wait_for_nodes()
+    settings = ExecutorSettings(
+        kind="ray", placement=(("bench", Placement(resources=((f"victim{k}", 1.0),))),)
+    )
+    ex = RayExecutor(cfg, ExecutorCallbacks(lambda b: None, lambda r: None), settings)
+    marker = f"perfmon-bench-node-{os.getpid()}-{k}"
+    task = asyncio.create_task(
+        ex.run_session(_spec(50_000 + k, f"import time; time.sleep(120)  # {marker}"))
+    )
+    while not _pids(marker):
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)
+    t0 = time.perf_counter()
+    cluster.remove_node(node, allow_graceful=False)
+    r = await task
+    dt = time.perf_counter() - t0
+    if r.status.value != "lost":
+        raise SystemExit(f"fleet bench: a dead node gave {r.status}: {r.error}")
+    deadline = time.monotonic() + 15
+    while _pids(marker) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    if _pids(marker):
+        raise SystemExit("fleet bench: a workload outlived its node")
+    return dt
+
+
+def node_death_figure(cluster: Any, tmp: Path) -> None:
+    """Time from killing a whole node (``Cluster.remove_node(allow_graceful=False)``: SIGKILL
+    of its raylet, with Ray's default health-check settings) to the session on it being
+    ``LOST``, ``NODE_DEATHS`` times (a node added for each), median; each time the session's
+    workload must be gone."""
+    import asyncio
+
+    from perfmon.engine.executor import ExecutorConfig
+
+    cfg = ExecutorConfig(log_dir=tmp, log_cap_bytes=1 << 20, sample_interval_s=0.25, grace_s=1.0)
+    lost = [asyncio.run(_kill_a_node(cluster, cfg, k)) for k in range(NODE_DEATHS)]
+    emit(
+        Figure(
+            "time to detect a lost node (raylet SIGKILL -> LOST)",
+            median(lost),
+            "s",
+            "",
+            None,
+            f"Cluster.remove_node(allow_graceful=False) under a sleeping session, {NODE_DEATHS} "
+            "times, Ray's default health checks, median; the workload is gone each time",
             ", ".join(f"{x:.2f}s" for x in lost),
         )
     )

@@ -1,11 +1,12 @@
 """The Ray executor against a local two-node Ray cluster (started here, torn down after).
 
 One node (the head) carries the custom resource ``canary_box`` and the label
-``perfmon_host=box-a``; the other has neither. Each node declares one CPU, so a host runs one
-session at a time. The same contract tests run against the local supervisor and the Ray
-executor. These tests need the ``ray`` extra (``pip install 'perfmon[ray]'``) and are skipped,
-with that reason, without it. Starting the cluster takes ~10-30 s on a small machine, so those
-tests are ``slow``; the campaign and wiring tests need neither Ray nor a cluster.
+``perfmon_host=box-a``; the other has neither, and the resource ``other_box``. Each node
+declares one CPU, so a host runs one session at a time. The same contract tests run against
+the local supervisor and the Ray executor. These tests need the ``ray`` extra
+(``pip install 'perfmon[ray]'``) and are skipped, with that reason, without it. Starting the
+cluster takes ~10-30 s on a small machine, so those tests are ``slow``; the campaign and wiring
+tests need neither Ray nor a cluster. The node-death test adds a third node and removes it.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def cluster() -> Iterator[Any]:
         },
     )
     try:
-        c.add_node(num_cpus=1, object_store_memory=80 * MB)
+        c.add_node(num_cpus=1, object_store_memory=80 * MB, resources={"other_box": 1})
         c.wait_for_nodes()
         ray.init(address=c.address, log_to_driver=False)
         yield c
@@ -539,3 +540,91 @@ async def test_an_impossible_placement_stops_the_run_at_once_with_why(
         else ""
     )
     assert rows == ""  # nothing ran
+
+
+# ------------------------------------------------------------------ several hosts at once
+SLEEP = """
+    import time
+    time.sleep(1.5)
+"""
+
+
+@pytest.mark.slow
+async def test_two_pinned_workloads_overlap_on_two_nodes_one_at_a_time_on_each(
+    cluster: Any, tmp_path: Path
+) -> None:
+    import ray
+
+    settings = ExecutorSettings(
+        kind="ray",
+        placement=(
+            ("a", Placement(resources=(("canary_box", 1.0),))),
+            ("b", Placement(resources=(("other_box", 1.0),))),
+        ),
+    )
+    ex = RayExecutor(config(tmp_path), Events().callbacks(), settings)
+    await ex.start()
+    alive = [n for n in ray.nodes() if n["Alive"]]
+    assert ex.concurrency == len(alive) >= 2
+    specs = [
+        spec(i, SLEEP, workload=w, variant=v)
+        for i, (w, v) in enumerate(
+            [("a", "baseline"), ("b", "baseline"), ("a", "candidate"), ("b", "candidate")]
+        )
+    ]
+    t0 = time.monotonic()
+    results = await asyncio.wait_for(
+        asyncio.gather(*(ex.run_session(s) for s in specs)), timeout=120
+    )
+    elapsed = time.monotonic() - t0
+    assert all(r.status is SessionStatus.OK for r in results), [r.error for r in results]
+    a0, b0, a1, b1 = results
+    assert ex.hosts[0] == ex.hosts[2] != ex.hosts[1] == ex.hosts[3]
+
+    def overlap(x: Any, y: Any) -> bool:
+        return bool(x.start_t < y.end_t and y.start_t < x.end_t)
+
+    assert overlap(a0, b0) and overlap(a1, b1)  # two hosts side by side
+    assert not overlap(a0, a1) and not overlap(b0, b1)  # one at a time on a host
+    assert a0.end_t is not None and a1.start_t is not None and a0.end_t <= a1.start_t
+    assert b0.end_t is not None and b1.start_t is not None and b0.end_t <= b1.start_t
+    assert elapsed < 4 * 1.5  # less than the four sessions back to back
+    assert not any(ex.slots.busy.values())
+
+
+@pytest.mark.slow
+async def test_node_death_gives_lost_within_seconds_no_retry_nothing_left(
+    cluster: Any, tmp_path: Path
+) -> None:
+    victim = cluster.add_node(num_cpus=1, object_store_memory=80 * MB, resources={"victim": 1})
+    cluster.wait_for_nodes()
+    settings = ExecutorSettings(
+        kind="ray", placement=(("doomed", Placement(resources=(("victim", 1.0),))),)
+    )
+    ex = RayExecutor(config(tmp_path), Events().callbacks(), settings)
+    marker = f"perfmon-node-{os.getpid()}"
+    starts = tmp_path / "starts"
+    code = f"""
+        import time  # {marker}
+        open({str(starts)!r}, "a").write("x")
+        time.sleep(120)
+    """
+    task = asyncio.create_task(ex.run_session(spec(0, code, workload="doomed")))
+    deadline = time.monotonic() + 60
+    while not starts.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert workload_pids(marker), "the workload never started"
+    killed = time.monotonic()
+    cluster.remove_node(victim, allow_graceful=False)  # SIGKILL of the node's raylet
+    r = await asyncio.wait_for(task, timeout=60)
+    detect_s = time.monotonic() - killed
+    assert r.status is SessionStatus.LOST, (r.status, r.error)
+    assert "NodeDied" in (r.error or "") or "node" in (r.error or "").lower()
+    assert detect_s < 10, detect_s
+    await asyncio.sleep(1.0)
+    assert starts.read_text() == "x"  # never re-run
+    deadline = time.monotonic() + 15
+    while workload_pids(marker) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert workload_pids(marker) == [], "the workload outlived its node"
+    assert not any(ex.slots.busy.values())

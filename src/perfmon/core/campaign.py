@@ -1430,7 +1430,8 @@ def override_sets(campaign: Campaign, overrides: Sequence[str]) -> Campaign:
 #
 #   [executor]   kind ("local" | "ray"), address (Ray: "auto", "ray://host:10001", "host:6379"),
 #                placement_timeout (how long a session may wait for a node; default 30s),
-#                pair_same_host (default true), allow_mixed_hosts (default false)
+#                pair_same_host (default true), allow_mixed_hosts (default false),
+#                sessions_per_host (default 1: a host is a measurement instrument)
 #   [executor.placement.NAME]   NAME: a workload or a variant; resources = { canary_box = 1 },
 #                labels = { perfmon_host = "gpu-a" }, num_gpus = 1, num_cpus = 1
 
@@ -1442,6 +1443,7 @@ _EXECUTOR_KEYS = (
     "placement_timeout",
     "pair_same_host",
     "allow_mixed_hosts",
+    "sessions_per_host",
 )
 _PLACEMENT_KEYS = ("resources", "labels", "num_gpus", "num_cpus")
 
@@ -1492,6 +1494,10 @@ class ExecutorSettings:
             sessions on hosts of different fingerprints. False (the default): a run on several
             hosts is judged per host (``perfmon.engine.recorded``), and comparing runs of
             different fingerprints is refused.
+        sessions_per_host: how many sessions may run at once on one host (default 1: two
+            sessions on one machine measure each other's interference as much as themselves);
+            sessions on different hosts run concurrently. Only the Ray executor runs more
+            than one session at a time.
     """
 
     kind: str = "local"
@@ -1500,6 +1506,7 @@ class ExecutorSettings:
     placement_timeout_s: float = 30.0
     pair_same_host: bool = True
     allow_mixed_hosts: bool = False
+    sessions_per_host: int = 1
 
     def placement_for(self, workload: str, variant: str) -> Placement:
         """The placement of a session of ``workload`` / ``variant``."""
@@ -1531,6 +1538,10 @@ def _parse_executor(
     for key in ("pair_same_host", "allow_mixed_hosts"):
         if key in table:
             out[key] = ctx.boolean(sec, key, table[key])
+    if "sessions_per_host" in table:
+        out["sessions_per_host"] = ctx.integer(
+            sec, "sessions_per_host", table["sessions_per_host"], 1
+        )
     if "placement" in table:
         names = {w.name for w in workloads} | {v.name for v in variants}
         pl = ctx.table(sec, "placement", table["placement"])
@@ -1562,4 +1573,11 @@ def _parse_executor(
         out["placement"] = tuple(placements)
     if out.get("kind", "local") == "local" and "placement" in out:
         raise ctx.error(sec, "placement", 'placement needs kind = "ray"')
+    if out.get("kind", "local") == "local" and out.get("sessions_per_host", 1) != 1:
+        raise ctx.error(
+            sec,
+            "sessions_per_host",
+            'more than one session at a time needs kind = "ray" (the local executor runs '
+            "one session at a time on this machine)",
+        )
     return ExecutorSettings(**out)

@@ -1,10 +1,10 @@
 """The executor interface: one seam between the runner and wherever sessions run.
 
-The runner asks an executor to run one ``SessionSpec`` at a time and hears back through two
+The runner asks an executor to run each ``SessionSpec`` and hears back through two
 callbacks; it never learns whether the session was a local subprocess (``local_executor``,
 the ``perfmon.engine.supervisor.Supervisor``), a scripted session on a fake clock
-(``perfmon.engine.fake_executor.FakeExecutor``, for tests), or, later, a task on a Ray
-cluster (the fleet issue builds its executor on this same interface).
+(``perfmon.engine.fake_executor.FakeExecutor``, for tests), or a task on a Ray cluster
+(``perfmon.engine.ray_executor.RayExecutor``).
 
 Per session, an executor delivers an ordered stream, all on the event loop's thread:
 
@@ -19,6 +19,16 @@ Per session, an executor delivers an ordered stream, all on the event loop's thr
 Future kinds of event (raw probe bytes decoded elsewhere, log chunks of a remote session)
 become new optional fields of ``ExecutorCallbacks``; an executor that does not produce them
 ignores them, so adding one breaks no executor.
+
+Sessions at once. An executor may say how many sessions the runner should keep in flight with
+a ``concurrency`` attribute (an int >= 1, read before each launch; see ``concurrency_of``).
+Without one it is 1: the local supervisor and the fake's default keep the runner's one-at-a-time
+path, with its chained launches (``SessionChain``). An executor with ``concurrency`` > 1 (the
+Ray executor, the fake in multi-host mode) gets up to that many ``run_session`` calls at once
+and enforces its own per-host limit with ``HostSlots``: a session handed to it may wait there
+for its host's slot. Such an executor also offers ``withdraw(session_id) -> bool``: a session
+still waiting for its slot returns a result whose status is ``PENDING`` (the runner hands it
+out again after a pause), and ``cancel_all`` ends waiting ones ``CANCELLED``.
 
 Contract that the runner relies on (both implementations keep it; ``tests/test_executor.py``
 checks the fake against it):
@@ -49,7 +59,9 @@ __all__ = [
     "ExecutorCallbacks",
     "ExecutorConfig",
     "ExecutorFactory",
+    "HostSlots",
     "SessionChain",
+    "concurrency_of",
     "local_executor",
 ]
 
@@ -175,6 +187,147 @@ def local_executor(config: ExecutorConfig, callbacks: ExecutorCallbacks) -> Exec
         default_timeout_s=config.default_timeout_s,
         default_idle_timeout_s=config.default_idle_timeout_s,
     )
+
+
+def concurrency_of(executor: object) -> int:
+    """How many sessions ``executor`` can take at once: its ``concurrency`` attribute (an
+    int), else 1. Values below 1 count as 1."""
+    value = getattr(executor, "concurrency", 1)
+    return max(1, int(value)) if isinstance(value, int) else 1
+
+
+class HostSlots:
+    """Per-host session slots: at most ``per_host`` sessions at once on each host, granted in
+    the order they were asked for, so that the sessions of one host start in the scheduler's
+    order (its interleaving of baseline and candidate holds on every host).
+
+    A host is a measurement instrument (design.md: one session at a time per host by default);
+    sessions on different hosts do not wait for each other: a session waiting for a busy host
+    never holds back a later one whose host is free. With ``pair``, every session of one *key*
+    (a workload and matrix point) runs on the host its key was first given: the least loaded
+    candidate when the key is first seen (fewest keys already pinned to it, then fewest
+    sessions running or waiting there, then the candidates' order), so workloads spread over
+    the hosts and a baseline and its candidate share one.
+
+    The executors with ``concurrency`` > 1 (``RayExecutor``, ``FakeExecutor`` with hosts)
+    use it on the event loop's thread only.
+
+    Args:
+        per_host: sessions at once per host (>= 1).
+
+    Raises:
+        ValueError: if ``per_host`` < 1.
+    """
+
+    def __init__(self, per_host: int = 1) -> None:
+        if per_host < 1:
+            raise ValueError(f"per_host must be >= 1, got {per_host!r}")
+        self.per_host = per_host
+        self.busy: dict[str, int] = {}
+        """Host -> sessions holding a slot there now."""
+        self.pins: dict[Any, str] = {}
+        """Key -> the host its sessions run on (with ``pair``)."""
+        self._waiters: dict[int, tuple[tuple[str, ...], asyncio.Future[str | None]]] = {}
+
+    def hosts_for(self, key: Any, candidates: list[str], *, pair: bool) -> list[str]:
+        """The hosts a session of ``key`` may take among ``candidates`` (the hosts that can
+        run it, in a stable order): with ``pair``, its key's host (pinned now if the key is
+        new); else all of them. Empty when the key's host is not among the candidates (it
+        left the cluster)."""
+        if not pair:
+            return list(candidates)
+        pin = self.pins.get(key)
+        if pin is None:
+            if not candidates:
+                return []
+            pinned = [0] * len(candidates)
+            for host in self.pins.values():
+                if host in candidates:
+                    pinned[candidates.index(host)] += 1
+            waiting = {h: 0 for h in candidates}
+            for hosts, _ in self._waiters.values():
+                for h in hosts:
+                    if h in waiting:
+                        waiting[h] += 1
+            best = min(
+                range(len(candidates)),
+                key=lambda i: (
+                    pinned[i],
+                    self.busy.get(candidates[i], 0) + waiting[candidates[i]],
+                    i,
+                ),
+            )
+            pin = self.pins[key] = candidates[best]
+        return [pin] if pin in candidates else []
+
+    def waiting(self) -> list[int]:
+        """Ids of the sessions waiting for a slot, in the order they asked."""
+        return list(self._waiters)
+
+    async def acquire(self, session_id: int, hosts: list[str]) -> str | None:
+        """Wait for a slot on one of ``hosts`` and take it.
+
+        Args:
+            session_id: the session (for ``withdraw``).
+            hosts: the hosts it may run on (non-empty).
+
+        Returns:
+            The host whose slot was taken (give it back with ``release``), or None when the
+            session was withdrawn (``withdraw`` / ``withdraw_all``) before it got one.
+
+        Raises:
+            ValueError: if ``hosts`` is empty.
+        """
+        if not hosts:
+            raise ValueError("no host to wait for")
+        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._waiters[session_id] = (tuple(hosts), fut)
+        self._grant()
+        try:
+            return await fut
+        except asyncio.CancelledError:  # the waiting task itself was cancelled
+            entry = self._waiters.get(session_id)
+            if entry is not None and entry[1] is fut:
+                del self._waiters[session_id]
+            if fut.done() and not fut.cancelled() and fut.result() is not None:
+                self.release(str(fut.result()))  # granted just before: give it back
+            raise
+
+    def release(self, host: str) -> None:
+        """Give back a slot taken on ``host``; the first waiter that may use it gets it."""
+        self.busy[host] = max(0, self.busy.get(host, 0) - 1)
+        self._grant()
+
+    def withdraw(self, session_id: int) -> bool:
+        """Take a waiting session out of the queue (its ``acquire`` returns None).
+
+        Returns:
+            True if it was waiting (False: it has its slot already, or is unknown).
+        """
+        entry = self._waiters.pop(session_id, None)
+        if entry is None or entry[1].done():
+            return False
+        entry[1].set_result(None)
+        return True
+
+    def withdraw_all(self) -> None:
+        """Withdraw every waiting session (on ``cancel_all``)."""
+        for sid in list(self._waiters):
+            self.withdraw(sid)
+
+    def _grant(self) -> None:
+        """Give free slots to the waiters, oldest first; a waiter whose hosts are all busy
+        keeps its place without blocking later ones on other hosts."""
+        for sid, (hosts, fut) in list(self._waiters.items()):
+            if fut.done():
+                self._waiters.pop(sid, None)
+                continue
+            free = next((h for h in hosts if self.busy.get(h, 0) < self.per_host), None)
+            if free is None:
+                continue
+            self.busy[free] = self.busy.get(free, 0) + 1
+            del self._waiters[sid]
+            fut.set_result(free)
 
 
 class SessionChain:

@@ -15,6 +15,15 @@ Timeouts and cancellation follow the supervisor's rules: a session longer than
 ends a running session ``CANCELLED`` and every later one at once; a session that
 ``ignore_term``s takes ``grace_s`` longer to end and its error says SIGKILL.
 
+Multi-host mode (``hosts=("a", "b")``): the executor behaves like the Ray executor on a
+cluster of those hosts, with the same per-host rule (``perfmon.engine.executor.HostSlots``):
+``concurrency`` is ``len(hosts) * sessions_per_host``, so the runner keeps several sessions in
+flight; each session waits for a slot on its host (with ``pair_same_host``, the host its
+workload and matrix point were first given), at most ``sessions_per_host`` run at once on a
+host, sessions on different hosts overlap, and ``withdraw`` takes back one still waiting. Each
+result's ``host`` names its host, and ``timeline`` lists every start and end in the order they
+happened, for tests.
+
 Usage::
 
     factory = FakeExecutor.factory({"baseline": FakeSession(wall_s=1.0),
@@ -35,7 +44,13 @@ from pathlib import Path
 
 from perfmon.core.batch import SampleBatch
 from perfmon.core.model import MetricKind, Sample, SessionResult, SessionSpec, SessionStatus
-from perfmon.engine.executor import Executor, ExecutorCallbacks, ExecutorConfig, ExecutorFactory
+from perfmon.engine.executor import (
+    Executor,
+    ExecutorCallbacks,
+    ExecutorConfig,
+    ExecutorFactory,
+    HostSlots,
+)
 
 __all__ = ["FakeClock", "FakeExecutor", "FakeSample", "FakeSession", "Script"]
 
@@ -135,13 +150,21 @@ class FakeExecutor:
         clock: the fake clock (default a new one at the real time now).
         pace: real seconds per fake second (0: as fast as the loop allows).
         gap_s: fake seconds between one session's end and the next one's start.
+        hosts: host names for the multi-host mode (empty: one anonymous host, one session at
+            a time, as before).
+        sessions_per_host: sessions at once per host in the multi-host mode.
+        pair_same_host: in the multi-host mode, run every session of a workload and matrix
+            point on one host (as ``[executor] pair_same_host``).
 
     Attributes:
         launched: the specs run so far, in order.
         results: the final results, in order.
+        timeline: ``(event, session_id, host)`` with event ``"start"`` or ``"end"``, in the
+            order they happened (multi-host mode; host ``""`` otherwise).
+        max_running: the most sessions that ran at once, overall and per host.
 
     Raises:
-        ValueError: if ``pace`` or ``gap_s`` is negative.
+        ValueError: if ``pace`` or ``gap_s`` is negative, or ``sessions_per_host`` < 1.
     """
 
     def __init__(
@@ -153,9 +176,17 @@ class FakeExecutor:
         clock: FakeClock | None = None,
         pace: float = 0.0,
         gap_s: float = 0.001,
+        hosts: Sequence[str] = (),
+        sessions_per_host: int = 1,
+        pair_same_host: bool = True,
     ) -> None:
         if pace < 0 or gap_s < 0:
             raise ValueError(f"pace and gap_s must be >= 0, got {pace!r}, {gap_s!r}")
+        self.hosts = tuple(hosts)
+        self.slots = HostSlots(sessions_per_host)
+        self.pair_same_host = pair_same_host
+        self.timeline: list[tuple[str, int, str]] = []
+        self.max_running: dict[str, int] = {}
         self.config = config
         self._on_samples = callbacks.on_samples
         self._on_update = callbacks.on_update
@@ -169,6 +200,21 @@ class FakeExecutor:
         self._finished: dict[int, asyncio.Event] = {}
         self.launched: list[SessionSpec] = []
         self.results: list[SessionResult] = []
+        self._host_of: dict[int, str] = {}
+        self._t0 = self.clock.now()
+        self._host_t: dict[str, float] = {}
+        """Host -> the fake time its last session ended (multi-host mode)."""
+
+    @property
+    def concurrency(self) -> int:
+        """Sessions the runner may hand over at once: ``len(hosts) * sessions_per_host`` in
+        the multi-host mode, else 1."""
+        return len(self.hosts) * self.slots.per_host if self.hosts else 1
+
+    def withdraw(self, session_id: int) -> bool:
+        """Take back a session still waiting for its host's slot (multi-host mode): its
+        ``run_session`` returns a ``PENDING`` result. False if it is not waiting."""
+        return self.slots.withdraw(session_id)
 
     @classmethod
     def factory(
@@ -179,16 +225,30 @@ class FakeExecutor:
         pace: float = 0.0,
         gap_s: float = 0.001,
         created: list[FakeExecutor] | None = None,
+        hosts: Sequence[str] = (),
+        sessions_per_host: int = 1,
+        pair_same_host: bool = True,
     ) -> ExecutorFactory:
         """An ``ExecutorFactory`` for ``Runner(executor_factory=...)``.
 
         Args:
-            script, clock, pace, gap_s: as for the constructor.
+            script, clock, pace, gap_s, hosts, sessions_per_host, pair_same_host: as for the
+                constructor.
             created: if given, each executor built is appended to it (for assertions).
         """
 
         def build(config: ExecutorConfig, callbacks: ExecutorCallbacks) -> Executor:
-            ex = cls(config, callbacks, script, clock=clock, pace=pace, gap_s=gap_s)
+            ex = cls(
+                config,
+                callbacks,
+                script,
+                clock=clock,
+                pace=pace,
+                gap_s=gap_s,
+                hosts=hosts,
+                sessions_per_host=sessions_per_host,
+                pair_same_host=pair_same_host,
+            )
             if created is not None:
                 created.append(ex)
             return ex
@@ -227,6 +287,7 @@ class FakeExecutor:
         run."""
         self._cancelled = True
         self._cancel.set()
+        self.slots.withdraw_all()
         for sid in list(self._running):
             ev = self._finished.get(sid)
             if ev is not None:
@@ -251,17 +312,44 @@ class FakeExecutor:
         return s[min(len(self.launched) - 1, len(s) - 1)]
 
     async def run_session(self, spec: SessionSpec) -> SessionResult:
-        """Replay one scripted session; see ``Executor.run_session``."""
+        """Replay one scripted session; see ``Executor.run_session``. In the multi-host mode
+        it first waits for a slot on its host; withdrawn meanwhile, it returns its result
+        still ``PENDING``."""
         result = SessionResult(spec=spec)
         if self._cancelled:
-            result.status = SessionStatus.CANCELLED
-            result.error = "run cancelled before the session started"
-            self._on_update(result)
-            return result
+            return self._cancelled_before_start(result)
+        if not self.hosts:
+            return await self._run(spec, result, "")
+        key = (spec.workload, tuple(sorted(spec.params)))
+        hosts = self.slots.hosts_for(key, list(self.hosts), pair=self.pair_same_host)
+        host = await self.slots.acquire(spec.id, hosts)
+        if host is None:
+            return self._cancelled_before_start(result) if self._cancelled else result
+        try:
+            result.host = host
+            result.host_fingerprint = "fake"
+            return await self._run(spec, result, host)
+        finally:
+            self.slots.release(host)
+
+    def _cancelled_before_start(self, result: SessionResult) -> SessionResult:
+        result.status = SessionStatus.CANCELLED
+        result.error = "run cancelled before the session started"
+        self._on_update(result)
+        return result
+
+    async def _run(self, spec: SessionSpec, result: SessionResult, host: str) -> SessionResult:
+        """Replay ``spec`` (its host's slot held, in the multi-host mode)."""
+        if self._cancelled:
+            return self._cancelled_before_start(result)
         self.launched.append(spec)
         script = self.script_for(spec)
-        self.clock.advance(self.gap_s)
-        start = self.clock.now()
+        if host:  # hosts work side by side: each has its own timeline on the fake clock
+            start = self._host_t.get(host, self._t0) + self.gap_s
+            self.clock.advance_to(start)
+        else:
+            self.clock.advance(self.gap_s)
+            start = self.clock.now()
         result.start_t = start
         result.host, result.host_fingerprint = script.host, script.host_fingerprint
         if script.start_error is not None:
@@ -275,6 +363,11 @@ class FakeExecutor:
             return result
         result.status = SessionStatus.RUNNING
         self._running[spec.id] = result
+        self._host_of[spec.id] = host
+        self.timeline.append(("start", spec.id, host))
+        for k in ("", host) if host else ("",):
+            now = sum(1 for h in self._host_of.values() if not k or h == k)
+            self.max_running[k] = max(self.max_running.get(k, 0), now)
         finished = self._finished[spec.id] = asyncio.Event()
         try:
             self._on_update(result)
@@ -282,6 +375,10 @@ class FakeExecutor:
             self._end(spec, script, result, start, ended_by, elapsed)
         finally:
             self._running.pop(spec.id, None)
+            self._host_of.pop(spec.id, None)
+            if host:
+                self._host_t[host] = result.end_t if result.end_t is not None else start
+            self.timeline.append(("end", spec.id, host))
             finished.set()
             self._finished.pop(spec.id, None)
         self._on_update(result)

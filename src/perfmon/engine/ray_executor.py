@@ -26,6 +26,13 @@ Traps handled (issue 16, each found by the prototypes):
   (``perfmon.engine.keeper``): when the worker dies, the keeper gets SIGTERM and ends the
   session's process group. ``tests/test_ray_executor.py`` kills a worker with SIGKILL and
   checks that no workload process is left.
+- *The workload survives the death of its node.* When a node's raylet dies, its workers exit
+  on their own, and on exit a Ray worker SIGKILLs its direct children
+  (``RAY_kill_child_processes_on_worker_exit``, default true): the keeper, killed with no
+  chance to end the session, left the workload running. perfmon's tasks run with that setting
+  off (``runtime_env`` ``env_vars``, ``KILL_CHILDREN_ENV``), so the keeper outlives the
+  worker by an instant, gets its ``PR_SET_PDEATHSIG`` and ends the session's process group
+  (``tests/test_ray_executor.py::test_node_death_gives_lost_within_seconds_...``).
 - *``RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper``* makes the raylet reap
   the worker's children, so ``os.wait4`` fails with ECHILD and the session's exit status, CPU
   time and memory are lost: it is refused (``RayExecutorError``) on the daemon and on the
@@ -36,12 +43,19 @@ Traps handled (issue 16, each found by the prototypes):
   node within ``placement_timeout`` (the cluster is busy or a node went away) is cancelled and
   stops the run the same way.
 
-Hosts: by default (``pair_same_host``) every session of a workload and matrix point runs on
-the node where its first session ran (``NodeAffinitySchedulingStrategy``, not soft), so a
-baseline and its candidate are measured on one instrument. With ``num_cpus = 1`` per session
-(the default placement) and nodes started with ``--num-cpus=1``, a host runs one session at a
-time. (The runner still asks for one session at a time, so sessions on different hosts do not
-yet overlap; see the module's closing note in docs/performance.md.)
+Hosts: the daemon picks each session's node itself, before submitting it, and pins the task
+there (a label selector on Ray's ``ray.io/node-id`` label: a hard pin). Sessions on different
+hosts run concurrently (``concurrency`` is ``sessions_per_host`` times the alive nodes, so the
+runner keeps that many in flight); on one host at most ``[executor] sessions_per_host``
+(default 1) run at once. That limit is a per-node slot held on the daemon side
+(``perfmon.engine.executor.HostSlots``), granted in hand-out order, so it holds whatever CPUs
+the nodes declare, and the sessions of one host start in the scheduler's order. By default
+(``pair_same_host``) every session of a workload and matrix point runs on the node its key was
+first given -- the least loaded feasible node when the key is first seen, so workloads spread
+over the hosts -- and a baseline and its candidate are measured on one instrument. If that
+node leaves the cluster, the key's later sessions are ``LOST`` with that reason (never moved
+to another host behind the user's back). Ray's own ``num_cpus`` still applies: a node must
+declare at least ``num_cpus * sessions_per_host`` CPUs.
 """
 
 from __future__ import annotations
@@ -63,7 +77,13 @@ from typing import Any
 
 from perfmon.core.campaign import ExecutorSettings, Placement
 from perfmon.core.model import SessionResult, SessionSpec, SessionStatus
-from perfmon.engine.executor import Executor, ExecutorCallbacks, ExecutorConfig, ExecutorFactory
+from perfmon.engine.executor import (
+    Executor,
+    ExecutorCallbacks,
+    ExecutorConfig,
+    ExecutorFactory,
+    HostSlots,
+)
 
 __all__ = [
     "SUBREAPER_ENV",
@@ -79,6 +99,13 @@ __all__ = [
 
 SUBREAPER_ENV = "RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper"
 """Ray's setting that makes the raylet reap a worker's children (refused: see the module)."""
+
+KILL_CHILDREN_ENV = "RAY_kill_child_processes_on_worker_exit"
+"""Ray's setting that makes an exiting worker SIGKILL its direct children (the keeper): set to
+false for perfmon's tasks, whose keeper ends the session itself (see the module)."""
+
+NODE_ID_LABEL = "ray.io/node-id"
+"""The label Ray puts on every node: its node id (a label selector on it pins a task)."""
 
 LOG_POLL_S = 0.2
 """How often the worker side forwards new log bytes, seconds."""
@@ -405,7 +432,10 @@ class RayExecutor:
         self.init_kwargs = dict(init_kwargs or {})
         self._cancelled = False
         self._running: dict[int, Any] = {}
-        self._pins: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        self.slots = HostSlots(settings.sessions_per_host)
+        """Per-node session slots (``[executor] sessions_per_host``), and the pins."""
+        self._pins: dict[Any, str] = self.slots.pins
+        self._alive_nodes = 1
         self._fingerprints: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         self._task: Any = None
         self.hosts: dict[int, str] = {}
@@ -438,9 +468,11 @@ class RayExecutor:
             self._task = ray.remote(_session_stream)
         return ray
 
-    def _options(self, ray: Any, spec: SessionSpec) -> tuple[dict[str, Any], Placement]:
+    def _options(self, ray: Any, spec: SessionSpec) -> tuple[dict[str, Any], Placement, list[str]]:
         placement = self.settings.placement_for(spec.workload, spec.variant)
-        nodes = feasible_nodes(placement, ray.nodes())
+        alive = ray.nodes()
+        self._alive_nodes = max(1, sum(1 for n in alive if n.get("Alive")))
+        nodes = feasible_nodes(placement, alive)
         if not nodes:
             raise PlacementError(
                 f"no node of the Ray cluster can run {spec.workload}/{spec.variant} "
@@ -453,17 +485,13 @@ class RayExecutor:
             "retry_exceptions": False,
             "num_cpus": placement.num_cpus,
             "num_gpus": placement.num_gpus,
+            "runtime_env": {"env_vars": {KILL_CHILDREN_ENV: "false"}},
         }
         if placement.resources:
             opts["resources"] = dict(placement.resources)
         if placement.labels:
             opts["label_selector"] = dict(placement.labels)
-        pin = self._pins.get(self._pair_key(spec)) if self.settings.pair_same_host else None
-        if pin is not None:
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(pin, soft=False)
-        return opts, placement
+        return opts, placement, nodes
 
     @staticmethod
     def _pair_key(spec: SessionSpec) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -471,25 +499,78 @@ class RayExecutor:
 
     # -- Executor --------------------------------------------------------------------------
     async def start(self) -> str:
-        """Nothing to start before the first session (Ray is initialised then).
+        """Connect to the cluster and count its alive nodes (``concurrency``). A cluster that
+        cannot be reached is reported by the first ``run_session`` (which stops the run with
+        the reason).
 
         Returns:
             The containment, for the manifest: each session runs under perfmon's keeper on
             its node (a child subreaper of the Ray worker, with PR_SET_PDEATHSIG).
         """
+        with contextlib.suppress(RayExecutorError):
+            ray = self._ray()
+            self._alive_nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
         return "ray: keeper-subreaper on each node"
+
+    @property
+    def concurrency(self) -> int:
+        """Sessions the runner may hand over at once: ``sessions_per_host`` times the alive
+        nodes (as last counted); each node still runs at most ``sessions_per_host``."""
+        return self.slots.per_host * self._alive_nodes
+
+    def withdraw(self, session_id: int) -> bool:
+        """Take back a session still waiting for its node's slot (on pause): its
+        ``run_session`` returns a ``PENDING`` result. False if it is not waiting."""
+        return self.slots.withdraw(session_id)
 
     async def run_session(self, spec: SessionSpec) -> SessionResult:
         """Run ``spec`` on the cluster (see ``Executor.run_session``); a dead worker or node
-        gives ``LOST``."""
+        gives ``LOST``. The session first waits for a slot on its node (``HostSlots``);
+        withdrawn meanwhile (``withdraw``), it returns its result still ``PENDING``."""
         result = SessionResult(spec=spec)
         if self._cancelled:
-            result.status = SessionStatus.CANCELLED
-            result.error = "the run was stopped"
+            return self._cancelled_before_start(result)
+        ray = self._ray()
+        opts, placement, nodes = self._options(ray, spec)
+        key = self._pair_key(spec)
+        hosts = self.slots.hosts_for(key, nodes, pair=self.settings.pair_same_host)
+        if not hosts:
+            result.status = SessionStatus.LOST
+            result.error = (
+                f"lost: node {self._pins.get(key)} of {spec.workload} (pair_same_host) is no "
+                "longer in the cluster; its sessions are not moved to another host"
+            )
+            result.end_t = time.time()
             self.callbacks.on_update(result)
             return result
-        ray = self._ray()
-        opts, placement = self._options(ray, spec)
+        node = await self.slots.acquire(spec.id, hosts)
+        if node is None:  # withdrawn (pause) or cancelled while waiting for the node
+            return self._cancelled_before_start(result) if self._cancelled else result
+        try:
+            # Ray's default node label: a hard pin that combines with the placement's labels
+            # (the label selector replaces NodeAffinitySchedulingStrategy(soft=False)).
+            opts["label_selector"] = {**opts.get("label_selector", {}), NODE_ID_LABEL: node}
+            return await self._run_on(ray, spec, result, opts, placement)
+        finally:
+            self.slots.release(node)
+
+    def _cancelled_before_start(self, result: SessionResult) -> SessionResult:
+        result.status = SessionStatus.CANCELLED
+        result.error = "the run was stopped"
+        self.callbacks.on_update(result)
+        return result
+
+    async def _run_on(
+        self,
+        ray: Any,
+        spec: SessionSpec,
+        result: SessionResult,
+        opts: dict[str, Any],
+        placement: Placement,
+    ) -> SessionResult:
+        """Submit ``spec`` with ``opts`` (its node's slot held) and follow its stream."""
+        if self._cancelled:
+            return self._cancelled_before_start(result)
         cfg = {
             "log_cap_bytes": self.config.log_cap_bytes,
             "sample_interval_s": self.config.sample_interval_s,
@@ -613,6 +694,7 @@ class RayExecutor:
         """Cancel every running session's task (the worker side ends its session: SIGTERM,
         then SIGKILL after ``grace_s``); later sessions return ``CANCELLED``."""
         self._cancelled = True
+        self.slots.withdraw_all()
         if not self._running:
             return
         import ray

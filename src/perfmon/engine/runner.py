@@ -19,9 +19,15 @@ compaction) and the report run in threads too. The live state is guarded by one 
 loop never waits for (``Runner._mutate`` queues its updates while another thread reads). So no
 gate, snapshot, report or flush can delay a launch or stretch a session's timing (issue 10).
 
-Sessions run one at a time. On a benchmark machine two concurrent sessions measure each
-other's interference as much as themselves, so perfmon serialises them (as pyperf and
-hyperfine do).
+Sessions run one at a time on a machine. On a benchmark machine two concurrent sessions
+measure each other's interference as much as themselves, so perfmon serialises them (as pyperf
+and hyperfine do). An executor that runs sessions on several hosts (the Ray executor; the fake
+in multi-host mode) says how many it can take at once (``executor.concurrency_of``); the runner
+then keeps up to that many in flight, handed out in the scheduler's order, and handles each as
+it finishes, whichever finishes first. The executor keeps each host to its
+``sessions_per_host`` (default 1), granting a host's slots in hand-out order, so the sessions on
+one host follow the scheduler's order (baseline and candidate interleaved there as on one
+machine) while hosts work side by side.
 
 At the end the recorder is closed (samples compacted to Parquet) and the gates are evaluated
 again on the *full recorded data* (``ArrayMetricSource``, exact quantiles), so that every number
@@ -89,6 +95,7 @@ from perfmon.engine.executor import (
     ExecutorConfig,
     ExecutorFactory,
     SessionChain,
+    concurrency_of,
     local_executor,
 )
 from perfmon.engine.flame_export import write_exports
@@ -317,6 +324,10 @@ class Runner:
         self._stop = asyncio.Event()
         self._resume = asyncio.Event()
         self._resume.set()
+        self._wake = asyncio.Event()
+        """Set on pause, resume and stop: the concurrent loop looks again at what to launch."""
+        self._in_flight: dict[asyncio.Task[SessionResult], SessionSpec] = {}
+        """Sessions handed to an executor with ``concurrency`` > 1, in hand-out order."""
         self._supervisor: Executor | None = None
         self._chain: SessionChain | None = None
         """Queues the next session behind the running one (``perfmon.engine.executor``)."""
@@ -361,6 +372,7 @@ class Runner:
             self.state = RunState.STOPPING
             self._stop.set()
             self._resume.set()
+            self._wake.set()
             if self._supervisor is not None:
                 asyncio.get_running_loop().create_task(self._supervisor.cancel_all())
 
@@ -370,6 +382,11 @@ class Runner:
             self._resume.clear()
             if self._chain is not None:
                 self._chain.withdraw()  # the session queued behind the running one waits too
+            withdraw = getattr(self._supervisor, "withdraw", None)
+            if self._in_flight and withdraw is not None:
+                for spec in self._in_flight.values():  # those still waiting for their host
+                    withdraw(spec.id)
+            self._wake.set()
             self.state = RunState.PAUSED
             self.message = "paused: no new sessions will start (p to resume)"
 
@@ -379,6 +396,7 @@ class Runner:
             self.state = RunState.RUNNING
             self.message = "resumed"
             self._resume.set()
+            self._wake.set()
 
     async def export(self) -> Path | None:
         """Write report.md and report.json now, from what has been recorded so far.
@@ -911,8 +929,11 @@ class Runner:
         completed = False
         error: BaseException | None = None
         chain = self._chain = SessionChain(supervisor)
+        concurrent = concurrency_of(supervisor) > 1
         try:
-            while not self._stop.is_set():
+            if concurrent:
+                completed = await self._run_concurrent(supervisor, chain)
+            while not concurrent and not self._stop.is_set():
                 queued = chain.take()  # started by the keeper as the previous one ended
                 if queued is None:
                     await self._resume.wait()
@@ -929,18 +950,7 @@ class Runner:
                 if not result.status.finished:  # withdrawn before its start (pause)
                     chain.rerun.append(result.spec)
                     continue
-                self._noise_update(result)  # no-op when on_update already closed the window
-                extra = self._session_samples(result)
-                if extra:
-                    self._on_samples(extra)
-                self._io_submit(self.recorder.session_finished, dataclasses.replace(result))
-                self._update_live(result)
-                self._stop_when_decided(result.spec)
-                for listener in list(self.session_listeners):
-                    try:
-                        listener(result)
-                    except Exception:
-                        log.exception("session listener failed")
+                self._session_done(result)
         except Exception as exc:  # report what we have, then exit 3
             log.exception("run failed")
             error = exc
@@ -949,7 +959,9 @@ class Runner:
             with contextlib.suppress(Exception):
                 await supervisor.cancel_all()
             left = await chain.drain()  # queued behind the last one, cancelled by the stop
-            if left is not None:
+            lefts = [left] if left is not None else []
+            lefts += await self._drain_in_flight()  # in flight when the run broke
+            for left in lefts:
                 self._io_submit(self.recorder.session_finished, dataclasses.replace(left))
                 self._update_live(left)
             close = getattr(supervisor, "close", None)  # the local keeper; not every executor
@@ -972,6 +984,91 @@ class Runner:
             sys.setswitchinterval(switch_interval)
 
         return await self._finish(completed=completed and error is None)
+
+    def _session_done(self, result: SessionResult) -> None:
+        """Everything the runner does once per finished session: noise, session-level
+        samples, the recorder's row, the live state, ``stop_when``, the listeners."""
+        self._noise_update(result)  # no-op when on_update already closed the window
+        extra = self._session_samples(result)
+        if extra:
+            self._on_samples(extra)
+        self._io_submit(self.recorder.session_finished, dataclasses.replace(result))
+        self._update_live(result)
+        self._stop_when_decided(result.spec)
+        for listener in list(self.session_listeners):
+            try:
+                listener(result)
+            except Exception:
+                log.exception("session listener failed")
+
+    async def _run_concurrent(self, executor: Executor, chain: SessionChain) -> bool:
+        """Run the campaign on an executor that takes several sessions at once.
+
+        Keeps up to ``concurrency_of(executor)`` sessions in flight (read before each
+        launch), handed out in the scheduler's order; handles each as it finishes, whichever
+        finishes first. Paused, it launches nothing, and the sessions still waiting in the
+        executor for their host are withdrawn (``pause``) and handed out first on resume, in
+        their order. Stopping, it launches nothing and handles the sessions in flight as they
+        end (``cancel_all`` ends them ``CANCELLED``).
+
+        Returns:
+            True when every session was run (False: stopped).
+
+        Raises:
+            Exception: whatever a session's ``run_session`` raised (the run stops; the
+                sessions still in flight are drained by ``_drain_in_flight``).
+        """
+        in_flight = self._in_flight
+        while True:
+            while (
+                not self._stop.is_set()
+                and self._resume.is_set()
+                and len(in_flight) < concurrency_of(executor)
+            ):
+                spec = self._hand_out()
+                if spec is None:
+                    break
+                in_flight[asyncio.ensure_future(executor.run_session(spec))] = spec
+            if not in_flight:
+                if self._stop.is_set():
+                    return False
+                if self._resume.is_set():
+                    return True  # nothing left to hand out, nothing running
+                await self._resume.wait()  # paused with nothing in flight
+                continue
+            self._wake.clear()
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({*in_flight, waker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waker.cancel()
+            withdrawn = False
+            for task in [t for t in in_flight if t.done()]:  # in hand-out order
+                del in_flight[task]
+                result = task.result()
+                if not result.status.finished:  # withdrawn before its start (pause)
+                    chain.rerun.append(result.spec)
+                    withdrawn = True
+                    continue
+                self._session_done(result)
+            if withdrawn:  # run again in the order they were handed out
+                chain.rerun = deque(sorted(chain.rerun, key=lambda s: s.id))
+
+    async def _drain_in_flight(self) -> list[SessionResult]:
+        """After ``cancel_all``: wait for the sessions still in flight (the run stopped on an
+        error) and return those with a finished status."""
+        tasks = list(self._in_flight)
+        self._in_flight.clear()
+        if not tasks:
+            return []
+        await asyncio.wait(tasks)
+        out = []
+        for task in tasks:
+            if task.cancelled() or task.exception() is not None:
+                continue
+            if task.result().status.finished:
+                out.append(task.result())
+        return out
 
     def _hand_out(self) -> SessionSpec | None:
         """The next session to run (one withdrawn on pause first), added to the live state."""
