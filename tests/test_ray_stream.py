@@ -293,6 +293,7 @@ async def test_profile_runs_py_spy_on_the_sessions_host(cluster: Any, tmp_path: 
     assert "slow_path" in stacks
     assert "perfmon" not in stacks and "/ray/" not in stacks  # neither keeper nor worker
     assert ex.profile_remote(0) is None  # ended: nothing to profile
+    assert ex._agents == {}  # the agent lived for the profile only
 
 
 @pytest.mark.slow
@@ -308,7 +309,7 @@ async def test_a_campaign_on_ray_profiles_its_sessions_on_their_hosts(
     from perfmon.engine.runner import Runner
 
     work = tmp_path / "work.py"
-    work.write_text(textwrap.dedent(CPU_WORK.format(seconds=2.5)))
+    work.write_text(textwrap.dedent(CPU_WORK.format(seconds=4)))
     path = tmp_path / "c.toml"
     path.write_text(
         textwrap.dedent(

@@ -99,8 +99,9 @@ CLOCK_EXCHANGES = 5
 """Round trips to a node's agent per clock-offset estimate (the one with the shortest round
 trip is kept, as NTP's clock filter does: RFC 5905 section 10)."""
 
-CLOCK_REFRESH_S = 60.0
-"""A node's clock offset is estimated again, between sessions, once it is this old, seconds."""
+CLOCK_REFRESH_S = 600.0
+"""A node's clock offset is estimated again, between sessions, once it is this old, seconds
+(starting its agent for that takes ~1 s on a small machine, spent between two sessions)."""
 
 CLOCK_TIMEOUT_S = 30.0
 """Longest wait for a node's agent to start and answer, seconds (then the session's own
@@ -430,10 +431,10 @@ def estimate_offset(exchanges: list[tuple[float, float, float]], source: str) ->
 
 
 class _NodeAgent:
-    """A small Ray actor pinned to one node (``num_cpus = 0``: it takes no session slot),
-    started by the daemon before the first session where it can be: it answers clock reads
-    for the offset estimate and runs py-spy on that node against a session's pid. It is idle
-    otherwise; ``RayExecutor.close`` ends it."""
+    """A small Ray actor pinned to one node (``num_cpus = 0``: it takes no session slot): it
+    answers clock reads for the offset estimate and runs py-spy on that node against a
+    session's pid. The daemon starts one for each use (``RayExecutor.start`` before any
+    session; a refresh between sessions; a profile) and ends it after."""
 
     async def now(self) -> float:
         """This host's clock, Unix seconds."""
@@ -588,7 +589,7 @@ class RayExecutor:
         """Session id -> its host's name (while it runs)."""
         self.offsets: dict[str, ClockOffset] = {}
         """Node id -> the latest agent estimate of its clock offset."""
-        self._agents: dict[str, Any] = {}
+        self._agents: dict[str, list[Any]] = {}  # node id -> [actor handle, uses]
 
     # -- Ray setup -------------------------------------------------------------------------
     def _ray(self) -> Any:
@@ -648,8 +649,9 @@ class RayExecutor:
 
     # -- Executor --------------------------------------------------------------------------
     async def start(self) -> str:
-        """Connect to the cluster and, before any session runs, start an agent on every alive
-        node and estimate its clock offset (so no session's host is disturbed by either).
+        """Connect to the cluster and, before any session runs, estimate every alive node's
+        clock offset through an agent started there for it and ended after (so no session's
+        host is disturbed by either).
         Best effort: a failure here is met again, with its message, by ``run_session``.
 
         Returns:
@@ -663,18 +665,36 @@ class RayExecutor:
         return "ray: keeper-subreaper on each node"
 
     # -- clocks and agents ----------------------------------------------------------------
-    def _agent(self, node_id: str) -> Any:
-        """The node's agent actor, started on first use (pinned, ``num_cpus = 0``)."""
-        agent = self._agents.get(node_id)
-        if agent is None:
+    def _take_agent(self, node_id: str) -> Any:
+        """The node's agent actor for one use, started if none runs (pinned, ``num_cpus =
+        0``); give it back with ``_give_agent``. An agent lives only while it is used: an
+        idle Ray actor still costs its host ~5 ms of CPU per second (its core worker's
+        threads; measured with psutil), which a session running there would pay."""
+        entry = self._agents.get(node_id)
+        if entry is None:
             import ray
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             cls = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(_NodeAgent)
-            agent = self._agents[node_id] = cls.options(
+            handle = cls.options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
             ).remote()
-        return agent
+            entry = self._agents[node_id] = [handle, 0]
+        entry[1] += 1
+        return entry[0]
+
+    def _give_agent(self, node_id: str) -> None:
+        """End one use of the node's agent; the last one ends the actor."""
+        entry = self._agents.get(node_id)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._agents[node_id]
+            import ray
+
+            with contextlib.suppress(Exception):
+                ray.kill(entry[0])
 
     async def _refresh_offset(self, node_id: str) -> ClockOffset | None:
         """Estimate ``node_id``'s clock offset from ``CLOCK_EXCHANGES`` round trips to its
@@ -682,7 +702,6 @@ class RayExecutor:
         answer within ``CLOCK_TIMEOUT_S`` (the sessions' hellos are used then)."""
 
         async def exchanges() -> list[tuple[float, float, float]]:
-            agent = self._agent(node_id)
             await agent.now.remote()  # the first call waits for the actor to start: not used
             out = []
             for _ in range(CLOCK_EXCHANGES):
@@ -691,12 +710,15 @@ class RayExecutor:
                 out.append((t_send, t_remote, self._clock()))
             return out
 
+        agent = self._take_agent(node_id)
         try:
             found = estimate_offset(
                 await asyncio.wait_for(exchanges(), CLOCK_TIMEOUT_S), source="agent"
             )
         except Exception:
             return None
+        finally:
+            self._give_agent(node_id)
         self.offsets[node_id] = found
         return found
 
@@ -709,15 +731,16 @@ class RayExecutor:
         Returns:
             ``(pid, remote, host)``: the session's pid on its node, a
             ``perfmon.engine.profiler.RemoteSpy`` that runs py-spy there through the node's
-            agent (a Ray failure comes back as a failed ``SpyOutcome``; cancelling it
-            cancels py-spy), and the host's name; None when the session is not running.
+            agent (started for the profile and ended after it, so its start, ~1 s on a small
+            machine, delays the first sample; a Ray failure comes back as a failed
+            ``SpyOutcome``; cancelling it cancels py-spy), and the host's name; None when
+            the session is not running.
         """
         pid = self.session_pids.get(session_id)
         node = self.hosts.get(session_id)
         if pid is None or node is None or session_id not in self._running:
             return None
         host = self.host_names.get(session_id, node)
-        agent = self._agent(node)
 
         async def remote(
             pid: int, seconds: float | None, rate: int, nonblocking: bool, subprocesses: bool
@@ -726,6 +749,7 @@ class RayExecutor:
 
             from perfmon.engine.profiler import SpyOutcome
 
+            agent = self._take_agent(node)
             ref = agent.profile.remote(pid, seconds, rate, nonblocking, subprocesses)
             try:
                 got = await ref
@@ -736,6 +760,8 @@ class RayExecutor:
             except Exception as exc:
                 why = str(exc).splitlines()[0] if str(exc) else ""
                 return SpyOutcome(None, start_error=f"on {host}: {type(exc).__name__}: {why}")
+            finally:
+                self._give_agent(node)
             if not isinstance(got, SpyOutcome):
                 return SpyOutcome(None, start_error=f"on {host}: unexpected answer {got!r}")
             if got.start_error is not None:
@@ -952,9 +978,9 @@ class RayExecutor:
         if agents:
             import ray
 
-            for agent in agents:
+            for handle, _uses in agents:
                 with contextlib.suppress(Exception):
-                    ray.kill(agent)
+                    ray.kill(handle)
 
 
 def _shifted(batch: SampleBatch, clock: ClockOffset | None) -> SampleBatch:
