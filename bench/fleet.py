@@ -313,11 +313,15 @@ for i in range(60):
     time.sleep(0.05)
 """
 FLOOD_CODE = """
+import time
 from perfmon import probe
+probe.gauge("flood_start_seconds", time.time())
+probe.flush()
 for i in range({n}):
     probe.observe("flood_seconds", i * 1e-6)
 """
-FLOOD = 200_000
+FLOOD = 1_000_000
+FLOOD_ROUNDS = 3
 SLEEP_CODE = "import time; time.sleep(120)"
 
 
@@ -342,7 +346,16 @@ def ray_figures() -> None:
     time, ``/bin/true``, interleaved), sample latency workload -> daemon (a gauge carrying its
     send time, 60 per session), probe throughput streamed back (``FLOOD`` observations as
     fast as the probe emits them: samples received per second between the first and last
-    batch), and the time from ``kill -9`` of a session's Ray worker to ``LOST``."""
+    batch), and the time from ``kill -9`` of a session's Ray worker to ``LOST``.
+
+    Probe throughput is ``FLOOD`` samples over the time from the workload's first emission
+    (a gauge carrying its send time, flushed before the flood) to the daemon's receipt of the
+    last one, ``FLOOD_ROUNDS`` floods per executor, interleaved, median: end to end, so it
+    cannot be inflated by the stream delivering the flood in one late batch (the first
+    version measured between the first and last batch received, which a batching stream
+    makes near zero). The Ray executor is started as the runner starts it (``start``: its
+    node agents and clock offsets before any session); the agents' CPU time while the
+    sessions run is read with psutil (processes titled ``ray::_NodeAgent``)."""
     import asyncio
 
     import ray
@@ -398,12 +411,32 @@ def _values(batch: Any, name: str) -> Any:
     return batch.value[np.isin(batch.key, keys)]
 
 
+def _agents_cpu_s() -> tuple[int, float]:
+    """(number, total user + system CPU seconds) of the node agent processes running now."""
+    import psutil
+
+    n, total = 0, 0.0
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any("_NodeAgent" in (a or "") for a in (p.info["cmdline"] or [])):
+                times = p.cpu_times()
+                n, total = n + 1, total + times.user + times.system
+        except psutil.Error:
+            continue
+    return n, total
+
+
 async def _ray_bench(execs: dict[str, Any], received: list[tuple[float, Any]]) -> None:
     import asyncio
 
     import numpy as np
 
+    t0 = time.perf_counter()
+    await execs["ray"].start()  # as the runner does: agents and clock offsets first
+    start_s = time.perf_counter() - t0
+    offsets = dict(getattr(execs["ray"], "offsets", {}))
     await execs["ray"].run_session(_spec(10_000, "pass"))  # warm a worker up
+    agents_before = _agents_cpu_s()
     overhead: dict[str, list[float]] = {k: [] for k in execs}
     sid = 0
     for _ in range(RAY_SESSIONS):
@@ -413,20 +446,28 @@ async def _ray_bench(execs: dict[str, Any], received: list[tuple[float, Any]]) -
             r = await ex.run_session(_spec(sid, "pass"))
             overhead[kind].append(time.perf_counter() - t0 - (r.wall_s or 0.0))
     lat: dict[str, list[float]] = {}
-    rate: dict[str, float] = {}
     for kind, ex in execs.items():
         received.clear()
         sid += 1
         await ex.run_session(_spec(sid, LATENCY_CODE))
         lat[kind] = [t - float(v) for t, b in received for v in _values(b, "sent_at_seconds")]
-        received.clear()
-        sid += 1
-        await ex.run_session(_spec(sid, FLOOD_CODE.format(n=FLOOD)))
-        got = [(t, len(_values(b, "flood_seconds"))) for t, b in received]
-        got = [(t, n) for t, n in got if n]
-        n = sum(k for _, k in got)
-        span = max(got[-1][0] - got[0][0], 1e-3) if got else float("nan")
-        rate[kind] = n / span if n == FLOOD else float("nan")
+    rates: dict[str, list[float]] = {k: [] for k in execs}
+    items: dict[str, list[int]] = {k: [] for k in execs}
+    for _ in range(FLOOD_ROUNDS):
+        for kind, ex in execs.items():
+            received.clear()
+            sid += 1
+            await ex.run_session(_spec(sid, FLOOD_CODE.format(n=FLOOD)))
+            start = [float(v) for _, b in received for v in _values(b, "flood_start_seconds")]
+            got = [(t, len(_values(b, "flood_seconds"))) for t, b in received]
+            got = [(t, n) for t, n in got if n]
+            n = sum(k for _, k in got)
+            if n != FLOOD or not start:
+                raise SystemExit(f"fleet bench: {kind} delivered {n} of {FLOOD} samples")
+            rates[kind].append(n / (got[-1][0] - start[0]))
+            items[kind].append(len(got))
+    rate = {k: median(v) for k, v in rates.items()}
+    agents_after = _agents_cpu_s()
     lost: list[float] = []
     ray_ex = execs["ray"]
     for _ in range(3):
@@ -475,9 +516,44 @@ async def _ray_bench(execs: dict[str, Any], received: list[tuple[float, Any]]) -
             "x",
             "",
             None,
-            f"{FLOOD:,} probe.observe calls as fast as possible; samples received per second "
-            "between the first and the last batch",
-            f"local {rate['local'] / 1e6:.2f}M/s, Ray {rate['ray'] / 1e6:.2f}M/s",
+            f"{FLOOD:,} probe.observe calls as fast as possible; samples per second from the "
+            "workload's first emission to the daemon's receipt of the last sample, "
+            f"{FLOOD_ROUNDS} floods each, interleaved, medians",
+            f"local {rate['local'] / 1e6:.2f}M/s, Ray {rate['ray'] / 1e6:.2f}M/s; batches "
+            f"delivered per flood: local {items['local']}, Ray {items['ray']}",
+        )
+    )
+    if offsets:
+        us = sorted(o.uncertainty_s for o in offsets.values())
+        emit(
+            Figure(
+                "clock offset uncertainty (half the shortest round trip), median node",
+                median(us) * 1e3,
+                "ms",
+                "",
+                None,
+                "estimated by RayExecutor.start on every node before any session (agent "
+                "actor, 5 round trips, NTP's method)",
+                "; ".join(
+                    f"offset {o.offset_s * 1e3:+.3f} ms +- {o.uncertainty_s * 1e3:.3f} ms"
+                    for o in offsets.values()
+                )
+                + f"; start (agents + estimates) took {start_s:.2f} s",
+            )
+        )
+    n_agents, cpu_before = agents_before
+    emit(
+        Figure(
+            "node agents' CPU while the sessions ran",
+            (agents_after[1] - cpu_before) * 1e3,
+            "ms",
+            "",
+            None,
+            "user + system CPU of the ray::_NodeAgent processes (psutil) from after the "
+            "warm-up session to the end of the latency and throughput sessions",
+            f"{n_agents} agents alive at the window's start, {agents_after[0]} at its end; "
+            f"{2 * RAY_SESSIONS + 2 + 2 * FLOOD_ROUNDS} sessions ran (an agent lives only "
+            "while it estimates an offset or profiles)",
         )
     )
     emit(

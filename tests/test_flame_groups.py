@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,9 +193,12 @@ async def test_every_covers_each_variant_of_each_workload(
     )
     started: list[tuple[int, str]] = []
 
-    def fake_start(session_id: int, pid: int, seconds: float | None, reason: str) -> None:
+    def fake_start(
+        session_id: int, target: tuple[int, Any, str], seconds: float | None, reason: str
+    ) -> None:
         spec = runner._running_specs[session_id]
-        assert pid == 10_000 + session_id and reason == "1 in 2 sessions of its variant"
+        assert target == (10_000 + session_id, None, "")
+        assert reason == "1 in 2 sessions of its variant"
         started.append((session_id, f"{spec.workload}/{spec.variant}"))
 
     monkeypatch.setattr(runner, "_start_profile", fake_start)

@@ -30,6 +30,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,138 @@ def _py_spy_errors(stderr: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class SpyOutcome:
+    """What one py-spy run against one process gave, wherever it ran (``run_py_spy``); plain
+    data, so it travels back from a remote host unchanged.
+
+    Attributes:
+        returncode: py-spy's exit status (None: it was not started).
+        stderr: the last ``_STDERR_CAP`` characters of its stderr.
+        text: the collapsed stacks it wrote, as written ("" when none).
+        wrote: True when py-spy wrote its output file.
+        alive: whether the sampled process was still alive once py-spy had ended.
+        cpu_s: CPU seconds (user + system) py-spy itself used (psutil), None if unread.
+        start_error: why py-spy could not be started (then the rest is empty), else None.
+    """
+
+    returncode: int | None
+    stderr: str = ""
+    text: str = ""
+    wrote: bool = False
+    alive: bool = False
+    cpu_s: float | None = None
+    start_error: str | None = None
+
+
+RemoteSpy = Callable[[int, float | None, int, bool, bool], Awaitable[SpyOutcome]]
+"""``remote(pid, seconds, rate_hz, nonblocking, subprocesses)``: py-spy run on another host."""
+
+
+def py_spy_argv(
+    py_spy: str,
+    pid: int,
+    seconds: float | None,
+    rate: int,
+    nonblocking: bool,
+    subprocesses: bool,
+    out: Path,
+) -> list[str]:
+    """py-spy's command line: raw collapsed stacks of ``pid`` into ``out`` at ``rate`` Hz,
+    for ``seconds`` rounded up to whole seconds (None: until it exits)."""
+    argv = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--function"]
+    argv += ["--rate", str(rate), "--output", str(out)]
+    if seconds is not None:
+        argv += ["--duration", str(max(1, math.ceil(seconds)))]
+    if subprocesses:
+        argv.append("--subprocesses")
+    if nonblocking:
+        argv.append("--nonblocking")
+    return argv
+
+
+async def run_py_spy(
+    py_spy: str | None,
+    pid: int,
+    seconds: float | None,
+    rate: int,
+    nonblocking: bool,
+    subprocesses: bool,
+    work_dir: Path,
+    name: str,
+    procs: set[asyncio.subprocess.Process] | None = None,
+) -> SpyOutcome:
+    """Run py-spy against ``pid`` on this host and collect what it wrote.
+
+    Used by ``Profiler`` for a local session and, on a session's own host, by the Ray
+    executor's node agent; the caller turns the outcome into a ``ProfileRecord``.
+
+    Args:
+        py_spy: the py-spy executable (None: not installed; ``start_error`` says so).
+        pid: the process to sample; seconds / rate / nonblocking / subprocesses: as in
+            ``py_spy_argv``.
+        work_dir: where py-spy writes its output (``.<name>.collapsed.tmp``, removed after).
+        name: the profile's file stem.
+        procs: a set to hold the py-spy process while it runs (so ``Profiler.close`` can
+            kill it), or None.
+
+    Returns:
+        The ``SpyOutcome``. Never raises for py-spy's failures; a cancelled call kills
+        py-spy, removes its output and re-raises.
+    """
+    if py_spy is None:
+        return SpyOutcome(None, start_error="py-spy is not installed: pip install py-spy")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    tmp = work_dir / f".{name}.collapsed.tmp"
+    argv = py_spy_argv(py_spy, pid, seconds, rate, nonblocking, subprocesses, tmp)
+    cpu: list[float] = []
+    proc: asyncio.subprocess.Process | None = None
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        if procs is not None:
+            procs.add(proc)
+        watcher = asyncio.create_task(_watch_cpu(proc.pid, cpu))
+        try:
+            _, err = await proc.communicate()
+        finally:
+            watcher.cancel()
+        stderr = err.decode("utf-8", "replace")[-_STDERR_CAP:]
+    except OSError as exc:
+        return SpyOutcome(None, start_error=str(exc))
+    except asyncio.CancelledError:
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(proc.wait())
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    finally:
+        if proc is not None and procs is not None:
+            procs.discard(proc)
+    text = ""
+    with contextlib.suppress(OSError):
+        text = tmp.read_text("utf-8", "replace")
+    wrote = tmp.exists()
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+    return SpyOutcome(
+        proc.returncode,
+        stderr=stderr,
+        text=text,
+        wrote=wrote,
+        alive=process_alive(pid),
+        cpu_s=cpu[-1] if cpu else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ProfileRequest:
     """One request to sample one session with py-spy: what ``Profiler.profile`` takes.
 
@@ -189,6 +322,13 @@ class ProfileRequest:
         workload / variant / params / set_name: the session's description, stored with the
             profile (``params`` as ``"k=v k=v"``).
         rate_hz / nonblocking: override the profiler's defaults (None: keep them).
+        remote: None: py-spy runs here against the local ``pid``. Otherwise the session runs
+            on another host (``pid`` is its process id there) and ``remote(pid, seconds,
+            rate_hz, nonblocking, subprocesses)`` runs py-spy on that host and returns its
+            ``SpyOutcome`` (``perfmon.engine.ray_executor`` sends it to a Ray actor pinned
+            to the session's node); the stacks are then trimmed and recorded here exactly
+            like a local profile's.
+        host: the host the session runs on, named in the record's message ("" locally).
     """
 
     session_id: int
@@ -201,6 +341,8 @@ class ProfileRequest:
     set_name: str = ""
     rate_hz: int | None = None
     nonblocking: bool | None = None
+    remote: RemoteSpy | None = None
+    host: str = ""
 
     @classmethod
     def for_session(
@@ -211,11 +353,13 @@ class ProfileRequest:
         pid: int,
         seconds: float | None,
         reason: str,
+        remote: RemoteSpy | None = None,
+        host: str = "",
     ) -> ProfileRequest:
         """A request describing the session by its spec (None: a session without one, which
-        is stored with an empty description)."""
+        is stored with an empty description); ``remote``/``host`` as in the class."""
         if spec is None:
-            return cls(session_id, pid, seconds, reason)
+            return cls(session_id, pid, seconds, reason, remote=remote, host=host)
         return cls(
             session_id,
             pid,
@@ -225,6 +369,8 @@ class ProfileRequest:
             variant=spec.variant,
             params=" ".join(f"{k}={v}" for k, v in spec.params),
             set_name=spec.set_name,
+            remote=remote,
+            host=host,
         )
 
 
@@ -356,7 +502,7 @@ class Profiler:
             self._append(rec)
             return rec
 
-        if self.py_spy is None:
+        if self.py_spy is None and req.remote is None:
             return record(
                 "failed",
                 0,
@@ -366,48 +512,21 @@ class Profiler:
             )
         self.dir.mkdir(parents=True, exist_ok=True)
         out = self.dir / f"{name}.collapsed"
-        tmp = self.dir / f".{name}.collapsed.tmp"
-        argv = self._argv(self.py_spy, pid, seconds, rate, nb, tmp)
-        proc: asyncio.subprocess.Process | None = None
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
+        if req.remote is not None:  # py-spy runs on the session's host; its stacks come back
+            spied = await req.remote(pid, seconds, rate, nb, self.subprocesses)
+        else:
+            spied = await run_py_spy(
+                self.py_spy, pid, seconds, rate, nb, self.subprocesses, self.dir, name, self._procs
             )
-            self._procs.add(proc)
-            watcher = asyncio.create_task(_watch_cpu(proc.pid, cpu))
-            try:
-                _, err = await proc.communicate()
-            finally:
-                watcher.cancel()
-            stderr = err.decode("utf-8", "replace")[-_STDERR_CAP:]
-        except OSError as exc:
-            return record("failed", 0, 0, f"py-spy could not be started: {exc}")
-        except asyncio.CancelledError:
-            if proc is not None and proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(proc.wait())
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        finally:
-            if proc is not None:
-                self._procs.discard(proc)
-
-        text = ""
-        with contextlib.suppress(OSError):
-            text = tmp.read_text("utf-8", "replace")
+        if spied.cpu_s is not None:
+            cpu.append(spied.cpu_s)
+        if spied.start_error is not None:
+            return record("failed", 0, 0, f"py-spy could not be started: {spied.start_error}")
+        text, stderr = spied.text, spied.stderr
         samples = _count_samples(text)
         errors = _py_spy_errors(stderr)
-        if proc.returncode != 0 or not tmp.exists():
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            why = explain_failure(stderr, proc.returncode, pid, alive=process_alive(pid))
+        if spied.returncode != 0 or not spied.wrote:
+            why = explain_failure(stderr, spied.returncode, pid, alive=spied.alive)
             return record("failed", 0, errors, why)
         if self.subprocesses and samples:
             from perfmon.core.stacks import parse_collapsed
@@ -415,12 +534,8 @@ class Profiler:
             tree = parse_collapsed(text, processes="keep").trimmed(f"process {pid}:")
             text = tree.to_collapsed()
             samples = tree.total
-            atomic_write_text(out, text)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        else:
-            os.replace(tmp, out)
-        exited = "process exited" in stderr.lower() or not process_alive(pid)
+        atomic_write_text(out, text)
+        exited = "process exited" in stderr.lower() or not spied.alive
         if samples == 0:
             why = (
                 "the session exited before any sample was taken"
@@ -429,24 +544,11 @@ class Profiler:
             )
             return record("failed", 0, errors, why)
         what = f"{samples:,} samples at {rate} Hz of session {session_id}"
+        if req.host:
+            what += f" on {req.host}"
         if exited and seconds is not None:
             return record("partial", samples, errors, f"{what}; the session ended while sampled")
         return record("ok", samples, errors, what)
-
-    def _argv(
-        self, py_spy: str, pid: int, seconds: float | None, rate: int, nb: bool, out: Path
-    ) -> list[str]:
-        """py-spy's command line: raw collapsed stacks of ``pid`` into ``out`` at ``rate`` Hz,
-        for ``seconds`` rounded up to whole seconds (None: until it exits)."""
-        argv = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--function"]
-        argv += ["--rate", str(rate), "--output", str(out)]
-        if seconds is not None:
-            argv += ["--duration", str(max(1, math.ceil(seconds)))]
-        if self.subprocesses:
-            argv.append("--subprocesses")
-        if nb:
-            argv.append("--nonblocking")
-        return argv
 
     async def close(self) -> None:
         """Kill the py-spy processes still running (their profiles end as failed/cancelled)."""

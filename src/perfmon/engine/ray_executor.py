@@ -71,12 +71,15 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from perfmon.core.batch import SampleBatch
 from perfmon.core.campaign import ExecutorSettings, Placement
 from perfmon.core.model import SessionResult, SessionSpec, SessionStatus
+from perfmon.core.protocol import Decoder
 from perfmon.engine.executor import (
     Executor,
     ExecutorCallbacks,
@@ -85,13 +88,18 @@ from perfmon.engine.executor import (
     HostSlots,
 )
 
+if TYPE_CHECKING:
+    from perfmon.engine.profiler import RemoteSpy, SpyOutcome
+
 __all__ = [
     "SUBREAPER_ENV",
+    "ClockOffset",
     "MixedHostsError",
     "PlacementError",
     "RayExecutor",
     "RayExecutorError",
     "check_placements",
+    "estimate_offset",
     "feasible_nodes",
     "host_fingerprint",
     "ray_executor_factory",
@@ -109,6 +117,22 @@ NODE_ID_LABEL = "ray.io/node-id"
 
 LOG_POLL_S = 0.2
 """How often the worker side forwards new log bytes, seconds."""
+
+PROBE_CHUNK_BYTES = 1 << 20
+"""Most probe bytes one stream item carries (several reads of the channel, each with its
+receipt time); the reads queued while the previous item was sent go out together."""
+
+CLOCK_EXCHANGES = 5
+"""Round trips to a node's agent per clock-offset estimate (the one with the shortest round
+trip is kept, as NTP's clock filter does: RFC 5905 section 10)."""
+
+CLOCK_REFRESH_S = 600.0
+"""A node's clock offset is estimated again, between sessions, once it is this old, seconds
+(starting its agent for that takes ~1 s on a small machine, spent between two sessions)."""
+
+CLOCK_TIMEOUT_S = 30.0
+"""Longest wait for a node's agent to start and answer, seconds (then the session's own
+hello gives the offset, with a wider uncertainty)."""
 
 
 class RayExecutorError(RuntimeError):
@@ -207,16 +231,24 @@ class _WorkerSide:
         key = tuple(sorted(cfg.items()))
         sup = self.sups.get(key)
         if sup is None:
+            made: list[Any] = []
+
+            def on_update(r: SessionResult) -> None:
+                # the session's pid on this host travels with its updates (for py-spy here)
+                self._emit(("update", copy.copy(r), made[0].pid_of(r.spec.id)))
+
             sup = self.sups[key] = Supervisor(
                 log_dir=self.log_dir,
                 log_cap_bytes=cfg["log_cap_bytes"],
                 sample_interval_s=cfg["sample_interval_s"],
                 grace_s=cfg["grace_s"],
                 on_samples=lambda b: self._emit(("samples", b)),
-                on_update=lambda r: self._emit(("update", copy.copy(r))),
+                on_update=on_update,
                 default_timeout_s=cfg["default_timeout_s"],
                 default_idle_timeout_s=cfg["default_idle_timeout_s"],
+                on_probe_bytes=lambda _sid, t, data: self._emit(("probe", t, data)),
             )
+            made.append(sup)
         return sup
 
 
@@ -268,21 +300,26 @@ def _session_stream(spec: SessionSpec, cfg: dict[str, Any]) -> Iterator[tuple[An
     fut = asyncio.run_coroutine_threadsafe(run(), side.loop)
     sent = {"stdout": 0, "stderr": 0}
     cap = cfg["log_cap_bytes"]
+    logs_due = time.monotonic() + LOG_POLL_S
     try:
         while True:
             try:
-                item = out.get(timeout=LOG_POLL_S)
+                first = out.get(timeout=LOG_POLL_S)
             except queue.Empty:
-                item = None
-            if item is None or item[0] != "samples":
                 yield from _log_chunks(sup, spec.id, sent, cap)
-            if item is None:
+                logs_due = time.monotonic() + LOG_POLL_S
                 continue
-            if item[0] in ("result", "error"):
+            items = _drain_queue(out, first)
+            ending = any(item[0] in ("result", "error") for item in items)
+            if ending or time.monotonic() >= logs_due or any(i[0] == "update" for i in items):
                 yield from _log_chunks(sup, spec.id, sent, cap)
+                logs_due = time.monotonic() + LOG_POLL_S
+            for item in _coalesce(items):
+                if item[0] in ("result", "error"):
+                    yield from _log_chunks(sup, spec.id, sent, cap)
+                    yield item
+                    return
                 yield item
-                return
-            yield item
     except (KeyboardInterrupt, GeneratorExit):  # ray.cancel: end the session, then go
         end = asyncio.run_coroutine_threadsafe(sup.cancel_all(), side.loop)
         with contextlib.suppress(Exception):
@@ -298,6 +335,48 @@ def _session_stream(spec: SessionSpec, cfg: dict[str, Any]) -> Iterator[tuple[An
         for path in sup.log_paths(spec.id):
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+def _drain_queue(
+    out: queue.Queue[tuple[Any, ...]], first: tuple[Any, ...]
+) -> list[tuple[Any, ...]]:
+    """``first`` and whatever else is queued now (no waiting), up to ``PROBE_CHUNK_BYTES`` of
+    probe bytes: under load the stream's items grow, idle they go out at once."""
+    items = [first]
+    size = len(first[2] or b"") if first[0] == "probe" else 0
+    while size < PROBE_CHUNK_BYTES:
+        try:
+            item = out.get_nowait()
+        except queue.Empty:
+            break
+        items.append(item)
+        if item[0] == "probe":
+            size += len(item[2] or b"")
+    return items
+
+
+def _coalesce(items: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """Runs of ``("probe", t, data)`` become one ``("probe", [(t, data), ...])`` item of at
+    most ``PROBE_CHUNK_BYTES`` (a single larger read stays whole); other items pass in
+    order. Each read keeps its own receipt time, so the daemon's decoder stamps samples as a
+    local session's decoder would."""
+    run: list[tuple[float, bytes | None]] = []
+    size = 0
+    for item in items:
+        if item[0] == "probe":
+            n = len(item[2] or b"")
+            if run and size + n > PROBE_CHUNK_BYTES:
+                yield ("probe", run)
+                run, size = [], 0
+            run.append((item[1], item[2]))
+            size += n
+            continue
+        if run:
+            yield ("probe", run)
+            run, size = [], 0
+        yield item
+    if run:
+        yield ("probe", run)
 
 
 def _log_chunks(
@@ -316,6 +395,94 @@ def _log_chunks(
         if data:
             sent[stream] += len(data)
             yield ("log", stream, data)
+
+
+# ----------------------------------------------------------------------- clocks and agents
+@dataclass(frozen=True, slots=True)
+class ClockOffset:
+    """A worker host's clock against the daemon's, from one request/response exchange.
+
+    Attributes:
+        offset_s: the worker's clock minus the daemon's, seconds (a worker time ``t`` is
+            ``t - offset_s`` on the daemon's axis: ``to_daemon``).
+        uncertainty_s: half the exchange's round trip, seconds: the true offset lies within
+            ``offset_s +- uncertainty_s`` whatever the split of the round trip between the two
+            directions (the worker read its clock between the send and the receipt), so this
+            is a bound, not a statistical interval.
+        measured_t: the daemon's time of the exchange, Unix seconds.
+        source: ``"agent"`` (round trips to the node's agent actor) or ``"hello"`` (the
+            session task's submission and its first stream item: wider).
+    """
+
+    offset_s: float
+    uncertainty_s: float
+    measured_t: float
+    source: str
+
+    def to_daemon(self, t: float) -> float:
+        """``t`` (Unix seconds on the worker's clock) on the daemon's clock."""
+        return t - self.offset_s
+
+
+def estimate_offset(exchanges: list[tuple[float, float, float]], source: str) -> ClockOffset:
+    """The clock offset of a remote host from request/response exchanges, by NTP's on-wire
+    method (RFC 5905, section 8: offset = ((T2 - T1) + (T3 - T4)) / 2, delay = (T4 - T1) -
+    (T3 - T2)) with the remote's receive and send times equal (one clock reading, T2 = T3), and
+    NTP's clock filter's choice of the exchange with the shortest round trip (section 10).
+
+    Args:
+        exchanges: ``(t_send, t_remote, t_recv)`` per exchange: the daemon's clock when the
+            request left and when the answer came back, and the remote's clock read in
+            between, Unix seconds.
+        source: stored in the result (``ClockOffset.source``).
+
+    Returns:
+        ``offset_s = t_remote - (t_send + t_recv) / 2`` and ``uncertainty_s = (t_recv -
+        t_send) / 2`` of the exchange with the shortest round trip.
+
+    Raises:
+        ValueError: no exchange, or one that comes back before it was sent.
+    """
+    if not exchanges:
+        raise ValueError("no clock exchange to estimate an offset from")
+    for t_send, _t_remote, t_recv in exchanges:
+        if not t_recv >= t_send:
+            raise ValueError(f"an exchange came back ({t_recv}) before it was sent ({t_send})")
+    t_send, t_remote, t_recv = min(exchanges, key=lambda e: e[2] - e[0])
+    return ClockOffset(
+        offset_s=t_remote - (t_send + t_recv) / 2,
+        uncertainty_s=(t_recv - t_send) / 2,
+        measured_t=t_recv,
+        source=source,
+    )
+
+
+class _NodeAgent:
+    """A small Ray actor pinned to one node (``num_cpus = 0``: it takes no session slot): it
+    answers clock reads for the offset estimate and runs py-spy on that node against a
+    session's pid. The daemon starts one for each use (``RayExecutor.start`` before any
+    session; a refresh between sessions; a profile) and ends it after."""
+
+    async def now(self) -> float:
+        """This host's clock, Unix seconds."""
+        return time.time()
+
+    async def profile(
+        self, pid: int, seconds: float | None, rate: int, nonblocking: bool, subprocesses: bool
+    ) -> Any:
+        """py-spy against ``pid`` on this node (``perfmon.engine.profiler.run_py_spy``);
+        returns its ``SpyOutcome``."""
+        import shutil
+
+        from perfmon.engine.profiler import find_py_spy, run_py_spy
+
+        work = Path(tempfile.mkdtemp(prefix="perfmon-spy-"))
+        try:
+            return await run_py_spy(
+                find_py_spy(), pid, seconds, rate, nonblocking, subprocesses, work, f"p{pid}"
+            )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------- the daemon side
@@ -405,8 +572,10 @@ class RayExecutor:
         config: log directory and cap, sampling interval, grace, default limits.
         callbacks: the runner's ``on_samples`` / ``on_update`` (called on the loop).
         settings: the campaign's ``[executor]`` table (address, placements, timeouts).
-        init_kwargs: extra ``ray.init`` arguments (tests); Ray is initialised on the first
-            session unless it already is.
+        init_kwargs: extra ``ray.init`` arguments (tests); Ray is initialised by ``start``
+            or the first session unless it already is.
+        clock: the daemon's clock, Unix seconds (``time.time``; a test passes a skewed one to
+            check that worker times land on the daemon's axis).
 
     Raises (from ``run_session``, which stops the run with the message):
         RayExecutorError: Ray is not installed, the cluster cannot be reached, or
@@ -425,8 +594,10 @@ class RayExecutor:
         settings: ExecutorSettings,
         *,
         init_kwargs: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self._clock = clock
         self.callbacks = callbacks
         self.settings = settings
         self.init_kwargs = dict(init_kwargs or {})
@@ -442,6 +613,13 @@ class RayExecutor:
         """Session id -> the Ray node id it ran on (for tests and the report)."""
         self.worker_pids: dict[int, int] = {}
         """Session id -> the pid of the Ray worker running it (while it runs)."""
+        self.session_pids: dict[int, int] = {}
+        """Session id -> the session's process id on its node (while it runs)."""
+        self.host_names: dict[int, str] = {}
+        """Session id -> its host's name (while it runs)."""
+        self.offsets: dict[str, ClockOffset] = {}
+        """Node id -> the latest agent estimate of its clock offset."""
+        self._agents: dict[str, list[Any]] = {}  # node id -> [actor handle, uses]
 
     # -- Ray setup -------------------------------------------------------------------------
     def _ray(self) -> Any:
@@ -499,17 +677,21 @@ class RayExecutor:
 
     # -- Executor --------------------------------------------------------------------------
     async def start(self) -> str:
-        """Connect to the cluster and count its alive nodes (``concurrency``). A cluster that
-        cannot be reached is reported by the first ``run_session`` (which stops the run with
-        the reason).
+        """Connect to the cluster, count its alive nodes (``concurrency``) and, before any
+        session runs, estimate every alive node's clock offset through an agent started there
+        for it and ended after (so no session's host is disturbed by either). Best effort: a
+        cluster that cannot be reached is reported by the first ``run_session`` (which stops
+        the run with the reason).
 
         Returns:
             The containment, for the manifest: each session runs under perfmon's keeper on
             its node (a child subreaper of the Ray worker, with PR_SET_PDEATHSIG).
         """
-        with contextlib.suppress(RayExecutorError):
+        with contextlib.suppress(Exception):
             ray = self._ray()
-            self._alive_nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
+            nodes = [str(n["NodeID"]) for n in ray.nodes() if n.get("Alive")]
+            self._alive_nodes = max(1, len(nodes))
+            await asyncio.gather(*(self._refresh_offset(n) for n in nodes))
         return "ray: keeper-subreaper on each node"
 
     @property
@@ -522,6 +704,112 @@ class RayExecutor:
         """Take back a session still waiting for its node's slot (on pause): its
         ``run_session`` returns a ``PENDING`` result. False if it is not waiting."""
         return self.slots.withdraw(session_id)
+
+    # -- clocks and agents ----------------------------------------------------------------
+    def _take_agent(self, node_id: str) -> Any:
+        """The node's agent actor for one use, started if none runs (pinned, ``num_cpus =
+        0``); give it back with ``_give_agent``. An agent lives only while it is used: an
+        idle Ray actor still costs its host ~5 ms of CPU per second (its core worker's
+        threads; measured with psutil), which a session running there would pay."""
+        entry = self._agents.get(node_id)
+        if entry is None:
+            import ray
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            cls = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(_NodeAgent)
+            handle = cls.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
+            ).remote()
+            entry = self._agents[node_id] = [handle, 0]
+        entry[1] += 1
+        return entry[0]
+
+    def _give_agent(self, node_id: str) -> None:
+        """End one use of the node's agent; the last one ends the actor."""
+        entry = self._agents.get(node_id)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._agents[node_id]
+            import ray
+
+            with contextlib.suppress(Exception):
+                ray.kill(entry[0])
+
+    async def _refresh_offset(self, node_id: str) -> ClockOffset | None:
+        """Estimate ``node_id``'s clock offset from ``CLOCK_EXCHANGES`` round trips to its
+        agent (``estimate_offset``) and keep it in ``offsets``; None when the agent does not
+        answer within ``CLOCK_TIMEOUT_S`` (the sessions' hellos are used then)."""
+
+        async def exchanges() -> list[tuple[float, float, float]]:
+            await agent.now.remote()  # the first call waits for the actor to start: not used
+            out = []
+            for _ in range(CLOCK_EXCHANGES):
+                t_send = self._clock()
+                t_remote = float(await agent.now.remote())
+                out.append((t_send, t_remote, self._clock()))
+            return out
+
+        agent = self._take_agent(node_id)
+        try:
+            found = estimate_offset(
+                await asyncio.wait_for(exchanges(), CLOCK_TIMEOUT_S), source="agent"
+            )
+        except Exception:
+            return None
+        finally:
+            self._give_agent(node_id)
+        self.offsets[node_id] = found
+        return found
+
+    def profile_remote(self, session_id: int) -> tuple[int, RemoteSpy, str] | None:
+        """How to py-spy a running session on its own host (the runner's ``profile``).
+
+        Args:
+            session_id: the session.
+
+        Returns:
+            ``(pid, remote, host)``: the session's pid on its node, a
+            ``perfmon.engine.profiler.RemoteSpy`` that runs py-spy there through the node's
+            agent (started for the profile and ended after it, so its start, ~1 s on a small
+            machine, delays the first sample; a Ray failure comes back as a failed
+            ``SpyOutcome``; cancelling it cancels py-spy), and the host's name; None when
+            the session is not running.
+        """
+        pid = self.session_pids.get(session_id)
+        node = self.hosts.get(session_id)
+        if pid is None or node is None or session_id not in self._running:
+            return None
+        host = self.host_names.get(session_id, node)
+
+        async def remote(
+            pid: int, seconds: float | None, rate: int, nonblocking: bool, subprocesses: bool
+        ) -> SpyOutcome:
+            import ray
+
+            from perfmon.engine.profiler import SpyOutcome
+
+            agent = self._take_agent(node)
+            ref = agent.profile.remote(pid, seconds, rate, nonblocking, subprocesses)
+            try:
+                got = await ref
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref)
+                raise
+            except Exception as exc:
+                why = str(exc).splitlines()[0] if str(exc) else ""
+                return SpyOutcome(None, start_error=f"on {host}: {type(exc).__name__}: {why}")
+            finally:
+                self._give_agent(node)
+            if not isinstance(got, SpyOutcome):
+                return SpyOutcome(None, start_error=f"on {host}: unexpected answer {got!r}")
+            if got.start_error is not None:
+                return replace(got, start_error=f"on {host}: {got.start_error}")
+            return got
+
+        return pid, remote, host
 
     async def run_session(self, spec: SessionSpec) -> SessionResult:
         """Run ``spec`` on the cluster (see ``Executor.run_session``); a dead worker or node
@@ -578,9 +866,13 @@ class RayExecutor:
             "default_timeout_s": self.config.default_timeout_s,
             "default_idle_timeout_s": self.config.default_idle_timeout_s,
         }
+        submitted = self._clock()
         gen = self._task.options(**opts).remote(spec, cfg)
         self._running[spec.id] = gen
         logs = _LocalLogs(self.log_paths(spec.id), self.config.log_cap_bytes)
+        decoder = Decoder(spec.id)  # the probe channel's raw bytes are decoded here
+        clock: ClockOffset | None = None
+        node = ""
         hello = False
         try:
             while True:
@@ -611,9 +903,13 @@ class RayExecutor:
                     info = item[1]
                     result.host = str(info["host"])
                     result.host_fingerprint = str(info["fingerprint"])
-                    result.extra["clock_offset_s"] = float(info["t"]) - time.time()
+                    node = str(info["node_id"])
+                    clock = self._session_clock(node, submitted, float(info["t"]))
+                    result.extra["clock_offset_s"] = clock.offset_s
+                    result.extra["clock_offset_uncertainty_s"] = clock.uncertainty_s
                     result.extra["worker_pid"] = float(info["worker_pid"])
-                    self.hosts[spec.id] = str(info["node_id"])
+                    self.hosts[spec.id] = node
+                    self.host_names[spec.id] = result.host
                     self.worker_pids[spec.id] = int(info["worker_pid"])
                     if self.settings.pair_same_host:
                         self._pins.setdefault(self._pair_key(spec), str(info["node_id"]))
@@ -630,10 +926,21 @@ class RayExecutor:
                             "the placement to one kind of host, or set [executor] "
                             "allow_mixed_hosts = true"
                         )
-                elif kind == "samples":
-                    self.callbacks.on_samples(item[1])
+                elif kind == "samples":  # the worker's RSS samples
+                    self.callbacks.on_samples(_shifted(item[1], clock))
+                elif kind == "probe":  # raw probe bytes, each read with its receipt time
+                    for t, data in item[1]:
+                        batch = (
+                            decoder.close_batch(t) if data is None else decoder.feed_batch(data, t)
+                        )
+                        result.malformed = decoder.malformed
+                        if batch:
+                            result.samples += len(batch)
+                            self.callbacks.on_samples(_shifted(batch, clock))
                 elif kind in ("update", "result"):
-                    self._merge(result, item[1])
+                    if kind == "update" and len(item) > 2 and item[2] is not None:
+                        self.session_pids[spec.id] = int(item[2])
+                    self._merge(result, item[1], clock)
                     if kind == "result" or not result.status.finished:
                         self.callbacks.on_update(result)
                     if kind == "result":
@@ -656,37 +963,55 @@ class RayExecutor:
         finally:
             self._running.pop(spec.id, None)
             self.worker_pids.pop(spec.id, None)
+            self.session_pids.pop(spec.id, None)
+            self.host_names.pop(spec.id, None)
             logs.close()
+        result.malformed = decoder.malformed
         if result.status is not SessionStatus.OK and result.end_t is None:
-            result.end_t = time.time()
+            result.end_t = self._clock()
         if result.status in (SessionStatus.LOST, SessionStatus.CANCELLED) or not hello:
             self.callbacks.on_update(result)
+        if node and not self._cancelled:
+            # between sessions (this one has ended): refresh the node's offset when stale
+            known = self.offsets.get(node)
+            if known is None or self._clock() - known.measured_t >= CLOCK_REFRESH_S:
+                await self._refresh_offset(node)
         return result
+
+    def _session_clock(self, node: str, submitted: float, t_hello: float) -> ClockOffset:
+        """The offset applied to every worker time of one session: the node's agent estimate
+        or this session's own hello exchange (submission -> first item), whichever is
+        narrower. One offset per session, so its times keep their order and spacing."""
+        own = estimate_offset([(submitted, t_hello, self._clock())], source="hello")
+        known = self.offsets.get(node)
+        if known is not None and known.uncertainty_s <= own.uncertainty_s:
+            return known
+        return own
 
     @staticmethod
     def _lost_status(exc: BaseException) -> SessionStatus:
         return SessionStatus.LOST
 
     @staticmethod
-    def _merge(result: SessionResult, remote: SessionResult) -> None:
+    def _merge(result: SessionResult, remote: SessionResult, clock: ClockOffset | None) -> None:
         """Copy what the worker-side supervisor measured into the daemon's result (which
-        keeps its host fields)."""
+        keeps its host fields and counts the probe samples it decoded), with its start and
+        end times moved onto the daemon's clock (durations are on one clock: unchanged)."""
         for name in (
             "status",
             "exit_code",
             "signal",
-            "start_t",
-            "end_t",
             "wall_s",
             "cpu_s",
             "peak_rss_bytes",
             "peak_pss_bytes",
             "peak_uss_bytes",
-            "malformed",
-            "samples",
             "error",
         ):
             setattr(result, name, getattr(remote, name))
+        for name in ("start_t", "end_t"):
+            t = getattr(remote, name)
+            setattr(result, name, t if t is None or clock is None else clock.to_daemon(t))
         result.extra.update(remote.extra)
         result.extra["attempt"] = float(remote.spec.attempt)
 
@@ -726,7 +1051,24 @@ class RayExecutor:
         )
 
     def close(self) -> None:
-        """Nothing to stop: the cluster is the user's (perfmon never builds its own)."""
+        """End the node agents this executor started; the cluster itself is the user's
+        (perfmon never builds its own). Idempotent."""
+        agents, self._agents = list(self._agents.values()), {}
+        if agents:
+            import ray
+
+            for handle, _uses in agents:
+                with contextlib.suppress(Exception):
+                    ray.kill(handle)
+
+
+def _shifted(batch: SampleBatch, clock: ClockOffset | None) -> SampleBatch:
+    """``batch`` with its times (worker clock) on the daemon's clock."""
+    if clock is None or not len(batch) or clock.offset_s == 0.0:
+        return batch
+    return SampleBatch(
+        batch.t - clock.offset_s, batch.session, batch.key, batch.value, batch.metrics, batch.kinds
+    )
 
 
 class _LocalLogs:

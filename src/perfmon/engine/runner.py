@@ -102,7 +102,13 @@ from perfmon.engine.flame_export import write_exports
 from perfmon.engine.gate_worker import DEFAULT_COST_FACTOR, GateWorker, LockedSource
 from perfmon.engine.manifest import campaign_to_json, stats_options  # re-exported (issue 12)
 from perfmon.engine.noise import NoiseMeter
-from perfmon.engine.profiler import DEFAULT_SECONDS, SNAPSHOT_PROFILES, Profiler, ProfileRequest
+from perfmon.engine.profiler import (
+    DEFAULT_SECONDS,
+    SNAPSHOT_PROFILES,
+    Profiler,
+    ProfileRequest,
+    RemoteSpy,
+)
 from perfmon.engine.provenance import collect_provenance
 from perfmon.engine.recorded import evaluate_recorded, pooled_live, pools_hosts
 from perfmon.engine.recorder import Recorder, read_run, secure_tree
@@ -476,22 +482,48 @@ class Runner:
             if not running:
                 return "profile: no session is running"
             session_id = running[-1]
-        pid = sup.pid_of(session_id) if sup is not None else None
-        if pid is None:
+        target = self._profile_target(session_id)
+        if target is None:
             return f"profile: session {session_id} is not running"
         if self.profiler.busy(session_id):
             return f"profile: session {session_id} is already being sampled"
         secs = DEFAULT_SECONDS if seconds is None else seconds
-        self._start_profile(session_id, pid, secs, reason or "on demand")
-        return f"profiling session {session_id} with py-spy for {secs:g} s"
+        self._start_profile(session_id, target, secs, reason or "on demand")
+        where = f" on {target[2]}" if target[2] else ""
+        return f"profiling session {session_id} with py-spy for {secs:g} s{where}"
 
-    def _start_profile(self, session_id: int, pid: int, seconds: float | None, reason: str) -> None:
+    def _profile_target(self, session_id: int) -> tuple[int, RemoteSpy | None, str] | None:
+        """Where py-spy can reach a running session: ``(pid, None, "")`` for a local process,
+        ``(pid on its host, remote, host)`` for one an executor runs elsewhere (its
+        ``profile_remote``, e.g. the Ray executor's); None when it is not running."""
+        sup = self._supervisor
+        if sup is None:
+            return None
+        pid = sup.pid_of(session_id)
+        if pid is not None:
+            return pid, None, ""
+        profile_remote = getattr(sup, "profile_remote", None)
+        found: tuple[int, RemoteSpy, str] | None = (
+            profile_remote(session_id) if profile_remote is not None else None
+        )
+        return found
+
+    def _start_profile(
+        self,
+        session_id: int,
+        target: tuple[int, RemoteSpy | None, str],
+        seconds: float | None,
+        reason: str,
+    ) -> None:
+        pid, remote, host = target
         request = ProfileRequest.for_session(
             self._running_specs.get(session_id),
             session_id=session_id,
             pid=pid,
             seconds=seconds,
             reason=reason,
+            remote=remote,
+            host=host,
         )
         task = self.profiler.start(request)
 
@@ -527,11 +559,11 @@ class Runner:
         nth = self._profile_counts[group] = self._profile_counts.get(group, 0) + 1
         if nth % every:
             return
-        pid = self._supervisor.pid_of(sid) if self._supervisor is not None else None
-        if pid is None or self.profiler.busy(sid):
+        target = self._profile_target(sid)
+        if target is None or self.profiler.busy(sid):
             return
         reason = "every session" if every == 1 else f"1 in {every} sessions of its variant"
-        self._start_profile(sid, pid, self.campaign.profile.duration_s, reason)
+        self._start_profile(sid, target, self.campaign.profile.duration_s, reason)
 
     async def _duty_cycle(self, on_s: float, period_s: float) -> None:
         """Sample the running session for ``on_s`` seconds every ``period_s`` seconds."""

@@ -305,6 +305,14 @@ class Supervisor:
         default_idle_timeout_s: idle limit of a session whose ``idle_timeout_s`` is None,
             seconds (0: none). A session is idle while it writes no output, sends no probe
             sample and its process tree uses no CPU (psutil, 10 ms tick resolution).
+        on_probe_bytes: None (the default): the probe channel is decoded here and its samples
+            go to ``on_samples``. Otherwise the channel's bytes are *not* decoded here but
+            handed on raw, ``on_probe_bytes(session_id, now, data)`` per read (``now``: Unix
+            seconds of the read, the receipt time a decoder gives samples without their own
+            timestamp), and once ``on_probe_bytes(session_id, now, None)`` when the channel
+            has ended (decode the unterminated tail then); the result's ``samples`` and
+            ``malformed`` stay 0 (whoever decodes counts them). The Ray executor's worker
+            side uses it to decode on the daemon (``perfmon.engine.ray_executor``).
 
     Raises:
         ValueError: if ``sample_interval_s`` is not positive, or ``grace_s`` or a default
@@ -322,6 +330,7 @@ class Supervisor:
         on_update: Callable[[SessionResult], None],
         default_timeout_s: float = 0.0,
         default_idle_timeout_s: float = 0.0,
+        on_probe_bytes: Callable[[int, float, bytes | None], None] | None = None,
     ) -> None:
         if not sample_interval_s > 0:
             raise ValueError(f"sample_interval_s must be > 0, got {sample_interval_s!r}")
@@ -337,6 +346,7 @@ class Supervisor:
         self.grace_s = grace_s
         self._on_samples = on_samples
         self._on_update = on_update
+        self._on_probe_bytes = on_probe_bytes
         self._running: dict[int, _Running] = {}
         self._cancelled = False
         self._link: _KeeperLink | None = None
@@ -797,6 +807,9 @@ class Supervisor:
                     if not data:
                         break
                     run.sinks[fd](data)
+        if self._on_probe_bytes is not None:
+            self._on_probe_bytes(run.spec.id, time.time(), None)
+            return
         tail = run.decoder.close_batch(time.time())
         self._deliver(run, tail)
 
@@ -842,6 +855,15 @@ class Supervisor:
             self._on_samples(samples)
 
     def _probe_sink(self, run: _Running) -> Callable[[bytes], None]:
+        raw = self._on_probe_bytes
+        if raw is not None:
+            sid = run.spec.id
+
+            def forward(data: bytes) -> None:
+                raw(sid, time.time(), data)
+
+            return forward
+
         def feed(data: bytes) -> None:
             self._deliver(run, run.decoder.feed_batch(data, time.time()))
 
