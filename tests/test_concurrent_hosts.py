@@ -249,7 +249,9 @@ async def test_stop_while_a_session_waits_for_its_host(tmp_path: Path) -> None:
 
 
 async def test_stop_when_decided_with_sessions_in_flight(tmp_path: Path) -> None:
+    # Live gates pool the hosts; only a campaign that opts in acts on pooled figures early.
     text = campaign_text(workloads=2, sessions=200, extra='stop_when = "decided"')
+    text += "[executor]\nallow_mixed_hosts = true\n"
     runner, created = make(tmp_path, text, wall_s=0.2, pace=0.05)
     handed: list[int] = []
     hand_out = runner._hand_out
@@ -272,6 +274,22 @@ async def test_stop_when_decided_with_sessions_in_flight(tmp_path: Path) -> None
     # every session handed out ran to its end and was recorded (none lost in flight)
     assert sorted(ids) == sorted(handed)
     assert {r["status"] for r in recorded} == {"ok"}
+
+
+async def test_stop_when_decided_waits_for_the_per_host_verdict_by_default(
+    tmp_path: Path,
+) -> None:
+    # Without the opt-in, a live gate over two hosts is pending (pooled), so the set runs to
+    # its plan and the verdict comes from the per-host judgement at the end.
+    text = campaign_text(workloads=2, sessions=6, extra='stop_when = "decided"')
+    runner, created = make(tmp_path, text, wall_s=0.2, pace=0.01)
+    outcome = await asyncio.wait_for(runner.run(), timeout=120)
+    assert outcome.exit_status == 0, runner.message
+    assert "golden" not in runner.scheduler.ended
+    check_timeline(created[0])
+    assert len(rows(runner)) == 2 * 2 * 6  # workloads x variants x sessions: all planned ran
+    assert [g.state.value for g in runner._gates] == ["pass"]
+    assert runner._gates[0].per_set  # judged per (set, host)
 
 
 async def test_an_error_in_one_session_drains_the_others(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,12 @@ def cluster() -> Iterator[Any]:
             "labels": {"perfmon_host": "box-a"},
             "object_store_memory": 80 * MB,
             "include_dashboard": False,
+            # A dead node is found by the GCS's health checks: every 1 s, 3 missed (Ray's
+            # defaults, 3 s x 5, take ~15 s; docs/fleet settings say how to set them).
+            "_system_config": {
+                "health_check_period_ms": 1000,
+                "health_check_failure_threshold": 3,
+            },
         },
     )
     try:
@@ -80,10 +87,17 @@ class Events:
     def __init__(self) -> None:
         self.samples: list[tuple[float, SampleBatch]] = []
         self.updates: list[tuple[float, SessionStatus]] = []
+        # (metric, path): the file is created when the first batch with that metric arrives
+        self.on_first_metric: tuple[str, Path] | None = None
+
+    def _sample(self, batch: SampleBatch) -> None:
+        self.samples.append((time.time(), batch))
+        if self.on_first_metric is not None and self.on_first_metric[0] in batch.metrics:
+            self.on_first_metric[1].touch()
 
     def callbacks(self) -> ExecutorCallbacks:
         return ExecutorCallbacks(
-            lambda b: self.samples.append((time.time(), b)),
+            self._sample,
             lambda r: self.updates.append((time.time(), r.status)),
         )
 
@@ -127,11 +141,18 @@ def close(ex: Executor) -> None:
 
 
 EMIT = """
-    import time
+    import os, sys, time
     from perfmon import probe
+    go = sys.argv[1]
     for i in range(6):
         probe.gauge("queue_depth", i)
         probe.flush()
+        if i == 0:  # wait until the daemon has seen the first value: proof it streams
+            deadline = time.monotonic() + 60
+            while not os.path.exists(go):
+                if time.monotonic() > deadline:
+                    sys.exit(3)
+                time.sleep(0.02)
         time.sleep(0.25)
     print("done")
 """
@@ -145,17 +166,23 @@ async def test_contract_samples_arrive_while_the_session_runs(
     kind: str, cluster: Any, tmp_path: Path
 ) -> None:
     ev = Events()
+    go = tmp_path / "go"
     ex = make(kind, tmp_path, ev)
+    ev.on_first_metric = ("queue_depth", go)  # the workload waits for this file
+    s = spec(0, EMIT)
+    s = replace(s, argv=(*s.argv, str(go)))
     try:
-        r = await ex.run_session(spec(0, EMIT))
+        r = await ex.run_session(s)
     finally:
         close(ex)
-    assert r.status is SessionStatus.OK, r.error
+    # streamed: the workload went on only after the daemon had received its first value
+    # (otherwise it exits 3 after 60 s), so a stream delivered at the end cannot pass
+    assert r.status is SessionStatus.OK, (r.status, r.error)
+    assert go.exists()
     assert ev.updates[0][1] is SessionStatus.RUNNING and ev.updates[-1][1] is SessionStatus.OK
     probe = [(t, b) for t, b in ev.samples if "queue_depth" in b.metrics]
     assert sum(len(b) for _, b in probe) == 6
-    # streamed: the first value reached the daemon well before the session ended
-    assert r.end_t is not None and probe[0][0] < r.end_t - 0.5
+    assert r.end_t is not None and probe[0][0] < r.end_t
     assert r.wall_s is not None and 1.2 < r.wall_s < 30
     assert r.cpu_s is not None and r.cpu_s > 0
     out, _ = ex.log_paths(0)

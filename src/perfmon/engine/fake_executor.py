@@ -351,7 +351,8 @@ class FakeExecutor:
             self.clock.advance(self.gap_s)
             start = self.clock.now()
         result.start_t = start
-        result.host, result.host_fingerprint = script.host, script.host_fingerprint
+        if not host:  # one anonymous host: the script says where it ran (as Ray's first message)
+            result.host, result.host_fingerprint = script.host, script.host_fingerprint
         if script.start_error is not None:
             result.status = SessionStatus.START_FAILED
             what = spec.argv[0] if spec.argv else "command"
