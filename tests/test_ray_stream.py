@@ -308,8 +308,29 @@ async def test_a_campaign_on_ray_profiles_its_sessions_on_their_hosts(
     from perfmon.engine.recorder import make_run_dir
     from perfmon.engine.runner import Runner
 
+    # Each session runs until its profile is recorded (or 60 s): on a loaded machine a Ray
+    # actor and py-spy start slowly, and a fixed-length session could end first.
     work = tmp_path / "work.py"
-    work.write_text(textwrap.dedent(CPU_WORK.format(seconds=4)))
+    work.write_text(
+        textwrap.dedent(
+            f"""
+            import os, time
+            def slow_path(n):
+                return sum(i * i for i in range(n))
+            go = os.path.join({str(tmp_path)!r}, "profiled-" + os.environ["PERFMON_SESSION"])
+            end = time.monotonic() + 60
+            while not os.path.exists(go) and time.monotonic() < end:
+                slow_path(2000)
+            """
+        )
+    )
+
+    async def tell_profiled() -> None:
+        while True:
+            for rec in load_index(run_dir):
+                (tmp_path / f"profiled-{rec.session}").touch()
+            await asyncio.sleep(0.1)
+
     path = tmp_path / "c.toml"
     path.write_text(
         textwrap.dedent(
@@ -333,17 +354,101 @@ async def test_a_campaign_on_ray_profiles_its_sessions_on_their_hosts(
             """
         )
     )
-    runner = Runner(load_campaign(path), make_run_dir(tmp_path / "runs", "fp", time.time()))
-    outcome = await asyncio.wait_for(runner.run(), timeout=120)
+    run_dir = make_run_dir(tmp_path / "runs", "fp", time.time())
+    runner = Runner(load_campaign(path), run_dir)
+    watcher = asyncio.create_task(tell_profiled())
+    try:
+        outcome = await asyncio.wait_for(runner.run(), timeout=180)
+    finally:
+        watcher.cancel()
     rows = [
         json.loads(line) for line in (outcome.run_dir / "sessions.jsonl").read_text().splitlines()
     ]
     assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert all(r["wall_s"] < 50 for r in rows), rows  # each ended on its profile's record
     assert all("clock_offset_uncertainty_s" in r["extra"] for r in rows)
     records = load_index(outcome.run_dir)
     assert len(records) == 2, records
     if any("not allowed to attach" in rec.message for rec in records):
         pytest.skip(records[0].message)
-    assert all(rec.status in ("ok", "partial") for rec in records), records
+    assert all(rec.status in ("ok", "partial") for rec in records), [
+        (rec.status, rec.message) for rec in records
+    ]
     assert {rec.session for rec in records} == {r["id"] for r in rows}
     assert all("slow_path" in load_stacks(outcome.run_dir, rec.name) for rec in records)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(find_py_spy() is None, reason="py-spy is not installed")
+async def test_a_profiling_agent_never_idles_through_a_session_that_is_not_profiled(
+    cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``[profile] every = 2``: py-spy's agent is made ready for the profiled sessions (kept
+    from ``start`` or the previous session) but ended before each session that is not
+    profiled gets its node, so those sessions share their host with no idle actor."""
+    from perfmon.engine.profiler import load_index
+    from perfmon.engine.recorder import make_run_dir
+    from perfmon.engine.runner import Runner
+
+    alive: list[tuple[str, float, float]] = []  # (node, agent started, ended), Unix seconds
+    born: dict[str, float] = {}
+    take, give = RayExecutor._take_agent, RayExecutor._give_agent
+
+    def taking(self: RayExecutor, node: str) -> Any:
+        if node not in self._agents:
+            born[node] = time.time()
+        return take(self, node)
+
+    def giving(self: RayExecutor, node: str) -> None:
+        give(self, node)
+        if node not in self._agents and node in born:
+            alive.append((node, born.pop(node), time.time()))
+
+    monkeypatch.setattr(RayExecutor, "_take_agent", taking)
+    monkeypatch.setattr(RayExecutor, "_give_agent", giving)
+    work = tmp_path / "work.py"
+    work.write_text(textwrap.dedent(CPU_WORK.format(seconds=2)))
+    path = tmp_path / "c.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            [campaign]
+            name = "fleet-profile-every-2"
+            sample_interval = "100ms"
+            [[workload]]
+            name = "w"
+            command = [{sys.executable!r}, {str(work)!r}]
+            env = {{ PYTHONPATH = {os.environ.get("PYTHONPATH", "")!r} }}
+            [variant.baseline]
+            [set.golden]
+            sessions = 4
+            [profile]
+            every = 2
+            duration = "500ms"
+            [executor]
+            kind = "ray"
+            address = {cluster.address!r}
+            """
+        )
+    )
+    runner = Runner(load_campaign(path), make_run_dir(tmp_path / "runs", "fp", time.time()))
+    outcome = await asyncio.wait_for(runner.run(), timeout=120)
+    now = time.time()
+    alive.extend((node, t, now) for node, t in born.items())  # those close() ended
+    rows = [
+        json.loads(line) for line in (outcome.run_dir / "sessions.jsonl").read_text().splitlines()
+    ]
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    profiled = {rec.session for rec in load_index(outcome.run_dir)}
+    assert profiled == {rows[1]["id"], rows[3]["id"]}
+    hosts = runner._supervisor.hosts  # type: ignore[union-attr]
+    for r in rows:
+        if r["id"] in profiled:
+            continue
+        node = hosts[r["id"]]
+        # the session's times are its worker's, shifted by the node's estimated clock offset:
+        # exact to within the estimate's uncertainty
+        u = r["extra"]["clock_offset_uncertainty_s"]
+        start, end = r["start_t"] + u, r["end_t"] - u
+        overlap = [a for a in alive if a[0] == node and a[1] < end and a[2] > start]
+        assert not overlap, (r["id"], r["start_t"], r["end_t"], u, alive)

@@ -134,6 +134,11 @@ CLOCK_TIMEOUT_S = 30.0
 """Longest wait for a node's agent to start and answer, seconds (then the session's own
 hello gives the offset, with a wider uncertainty)."""
 
+AGENT_DRAIN_S = 10.0
+"""Longest wait, before a session that is not profiled starts on a node, for the node's agent
+to finish what the previous session's profile asked of it (seconds; then the session starts
+anyway: a Ray call that slow is not one to wait for)."""
+
 
 class RayExecutorError(RuntimeError):
     """The Ray executor cannot run sessions (Ray missing, cluster unreachable, a refused
@@ -485,6 +490,28 @@ class _NodeAgent:
             shutil.rmtree(work, ignore_errors=True)
 
 
+async def _ready_before(agent: Any, ended: asyncio.Event) -> bool:
+    """Whether ``agent`` (a ``_NodeAgent`` handle) answers before ``ended`` is set; if not,
+    the pending call is cancelled. Raises what the agent's call raised (e.g. ActorDiedError)."""
+    import ray
+
+    ref = agent.now.remote()
+    answer = asyncio.wrap_future(ref.future())
+    waiter = asyncio.ensure_future(ended.wait())
+    try:
+        await asyncio.wait({answer, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if answer.done():
+            answer.result()
+            return True
+        with contextlib.suppress(Exception):
+            ray.cancel(ref)
+        return False
+    finally:
+        waiter.cancel()
+        if not answer.done():
+            answer.cancel()
+
+
 # ----------------------------------------------------------------------- the daemon side
 def feasible_nodes(placement: Placement, nodes: list[dict[str, Any]]) -> list[str]:
     """The ids of the alive nodes whose *total* resources and labels can take ``placement``.
@@ -603,6 +630,7 @@ class RayExecutor:
         self.init_kwargs = dict(init_kwargs or {})
         self._cancelled = False
         self._running: dict[int, Any] = {}
+        self._ended: dict[int, asyncio.Event] = {}  # session id -> set when it has ended
         self.slots = HostSlots(settings.sessions_per_host)
         """Per-node session slots (``[executor] sessions_per_host``), and the pins."""
         self._pins: dict[Any, str] = self.slots.pins
@@ -620,6 +648,11 @@ class RayExecutor:
         self.offsets: dict[str, ClockOffset] = {}
         """Node id -> the latest agent estimate of its clock offset."""
         self._agents: dict[str, list[Any]] = {}  # node id -> [actor handle, uses]
+        self._closed = False
+        self._held: set[str] = set()  # nodes whose agent is kept for their next session
+        self.profile_hint: Callable[[SessionSpec], bool] | None = None
+        """Set by the runner: whether it will profile a session when it starts (a hint: the
+        node's agent is started with the session, so py-spy does not wait for a cold actor)."""
 
     # -- Ray setup -------------------------------------------------------------------------
     def _ray(self) -> Any:
@@ -679,9 +712,11 @@ class RayExecutor:
     async def start(self) -> str:
         """Connect to the cluster, count its alive nodes (``concurrency``) and, before any
         session runs, estimate every alive node's clock offset through an agent started there
-        for it and ended after (so no session's host is disturbed by either). Best effort: a
-        cluster that cannot be reached is reported by the first ``run_session`` (which stops
-        the run with the reason).
+        for it and ended after (so no session's host is disturbed by either; when the run
+        profiles sessions, ``profile_hint`` set, a node's agent is kept until its first session
+        gets the node, and then kept through it only if that session is to be profiled). Best
+        effort: a cluster that cannot be reached is reported by the first ``run_session``
+        (which stops the run with the reason).
 
         Returns:
             The containment, for the manifest: each session runs under perfmon's keeper on
@@ -691,6 +726,12 @@ class RayExecutor:
             ray = self._ray()
             nodes = [str(n["NodeID"]) for n in ray.nodes() if n.get("Alive")]
             self._alive_nodes = max(1, len(nodes))
+            if self.profile_hint is not None:
+                # The run profiles sessions: each node keeps the agent started here until its
+                # first session gets the node (then ended unless that session is profiled).
+                for n in nodes:
+                    self._take_agent(n)
+                    self._held.add(n)
             await asyncio.gather(*(self._refresh_offset(n) for n in nodes))
         return "ray: keeper-subreaper on each node"
 
@@ -723,6 +764,14 @@ class RayExecutor:
             entry = self._agents[node_id] = [handle, 0]
         entry[1] += 1
         return entry[0]
+
+    async def _agent_ended(self, node_id: str, timeout_s: float = AGENT_DRAIN_S) -> None:
+        """Wait (at most ``timeout_s``) until ``node_id`` has no agent: the last session's
+        profile may still be handing back py-spy's result (its session has ended, so py-spy
+        has stopped); a session that is not profiled starts only once that agent has ended."""
+        deadline = time.monotonic() + timeout_s
+        while node_id in self._agents and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     def _give_agent(self, node_id: str) -> None:
         """End one use of the node's agent; the last one ends the actor."""
@@ -790,7 +839,35 @@ class RayExecutor:
 
             from perfmon.engine.profiler import SpyOutcome
 
+            asked = self._clock()
+
+            def failed(exc: BaseException | None) -> SpyOutcome:
+                waited = f"{self._clock() - asked:.1f} s after the request"
+                if exc is None or self._closed:  # the session or the run ended first
+                    what = "the run" if self._closed else "the session"
+                    return SpyOutcome(
+                        None,
+                        start_error=(
+                            f"on {host}: {what} ended {waited}, before py-spy's agent there "
+                            "was ready (a Ray actor starts slowly on a busy host)"
+                        ),
+                    )
+                why = str(exc).splitlines()[0] if str(exc) else ""
+                return SpyOutcome(None, start_error=f"on {host}: {type(exc).__name__}: {why}")
+
             agent = self._take_agent(node)
+            ended = self._ended.get(session_id)
+            try:  # the agent may be starting: give up when the session ends first
+                ready = ended is None or await _ready_before(agent, ended)
+            except Exception as exc:
+                self._give_agent(node)
+                return failed(exc)
+            except BaseException:
+                self._give_agent(node)
+                raise
+            if not ready:
+                self._give_agent(node)
+                return failed(None)
             ref = agent.profile.remote(pid, seconds, rate, nonblocking, subprocesses)
             try:
                 got = await ref
@@ -799,8 +876,7 @@ class RayExecutor:
                     ray.cancel(ref)
                 raise
             except Exception as exc:
-                why = str(exc).splitlines()[0] if str(exc) else ""
-                return SpyOutcome(None, start_error=f"on {host}: {type(exc).__name__}: {why}")
+                return failed(exc)
             finally:
                 self._give_agent(node)
             if not isinstance(got, SpyOutcome):
@@ -834,12 +910,32 @@ class RayExecutor:
         node = await self.slots.acquire(spec.id, hosts)
         if node is None:  # withdrawn (pause) or cancelled while waiting for the node
             return self._cancelled_before_start(result) if self._cancelled else result
+        # A session the runner will profile: its node's agent starts now, beside the session's
+        # own task, so py-spy is ready when the session is (a cold agent takes ~1 s on an idle
+        # 2-core host and 12-13 s on a loaded one; started at the profile request, it missed
+        # 4-second sessions). It is kept after the session for the node's next one, and ended
+        # as that one gets the node unless it is to be profiled too: an agent never idles
+        # through a session that is not profiled (with the default one session per host).
+        warm = self.profile_hint is not None and self.profile_hint(spec)
+        if node in self._held:  # an agent kept (by ``start`` or the last session)
+            self._held.discard(node)
+            if not warm:
+                self._give_agent(node)  # ended before this session starts: it costs it nothing
+        elif warm:
+            self._take_agent(node)
+        if not warm and self.slots.per_host == 1:
+            await self._agent_ended(node)
         try:
             # Ray's default node label: a hard pin that combines with the placement's labels
             # (the label selector replaces NodeAffinitySchedulingStrategy(soft=False)).
             opts["label_selector"] = {**opts.get("label_selector", {}), NODE_ID_LABEL: node}
             return await self._run_on(ray, spec, result, opts, placement)
         finally:
+            if warm:
+                if node in self._held or self._closed:
+                    self._give_agent(node)
+                else:  # kept for the node's next session, ended then unless it is profiled
+                    self._held.add(node)
             self.slots.release(node)
 
     def _cancelled_before_start(self, result: SessionResult) -> SessionResult:
@@ -869,6 +965,7 @@ class RayExecutor:
         submitted = self._clock()
         gen = self._task.options(**opts).remote(spec, cfg)
         self._running[spec.id] = gen
+        ended = self._ended[spec.id] = asyncio.Event()
         logs = _LocalLogs(self.log_paths(spec.id), self.config.log_cap_bytes)
         decoder = Decoder(spec.id)  # the probe channel's raw bytes are decoded here
         clock: ClockOffset | None = None
@@ -962,6 +1059,8 @@ class RayExecutor:
             )
         finally:
             self._running.pop(spec.id, None)
+            ended.set()
+            self._ended.pop(spec.id, None)
             self.worker_pids.pop(spec.id, None)
             self.session_pids.pop(spec.id, None)
             self.host_names.pop(spec.id, None)
@@ -1053,6 +1152,7 @@ class RayExecutor:
     def close(self) -> None:
         """End the node agents this executor started; the cluster itself is the user's
         (perfmon never builds its own). Idempotent."""
+        self._closed = True
         agents, self._agents = list(self._agents.values()), {}
         if agents:
             import ray

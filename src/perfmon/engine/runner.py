@@ -565,6 +565,17 @@ class Runner:
         reason = "every session" if every == 1 else f"1 in {every} sessions of its variant"
         self._start_profile(sid, target, self.campaign.profile.duration_s, reason)
 
+    def _will_profile(self, spec: SessionSpec) -> bool:
+        """Whether ``spec`` will be the ``every``-th started session of its (workload, variant)
+        (``_maybe_schedule_profile``), asked as it gets its host, before it starts: a hint for
+        executors that prepare py-spy on that host (sessions started meanwhile on other hosts
+        can make it wrong; then an agent idles through one session, or a profile starts cold)."""
+        every = self.campaign.profile.every
+        if not every:
+            return False
+        group = (spec.workload, spec.variant)
+        return (self._profile_counts.get(group, 0) + 1) % every == 0
+
     async def _duty_cycle(self, on_s: float, period_s: float) -> None:
         """Sample the running session for ``on_s`` seconds every ``period_s`` seconds."""
         while True:
@@ -930,6 +941,8 @@ class Runner:
             ExecutorCallbacks(on_samples=self._on_samples, on_update=self._on_update),
         )
         self._supervisor = supervisor
+        if hasattr(supervisor, "profile_hint") and self.campaign.profile.every:
+            supervisor.profile_hint = self._will_profile  # e.g. Ray: py-spy's agent made ready
         # The executor (locally: the keeper, the launch/reap/containment process) says which
         # containment it got.
         manifest = self._manifest()
