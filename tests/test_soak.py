@@ -23,7 +23,7 @@ import pytest
 
 from perfmon.cli import main
 from perfmon.engine.client import SocketClient
-from perfmon.engine.recorder import read_run
+from perfmon.engine.recorder import RunData, read_run
 from perfmon.engine.registry import find_run, list_runs
 
 pytestmark = pytest.mark.slow  # real processes (see README: the fast suite)
@@ -176,12 +176,30 @@ KILL_MOMENTS = [_KILL_RNG.uniform(0.3, 2.5) for _ in range(20)]
 KILL_CHUNKS = 4
 
 
+def _ticks(data: RunData) -> list[int]:
+    """The ``tick`` values a run directory holds (``read_run``), sorted."""
+    return sorted(
+        int(v)
+        for m, v in zip(
+            data.samples.column("metric").to_pylist(),
+            data.samples.column("value").to_pylist(),
+            strict=True,
+        )
+        if m == "tick"
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("chunk", range(KILL_CHUNKS))
 def test_kill_9_of_the_daemon_loses_at_most_the_last_flush(tmp_path: Path, chunk: int) -> None:
     """kill -9 at random moments, many times: every sample flushed before the kill reads back,
-    contiguous (no partial record visible), and the crashed run still gets a report."""
+    contiguous (no partial record visible), and the crashed run still gets a report.
+
+    "Flushed" is what the run directory held just before the kill (``read_run``). The test
+    once used "sent by the workload more than 1 s before the kill" instead: a latency bound,
+    which failed when three other test workers starved the daemon of CPU (nothing recorded
+    2 s in); the flush interval is a figure for ``bench/``, not for a test on a shared machine."""
     for round_ in range(chunk, len(KILL_MOMENTS), KILL_CHUNKS):
         truth = tmp_path / f"truth-{round_}.txt"
         campaign = counter_campaign(tmp_path, truth)
@@ -189,8 +207,11 @@ def test_kill_9_of_the_daemon_loses_at_most_the_last_flush(tmp_path: Path, chunk
         assert out.returncode == 0, out.stderr
         run_id = re.search(r"started run (\S+)", out.stdout).group(1)  # type: ignore[union-attr]
         entry = find_run(run_id)
+        # the daemon has recorded a first sample (seconds on a machine loaded by parallel
+        # tests), then is killed at a random moment of its flush cycle
+        assert wait_until(lambda e=entry: bool(_ticks(read_run(e.run_dir))), timeout=30)
         time.sleep(KILL_MOMENTS[round_])
-        kill_t = time.time()
+        flushed = _ticks(read_run(entry.run_dir))  # what the run directory held before the kill
         os.kill(entry.pid, signal.SIGKILL)
         assert wait_until(
             lambda e=entry: (
@@ -205,16 +226,7 @@ def test_kill_9_of_the_daemon_loses_at_most_the_last_flush(tmp_path: Path, chunk
         kill_counters(truth)
         assert orphaned, f"round {round_}: the workload outlived its killed daemon"
 
-        data = read_run(entry.run_dir)
-        ticks = sorted(
-            int(v)
-            for m, v in zip(
-                data.samples.column("metric").to_pylist(),
-                data.samples.column("value").to_pylist(),
-                strict=True,
-            )
-            if m == "tick"
-        )
+        ticks = _ticks(read_run(entry.run_dir))
         sent = (
             [
                 (int(i), float(t))
@@ -225,11 +237,12 @@ def test_kill_9_of_the_daemon_loses_at_most_the_last_flush(tmp_path: Path, chunk
         )
         # contiguous from 0: nothing partial, nothing out of order lost in the middle
         assert ticks == list(range(len(ticks))), f"round {round_}: gaps in {ticks[:5]}..."
-        # everything the workload sent more than 1 s (flush interval + probe flush) before the
-        # kill was recorded
-        due = [i for i, t in sent if t < kill_t - 1.0]
-        if due:
-            assert ticks and ticks[-1] >= max(due), (round_, ticks[-1:], max(due))
+        # nothing the daemon had flushed is lost: every sample readable just before the kill
+        # reads back after it
+        assert set(flushed) <= set(ticks), (round_, flushed[-1:], ticks[-1:])
+        assert flushed, f"round {round_}: nothing was recorded before the kill"
+        # and nothing invented (the workload logs a tick after sending it: one may be missing)
+        assert len(ticks) <= len(sent) + 1, (round_, len(ticks), len(sent))
         # `perfmon report` in this process (the CLI's own entry point, without a second
         # interpreter's start-up per round)
         err = io.StringIO()

@@ -466,7 +466,8 @@ class _NodeAgent:
     """A small Ray actor pinned to one node (``num_cpus = 0``: it takes no session slot): it
     answers clock reads for the offset estimate and runs py-spy on that node against a
     session's pid. The daemon starts one for each use (``RayExecutor.start`` before any
-    session; a refresh between sessions; a profile) and ends it after."""
+    session; a refresh between sessions; a profile) and ends it after; in a run that profiles,
+    it is kept ready for the sessions to be profiled (``RayExecutor.profile_hint``)."""
 
     async def now(self) -> float:
         """This host's clock, Unix seconds."""
