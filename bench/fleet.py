@@ -763,6 +763,76 @@ def node_death_settings_figures() -> None:
             cluster.shutdown()
 
 
+AGENT_STARTS = 3
+"""Cold starts of py-spy's node agent timed per condition."""
+
+
+def agent_start_figures(burners: int = 2) -> None:
+    """Time from creating a ``_NodeAgent`` actor to its first answer (``now``), cold, on a
+    one-node local cluster running a CPU-bound Ray task, ``AGENT_STARTS`` times each: with the
+    machine otherwise idle, then with ``burners`` CPU-bound processes beside it (a loaded
+    machine). Why the Ray executor keeps the agent ready for the sessions it will profile."""
+    import multiprocessing
+
+    import ray
+
+    from perfmon.engine.ray_executor import _NodeAgent
+
+    ray.init(num_cpus=1, include_dashboard=False, object_store_memory=80 << 20, log_to_driver=False)
+
+    @ray.remote(num_cpus=1)
+    def busy(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+
+    def starts() -> list[float]:
+        out = []
+        for _ in range(AGENT_STARTS):
+            task = busy.remote(6.0)
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            cls: Any = ray.remote(num_cpus=0, max_restarts=0)(_NodeAgent)
+            agent = cls.remote()
+            ray.get(agent.now.remote())
+            out.append(time.monotonic() - t0)
+            ray.kill(agent)
+            ray.get(task)
+        return out
+
+    try:
+        for label, n in (("idle", 0), (f"{burners} CPU burners", burners)):
+            procs = [multiprocessing.Process(target=_burn, args=(120.0,)) for _ in range(n)]
+            for proc in procs:
+                proc.start()
+            try:
+                got = starts()
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                    proc.join()
+            emit(
+                Figure(
+                    f"cold start of py-spy's node agent, {label}",
+                    median(got),
+                    "s",
+                    "",
+                    None,
+                    f"ray actor created -> first now() answered, beside a CPU-bound Ray task, "
+                    f"{AGENT_STARTS} times, median",
+                    ", ".join(f"{x:.2f}s" for x in got),
+                )
+            )
+    finally:
+        ray.shutdown()
+
+
+def _burn(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scrape", action="store_true", help="the /metrics figures")
@@ -772,8 +842,15 @@ def main() -> None:
         action="store_true",
         help="time to detect a dead node, Ray's default health checks against 1 s x 3",
     )
+    parser.add_argument(
+        "--agent-start",
+        action="store_true",
+        help="cold start of py-spy's node agent, idle and on a loaded machine",
+    )
     args = parser.parse_args()
-    if not (args.ray or args.node_death) or args.scrape:
+    if args.agent_start:
+        agent_start_figures()
+    if not (args.ray or args.node_death or args.agent_start) or args.scrape:
         scrape_figures()
     if args.ray:
         ray_figures()

@@ -268,9 +268,20 @@ async def test_profile_runs_py_spy_on_the_sessions_host(cluster: Any, tmp_path: 
     the stacks come back and are recorded like a local profile's, perfmon's frames left out."""
     ev = Events()
     ex = RayExecutor(config(tmp_path), ev.callbacks(), ExecutorSettings(kind="ray"))
+    stop = tmp_path / "stop"
+    # the session runs until the profile is back (a cold agent starts in ~1 s idle, ~12 s on a
+    # loaded machine: a fixed-length session could end while sampled, a "partial" profile)
+    work = f"""
+        import os, time
+        def slow_path(n):
+            return sum(i * i for i in range(n))
+        end = time.monotonic() + 60
+        while not os.path.exists({str(stop)!r}) and time.monotonic() < end:
+            slow_path(2000)
+    """
     try:
         await ex.start()
-        task = asyncio.create_task(ex.run_session(spec(0, CPU_WORK.format(seconds=6))))
+        task = asyncio.create_task(ex.run_session(spec(0, work)))
         deadline = time.monotonic() + 60
         while 0 not in ex.session_pids and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -281,6 +292,7 @@ async def test_profile_runs_py_spy_on_the_sessions_host(cluster: Any, tmp_path: 
         rec = await Profiler(tmp_path / "run").profile(
             ProfileRequest(0, pid, 1.0, "test", remote=remote, host=host)
         )
+        stop.touch()
         r = await task
     finally:
         ex.close()
