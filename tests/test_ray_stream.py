@@ -308,6 +308,36 @@ async def test_profile_runs_py_spy_on_the_sessions_host(cluster: Any, tmp_path: 
     assert ex._agents == {}  # the agent lived for the profile only
 
 
+def _profile_campaign(
+    tmp_path: Path, cluster: Any, work: Path, *, sessions: int, every: int, duration: str
+) -> Path:
+    """A campaign file: ``sessions`` of ``work`` on the test cluster, ``[profile] every``."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            [campaign]
+            name = "fleet-profile-every-{every}"
+            sample_interval = "100ms"
+            [[workload]]
+            name = "w"
+            command = [{sys.executable!r}, {str(work)!r}]
+            env = {{ PYTHONPATH = {os.environ.get("PYTHONPATH", "")!r} }}
+            [variant.baseline]
+            [set.golden]
+            sessions = {sessions}
+            [profile]
+            every = {every}
+            duration = "{duration}"
+            [executor]
+            kind = "ray"
+            address = {cluster.address!r}
+            """
+        )
+    )
+    return path
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(find_py_spy() is None, reason="py-spy is not installed")
 async def test_a_campaign_on_ray_profiles_its_sessions_on_their_hosts(
@@ -343,29 +373,7 @@ async def test_a_campaign_on_ray_profiles_its_sessions_on_their_hosts(
                 (tmp_path / f"profiled-{rec.session}").touch()
             await asyncio.sleep(0.1)
 
-    path = tmp_path / "c.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            [campaign]
-            name = "fleet-profile"
-            sample_interval = "100ms"
-            [[workload]]
-            name = "w"
-            command = [{sys.executable!r}, {str(work)!r}]
-            env = {{ PYTHONPATH = {os.environ.get("PYTHONPATH", "")!r} }}
-            [variant.baseline]
-            [set.golden]
-            sessions = 2
-            [profile]
-            every = 1
-            duration = "1s"
-            [executor]
-            kind = "ray"
-            address = {cluster.address!r}
-            """
-        )
-    )
+    path = _profile_campaign(tmp_path, cluster, work, sessions=2, every=1, duration="1s")
     run_dir = make_run_dir(tmp_path / "runs", "fp", time.time())
     runner = Runner(load_campaign(path), run_dir)
     watcher = asyncio.create_task(tell_profiled())
@@ -420,29 +428,7 @@ async def test_a_profiling_agent_never_idles_through_a_session_that_is_not_profi
     monkeypatch.setattr(RayExecutor, "_give_agent", giving)
     work = tmp_path / "work.py"
     work.write_text(textwrap.dedent(CPU_WORK.format(seconds=2)))
-    path = tmp_path / "c.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            [campaign]
-            name = "fleet-profile-every-2"
-            sample_interval = "100ms"
-            [[workload]]
-            name = "w"
-            command = [{sys.executable!r}, {str(work)!r}]
-            env = {{ PYTHONPATH = {os.environ.get("PYTHONPATH", "")!r} }}
-            [variant.baseline]
-            [set.golden]
-            sessions = 4
-            [profile]
-            every = 2
-            duration = "500ms"
-            [executor]
-            kind = "ray"
-            address = {cluster.address!r}
-            """
-        )
-    )
+    path = _profile_campaign(tmp_path, cluster, work, sessions=4, every=2, duration="500ms")
     runner = Runner(load_campaign(path), make_run_dir(tmp_path / "runs", "fp", time.time()))
     outcome = await asyncio.wait_for(runner.run(), timeout=120)
     now = time.time()
