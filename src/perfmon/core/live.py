@@ -1010,11 +1010,16 @@ class LiveState:
 
 
 def _summary(
-    name: str, agg: MetricAggregate, labels: tuple[tuple[str, str], ...] = ()
+    name: str,
+    agg: MetricAggregate,
+    labels: tuple[tuple[str, str], ...] = (),
+    *,
+    with_series: bool = True,
 ) -> MetricSummary:
-    """A snapshot's summary of one aggregate (``labels``: the split's label and value)."""
+    """A snapshot's summary of one aggregate (``labels``: the split's or group's labels;
+    ``with_series`` False leaves the series out)."""
     p50, p95 = agg.quantiles((0.5, 0.95))
-    series, span_s = agg.series()
+    series, span_s = agg.series() if with_series else ((), 0.0)
     return MetricSummary(
         name=name,
         kind=agg.kind.value,
@@ -1037,20 +1042,7 @@ def _summary(
 def _group_summary(name: str, agg: MetricAggregate, labels: Labels) -> MetricSummary:
     """A group's summary for ``Snapshot.group_metrics``: as ``_summary``, without the series
     (the exporter serves the latest values; the series stay the pooled rows')."""
-    p50, p95 = agg.quantiles((0.5, 0.95))
-    return MetricSummary(
-        name=name,
-        kind=agg.kind.value,
-        count=agg.count,
-        total=agg.total,
-        last=agg.last,
-        min=agg.min,
-        max=agg.max,
-        mean=agg.mean,
-        p50=p50,
-        p95=p95,
-        labels=tuple((k, _clean(v)) for k, v in labels),
-    )
+    return _summary(name, agg, tuple(labels), with_series=False)
 
 
 def _group_labels(spec: SessionSpec) -> Labels:
