@@ -66,7 +66,8 @@ def cluster() -> Iterator[Any]:
             "object_store_memory": 80 * MB,
             "include_dashboard": False,
             # A dead node is found by the GCS's health checks: every 1 s, 3 missed (Ray's
-            # defaults, 3 s x 5, take ~15 s; docs/fleet settings say how to set them).
+            # defaults, 3 s x 5, take ~15 s: docs/performance.md; the README says how to set
+            # them on a real cluster).
             "_system_config": {
                 "health_check_period_ms": 1000,
                 "health_check_failure_threshold": 3,

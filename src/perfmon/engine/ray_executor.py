@@ -649,6 +649,7 @@ class RayExecutor:
         self.offsets: dict[str, ClockOffset] = {}
         """Node id -> the latest agent estimate of its clock offset."""
         self._agents: dict[str, list[Any]] = {}  # node id -> [actor handle, uses]
+        self._agent_gone: dict[str, asyncio.Event] = {}  # node id -> set when its agent ends
         self._closed = False
         self._held: set[str] = set()  # nodes whose agent is kept for their next session
         self.profile_hint: Callable[[SessionSpec], bool] | None = None
@@ -763,6 +764,7 @@ class RayExecutor:
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
             ).remote()
             entry = self._agents[node_id] = [handle, 0]
+            self._agent_gone[node_id] = asyncio.Event()
         entry[1] += 1
         return entry[0]
 
@@ -770,9 +772,10 @@ class RayExecutor:
         """Wait (at most ``timeout_s``) until ``node_id`` has no agent: the last session's
         profile may still be handing back py-spy's result (its session has ended, so py-spy
         has stopped); a session that is not profiled starts only once that agent has ended."""
-        deadline = time.monotonic() + timeout_s
-        while node_id in self._agents and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        gone = self._agent_gone.get(node_id)
+        if gone is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gone.wait(), timeout_s)
 
     def _give_agent(self, node_id: str) -> None:
         """End one use of the node's agent; the last one ends the actor."""
@@ -782,6 +785,7 @@ class RayExecutor:
         entry[1] -= 1
         if entry[1] <= 0:
             del self._agents[node_id]
+            self._agent_gone.pop(node_id).set()
             import ray
 
             with contextlib.suppress(Exception):
@@ -1155,6 +1159,9 @@ class RayExecutor:
         (perfmon never builds its own). Idempotent."""
         self._closed = True
         agents, self._agents = list(self._agents.values()), {}
+        gone, self._agent_gone = list(self._agent_gone.values()), {}
+        for event in gone:
+            event.set()
         if agents:
             import ray
 
