@@ -285,11 +285,15 @@ def test_daemon_killed_9_leaves_nothing_behind(tmp_path: Path) -> None:
             owner.wait()
 
 
-def test_stale_control_sockets_are_removed() -> None:
+def test_stale_control_sockets_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A dead daemon's socket (nobody listens) is removed; a live one and a fresh one stay."""
     import socket as socketlib
 
     from perfmon.engine.registry import list_runs, remove_stale_sockets, runtime_dir
+
+    # a runtime directory of its own: tests in other workers kill daemons, whose sockets
+    # would be counted here (3 removed instead of 1, once in CI)
+    monkeypatch.setenv("PERFMON_RUNTIME_DIR", str(tmp_path / "rt"))
 
     base = runtime_dir()
     dead, fresh, live = base / "dead-run.sock", base / "fresh-run.sock", base / "live-run.sock"
