@@ -201,6 +201,12 @@ class SpyOutcome:
     start_error: str | None = None
 
 
+EARLY_END_S = 0.5
+"""py-spy that ends this much (seconds) before its duration stopped for its process's end."""
+
+EXIT_WAIT_S = 1.0
+"""How long such a process is given to finish exiting before it is taken as alive, seconds."""
+
 RemoteSpy = Callable[[int, float | None, int, bool, bool], Awaitable[SpyOutcome]]
 """``remote(pid, seconds, rate_hz, nonblocking, subprocesses)``: py-spy run on another host."""
 
@@ -263,6 +269,7 @@ async def run_py_spy(
     argv = py_spy_argv(py_spy, pid, seconds, rate, nonblocking, subprocesses, tmp)
     cpu: list[float] = []
     proc: asyncio.subprocess.Process | None = None
+    started = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -299,12 +306,20 @@ async def run_py_spy(
     wrote = tmp.exists()
     with contextlib.suppress(OSError):
         tmp.unlink()
+    alive = process_alive(pid)
+    if alive and seconds is not None and time.monotonic() - started < seconds - EARLY_END_S:
+        # py-spy stopped before its duration: the process is ending, but may still be in its
+        # exit path (not yet a zombie) on a loaded machine; let it finish
+        deadline = time.monotonic() + EXIT_WAIT_S
+        while alive and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            alive = process_alive(pid)
     return SpyOutcome(
         proc.returncode,
         stderr=stderr,
         text=text,
         wrote=wrote,
-        alive=process_alive(pid),
+        alive=alive,
         cpu_s=cpu[-1] if cpu else None,
     )
 
