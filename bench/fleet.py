@@ -22,6 +22,9 @@ work (``LiveState.groups_work_s``) as a share of the round, and the cost of one 
 (collect + encode) alone, of a snapshot with 64 (metric, workload, variant, set) rows, 200
 session rows and 4 gates.
 
+Lanes (``--lanes``): the live ingest without and with the per-(set, host) lanes that judge
+live gates per host on a fleet (``lanes_figures``).
+
 Ray (``--ray``): see ``ray_figures`` (needs ``pip install 'perfmon[ray]'``), including the
 node-death and the concurrency figures (``node_death_figure``, ``concurrency_figure``).
 """
@@ -301,6 +304,84 @@ def scrape_figures() -> None:
             f"{len(body):,} bytes of text",
         )
     )
+
+
+LANE_ROUNDS = 9
+
+
+def _gate_configs(metrics: list[str]) -> list[Any]:
+    from perfmon.core.campaign import GateConfig
+    from perfmon.core.gates import parse_gate
+
+    return [
+        GateConfig(name=f"g{i}", expr=f"p95({m}) < 1e9", gate=parse_gate(f"p95({m}) < 1e9"))
+        for i, m in enumerate(metrics)
+    ]
+
+
+def lanes_round(chunks: list[bytes], gated: int | None) -> float:
+    """One round of the live ingest (decode -> ``LiveState.add_batch`` -> the lanes), with
+    ``HostLanes`` for ``gated`` of the 8 metric names gated (None: no lanes, as a run that
+    pools hosts or has one). Returns samples/s."""
+    from perfmon.core.model import SessionResult, SessionStatus
+    from perfmon.engine.host_lanes import HostLanes
+
+    dec = Decoder(1)
+    live = LiveState(run_id="bench", campaign="bench", run_dir="/tmp", started_t=0.0)
+    live.add_session(SPEC)
+    lanes = None
+    if gated is not None:
+        lanes = HostLanes(
+            _gate_configs(NAMES[:gated]), run_id="b", campaign="b", run_dir="/tmp", started_t=0.0
+        )
+        started = SessionResult(spec=SPEC, status=SessionStatus.RUNNING)
+        started.host = "gpu-a"
+        lanes.update(started)
+    now = 1_764_000_000.0
+    t0 = time.perf_counter()
+    n = 0
+    for i, chunk in enumerate(chunks):
+        kept = live.add_batch(dec.feed_batch(chunk, now + i * 0.1))
+        if lanes is not None:
+            lanes.add_batch(kept)
+        n += len(kept)
+    dt = time.perf_counter() - t0
+    if n != LINES:
+        raise SystemExit(f"lanes bench: {n} samples")
+    return n / dt
+
+
+def lanes_figures() -> None:
+    """What live per-host gates (``perfmon.engine.host_lanes``) cost the ingest: rounds of
+    the live ingest without lanes, with lanes for 1 of the 8 metrics gated (the usual
+    campaign gates a few of many metrics) and with all 8 gated (the worst case), rotated."""
+    chunks = make_chunks()
+    conds: dict[str, int | None] = {"off": None, "1 of 8 gated": 1, "8 of 8 gated": 8}
+    rates: dict[str, list[float]] = {c: [] for c in conds}
+    order = list(conds)
+    for r in range(LANE_ROUNDS):
+        for cond in order[r % 3 :] + order[: r % 3]:
+            rates[cond].append(lanes_round(chunks, conds[cond]))
+    for cond in order[1:]:
+        ratios = [a / b for a, b in zip(rates[cond], rates["off"], strict=True)]
+        low, high, level = median_interval(ratios)
+        emit(
+            Figure(
+                f"live ingest with per-host lanes, {cond} / without",
+                median(ratios),
+                "x",
+                "",
+                None,
+                f"{LINES:,} probe lines, 8 names, decoded and folded into the live state, "
+                f"then into one (set, host) lane; {LANE_ROUNDS} rounds, conditions rotated; "
+                "median of the per-round ratios, order-statistic interval",
+                f"{cond} {median(rates[cond]) / 1e6:.2f}M/s, off "
+                f"{median(rates['off']) / 1e6:.2f}M/s",
+                low=low,
+                high=high,
+                level=level,
+            )
+        )
 
 
 RAY_SESSIONS = 15
@@ -843,6 +924,11 @@ def main() -> None:
         help="time to detect a dead node, Ray's default health checks against 1 s x 3",
     )
     parser.add_argument(
+        "--lanes",
+        action="store_true",
+        help="what live per-host gates (one live state per set and host) cost the ingest",
+    )
+    parser.add_argument(
         "--agent-start",
         action="store_true",
         help="cold start of py-spy's node agent, idle and on a loaded machine",
@@ -850,7 +936,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.agent_start:
         agent_start_figures()
-    if not (args.ray or args.node_death or args.agent_start) or args.scrape:
+    if args.lanes:
+        lanes_figures()
+    if not (args.ray or args.node_death or args.agent_start or args.lanes) or args.scrape:
         scrape_figures()
     if args.ray:
         ray_figures()

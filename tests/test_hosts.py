@@ -21,7 +21,7 @@ import pytest
 
 from perfmon.cli import main
 from perfmon.core.campaign import load_campaign
-from perfmon.core.model import GateState, SessionSpec
+from perfmon.core.model import GateResult, GateState, SessionSpec
 from perfmon.core.snapshot import Snapshot
 from perfmon.engine.compare import MixedHostsRefused, apply_baseline_run, compare_runs
 from perfmon.engine.fake_executor import FakeExecutor, FakeSample, FakeSession
@@ -108,6 +108,7 @@ def run(
     *,
     pace: float = 0.0,
     snapshots: list[Snapshot] | None = None,
+    hosts_seen: list[int] | None = None,
     **kw: Any,
 ) -> Any:
     campaign = load_campaign(write_campaign(tmp_path, **kw))
@@ -123,6 +124,8 @@ def run(
     )
     if snapshots is not None:
         runner.snapshot_listeners.append(snapshots.append)
+    if hosts_seen is not None:  # hosts the runner had seen at each snapshot
+        runner.snapshot_listeners.append(lambda _: hosts_seen.append(len(runner._hosts)))
     return asyncio.run(runner.run())
 
 
@@ -258,23 +261,78 @@ def test_groups_split_each_set_by_host_and_leave_out_sessions_that_reached_no_ho
     assert not allows_mixed_hosts([])
 
 
-def test_live_gates_over_several_hosts_wait_for_the_per_host_verdict(tmp_path: Path) -> None:
-    """The live state pools hosts, so a live gate over two hosts is shown pending (its pooled
-    figure in the reason), never pass or fail; the end of the run shows every host's group."""
+def test_live_gates_over_several_hosts_are_judged_per_host_as_the_end_judges_them(
+    tmp_path: Path,
+) -> None:
+    """While the run goes on, each live gate over two hosts is judged per (set, host) lane
+    (perfmon.engine.host_lanes), never on a pooled figure: the board shows both hosts'
+    groups, and the live states converge on the final per-host verdict."""
     snapshots: list[Snapshot] = []
     outcome = run(
         tmp_path, script(alternate, slow_on="gpu-b"), sessions=20, pace=0.01, snapshots=snapshots
     )
     assert outcome.exit_status == EXIT_FAIL
-    live = [s for s in snapshots if s.state == "running" and s.sessions_done >= 4]
-    assert live, "no snapshot while two hosts had sessions"
-    for snap in live:
+    two_hosts = [s for s in snapshots if s.state == "running" and s.sessions_done >= 8]
+    assert two_hosts, "no snapshot while two hosts had sessions"
+    judged = [s for s in two_hosts if s.gates[1].per_set]
+    assert judged, "no live gate was judged per host"
+    for snap in judged:
         for g in snap.gates:
-            assert g.state is GateState.PENDING and g.per_set == ()
-            assert g.reason.startswith("pooled over 2 hosts live, judged per host when the run")
+            assert "pooled" not in g.reason
+            names = [name for name, _, _ in g.per_set]
+            assert names and all(" @ gpu-" in name for name in names), names
+    # the queue gate passes on both hosts live; the speedup fails on gpu-b before the end
+    queue = judged[-1].gates[1]
+    assert queue.state is GateState.PASS
+    assert {name: state for name, state, _ in queue.per_set} == {
+        "golden @ gpu-a": "pass",
+        "golden @ gpu-b": "pass",
+    }
+    live_speed = [s.gates[0] for s in judged if s.gates[0].state is GateState.FAIL]
+    assert live_speed, "the speedup never failed live on gpu-b"
+    shown = dict((name, state) for name, state, _ in live_speed[-1].per_set)
+    assert shown["golden @ gpu-b"] == "fail" and shown["golden @ gpu-a"] != "fail"
+    assert live_speed[-1].reason.startswith("[golden @ gpu-b]")
     final = snapshots[-1]
     assert final.verdict == "fail"
     assert [name for name, _, _ in final.gates[1].per_set] == ["golden @ gpu-a", "golden @ gpu-b"]
+
+
+def test_a_live_gate_judged_before_the_second_host_came_is_not_shown_as_per_host(
+    tmp_path: Path,
+) -> None:
+    """A result the worker computed over the pooled state (before the second host came) is
+    marked pending until the worker judges the lanes; a lane-judged one is shown as is."""
+    campaign = load_campaign(write_campaign(tmp_path))
+    runner = Runner(
+        campaign,
+        make_run_dir(tmp_path / "runs", campaign.name, time.time()),
+        executor_factory=FakeExecutor.factory(script(alternate)),
+        sample_system=False,
+    )
+    lane_judged = GateResult(
+        "Speed",
+        "speedup(...) >= 1.2",
+        GateState.FAIL,
+        0.5,
+        10,
+        "[golden @ gpu-b] 0.5x",
+        per_set=(("golden @ gpu-a", "pass", "2x"), ("golden @ gpu-b", "fail", "0.5x")),
+    )
+    pooled = GateResult("Queue", "max(event_queue_depth) < 100", GateState.PASS, 3.0, 40, "ok")
+    runner.gate_worker.results = [lane_judged, pooled]
+    runner.gate_worker.per_group = [True, False]
+    runner._hosts = {"gpu-a": {FP_1}, "gpu-b": {FP_1}}
+    runner._per_host_live = True
+    runner._observe_gates()
+    assert runner._gates[0] is lane_judged
+    assert runner._gates[1].state is GateState.PENDING and runner._gates[1].per_set == ()
+    assert runner._gates[1].reason.startswith("pooled over 2 hosts live")
+    # a host under two fingerprints: no lane can be trusted, everything waits for the end
+    runner._hosts = {"gpu-a": {FP_1, FP_2}, "gpu-b": {FP_1}}
+    runner._per_host_live = False
+    runner._observe_gates()
+    assert [g.state for g in runner._gates] == [GateState.PENDING, GateState.PENDING]
 
 
 def test_live_gates_on_one_host_are_not_marked(tmp_path: Path) -> None:

@@ -56,6 +56,16 @@ def test_a_set_is_decided_when_every_gate_on_it_is() -> None:
     assert not set_decided([], "golden")
 
 
+def test_a_set_judged_per_host_is_decided_once_every_host_is() -> None:
+    both = _gate((("golden @ a", "pass", "2x"), ("golden @ b", "fail", "0.6x")))
+    assert set_decided([both], "golden")
+    one_open = _gate((("golden @ a", "pass", "2x"), ("golden @ b", "inconclusive", "1.1x")))
+    assert not set_decided([one_open], "golden")
+    other_set = _gate((("golden @ a", "pass", "2x"), ("canary @ a", "pending", "")))
+    assert set_decided([other_set], "golden") and not set_decided([other_set], "canary")
+    assert not set_decided([both], "gold")  # a set named by a prefix of another is not it
+
+
 def test_ending_a_set_skips_its_sessions_and_starts_the_next(tmp_path: Path) -> None:
     c = parse_campaign(CAMPAIGN, tmp_path / "c.toml")
     sched = Scheduler(c, "python")

@@ -152,6 +152,20 @@ class SampleBatch(Sequence[Sample]):
             tuple(p[1] for p in pairs),
         )
 
+    def take(self, index: npt.ArrayLike) -> SampleBatch:
+        """The samples at ``index``, in that order, with the same key table.
+
+        Args:
+            index: positions (int array) or a boolean mask of shape ``(n,)``.
+
+        Returns:
+            A new batch; ``metrics`` and ``kinds`` are shared (keys not taken stay listed).
+        """
+        idx = np.asarray(index)
+        return SampleBatch(
+            self.t[idx], self.session[idx], self.key[idx], self.value[idx], self.metrics, self.kinds
+        )
+
     def __len__(self) -> int:
         return len(self.t)
 

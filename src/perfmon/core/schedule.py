@@ -69,7 +69,8 @@ def substitute(arg: str, values: dict[str, str], *, quote: bool = False) -> str:
 def set_decided(gates: Sequence[GateResult], set_name: str) -> bool:
     """Whether every gate on a set is decided, for ``stop_when = "decided"``.
 
-    A gate judged per set (``GateResult.per_set``) must be ``pass`` or ``fail`` in this set; a
+    A gate judged per set (``GateResult.per_set``) must be ``pass`` or ``fail`` in this set
+    (on every host that ran it, when judged per (set, host): ``"golden @ gpu-a"``); a
     gate without per-set states (``max(rss_bytes)``, pooled over the run) must be pass or fail
     as a whole. A gate whose reason says ``provisional`` (fixed-n inference) is not decided:
     its interval is valid only at the planned n. No gates: nothing to decide, so False (the
@@ -86,12 +87,18 @@ def set_decided(gates: Sequence[GateResult], set_name: str) -> bool:
         if "provisional" in g.reason:
             return False
         if g.per_set:
-            mine = [state for name, state, _ in g.per_set if name == set_name]
-            if not mine or mine[0] not in decided:
+            mine = [state for name, state, _ in g.per_set if _of_set(name, set_name)]
+            if not mine or any(state not in decided for state in mine):
                 return False
         elif g.state.value not in decided:
             return False
     return True
+
+
+def _of_set(group: str, set_name: str) -> bool:
+    """Whether a gate group (``"golden"``, or ``"golden @ gpu-a"`` judged per host) is of
+    ``set_name``."""
+    return group == set_name or group.startswith(f"{set_name} @ ")
 
 
 class Scheduler:

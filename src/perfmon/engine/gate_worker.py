@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from perfmon.core.gates import evaluate_gates
 from perfmon.core.model import GateResult, GateState
+from perfmon.engine.recorded import worst_of_groups
 
 if TYPE_CHECKING:
     from perfmon.core.campaign import GateConfig
@@ -106,6 +107,11 @@ class GateWorker:
             session was added or finished since its last call (its inputs are per-session
             values); its return value is kept in ``panel_result`` (the comparison panel,
             ``perfmon.engine.live_compare.build_panel``). None: no panel.
+        lanes: called in the worker thread before each evaluation; when it returns groups
+            (``[("golden @ gpu-a", source), ...]``, ``perfmon.engine.host_lanes``), each gate
+            is evaluated over every group and combined as the recorded groups are
+            (``perfmon.engine.recorded.worst_of_groups``: the worst state, every group in
+            ``per_set``); when it returns none, over ``source``. None: always ``source``.
 
     Call ``note_sessions`` / ``note_samples`` on the loop when the live state changes, run
     ``run()`` as a task, read ``results`` (one per gate, campaign order) at any time, and
@@ -124,6 +130,7 @@ class GateWorker:
         cost_factor: float = DEFAULT_COST_FACTOR,
         clock: Callable[[], float] = time.monotonic,
         panel: Callable[[Any], Any] | None = None,
+        lanes: Callable[[], Sequence[tuple[str, Any]]] | None = None,
     ) -> None:
         if interval_s < 0 or cost_factor < 0:
             raise ValueError(
@@ -165,6 +172,9 @@ class GateWorker:
         self._panel_key: int | None = None
         self.panel_evaluations = 0
         """Times ``panel`` was computed."""
+        self.lanes = lanes
+        self.per_group: list[bool] = [False] * len(self.gates)
+        """Whether each result in ``results`` was judged over ``lanes``' groups."""
 
     # -- change counters (called on the loop) ---------------------------------------------
 
@@ -195,17 +205,22 @@ class GateWorker:
 
     def _evaluate(
         self, indices: list[int], panel: bool = False
-    ) -> tuple[dict[int, GateResult], float, float]:
+    ) -> tuple[dict[int, GateResult], float, float, bool]:
         """Runs in the worker thread: evaluate the given gates (and the panel when ``panel``),
         stop early when closing."""
         t0, c0 = time.perf_counter(), time.thread_time()
         out: dict[int, GateResult] = {}
+        groups = self.lanes() if self.lanes is not None else ()
         for i in indices:
             if self._closing:
                 break
             g = self.gates[i]
             try:
-                out[i] = evaluate_gates([g], self.source)[0]
+                if groups:
+                    per_group = {name: evaluate_gates([g], src) for name, src in groups}
+                    out[i] = worst_of_groups(per_group, 0, g.gate, per_host=True)
+                else:
+                    out[i] = evaluate_gates([g], self.source)[0]
             except Exception as exc:  # a broken gate must not stop the others or the run
                 log.exception("gate %s could not be evaluated", g.name)
                 out[i] = g.gate.annotate(
@@ -219,7 +234,7 @@ class GateWorker:
                 self.panel_evaluations += 1
             except Exception:  # the panel is a view: it must never stop the gates or the run
                 log.exception("comparison panel could not be computed")
-        return out, time.perf_counter() - t0, time.thread_time() - c0
+        return out, time.perf_counter() - t0, time.thread_time() - c0, bool(groups)
 
     async def evaluate_now(self) -> int:
         """Evaluate the stale gates once, in the worker thread, and wait for it.
@@ -243,11 +258,12 @@ class GateWorker:
                 self._inflight = None
 
         fut.add_done_callback(done)
-        results, wall, cpu = await asyncio.shield(fut)
+        results, wall, cpu, grouped = await asyncio.shield(fut)
         if panel:
             self._panel_key = panel_key
         for i, r in results.items():
             self.results[i] = r
+            self.per_group[i] = grouped
             self._done_keys[i] = keys[i]
         self.evaluations += 1
         self.gate_evaluations += len(results)

@@ -100,6 +100,7 @@ from perfmon.engine.executor import (
 )
 from perfmon.engine.flame_export import write_exports
 from perfmon.engine.gate_worker import DEFAULT_COST_FACTOR, GateWorker, LockedSource
+from perfmon.engine.host_lanes import HostLanes
 from perfmon.engine.manifest import campaign_to_json, stats_options  # re-exported (issue 12)
 from perfmon.engine.noise import NoiseMeter
 from perfmon.engine.profiler import (
@@ -303,12 +304,27 @@ class Runner:
         """Guards ``live``: held for each batch of mutations, each gate read, each snapshot."""
         self._pending: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         """Mutations of ``live`` queued by the loop while another thread held the lock."""
+        # Issue 16: live gates judged per (set, host) on a fleet, as the run's end judges them
+        # (perfmon.engine.host_lanes); None when the campaign pools hosts.
+        self._lanes: HostLanes | None = None
+        if not campaign.executor.allow_mixed_hosts:
+            self._lanes = HostLanes(
+                campaign.gates,
+                run_id=self.run_id,
+                campaign=campaign.name,
+                run_dir=str(run_dir),
+                started_t=self.started_t,
+            )
+        self._lane_keys: set[tuple[str, str]] = set()
+        self._per_host_live = False
+        """Several hosts, each under one fingerprint: the gate worker judges the lanes."""
         self.gate_worker = GateWorker(
             campaign.gates,
             LockedSource(self.live, self._live_lock, before=self._apply_pending),
             interval_s=self.snapshot_interval_s if gate_interval_s is None else gate_interval_s,
             cost_factor=gate_cost_factor,
             panel=self._panel,
+            lanes=self._lane_groups,
         )
         self._panel_final: ComparisonPanel | None = None
         """The comparison panel computed once the run's sessions are all done."""
@@ -341,7 +357,11 @@ class Runner:
         # Issue 16: host -> its fingerprints, from the sessions' first updates (live gates pool
         # hosts; with several, they are marked pending until the per-host report judges them).
         self._hosts: dict[str, set[str]] = {}
-        self._marked: tuple[tuple[GateResult, ...], int, list[GateResult]] = ((), 0, [])
+        self._marked: tuple[tuple[GateResult, ...], tuple[int, bool], list[GateResult]] = (
+            (),
+            (0, False),
+            [],
+        )
         self._last_snapshot: Snapshot | None = None
         self._export_lock = asyncio.Lock()
         self._final_verdict: str | None = None
@@ -619,17 +639,49 @@ class Runner:
         """Fold a batch into the live state and record it (run with ``_live_lock`` held, in
         order with every other mutation): the live state applies the metric-name caps, and
         what it returns is what is recorded (``Recorder.add_batch`` is thread-safe)."""
-        self.recorder.add_batch(self.live.add_batch(batch))
+        kept = self.live.add_batch(batch)
+        self.recorder.add_batch(kept)
+        if self._lanes is not None:
+            self._lanes.add_batch(kept)
 
     def _on_update(self, result: SessionResult) -> None:
         if self._chain is not None:
             self._chain.note_update(result)
         if result.host:
-            self._hosts.setdefault(result.host, set()).add(result.host_fingerprint)
+            self._note_host(result)
         # Noise first: it may turn the final result into NOISY (a repeated attempt).
         self._noise_update(result)
         self._update_live(result)
         self._maybe_schedule_profile(result)
+
+    def _note_host(self, result: SessionResult) -> None:
+        """A session update with its host (on the loop): record the host's fingerprint, feed
+        the session's (set, host) lane, and judge the lanes once the run has several hosts."""
+        self._hosts.setdefault(result.host, set()).add(result.host_fingerprint)
+        if self._lanes is None:
+            return
+        self._mutate(self._lanes.update, dataclasses.replace(result))
+        key = (result.spec.set_name or "default", result.host)
+        per_host = pools_hosts(self._hosts) and all(
+            len(set(fps) - {""}) <= 1 for fps in self._hosts.values()
+        )
+        if key not in self._lane_keys or per_host != self._per_host_live:
+            self._lane_keys.add(key)
+            self._per_host_live = per_host
+            self.gate_worker.note_sessions()  # every gate's groups changed
+
+    def _lane_groups(self) -> list[tuple[str, LockedSource]]:
+        """In the gate worker: the (set, host) lanes to judge the gates over, each read under
+        the live lock; none while the run has one host (the pooled state is that host's)."""
+        if not self._per_host_live or self._lanes is None:
+            return []
+        with self._live_lock:
+            self._apply_pending()
+            lanes = self._lanes.lanes()
+        return [
+            (name, LockedSource(lane, self._live_lock, before=self._apply_pending))
+            for name, lane in lanes
+        ]
 
     def _update_live(self, result: SessionResult) -> None:
         # A copy: the executor goes on mutating its own while the update may wait in the queue.
@@ -846,16 +898,24 @@ class Runner:
         self.gate_changes.observe(self._gates, time.time())
 
     def _pooled_live(self, results: list[GateResult]) -> list[GateResult]:
-        """The live results marked as pooled over hosts (``pooled_live``), re-marked only when
-        a result or the number of hosts changed (this runs on the loop, every snapshot)."""
+        """The live results over several hosts as they may be shown: those the gate worker
+        judged per (set, host) lane as they are; any other (pooled: evaluated before the
+        second host came, or a host under several fingerprints) marked pending
+        (``pooled_live``). Re-marked only when a result, the number of hosts or the lanes' use
+        changed (this runs on the loop, every snapshot)."""
         seen, hosts, marked = self._marked
-        if hosts != len(self._hosts) or len(seen) != len(results):
+        state = (len(self._hosts), self._per_host_live)
+        if hosts != state or len(seen) != len(results):
             changed = True
         else:
             changed = any(a is not b for a, b in zip(seen, results, strict=True))
         if changed:
-            marked = [pooled_live(g, len(self._hosts)) for g in results]
-            self._marked = (tuple(results), len(self._hosts), marked)
+            grouped = self.gate_worker.per_group if self._per_host_live else [False] * len(results)
+            marked = [
+                g if judged else pooled_live(g, len(self._hosts))
+                for g, judged in zip(results, grouped, strict=True)
+            ]
+            self._marked = (tuple(results), state, marked)
         return list(marked)
 
     def _publish(self) -> None:
