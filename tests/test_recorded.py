@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -255,3 +256,126 @@ def test_columns_from_batches_equal_columns_from_the_table() -> None:
     only = Columns.from_batches(batches, {"b_bytes"})
     code = b.names.index("b_bytes")
     assert only.names == ("b_bytes",) and only.value.size == int(np.sum(b.code == code))
+
+
+# -- gates over metrics too large to hold: streamed, same results ------------------------------
+
+
+def _streamed_run(tmp_path: Path) -> Any:
+    """A run of 6 sessions on two hosts (one a warm-up, one noisy) plus machine-wide samples,
+    ties in time, a counter and a value metric; batches served as a closed run's would be."""
+    from perfmon.engine.recorder import SAMPLES_SCHEMA, RunData
+
+    rng = np.random.default_rng(11)
+    sessions = [
+        {
+            "id": i,
+            "variant": ("baseline", "candidate")[i % 2],
+            "set_name": "golden",
+            "workload": "w",
+            "params": {"n": str(i % 3)},
+            "warmup": i == 0,
+            "status": "noisy" if i == 3 else "ok",
+            "host": ("a", "b")[i // 4],
+            "host_fingerprint": "fp",
+            "start_t": 10.0 * i,
+            "end_t": 10.0 * i + 9.0,
+        }
+        for i in range(8)
+    ]
+    names = ["lat_seconds", "q", "events_total", "final_value"]
+    kinds = ["gauge", "gauge", "counter", "value"]
+    batches = []
+    for _ in range(25):
+        n = int(rng.integers(50, 1500))
+        m = rng.integers(0, 4, n).astype(np.int32)
+        v = np.where(
+            rng.random(n) < 0.3, rng.integers(0, 4, n).astype(float), rng.gamma(2.0, 3.0, n)
+        )
+        batches.append(
+            pa.record_batch(
+                [
+                    pa.array(np.round(rng.uniform(0, 80, n), 1)),  # ties in time
+                    pa.array(rng.integers(-1, 8, n).astype(np.int32)),
+                    pa.DictionaryArray.from_arrays(pa.array(m), pa.array(names)),
+                    pa.array(v),
+                    pa.DictionaryArray.from_arrays(pa.array(m), pa.array(kinds)),
+                ],
+                schema=SAMPLES_SCHEMA,
+            )
+        )
+    return RunData(
+        run_dir=tmp_path,
+        manifest={},
+        sessions=sessions,
+        closed=True,
+        t_max=80.0,
+        batch_source=lambda: iter(batches),
+    )
+
+
+STREAMED_GATES: list[dict[str, Any]] = [
+    {"name": "P95", "expr": "p95(lat_seconds) < 8", "window_s": None},
+    {"name": "P999", "expr": "p99.9(lat_seconds) < 30", "window_s": None},
+    {"name": "Median", "expr": "median(q) > 1", "window_s": None},
+    {"name": "Max", "expr": "max(q) < 40", "window_s": None},
+    {"name": "Min", "expr": "min(q) >= 0", "window_s": None},
+    {"name": "Mean", "expr": "mean(lat_seconds) < 7", "window_s": None},
+    {"name": "Sum", "expr": "sum(q) < 1e9", "window_s": None},
+    {"name": "Count", "expr": "count(events_total) > 0", "window_s": None},
+    {"name": "Last", "expr": "last(final_value) < 100", "window_s": None},
+    {"name": "Windowed", "expr": "p95(lat_seconds) < 8", "window_s": 20.0},
+    {"name": "Labelled", "expr": 'p50(lat_seconds{variant="candidate"}) < 6', "window_s": None},
+    {"name": "NotBase", "expr": 'max(q{variant!="baseline"}) < 40', "window_s": None},
+    {"name": "Ratio", "expr": "ratio(p95(lat_seconds), median(q)) < 10", "window_s": None},
+    {"name": "Slope", "expr": "slope(q) < 1/s", "window_s": None},
+    {"name": "Speed", "expr": "speedup(lat_seconds, baseline, candidate) >= 0.5", "window_s": None},
+]
+
+
+@pytest.mark.parametrize("per_host", [False, True])
+def test_streamed_gate_metrics_give_the_held_results(tmp_path: Path, per_host: bool) -> None:
+    """With no sample held (every reduced metric streamed by passes over the batches), each
+    gate's state, value and n equal those over the held arrays: whole run, and per (set,
+    host) group with its sessions, warm-up and noisy attempts left out, machine-wide
+    samples in its span, windows and label matchers."""
+    from perfmon.engine.manifest import stats_options
+    from perfmon.engine.recorded import evaluate_recorded
+
+    data = _streamed_run(tmp_path)
+    if not per_host:
+        data.sessions = [{**s, "host": ""} for s in data.sessions]
+    stats = stats_options({})
+    held = evaluate_recorded(STREAMED_GATES, data, stats)
+    streamed = evaluate_recorded(STREAMED_GATES, data, stats, held=0)
+    assert held.per_host is per_host
+    groups = [("run", held.run, streamed.run)]
+    groups += [(k, v, streamed.per_set[k]) for k, v in held.per_set.items()]
+    assert len(groups) == (3 if per_host else 1)
+    for name, a, b in groups:
+        for ga, gb in zip(a, b, strict=True):
+            assert (ga.state, ga.n) == (gb.state, gb.n), (name, ga.name)
+            assert gb.value == pytest.approx(ga.value, rel=1e-12, nan_ok=True), (name, ga.name)
+            assert ga.n > 0 or ga.name in {"Windowed"}, (name, ga.name, ga.reason)
+
+
+def test_select_ranks_is_numpy_exact_down_to_the_last_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    from perfmon.engine import streamed
+
+    rng = np.random.default_rng(5)
+    v = np.concatenate(
+        [
+            rng.standard_normal(5000) * 10.0 ** rng.integers(-8, 8, 5000),
+            np.zeros(300),
+            -np.zeros(10),
+            np.full(200, 3.25),
+        ]
+    )
+    chunks = np.array_split(rng.permutation(v), 7)
+    ranks = {0, 1, 2500, 4999, v.size - 1}
+    for bucket in (1 << 16, 40, 0):  # collected at once, after a pass or two, or never
+        monkeypatch.setattr(streamed, "BUCKET_COLLECT", bucket)
+        found = streamed.select_ranks(lambda: iter(chunks), ranks)
+        assert found == {r: float(np.sort(v)[r]) for r in ranks}
+    with pytest.raises(ValueError, match="out of range"):
+        streamed.select_ranks(lambda: iter(chunks), {v.size})

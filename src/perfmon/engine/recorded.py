@@ -364,20 +364,38 @@ def source_from_table(
     return ArrayMetricSource(data, session_ids=session_ids, sessions=sessions)
 
 
-def gate_columns(configs: Sequence[GateConfig], data: Any) -> Columns:
+GATE_SAMPLES_HELD = 1 << 20
+"""Samples (28 bytes each: 28 MiB) of the gates' reduced metrics held in memory together;
+metrics beyond it are streamed (``perfmon.engine.streamed``), so the verdict's memory does not
+grow with the run's length."""
+
+
+def gate_columns(
+    configs: Sequence[GateConfig], data: Any, held: int | None = None
+) -> tuple[Columns, dict[str, MetricKind]]:
     """The recorded samples the gates need, read batch by batch.
 
     A metric read only by per-session expressions (``speedup``, ``regression`` and the other
     variant comparisons, and spreads: they use ``session_values``) is folded to one value per
-    session (``session_aggregates``); a metric read by a reduction, ratio or slope keeps all its
-    samples (28 bytes each). Metrics no gate reads are not kept at all.
+    session (``session_aggregates``). A metric read by a reduction, ratio or slope keeps all its
+    samples (28 bytes each) while the gates' such metrics fit in ``held`` samples together,
+    smallest first; the others are *streamed*: folded per session here (for any per-session
+    question), and reduced by passes over the recording (``perfmon.engine.streamed``).
+    Metrics no gate reads are not kept at all.
 
     Args:
         configs: the parsed gates.
         data: a ``perfmon.engine.recorder.RunData``.
+        held: the budget in samples (None: ``GATE_SAMPLES_HELD``).
+
+    Returns:
+        ``(columns, streamed)``: the held samples and per-session values, and each streamed
+        metric's kind.
     """
     from perfmon.core.gates import Spread, VariantComparison
+    from perfmon.engine.streamed import count_samples
 
+    budget = GATE_SAMPLES_HELD if held is None else held
     array_metrics: set[str] = set()
     session_metrics: set[str] = set()
     for c in configs:
@@ -385,12 +403,23 @@ def gate_columns(configs: Sequence[GateConfig], data: Any) -> Columns:
         target = session_metrics if isinstance(lhs, VariantComparison | Spread) else array_metrics
         target.update(lhs.metrics)
     session_metrics -= array_metrics
+    streamed: dict[str, MetricKind] = {}
+    if array_metrics:
+        counts, latest = count_samples(data.batches(), array_metrics)
+        used = 0
+        for m in sorted(counts, key=lambda m: (counts[m], m)):
+            if used + counts[m] <= budget:
+                used += counts[m]
+            else:
+                streamed[m] = latest[m]
+        array_metrics -= set(streamed)
+        session_metrics |= set(streamed)
     cols = Columns.from_batches(data.batches() if array_metrics else (), array_metrics)
     if not session_metrics:
-        return cols
+        return cols, streamed
     agg = session_aggregates(data.batches(), session_metrics)
     if not agg:
-        return cols
+        return cols, streamed
     names = list(cols.names)
     kinds = list(cols.kinds)
     t_parts, s_parts, c_parts, v_parts = [cols.t], [cols.session], [cols.code], [cols.value]
@@ -406,7 +435,7 @@ def gate_columns(configs: Sequence[GateConfig], data: Any) -> Columns:
     code_all = np.concatenate(c_parts)
     order = np.lexsort((t, code_all))
     code_all = code_all[order]
-    return Columns(
+    columns = Columns(
         t=t[order],
         session=np.concatenate(s_parts)[order],
         code=code_all,
@@ -415,6 +444,7 @@ def gate_columns(configs: Sequence[GateConfig], data: Any) -> Columns:
         kinds=tuple(kinds),
         bounds=np.searchsorted(code_all, np.arange(len(names) + 1)),
     )
+    return columns, streamed
 
 
 def set_spans(sessions: Sequence[Mapping[str, Any]]) -> dict[str, tuple[set[int], float, float]]:
@@ -683,6 +713,7 @@ def evaluate_recorded(
     stats: StatsOptions,
     *,
     allow_mixed_hosts: bool | None = None,
+    held: int | None = None,
 ) -> RecordedGates:
     """Evaluate gates on a run's recorded data, per set (and host) and for the whole run.
 
@@ -692,6 +723,8 @@ def evaluate_recorded(
         stats: statistical options (confidence level, test, bootstrap).
         allow_mixed_hosts: pool the sessions of different hosts (None: as the run's manifest
             says, ``allows_mixed_hosts``).
+        held: samples of reduced metrics held in memory (``gate_columns``; None:
+            ``GATE_SAMPLES_HELD``); the others are streamed, with the same results.
 
     Raises:
         perfmon.core.gates.GateSyntaxError: if a stored gate no longer parses.
@@ -701,10 +734,19 @@ def evaluate_recorded(
         allow_mixed_hosts = allows_mixed_hosts(getattr(data, "manifest", None))
     per_host = judged_per_host(data.sessions, allow_mixed_hosts)
     groups = gate_groups(data.sessions, per_host=per_host)
-    cols = gate_columns(configs, data)
+    cols, streamed = gate_columns(configs, data, held)
     t_max = getattr(data, "t_max", None)
+
+    def stream(source: Any, sessions: Sequence[Mapping[str, Any]], **selection: Any) -> Any:
+        """``source``, answering for the streamed metrics by passes over the recording."""
+        if not streamed:
+            return source
+        from perfmon.engine.streamed import StreamedSource
+
+        return StreamedSource(source, data.batches, streamed, sessions, **selection)
+
     if len(groups) <= 1 and not per_host:
-        source = source_from_table(cols, data.sessions, now=t_max)
+        source = stream(source_from_table(cols, data.sessions, now=t_max), data.sessions)
         return RecordedGates(run=evaluate_gates(configs, source), per_set={})
     per_set: dict[str, list[GateResult]] = {}
     for group in groups:
@@ -717,6 +759,7 @@ def evaluate_recorded(
         source = source_from_table(
             cols, group.rows, keep_sessions=group.ids, system_span=span, now=now
         )
+        source = stream(source, group.rows, keep_sessions=group.ids, system_span=span)
         per_set[group.name] = evaluate_gates(configs, source)
     run = [
         worst_of_groups(per_set, i, config.gate, per_host=per_host)
