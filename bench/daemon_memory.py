@@ -11,7 +11,8 @@ Three parts, each printing figures (``bench/_common.py``):
    the twelve metrics over the whole run (``p95``): held in memory up to
    ``recorded.GATE_SAMPLES_HELD`` samples, streamed past it (``perfmon.engine.streamed``).
 
-2. **Daemon RSS over 20,000 short sessions** (``--quick``: 3,000). The real ``perfmon run
+2. **Daemon RSS over 20,000 short sessions** (``--quick``: 3,000; ``--headless``: the runner
+   of ``perfmon run --headless`` instead, in the CLI's own process). The real ``perfmon run
    --detach`` (daemon, supervisor, psutil sampler, control socket, recorder, gates) runs a
    campaign of ``true`` sessions; the daemon's RSS (psutil) is read every few seconds with
    the number of sessions finished (lines of ``sessions.jsonl``). The figure is the slope
@@ -234,6 +235,33 @@ def _start(campaign: Path, runs: Path, allocator: str | None = None) -> tuple[ps
     return psutil.Process(entry.pid), entry.run_dir
 
 
+def _start_headless(
+    campaign: Path, runs: Path, allocator: str | None = None
+) -> tuple[psutil.Process, Path]:
+    """``perfmon run --headless`` (the runner in the CLI's own process, which executes itself
+    again under perfmon's allocator unless ``allocator`` is given); its process and run
+    directory."""
+    env = _env()
+    if allocator is not None:
+        env["PYTHONMALLOC"] = allocator
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "perfmon", "run", str(campaign), "--headless"]
+        + ["--runs-dir", str(runs)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        dirs = [p for p in runs.glob("*") if p.is_dir()] if runs.is_dir() else []
+        if dirs:
+            return psutil.Process(popen.pid), dirs[0]
+        time.sleep(0.05)
+    popen.kill()
+    raise SystemExit("headless run made no run directory in 60 s")
+
+
 def _sessions_done(run_dir: Path) -> int:
     try:
         with open(run_dir / "sessions.jsonl", "rb") as f:
@@ -313,19 +341,22 @@ def part_sessions(
     allocator: str | None = None,
     sessions: int | None = None,
     rows_out: Path | None = None,
+    headless: bool = False,
 ) -> None:
     n = sessions or (3_000 if quick else 20_000)
+    how = "perfmon run --headless" if headless else "perfmon run --detach"
     with tempfile.TemporaryDirectory() as tmp:
         campaign = Path(tmp) / "sessions.toml"
         campaign.write_text(SESSIONS_TOML.replace("{sessions}", str(n // 2)))
-        proc, run_dir = _start(campaign, Path(tmp) / "runs", allocator)
-        rows = _watch(proc, run_dir, 2.0)
+        start = _start_headless if headless else _start
+        proc, run_dir = start(campaign, Path(tmp) / "runs", allocator)
+        rows = _watch(proc, run_dir, 0.25)
         for line in _daemon_log(run_dir):
             print(f"  daemon.log: {line}")
         _session_timings(run_dir)
     rows = [r for r in rows if r[1] > 0]
     for t, done, rss in rows[:: max(1, len(rows) // 15)]:
-        print(f"  {t:7.1f} s  {done:>7,} sessions  daemon RSS {rss / MiB:7.1f} MiB")
+        print(f"  {t:7.1f} s  {done:>7,} sessions  RSS {rss / MiB:7.1f} MiB")
     warm = [r for r in rows if n * 0.2 <= r[1] < n]
     if len(warm) < 3:
         print("  too few readings past the warm-up")
@@ -356,12 +387,13 @@ def part_sessions(
     soak = slope * 64_800
     emit(
         Figure(
-            name="daemon RSS growth per session past warm-up",
+            name=f"{'headless runner' if headless else 'daemon'} RSS growth per session past "
+            "warm-up",
             value=round(slope, 1),
             unit="bytes/session",
             budget="72 h extrapolation <= 5% of RSS",
             met=soak <= 0.05 * y[0],
-            method=f"real `perfmon run --detach` of {n:,} `true` sessions (PYTHONMALLOC="
+            method=f"real `{how}` of {n:,} `true` sessions (PYTHONMALLOC="
             f"{allocator or 'malloc, set by perfmon'}); least-squares slope "
             "of psutil RSS against sessions finished, past the first 20%",
             detail=f"RSS {y[0] / MiB:.1f} -> {y[-1] / MiB:.1f} MiB over sessions "
@@ -442,6 +474,11 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, help="part 2: this many sessions instead")
     ap.add_argument("--rows", type=Path, help="part 2: write every reading to this CSV file")
     ap.add_argument(
+        "--headless",
+        action="store_true",
+        help="part 2: the runner of `perfmon run --headless` (in the CLI's process) instead",
+    )
+    ap.add_argument(
         "--baseline-src",
         type=Path,
         help="part 1 also runs `perfmon report` from this source tree (e.g. an old checkout's "
@@ -454,7 +491,7 @@ def main() -> None:
         part_report(args.quick, args.baseline_src)
     if 2 in parts:
         print("2. daemon RSS over many short sessions")
-        part_sessions(args.quick, args.allocator, args.sessions, args.rows)
+        part_sessions(args.quick, args.allocator, args.sessions, args.rows, args.headless)
     if 3 in parts:
         print("3. daemon through a flood of samples")
         part_flood(args.quick, args.allocator)

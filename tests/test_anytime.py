@@ -153,3 +153,27 @@ def test_oriented_rate_with_an_unbounded_sequence_does_not_divide_by_zero() -> N
     assert lo == 0.0
     assert hi == math.inf
     assert oriented(r, "regression", "higher") == (0.2, -math.inf, 1.0)
+
+
+def test_the_scale_s_mad_equals_sorting_the_deviations_to_the_last_bit() -> None:
+    """``_sorted_mad`` (O(log n), used at every update of the sequence) gives the very float
+    that sorting every absolute deviation gives: ties, signs, huge and tiny values."""
+    import random
+
+    from perfmon.core.stats import _sorted_mad, _sorted_median
+
+    rng = random.Random(3)
+    for trial in range(4000):
+        n = rng.randint(1, 40)
+        kind = trial % 4
+        if kind == 0:
+            v = [rng.gauss(0, 1) for _ in range(n)]
+        elif kind == 1:
+            v = [rng.randint(-3, 3) * 0.5 for _ in range(n)]
+        elif kind == 2:
+            v = [rng.choice([0.1, 0.2, 0.3, 1e-9, -1e300, 7.0]) for _ in range(n)]
+        else:
+            v = [rng.lognormvariate(0, 3) * rng.choice([1, -1]) for _ in range(n)]
+        v.sort()
+        med = _sorted_median(v)
+        assert _sorted_mad(v, med) == _sorted_median(sorted(abs(x - med) for x in v)), v

@@ -55,6 +55,36 @@ def test_the_trimmer_trims_once_per_interval_whatever_the_tick_rate() -> None:
     assert "heap trimmed 6 times (6 released memory)" in trimmer.summary()
 
 
+def test_many_sessions_bring_the_trim_forward_but_never_within_the_minimum() -> None:
+    clock = FakeClock()
+    calls: list[int] = []
+
+    def trim(pad: int) -> int:
+        calls.append(pad)
+        return 1
+
+    trimmer = HeapTrimmer(10.0, every_sessions=100, min_interval_s=1.0, trim=trim, clock=clock)
+    for _ in range(99):
+        trimmer.note_session()
+    clock.t += 2.0
+    assert not trimmer.tick()  # 99 sessions: not yet due (and 2 s < 10 s)
+    trimmer.note_session()
+    assert trimmer.tick() and calls == [0]  # the 100th: due now, 8 s before the interval
+    for _ in range(500):  # a flood of sessions within the minimum interval
+        trimmer.note_session()
+    clock.t += 0.5
+    assert not trimmer.tick()
+    clock.t += 0.5
+    assert trimmer.tick() and calls == [0, 0]  # at the minimum interval, not before
+    clock.t += 10.0
+    assert trimmer.tick()  # by time, with no session at all
+    off = HeapTrimmer(10.0, every_sessions=0, trim=lambda pad: 1, clock=clock)
+    for _ in range(10_000):
+        off.note_session()
+    clock.t += 5.0
+    assert not off.tick()  # every_sessions = 0: by time only
+
+
 def test_a_trim_that_releases_nothing_is_counted_apart() -> None:
     clock = FakeClock()
     trimmer = HeapTrimmer(1.0, trim=lambda pad: 0, clock=clock)
@@ -172,3 +202,56 @@ def test_the_real_daemon_runs_on_malloc_and_its_workloads_do_not(tmp_path: Path)
     assert "allocator: malloc (set by perfmon for the daemon)" in text
     assert "heap trimmed" in text or "heap trimming unavailable" in text
     assert (run_dir / "logs" / "session-0.stdout.log").read_text() == "unset 0\n"
+
+
+_ANCESTORS = """
+import os
+p, out = os.getppid(), []
+while p > 1:
+    env = open(f"/proc/{p}/environ", "rb").read().split(b"\\0")
+    out.append(f"{p}:{int(b'PYTHONMALLOC=malloc' in env)}")
+    p = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
+print(os.environ.get("PYTHONMALLOC", "unset"), os.environ.get("PERFMON_DAEMON_PYTHONMALLOC", "0"))
+print(" ".join(out))
+"""
+
+
+@pytest.mark.skipif(glibc_malloc_trim() is None, reason="no glibc malloc_trim: no re-exec")
+def test_headless_runs_itself_again_on_malloc_and_its_workloads_do_not(tmp_path: Path) -> None:
+    """``perfmon run --headless`` (the runner in the CLI's own process) executes itself
+    again under ``PYTHONMALLOC=malloc`` (same pid); the workload's environment has neither
+    the variable nor perfmon's mark."""
+    (tmp_path / "ancestors.py").write_text(_ANCESTORS)
+    campaign = tmp_path / "c.toml"
+    campaign.write_text(
+        textwrap.dedent(
+            f"""
+            [campaign]
+            name = "alloc"
+            [[workload]]
+            name = "env"
+            command = ["{{python}}", "{tmp_path / "ancestors.py"}"]
+            [set.one]
+            sessions = 1
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONMALLOC", MALLOC_MARK)}
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "perfmon", "run", str(campaign), "--headless"]
+        + ["--runs-dir", str(runs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    (run_dir,) = runs.iterdir()
+    workload_env, ancestors = (run_dir / "logs" / "session-0.stdout.log").read_text().splitlines()
+    assert workload_env == "unset 0"
+    on_malloc = dict(a.split(":") for a in ancestors.split())
+    assert on_malloc[str(proc.pid)] == "1"  # perfmon itself, after its execve
+    assert list(on_malloc.values()).count("1") == 1  # and no process between it and the workload

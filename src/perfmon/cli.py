@@ -280,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``perfmon`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.whole_process = argv is None  # the command line is this process's (sys.orig_argv)
     if getattr(args, "no_color", False):
         os.environ["NO_COLOR"] = "1"  # honoured by Rich and Textual (https://no-color.org)
     try:
@@ -351,7 +352,15 @@ def _run(args: argparse.Namespace) -> int:
 
     from perfmon.engine.recorder import make_run_dir
 
-    if not args.detach and not args.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
+    no_terminal = not (sys.stdin.isatty() and sys.stdout.isatty())
+    if args.whole_process and not args.detach and (args.headless or no_terminal):
+        # The headless runner lives in this process: give it the daemon's allocator (a heap
+        # that stays flat over a long run, perfmon.engine.heap) before anything happens.
+        from perfmon.engine.heap import reexec_with_system_malloc
+
+        with contextlib.suppress(OSError):
+            reexec_with_system_malloc()
+    if not args.detach and not args.headless and no_terminal:
         print("perfmon: no terminal attached; running headless", file=sys.stderr)
         args.headless = True
     if args.detach or not args.headless:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -1035,6 +1036,46 @@ def _sorted_median(v: Sequence[float]) -> float:
     return v[k // 2] if k % 2 else 0.5 * (v[k // 2 - 1] + v[k // 2])
 
 
+def _sorted_mad(v: Sequence[float], med: float) -> float:
+    """``_sorted_median(sorted(abs(x - med) for x in v))`` for a sorted ``v``, in O(log n).
+
+    The deviations of the values below ``med`` (``med - x``, read from ``med`` outwards) and
+    of the others (``x - med``) are two sorted runs; the order statistics of their union are
+    found by binary search on how many come from the first run (the k-th smallest of two
+    sorted arrays). ``med - x`` is exactly ``abs(x - med)`` for ``x < med`` (IEEE 754
+    subtraction rounds symmetrically), so the result is the same float as sorting.
+    """
+    n = len(v)
+    m = bisect.bisect_left(v, med)
+    p, q = m, n - m
+
+    def a(i: int) -> float:  # i-th smallest deviation below the median
+        return med - v[m - 1 - i]
+
+    def b(j: int) -> float:  # j-th smallest deviation at or above it
+        return v[m + j] - med
+
+    def kth(k: int) -> float:
+        lo, hi = max(0, k + 1 - q), min(k + 1, p)
+        while lo < hi:  # the first i (taken from a) with a(i) >= b(k - i)
+            i = (lo + hi) // 2
+            if k - i >= 0 and a(i) < b(k - i):
+                lo = i + 1
+            else:
+                hi = i
+        i = lo
+        best = -math.inf
+        if i > 0:
+            best = a(i - 1)
+        if k - i >= 0:
+            best = max(best, b(k - i))
+        return best
+
+    if n % 2:
+        return kth(n // 2)
+    return 0.5 * (kth(n // 2 - 1) + kth(n // 2))
+
+
 class ShiftSequence:
     """A confidence sequence for the centre of symmetry of paired differences, by betting.
 
@@ -1103,8 +1144,7 @@ class ShiftSequence:
         if len(past) < 3:
             return _ANYTIME_FIRST_SCALE
         med = _sorted_median(past)
-        mad = _sorted_median(sorted(abs(v - med) for v in past))
-        return max(1.4826 * mad, 1e-4)
+        return max(1.4826 * _sorted_mad(past, med), 1e-4)
 
     def update(self, d: float) -> None:
         """Add one paired difference ``d`` (log baseline - log candidate).

@@ -259,6 +259,7 @@ async def serve(
 
     if trimmer.available:
         runner.snapshot_preparers.append(trim)
+        runner.session_listeners.append(trimmer.note_session)
     log.info("allocator: %s%s", allocator, " (set by perfmon for the daemon)" if ours else "")
     metrics = None
     if metrics_addr is not None:  # ``perfmon run --metrics-addr``; checked by the CLI already

@@ -27,6 +27,7 @@ from perfmon.core.noise import NOISE_BACKGROUND_SHARE, NOISE_BUSY, NOISE_LIMIT
 from perfmon.core.snapshot import Snapshot
 from perfmon.core.text import strip_terminal_escapes
 from perfmon.core.units import format_bytes, format_duration, format_seconds
+from perfmon.engine.heap import HeapTrimmer, restore_workload_environment
 from perfmon.engine.recorded import HOST_SEPARATOR
 from perfmon.engine.runner import Runner, RunOutcome
 
@@ -274,7 +275,15 @@ def run_headless(
             endpoint. An address that cannot be bound returns 2 before anything runs.
     """
     stream = out if out is not None else sys.stdout
+    # Started again under PYTHONMALLOC=malloc by the CLI (perfmon.engine.heap): the workloads
+    # must not inherit it; the heap's free pages go back to the system from the snapshot
+    # thread, as in the daemon.
+    restore_workload_environment()
     runner = Runner(campaign, run_dir)
+    trimmer = HeapTrimmer()
+    if trimmer.available:
+        runner.snapshot_preparers.append(lambda _snap: None if trimmer.tick() else None)
+        runner.session_listeners.append(trimmer.note_session)
     runner.baseline_run = baseline_run
     printer = ProgressPrinter(stream, runner.scheduler.planned_total, heartbeat_s=heartbeat_s)
     runner.session_listeners.append(printer.session)

@@ -47,6 +47,16 @@ takes back its working set within seconds, so trimming more often returns little
 trim of the ~105 MB daemon took a median 9-27 ms (longest 50-190 ms) on a loaded 2-core VM,
 i.e. ~0.1-0.3% of one core at this interval (docs/performance.md, issue 13)."""
 
+TRIM_EVERY_SESSIONS = 500
+"""Sessions after which a trim is due even before ``TRIM_INTERVAL_S`` (at least
+``TRIM_MIN_INTERVAL_S`` apart): a campaign of tiny sessions (hundreds a second) otherwise piles
+up ten seconds of freed pages between trims, a sawtooth of tens of MiB (bench/daemon_memory.py
+--part 2: 104 -> 146 MiB at 350 sessions/s)."""
+
+TRIM_MIN_INTERVAL_S = 1.0
+"""Least seconds between two trims whatever the sessions: at most ~2.7% of one core at the
+longest measured trim (27 ms), in the snapshot thread."""
+
 MALLOC_MARK = "PERFMON_DAEMON_PYTHONMALLOC"
 """Set beside ``PYTHONMALLOC=malloc`` by ``daemon_environment``: tells the daemon the variable
 is perfmon's, to be removed before any workload is started."""
@@ -80,11 +90,15 @@ class HeapTrimmer:
     """Calls ``malloc_trim(0)`` at most every ``interval_s`` seconds; see the module docstring.
 
     Use ``tick`` as a runner snapshot preparer (``Runner.snapshot_preparers``): it is then
-    called 4 times a second in the snapshot thread and trims when the interval has passed.
-    Thread-safe: two concurrent ``tick`` calls never trim twice.
+    called 4 times a second in the snapshot thread and trims when the interval has passed, or
+    when ``every_sessions`` sessions ended since the last trim (``note_session``, a session
+    listener on the loop: one increment) and ``min_interval_s`` has passed. Thread-safe: two
+    concurrent ``tick`` calls never trim twice.
 
     Args:
         interval_s: least seconds between two trims (> 0).
+        every_sessions: sessions after which a trim is due sooner (0: only by time).
+        min_interval_s: least seconds between two trims due by sessions.
         trim: the trim function (``pad`` bytes -> 1 if released); None: glibc's
             (``glibc_malloc_trim``); tests pass a fake.
         clock: a monotonic clock in seconds (tests pass a fake).
@@ -97,12 +111,18 @@ class HeapTrimmer:
         self,
         interval_s: float = TRIM_INTERVAL_S,
         *,
+        every_sessions: int = TRIM_EVERY_SESSIONS,
+        min_interval_s: float = TRIM_MIN_INTERVAL_S,
         trim: Callable[[int], int] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
         self.interval_s = interval_s
+        self.every_sessions = every_sessions
+        self.min_interval_s = min_interval_s
+        self._sessions = 0  # ended since the last trim (written on the loop only)
+        self._sessions_at_trim = 0
         self._trim = trim if trim is not None else glibc_malloc_trim()
         self._clock = clock
         self._lock = threading.Lock()
@@ -123,8 +143,13 @@ class HeapTrimmer:
         """True when there is a ``malloc_trim`` to call (glibc)."""
         return self._trim is not None
 
+    def note_session(self, *_: Any) -> None:
+        """A session ended (a ``Runner.session_listeners`` entry: one increment on the loop)."""
+        self._sessions += 1
+
     def tick(self, *_: Any) -> bool:
-        """Trim if ``interval_s`` has passed since the last trim (or since creation).
+        """Trim if ``interval_s`` has passed since the last trim (or since creation), or
+        ``every_sessions`` sessions ended since it and ``min_interval_s`` has passed.
 
         Args:
             *_: ignored (so that it can be a snapshot preparer, which gets the snapshot).
@@ -134,10 +159,15 @@ class HeapTrimmer:
         """
         if self._trim is None:
             return False
-        now = self._clock()
-        if now - self._last < self.interval_s or not self._lock.acquire(blocking=False):
+        since = self._clock() - self._last
+        sessions = self._sessions - self._sessions_at_trim
+        due = since >= self.interval_s or (
+            0 < self.every_sessions <= sessions and since >= self.min_interval_s
+        )
+        if not due or not self._lock.acquire(blocking=False):
             return False
         try:
+            self._sessions_at_trim = self._sessions
             self.trim_now()
         finally:
             self._lock.release()
@@ -189,6 +219,28 @@ def daemon_environment(environ: Mapping[str, str]) -> dict[str, str]:
         env["PYTHONMALLOC"] = "malloc"
         env[MALLOC_MARK] = "1"
     return env
+
+
+def reexec_with_system_malloc() -> None:
+    """Run this process's command again under ``PYTHONMALLOC=malloc`` (``execve``: same pid,
+    same file descriptors), for ``perfmon run --headless``, whose runner lives in the CLI's
+    own process: without it the headless runner's RSS grows with the run as the daemon's
+    did (pymalloc arenas, about 0.6-1 KiB per session: docs/performance.md).
+
+    Does nothing (returns) when ``PYTHONMALLOC`` is already set (by the user, or by this
+    re-exec: the child sees perfmon's mark and takes both out with
+    ``restore_workload_environment`` before any workload starts), or where there is no glibc
+    ``malloc_trim`` to give pages back. Re-runs ``sys.orig_argv`` with ``sys.executable``, so
+    interpreter options and ``-m perfmon`` or the console script are kept as they were.
+
+    Raises:
+        OSError: if the interpreter cannot be executed (the caller may go on as it is).
+    """
+    if "PYTHONMALLOC" in os.environ or glibc_malloc_trim() is None:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os.execve(sys.executable, list(sys.orig_argv), daemon_environment(os.environ))
 
 
 def restore_workload_environment(environ: MutableMapping[str, str] | None = None) -> bool:
