@@ -245,8 +245,10 @@ def _start_headless(
     if allocator is not None:
         env["PYTHONMALLOC"] = allocator
     popen = subprocess.Popen(
-        [sys.executable, "-m", "perfmon", "run", str(campaign), "--headless"]
-        + ["--runs-dir", str(runs)],
+        [
+            *(sys.executable, "-m", "perfmon", "run", str(campaign)),
+            *("--headless", "--runs-dir", str(runs)),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,

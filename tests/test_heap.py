@@ -239,8 +239,10 @@ def test_headless_runs_itself_again_on_malloc_and_its_workloads_do_not(tmp_path:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONMALLOC", MALLOC_MARK)}
     runs = tmp_path / "runs"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "perfmon", "run", str(campaign), "--headless"]
-        + ["--runs-dir", str(runs)],
+        [
+            *(sys.executable, "-m", "perfmon", "run", str(campaign)),
+            *("--headless", "--runs-dir", str(runs)),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
