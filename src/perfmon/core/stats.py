@@ -36,9 +36,9 @@ Sources:
 
 from __future__ import annotations
 
+import bisect
 import collections
 import functools
-import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
