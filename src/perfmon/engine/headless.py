@@ -282,7 +282,11 @@ def run_headless(
     runner = Runner(campaign, run_dir)
     trimmer = HeapTrimmer()
     if trimmer.available:
-        runner.snapshot_preparers.append(lambda _snap: None if trimmer.tick() else None)
+
+        def trim(_snap: object) -> None:
+            trimmer.tick()
+
+        runner.snapshot_preparers.append(trim)
         runner.session_listeners.append(trimmer.note_session)
     runner.baseline_run = baseline_run
     printer = ProgressPrinter(stream, runner.scheduler.planned_total, heartbeat_s=heartbeat_s)
