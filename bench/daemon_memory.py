@@ -278,6 +278,8 @@ def _watch(proc: psutil.Process, run_dir: Path, every_s: float) -> list[tuple[fl
     rows: list[tuple[float, int, int]] = []
     while True:
         try:
+            if proc.status() == psutil.STATUS_ZOMBIE:  # a headless run's CLI, ended
+                return rows
             rss = proc.memory_info().rss
         except psutil.NoSuchProcess:
             return rows

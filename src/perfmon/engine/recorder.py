@@ -1107,33 +1107,51 @@ def _sessions_jsonl(path: Path) -> tuple[list[dict[str, Any]], int, bool]:
 
     Lines that are not JSON objects with ``session_row``'s keys and types are dropped too.
     """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], 0, False
-    except OSError:
-        return [], 1, False
     rows: list[dict[str, Any]] = []
     dropped = 0
     last_dropped = False
-    lines = data.split(b"\n")
-    for raw in lines:
-        last_dropped = False
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            dropped += 1
-            last_dropped = True
-            continue
-        if _valid_session_row(row):
-            rows.append(row)
-        else:
-            dropped += 1
-            last_dropped = True
-    torn_tail = dropped == 1 and last_dropped and bool(lines[-1].strip())
+    raw = b""
+    memo: dict[str, str] = {}
+    try:
+        with open(path, "rb") as f:  # line by line: never the file and its lines at once
+            for raw in f:
+                last_dropped = False
+                if not raw.strip():
+                    continue
+                try:
+                    row = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, ValueError, RecursionError):
+                    dropped += 1
+                    last_dropped = True
+                    continue
+                if _valid_session_row(row):
+                    rows.append(_shared_strings(row, memo))
+                else:
+                    dropped += 1
+                    last_dropped = True
+    except FileNotFoundError:
+        return [], 0, False
+    except OSError:
+        return rows, dropped + 1, False
+    torn_tail = dropped == 1 and last_dropped and not raw.endswith(b"\n") and bool(raw.strip())
     return rows, dropped, torn_tail
+
+
+_SHARED_MAX = 64
+"""String values up to this many characters are shared between session rows."""
+
+
+def _shared_strings(row: dict[str, Any], memo: dict[str, str]) -> dict[str, Any]:
+    """``row`` with its keys and short string values shared through ``memo``: every row has
+    the same 25 keys and mostly the same few values (``ok``, the variant, the set), which
+    ``json.loads`` would otherwise make again for each of a soak's tens of thousands of rows
+    (about 1.2 KB a row)."""
+    return {
+        memo.setdefault(k, k): memo.setdefault(v, v)
+        if type(v) is str and len(v) <= _SHARED_MAX
+        else v
+        for k, v in row.items()
+    }
 
 
 def _write_sessions_parquet(rows: Sequence[dict[str, Any]], dest: Path) -> None:
@@ -1163,6 +1181,18 @@ def _write_sessions_parquet(rows: Sequence[dict[str, Any]], dest: Path) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _check_sessions_parquet(path: Path) -> None:
+    """Check that ``sessions.parquet`` reads back (page checksums, full Arrow validation),
+    one row group at a time, without making its rows into Python objects.
+
+    Raises:
+        pa.ArrowException / OSError / ValueError / ...: if the file is unreadable.
+    """
+    pf = pq.ParquetFile(path, page_checksum_verification=True)
+    for i in range(pf.num_row_groups):
+        pf.read_row_group(i).validate(full=True)
 
 
 def _read_sessions_parquet(path: Path) -> tuple[list[dict[str, Any]], int]:
@@ -1384,7 +1414,7 @@ def read_run_meta(run_dir: Path) -> RunMeta:
             damage.append(problems[-1])
     if jsonl.exists() and (run_dir / SESSIONS_PARQUET).exists():
         try:  # the copy made at close: checked, not used (sessions.jsonl is the record)
-            _read_sessions_parquet(run_dir / SESSIONS_PARQUET)
+            _check_sessions_parquet(run_dir / SESSIONS_PARQUET)
         except (*_READ_ERRORS, RecursionError) as exc:
             problems.append(
                 f"{SESSIONS_PARQUET} unreadable ({_one_line(exc)}); {SESSIONS_JSONL} used"
