@@ -17,8 +17,9 @@ Three parts, each printing figures (``bench/_common.py``):
    campaign of ``true`` sessions; the daemon's RSS (psutil) is read every few seconds with
    the number of sessions finished (lines of ``sessions.jsonl``). The figure is the slope
    of the RSS floor (the lowest reading in each tenth of the sessions past the first 20%)
-   against sessions, by least squares, in bytes per session, and its 72-hour extrapolation at ``samples/soak.toml``'s rate (one
-   session every 4 s: 64,800 sessions).
+   against sessions, by least squares, in bytes per session, and its 72-hour extrapolation
+   at ``samples/soak.toml``'s rate (one session every 4 s: 64,800 sessions; ``--sessions
+   64800`` runs that many).
 
 3. **Daemon through a 10M-sample run** (``--quick``: 2M). One session writes samples through
    the probe protocol (``PERFMON_FD``) as fast as it can; the daemon's RSS is read during
