@@ -174,22 +174,7 @@ class ArrayMetricSource:
         key = canonical(where)
         ids = self._match_cache.get(key)
         if ids is None:
-            ids = np.asarray(
-                [
-                    int(r["id"])
-                    for r in self._sessions
-                    if selector_matches(
-                        key,
-                        session_labels(
-                            variant=str(r.get("variant", "")),
-                            workload=str(r.get("workload", "")),
-                            set_name=str(r.get("set_name", "")),
-                            params=(r.get("params") or {}).items(),
-                        ),
-                    )
-                ],
-                dtype=np.int64,
-            )
+            ids = np.asarray(matching_sessions(self._sessions, key), dtype=np.int64)
             self._match_cache[key] = ids
         sids = self._sids.get(metric)
         if sids is None:
@@ -392,3 +377,29 @@ class ArrayMetricSource:
 
 
 _FUNCS = ("max", "min", "mean", "median", "quantile", "sum", "count", "last")
+
+
+def matching_sessions(sessions: Iterable[Mapping[str, Any]], where: Selector) -> list[int]:
+    """The ids of the session rows whose labels match ``where``.
+
+    A row's labels are its ``variant``, ``workload``, ``set_name`` (label ``set``) and
+    ``params`` (``perfmon.core.labels.session_labels``).
+
+    Args:
+        sessions: session rows (``perfmon.engine.recorder.session_row``'s keys).
+        where: label matchers (``perfmon.core.labels``).
+    """
+    key = canonical(where)
+    return [
+        int(r["id"])
+        for r in sessions
+        if selector_matches(
+            key,
+            session_labels(
+                variant=str(r.get("variant", "")),
+                workload=str(r.get("workload", "")),
+                set_name=str(r.get("set_name", "")),
+                params=(r.get("params") or {}).items(),
+            ),
+        )
+    ]

@@ -33,8 +33,8 @@ import numpy as np
 import pyarrow as pa
 
 from perfmon.core.aggregate import window_bounds
-from perfmon.core.datasource import POINTS_MAX, ArrayMetricSource
-from perfmon.core.labels import Selector, canonical, selector_matches, session_labels
+from perfmon.core.datasource import POINTS_MAX, ArrayMetricSource, matching_sessions
+from perfmon.core.labels import Selector, canonical, selector_matches
 from perfmon.core.model import SYSTEM_SESSION, MetricKind
 
 __all__ = ["BUCKET_COLLECT", "StreamedSource", "count_samples", "select_ranks"]
@@ -217,21 +217,8 @@ class StreamedSource:
 
     def _matching(self, where: Selector) -> tuple[Any, bool]:
         """Session ids whose labels match ``where``, and whether machine-wide samples do."""
-        key = canonical(where)
-        ids = [
-            int(r["id"])
-            for r in self._sessions
-            if selector_matches(
-                key,
-                session_labels(
-                    variant=str(r.get("variant", "")),
-                    workload=str(r.get("workload", "")),
-                    set_name=str(r.get("set_name", "")),
-                    params=(r.get("params") or {}).items(),
-                ),
-            )
-        ]
-        return np.asarray(sorted(ids), dtype=np.int64), selector_matches(key, {})
+        ids = matching_sessions(self._sessions, where)
+        return np.asarray(sorted(ids), dtype=np.int64), selector_matches(canonical(where), {})
 
     def _scan(
         self, metric: str, t_range: tuple[float, float] | None, where: Selector
