@@ -268,8 +268,10 @@ def test_live_gates_over_several_hosts_are_judged_per_host_as_the_end_judges_the
     (perfmon.engine.host_lanes), never on a pooled figure: the board shows both hosts'
     groups, and the live states converge on the final per-host verdict."""
     snapshots: list[Snapshot] = []
+    # 20 pairs per host: the speedup is decided at 7, so ~26 sessions run after it (~0.5 s at
+    # this pace), time for the gate worker to judge the lanes even on a loaded machine
     outcome = run(
-        tmp_path, script(alternate, slow_on="gpu-b"), sessions=20, pace=0.01, snapshots=snapshots
+        tmp_path, script(alternate, slow_on="gpu-b"), sessions=40, pace=0.01, snapshots=snapshots
     )
     assert outcome.exit_status == EXIT_FAIL
     two_hosts = [s for s in snapshots if s.state == "running" and s.sessions_done >= 8]
