@@ -300,6 +300,24 @@ def test_live_gates_over_several_hosts_are_judged_per_host_as_the_end_judges_the
     assert [name for name, _, _ in final.gates[1].per_set] == ["golden @ gpu-a", "golden @ gpu-b"]
 
 
+def test_the_live_comparison_panel_compares_each_host_apart(tmp_path: Path) -> None:
+    """On two hosts the panel has one row per (set, host) group, each host's candidate
+    against its own baseline (2x faster on gpu-a, 1.5x slower on gpu-b), never the pooled
+    median; the final panel too."""
+    snapshots: list[Snapshot] = []
+    run(tmp_path, script(alternate, slow_on="gpu-b"), sessions=20, pace=0.01, snapshots=snapshots)
+    panels = [s.comparison for s in snapshots if s.comparison is not None]
+    assert panels, "no comparison panel"
+    final = panels[-1]
+    rows = final.rows_of("session_seconds")
+    assert [r.set_name for r in rows] == ["golden @ gpu-a", "golden @ gpu-b"]
+    assert len({r.key for r in final.rows}) == len(final.rows)  # one key per host's row
+    (fast,), (slow,) = rows[0].ratios, rows[1].ratios
+    assert fast.factor is not None and fast.factor > 1.9
+    assert slow.factor is not None and 0.6 < slow.factor < 0.7
+    assert [len(side.values) for side in rows[0].sides] == [10, 10]  # its own host's only
+
+
 def test_a_live_gate_judged_before_the_second_host_came_is_not_shown_as_per_host(
     tmp_path: Path,
 ) -> None:

@@ -58,6 +58,8 @@ class HostLanes:
     Args:
         gates: the campaign's gates (``perfmon.core.campaign.GateConfig``): their metrics,
             label selections and windows decide what a lane keeps.
+        extra_metrics: other per-session metrics a lane keeps (the comparison panel's,
+            ``perfmon.engine.live_compare.panel_metrics``), counted as gated below.
         run_id / campaign / run_dir / started_t: as ``LiveState``'s (the lanes' own
             snapshots are never built; these name them in logs).
 
@@ -70,12 +72,13 @@ class HostLanes:
         self,
         gates: Sequence[Any],
         *,
+        extra_metrics: Iterable[str] = (),
         run_id: str,
         campaign: str,
         run_dir: str,
         started_t: float,
     ) -> None:
-        self._gated = frozenset(m for g in gates for m in g.gate.metrics)
+        self._gated = frozenset(m for g in gates for m in g.gate.metrics) | frozenset(extra_metrics)
         self._selections = live_selections(gates)
         self._windows = {g.window_s for g in gates if g.window_s is not None}
         self._names = (run_id, campaign, run_dir, started_t)

@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_METRICS",
     "OUTLIER_Z",
     "build_panel",
+    "merge_panels",
     "panel_metrics",
     "ratio_text",
     "side_of",
@@ -221,6 +222,7 @@ def build_panel(
     finished: bool = False,
     max_rows: int = MAX_COMPARISON_ROWS,
     max_values: int = MAX_COMPARISON_VALUES,
+    set_suffix: str = "",
 ) -> ComparisonPanel | None:
     """Compare each variant with the reference, per group and metric, from per-session values.
 
@@ -238,6 +240,8 @@ def build_panel(
         finished: the run has ended (a fixed-n ratio is no longer provisional).
         max_rows: most rows (over all metrics, ``metrics`` order first); the rest counted.
         max_values: most per-session values carried per side (the latest).
+        set_suffix: appended to each row's set name and key (``" @ gpu-a"``: a panel of one
+            host's sessions, ``merge_panels``).
 
     Returns:
         The panel, or None when no group has two variants with values (nothing to compare).
@@ -272,9 +276,9 @@ def build_panel(
             params = " ".join(f"{k}={v}" for k, v in group.params)
             rows.append(
                 ComparisonRow(
-                    key=f"{metric}|{group.set_name}|{group.workload}|{params}",
+                    key=f"{metric}|{group.set_name}{set_suffix}|{group.workload}|{params}",
                     metric=metric,
-                    set_name=group.set_name,
+                    set_name=f"{group.set_name}{set_suffix}",
                     workload=group.workload,
                     params=params,
                     sides=tuple(side_of(v, per[v], max_values) for v in order),
@@ -289,7 +293,7 @@ def build_panel(
                             options=options,
                             planned=planned.get(group.set_name),
                             finished=finished,
-                            key=("panel", metric, against, v, group),
+                            key=("panel", metric, against, v, group, set_suffix),
                         )
                         for v, against in pairs
                     ),
@@ -305,4 +309,34 @@ def build_panel(
         min_sessions=options.min_sessions,
         rows=tuple(rows),
         rows_total=total,
+    )
+
+
+def merge_panels(
+    panels: Sequence[ComparisonPanel | None], max_rows: int = MAX_COMPARISON_ROWS
+) -> ComparisonPanel | None:
+    """One panel from panels of different sessions (one per (set, host) lane on a fleet,
+    ``build_panel(..., set_suffix=" @ HOST")``): each metric's rows, panel after panel, the
+    metrics in first-seen order, at most ``max_rows`` rows (``rows_total`` counts them all).
+
+    Args:
+        panels: the panels (None: a lane with nothing to compare yet).
+        max_rows: most rows kept.
+
+    Returns:
+        The merged panel, or None when every panel is None.
+    """
+    present = [p for p in panels if p is not None]
+    if not present:
+        return None
+    metrics = tuple(dict.fromkeys(m for p in present for m in p.metrics))
+    rows = [r for m in metrics for p in present for r in p.rows_of(m)]
+    first = present[0]
+    return ComparisonPanel(
+        metrics=metrics,
+        inference=first.inference,
+        confidence=first.confidence,
+        min_sessions=first.min_sessions,
+        rows=tuple(rows[:max_rows]),
+        rows_total=sum(p.rows_total for p in present),
     )

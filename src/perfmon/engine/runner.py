@@ -310,6 +310,7 @@ class Runner:
         if not campaign.executor.allow_mixed_hosts:
             self._lanes = HostLanes(
                 campaign.gates,
+                extra_metrics=self._panel_metrics(),
                 run_id=self.run_id,
                 campaign=campaign.name,
                 run_dir=str(run_dir),
@@ -853,20 +854,30 @@ class Runner:
         )
 
     def _panel(self, source: Any, finished: bool = False) -> ComparisonPanel | None:
-        """Build the comparison panel from ``source`` (in the gate worker's thread)."""
-        from perfmon.engine.live_compare import build_panel
+        """Build the comparison panel from ``source`` (in the gate worker's thread); on a run
+        of several hosts, one panel per (set, host) lane, merged (issue 16: a ratio is only
+        ever between sessions of one host)."""
+        from perfmon.engine.live_compare import build_panel, merge_panels
 
         camp = self.campaign
-        return build_panel(
-            source,
-            metrics=self._panel_metrics(),
-            reference=camp.reference,
-            directions=camp.directions,
-            options=camp.stats,
-            planned={s.name: s.sessions if s.duration_s is None else None for s in camp.sets},
-            variant_order=[v.name for v in camp.variants],
-            finished=finished,
-        )
+        kw: dict[str, Any] = {
+            "metrics": self._panel_metrics(),
+            "reference": camp.reference,
+            "directions": camp.directions,
+            "options": camp.stats,
+            "planned": {s.name: s.sessions if s.duration_s is None else None for s in camp.sets},
+            "variant_order": [v.name for v in camp.variants],
+            "finished": finished,
+        }
+        lanes = self._lane_groups()
+        if lanes:
+            return merge_panels(
+                [
+                    build_panel(lane, set_suffix=name[name.index(" @ ") :], **kw)
+                    for name, lane in lanes
+                ]
+            )
+        return build_panel(source, **kw)
 
     def _build_and_prepare(self, parts: dict[str, Any]) -> Snapshot:
         """In the snapshot thread: build the snapshot, then run the preparers on it."""
