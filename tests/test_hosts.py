@@ -318,6 +318,41 @@ def test_the_live_comparison_panel_compares_each_host_apart(tmp_path: Path) -> N
     assert [len(side.values) for side in rows[0].sides] == [10, 10]  # its own host's only
 
 
+def test_a_session_the_noise_guard_repeats_is_not_counted_ok_in_its_lane(tmp_path: Path) -> None:
+    """The lanes get each session's update after the noise guard, as the pooled live state
+    does: an attempt it marks NOISY counts as finished OK in neither."""
+    from perfmon.core.model import SessionResult, SessionStatus
+
+    campaign = load_campaign(write_campaign(tmp_path))
+    runner = Runner(
+        campaign,
+        make_run_dir(tmp_path / "runs", campaign.name, time.time()),
+        executor_factory=FakeExecutor.factory(script(alternate)),
+        sample_system=False,
+    )
+    spec = runner.scheduler.next_session()
+    assert spec is not None
+
+    def noisy(r: SessionResult) -> None:  # the guard's verdict on the session's last update
+        if r.status.finished:
+            r.status = SessionStatus.NOISY
+
+    runner._noise_update = noisy  # type: ignore[method-assign]
+    result = SessionResult(spec=spec, status=SessionStatus.RUNNING)
+    result.host, result.host_fingerprint = "gpu-a", FP_1
+    runner._on_update(result)
+    result.status = SessionStatus.OK  # the executor's final update, then the guard's
+    runner._on_update(result)
+    assert result.status is SessionStatus.NOISY
+    with runner._live_lock:
+        runner._apply_pending()
+    assert runner._lanes is not None
+    ((name, lane),) = runner._lanes.lanes()
+    assert name == "golden @ gpu-a"
+    (group,) = lane.session_groups()
+    assert lane.finished_sessions(group) == runner.live.finished_sessions(group) == 0
+
+
 def test_a_live_gate_judged_before_the_second_host_came_is_not_shown_as_per_host(
     tmp_path: Path,
 ) -> None:

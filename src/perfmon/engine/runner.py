@@ -656,12 +656,11 @@ class Runner:
         self._maybe_schedule_profile(result)
 
     def _note_host(self, result: SessionResult) -> None:
-        """A session update with its host (on the loop): record the host's fingerprint, feed
-        the session's (set, host) lane, and judge the lanes once the run has several hosts."""
+        """A session update with its host (on the loop): record the host's fingerprint, and
+        judge the lanes once the run has several hosts (``_update_live`` feeds them)."""
         self._hosts.setdefault(result.host, set()).add(result.host_fingerprint)
         if self._lanes is None:
             return
-        self._mutate(self._lanes.update, dataclasses.replace(result))
         key = (result.spec.set_name or "default", result.host)
         per_host = pools_hosts(self._hosts) and all(
             len(set(fps) - {""}) <= 1 for fps in self._hosts.values()
@@ -685,8 +684,13 @@ class Runner:
         ]
 
     def _update_live(self, result: SessionResult) -> None:
-        # A copy: the executor goes on mutating its own while the update may wait in the queue.
-        self._mutate(self.live.update_session, dataclasses.replace(result))
+        # A copy: the executor goes on mutating its own while the update may wait in the queue
+        # (both live states copy what they keep). The lanes get the same update, after the
+        # noise guard has had its say (a repeated attempt is NOISY in every live state).
+        copy = dataclasses.replace(result)
+        self._mutate(self.live.update_session, copy)
+        if self._lanes is not None and self._lane_keys:  # a session reported a host
+            self._mutate(self._lanes.update, copy)
         if result.status.finished:
             self.gate_worker.note_sessions()
 
