@@ -121,6 +121,7 @@ def run(
         sample_system=False,
         snapshot_hz=50.0,
         gate_interval_s=0.0,
+        gate_cost_factor=0.0,  # judge live gates on every change: no throttle to outrun
     )
     if snapshots is not None:
         runner.snapshot_listeners.append(snapshots.append)
@@ -337,7 +338,7 @@ def test_a_session_the_noise_guard_repeats_is_not_counted_ok_in_its_lane(tmp_pat
         if r.status.finished:
             r.status = SessionStatus.NOISY
 
-    runner._noise_update = noisy  # type: ignore[method-assign]
+    runner._noise_update = noisy  # type: ignore[method-assign,assignment]
     result = SessionResult(spec=spec, status=SessionStatus.RUNNING)
     result.host, result.host_fingerprint = "gpu-a", FP_1
     runner._on_update(result)
