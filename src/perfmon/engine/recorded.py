@@ -38,6 +38,13 @@ from perfmon.core.datasource import ArrayMetricSource
 from perfmon.core.gates import evaluate_gates, parse_gate, short_value
 from perfmon.core.model import SYSTEM_SESSION, GateResult, GateState, MetricKind
 from perfmon.core.stats import StatsOptions
+from perfmon.engine.streamed import (
+    StreamedSource,
+    count_samples,
+    from_key,
+    numpy_lerp,
+    order_keys,
+)
 
 _SEVERITY = {
     GateState.FAIL: 3,
@@ -393,7 +400,6 @@ def gate_columns(
         metric's kind.
     """
     from perfmon.core.gates import Spread, VariantComparison
-    from perfmon.engine.streamed import count_samples
 
     budget = GATE_SAMPLES_HELD if held is None else held
     array_metrics: set[str] = set()
@@ -741,8 +747,6 @@ def evaluate_recorded(
         """``source``, answering for the streamed metrics by passes over the recording."""
         if not streamed:
             return source
-        from perfmon.engine.streamed import StreamedSource
-
         return StreamedSource(source, data.batches, streamed, sessions, **selection)
 
     if len(groups) <= 1 and not per_host:
@@ -823,21 +827,6 @@ BUCKET_COLLECT_MAX = 1 << 14
 RADIX_GROUP = 16
 """Large metrics resolved per group of passes (each holds a 65,536-bin histogram per rank)."""
 
-_SIGN = np.uint64(1 << 63)
-
-
-def _order_keys(v: Any) -> Any:
-    """Map finite float64 values to uint64 keys with the same order (IEEE 754 total order:
-    flip every bit of negatives, the sign bit of the rest)."""
-    u = np.ascontiguousarray(v, dtype=np.float64).view(np.uint64)
-    return np.where(u & _SIGN, ~u, u | _SIGN)
-
-
-def _from_key(k: int) -> float:
-    u = np.uint64(k)
-    bits = u & ~_SIGN if u & _SIGN else ~u
-    return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
-
 
 def _quantile_ranks(n: int) -> dict[str, tuple[int, int, float]]:
     """Order statistics (0-based) and weights of numpy's median and linear p95 over ``n``
@@ -847,12 +836,6 @@ def _quantile_ranks(n: int) -> dict[str, tuple[int, int, float]]:
     vi = (n - 1) * 0.95
     k = int(np.floor(vi))
     return {"median": (lo, hi, 0.5), "p95": (k, min(k + 1, n - 1), vi - k)}
-
-
-def _lerp(a: float, b: float, g: float) -> float:
-    """numpy's ``_lerp`` (the form ``numpy.percentile`` uses, exact at both ends)."""
-    d = b - a
-    return float(b - d * (1 - g)) if g >= 0.5 else float(a + d * g)
 
 
 class _Decoded:
@@ -1028,7 +1011,7 @@ def _radix_quantiles(
             sel = np.isin(d.code, list(wanted)) & np.isfinite(d.value)
             if not sel.any():
                 continue
-            cs, keys = d.code[sel], _order_keys(d.value[sel])
+            cs, keys = d.code[sel], order_keys(d.value[sel])
             for c, prefix, bits in (*hists, *collect):
                 m = cs == c
                 if bits:
@@ -1047,7 +1030,7 @@ def _radix_quantiles(
             prefix, bits, rr = s[0], s[1], s[2]
             if (c, prefix, bits) in collect:
                 ks = np.sort(np.concatenate(collect[(c, prefix, bits)] or [np.empty(0, np.uint64)]))
-                found[(c, r)] = _from_key(int(ks[rr]))
+                found[(c, r)] = from_key(int(ks[rr]))
                 continue
             hist = hists[(c, prefix, bits)]
             cum = np.cumsum(hist)
@@ -1056,13 +1039,13 @@ def _radix_quantiles(
             s[:] = [(prefix << 16) | digit, bits + 16, rr - below]
             s.append(int(hist[digit]))  # the bucket's size, for _bucket_size
             if bits + 16 == 64:
-                found[(c, r)] = _from_key(s[0])
+                found[(c, r)] = from_key(s[0])
     out: dict[int, dict[str, float]] = {}
     for c, size in sizes.items():
         res: dict[str, float] = {}
         for name, (lo, hi, g) in _quantile_ranks(size).items():
             a, b2 = found[(c, lo)], found[(c, hi)]
-            res[name] = float(np.mean([a, b2])) if name == "median" else _lerp(a, b2, g)
+            res[name] = float(np.mean([a, b2])) if name == "median" else numpy_lerp(a, b2, g)
         out[c] = res
     return out
 

@@ -37,7 +37,15 @@ from perfmon.core.datasource import POINTS_MAX, ArrayMetricSource, matching_sess
 from perfmon.core.labels import Selector, canonical, selector_matches
 from perfmon.core.model import SYSTEM_SESSION, MetricKind
 
-__all__ = ["BUCKET_COLLECT", "StreamedSource", "count_samples", "select_ranks"]
+__all__ = [
+    "BUCKET_COLLECT",
+    "StreamedSource",
+    "count_samples",
+    "from_key",
+    "numpy_lerp",
+    "order_keys",
+    "select_ranks",
+]
 
 BUCKET_COLLECT = 1 << 16
 """A radix bucket of at most this many values is collected and sorted (0.5 MiB)."""
@@ -88,13 +96,16 @@ def count_samples(
     return counts, {m: MetricKind(k) for m, (_, k) in latest.items()}
 
 
-def _keys(v: Any) -> Any:
-    """Finite float64 -> uint64 with the same order (IEEE 754 total order)."""
+def order_keys(v: Any) -> Any:
+    """Map finite float64 values to uint64 keys with the same order (IEEE 754 total order:
+    flip every bit of negatives, the sign bit of the rest); the radix selections here and in
+    ``perfmon.engine.recorded.metric_summaries`` work on these."""
     u = np.ascontiguousarray(v, dtype=np.float64).view(np.uint64)
     return np.where(u & _SIGN, ~u, u | _SIGN)
 
 
-def _value(k: int) -> float:
+def from_key(k: int) -> float:
+    """The float64 an ``order_keys`` key stands for."""
     u = np.uint64(k)
     bits = u & ~_SIGN if u & _SIGN else ~u
     return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
@@ -133,7 +144,7 @@ def select_ranks(values: Callable[[], Iterable[Any]], ranks: Collection[int]) ->
         for v in values():
             if not len(v):
                 continue
-            keys = _keys(v)
+            keys = order_keys(v)
             for prefix, bits in (*hists, *collect):
                 k = keys[(keys >> np.uint64(64 - bits)) == np.uint64(prefix)] if bits else keys
                 if not k.size:
@@ -149,7 +160,7 @@ def select_ranks(values: Callable[[], Iterable[Any]], ranks: Collection[int]) ->
                 ks = np.sort(np.concatenate(collect[(prefix, bits)] or [np.empty(0, np.uint64)]))
                 if not 0 <= within < ks.size:
                     raise ValueError(f"rank {r} out of range")
-                found[r] = _value(int(ks[within]))
+                found[r] = from_key(int(ks[within]))
                 continue
             cum = np.cumsum(hists[(prefix, bits)])
             if not 0 <= within < int(cum[-1]):
@@ -159,12 +170,13 @@ def select_ranks(values: Callable[[], Iterable[Any]], ranks: Collection[int]) ->
             size = int(hists[(prefix, bits)][digit])
             s[:] = [(prefix << 16) | digit, bits + 16, within - below, size]
             if bits + 16 == 64:
-                found[r] = _value(s[0])
+                found[r] = from_key(s[0])
     return found
 
 
-def _lerp(a: float, b: float, g: float) -> float:
-    """numpy's ``_lerp``, as ``numpy.quantile(method="linear")`` interpolates."""
+def numpy_lerp(a: float, b: float, g: float) -> float:
+    """numpy's ``_lerp``, as ``numpy.quantile(method="linear")`` and ``numpy.percentile``
+    interpolate (exact at both ends)."""
     d = b - a
     return float(b - d * (1 - g)) if g >= 0.5 else float(a + d * g)
 
@@ -337,7 +349,7 @@ class StreamedSource:
         k = math.floor(vi)
         k2 = min(k + 1, n - 1)
         found = select_ranks(lambda: (v for _, v in self._scan(metric, t_range, where)), {k, k2})
-        return _lerp(found[k], found[k2], vi - k), n
+        return numpy_lerp(found[k], found[k2], vi - k), n
 
     def points(
         self, metric: str, *, window_s: float | None = None, where: Selector = ()
