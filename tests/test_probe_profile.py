@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -62,6 +62,16 @@ def test_a_real_py_spy_profile_shows_no_perfmon_thread(tmp_path: Path) -> None:
     )
     os.close(w)
     drained = 0
+
+    def drain() -> None:
+        # Drain the channel as perfmon does, while py-spy samples, so the workload never
+        # blocks on a full pipe (a blocked write would put every sample in the probe).
+        nonlocal drained
+        while chunk := os.read(r, 1 << 16):
+            drained += len(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"ready\n"
@@ -76,16 +86,14 @@ def test_a_real_py_spy_profile_shows_no_perfmon_thread(tmp_path: Path) -> None:
         )
         if spy.returncode != 0 or not raw.exists():
             pytest.skip(f"py-spy could not attach: {spy.stderr.decode(errors='replace')[-300:]}")
-        # Drain the channel as perfmon does, so the workload never blocks on a full pipe.
-        deadline = time.monotonic() + 60
-        while chunk := os.read(r, 1 << 16):
-            drained += len(chunk)
-            assert time.monotonic() < deadline
         assert proc.wait(timeout=60) == 0
+        reader.join(timeout=60)  # the workload's end closes the channel
+        assert not reader.is_alive()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        reader.join(timeout=10)
         os.close(r)
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
